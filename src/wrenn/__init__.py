@@ -1,0 +1,73 @@
+"""wrenn: the structured-concurrency Python SDK for the Wrenn microVM platform.
+
+The async API runs unchanged under asyncio and trio (it is written against anyio)::
+
+    async with AsyncWrennClient() as client:
+        capsules = await client.capsules.list()
+
+Every exception the SDK raises derives from :class:`WrennError`.
+"""
+
+from __future__ import annotations
+
+from . import exceptions as exceptions
+from . import models as models
+from ._client import AsyncWrennClient as AsyncWrennClient
+from ._config import ClientConfig as ClientConfig
+from ._config import Secret as Secret
+from ._version import __version__ as __version__
+from .exceptions import WrennAgentError as WrennAgentError
+from .exceptions import WrennAPIError as WrennAPIError
+from .exceptions import WrennAuthenticationError as WrennAuthenticationError
+from .exceptions import WrennConfigurationError as WrennConfigurationError
+from .exceptions import WrennConflictError as WrennConflictError
+from .exceptions import WrennConnectionError as WrennConnectionError
+from .exceptions import WrennError as WrennError
+from .exceptions import WrennForbiddenError as WrennForbiddenError
+from .exceptions import WrennHostHasCapsulesError as WrennHostHasCapsulesError
+from .exceptions import WrennHostUnavailableError as WrennHostUnavailableError
+from .exceptions import WrennInternalError as WrennInternalError
+from .exceptions import WrennInvalidStateError as WrennInvalidStateError
+from .exceptions import WrennNameTakenError as WrennNameTakenError
+from .exceptions import WrennNotFoundError as WrennNotFoundError
+from .exceptions import WrennProtocolError as WrennProtocolError
+from .exceptions import WrennRateLimitError as WrennRateLimitError
+from .exceptions import WrennTimeoutError as WrennTimeoutError
+from .exceptions import WrennTooLargeError as WrennTooLargeError
+from .exceptions import WrennTransportError as WrennTransportError
+from .exceptions import WrennUnavailableError as WrennUnavailableError
+from .exceptions import WrennValidationError as WrennValidationError
+
+__all__ = [
+    "AsyncWrennClient",
+    "ClientConfig",
+    "Secret",
+    "WrennAPIError",
+    "WrennAgentError",
+    "WrennAuthenticationError",
+    "WrennConfigurationError",
+    "WrennConflictError",
+    "WrennConnectionError",
+    "WrennError",
+    "WrennForbiddenError",
+    "WrennHostHasCapsulesError",
+    "WrennHostUnavailableError",
+    "WrennInternalError",
+    "WrennInvalidStateError",
+    "WrennNameTakenError",
+    "WrennNotFoundError",
+    "WrennProtocolError",
+    "WrennRateLimitError",
+    "WrennTimeoutError",
+    "WrennTooLargeError",
+    "WrennTransportError",
+    "WrennUnavailableError",
+    "WrennValidationError",
+    "__version__",
+    "exceptions",
+    "models",
+]
+
+for _name in ("AsyncWrennClient", "ClientConfig", "Secret"):
+    globals()[_name].__module__ = __name__
+del _name

@@ -1,0 +1,123 @@
+"""``AsyncWrennClient``: configuration, the HTTP transport and the REST resources."""
+
+from __future__ import annotations
+
+import ssl
+from types import TracebackType
+from typing import Self, final
+
+from ._config import ClientConfig
+from ._http import HTTPTransport
+from ._httpx import httpx
+from ._resources import (
+    AsyncAPIKeys,
+    AsyncAuth,
+    AsyncCapsules,
+    AsyncEvents,
+    AsyncHosts,
+    AsyncSnapshots,
+)
+
+__all__ = ["AsyncWrennClient"]
+
+
+@final
+class AsyncWrennClient:
+    """The async entry point of the SDK; runs unchanged under asyncio and trio.
+
+    Args:
+        api_key: The team API key (``wrn_...``); defaults to ``WRENN_API_KEY``.
+        token: A user JWT sent as ``Authorization: Bearer``; defaults to ``WRENN_TOKEN``.
+            Needed only for account routes (API keys, hosts). When both are set the API
+            key authenticates capsule routes.
+        base_url: The API root; defaults to ``WRENN_BASE_URL``, then
+            ``https://app.wrenn.dev/api``. Given with or without ``/api``.
+        proxy_domain: Domain of the capsule port proxy; defaults to
+            ``WRENN_PROXY_DOMAIN``, then derived from the base URL.
+        timeout: Deadline in seconds for one call (all retries included).
+        connect_timeout: Deadline for opening one connection.
+        max_retries: Extra attempts for calls that are safe to repeat.
+        verify: TLS verification: ``True`` (system trust), ``False``, or an
+            :class:`ssl.SSLContext` of your own.
+        http_transport: An httpx transport to use instead of the network (testing).
+
+    Credentials are checked before the first call that needs them; a missing one raises
+    :class:`WrennConfigurationError` naming the variable to set. They never appear in
+    ``repr()``, logs or exception messages.
+
+    Use it as an async context manager (``async with AsyncWrennClient() as client:``) or
+    call :meth:`aclose` when done; either way the connection pool is closed, also on
+    cancellation (the close is shielded and bounded).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        token: str | None = None,
+        base_url: str | None = None,
+        proxy_domain: str | None = None,
+        timeout: float = 30.0,
+        *,
+        connect_timeout: float = 10.0,
+        max_retries: int = 3,
+        verify: ssl.SSLContext | bool = True,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._config = ClientConfig.resolve(
+            api_key=api_key,
+            token=token,
+            base_url=base_url,
+            proxy_domain=proxy_domain,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_retries=max_retries,
+        )
+        self._http = HTTPTransport(self._config, transport=http_transport, verify=verify)
+        self.capsules = AsyncCapsules(self._http)
+        self.snapshots = AsyncSnapshots(self._http)
+        self.events = AsyncEvents(self._http)
+        self.auth = AsyncAuth(self._http)
+        self.api_keys = AsyncAPIKeys(self._http)
+        self.hosts = AsyncHosts(self._http)
+        self._closed = False
+
+    @property
+    def config(self) -> ClientConfig:
+        """The resolved configuration (credentials hidden in its repr)."""
+        return self._config
+
+    @property
+    def base_url(self) -> str:
+        return self._config.base_url
+
+    @property
+    def proxy_domain(self) -> str:
+        return self._config.proxy_domain
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The underlying httpx client (advanced use; its headers carry no credential)."""
+        return self._http.client
+
+    def __repr__(self) -> str:
+        auth = "api_key" if self._config.api_key else "token" if self._config.token else "none"
+        state = "closed" if self._closed else "open"
+        return f"<AsyncWrennClient base_url={self._config.base_url!r} auth={auth} {state}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (shielded, at most 5 s). Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._http.aclose()

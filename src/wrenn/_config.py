@@ -1,0 +1,193 @@
+"""Client configuration: credentials, base URL, proxy domain, timeouts.
+
+Values come from arguments first, then from the environment (``WRENN_API_KEY``,
+``WRENN_TOKEN``, ``WRENN_BASE_URL``, ``WRENN_PROXY_DOMAIN``), then from defaults.
+Credentials are held in :class:`Secret`, whose ``repr`` and ``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Final, final
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from ._exceptions import WrennConfigurationError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ClientConfig",
+    "Secret",
+    "normalize_base_url",
+    "resolve_proxy_domain",
+]
+
+DEFAULT_BASE_URL: Final = "https://app.wrenn.dev/api"
+ENV_API_KEY: Final = "WRENN_API_KEY"
+ENV_TOKEN: Final = "WRENN_TOKEN"
+ENV_BASE_URL: Final = "WRENN_BASE_URL"
+ENV_PROXY_DOMAIN: Final = "WRENN_PROXY_DOMAIN"
+
+
+@final
+class Secret:
+    """A credential that never shows itself in a repr, a str, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value (for the one place that puts it on the wire)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Secret cannot be pickled")
+
+
+def normalize_base_url(url: str) -> str:
+    """Return the API root the SDK appends ``/v1/...`` to.
+
+    Accepts the cloud form (``https://app.wrenn.dev/api``), a bare host
+    (``http://127.0.0.1:8080``) and either of those with a trailing ``/`` or ``/v1``.
+    """
+    raw = url.strip()
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise WrennConfigurationError(
+            f"base URL must be an absolute http:// or https:// URL, got {_redact_url(raw)!r}"
+            f" (set {ENV_BASE_URL} or pass base_url=)"
+        )
+    if parts.username or parts.password:
+        raise WrennConfigurationError(
+            "base URL must not carry credentials; pass api_key= or set WRENN_API_KEY"
+        )
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[: -len("/v1")]
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password or parts.username:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, f"***@{host}", parts.path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def resolve_proxy_domain(base_url: str, proxy_domain: str | None) -> str:
+    """Domain of the capsule port proxy (``{port}-{capsule_id}.{domain}``).
+
+    An explicit value wins; the cloud host ``app.wrenn.dev`` maps to ``wrenn.dev``;
+    any other base URL uses its own ``host:port``.
+    """
+    if proxy_domain:
+        return proxy_domain.strip().strip(".")
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if host == "app.wrenn.dev":
+        return "wrenn.dev"
+    return parts.netloc
+
+
+@attrs.frozen
+class ClientConfig:
+    """Resolved, immutable configuration of one client.
+
+    ``api_key`` and ``token`` are :class:`Secret` values and are left out of the repr.
+    """
+
+    base_url: str
+    proxy_domain: str
+    api_key: Secret | None = attrs.field(repr=False)
+    token: Secret | None = attrs.field(repr=False)
+    timeout: float
+    connect_timeout: float
+    max_retries: int
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        api_key: str | None,
+        token: str | None,
+        base_url: str | None,
+        proxy_domain: str | None,
+        timeout: float,
+        connect_timeout: float,
+        max_retries: int,
+        environ: Mapping[str, str] | None = None,
+    ) -> ClientConfig:
+        env = os.environ if environ is None else environ
+        key = api_key if api_key is not None else env.get(ENV_API_KEY) or None
+        tok = token if token is not None else env.get(ENV_TOKEN) or None
+        url = normalize_base_url(base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
+        domain = resolve_proxy_domain(url, proxy_domain or env.get(ENV_PROXY_DOMAIN))
+        for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+            if not (value > 0) or math.isnan(value):
+                raise WrennConfigurationError(f"{name} must be a positive number of seconds")
+        if max_retries < 0:
+            raise WrennConfigurationError("max_retries must be 0 or more")
+        for label, cred in (("api_key", key), ("token", tok)):
+            if cred is not None and (cred != cred.strip() or any(c in cred for c in "\r\n")):
+                raise WrennConfigurationError(
+                    f"{label} contains whitespace or a line break; check how it was copied"
+                )
+        return cls(
+            base_url=url,
+            proxy_domain=domain,
+            api_key=Secret(key) if key else None,
+            token=Secret(tok) if tok else None,
+            timeout=float(timeout),
+            connect_timeout=float(connect_timeout),
+            max_retries=max_retries,
+        )
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.api_key is not None or self.token is not None
+
+    def auth_headers(self) -> dict[str, str]:
+        """The header that authenticates a request.
+
+        The API key wins when both are set: the server tries only ``X-API-Key`` when it
+        is present (PROTOCOL §2.1).
+
+        Raises:
+            WrennConfigurationError: neither an API key nor a token is configured.
+        """
+        if self.api_key is not None:
+            return {"X-API-Key": self.api_key.reveal()}
+        if self.token is not None:
+            return {"Authorization": f"Bearer {self.token.reveal()}"}
+        raise WrennConfigurationError(
+            f"no credentials: pass api_key= (or token=) or set the {ENV_API_KEY} "
+            f"(or {ENV_TOKEN}) environment variable"
+        )
+
+    def bearer_headers(self) -> dict[str, str]:
+        """The header for routes that accept only a user JWT (API keys, hosts)."""
+        if self.token is not None:
+            return {"Authorization": f"Bearer {self.token.reveal()}"}
+        raise WrennConfigurationError(
+            f"this route needs a user token: pass token= or set the {ENV_TOKEN} environment "
+            "variable (an API key is not accepted here; get a token with client.auth.login)"
+        )

@@ -1,0 +1,376 @@
+"""The one exception tree of the SDK.
+
+Every exception the SDK raises derives from :class:`WrennError`::
+
+    WrennError                          .code .message .status_code
+    ├── WrennConfigurationError         (also ValueError) missing credential, bad base URL
+    ├── WrennAPIError                   an error answer from the server
+    │   ├── WrennValidationError        400  invalid_request
+    │   ├── WrennAuthenticationError    401  unauthorized
+    │   ├── WrennForbiddenError         403  forbidden
+    │   ├── WrennNotFoundError          404  not_found
+    │   ├── WrennConflictError          409  conflict
+    │   │   ├── WrennInvalidStateError       invalid_state
+    │   │   ├── WrennNameTakenError          template_name_taken, name_reserved
+    │   │   └── WrennHostHasCapsulesError    has_active_sandboxes (.capsule_ids)
+    │   ├── WrennTooLargeError          413  too_large
+    │   ├── WrennRateLimitError         429  (.retry_after)
+    │   ├── WrennInternalError          500  internal_error (and other 5xx)
+    │   ├── WrennAgentError             502  agent_error
+    │   └── WrennUnavailableError       503
+    │       └── WrennHostUnavailableError    host_unavailable
+    ├── WrennTransportError             the request did not complete
+    │   └── WrennConnectionError        connect failure, reset, broken stream
+    ├── WrennTimeoutError               (also TimeoutError) a deadline passed
+    └── WrennProtocolError              the peer sent something we cannot understand
+
+Foreign exceptions (httpx, anyio, ssl, cattrs, json) never reach the user bare: they are
+converted at the seam where they happen and chained as ``__cause__``.
+
+Messages never contain a credential: they are built from the server's error text, the
+method and the path of the request, never from headers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+__all__ = [
+    "WrennAPIError",
+    "WrennAgentError",
+    "WrennAuthenticationError",
+    "WrennConfigurationError",
+    "WrennConflictError",
+    "WrennConnectionError",
+    "WrennError",
+    "WrennForbiddenError",
+    "WrennHostHasCapsulesError",
+    "WrennHostUnavailableError",
+    "WrennInternalError",
+    "WrennInvalidStateError",
+    "WrennNameTakenError",
+    "WrennNotFoundError",
+    "WrennProtocolError",
+    "WrennRateLimitError",
+    "WrennTimeoutError",
+    "WrennTooLargeError",
+    "WrennTransportError",
+    "WrennUnavailableError",
+    "WrennValidationError",
+    "error_from_response",
+]
+
+
+class WrennError(Exception):
+    """Root of every exception raised by the SDK.
+
+    Attributes:
+        code: A short machine-readable code: the server's ``error.code`` for API errors,
+            or an SDK code such as ``"timeout"`` or ``"connection_error"``.
+        message: Human-readable text, free of credentials.
+        status_code: The HTTP status for API errors, else ``None``.
+    """
+
+    default_code: ClassVar[str] = "error"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        self.message = message
+        self.code = code if code is not None else self.default_code
+        self.status_code = status_code
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        prefix = f"[{self.status_code} {self.code}] " if self.status_code else f"[{self.code}] "
+        return prefix + self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(code={self.code!r}, message={self.message!r}, "
+            f"status_code={self.status_code!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor arguments do not survive the default pickling.
+        return (_rebuild, (type(self), self.message, self.code, self.status_code, self.__dict__))
+
+
+def _rebuild(
+    cls: type[WrennError], message: str, code: str, status_code: int | None, state: dict[str, Any]
+) -> WrennError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(state)
+    exc.message, exc.code, exc.status_code = message, code, status_code
+    return exc
+
+
+class WrennConfigurationError(WrennError, ValueError):
+    """The client is not configured well enough to make the call (no credential, bad URL)."""
+
+    default_code = "configuration_error"
+
+
+class WrennAPIError(WrennError):
+    """The server answered with an error status."""
+
+    default_code = "api_error"
+
+
+class WrennValidationError(WrennAPIError):
+    """400: the request was malformed or a value was rejected."""
+
+    default_code = "invalid_request"
+
+
+class WrennAuthenticationError(WrennAPIError):
+    """401: the API key or token is missing, unknown or expired."""
+
+    default_code = "unauthorized"
+
+
+class WrennForbiddenError(WrennAPIError):
+    """403: the credential is valid but not allowed to do this."""
+
+    default_code = "forbidden"
+
+
+class WrennNotFoundError(WrennAPIError):
+    """404: the capsule, template, process, file or host does not exist."""
+
+    default_code = "not_found"
+
+
+class WrennConflictError(WrennAPIError):
+    """409: the request conflicts with the current state of a resource."""
+
+    default_code = "conflict"
+
+
+class WrennInvalidStateError(WrennConflictError):
+    """409 ``invalid_state``: the capsule is not in a status that allows the operation."""
+
+    default_code = "invalid_state"
+
+
+class WrennNameTakenError(WrennConflictError):
+    """409 ``template_name_taken`` / ``name_reserved``: a snapshot name is not available."""
+
+    default_code = "template_name_taken"
+
+
+class WrennHostHasCapsulesError(WrennConflictError):
+    """409: a host cannot be deleted while capsules run on it (see ``capsule_ids``)."""
+
+    default_code = "has_active_sandboxes"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        capsule_ids: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, code=code, status_code=status_code)
+        self.capsule_ids = capsule_ids
+
+
+class WrennTooLargeError(WrennAPIError):
+    """413 ``too_large``: the request body is over the server's limit."""
+
+    default_code = "too_large"
+
+
+class WrennRateLimitError(WrennAPIError):
+    """429: too many requests. ``retry_after`` is the server's hint in seconds, if any."""
+
+    default_code = "rate_limited"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class WrennInternalError(WrennAPIError):
+    """500 (and any other 5xx without a more precise class): the server failed."""
+
+    default_code = "internal_error"
+
+
+class WrennAgentError(WrennAPIError):
+    """502 ``agent_error``: the host agent or the VM failed the operation."""
+
+    default_code = "agent_error"
+
+
+class WrennUnavailableError(WrennAPIError):
+    """503: no capacity or no reachable host right now; worth retrying later."""
+
+    default_code = "unavailable"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class WrennHostUnavailableError(WrennUnavailableError):
+    """503 ``host_unavailable``: the capsule's host has no reachable agent."""
+
+    default_code = "host_unavailable"
+
+
+class WrennTransportError(WrennError):
+    """The request or stream did not complete at the transport level."""
+
+    default_code = "transport_error"
+
+
+class WrennConnectionError(WrennTransportError):
+    """Could not connect, or the connection broke before the exchange completed."""
+
+    default_code = "connection_error"
+
+
+class WrennTimeoutError(WrennError, TimeoutError):
+    """A deadline passed: an HTTP phase, a whole call, or a wait for a status."""
+
+    default_code = "timeout"
+
+
+class WrennProtocolError(WrennError):
+    """The peer sent something the SDK cannot interpret (bad JSON, bad frame, bad shape)."""
+
+    default_code = "protocol_error"
+
+
+# --- mapping answers to exceptions -------------------------------------------------------
+
+_BY_CODE: Mapping[str, type[WrennAPIError]] = {
+    "invalid_request": WrennValidationError,
+    "unauthorized": WrennAuthenticationError,
+    "wrong_password": WrennAuthenticationError,
+    "forbidden": WrennForbiddenError,
+    "no_team": WrennForbiddenError,
+    "account_deactivated": WrennForbiddenError,
+    "account_not_activated": WrennForbiddenError,
+    "account_disabled": WrennForbiddenError,
+    "not_found": WrennNotFoundError,
+    "provider_not_found": WrennNotFoundError,
+    "invalid_state": WrennInvalidStateError,
+    "conflict": WrennConflictError,
+    "template_name_taken": WrennNameTakenError,
+    "name_reserved": WrennNameTakenError,
+    "has_active_sandboxes": WrennHostHasCapsulesError,
+    "host_has_sandboxes": WrennHostHasCapsulesError,
+    "host_has_capsules": WrennHostHasCapsulesError,
+    "too_large": WrennTooLargeError,
+    "rate_limited": WrennRateLimitError,
+    "internal_error": WrennInternalError,
+    "agent_error": WrennAgentError,
+    "host_unavailable": WrennHostUnavailableError,
+    "no_hosts_available": WrennUnavailableError,
+}
+
+_BY_STATUS: Mapping[int, type[WrennAPIError]] = {
+    400: WrennValidationError,
+    401: WrennAuthenticationError,
+    403: WrennForbiddenError,
+    404: WrennNotFoundError,
+    409: WrennConflictError,
+    413: WrennTooLargeError,
+    429: WrennRateLimitError,
+    500: WrennInternalError,
+    502: WrennAgentError,
+    503: WrennUnavailableError,
+}
+
+_MAX_BODY_TEXT = 300
+
+
+def _class_for(code: str | None, status: int) -> type[WrennAPIError]:
+    if code is not None and code in _BY_CODE:
+        return _BY_CODE[code]  # the server's code is the contract; the status comes second
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if 500 <= status < 600:
+        return WrennInternalError
+    return WrennAPIError
+
+
+def _str_list(value: object) -> tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(str(v) for v in value if isinstance(v, str))
+    return ()
+
+
+def error_from_response(
+    status: int,
+    body: bytes,
+    *,
+    retry_after: float | None = None,
+    context: str = "",
+) -> WrennAPIError:
+    """Build the exception for an error answer.
+
+    Maps by ``error.code`` first, then by HTTP status, then to a generic
+    :class:`WrennAPIError`. Survives bodies that are not JSON, JSON that is not an object,
+    and objects without an ``error`` member.
+    """
+    code: str | None = None
+    message: str | None = None
+    capsule_ids: tuple[str, ...] = ()
+    parsed: object = None
+    try:
+        parsed = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    if isinstance(parsed, dict):
+        err = parsed.get("error")
+        if isinstance(err, dict):
+            raw_code = err.get("code")
+            raw_msg = err.get("message")
+            code = raw_code if isinstance(raw_code, str) and raw_code else None
+            message = raw_msg if isinstance(raw_msg, str) else None
+            capsule_ids = _str_list(err.get("sandbox_ids")) or _str_list(err.get("capsule_ids"))
+        elif isinstance(err, str):
+            message = err
+        capsule_ids = (
+            capsule_ids
+            or _str_list(parsed.get("capsule_ids"))
+            or _str_list(parsed.get("sandbox_ids"))
+        )
+    if message is None:
+        text = body.decode("utf-8", errors="replace").strip()
+        if len(text) > _MAX_BODY_TEXT:
+            text = text[:_MAX_BODY_TEXT] + "…"
+        message = text or f"HTTP {status}"
+    if context:
+        message = f"{message} ({context})"
+    cls = _class_for(code, status)
+    if issubclass(cls, WrennHostHasCapsulesError):
+        return cls(message, code=code, status_code=status, capsule_ids=capsule_ids)
+    if issubclass(cls, WrennRateLimitError | WrennUnavailableError):
+        return cls(message, code=code, status_code=status, retry_after=retry_after)
+    return cls(message, code=code, status_code=status)

@@ -1,0 +1,317 @@
+"""HTTP transport: one httpx client per SDK client, auth, deadlines, retries, errors.
+
+Every call has a deadline (the client's ``timeout`` unless the call gives its own) that
+bounds all of its attempts together; when it passes the call raises
+:class:`WrennTimeoutError`. Idempotent requests are retried on transport failures and
+on 429/503/504; any request is retried when the connection could not be made (its body
+never left) or on 429 (the server refused before acting). A POST whose body may have
+reached the server is never sent twice.
+
+Cancellation: every wait (connect, send, receive, backoff sleep) is a checkpoint of the
+caller's cancel scope; a cancelled call leaves no task behind and returns its connection
+to the pool (or closes it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Final, Literal
+from urllib.parse import quote
+
+import anyio
+
+from ._config import ClientConfig
+from ._exceptions import (
+    WrennConnectionError,
+    WrennError,
+    WrennProtocolError,
+    WrennTimeoutError,
+    WrennTransportError,
+    WrennValidationError,
+    error_from_response,
+)
+from ._httpx import httpx
+from ._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
+from ._version import __version__
+
+__all__ = ["AuthMode", "HTTPTransport", "api_path", "map_transport_errors", "response_json"]
+
+log = logging.getLogger("wrenn.http")
+
+AuthMode = Literal["api", "bearer", "none"]
+USER_AGENT: Final = f"wrenn-python/{__version__}"
+
+
+def api_path(*segments: str) -> str:
+    """Join ``/v1`` with URL-quoted segments; an empty segment is refused.
+
+    Quoting each segment means an ID such as ``../x`` can never change which route is hit.
+    """
+    parts = ["v1"]
+    for seg in segments:
+        if not isinstance(seg, str) or not seg:
+            raise WrennValidationError(f"an identifier in the path is empty or not text: {seg!r}")
+        parts.append(quote(seg, safe=""))
+    return "/" + "/".join(parts)
+
+
+@contextmanager
+def map_transport_errors(context: str) -> Iterator[None]:
+    """Convert foreign transport exceptions into :class:`WrennError` subclasses, chained."""
+    try:
+        yield
+    except WrennError:
+        raise
+    except httpx.TimeoutException as exc:
+        raise WrennTimeoutError(f"{_phase(exc)} timed out ({context})") from exc
+    except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        raise WrennConnectionError(f"{_describe(exc)} ({context})") from exc
+    except httpx.ProtocolError as exc:
+        raise WrennProtocolError(f"HTTP protocol error: {_describe(exc)} ({context})") from exc
+    except httpx.HTTPError as exc:
+        raise WrennTransportError(f"{_describe(exc)} ({context})") from exc
+    except ssl.SSLError as exc:
+        raise WrennConnectionError(f"TLS failure: {exc.reason or exc} ({context})") from exc
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream) as exc:
+        raise WrennConnectionError(f"connection broke ({context})") from exc
+    except OSError as exc:
+        raise WrennConnectionError(f"{exc.strerror or exc} ({context})") from exc
+
+
+def _phase(exc: Exception) -> str:
+    return {
+        "ConnectTimeout": "connecting",
+        "ReadTimeout": "reading the answer",
+        "WriteTimeout": "sending the request",
+        "PoolTimeout": "waiting for a free connection",
+    }.get(type(exc).__name__, "the request")
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _not_sent(exc: Exception) -> bool:
+    """True when the request body cannot have reached the server."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+def response_json(response: httpx.Response, *, what: str) -> Any:
+    """Decode a JSON answer; bad JSON becomes :class:`WrennProtocolError`."""
+    try:
+        return json.loads(response.content) if response.content else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WrennProtocolError(f"the server's answer to {what} is not valid JSON") from exc
+
+
+class HTTPTransport:
+    """Owns the httpx client of one SDK client. Not part of the public API."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
+        max_connections: int = 100,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.config = config
+        self.retry = retry or RetryPolicy(config.max_retries)
+        self._client = httpx.AsyncClient(
+            base_url=config.base_url,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            verify=verify,
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"<HTTPTransport base_url={self.config.base_url!r}>"
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self._client
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await self._client.aclose()
+
+    def _headers(self, auth: AuthMode, extra: Mapping[str, str] | None) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if auth == "api":
+            headers.update(self.config.auth_headers())
+        elif auth == "bearer":
+            headers.update(self.config.bearer_headers())
+        if extra:
+            headers.update(extra)
+        return headers
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        files: Any = None,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: AuthMode = "api",
+        timeout: float | None = None,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        """Send a request and read its whole answer; raise the mapped error on 4xx/5xx.
+
+        Args:
+            timeout: Deadline in seconds for the whole call, all attempts included.
+            idempotent: Override the method's idempotency (e.g. a POST that only reads).
+
+        Raises:
+            WrennTimeoutError: the deadline passed.
+            WrennAPIError: the server answered with an error (a subclass per family).
+            WrennConnectionError: the connection failed and retrying did not help.
+        """
+        method = method.upper()
+        is_idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        request_headers = self._headers(auth, headers)
+        context = f"{method} {path}"
+        deadline = self.config.timeout if timeout is None else timeout
+        with anyio.move_on_after(deadline) as scope:
+            return await self._attempts(
+                method,
+                path,
+                context=context,
+                idempotent=is_idempotent,
+                json_body=json_body,
+                params=params,
+                content=content,
+                files=files,
+                data=data,
+                headers=request_headers,
+                read_timeout=deadline,
+            )
+        assert scope.cancelled_caught
+        raise WrennTimeoutError(f"no complete answer within {deadline:g} s ({context})")
+
+    async def _attempts(
+        self,
+        method: str,
+        path: str,
+        *,
+        context: str,
+        idempotent: bool,
+        read_timeout: float,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                with map_transport_errors(context):
+                    response = await self._send_once(method, path, read_timeout, **kwargs)
+            except WrennTransportError as exc:
+                cause = exc.__cause__
+                sent_maybe = not (isinstance(cause, Exception) and _not_sent(cause))
+                if attempt >= self.retry.max_retries or (sent_maybe and not idempotent):
+                    raise
+                log.debug("%s failed (%s), retrying", context, exc.code)
+                await anyio.sleep(self.retry.delay(attempt))
+                attempt += 1
+                continue
+            log.debug("%s -> %d", context, response.status_code)
+            if response.status_code < 400:
+                return response
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if attempt < self.retry.max_retries and self.retry.may_retry_status(
+                method, response.status_code, idempotent=idempotent
+            ):
+                wait = self.retry.delay(attempt, retry_after)
+                log.debug("%s -> %d, retrying in %.2fs", context, response.status_code, wait)
+                await anyio.sleep(wait)
+                attempt += 1
+                continue
+            raise error_from_response(
+                response.status_code, response.content, retry_after=retry_after, context=context
+            )
+
+    async def _send_once(
+        self, method: str, path: str, read_timeout: float, **kwargs: Any
+    ) -> httpx.Response:
+        return await self._client.request(
+            method,
+            path,
+            json=kwargs["json_body"],
+            params=kwargs["params"],
+            content=kwargs["content"],
+            files=kwargs["files"],
+            data=kwargs["data"],
+            headers=kwargs["headers"],
+            timeout=httpx.Timeout(read_timeout, connect=self.config.connect_timeout),
+        )
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        content: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: AuthMode = "api",
+        open_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """Open a streaming answer; its body is read by the caller inside the block.
+
+        ``open_timeout`` bounds getting the status line and headers (default: the client
+        timeout); ``read_timeout`` bounds each wait for more body (``None`` = no limit,
+        for event streams). Error statuses are read (bounded) and raised as mapped
+        errors. Leaving the block closes the answer, also on cancellation.
+        """
+        method = method.upper()
+        context = f"{method} {path}"
+        request_headers = self._headers(auth, headers)
+        opening = self.config.timeout if open_timeout is None else open_timeout
+        request = self._client.build_request(
+            method,
+            path,
+            json=json_body,
+            params=params,
+            content=content,
+            headers=request_headers,
+            timeout=httpx.Timeout(read_timeout, connect=self.config.connect_timeout),
+        )
+        response: httpx.Response | None = None
+        with map_transport_errors(context):
+            with anyio.move_on_after(opening) as scope:
+                response = await self._client.send(request, stream=True)
+            if scope.cancelled_caught or response is None:
+                raise WrennTimeoutError(f"no answer within {opening:g} s ({context})")
+        try:
+            if response.status_code >= 400:
+                body = b""
+                with map_transport_errors(context), anyio.move_on_after(opening):
+                    body = await response.aread()
+                raise error_from_response(
+                    response.status_code,
+                    body,
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                    context=context,
+                )
+            yield response
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await response.aclose()

@@ -1,0 +1,45 @@
+"""Server-sent events of the team (PROTOCOL §12)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+
+from .capsules import Capsule
+
+__all__ = ["Actor", "Event", "EventResource"]
+
+
+@attrs.frozen
+class EventResource:
+    id: str = ""
+    type: str = ""
+
+
+@attrs.frozen
+class Actor:
+    """Who caused an event: ``user``, ``api_key`` or ``system``."""
+
+    type: str = ""
+    id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class Event:
+    """One event from ``GET /v1/events/stream``.
+
+    ``event`` is the kind (``capsule.create``, ``capsule.state.changed``, ...);
+    ``outcome`` is ``success`` or ``error`` on action events; ``capsule`` is the capsule
+    as it was, for ``capsule.*`` events.
+    """
+
+    event: str
+    outcome: str | None = None
+    resource: EventResource | None = None
+    actor: Actor | None = None
+    metadata: dict[str, str] = attrs.field(factory=dict)
+    error: str | None = None
+    capsule: Capsule | None = None
+    timestamp: dt.datetime | None = None

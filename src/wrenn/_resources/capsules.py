@@ -1,0 +1,202 @@
+"""``client.capsules``: create, list, get, destroy, pause, resume, ping, metrics, stats, usage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any, Final, final
+
+from .._converter import structure, structure_list
+from .._exceptions import WrennValidationError
+from .._http import HTTPTransport, api_path, response_json
+from .._models import Capsule, CapsuleMetrics, CapsuleStats, CapsuleUsage
+
+__all__ = ["METRICS_RANGES", "STATS_RANGES", "AsyncCapsules"]
+
+METRICS_RANGES: Final = ("5m", "10m", "1h", "2h", "6h", "12h", "24h")
+STATS_RANGES: Final = ("5m", "1h", "6h", "24h", "30d")
+NAME_RE: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
+_META_KEY_RE: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise WrennValidationError(
+            f"invalid {kind} name {name!r}: 1-64 characters of letters, digits, '.', '_' or "
+            "'-', starting with a letter or digit"
+        )
+    return name
+
+
+def _check_int(name: str, value: int | None, *, minimum: int) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise WrennValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    if len(metadata) > 20:
+        raise WrennValidationError("metadata holds at most 20 keys")
+    out: dict[str, str] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not _META_KEY_RE.match(key):
+            raise WrennValidationError(f"invalid metadata key {key!r}")
+        if not isinstance(value, str) or len(value) > 64:
+            raise WrennValidationError(f"metadata value for {key!r} must be text of <= 64 chars")
+        out[key] = value
+    return out
+
+
+def _date(value: dt.date | str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except (TypeError, ValueError):
+        raise WrennValidationError(f"{name} must be a date or YYYY-MM-DD, got {value!r}") from None
+
+
+@final
+class AsyncCapsules:
+    """Capsule REST calls. Reached as ``client.capsules``.
+
+    Every method is one HTTP exchange bounded by the client's deadline (or ``timeout=``).
+    Cancelling a call abandons it: a create or pause may still take effect on the server.
+    """
+
+    def __init__(self, http: HTTPTransport) -> None:
+        self._http = http
+
+    async def create(
+        self,
+        *,
+        template: str | None = None,
+        vcpus: int | None = None,
+        memory_mb: int | None = None,
+        timeout_sec: int | None = None,
+        disk_size_mb: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Capsule:
+        """``POST /v1/capsules``. Returns at once with status ``starting`` (or ``running``).
+
+        Only the arguments that are not ``None`` are sent. ``timeout_sec`` is the
+        inactivity auto-pause TTL (0 = never; the cloud raises 1-59 to 60).
+        Never retried once the request may have reached the server.
+        """
+        body: dict[str, Any] = {}
+        if template is not None:
+            body["template"] = check_name("template", template)
+        _check_int("vcpus", vcpus, minimum=1)
+        _check_int("memory_mb", memory_mb, minimum=1)
+        _check_int("timeout_sec", timeout_sec, minimum=0)
+        _check_int("disk_size_mb", disk_size_mb, minimum=1)
+        sizes = {
+            "vcpus": vcpus,
+            "memory_mb": memory_mb,
+            "timeout_sec": timeout_sec,
+            "disk_size_mb": disk_size_mb,
+        }
+        body.update({key: value for key, value in sizes.items() if value is not None})
+        if metadata:
+            body["metadata"] = _check_metadata(metadata)
+        resp = await self._http.request(
+            "POST", api_path("capsules"), json_body=body, timeout=timeout
+        )
+        return structure(response_json(resp, what="create"), Capsule)
+
+    async def list(self, *, timeout: float | None = None) -> list[Capsule]:
+        """``GET /v1/capsules``: the team's capsules, newest first (stopped ones left out)."""
+        resp = await self._http.request("GET", api_path("capsules"), timeout=timeout)
+        return structure_list(response_json(resp, what="list"), Capsule)
+
+    async def get(self, capsule_id: str, *, timeout: float | None = None) -> Capsule:
+        """``GET /v1/capsules/{id}``. Raises :class:`WrennNotFoundError` for an unknown id."""
+        resp = await self._http.request("GET", api_path("capsules", capsule_id), timeout=timeout)
+        return structure(response_json(resp, what="get"), Capsule)
+
+    async def destroy(self, capsule_id: str, *, timeout: float | None = None) -> Capsule | None:
+        """``DELETE /v1/capsules/{id}``. Returns the capsule (``stopping``) if the server
+        sends it, else ``None``. Idempotent: retried on transport failures."""
+        resp = await self._http.request("DELETE", api_path("capsules", capsule_id), timeout=timeout)
+        data = response_json(resp, what="destroy")
+        return structure(data, Capsule) if isinstance(data, dict) and data.get("id") else None
+
+    async def pause(self, capsule_id: str, *, timeout: float | None = None) -> Capsule:
+        """``POST /v1/capsules/{id}/pause``: returns the capsule, ``pausing`` or ``paused``."""
+        resp = await self._http.request(
+            "POST", api_path("capsules", capsule_id, "pause"), json_body={}, timeout=timeout
+        )
+        return structure(response_json(resp, what="pause"), Capsule)
+
+    async def resume(self, capsule_id: str, *, timeout: float | None = None) -> Capsule:
+        """``POST /v1/capsules/{id}/resume``: returns the capsule, ``resuming`` or ``running``."""
+        resp = await self._http.request(
+            "POST", api_path("capsules", capsule_id, "resume"), json_body={}, timeout=timeout
+        )
+        return structure(response_json(resp, what="resume"), Capsule)
+
+    async def ping(self, capsule_id: str, *, timeout: float | None = None) -> None:
+        """``POST /v1/capsules/{id}/ping``: reset the inactivity timer (safe to retry)."""
+        await self._http.request(
+            "POST",
+            api_path("capsules", capsule_id, "ping"),
+            json_body={},
+            timeout=timeout,
+            idempotent=True,
+        )
+
+    async def metrics(
+        self, capsule_id: str, *, range: str | None = None, timeout: float | None = None
+    ) -> CapsuleMetrics:
+        """``GET /v1/capsules/{id}/metrics``: CPU, memory and disk samples over ``range``."""
+        params = {}
+        if range is not None:
+            if range not in METRICS_RANGES:
+                raise WrennValidationError(f"range must be one of {', '.join(METRICS_RANGES)}")
+            params["range"] = range
+        resp = await self._http.request(
+            "GET", api_path("capsules", capsule_id, "metrics"), params=params, timeout=timeout
+        )
+        return structure(response_json(resp, what="metrics"), CapsuleMetrics)
+
+    async def stats(
+        self, *, range: str | None = None, timeout: float | None = None
+    ) -> CapsuleStats:
+        """``GET /v1/capsules/stats``: team-wide counts and reservations."""
+        params = {}
+        if range is not None:
+            if range not in STATS_RANGES:
+                raise WrennValidationError(f"range must be one of {', '.join(STATS_RANGES)}")
+            params["range"] = range
+        resp = await self._http.request(
+            "GET", api_path("capsules", "stats"), params=params, timeout=timeout
+        )
+        return structure(response_json(resp, what="stats"), CapsuleStats)
+
+    async def usage(
+        self,
+        *,
+        from_: dt.date | str | None = None,
+        to: dt.date | str | None = None,
+        timeout: float | None = None,
+    ) -> CapsuleUsage:
+        """``GET /v1/capsules/usage``: daily CPU and memory minutes (at most 92 days)."""
+        params = {}
+        start, end = _date(from_, "from_"), _date(to, "to")
+        if start is not None:
+            params["from"] = start
+        if end is not None:
+            params["to"] = end
+        if start and end and start > end:
+            raise WrennValidationError("from_ must not be after to")
+        resp = await self._http.request(
+            "GET", api_path("capsules", "usage"), params=params, timeout=timeout
+        )
+        return structure(response_json(resp, what="usage"), CapsuleUsage)

@@ -1,0 +1,84 @@
+"""``client.events``: the team's server-sent event stream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import final
+
+from .._converter import structure
+from .._exceptions import WrennProtocolError
+from .._http import HTTPTransport, api_path, map_transport_errors
+from .._httpx import httpx
+from .._models import Event
+from .._sse import SSEParser
+
+__all__ = ["AsyncEvents", "EventStream"]
+
+
+@final
+class EventStream:
+    """An open event stream; iterate it with ``async for``.
+
+    Iteration waits for the next event without a deadline of its own (events can be
+    minutes apart): bound it with the caller's cancel scope (``anyio.move_on_after``).
+    Messages that are not JSON events (keepalives, comments) are skipped. When the server
+    closes the stream iteration ends; a broken connection raises
+    :class:`WrennConnectionError`.
+    """
+
+    def __init__(self, response: httpx.Response, context: str) -> None:
+        self._response = response
+        self._context = context
+        self._parser = SSEParser()
+        self._pending: list[Event] = []
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        with map_transport_errors(self._context):
+            async for chunk in self._response.aiter_raw():
+                for message in self._parser.feed(chunk):
+                    event = _decode(message.data)
+                    if event is not None:
+                        yield event
+
+
+def _decode(data: str) -> Event | None:
+    try:
+        payload = json.loads(data)
+    except ValueError as exc:
+        raise WrennProtocolError("an event's data is not JSON") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
+        return None
+    return structure(payload, Event, what="event")
+
+
+@final
+class AsyncEvents:
+    """Reached as ``client.events``."""
+
+    def __init__(self, http: HTTPTransport) -> None:
+        self._http = http
+
+    @asynccontextmanager
+    async def stream(self, *, open_timeout: float | None = None) -> AsyncIterator[EventStream]:
+        """``GET /v1/events/stream`` as an async context manager::
+
+            async with client.events.stream() as events:
+                async for event in events:
+                    ...
+
+        Leaving the block (normally, by error or by cancellation) closes the connection.
+        """
+        path = api_path("events", "stream")
+        async with self._http.stream(
+            "GET",
+            path,
+            headers={"Accept": "text/event-stream"},
+            open_timeout=open_timeout,
+            read_timeout=None,
+        ) as response:
+            yield EventStream(response, f"GET {path}")

@@ -1,0 +1,53 @@
+"""Public exception classes: every one derives from :class:`WrennError`."""
+
+from __future__ import annotations
+
+from ._exceptions import WrennAgentError as WrennAgentError
+from ._exceptions import WrennAPIError as WrennAPIError
+from ._exceptions import WrennAuthenticationError as WrennAuthenticationError
+from ._exceptions import WrennConfigurationError as WrennConfigurationError
+from ._exceptions import WrennConflictError as WrennConflictError
+from ._exceptions import WrennConnectionError as WrennConnectionError
+from ._exceptions import WrennError as WrennError
+from ._exceptions import WrennForbiddenError as WrennForbiddenError
+from ._exceptions import WrennHostHasCapsulesError as WrennHostHasCapsulesError
+from ._exceptions import WrennHostUnavailableError as WrennHostUnavailableError
+from ._exceptions import WrennInternalError as WrennInternalError
+from ._exceptions import WrennInvalidStateError as WrennInvalidStateError
+from ._exceptions import WrennNameTakenError as WrennNameTakenError
+from ._exceptions import WrennNotFoundError as WrennNotFoundError
+from ._exceptions import WrennProtocolError as WrennProtocolError
+from ._exceptions import WrennRateLimitError as WrennRateLimitError
+from ._exceptions import WrennTimeoutError as WrennTimeoutError
+from ._exceptions import WrennTooLargeError as WrennTooLargeError
+from ._exceptions import WrennTransportError as WrennTransportError
+from ._exceptions import WrennUnavailableError as WrennUnavailableError
+from ._exceptions import WrennValidationError as WrennValidationError
+
+__all__ = [
+    "WrennAPIError",
+    "WrennAgentError",
+    "WrennAuthenticationError",
+    "WrennConfigurationError",
+    "WrennConflictError",
+    "WrennConnectionError",
+    "WrennError",
+    "WrennForbiddenError",
+    "WrennHostHasCapsulesError",
+    "WrennHostUnavailableError",
+    "WrennInternalError",
+    "WrennInvalidStateError",
+    "WrennNameTakenError",
+    "WrennNotFoundError",
+    "WrennProtocolError",
+    "WrennRateLimitError",
+    "WrennTimeoutError",
+    "WrennTooLargeError",
+    "WrennTransportError",
+    "WrennUnavailableError",
+    "WrennValidationError",
+]
+
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name

@@ -1,0 +1,85 @@
+"""Serve an ASGI app with hypercorn inside the caller's task group, under asyncio or trio.
+
+The listening socket is bound here (port 0 picks a free port) and handed to hypercorn as
+``fd://``, so the address is known before the server task starts and connections made
+at once queue in the backlog instead of being refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+__all__ = ["current_backend", "serve_asgi"]
+
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+def current_backend() -> str:
+    """``"asyncio"`` or ``"trio"``: the event loop running the caller."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return "trio"
+    return "asyncio"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@asynccontextmanager
+async def serve_asgi(
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    graceful_timeout: float = 1.0,
+) -> AsyncIterator[tuple[str, int]]:
+    """Serve ``app`` until the block is left; yields the bound ``(host, port)``."""
+    from hypercorn.config import Config
+
+    sock = _bind(host, port)
+    bound_port = sock.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("wrenn_local.hypercorn")
+    config.graceful_timeout = graceful_timeout
+    config.keep_alive_timeout = 30
+    config.websocket_ping_interval = None
+    stop = anyio.Event()
+
+    async def trigger() -> None:
+        await stop.wait()
+
+    backend = current_backend()
+    async with anyio.create_task_group() as tg:
+        if backend == "trio":
+            from hypercorn.trio import serve as trio_serve
+
+            tg.start_soon(lambda: trio_serve(app, config, shutdown_trigger=trigger))
+        else:
+            from hypercorn.asyncio import serve as asyncio_serve
+
+            tg.start_soon(lambda: asyncio_serve(app, config, shutdown_trigger=trigger))
+        try:
+            yield host, bound_port
+        finally:
+            stop.set()

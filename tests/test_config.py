@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from wrenn import AsyncWrennClient, Secret, WrennConfigurationError
+from wrenn._config import ClientConfig, normalize_base_url, resolve_proxy_domain
+
+KEY = "wrn_0123456789abcdef0123456789abcdef"
+
+
+def resolve(environ: dict[str, str] | None = None, **kw: object) -> ClientConfig:
+    args: dict[str, object] = {
+        "api_key": None,
+        "token": None,
+        "base_url": None,
+        "proxy_domain": None,
+        "timeout": 30.0,
+        "connect_timeout": 10.0,
+        "max_retries": 3,
+    }
+    args.update(kw)
+    return ClientConfig.resolve(environ=environ or {}, **args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("https://app.wrenn.dev/api", "https://app.wrenn.dev/api"),
+        ("https://app.wrenn.dev/api/", "https://app.wrenn.dev/api"),
+        ("https://app.wrenn.dev/api/v1", "https://app.wrenn.dev/api"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+        ("http://[::1]:9000/v1/", "http://[::1]:9000"),
+    ],
+)
+def test_base_url_forms(given: str, expected: str) -> None:
+    assert normalize_base_url(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["app.wrenn.dev", "ftp://x", "", "http://"])
+def test_bad_base_url(bad: str) -> None:
+    with pytest.raises(WrennConfigurationError):
+        normalize_base_url(bad)
+
+
+def test_base_url_with_credentials_is_refused_without_echoing_them() -> None:
+    with pytest.raises(WrennConfigurationError) as info:
+        normalize_base_url("https://user:hunter2secret@app.wrenn.dev/api")
+    assert "hunter2secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("base", "explicit", "expected"),
+    [
+        ("https://app.wrenn.dev/api", None, "wrenn.dev"),
+        ("http://127.0.0.1:8080", None, "127.0.0.1:8080"),
+        ("https://example.com/api", None, "example.com"),
+        ("https://app.wrenn.dev/api", "proxy.local:9000", "proxy.local:9000"),
+    ],
+)
+def test_proxy_domain(base: str, explicit: str | None, expected: str) -> None:
+    assert resolve_proxy_domain(base, explicit) == expected
+
+
+def test_environment_is_read() -> None:
+    cfg = resolve(
+        {
+            "WRENN_API_KEY": KEY,
+            "WRENN_BASE_URL": "http://localhost:1234",
+            "WRENN_PROXY_DOMAIN": "p.example",
+        }
+    )
+    assert cfg.base_url == "http://localhost:1234"
+    assert cfg.proxy_domain == "p.example"
+    assert cfg.auth_headers() == {"X-API-Key": KEY}
+
+
+def test_arguments_beat_environment() -> None:
+    cfg = resolve({"WRENN_API_KEY": "wrn_env"}, api_key=KEY, base_url="http://h:1")
+    assert cfg.auth_headers() == {"X-API-Key": KEY}
+
+
+def test_default_base_url() -> None:
+    assert resolve({}).base_url == "https://app.wrenn.dev/api"
+
+
+def test_token_gives_bearer_and_api_key_wins_when_both() -> None:
+    assert resolve({"WRENN_TOKEN": "jwt.abc"}).auth_headers() == {"Authorization": "Bearer jwt.abc"}
+    assert resolve({"WRENN_TOKEN": "jwt.abc", "WRENN_API_KEY": KEY}).auth_headers() == {
+        "X-API-Key": KEY
+    }
+
+
+def test_missing_credentials_name_the_variable() -> None:
+    cfg = resolve({})
+    with pytest.raises(WrennConfigurationError, match="WRENN_API_KEY"):
+        cfg.auth_headers()
+    with pytest.raises(WrennConfigurationError, match="WRENN_TOKEN"):
+        resolve({"WRENN_API_KEY": KEY}).bearer_headers()
+
+
+@pytest.mark.parametrize("bad", [f" {KEY}", f"{KEY}\n", "wrn_a\r\nX-Evil: 1"])
+def test_credentials_with_whitespace_are_refused_without_echo(bad: str) -> None:
+    with pytest.raises(WrennConfigurationError) as info:
+        resolve(api_key=bad)
+    assert bad.strip() not in str(info.value)
+
+
+@pytest.mark.parametrize(("name", "value"), [("timeout", 0), ("timeout", -1.0), ("max_retries", -1)])
+def test_bad_numbers(name: str, value: float) -> None:
+    with pytest.raises(WrennConfigurationError, match=name):
+        resolve(api_key=KEY, **{name: value})
+
+
+def test_secret_never_shows() -> None:
+    secret = Secret(KEY)
+    assert KEY not in repr(secret)
+    assert KEY not in str(secret)
+    assert KEY not in f"{secret}"
+    assert secret.reveal() == KEY
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+
+
+def test_client_and_config_reprs_hide_credentials() -> None:
+    client = AsyncWrennClient(api_key=KEY, token="jwt.secret.value", base_url="http://h:1")
+    for text in (repr(client), repr(client.config), str(client.config)):
+        assert KEY not in text
+        assert "jwt.secret.value" not in text
+    assert KEY not in str(client.http.headers)

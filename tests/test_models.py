@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wrenn import WrennProtocolError, models
+from wrenn._converter import structure, unstructure
+from wrenn._models.enums import LenientStrEnum
+
+MODELS = [
+    getattr(models, name)
+    for name in models.__all__
+    if attrs.has(getattr(models, name))
+]
+
+aware = st.datetimes(
+    min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2200, 1, 1),
+    timezones=st.builds(dt.timezone, st.timedeltas(min_value=dt.timedelta(hours=-12),
+                                                   max_value=dt.timedelta(hours=12)).map(
+        lambda d: dt.timedelta(minutes=int(d.total_seconds() // 60)))),
+)
+st.register_type_strategy(dt.datetime, aware)
+st.register_type_strategy(float, st.floats(allow_nan=False, allow_infinity=False))
+for enum_cls in LenientStrEnum.__subclasses__():
+    st.register_type_strategy(
+        enum_cls,
+        st.one_of(st.sampled_from(list(enum_cls)), st.text(min_size=1).map(enum_cls)),
+    )
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_round_trip_through_json(cls: type[Any], data: st.DataObject) -> None:
+    obj = data.draw(st.builds(cls))
+    wire = json.loads(json.dumps(unstructure(obj)))
+    assert structure(wire, cls) == obj
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=20,
+))
+@settings(max_examples=200, deadline=None)
+def test_random_json_never_raises_a_foreign_exception(value: object) -> None:
+    for cls in MODELS:
+        try:
+            structure(value, cls)
+        except WrennProtocolError:
+            pass
+
+
+def test_unknown_status_does_not_fail_the_response() -> None:
+    capsule = structure({"id": "cl-1", "status": "hibernating-v3", "brand_new_field": {}},
+                        models.Capsule)
+    assert capsule.status == "hibernating-v3"
+    assert not capsule.status.is_known
+    assert structure({"id": "cl-1", "status": "running"}, models.Capsule).status is (
+        models.CapsuleStatus.RUNNING
+    )
+
+
+def test_wire_example_from_the_protocol() -> None:
+    wire = {
+        "id": "cl-0k3p", "status": "running", "template": "minimal-ubuntu", "vcpus": 1,
+        "memory_mb": 512, "timeout_sec": 0, "created_at": "2026-05-20T10:00:00Z",
+        "started_at": "2026-05-20T10:00:02+02:00", "last_active_at": None,
+        "last_updated": "2026-05-20T10:00:02Z", "metadata": {"kernel_version": "6.1"},
+        "disk_size_mb": 5120, "disk_used_mb": 312, "guest_ip": "10.0.0.2",
+    }
+    c = structure(wire, models.Capsule)
+    assert c.created_at == dt.datetime(2026, 5, 20, 10, tzinfo=dt.UTC)
+    assert c.started_at is not None
+    assert c.started_at.utcoffset() == dt.timedelta(hours=2)
+    assert c.last_active_at is None
+    assert c.metadata == {"kernel_version": "6.1"}
+
+
+def test_null_for_a_defaulted_field_means_the_default() -> None:
+    entry = structure(
+        {"name": "a", "path": "/a", "type": "unknown", "size": None, "symlink_target": None},
+        models.FileEntry,
+    )
+    assert entry.size == 0
+    assert entry.type == "unknown"
+
+
+def test_renamed_wire_fields() -> None:
+    m = structure({"sandbox_id": "cl-1", "range": "10m",
+                   "points": [{"timestamp_unix": 1716200000, "cpu_pct": 3.2}]},
+                  models.CapsuleMetrics)
+    assert m.capsule_id == "cl-1"
+    assert m.points[0].timestamp.year == 2024
+    u = structure({"from": "2026-01-01", "to": "2026-01-31", "points": []}, models.CapsuleUsage)
+    assert u.from_ == dt.date(2026, 1, 1)
+    assert unstructure(u)["from"] == "2026-01-01"
+    ev = structure({"event": "capsule.create", "sandbox": {"id": "cl-1", "status": "starting"}},
+                   models.Event)
+    assert ev.capsule is not None
+    assert ev.capsule.id == "cl-1"
+
+
+def test_secrets_stay_out_of_model_reprs() -> None:
+    key = models.APIKey(id="key-1", key_prefix="wrn_ab12cd", key="wrn_" + "f" * 32)
+    assert "ffffffff" not in repr(key)
+    session = models.Session(user_id="usr-1", token="eyJ.secret.sig")
+    assert "secret" not in repr(session)
+    host = models.CreatedHost(host=models.Host(id="host-1"), registration_token="a" * 64)
+    assert "a" * 64 not in repr(host)
+
+
+def test_models_are_frozen() -> None:
+    c = models.Capsule(id="cl-1", status=models.CapsuleStatus.RUNNING)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        c.id = "x"  # type: ignore[misc]
