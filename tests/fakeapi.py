@@ -23,6 +23,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 class Seen:
     method: str
     path: str
+    raw_path: bytes
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
@@ -86,6 +87,7 @@ class FakeAPI:
             Seen(
                 method=request.method,
                 path=request.url.path,
+                raw_path=scope.get("raw_path") or b"",
                 query=dict(request.query_params),
                 headers={k.lower(): v for k, v in request.headers.items()},
                 body=body,

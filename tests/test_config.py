@@ -10,7 +10,7 @@ from wrenn._config import ClientConfig, normalize_base_url, resolve_proxy_domain
 KEY = "wrn_0123456789abcdef0123456789abcdef"
 
 
-def resolve(environ: dict[str, str] | None = None, **kw: object) -> ClientConfig:
+def resolve(environ: dict[str, str] | None = None, /, **kw: object) -> ClientConfig:
     args: dict[str, object] = {
         "api_key": None,
         "token": None,
@@ -108,7 +108,9 @@ def test_credentials_with_whitespace_are_refused_without_echo(bad: str) -> None:
     assert bad.strip() not in str(info.value)
 
 
-@pytest.mark.parametrize(("name", "value"), [("timeout", 0), ("timeout", -1.0), ("max_retries", -1)])
+@pytest.mark.parametrize(
+    ("name", "value"), [("timeout", 0), ("timeout", -1.0), ("max_retries", -1)]
+)
 def test_bad_numbers(name: str, value: float) -> None:
     with pytest.raises(WrennConfigurationError, match=name):
         resolve(api_key=KEY, **{name: value})

@@ -13,17 +13,17 @@ from wrenn import WrennProtocolError, models
 from wrenn._converter import structure, unstructure
 from wrenn._models.enums import LenientStrEnum
 
-MODELS = [
-    getattr(models, name)
-    for name in models.__all__
-    if attrs.has(getattr(models, name))
-]
+MODELS = [getattr(models, name) for name in models.__all__ if attrs.has(getattr(models, name))]
 
 aware = st.datetimes(
-    min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2200, 1, 1),
-    timezones=st.builds(dt.timezone, st.timedeltas(min_value=dt.timedelta(hours=-12),
-                                                   max_value=dt.timedelta(hours=12)).map(
-        lambda d: dt.timedelta(minutes=int(d.total_seconds() // 60)))),
+    min_value=dt.datetime(1971, 1, 1),
+    max_value=dt.datetime(2200, 1, 1),
+    timezones=st.builds(
+        dt.timezone,
+        st.timedeltas(min_value=dt.timedelta(hours=-12), max_value=dt.timedelta(hours=12)).map(
+            lambda d: dt.timedelta(minutes=int(d.total_seconds() // 60))
+        ),
+    ),
 )
 st.register_type_strategy(dt.datetime, aware)
 st.register_type_strategy(float, st.floats(allow_nan=False, allow_infinity=False))
@@ -43,11 +43,13 @@ def test_round_trip_through_json(cls: type[Any], data: st.DataObject) -> None:
     assert structure(wire, cls) == obj
 
 
-@given(st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
-    max_leaves=20,
-))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=20,
+    )
+)
 @settings(max_examples=200, deadline=None)
 def test_random_json_never_raises_a_foreign_exception(value: object) -> None:
     for cls in MODELS:
@@ -58,8 +60,9 @@ def test_random_json_never_raises_a_foreign_exception(value: object) -> None:
 
 
 def test_unknown_status_does_not_fail_the_response() -> None:
-    capsule = structure({"id": "cl-1", "status": "hibernating-v3", "brand_new_field": {}},
-                        models.Capsule)
+    capsule = structure(
+        {"id": "cl-1", "status": "hibernating-v3", "brand_new_field": {}}, models.Capsule
+    )
     assert capsule.status == "hibernating-v3"
     assert not capsule.status.is_known
     assert structure({"id": "cl-1", "status": "running"}, models.Capsule).status is (
@@ -69,11 +72,20 @@ def test_unknown_status_does_not_fail_the_response() -> None:
 
 def test_wire_example_from_the_protocol() -> None:
     wire = {
-        "id": "cl-0k3p", "status": "running", "template": "minimal-ubuntu", "vcpus": 1,
-        "memory_mb": 512, "timeout_sec": 0, "created_at": "2026-05-20T10:00:00Z",
-        "started_at": "2026-05-20T10:00:02+02:00", "last_active_at": None,
-        "last_updated": "2026-05-20T10:00:02Z", "metadata": {"kernel_version": "6.1"},
-        "disk_size_mb": 5120, "disk_used_mb": 312, "guest_ip": "10.0.0.2",
+        "id": "cl-0k3p",
+        "status": "running",
+        "template": "minimal-ubuntu",
+        "vcpus": 1,
+        "memory_mb": 512,
+        "timeout_sec": 0,
+        "created_at": "2026-05-20T10:00:00Z",
+        "started_at": "2026-05-20T10:00:02+02:00",
+        "last_active_at": None,
+        "last_updated": "2026-05-20T10:00:02Z",
+        "metadata": {"kernel_version": "6.1"},
+        "disk_size_mb": 5120,
+        "disk_used_mb": 312,
+        "guest_ip": "10.0.0.2",
     }
     c = structure(wire, models.Capsule)
     assert c.created_at == dt.datetime(2026, 5, 20, 10, tzinfo=dt.UTC)
@@ -93,16 +105,22 @@ def test_null_for_a_defaulted_field_means_the_default() -> None:
 
 
 def test_renamed_wire_fields() -> None:
-    m = structure({"sandbox_id": "cl-1", "range": "10m",
-                   "points": [{"timestamp_unix": 1716200000, "cpu_pct": 3.2}]},
-                  models.CapsuleMetrics)
+    m = structure(
+        {
+            "sandbox_id": "cl-1",
+            "range": "10m",
+            "points": [{"timestamp_unix": 1716200000, "cpu_pct": 3.2}],
+        },
+        models.CapsuleMetrics,
+    )
     assert m.capsule_id == "cl-1"
     assert m.points[0].timestamp.year == 2024
     u = structure({"from": "2026-01-01", "to": "2026-01-31", "points": []}, models.CapsuleUsage)
     assert u.from_ == dt.date(2026, 1, 1)
     assert unstructure(u)["from"] == "2026-01-01"
-    ev = structure({"event": "capsule.create", "sandbox": {"id": "cl-1", "status": "starting"}},
-                   models.Event)
+    ev = structure(
+        {"event": "capsule.create", "sandbox": {"id": "cl-1", "status": "starting"}}, models.Event
+    )
     assert ev.capsule is not None
     assert ev.capsule.id == "cl-1"
 

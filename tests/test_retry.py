@@ -10,8 +10,16 @@ from wrenn._retry import RetryPolicy, parse_retry_after
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [(None, None), ("", None), ("3", 3.0), ("0.5", 0.5), ("-4", 0.0), ("nan", None),
-     ("99999", 120.0), ("soon", None)],
+    [
+        (None, None),
+        ("", None),
+        ("3", 3.0),
+        ("0.5", 0.5),
+        ("-4", 0.0),
+        ("nan", None),
+        ("99999", 120.0),
+        ("soon", None),
+    ],
 )
 def test_parse_retry_after_seconds(header: str | None, expected: float | None) -> None:
     assert parse_retry_after(header) == expected

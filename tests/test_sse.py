@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,7 +38,7 @@ def test_any_split_gives_the_same_messages(cuts: list[int]) -> None:
     parser = SSEParser()
     out: list[SSEMessage] = []
     bounds = [0, *sorted(cuts), len(STREAM)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         out += parser.feed(STREAM[a:b])
     assert out == EXPECTED
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import final
+from typing import Self, final
+
+import anyio
 
 from .._converter import structure
 from .._exceptions import WrennProtocolError
@@ -25,25 +28,30 @@ class EventStream:
     minutes apart): bound it with the caller's cancel scope (``anyio.move_on_after``).
     Messages that are not JSON events (keepalives, comments) are skipped. When the server
     closes the stream iteration ends; a broken connection raises
-    :class:`WrennConnectionError`.
+    :class:`WrennConnectionError`. Unread events are dropped when the block is left.
     """
 
     def __init__(self, response: httpx.Response, context: str) -> None:
-        self._response = response
+        self._chunks = response.aiter_raw()
         self._context = context
         self._parser = SSEParser()
-        self._pending: list[Event] = []
+        self._pending: deque[Event] = deque()
 
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._iterate()
+    def __aiter__(self) -> Self:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Event]:
-        with map_transport_errors(self._context):
-            async for chunk in self._response.aiter_raw():
-                for message in self._parser.feed(chunk):
-                    event = _decode(message.data)
-                    if event is not None:
-                        yield event
+    async def __anext__(self) -> Event:
+        while not self._pending:
+            with map_transport_errors(self._context):
+                chunk = await anext(self._chunks)
+            for message in self._parser.feed(chunk):
+                event = _decode(message.data)
+                if event is not None:
+                    self._pending.append(event)
+        return self._pending.popleft()
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
 
 
 def _decode(data: str) -> Event | None:
@@ -81,4 +89,9 @@ class AsyncEvents:
             open_timeout=open_timeout,
             read_timeout=None,
         ) as response:
-            yield EventStream(response, f"GET {path}")
+            events = EventStream(response, f"GET {path}")
+            try:
+                yield events
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await events.aclose()
