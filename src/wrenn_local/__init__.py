@@ -1,9 +1,19 @@
-"""wrenn_local: an embedded local Wrenn server (work in progress).
+"""wrenn_local: an embedded local Wrenn server.
 
-It speaks the Wrenn wire protocol over real HTTP and WebSocket and never imports the
-``wrenn`` SDK: the wire is the only contract between them.
+A real HTTP server speaking the Wrenn wire protocol, running each capsule as an isolated
+local sandbox. It never imports the ``wrenn`` SDK: the wire is the only contract::
+
+    async with wrenn_local.serve() as server:
+        print(server.base_url, server.api_key)
+
+or from a shell: ``python -m wrenn_local serve --port 0``.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._capsules import ServerOptions as ServerOptions
+from ._sandbox import Isolation as Isolation
+from ._server import LocalServer as LocalServer
+from ._server import serve as serve
+
+__all__ = ["Isolation", "LocalServer", "ServerOptions", "serve"]

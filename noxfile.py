@@ -1,0 +1,92 @@
+"""Project automation. ``python -m nox`` runs lint, typecheck and tests (the CI set).
+
+Sessions:
+  tests      the whole test suite; every async test runs under asyncio and trio
+  lint       ruff check + ruff format --check
+  typecheck  mypy --strict over src and tests
+  bench      benchmarks (never part of the test suite)
+  docs       API reference from the docstrings, offline
+  demo       the demo against the embedded local server
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+
+
+def group(name: str) -> list[str]:
+    return list(nox.project.dependency_groups(PYPROJECT, name))
+
+
+def ensure_sandbox_tools(session: nox.Session) -> None:
+    """Install bubblewrap for the local server's capsule sandboxes where apt is available.
+
+    Guarded: without apt, or without root, the local server runs in its reduced-isolation
+    mode and says so.
+    """
+    if shutil.which("bwrap"):
+        return
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        session.log("bubblewrap not installed and apt-get unavailable: reduced isolation")
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "bubblewrap"]):
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            session.log(f"{' '.join(cmd)} failed; continuing with reduced isolation")
+            session.log(result.stderr[-500:])
+            return
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    ensure_sandbox_tools(session)
+    session.install("-e", ".[local]", *group("test"))
+    session.run("python", "-m", "pytest", *(session.posargs or ["tests"]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install(*group("lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[local]", *group("typecheck"))
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    ensure_sandbox_tools(session)
+    session.install("-e", ".[local]", "httpx>=0.28.1", *group("test"))
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    session.install("-e", ".[local]", "pdoc>=15")
+    out = ROOT / "docs" / "_build" / "api"
+    session.run("python", "-m", "pdoc", "--docformat", "google", "-o", str(out), "wrenn")
+    session.log(f"API reference written to {out}")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    ensure_sandbox_tools(session)
+    session.install("-e", ".[local]")
+    session.run("python", "-m", "wrenn", "demo", *session.posargs)

@@ -1,0 +1,771 @@
+"""The in-capsule agent: the local analogue of Wrenn's envd.
+
+It runs inside a capsule's namespaces as the capsule's first process, listens on a Unix
+socket, and carries out every operation that touches the capsule's inside: commands,
+processes, files. It uses only the standard library, because it runs under the system
+Python of the capsule's root filesystem, not the server's environment.
+
+Wire format, both directions: frames of ``>I`` payload length, one kind byte, payload.
+Kinds: ``J`` a JSON object, ``O`` stdout bytes, ``E`` stderr bytes, ``I`` input bytes,
+``D`` file data, ``Z`` end of data. Each connection carries one operation: the first
+frame is the request (``J``), the rest depends on the operation (see ``_OPS``).
+
+Paths: when the agent's root is ``/`` (full isolation) the kernel resolves every path
+inside the capsule's own mount namespace. In reduced isolation the agent maps absolute
+paths under a host directory and resolves each component itself, refusing any step
+that would leave that directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import pwd
+import grp
+import secrets
+import shutil
+import signal
+import stat
+import struct
+import sys
+import termios
+import time
+from typing import Any
+
+HEADER = struct.Struct(">IB")
+MAX_FRAME = 8 << 20
+CHUNK = 64 * 1024
+
+
+class AgentError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- framing ---------------------------------------------------------------------------
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes] | None:
+    try:
+        head = await reader.readexactly(HEADER.size)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    length, kind = HEADER.unpack(head)
+    if length > MAX_FRAME:
+        raise AgentError("invalid_request", "frame too large")
+    try:
+        payload = await reader.readexactly(length)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    return kind, payload
+
+
+def frame(kind: bytes, payload: bytes) -> bytes:
+    return HEADER.pack(len(payload), kind[0]) + payload
+
+
+def jframe(obj: dict[str, Any]) -> bytes:
+    return frame(b"J", json.dumps(obj, separators=(",", ":")).encode())
+
+
+# --- configuration ---------------------------------------------------------------------
+
+
+class Config:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.root: str = raw.get("root", "/")
+        self.user: str = raw.get("user", "wrenn-user")
+        self.uid: int = int(raw.get("uid", os.getuid()))
+        self.gid: int = int(raw.get("gid", os.getgid()))
+        self.home: str = raw.get("home", "/home/wrenn-user")
+        self.env: dict[str, str] = dict(raw.get("env", {}))
+        self.switch_user: bool = bool(raw.get("switch_user", False))
+
+    def host_path(self, path: str, *, must_exist: bool = False) -> str:
+        """Map a path the user gave to a path the agent can open."""
+        if not path:
+            raise AgentError("invalid_request", "path is required")
+        if "\0" in path:
+            raise AgentError("invalid_request", "path contains a NUL byte")
+        if path == "~" or path.startswith("~/"):
+            path = self.home + path[1:]
+        if not path.startswith("/"):
+            path = self.home.rstrip("/") + "/" + path
+        if self.root == "/":
+            return os.path.normpath(path) if path != "//" else "/"
+        return resolve_in_root(self.root, path, must_exist=must_exist)
+
+    def inner_path(self, host: str) -> str:
+        if self.root == "/":
+            return host
+        rel = os.path.relpath(host, self.root)
+        return "/" if rel == "." else "/" + rel
+
+
+def resolve_in_root(root: str, path: str, *, must_exist: bool = False) -> str:
+    """Resolve ``path`` as if ``root`` were ``/``: ``..`` and symlinks cannot leave it."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > 40:
+                raise AgentError("invalid_request", "too many levels of symbolic links")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        resolved.append(part)
+    result = os.path.join(root, *resolved)
+    if must_exist and not os.path.lexists(result):
+        raise AgentError("not_found", f"path not found: {path}")
+    return result
+
+
+# --- processes -------------------------------------------------------------------------
+
+
+class Proc:
+    def __init__(self, pid: int, tag: str, cmd: str, args: list[str], pty: bool) -> None:
+        self.pid = pid
+        self.tag = tag
+        self.cmd = cmd
+        self.args = args
+        self.pty = pty
+        self.exit_code: int | None = None
+        self.done = asyncio.Event()
+        self.subscribers: set[asyncio.Queue[tuple[bytes, bytes] | None]] = set()
+        self.master_fd: int | None = None
+        self.process: asyncio.subprocess.Process | None = None
+
+    def publish(self, kind: bytes, data: bytes) -> None:
+        for queue in list(self.subscribers):
+            queue.put_nowait((kind, data))
+
+    def subscribe(self) -> asyncio.Queue[tuple[bytes, bytes] | None]:
+        queue: asyncio.Queue[tuple[bytes, bytes] | None] = asyncio.Queue()
+        self.subscribers.add(queue)
+        if self.exit_code is not None:
+            queue.put_nowait(None)
+        return queue
+
+    def finish(self, code: int) -> None:
+        self.exit_code = code
+        self.done.set()
+        for queue in list(self.subscribers):
+            queue.put_nowait(None)
+
+
+def exit_code_of(returncode: int) -> int:
+    return -1 if returncode < 0 else returncode
+
+
+class Agent:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.procs: dict[int, Proc] = {}
+        self.by_tag: dict[str, Proc] = {}
+
+    # -- environment
+
+    def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": self._home_for_process(),
+            "USER": self.config.user,
+            "LOGNAME": self.config.user,
+            "LANG": "C.UTF-8",
+            **self.config.env,
+        }
+        if extra:
+            env.update({str(k): str(v) for k, v in extra.items()})
+        return env
+
+    def _home_for_process(self) -> str:
+        return self.config.host_path(self.config.home)
+
+    def _cwd(self, cwd: str | None) -> str:
+        target = self.config.host_path(cwd or self.config.home)
+        if not os.path.isdir(target):
+            raise AgentError("invalid_request", f"cwd '{cwd}' does not exist")
+        return target
+
+    def _user_kwargs(self) -> dict[str, Any]:
+        if not self.config.switch_user:
+            return {}
+        return {"user": self.config.uid, "group": self.config.gid, "extra_groups": []}
+
+    def _new_tag(self, prefix: str) -> str:
+        while True:
+            tag = f"{prefix}-{secrets.token_hex(4)}"
+            if tag not in self.by_tag:
+                return tag
+
+    def _register(self, proc: Proc) -> None:
+        self.procs[proc.pid] = proc
+        self.by_tag[proc.tag] = proc
+
+    def _forget_later(self, proc: Proc) -> None:
+        async def forget() -> None:
+            await asyncio.sleep(0.5)
+            self.procs.pop(proc.pid, None)
+            if self.by_tag.get(proc.tag) is proc:
+                del self.by_tag[proc.tag]
+
+        asyncio.get_running_loop().create_task(forget())
+
+    def find(self, selector: str) -> Proc:
+        proc: Proc | None
+        if selector.isdigit():
+            proc = self.procs.get(int(selector))
+        else:
+            proc = self.by_tag.get(selector)
+        if proc is None or proc.exit_code is not None:
+            raise AgentError("not_found", "process not found")
+        return proc
+
+    async def spawn(self, req: dict[str, Any], *, tag_prefix: str = "proc") -> Proc:
+        cmd = req.get("cmd") or ""
+        if not cmd:
+            raise AgentError("invalid_request", "cmd is required")
+        args = [str(a) for a in req.get("args") or []]
+        env = self._env(req.get("envs"))
+        cwd = self._cwd(req.get("cwd"))
+        tag = req.get("tag") or self._new_tag(tag_prefix)
+        if tag in self.by_tag and self.by_tag[tag].exit_code is None:
+            raise AgentError("conflict", f"a running process already has tag {tag!r}")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                cmd,
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+                **self._user_kwargs(),
+            )
+        except FileNotFoundError:
+            raise AgentError("invalid_request", f"executable not found: {cmd}") from None
+        except PermissionError:
+            raise AgentError("forbidden", f"permission denied: {cmd}") from None
+        except OSError as exc:
+            raise AgentError("agent_error", f"failed to start {cmd}: {exc.strerror}") from None
+        proc = Proc(process.pid, tag, cmd, args, pty=False)
+        proc.process = process
+        self._register(proc)
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._pump(proc, process))
+        return proc
+
+    async def _pump(self, proc: Proc, process: asyncio.subprocess.Process) -> None:
+        async def copy(stream: asyncio.StreamReader | None, kind: bytes) -> None:
+            if stream is None:
+                return
+            while True:
+                data = await stream.read(CHUNK)
+                if not data:
+                    return
+                proc.publish(kind, data)
+
+        await asyncio.gather(copy(process.stdout, b"O"), copy(process.stderr, b"E"))
+        code = await process.wait()
+        proc.finish(exit_code_of(code))
+        self._forget_later(proc)
+
+    async def spawn_pty(self, req: dict[str, Any]) -> Proc:
+        cmd = req.get("cmd") or "/bin/bash"
+        if not shutil.which(cmd, path=self._env(None)["PATH"]) and not os.path.exists(cmd):
+            raise AgentError("invalid_request", f"executable not found: {cmd}")
+        args = [str(a) for a in req.get("args") or []]
+        cols = int(req.get("cols") or 80)
+        rows = int(req.get("rows") or 24)
+        env = self._env(req.get("envs"))
+        env.setdefault("TERM", "xterm-256color")
+        cwd = self._cwd(req.get("cwd"))
+        master, slave = os.openpty()
+        set_winsize(slave, rows, cols)
+
+        def child_setup() -> None:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        try:
+            process = await asyncio.create_subprocess_exec(
+                cmd,
+                *args,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+                preexec_fn=child_setup,
+                **self._user_kwargs(),
+            )
+        except OSError as exc:
+            os.close(master)
+            os.close(slave)
+            raise AgentError("invalid_request", f"failed to start pty: {exc.strerror}") from None
+        os.close(slave)
+        os.set_blocking(master, False)
+        proc = Proc(process.pid, self._new_tag("pty"), cmd, args, pty=True)
+        proc.master_fd = master
+        proc.process = process
+        self._register(proc)
+        asyncio.get_running_loop().create_task(self._pump_pty(proc, process, master))
+        return proc
+
+    async def _pump_pty(
+        self, proc: Proc, process: asyncio.subprocess.Process, master: int
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        readable = asyncio.Event()
+        loop.add_reader(master, readable.set)
+        try:
+            while True:
+                await readable.wait()
+                readable.clear()
+                try:
+                    data = os.read(master, CHUNK)
+                except BlockingIOError:
+                    continue
+                except OSError:  # EIO: the last holder of the slave side closed it
+                    break
+                if not data:
+                    break
+                proc.publish(b"O", data)
+        finally:
+            loop.remove_reader(master)
+        code = await process.wait()
+        with contextlib.suppress(OSError):
+            os.close(master)
+        proc.master_fd = None
+        proc.finish(exit_code_of(code))
+        self._forget_later(proc)
+
+    def signal(self, proc: Proc, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signum)
+
+    # -- operations
+
+    async def op_exec(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        proc = await self.spawn(req)
+        if req.get("background"):
+            writer.write(jframe({"pid": proc.pid, "tag": proc.tag}))
+            return
+        queue = proc.subscribe()
+        writer.write(jframe({"pid": proc.pid, "tag": proc.tag}))
+        timeout = req.get("timeout")
+        deadline = None if not timeout else time.monotonic() + float(timeout)
+        detach = asyncio.ensure_future(reader.read(1)) if req.get("stream") else None
+        try:
+            while True:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    self.signal(proc, signal.SIGKILL)
+                    writer.write(jframe({"error": "timeout", "message": "command timed out"}))
+                    return
+                getter = asyncio.ensure_future(queue.get())
+                waiters = {getter} | ({detach} if detach else set())
+                done, _ = await asyncio.wait(
+                    waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter not in done:
+                    getter.cancel()
+                    if detach is not None and detach in done:
+                        return  # the client went away: detach, the process keeps running
+                    continue
+                item = getter.result()
+                if item is None:
+                    writer.write(jframe({"exit_code": proc.exit_code}))
+                    return
+                writer.write(frame(*item))
+                await writer.drain()
+        finally:
+            proc.subscribers.discard(queue)
+            if detach is not None:
+                detach.cancel()
+
+    async def op_attach(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        proc = self.find(str(req.get("selector", "")))
+        queue = proc.subscribe()
+        writer.write(jframe({"pid": proc.pid, "tag": proc.tag}))
+        await self._relay(proc, queue, reader, writer, interactive=False)
+
+    async def op_pty_start(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        proc = await self.spawn_pty(req)
+        queue = proc.subscribe()
+        writer.write(jframe({"pid": proc.pid, "tag": proc.tag}))
+        await self._relay(proc, queue, reader, writer, interactive=True)
+
+    async def op_pty_connect(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        proc = self.find(str(req.get("tag", "")))
+        if not proc.pty:
+            raise AgentError("not_found", "no pty session with that tag")
+        queue = proc.subscribe()
+        writer.write(jframe({"pid": proc.pid, "tag": proc.tag}))
+        await self._relay(proc, queue, reader, writer, interactive=True)
+
+    async def _relay(
+        self,
+        proc: Proc,
+        queue: asyncio.Queue[tuple[bytes, bytes] | None],
+        reader: Any,
+        writer: Any,
+        *,
+        interactive: bool,
+    ) -> None:
+        async def inbound() -> None:
+            while True:
+                got = await read_frame(reader)
+                if got is None:
+                    return
+                kind, payload = got
+                if not interactive:
+                    continue
+                if kind == ord("I") and proc.master_fd is not None:
+                    await write_all(proc.master_fd, payload)
+                elif kind == ord("J"):
+                    msg = json.loads(payload)
+                    if msg.get("type") == "resize" and proc.master_fd is not None:
+                        set_winsize(proc.master_fd, int(msg["rows"]), int(msg["cols"]))
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGWINCH)
+                    elif msg.get("type") == "kill":
+                        self.signal(proc, signal.SIGKILL)
+
+        inbound_task = asyncio.ensure_future(inbound())
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, inbound_task}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter not in done:
+                    getter.cancel()
+                    return  # the client detached
+                item = getter.result()
+                if item is None:
+                    writer.write(jframe({"exit_code": proc.exit_code}))
+                    await writer.drain()
+                    return
+                writer.write(frame(*item))
+                await writer.drain()
+        finally:
+            proc.subscribers.discard(queue)
+            inbound_task.cancel()
+
+    async def op_ps(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        listed = [
+            {"pid": p.pid, "tag": p.tag, "cmd": p.cmd, "args": p.args}
+            for p in self.procs.values()
+            if p.exit_code is None
+        ]
+        writer.write(jframe({"processes": listed}))
+
+    async def op_kill(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        proc = self.find(str(req.get("selector", "")))
+        signum = signal.SIGTERM if req.get("signal") == "SIGTERM" else signal.SIGKILL
+        self.signal(proc, signum)
+        writer.write(jframe({"ok": True}))
+
+    # -- files
+
+    def _entry(self, host: str, name: str | None = None) -> dict[str, Any]:
+        st = os.lstat(host)
+        kind = "file"
+        target = None
+        mode = st.st_mode
+        if stat.S_ISLNK(mode):
+            target_raw = os.readlink(host)
+            try:
+                real = os.stat(host) if self.config.root == "/" else os.stat(
+                    resolve_in_root(self.config.root, self.config.inner_path(host))
+                )
+                kind = "directory" if stat.S_ISDIR(real.st_mode) else "file"
+                mode = real.st_mode
+            except (OSError, AgentError):
+                kind = "unknown"
+            target = target_raw
+        elif stat.S_ISDIR(mode):
+            kind = "directory"
+        elif not stat.S_ISREG(mode):
+            kind = "unknown"
+        return {
+            "name": name if name is not None else os.path.basename(host.rstrip("/")) or "/",
+            "path": self.config.inner_path(host),
+            "type": kind,
+            "size": st.st_size,
+            "mode": stat.S_IMODE(mode),
+            "permissions": stat.filemode(st.st_mode),
+            "owner": _user_name(st.st_uid),
+            "group": _group_name(st.st_gid),
+            "modified_at": int(st.st_mtime),
+            "symlink_target": target,
+        }
+
+    def _chown(self, host: str) -> None:
+        if self.config.switch_user:
+            with contextlib.suppress(OSError):
+                os.lchown(host, self.config.uid, self.config.gid)
+
+    def _makedirs(self, host_dir: str) -> None:
+        missing = []
+        current = host_dir
+        while not os.path.exists(current):
+            missing.append(current)
+            parent = os.path.dirname(current)
+            if parent == current:
+                break
+            current = parent
+        for path in reversed(missing):
+            try:
+                os.mkdir(path, 0o755)
+            except FileExistsError:
+                continue
+            self._chown(path)
+
+    async def op_read(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        host = self.config.host_path(str(req.get("path", "")), must_exist=True)
+        try:
+            nofollow = os.O_NOFOLLOW if self.config.root != "/" else 0
+            fd = os.open(host, os.O_RDONLY | nofollow)
+        except FileNotFoundError:
+            raise AgentError("not_found", f"file not found: {req.get('path')}") from None
+        except IsADirectoryError:
+            raise AgentError("invalid_request", "path is a directory") from None
+        with os.fdopen(fd, "rb", buffering=0) as fh:
+            st = os.fstat(fh.fileno())
+            if stat.S_ISDIR(st.st_mode):
+                raise AgentError("invalid_request", "path is a directory")
+            writer.write(jframe({"size": st.st_size}))
+            while True:
+                data = fh.read(CHUNK)
+                if not data:
+                    break
+                writer.write(frame(b"D", data))
+                await writer.drain()
+        writer.write(frame(b"Z", b""))
+
+    async def op_write(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        host = self.config.host_path(str(req.get("path", "")))
+        if os.path.isdir(host):
+            raise AgentError("invalid_request", "path is a directory")
+        self._makedirs(os.path.dirname(host))
+        tmp = f"{host}.wrenn-{secrets.token_hex(4)}.part"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        ok = False
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as fh:
+                while True:
+                    got = await read_frame(reader)
+                    if got is None:
+                        return  # the server went away: nothing is written
+                    kind, payload = got
+                    if kind == ord("Z"):
+                        break
+                    if kind == ord("D"):
+                        fh.write(payload)
+            self._chown(tmp)
+            os.replace(tmp, host)
+            ok = True
+        finally:
+            if not ok:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        writer.write(jframe({"ok": True}))
+
+    async def op_list(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        host = self.config.host_path(str(req.get("path", "")), must_exist=True)
+        if not os.path.exists(host):
+            raise AgentError("not_found", f"path not found: {req.get('path')}")
+        if not os.path.isdir(host):
+            raise AgentError("invalid_request", "path is not a directory")
+        depth = max(int(req.get("depth") or 1), 1)
+        entries: list[dict[str, Any]] = []
+
+        def walk(directory: str, level: int) -> None:
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                return
+            for name in names:
+                full = os.path.join(directory, name)
+                try:
+                    entry = self._entry(full, name)
+                except OSError:
+                    continue
+                entries.append(entry)
+                if level < depth and os.path.isdir(full) and not os.path.islink(full):
+                    walk(full, level + 1)
+
+        walk(host, 1)
+        writer.write(jframe({"entries": entries}))
+
+    async def op_stat(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        host = self.config.host_path(str(req.get("path", "")))
+        if not os.path.lexists(host):
+            raise AgentError("not_found", f"path not found: {req.get('path')}")
+        writer.write(jframe({"entry": self._entry(host)}))
+
+    async def op_mkdir(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        path = str(req.get("path", ""))
+        host = self.config.host_path(path)
+        if os.path.isdir(host):
+            raise AgentError("conflict", f"already_exists: directory already exists: {path}")
+        if os.path.lexists(host):
+            raise AgentError("invalid_request", f"path exists and is not a directory: {path}")
+        self._makedirs(host)
+        writer.write(jframe({"entry": self._entry(host)}))
+
+    async def op_remove(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        path = str(req.get("path", ""))
+        host = self.config.host_path(path)
+        if self.config.inner_path(host) == "/":
+            raise AgentError("invalid_request", "refusing to remove /")
+        if not os.path.lexists(host):
+            raise AgentError("not_found", f"path not found: {path}")
+        if os.path.isdir(host) and not os.path.islink(host):
+            shutil.rmtree(host)
+        else:
+            os.unlink(host)
+        writer.write(jframe({"ok": True}))
+
+    async def op_ping(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        writer.write(jframe({"ok": True, "pid": os.getpid()}))
+
+    async def op_connect(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
+        """Relay bytes to a TCP port inside the capsule's network namespace."""
+        port = int(req.get("port", 0))
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError as exc:
+            raise AgentError("agent_error", f"connect to port {port}: {exc.strerror}") from None
+        writer.write(jframe({"ok": True}))
+
+        async def down() -> None:
+            while data := await up_reader.read(CHUNK):
+                writer.write(frame(b"D", data))
+                await writer.drain()
+            writer.write(frame(b"Z", b""))
+
+        async def up() -> None:
+            while (got := await read_frame(reader)) is not None:
+                kind, payload = got
+                if kind == ord("Z"):
+                    break
+                up_writer.write(payload)
+                await up_writer.drain()
+            with contextlib.suppress(OSError):
+                up_writer.write_eof()
+
+        tasks = [asyncio.ensure_future(down()), asyncio.ensure_future(up())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            await tasks[0]
+        finally:
+            for task in tasks:
+                task.cancel()
+            up_writer.close()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            got = await read_frame(reader)
+            if got is None:
+                return
+            kind, payload = got
+            try:
+                request = json.loads(payload) if kind == ord("J") else None
+                if not isinstance(request, dict):
+                    raise AgentError("invalid_request", "first frame must be a JSON object")
+                handler = getattr(self, "op_" + str(request.get("op", "")), None)
+                if handler is None:
+                    raise AgentError("invalid_request", f"unknown op {request.get('op')!r}")
+                await handler(request, reader, writer)
+            except AgentError as exc:
+                writer.write(jframe({"error": exc.code, "message": exc.message}))
+            except PermissionError as exc:
+                writer.write(jframe({"error": "forbidden", "message": str(exc.strerror)}))
+            except OSError as exc:
+                code = "not_found" if exc.errno == errno.ENOENT else "agent_error"
+                writer.write(jframe({"error": code, "message": str(exc.strerror or exc)}))
+            await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+
+async def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            await asyncio.sleep(0.005)
+            continue
+        view = view[written:]
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+async def main(socket_path: str, config_path: str) -> None:
+    with open(config_path) as fh:
+        config = Config(json.load(fh))
+    agent = Agent(config)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket_path)
+    server = await asyncio.start_unix_server(agent.handle, path=socket_path, limit=MAX_FRAME)
+    os.chmod(socket_path, 0o600)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        await stop.wait()
+    for proc in list(agent.procs.values()):
+        agent.signal(proc, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

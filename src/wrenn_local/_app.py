@@ -1,0 +1,75 @@
+"""The Starlette application: every route under ``/v1`` and ``/api/v1``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from . import _routes_account, _routes_capsules, _routes_files
+from ._accounts import Accounts
+from ._capsules import CapsuleManager
+from ._events import EventHub
+from ._routes_account import Hosts
+from ._sandbox import HostSupport
+
+__all__ = ["build_app"]
+
+OPENAPI = Path(__file__).with_name("openapi.yaml")
+
+
+async def openapi(_: Request) -> Response:
+    return PlainTextResponse(OPENAPI.read_text(), media_type="application/yaml")
+
+
+async def not_found(_: Request, __: Exception) -> Response:
+    # The real router answers unknown paths with Go's plain-text 404 (PROTOCOL §1).
+    return PlainTextResponse("404 page not found\n", status_code=404)
+
+
+async def not_allowed(_: Request, __: Exception) -> Response:
+    return Response(status_code=405)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 404:
+        return await not_found(request, exc)
+    if status == 405:
+        return await not_allowed(request, exc)
+    return Response(status_code=status)
+
+
+def build_app(
+    *,
+    accounts: Accounts,
+    capsules: CapsuleManager,
+    events: EventHub,
+    support: HostSupport,
+    sse_keepalive: float = 15.0,
+) -> Starlette:
+    api: list[BaseRoute] = [
+        *_routes_capsules.routes(),
+        *_routes_files.routes(),
+        *_routes_account.routes(),
+    ]
+    routes: list[BaseRoute] = [
+        *_routes_account.utility_routes(),
+        Route("/openapi.yaml", openapi, methods=["GET"]),
+        *api,
+        Mount("/api", routes=api),
+    ]
+    handlers: dict[Any, Any] = {404: not_found, 405: not_allowed, HTTPException: http_error}
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.accounts = accounts
+    app.state.capsules = capsules
+    app.state.events = events
+    app.state.support = support
+    app.state.hosts = Hosts()
+    app.state.sse_keepalive = sse_keepalive
+    return app

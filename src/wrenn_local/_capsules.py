@@ -1,0 +1,580 @@
+"""Capsules and templates: records, the lifecycle state machine and background upkeep.
+
+Lifecycle (PROTOCOL §5.2, v0.2 behaviour): every change answers at once with a
+transitional status and completes in a task of the server's task group::
+
+    create   -> starting     -> running | error
+    pause    -> pausing      -> paused        (every process frozen)
+    resume   -> resuming     -> running
+    destroy  -> stopping     -> stopped       (processes killed, files removed)
+    snapshot -> snapshotting -> back to running or paused
+
+Transitions of one capsule are serialised by its lock. The TTL reaper pauses a running
+capsule idle for longer than ``timeout_sec``; the sampler records CPU, memory and disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import shutil
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import attrs
+
+from ._accounts import Principal, now_utc, rfc3339
+from ._errors import ApiError, bad_request, not_found
+from ._events import EventHub
+from ._ids import is_valid, new_id, new_tag
+from ._metrics import MetricSeries, Sample
+from ._sandbox import HostSupport, Sandbox, SandboxSpec, copy_layers, du
+
+__all__ = [
+    "CapsuleManager",
+    "CapsuleRecord",
+    "ServerOptions",
+    "TemplateRecord",
+    "require_status",
+]
+
+log = logging.getLogger("wrenn_local.capsules")
+
+NAME_RE: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
+META_KEY_RE: Final = NAME_RE
+RESERVED_META: Final = frozenset(
+    {"kernel_version", "vmm_version", "agent_version", "envd_version", "isolation",
+     "isolation_reasons", "cgroups", "disk_limit"}
+)
+BASE_TEMPLATES: Final = ("minimal-ubuntu", "minimal")
+DEFAULT_TEMPLATE: Final = "minimal-ubuntu"
+LIVE: Final = frozenset({"starting", "running", "pausing", "paused", "resuming",
+                         "snapshotting", "stopping"})
+
+
+@attrs.define
+class ServerOptions:
+    transition_delay: float = 0.0  # extra seconds a transitional status is held (testing)
+    min_timeout_sec: int = 60  # 1..59 are raised to this (v0.2 behaviour)
+    reaper_interval: float = 2.0
+    sample_interval: float = 1.0
+    max_capsules: int = 512
+
+
+@attrs.define(eq=False)
+class TemplateRecord:
+    name: str
+    type: str  # "base" | "snapshot"
+    team_id: str | None  # None: a platform template, visible to every team
+    created_at: dt.datetime
+    layers: list[Path] = attrs.field(factory=list)  # newest first
+    vcpus: int | None = None
+    memory_mb: int | None = None
+    size_bytes: int = 0
+    protected: bool = False
+    metadata: dict[str, str] = attrs.field(factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "size_bytes": self.size_bytes,
+            "created_at": rfc3339(self.created_at),
+            "platform": self.team_id is None,
+            "protected": self.protected,
+        }
+        if self.vcpus:
+            out["vcpus"] = self.vcpus
+        if self.memory_mb:
+            out["memory_mb"] = self.memory_mb
+        if self.metadata:
+            out["metadata"] = self.metadata
+        return out
+
+
+@attrs.define(eq=False)
+class CapsuleRecord:
+    id: str
+    team_id: str
+    template: str
+    vcpus: int
+    memory_mb: int
+    timeout_sec: int
+    disk_size_mb: int
+    metadata: dict[str, str]
+    status: str
+    created_at: dt.datetime
+    last_updated: dt.datetime
+    started_at: dt.datetime | None = None
+    last_active_at: dt.datetime | None = None
+    last_active_mono: float = attrs.field(factory=time.monotonic)
+    sandbox: Sandbox | None = None
+    lock: anyio.Lock = attrs.field(factory=anyio.Lock)
+    metrics: MetricSeries = attrs.field(factory=MetricSeries)
+    disk_cache: tuple[float, int] = (0.0, 0)
+
+    def to_json(self, *, single: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "template": self.template,
+            "vcpus": self.vcpus,
+            "memory_mb": self.memory_mb,
+            "timeout_sec": self.timeout_sec,
+            "created_at": rfc3339(self.created_at),
+            "started_at": rfc3339(self.started_at),
+            "last_active_at": rfc3339(self.last_active_at),
+            "last_updated": rfc3339(self.last_updated),
+            "metadata": self.metadata,
+            "disk_size_mb": self.disk_size_mb,
+        }
+        if single:
+            out["disk_used_mb"] = self.disk_cache[1] // (1024 * 1024)
+        return out
+
+    def set_status(self, status: str) -> str:
+        previous, self.status = self.status, status
+        self.last_updated = now_utc()
+        return previous
+
+    def touch(self) -> None:
+        self.last_active_at = now_utc()
+        self.last_active_mono = time.monotonic()
+
+
+class CapsuleManager:
+    def __init__(
+        self,
+        *,
+        support: HostSupport,
+        data_dir: Path,
+        task_group: anyio.abc.TaskGroup,
+        events: EventHub,
+        options: ServerOptions,
+    ) -> None:
+        self.support = support
+        self.data_dir = data_dir
+        self.base = data_dir / "base"
+        self.tg = task_group
+        self.events = events
+        self.options = options
+        self.capsules: dict[str, CapsuleRecord] = {}
+        self.templates: dict[tuple[str | None, str], TemplateRecord] = {}
+        self.team_stats: dict[str, deque[tuple[float, int, int, int]]] = {}
+        self.usage: dict[tuple[str, dt.date], list[float]] = {}
+        started = now_utc()
+        for name in BASE_TEMPLATES:
+            self.templates[(None, name)] = TemplateRecord(
+                name=name, type="base", team_id=None, created_at=started, protected=True
+            )
+
+    # -- look-ups
+
+    def get(self, principal: Principal, capsule_id: str) -> CapsuleRecord:
+        if not is_valid("cl", capsule_id):
+            raise bad_request("invalid sandbox ID")
+        record = self.capsules.get(capsule_id)
+        if record is None or record.team_id != principal.team_id:
+            raise not_found("capsule not found")
+        return record
+
+    def running(self, principal: Principal, capsule_id: str) -> CapsuleRecord:
+        record = self.get(principal, capsule_id)
+        require_status(record, "running")
+        return record
+
+    def list(self, principal: Principal) -> list[CapsuleRecord]:
+        records = [
+            r for r in self.capsules.values()
+            if r.team_id == principal.team_id and r.status not in ("stopped", "error")
+        ]
+        return sorted(records, key=lambda r: r.created_at, reverse=True)
+
+    def find_template(self, team_id: str, name: str) -> TemplateRecord | None:
+        return self.templates.get((team_id, name)) or self.templates.get((None, name))
+
+    def list_templates(self, team_id: str, type_filter: str | None) -> list[TemplateRecord]:
+        found = [t for (team, _), t in self.templates.items() if team in (None, team_id)]
+        if type_filter:
+            found = [t for t in found if t.type == type_filter]
+        return sorted(found, key=lambda t: t.created_at, reverse=True)
+
+    # -- create
+
+    def create(self, principal: Principal, body: dict[str, Any]) -> CapsuleRecord:
+        template_name = body.get("template") or DEFAULT_TEMPLATE
+        if not isinstance(template_name, str) or not NAME_RE.match(template_name):
+            raise bad_request("invalid template name")
+        vcpus = _positive_int(body.get("vcpus"), "vcpus", default=1)
+        memory_mb = _positive_int(body.get("memory_mb"), "memory_mb", default=512)
+        disk_size_mb = _positive_int(body.get("disk_size_mb"), "disk_size_mb", default=5120)
+        timeout_sec = body.get("timeout_sec") or 0
+        if not isinstance(timeout_sec, int) or isinstance(timeout_sec, bool) or timeout_sec < 0:
+            raise bad_request("timeout_sec must be a non-negative integer")
+        if 0 < timeout_sec < self.options.min_timeout_sec:
+            timeout_sec = self.options.min_timeout_sec
+        metadata = _check_metadata(body.get("metadata"))
+        template = self.find_template(principal.team_id, template_name)
+        if template is None:
+            raise not_found("template not found")
+        if template.vcpus:
+            vcpus = template.vcpus
+        if template.memory_mb:
+            memory_mb = template.memory_mb
+        live = sum(1 for r in self.capsules.values() if r.status in LIVE)
+        if live >= self.options.max_capsules:
+            raise ApiError(503, "no_hosts_available", "no servers available — try again later")
+        metadata.update(self._system_metadata())
+        stamp = now_utc()
+        record = CapsuleRecord(
+            id=new_id("cl"),
+            team_id=principal.team_id,
+            template=template_name,
+            vcpus=vcpus,
+            memory_mb=memory_mb,
+            timeout_sec=timeout_sec,
+            disk_size_mb=disk_size_mb,
+            metadata=metadata,
+            status="starting",
+            created_at=stamp,
+            last_updated=stamp,
+        )
+        record.sandbox = Sandbox(
+            SandboxSpec(
+                capsule_id=record.id,
+                template=template_name,
+                vcpus=vcpus,
+                memory_mb=memory_mb,
+                layers=list(template.layers),
+                directory=self.data_dir / "capsules" / record.id,
+                hide=[str(self.data_dir)],
+            ),
+            self.support,
+            self.base,
+        )
+        self.capsules[record.id] = record
+        self.tg.start_soon(self._boot, record, principal)
+        return record
+
+    def _system_metadata(self) -> dict[str, str]:
+        meta = {"agent_version": "wrenn-local", "envd_version": "wrenn-local-agent",
+                "isolation": str(self.support.isolation),
+                "disk_limit": "recorded, not enforced"}
+        if self.support.reasons:
+            meta["isolation_reasons"] = "; ".join(self.support.reasons)[:64]
+        meta["cgroups"] = (
+            f"v{self.support.cgroup_version}" if self.support.cgroup_version else "unavailable"
+        )
+        return meta
+
+    async def _boot(self, record: CapsuleRecord, principal: Principal) -> None:
+        assert record.sandbox is not None
+        try:
+            async with record.lock:
+                await self._hold()
+                await record.sandbox.start()
+                if record.status != "starting":  # destroyed while booting
+                    return
+                record.set_status("running")
+                record.started_at = now_utc()
+                record.touch()
+        except Exception as exc:  # noqa: BLE001 - any boot failure makes the capsule "error"
+            if record.status != "starting":
+                return  # destroyed while booting: the destroy task finishes the job
+            log.warning("capsule %s failed to start: %s", record.id, exc)
+            record.set_status("error")
+            await record.sandbox.stop()
+            await record.sandbox.remove_files()
+            self._emit(record, "capsule.create", principal, outcome="error", error=str(exc))
+            return
+        self._emit(record, "capsule.create", principal, outcome="success")
+        self._state_changed(record, "starting", "running")
+
+    async def _hold(self) -> None:
+        if self.options.transition_delay:
+            await anyio.sleep(self.options.transition_delay)
+
+    # -- pause / resume
+
+    def pause(self, principal: Principal, capsule_id: str, *, reason: str | None = None) -> CapsuleRecord:
+        record = self.get(principal, capsule_id)
+        if record.status != "running":
+            raise ApiError(409, "invalid_state", f"capsule is not running (status: {record.status})")
+        record.set_status("pausing")
+        self.tg.start_soon(self._pause, record, principal, reason)
+        return record
+
+    async def _pause(self, record: CapsuleRecord, principal: Principal | None, reason: str | None) -> None:
+        assert record.sandbox is not None
+        async with record.lock:
+            await self._hold()
+            if record.status != "pausing":
+                return
+            await record.sandbox.freeze(True)
+            record.set_status("paused")
+        self._emit(record, "capsule.pause", principal, outcome="success")
+        self._state_changed(record, "running", "paused", reason=reason)
+
+    def resume(self, principal: Principal, capsule_id: str) -> CapsuleRecord:
+        record = self.get(principal, capsule_id)
+        if record.status != "paused":
+            raise ApiError(409, "invalid_state", f"capsule is not paused (status: {record.status})")
+        record.set_status("resuming")
+        self.tg.start_soon(self._resume, record, principal)
+        return record
+
+    async def _resume(self, record: CapsuleRecord, principal: Principal) -> None:
+        assert record.sandbox is not None
+        async with record.lock:
+            await self._hold()
+            if record.status != "resuming":
+                return
+            await record.sandbox.freeze(False)
+            record.set_status("running")
+            record.touch()
+        self._emit(record, "capsule.resume", principal, outcome="success")
+        self._state_changed(record, "paused", "running")
+
+    # -- destroy
+
+    def destroy(self, principal: Principal, capsule_id: str) -> CapsuleRecord:
+        record = self.get(principal, capsule_id)
+        if record.status in ("stopping", "stopped"):
+            return record
+        previous = record.set_status("stopping")
+        self.tg.start_soon(self._destroy, record, principal, previous)
+        return record
+
+    async def _destroy(self, record: CapsuleRecord, principal: Principal | None, previous: str) -> None:
+        with anyio.CancelScope(shield=True):
+            if record.sandbox is not None:
+                await record.sandbox.stop()  # unblocks anything waiting on the agent
+            async with record.lock:
+                if record.sandbox is not None:
+                    await record.sandbox.remove_files()
+                record.set_status("stopped")
+        self._emit(record, "capsule.destroy", principal, outcome="success")
+        self._state_changed(record, previous, "stopped")
+
+    async def shutdown(self) -> None:
+        """Destroy every capsule (bounded, shielded): the server is going away."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+            async with anyio.create_task_group() as tg:
+                for record in list(self.capsules.values()):
+                    if record.status not in ("stopped",):
+                        previous = record.set_status("stopping")
+                        tg.start_soon(self._destroy, record, None, previous)
+
+    # -- snapshots
+
+    def snapshot(self, principal: Principal, body: dict[str, Any]) -> CapsuleRecord:
+        capsule_id = body.get("sandbox_id")
+        if not isinstance(capsule_id, str) or not capsule_id:
+            raise bad_request("sandbox_id is required")
+        if not is_valid("cl", capsule_id):
+            raise bad_request("invalid sandbox ID")
+        name = body.get("name") or new_tag("template")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise bad_request(f"invalid snapshot name: {name!r}")
+        if (None, name) in self.templates:
+            raise ApiError(409, "name_reserved", f"name {name!r} is reserved by a platform template")
+        if (principal.team_id, name) in self.templates:
+            raise ApiError(409, "template_name_taken", f"a template named {name!r} already exists")
+        record = self.get(principal, capsule_id)
+        if record.status not in ("running", "paused"):
+            raise ApiError(409, "invalid_state",
+                           f"capsule is not running or paused (status: {record.status})")
+        previous = record.set_status("snapshotting")
+        # Reserve the name now so a second request with it gets 409 at once.
+        template = self.find_template(record.team_id, record.template)
+        placeholder = TemplateRecord(
+            name=name, type="snapshot", team_id=principal.team_id, created_at=now_utc(),
+            vcpus=record.vcpus, memory_mb=record.memory_mb,
+            layers=[], metadata={"source": record.id, "state": "writing"},
+        )
+        self.templates[(principal.team_id, name)] = placeholder
+        parent_layers = list(template.layers) if template else []
+        self.tg.start_soon(self._snapshot, record, principal, placeholder, parent_layers, previous)
+        return record
+
+    async def _snapshot(
+        self,
+        record: CapsuleRecord,
+        principal: Principal,
+        template: TemplateRecord,
+        parent_layers: list[Path],
+        previous: str,
+    ) -> None:
+        assert record.sandbox is not None
+        target = self.data_dir / "templates" / f"{template.team_id}-{template.name}"
+        ok = False
+        try:
+            async with record.lock:
+                await self._hold()
+                if record.status != "snapshotting":
+                    return
+                if previous == "running":
+                    await record.sandbox.freeze(True)
+                try:
+                    await anyio.to_thread.run_sync(
+                        copy_layers, record.sandbox.upper_dir, target,
+                        ("root", "usr", "etc", "var", "opt"),
+                    )
+                finally:
+                    if previous == "running":
+                        await record.sandbox.freeze(False)
+                if record.status == "snapshotting":
+                    record.set_status(previous)
+                ok = True
+        except Exception as exc:  # noqa: BLE001 - reported as an event, not a crash
+            log.warning("snapshot %s failed: %s", template.name, exc)
+            if record.status == "snapshotting":
+                record.set_status(previous)
+        if not ok:
+            self.templates.pop((template.team_id, template.name), None)
+            shutil.rmtree(target, ignore_errors=True)
+            self._emit(record, "template.snapshot.create", principal, outcome="error",
+                       resource=(template.name, "template"))
+            return
+        template.layers = [target, *parent_layers]
+        template.size_bytes = await anyio.to_thread.run_sync(du, target)
+        template.metadata = {"source": record.id}
+        template.created_at = now_utc()
+        self._emit(record, "template.snapshot.create", principal, outcome="success",
+                   resource=(template.name, "template"))
+
+    def delete_template(self, principal: Principal, name: str) -> None:
+        if not NAME_RE.match(name):
+            raise bad_request("invalid template name")
+        if (principal.team_id, name) not in self.templates:
+            if (None, name) in self.templates:
+                raise ApiError(403, "forbidden", "platform templates cannot be deleted here")
+            raise not_found("template not found")
+        template = self.templates.pop((principal.team_id, name))
+        for layer in template.layers[:1]:
+            shutil.rmtree(layer, ignore_errors=True)
+        self.events.publish(principal.team_id, "template.snapshot.delete", resource_id=name,
+                            resource_type="template", actor=_actor(principal), outcome="success")
+
+    # -- upkeep tasks
+
+    async def reaper(self) -> None:
+        """Pause running capsules whose inactivity exceeded their ``timeout_sec``."""
+        while True:
+            await anyio.sleep(self.options.reaper_interval)
+            now = time.monotonic()
+            for record in list(self.capsules.values()):
+                if (
+                    record.status == "running"
+                    and record.timeout_sec > 0
+                    and now - record.last_active_mono > record.timeout_sec
+                ):
+                    record.set_status("pausing")
+                    self.tg.start_soon(self._pause, record, None, "ttl_expired")
+
+    async def sampler(self) -> None:
+        """Sample CPU, memory and disk of live capsules; keep team-wide counts."""
+        while True:
+            await anyio.sleep(self.options.sample_interval)
+            now = time.time()
+            mono = time.monotonic()
+            per_team: dict[str, list[int]] = {}
+            for record in list(self.capsules.values()):
+                sandbox = record.sandbox
+                if sandbox is None or record.status not in ("running", "paused", "snapshotting"):
+                    continue
+                if mono - record.disk_cache[0] > 5:
+                    disk = await anyio.to_thread.run_sync(sandbox.disk_bytes)
+                    record.disk_cache = (mono, disk)
+                if record.status == "paused":
+                    continue  # paused capsules keep their stored samples
+                record.metrics.add(Sample(
+                    t=now,
+                    cpu_pct=sandbox.cpu_percent(mono, record.vcpus),
+                    mem_bytes=sandbox.memory_bytes(),
+                    disk_bytes=record.disk_cache[1],
+                ))
+                counts = per_team.setdefault(record.team_id, [0, 0, 0])
+                counts[0] += 1
+                counts[1] += record.vcpus
+                counts[2] += record.memory_mb
+                day = dt.datetime.fromtimestamp(now, dt.UTC).date()
+                usage = self.usage.setdefault((record.team_id, day), [0.0, 0.0])
+                minutes = self.options.sample_interval / 60
+                usage[0] += record.vcpus * minutes
+                usage[1] += record.memory_mb * minutes
+            for team in set(per_team) | set(self.team_stats):
+                running, vcpus, memory = per_team.get(team, [0, 0, 0])
+                series = self.team_stats.setdefault(team, deque(maxlen=30 * 24 * 60))
+                if not series or now - series[-1][0] >= 60 or series[-1][1:] != (running, vcpus, memory):
+                    series.append((now, running, vcpus, memory))
+
+    # -- events
+
+    def _emit(
+        self,
+        record: CapsuleRecord,
+        event: str,
+        principal: Principal | None,
+        *,
+        outcome: str,
+        error: str | None = None,
+        resource: tuple[str, str] | None = None,
+    ) -> None:
+        rid, rtype = resource or (record.id, "capsule")
+        self.events.publish(record.team_id, event, resource_id=rid, resource_type=rtype,
+                            actor=_actor(principal), outcome=outcome, error=error,
+                            capsule=record.to_json())
+
+    def _state_changed(self, record: CapsuleRecord, old: str, new: str, *, reason: str | None = None) -> None:
+        metadata = {"from": old, "to": new}
+        if reason:
+            metadata["reason"] = reason
+        self.events.publish(record.team_id, "capsule.state.changed", resource_id=record.id,
+                            metadata=metadata, capsule=record.to_json())
+
+
+def require_status(record: CapsuleRecord, *allowed: str) -> None:
+    if record.status not in allowed:
+        raise ApiError(409, "invalid_state",
+                       f"capsule is not {' or '.join(allowed)} (status: {record.status})")
+
+
+def _actor(principal: Principal | None) -> dict[str, Any]:
+    if principal is None:
+        return {"type": "system"}
+    return {"type": principal.kind, "id": principal.actor_id}
+
+
+def _positive_int(value: Any, name: str, *, default: int) -> int:
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise bad_request(f"{name} must be an integer")
+    return value if value > 0 else default
+
+
+def _check_metadata(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise bad_request("metadata must be an object of strings")
+    if len(raw) > 20:
+        raise bad_request("metadata holds at most 20 keys")
+    out: dict[str, str] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not META_KEY_RE.match(key):
+            raise bad_request(f"invalid metadata key: {key!r}")
+        if key in RESERVED_META:
+            raise bad_request(f"metadata key {key!r} is reserved")
+        if not isinstance(value, str) or len(value) > 64:
+            raise bad_request(f"metadata value for {key!r} must be a string of at most 64 chars")
+        out[key] = value
+    return out
+
+

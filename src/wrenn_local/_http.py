@@ -1,0 +1,102 @@
+"""Request plumbing shared by the routes: authentication, JSON bodies, error mapping."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ._accounts import Accounts, Principal
+from ._agent_client import AgentFailure
+from ._errors import ApiError, bad_request, error_response
+
+__all__ = ["AuthKind", "Endpoint", "endpoint", "principal_of", "read_json"]
+
+log = logging.getLogger("wrenn_local.http")
+
+AuthKind = Literal["key_or_jwt", "jwt", "none"]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+AGENT_STATUS = {
+    "not_found": (404, "not_found"),
+    "invalid_request": (400, "invalid_request"),
+    "conflict": (409, "conflict"),
+    "forbidden": (403, "forbidden"),
+    "host_unavailable": (503, "host_unavailable"),
+}
+
+
+def agent_error(exc: AgentFailure) -> ApiError:
+    status, code = AGENT_STATUS.get(exc.code, (502, "agent_error"))
+    return ApiError(status, code, exc.message or exc.code)
+
+
+def authenticate(accounts: Accounts, request: Request, kind: AuthKind) -> Principal | None:
+    """The PROTOCOL §2.1 order: an ``X-API-Key`` is the only credential tried when present."""
+    if kind == "none":
+        return None
+    key = request.headers.get("x-api-key")
+    bearer = request.headers.get("authorization", "")
+    token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else None
+    if kind == "jwt":
+        if not token:
+            raise ApiError(401, "unauthorized", "Authorization: Bearer <token> required")
+        user = accounts.check_jwt(token)
+        return Principal(team_id=user.team_id, kind="user", actor_id=user.id, user=user)
+    if key is not None:
+        found = accounts.check_key(key)
+        if found is None:
+            raise ApiError(401, "unauthorized", "invalid API key")
+        return Principal(team_id=found.team_id, kind="api_key", actor_id=found.id)
+    if token:
+        user = accounts.check_jwt(token)
+        return Principal(team_id=user.team_id, kind="user", actor_id=user.id, user=user)
+    raise ApiError(401, "unauthorized", "X-API-Key or Authorization: Bearer <token> required")
+
+
+def principal_of(request: Request) -> Principal:
+    principal: Principal = request.state.principal
+    return principal
+
+
+def endpoint(kind: AuthKind) -> Callable[[Endpoint], Endpoint]:
+    """Authenticate, then run the handler; every failure becomes the JSON envelope."""
+
+    def decorate(handler: Endpoint) -> Endpoint:
+        @wraps(handler)
+        async def run(request: Request) -> Response:
+            try:
+                request.state.principal = authenticate(request.app.state.accounts, request, kind)
+                return await handler(request)
+            except ApiError as exc:
+                return error_response(exc)
+            except AgentFailure as exc:
+                return error_response(agent_error(exc))
+            except Exception:
+                log.exception("unhandled error in %s %s", request.method, request.url.path)
+                return error_response(ApiError(500, "internal_error", "an internal error occurred"))
+
+        return run
+
+    return decorate
+
+
+async def read_json(request: Request, *, limit: int = 1 << 20) -> dict[str, Any]:
+    """The request body as a JSON object; anything else is ``400 invalid JSON body``."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "too_large", "request body too large")
+    try:
+        value = json.loads(body) if body.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        value = None
+    if not isinstance(value, dict):
+        raise bad_request("invalid JSON body")
+    return value

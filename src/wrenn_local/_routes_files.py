@@ -1,0 +1,258 @@
+"""File routes (PROTOCOL §10): multipart and streaming write, read, list, mkdir, remove.
+
+Uploads are parsed as they arrive and forwarded to the capsule agent in chunks, so the
+server's memory stays constant whatever the size. The ``path`` field may come before or
+after the ``file`` part; when it comes after, the file data waits in a temporary file.
+Every path is resolved by the agent inside the capsule, never on the host.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import anyio
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ._agent_client import AgentChannel, AgentFailure
+from ._capsules import CapsuleRecord
+from ._errors import ApiError, bad_request, json_response
+from ._http import agent_error, endpoint, principal_of, read_json
+from ._routes_capsules import manager
+
+__all__ = ["routes"]
+
+WRITE_LIMIT: Final = 100 * 1024 * 1024
+
+
+class _Upload:
+    """Collects multipart events: the ``path`` field's text, and ``file`` chunks."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.saw_file = False
+        self.file_done = False
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._field = b""
+        self._value = b""
+        self._current: str | None = None
+        self._text = bytearray()
+        self.pending: list[bytes] = []
+
+    def callbacks(self) -> dict[str, Any]:
+        def on_part_begin() -> None:
+            self._headers = []
+            self._current = None
+            self._text = bytearray()
+
+        def on_header_field(data: bytes, start: int, end: int) -> None:
+            self._field += data[start:end]
+
+        def on_header_value(data: bytes, start: int, end: int) -> None:
+            self._value += data[start:end]
+
+        def on_header_end() -> None:
+            self._headers.append((self._field.lower(), self._value))
+            self._field = b""
+            self._value = b""
+
+        def on_headers_finished() -> None:
+            for name, value in self._headers:
+                if name == b"content-disposition":
+                    _, params = parse_options_header(value)
+                    self._current = params.get(b"name", b"").decode("utf-8", "replace")
+            if self._current == "file":
+                self.saw_file = True
+
+        def on_part_data(data: bytes, start: int, end: int) -> None:
+            if self._current == "file":
+                self.pending.append(bytes(data[start:end]))
+            elif self._current == "path":
+                self._text += data[start:end]
+                if len(self._text) > 4096:
+                    raise ValueError("path field too long")
+
+        def on_part_end() -> None:
+            if self._current == "path":
+                self.path = self._text.decode("utf-8", "replace")
+            elif self._current == "file":
+                self.file_done = True
+
+        return {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        }
+
+
+def _boundary(request: Request) -> bytes:
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data":
+        raise bad_request("expected multipart/form-data")
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise bad_request("expected multipart/form-data with boundary")
+    return boundary
+
+
+async def _upload(request: Request, record: CapsuleRecord, *, limit: int | None) -> None:
+    declared = request.headers.get("content-length")
+    if limit is not None and declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", "file exceeds 100 MB limit")
+    upload = _Upload()
+    parser = MultipartParser(_boundary(request), upload.callbacks())  # type: ignore[arg-type]
+    received = 0
+    spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # file data seen before `path`
+    channel: AgentChannel | None = None
+    assert record.sandbox is not None
+    try:
+        async with anyio.AsyncExitStack() as stack:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if limit is not None and received > limit:
+                    raise ApiError(413, "too_large", "file exceeds 100 MB limit")
+                try:
+                    parser.write(chunk)
+                except Exception as exc:  # python-multipart raises its own error types
+                    raise bad_request("failed to parse multipart") from exc
+                if channel is None and upload.path is not None:
+                    if not upload.path:
+                        raise bad_request("path field is required")
+                    channel = await stack.enter_async_context(
+                        record.sandbox.agent.open({"op": "write", "path": upload.path})
+                    )
+                    spool.seek(0)
+                    while data := spool.read(64 * 1024):
+                        await channel.send(b"D", data)
+                if upload.pending:
+                    pending, upload.pending = upload.pending, []
+                    if channel is None:
+                        for data in pending:
+                            spool.write(data)
+                    else:
+                        for data in pending:
+                            await channel.send(b"D", data)
+            try:
+                parser.finalize()
+            except Exception as exc:
+                raise bad_request("failed to parse multipart") from exc
+            if upload.path is None or not upload.path:
+                raise bad_request("path field is required")
+            if not upload.saw_file:
+                raise bad_request("file field is required")
+            if channel is None:  # pragma: no cover - path always opens the channel above
+                raise bad_request("path field is required")
+            await channel.send(b"Z")
+            await channel.receive_json()
+    finally:
+        spool.close()
+    record.touch()
+
+
+@endpoint("key_or_jwt")
+async def write(request: Request) -> Response:
+    record = manager(request).running(principal_of(request), request.path_params["id"])
+    await _upload(request, record, limit=WRITE_LIMIT)
+    return Response(status_code=204)
+
+
+@endpoint("key_or_jwt")
+async def stream_write(request: Request) -> Response:
+    record = manager(request).running(principal_of(request), request.path_params["id"])
+    await _upload(request, record, limit=None)
+    return Response(status_code=204)
+
+
+async def _read(request: Request) -> Response:
+    record = manager(request).running(principal_of(request), request.path_params["id"])
+    body = await read_json(request)
+    path = body.get("path")
+    if not isinstance(path, str) or not path:
+        raise bad_request("path is required")
+    assert record.sandbox is not None
+    opened = record.sandbox.agent.open({"op": "read", "path": path})
+    channel = await opened.__aenter__()
+    try:
+        await channel.receive_json()  # {"size"} or the error, before any byte is sent
+    except BaseException:
+        await opened.__aexit__(None, None, None)
+        raise
+
+    async def body_chunks() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                got = await channel.receive()
+                if got is None:
+                    raise AgentFailure("agent_error", "file read broke off")
+                kind, payload = got
+                if kind == b"Z":
+                    return
+                yield payload
+        finally:
+            with anyio.CancelScope(shield=True):
+                await opened.__aexit__(None, None, None)
+
+    return StreamingResponse(body_chunks(), media_type="application/octet-stream")
+
+
+@endpoint("key_or_jwt")
+async def read(request: Request) -> Response:
+    return await _read(request)
+
+
+@endpoint("key_or_jwt")
+async def stream_read(request: Request) -> Response:
+    return await _read(request)
+
+
+async def _path_op(request: Request, op: str, **extra: Any) -> dict[str, Any]:
+    record = manager(request).running(principal_of(request), request.path_params["id"])
+    body = await read_json(request)
+    path = body.get("path")
+    if not isinstance(path, str) or not path:
+        raise bad_request("path is required")
+    assert record.sandbox is not None
+    payload = {"op": op, "path": path, **{k: body.get(k, v) for k, v in extra.items()}}
+    try:
+        return await record.sandbox.agent.call(payload)
+    except AgentFailure as exc:
+        raise agent_error(exc) from None
+
+
+@endpoint("key_or_jwt")
+async def list_dir(request: Request) -> Response:
+    answer = await _path_op(request, "list", depth=1)
+    return json_response({"entries": answer["entries"]})
+
+
+@endpoint("key_or_jwt")
+async def mkdir(request: Request) -> Response:
+    answer = await _path_op(request, "mkdir")
+    return json_response({"entry": answer["entry"]})
+
+
+@endpoint("key_or_jwt")
+async def remove(request: Request) -> Response:
+    await _path_op(request, "remove")
+    return Response(status_code=204)
+
+
+def routes() -> list[Route]:
+    base = "/v1/capsules/{id}/files"
+    return [
+        Route(f"{base}/write", write, methods=["POST"]),
+        Route(f"{base}/read", read, methods=["POST"]),
+        Route(f"{base}/stream/write", stream_write, methods=["POST"]),
+        Route(f"{base}/stream/read", stream_read, methods=["POST"]),
+        Route(f"{base}/list", list_dir, methods=["POST"]),
+        Route(f"{base}/mkdir", mkdir, methods=["POST"]),
+        Route(f"{base}/remove", remove, methods=["POST"]),
+    ]

@@ -1,0 +1,114 @@
+"""``serve()``: run a local Wrenn server inside the caller's task group."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import attrs
+
+from ._accounts import Accounts
+from ._app import build_app
+from ._asgi import serve_asgi
+from ._capsules import CapsuleManager, ServerOptions
+from ._events import EventHub
+from ._sandbox import HostSupport, Isolation, prepare_base
+
+__all__ = ["LocalServer", "serve"]
+
+log = logging.getLogger("wrenn_local")
+
+
+@attrs.frozen
+class LocalServer:
+    """A running local server.
+
+    ``base_url`` and ``api_key`` are what a client needs (also as ``WRENN_BASE_URL`` and
+    ``WRENN_API_KEY``); ``isolation`` says how strongly capsules are isolated here.
+    """
+
+    base_url: str
+    api_key: str = attrs.field(repr=False)
+    host: str
+    port: int
+    data_dir: Path
+    isolation: Isolation
+    isolation_reasons: tuple[str, ...]
+    capsules: CapsuleManager = attrs.field(repr=False)
+
+    @property
+    def proxy_domain(self) -> str:
+        return f"localhost:{self.port}"
+
+    def environ(self) -> dict[str, str]:
+        return {"WRENN_BASE_URL": self.base_url, "WRENN_API_KEY": self.api_key}
+
+
+@asynccontextmanager
+async def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_key: str | None = None,
+    data_dir: str | Path | None = None,
+    options: ServerOptions | None = None,
+    force_reduced_isolation: bool = False,
+    sse_keepalive: float = 15.0,
+) -> AsyncIterator[LocalServer]:
+    """Serve until the block is left; then destroy every capsule and stop.
+
+    Runs under asyncio and trio. Binds loopback by default; ``port=0`` picks a free port.
+    A temporary data directory is created (and removed afterwards) unless ``data_dir`` is
+    given. Leaving the block by error or cancellation cleans up the same way.
+    """
+    if api_key is not None and (not api_key.startswith("wrn_") or len(api_key) < 8):
+        raise ValueError("api_key must look like wrn_<hex>")
+    own_dir = data_dir is None
+    root = Path(tempfile.mkdtemp(prefix="wrenn-local-")) if own_dir else Path(data_dir).resolve()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)
+        support = await anyio.to_thread.run_sync(
+            lambda: HostSupport.detect(root, force_reduced=force_reduced_isolation)
+        )
+        if support.isolation is Isolation.REDUCED:
+            log.warning("capsules run with reduced isolation: %s", "; ".join(support.reasons))
+        await anyio.to_thread.run_sync(prepare_base, root / "base")
+        accounts = Accounts()
+        key = api_key or Accounts.generate_key()
+        accounts.add_key(key, accounts.default_team, "local server key", None)
+        events = EventHub()
+        async with anyio.create_task_group() as tg:
+            capsules = CapsuleManager(
+                support=support, data_dir=root, task_group=tg, events=events,
+                options=options or ServerOptions(),
+            )
+            app = build_app(accounts=accounts, capsules=capsules, events=events,
+                            support=support, sse_keepalive=sse_keepalive)
+            tg.start_soon(capsules.reaper)
+            tg.start_soon(capsules.sampler)
+            try:
+                async with serve_asgi(app, host=host, port=port) as (bound_host, bound_port):
+                    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+                    yield LocalServer(
+                        base_url=f"http://{shown}:{bound_port}",
+                        api_key=key,
+                        host=bound_host,
+                        port=bound_port,
+                        data_dir=root,
+                        isolation=support.isolation,
+                        isolation_reasons=support.reasons,
+                        capsules=capsules,
+                    )
+            finally:
+                await capsules.shutdown()
+                tg.cancel_scope.cancel()
+    finally:
+        if own_dir:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))
