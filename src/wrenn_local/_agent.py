@@ -7,7 +7,7 @@ Python of the capsule's root filesystem, not the server's environment.
 
 Wire format, both directions: frames of ``>I`` payload length, one kind byte, payload.
 Kinds: ``J`` a JSON object, ``O`` stdout bytes, ``E`` stderr bytes, ``I`` input bytes,
-``D`` file data, ``Z`` end of data. Each connection carries one operation: the first
+``D`` file data, ``Z`` end of data, ``X`` abort (the sender gave up on the operation). Each connection carries one operation: the first
 frame is the request (``J``), the rest depends on the operation (see ``_OPS``).
 
 Paths: when the agent's root is ``/`` (full isolation) the kernel resolves every path
@@ -22,10 +22,10 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import grp
 import json
 import os
 import pwd
-import grp
 import secrets
 import shutil
 import signal
@@ -335,9 +335,7 @@ class Agent:
         asyncio.get_running_loop().create_task(self._pump_pty(proc, process, master))
         return proc
 
-    async def _pump_pty(
-        self, proc: Proc, process: asyncio.subprocess.Process, master: int
-    ) -> None:
+    async def _pump_pty(self, proc: Proc, process: asyncio.subprocess.Process, master: int) -> None:
         loop = asyncio.get_running_loop()
         readable = asyncio.Event()
         loop.add_reader(master, readable.set)
@@ -502,8 +500,10 @@ class Agent:
         if stat.S_ISLNK(mode):
             target_raw = os.readlink(host)
             try:
-                real = os.stat(host) if self.config.root == "/" else os.stat(
-                    resolve_in_root(self.config.root, self.config.inner_path(host))
+                real = (
+                    os.stat(host)
+                    if self.config.root == "/"
+                    else os.stat(resolve_in_root(self.config.root, self.config.inner_path(host)))
                 )
                 kind = "directory" if stat.S_ISDIR(real.st_mode) else "file"
                 mode = real.st_mode
@@ -557,10 +557,11 @@ class Agent:
             raise AgentError("not_found", f"file not found: {req.get('path')}") from None
         except IsADirectoryError:
             raise AgentError("invalid_request", "path is a directory") from None
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            raise AgentError("invalid_request", "path is a directory")
         with os.fdopen(fd, "rb", buffering=0) as fh:
-            st = os.fstat(fh.fileno())
-            if stat.S_ISDIR(st.st_mode):
-                raise AgentError("invalid_request", "path is a directory")
             writer.write(jframe({"size": st.st_size}))
             while True:
                 data = fh.read(CHUNK)
@@ -587,6 +588,12 @@ class Agent:
                     kind, payload = got
                     if kind == ord("Z"):
                         break
+                    if kind == ord("X"):  # the upload failed on the server's side
+                        fh.close()
+                        os.unlink(tmp)
+                        ok = True  # nothing left to clean up
+                        writer.write(jframe({"aborted": True}))
+                        return
                     if kind == ord("D"):
                         fh.write(payload)
             self._chown(tmp)

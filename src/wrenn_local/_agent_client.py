@@ -51,8 +51,13 @@ class AgentChannel:
             if length > MAX_FRAME:
                 raise AgentFailure("agent_error", "oversized frame from agent")
             payload = await self._reader.receive_exactly(length) if length else b""
-        except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError,
-                anyio.ClosedResourceError, ConnectionError):
+        except (
+            anyio.IncompleteRead,
+            anyio.EndOfStream,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            ConnectionError,
+        ):
             return None
         return bytes([kind]), payload
 

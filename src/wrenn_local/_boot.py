@@ -36,8 +36,9 @@ def main(plan_path: str) -> None:
     for hidden in plan.get("hide", []):
         target = merged + hidden
         if os.path.isdir(target):
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k,mode=000", "tmpfs", target],
-                           check=True)
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=4k,mode=000", "tmpfs", target], check=True
+            )
     for procs_file in plan.get("cgroups", []):
         with open(procs_file, "w") as fh:
             fh.write(str(os.getpid()))

@@ -33,7 +33,14 @@ from ._errors import ApiError, bad_request, not_found
 from ._events import EventHub
 from ._ids import is_valid, new_id, new_tag
 from ._metrics import MetricSeries, Sample
-from ._sandbox import HostSupport, Sandbox, SandboxSpec, copy_layers, du
+from ._sandbox import (
+    HostSupport,
+    Sandbox,
+    SandboxSpec,
+    copy_layers,
+    du,
+    remove_cgroup_parents,
+)
 
 __all__ = [
     "CapsuleManager",
@@ -48,13 +55,22 @@ log = logging.getLogger("wrenn_local.capsules")
 NAME_RE: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
 META_KEY_RE: Final = NAME_RE
 RESERVED_META: Final = frozenset(
-    {"kernel_version", "vmm_version", "agent_version", "envd_version", "isolation",
-     "isolation_reasons", "cgroups", "disk_limit"}
+    {
+        "kernel_version",
+        "vmm_version",
+        "agent_version",
+        "envd_version",
+        "isolation",
+        "isolation_reasons",
+        "cgroups",
+        "disk_limit",
+    }
 )
 BASE_TEMPLATES: Final = ("minimal-ubuntu", "minimal")
 DEFAULT_TEMPLATE: Final = "minimal-ubuntu"
-LIVE: Final = frozenset({"starting", "running", "pausing", "paused", "resuming",
-                         "snapshotting", "stopping"})
+LIVE: Final = frozenset(
+    {"starting", "running", "pausing", "paused", "resuming", "snapshotting", "stopping"}
+)
 
 
 @attrs.define
@@ -190,7 +206,8 @@ class CapsuleManager:
 
     def list(self, principal: Principal) -> list[CapsuleRecord]:
         records = [
-            r for r in self.capsules.values()
+            r
+            for r in self.capsules.values()
             if r.team_id == principal.team_id and r.status not in ("stopped", "error")
         ]
         return sorted(records, key=lambda r: r.created_at, reverse=True)
@@ -262,9 +279,12 @@ class CapsuleManager:
         return record
 
     def _system_metadata(self) -> dict[str, str]:
-        meta = {"agent_version": "wrenn-local", "envd_version": "wrenn-local-agent",
-                "isolation": str(self.support.isolation),
-                "disk_limit": "recorded, not enforced"}
+        meta = {
+            "agent_version": "wrenn-local",
+            "envd_version": "wrenn-local-agent",
+            "isolation": str(self.support.isolation),
+            "disk_limit": "recorded, not enforced",
+        }
         if self.support.reasons:
             meta["isolation_reasons"] = "; ".join(self.support.reasons)[:64]
         meta["cgroups"] = (
@@ -283,7 +303,7 @@ class CapsuleManager:
                 record.set_status("running")
                 record.started_at = now_utc()
                 record.touch()
-        except Exception as exc:  # noqa: BLE001 - any boot failure makes the capsule "error"
+        except Exception as exc:
             if record.status != "starting":
                 return  # destroyed while booting: the destroy task finishes the job
             log.warning("capsule %s failed to start: %s", record.id, exc)
@@ -301,15 +321,21 @@ class CapsuleManager:
 
     # -- pause / resume
 
-    def pause(self, principal: Principal, capsule_id: str, *, reason: str | None = None) -> CapsuleRecord:
+    def pause(
+        self, principal: Principal, capsule_id: str, *, reason: str | None = None
+    ) -> CapsuleRecord:
         record = self.get(principal, capsule_id)
         if record.status != "running":
-            raise ApiError(409, "invalid_state", f"capsule is not running (status: {record.status})")
+            raise ApiError(
+                409, "invalid_state", f"capsule is not running (status: {record.status})"
+            )
         record.set_status("pausing")
         self.tg.start_soon(self._pause, record, principal, reason)
         return record
 
-    async def _pause(self, record: CapsuleRecord, principal: Principal | None, reason: str | None) -> None:
+    async def _pause(
+        self, record: CapsuleRecord, principal: Principal | None, reason: str | None
+    ) -> None:
         assert record.sandbox is not None
         async with record.lock:
             await self._hold()
@@ -350,7 +376,9 @@ class CapsuleManager:
         self.tg.start_soon(self._destroy, record, principal, previous)
         return record
 
-    async def _destroy(self, record: CapsuleRecord, principal: Principal | None, previous: str) -> None:
+    async def _destroy(
+        self, record: CapsuleRecord, principal: Principal | None, previous: str
+    ) -> None:
         with anyio.CancelScope(shield=True):
             if record.sandbox is not None:
                 await record.sandbox.stop()  # unblocks anything waiting on the agent
@@ -369,6 +397,7 @@ class CapsuleManager:
                     if record.status not in ("stopped",):
                         previous = record.set_status("stopping")
                         tg.start_soon(self._destroy, record, None, previous)
+            await anyio.to_thread.run_sync(remove_cgroup_parents)
 
     # -- snapshots
 
@@ -382,20 +411,28 @@ class CapsuleManager:
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise bad_request(f"invalid snapshot name: {name!r}")
         if (None, name) in self.templates:
-            raise ApiError(409, "name_reserved", f"name {name!r} is reserved by a platform template")
+            raise ApiError(
+                409, "name_reserved", f"name {name!r} is reserved by a platform template"
+            )
         if (principal.team_id, name) in self.templates:
             raise ApiError(409, "template_name_taken", f"a template named {name!r} already exists")
         record = self.get(principal, capsule_id)
         if record.status not in ("running", "paused"):
-            raise ApiError(409, "invalid_state",
-                           f"capsule is not running or paused (status: {record.status})")
+            raise ApiError(
+                409, "invalid_state", f"capsule is not running or paused (status: {record.status})"
+            )
         previous = record.set_status("snapshotting")
         # Reserve the name now so a second request with it gets 409 at once.
         template = self.find_template(record.team_id, record.template)
         placeholder = TemplateRecord(
-            name=name, type="snapshot", team_id=principal.team_id, created_at=now_utc(),
-            vcpus=record.vcpus, memory_mb=record.memory_mb,
-            layers=[], metadata={"source": record.id, "state": "writing"},
+            name=name,
+            type="snapshot",
+            team_id=principal.team_id,
+            created_at=now_utc(),
+            vcpus=record.vcpus,
+            memory_mb=record.memory_mb,
+            layers=[],
+            metadata={"source": record.id, "state": "writing"},
         )
         self.templates[(principal.team_id, name)] = placeholder
         parent_layers = list(template.layers) if template else []
@@ -422,7 +459,9 @@ class CapsuleManager:
                     await record.sandbox.freeze(True)
                 try:
                     await anyio.to_thread.run_sync(
-                        copy_layers, record.sandbox.upper_dir, target,
+                        copy_layers,
+                        record.sandbox.upper_dir,
+                        target,
                         ("root", "usr", "etc", "var", "opt"),
                     )
                 finally:
@@ -431,22 +470,32 @@ class CapsuleManager:
                 if record.status == "snapshotting":
                     record.set_status(previous)
                 ok = True
-        except Exception as exc:  # noqa: BLE001 - reported as an event, not a crash
+        except Exception as exc:
             log.warning("snapshot %s failed: %s", template.name, exc)
             if record.status == "snapshotting":
                 record.set_status(previous)
         if not ok:
             self.templates.pop((template.team_id, template.name), None)
             shutil.rmtree(target, ignore_errors=True)
-            self._emit(record, "template.snapshot.create", principal, outcome="error",
-                       resource=(template.name, "template"))
+            self._emit(
+                record,
+                "template.snapshot.create",
+                principal,
+                outcome="error",
+                resource=(template.name, "template"),
+            )
             return
         template.layers = [target, *parent_layers]
         template.size_bytes = await anyio.to_thread.run_sync(du, target)
         template.metadata = {"source": record.id}
         template.created_at = now_utc()
-        self._emit(record, "template.snapshot.create", principal, outcome="success",
-                   resource=(template.name, "template"))
+        self._emit(
+            record,
+            "template.snapshot.create",
+            principal,
+            outcome="success",
+            resource=(template.name, "template"),
+        )
 
     def delete_template(self, principal: Principal, name: str) -> None:
         if not NAME_RE.match(name):
@@ -458,8 +507,14 @@ class CapsuleManager:
         template = self.templates.pop((principal.team_id, name))
         for layer in template.layers[:1]:
             shutil.rmtree(layer, ignore_errors=True)
-        self.events.publish(principal.team_id, "template.snapshot.delete", resource_id=name,
-                            resource_type="template", actor=_actor(principal), outcome="success")
+        self.events.publish(
+            principal.team_id,
+            "template.snapshot.delete",
+            resource_id=name,
+            resource_type="template",
+            actor=_actor(principal),
+            outcome="success",
+        )
 
     # -- upkeep tasks
 
@@ -493,12 +548,14 @@ class CapsuleManager:
                     record.disk_cache = (mono, disk)
                 if record.status == "paused":
                     continue  # paused capsules keep their stored samples
-                record.metrics.add(Sample(
-                    t=now,
-                    cpu_pct=sandbox.cpu_percent(mono, record.vcpus),
-                    mem_bytes=sandbox.memory_bytes(),
-                    disk_bytes=record.disk_cache[1],
-                ))
+                record.metrics.add(
+                    Sample(
+                        t=now,
+                        cpu_pct=sandbox.cpu_percent(mono, record.vcpus),
+                        mem_bytes=sandbox.memory_bytes(),
+                        disk_bytes=record.disk_cache[1],
+                    )
+                )
                 counts = per_team.setdefault(record.team_id, [0, 0, 0])
                 counts[0] += 1
                 counts[1] += record.vcpus
@@ -511,7 +568,11 @@ class CapsuleManager:
             for team in set(per_team) | set(self.team_stats):
                 running, vcpus, memory = per_team.get(team, [0, 0, 0])
                 series = self.team_stats.setdefault(team, deque(maxlen=30 * 24 * 60))
-                if not series or now - series[-1][0] >= 60 or series[-1][1:] != (running, vcpus, memory):
+                if (
+                    not series
+                    or now - series[-1][0] >= 60
+                    or series[-1][1:] != (running, vcpus, memory)
+                ):
                     series.append((now, running, vcpus, memory))
 
     # -- events
@@ -527,22 +588,37 @@ class CapsuleManager:
         resource: tuple[str, str] | None = None,
     ) -> None:
         rid, rtype = resource or (record.id, "capsule")
-        self.events.publish(record.team_id, event, resource_id=rid, resource_type=rtype,
-                            actor=_actor(principal), outcome=outcome, error=error,
-                            capsule=record.to_json())
+        self.events.publish(
+            record.team_id,
+            event,
+            resource_id=rid,
+            resource_type=rtype,
+            actor=_actor(principal),
+            outcome=outcome,
+            error=error,
+            capsule=record.to_json(),
+        )
 
-    def _state_changed(self, record: CapsuleRecord, old: str, new: str, *, reason: str | None = None) -> None:
+    def _state_changed(
+        self, record: CapsuleRecord, old: str, new: str, *, reason: str | None = None
+    ) -> None:
         metadata = {"from": old, "to": new}
         if reason:
             metadata["reason"] = reason
-        self.events.publish(record.team_id, "capsule.state.changed", resource_id=record.id,
-                            metadata=metadata, capsule=record.to_json())
+        self.events.publish(
+            record.team_id,
+            "capsule.state.changed",
+            resource_id=record.id,
+            metadata=metadata,
+            capsule=record.to_json(),
+        )
 
 
 def require_status(record: CapsuleRecord, *allowed: str) -> None:
     if record.status not in allowed:
-        raise ApiError(409, "invalid_state",
-                       f"capsule is not {' or '.join(allowed)} (status: {record.status})")
+        raise ApiError(
+            409, "invalid_state", f"capsule is not {' or '.join(allowed)} (status: {record.status})"
+        )
 
 
 def _actor(principal: Principal | None) -> dict[str, Any]:
@@ -576,5 +652,3 @@ def _check_metadata(raw: Any) -> dict[str, str]:
             raise bad_request(f"metadata value for {key!r} must be a string of at most 64 chars")
         out[key] = value
     return out
-
-

@@ -21,8 +21,11 @@ from ._server import serve
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m wrenn_local", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m wrenn_local",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the local Wrenn server")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -30,16 +33,23 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--api-key", default=None, help="API key to accept (default: generated)")
     s.add_argument("--data-dir", default=None, help="where capsules and snapshots live")
     s.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
-    s.add_argument("--reduced-isolation", action="store_true",
-                   help="do not use namespaces even where available")
+    s.add_argument(
+        "--reduced-isolation",
+        action="store_true",
+        help="do not use namespaces even where available",
+    )
     return p
 
 
 async def run_server(args: argparse.Namespace) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with serve(host=args.host, port=args.port, api_key=args.api_key,
-                         data_dir=args.data_dir,
-                         force_reduced_isolation=args.reduced_isolation) as server:
+        async with serve(
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key,
+            data_dir=args.data_dir,
+            force_reduced_isolation=args.reduced_isolation,
+        ) as server:
             sys.stdout.write(f"WRENN_BASE_URL={server.base_url}\n")
             sys.stdout.write(f"WRENN_API_KEY={server.api_key}\n")
             sys.stdout.flush()
@@ -52,7 +62,10 @@ async def run_server(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     anyio.run(run_server, args, backend=args.backend)
     return 0

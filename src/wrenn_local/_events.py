@@ -25,7 +25,9 @@ class EventHub:
         self._next = 0
 
     @asynccontextmanager
-    async def subscribe(self, team_id: str) -> AsyncIterator[MemoryObjectReceiveStream[dict[str, Any]]]:
+    async def subscribe(
+        self, team_id: str
+    ) -> AsyncIterator[MemoryObjectReceiveStream[dict[str, Any]]]:
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](self._queue_size)
         key = self._next
         self._next += 1
@@ -77,5 +79,3 @@ class EventHub:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
-
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -89,10 +90,11 @@ def endpoint(kind: AuthKind) -> Callable[[Endpoint], Endpoint]:
 async def read_json(request: Request, *, limit: int = 1 << 20) -> dict[str, Any]:
     """The request body as a JSON object; anything else is ``400 invalid JSON body``."""
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, "too_large", "request body too large")
+    async with contextlib.aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(413, "too_large", "request body too large")
     try:
         value = json.loads(body) if body.strip() else None
     except (ValueError, UnicodeDecodeError):

@@ -28,7 +28,7 @@ def new_id(prefix: str) -> str:
 
 def is_valid(prefix: str, value: str) -> bool:
     head = prefix + "-"
-    return value.startswith(head) and bool(_BODY.match(value[len(head):]))
+    return value.startswith(head) and bool(_BODY.match(value[len(head) :]))
 
 
 def new_tag(prefix: str) -> str:

@@ -13,8 +13,15 @@ import attrs
 
 __all__ = ["RANGES", "MetricSeries", "Sample"]
 
-RANGES: Final = {"5m": 300, "10m": 600, "1h": 3600, "2h": 7200, "6h": 21600,
-                 "12h": 43200, "24h": 86400}
+RANGES: Final = {
+    "5m": 300,
+    "10m": 600,
+    "1h": 3600,
+    "2h": 7200,
+    "6h": 21600,
+    "12h": 43200,
+    "24h": 86400,
+}
 
 
 @attrs.frozen
@@ -25,8 +32,12 @@ class Sample:
     disk_bytes: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"timestamp_unix": int(self.t), "cpu_pct": self.cpu_pct,
-                "mem_bytes": self.mem_bytes, "disk_bytes": self.disk_bytes}
+        return {
+            "timestamp_unix": int(self.t),
+            "cpu_pct": self.cpu_pct,
+            "mem_bytes": self.mem_bytes,
+            "disk_bytes": self.disk_bytes,
+        }
 
 
 class _Tier:
@@ -42,12 +53,14 @@ class _Tier:
 
     def _flush(self) -> None:
         n = len(self._bucket)
-        self.points.append(Sample(
-            t=self._bucket[0].t,
-            cpu_pct=round(sum(s.cpu_pct for s in self._bucket) / n, 2),
-            mem_bytes=sum(s.mem_bytes for s in self._bucket) // n,
-            disk_bytes=self._bucket[-1].disk_bytes,
-        ))
+        self.points.append(
+            Sample(
+                t=self._bucket[0].t,
+                cpu_pct=round(sum(s.cpu_pct for s in self._bucket) / n, 2),
+                mem_bytes=sum(s.mem_bytes for s in self._bucket) // n,
+                disk_bytes=self._bucket[-1].disk_bytes,
+            )
+        )
         self._bucket = []
 
 

@@ -80,15 +80,17 @@ async def login(request: Request) -> Response:
     if not isinstance(email, str) or not isinstance(password, str):
         raise bad_request("email and password are required")
     user = accounts(request).login(email, password)
-    return json_response({
-        "token": accounts(request).issue_jwt(user),
-        "user_id": user.id,
-        "team_id": user.team_id,
-        "email": user.email,
-        "name": user.name,
-        "role": user.role,
-        "is_admin": user.is_admin,
-    })
+    return json_response(
+        {
+            "token": accounts(request).issue_jwt(user),
+            "user_id": user.id,
+            "team_id": user.team_id,
+            "email": user.email,
+            "name": user.name,
+            "role": user.role,
+            "is_admin": user.is_admin,
+        }
+    )
 
 
 @endpoint("jwt")
@@ -108,8 +110,9 @@ async def list_api_keys(request: Request) -> Response:
     principal = principal_of(request)
     email = principal.user.email if principal.user else None
     keys = [k for k in accounts(request).keys.values() if k.team_id == principal.team_id]
-    return json_response([k.to_json(email if k.created_by == principal.actor_id else None)
-                          for k in keys])
+    return json_response(
+        [k.to_json(email if k.created_by == principal.actor_id else None) for k in keys]
+    )
 
 
 @endpoint("jwt")
@@ -132,12 +135,21 @@ class Hosts:
         self.local_id = new_id("host")
         self.hosts: dict[str, dict[str, Any]] = {
             self.local_id: {
-                "id": self.local_id, "type": "regular", "team_id": None, "provider": "local",
-                "availability_zone": "local", "arch": platform.machine(),
+                "id": self.local_id,
+                "type": "regular",
+                "team_id": None,
+                "provider": "local",
+                "availability_zone": "local",
+                "arch": platform.machine(),
                 "cpu_cores": os.cpu_count() or 1,
-                "memory_mb": _memory_mb(), "disk_gb": None, "address": "127.0.0.1",
-                "status": "online", "last_heartbeat_at": stamp, "created_by": "system",
-                "created_at": stamp, "updated_at": stamp,
+                "memory_mb": _memory_mb(),
+                "disk_gb": None,
+                "address": "127.0.0.1",
+                "status": "online",
+                "last_heartbeat_at": stamp,
+                "created_by": "system",
+                "created_at": stamp,
+                "updated_at": stamp,
             }
         }
         self.tags: dict[str, set[str]] = {self.local_id: set()}
@@ -168,9 +180,12 @@ def _host_json(request: Request, host: dict[str, Any]) -> dict[str, Any]:
     if host["id"] != hosts(request).local_id:
         return host
     live = [r for r in manager(request).capsules.values() if r.status == "running"]
-    return {**host, "last_heartbeat_at": rfc3339(now_utc()),
-            "running_vcpus": sum(r.vcpus for r in live),
-            "running_memory_mb": sum(r.memory_mb for r in live)}
+    return {
+        **host,
+        "last_heartbeat_at": rfc3339(now_utc()),
+        "running_vcpus": sum(r.vcpus for r in live),
+        "running_memory_mb": sum(r.memory_mb for r in live),
+    }
 
 
 @endpoint("jwt")
@@ -181,12 +196,23 @@ async def create_host(request: Request) -> Response:
         raise bad_request("type must be 'regular' or 'byoc'")
     stamp = rfc3339(now_utc())
     principal = principal_of(request)
-    host = {"id": new_id("host"), "type": kind,
-            "team_id": body.get("team_id") or principal.team_id,
-            "provider": body.get("provider"), "availability_zone": body.get("availability_zone"),
-            "arch": None, "cpu_cores": None, "memory_mb": None, "disk_gb": None, "address": None,
-            "status": "pending", "last_heartbeat_at": None, "created_by": principal.actor_id,
-            "created_at": stamp, "updated_at": stamp}
+    host = {
+        "id": new_id("host"),
+        "type": kind,
+        "team_id": body.get("team_id") or principal.team_id,
+        "provider": body.get("provider"),
+        "availability_zone": body.get("availability_zone"),
+        "arch": None,
+        "cpu_cores": None,
+        "memory_mb": None,
+        "disk_gb": None,
+        "address": None,
+        "status": "pending",
+        "last_heartbeat_at": None,
+        "created_by": principal.actor_id,
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
     hosts(request).hosts[host["id"]] = host
     hosts(request).tags[host["id"]] = set()
     return json_response({"host": host, "registration_token": secrets.token_hex(32)}, 201)
@@ -205,8 +231,9 @@ async def get_host(request: Request) -> Response:
 def _capsules_on(request: Request, host_id: str) -> list[str]:
     if host_id != hosts(request).local_id:
         return []
-    return [r.id for r in manager(request).capsules.values()
-            if r.status not in ("stopped", "error")]
+    return [
+        r.id for r in manager(request).capsules.values() if r.status not in ("stopped", "error")
+    ]
 
 
 @endpoint("jwt")
@@ -221,8 +248,9 @@ async def delete_host(request: Request) -> Response:
     if host["id"] == hosts(request).local_id:
         running = _capsules_on(request, host["id"])
         if running and request.query_params.get("force") != "true":
-            raise ApiError(409, "has_active_sandboxes", "host has active capsules",
-                           sandbox_ids=running)
+            raise ApiError(
+                409, "has_active_sandboxes", "host has active capsules", sandbox_ids=running
+            )
         raise ApiError(403, "forbidden", "the local host cannot be deleted")
     del hosts(request).hosts[host["id"]]
     hosts(request).tags.pop(host["id"], None)
@@ -285,8 +313,9 @@ async def events_stream(request: Request) -> Response:
                 data = json.dumps(event, separators=(",", ":"))
                 yield f"event: {event['event']}\ndata: {data}\n\n".encode()
 
-    return StreamingResponse(body(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(
+        body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
 
 
 async def health(request: Request) -> Response:

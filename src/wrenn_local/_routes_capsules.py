@@ -81,8 +81,9 @@ async def metrics(request: Request) -> Response:
         raise bad_request("range must be one of: " + ", ".join(RANGES))
     record = manager(request).get(principal_of(request), request.path_params["id"])
     if record.status not in ("running", "paused"):
-        raise ApiError(404, "not_found",
-                       f"metrics not available for sandbox in state: {record.status}")
+        raise ApiError(
+            404, "not_found", f"metrics not available for sandbox in state: {record.status}"
+        )
     points = record.metrics.window(range_name, time.time())
     return json_response({"sandbox_id": record.id, "range": range_name, "points": points})
 
@@ -97,33 +98,36 @@ async def stats(request: Request) -> Response:
     now = time.time()
     series = [s for s in mgr.team_stats.get(team, ()) if s[0] >= now - STATS_RANGES[range_name]]
     live = [r for r in mgr.capsules.values() if r.team_id == team and r.status == "running"]
-    return json_response({
-        "range": range_name,
-        "current": {
-            "running_count": len(live),
-            "vcpus_reserved": sum(r.vcpus for r in live),
-            "memory_mb_reserved": sum(r.memory_mb for r in live),
-        },
-        "peaks": {
-            "running_count": max((s[1] for s in series), default=len(live)),
-            "vcpus": max((s[2] for s in series), default=sum(r.vcpus for r in live)),
-            "memory_mb": max((s[3] for s in series), default=sum(r.memory_mb for r in live)),
-        },
-        "series": {
-            "labels": [rfc3339(dt.datetime.fromtimestamp(int(s[0]), dt.UTC)) for s in series],
-            "running": [s[1] for s in series],
-            "vcpus": [s[2] for s in series],
-            "memory_mb": [s[3] for s in series],
-        },
-    })
+    return json_response(
+        {
+            "range": range_name,
+            "current": {
+                "running_count": len(live),
+                "vcpus_reserved": sum(r.vcpus for r in live),
+                "memory_mb_reserved": sum(r.memory_mb for r in live),
+            },
+            "peaks": {
+                "running_count": max((s[1] for s in series), default=len(live)),
+                "vcpus": max((s[2] for s in series), default=sum(r.vcpus for r in live)),
+                "memory_mb": max((s[3] for s in series), default=sum(r.memory_mb for r in live)),
+            },
+            "series": {
+                "labels": [rfc3339(dt.datetime.fromtimestamp(int(s[0]), dt.UTC)) for s in series],
+                "running": [s[1] for s in series],
+                "vcpus": [s[2] for s in series],
+                "memory_mb": [s[3] for s in series],
+            },
+        }
+    )
 
 
 @endpoint("key_or_jwt")
 async def usage(request: Request) -> Response:
     today = dt.datetime.now(dt.UTC).date()
     try:
-        start = dt.date.fromisoformat(request.query_params.get("from") or
-                                      (today - dt.timedelta(days=29)).isoformat())
+        start = dt.date.fromisoformat(
+            request.query_params.get("from") or (today - dt.timedelta(days=29)).isoformat()
+        )
         end = dt.date.fromisoformat(request.query_params.get("to") or today.isoformat())
     except ValueError:
         raise bad_request("from and to must be dates (YYYY-MM-DD)") from None
@@ -137,8 +141,9 @@ async def usage(request: Request) -> Response:
     day = start
     while day <= end:
         cpu, ram = mgr.usage.get((team, day), [0.0, 0.0])
-        points.append({"date": day.isoformat(), "cpu_minutes": round(cpu, 3),
-                       "ram_mb_minutes": round(ram, 3)})
+        points.append(
+            {"date": day.isoformat(), "cpu_minutes": round(cpu, 3), "ram_mb_minutes": round(ram, 3)}
+        )
         day += dt.timedelta(days=1)
     return json_response({"from": start.isoformat(), "to": end.isoformat(), "points": points})
 
@@ -175,16 +180,23 @@ async def exec_command(request: Request) -> Response:
         timeout = 30
     record.touch()
     assert record.sandbox is not None
-    request_frame: dict[str, Any] = {"op": "exec", "cmd": cmd, "args": args, "envs": envs,
-                                     "cwd": cwd, "timeout": timeout}
+    request_frame: dict[str, Any] = {
+        "op": "exec",
+        "cmd": cmd,
+        "args": args,
+        "envs": envs,
+        "cwd": cwd,
+        "timeout": timeout,
+    }
     if body.get("background"):
         tag = body.get("tag")
         if tag is not None and (not isinstance(tag, str) or not tag):
             raise bad_request("tag must be a non-empty string")
         request_frame.update(background=True, tag=tag)
         answer = await record.sandbox.agent.call(request_frame)
-        return json_response({"sandbox_id": record.id, "cmd": cmd, "pid": answer["pid"],
-                              "tag": answer["tag"]}, 202)
+        return json_response(
+            {"sandbox_id": record.id, "cmd": cmd, "pid": answer["pid"], "tag": answer["tag"]}, 202
+        )
     started = time.perf_counter()
     out = bytearray()
     err = bytearray()
@@ -204,18 +216,27 @@ async def exec_command(request: Request) -> Response:
                     message = json.loads(payload)
                     if "error" in message:
                         if message["error"] == "timeout":
-                            raise ApiError(502, "agent_error",
-                                           f"command timed out after {timeout}s and was killed")
+                            raise ApiError(
+                                502,
+                                "agent_error",
+                                f"command timed out after {timeout}s and was killed",
+                            )
                         raise AgentFailure(message["error"], message.get("message", ""))
                     exit_code = int(message["exit_code"])
                     break
     record.touch()
     stdout, stderr, encoding = _text_or_base64(bytes(out), bytes(err))
-    return json_response({
-        "sandbox_id": record.id, "cmd": cmd, "stdout": stdout, "stderr": stderr,
-        "exit_code": exit_code, "duration_ms": int((time.perf_counter() - started) * 1000),
-        "encoding": encoding,
-    })
+    return json_response(
+        {
+            "sandbox_id": record.id,
+            "cmd": cmd,
+            "stdout": stdout,
+            "stderr": stderr,
+            "exit_code": exit_code,
+            "duration_ms": int((time.perf_counter() - started) * 1000),
+            "encoding": encoding,
+        }
+    )
 
 
 @endpoint("key_or_jwt")

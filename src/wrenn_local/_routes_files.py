@@ -8,6 +8,7 @@ Every path is resolved by the agent inside the capsule, never on the host.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -20,7 +21,7 @@ from starlette.routing import Route
 
 from ._agent_client import AgentChannel, AgentFailure
 from ._capsules import CapsuleRecord
-from ._errors import ApiError, bad_request, json_response
+from ._errors import ApiError, bad_request, error_response, json_response
 from ._http import agent_error, endpoint, principal_of, read_json
 from ._routes_capsules import manager
 
@@ -42,6 +43,7 @@ class _Upload:
         self._current: str | None = None
         self._text = bytearray()
         self.pending: list[bytes] = []
+        self.channel: AgentChannel | None = None
 
     def callbacks(self) -> dict[str, Any]:
         def on_part_begin() -> None:
@@ -109,47 +111,17 @@ async def _upload(request: Request, record: CapsuleRecord, *, limit: int | None)
         raise ApiError(413, "too_large", "file exceeds 100 MB limit")
     upload = _Upload()
     parser = MultipartParser(_boundary(request), upload.callbacks())  # type: ignore[arg-type]
-    received = 0
     spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # file data seen before `path`
-    channel: AgentChannel | None = None
-    assert record.sandbox is not None
     try:
-        async with anyio.AsyncExitStack() as stack:
-            async for chunk in request.stream():
-                received += len(chunk)
-                if limit is not None and received > limit:
-                    raise ApiError(413, "too_large", "file exceeds 100 MB limit")
-                try:
-                    parser.write(chunk)
-                except Exception as exc:  # python-multipart raises its own error types
-                    raise bad_request("failed to parse multipart") from exc
-                if channel is None and upload.path is not None:
-                    if not upload.path:
-                        raise bad_request("path field is required")
-                    channel = await stack.enter_async_context(
-                        record.sandbox.agent.open({"op": "write", "path": upload.path})
-                    )
-                    spool.seek(0)
-                    while data := spool.read(64 * 1024):
-                        await channel.send(b"D", data)
-                if upload.pending:
-                    pending, upload.pending = upload.pending, []
-                    if channel is None:
-                        for data in pending:
-                            spool.write(data)
-                    else:
-                        for data in pending:
-                            await channel.send(b"D", data)
+        async with contextlib.AsyncExitStack() as stack:
             try:
-                parser.finalize()
-            except Exception as exc:
-                raise bad_request("failed to parse multipart") from exc
-            if upload.path is None or not upload.path:
-                raise bad_request("path field is required")
-            if not upload.saw_file:
-                raise bad_request("file field is required")
-            if channel is None:  # pragma: no cover - path always opens the channel above
-                raise bad_request("path field is required")
+                channel = await _pump_upload(request, record, upload, parser, spool, stack, limit)
+            except BaseException:
+                if upload.channel is not None:  # the agent drops the partial file; wait for it
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                        await upload.channel.send(b"X")
+                        await upload.channel.receive()
+                raise
             await channel.send(b"Z")
             await channel.receive_json()
     finally:
@@ -157,18 +129,92 @@ async def _upload(request: Request, record: CapsuleRecord, *, limit: int | None)
     record.touch()
 
 
+async def _pump_upload(
+    request: Request,
+    record: CapsuleRecord,
+    upload: _Upload,
+    parser: MultipartParser,
+    spool: Any,
+    stack: contextlib.AsyncExitStack,
+    limit: int | None,
+) -> AgentChannel:
+    assert record.sandbox is not None
+    received = 0
+    chunks = await stack.enter_async_context(contextlib.aclosing(request.stream()))
+    async for chunk in chunks:
+        received += len(chunk)
+        if limit is not None and received > limit:
+            raise ApiError(413, "too_large", "file exceeds 100 MB limit")
+        try:
+            parser.write(chunk)
+        except Exception as exc:  # python-multipart raises its own error types
+            raise bad_request("failed to parse multipart") from exc
+        if upload.channel is None and upload.path is not None:
+            if not upload.path:
+                raise bad_request("path field is required")
+            upload.channel = await stack.enter_async_context(
+                record.sandbox.agent.open({"op": "write", "path": upload.path})
+            )
+            spool.seek(0)
+            while data := spool.read(64 * 1024):
+                await upload.channel.send(b"D", data)
+        if upload.pending:
+            pending, upload.pending = upload.pending, []
+            for data in pending:
+                if upload.channel is None:
+                    spool.write(data)
+                else:
+                    await upload.channel.send(b"D", data)
+    try:
+        parser.finalize()
+    except Exception as exc:
+        raise bad_request("failed to parse multipart") from exc
+    if not upload.path:
+        raise bad_request("path field is required")
+    if not upload.saw_file:
+        raise bad_request("file field is required")
+    assert upload.channel is not None
+    return upload.channel
+
+
+async def _drain(request: Request, *, max_bytes: int = 256 << 20, seconds: float = 10) -> None:
+    drained = 0
+    with anyio.move_on_after(seconds):
+        while drained < max_bytes:
+            try:
+                message = await request.receive()
+            except Exception:
+                return
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body"):
+                return
+
+
+async def _write(request: Request, limit: int | None) -> Response:
+    record = manager(request).running(principal_of(request), request.path_params["id"])
+    try:
+        await _upload(request, record, limit=limit)
+    except ApiError as exc:
+        # The rest of the body was not read. Clients send the whole body before reading
+        # the answer, so discard what remains (bounded in bytes and time), then close the
+        # connection rather than leave it for the next request to trip over.
+        await _drain(request)
+        response = error_response(exc)
+        response.headers["Connection"] = "close"
+        return response
+    return Response(status_code=204)
+
+
 @endpoint("key_or_jwt")
 async def write(request: Request) -> Response:
-    record = manager(request).running(principal_of(request), request.path_params["id"])
-    await _upload(request, record, limit=WRITE_LIMIT)
-    return Response(status_code=204)
+    return await _write(request, WRITE_LIMIT)
 
 
 @endpoint("key_or_jwt")
 async def stream_write(request: Request) -> Response:
-    record = manager(request).running(principal_of(request), request.path_params["id"])
-    await _upload(request, record, limit=None)
-    return Response(status_code=204)
+    return await _write(request, None)
 
 
 async def _read(request: Request) -> Response:

@@ -2,10 +2,11 @@
 
 Full isolation (root, bubblewrap, util-linux ``unshare``, overlayfs):
 
-* root filesystem: overlayfs of the template's layers over the host's ``/usr``, ``/etc``,
-  ``/var`` and ``/opt``, with per-capsule upper directories, so writes anywhere stay in
-  the capsule; ``/home``, ``/root`` and ``/tmp`` start empty. Nothing else of the host is
-  visible (not the server's data directory, not other capsules).
+* root filesystem: overlayfs of the template's layers over the host's ``/usr`` and a
+  filtered copy of its ``/etc`` (no password hashes, private keys or sudoers), with
+  per-capsule upper directories, so writes anywhere stay in the capsule; ``/home``,
+  ``/root``, ``/tmp``, ``/var`` and ``/opt`` start empty. Nothing else of the host is
+  visible (not the server's data directory, not other capsules, not host logs).
 * processes: own pid namespace (bubblewrap is its init); own network namespace with its
   own loopback; own IPC and UTS namespaces; commands run as ``wrenn-user`` (uid 1000).
 * cgroups (v1 or v2): freezer for pause, memory and CPU limits, a pids limit, usage for
@@ -48,11 +49,25 @@ __all__ = [
     "copy_layers",
     "du",
     "prepare_base",
+    "remove_cgroup_parents",
 ]
 
 log = logging.getLogger("wrenn_local.sandbox")
 
-SYSTEM_DIRS: Final = ("usr", "etc", "var", "opt")
+SYSTEM_DIRS: Final = ("usr", "etc")
+# Host files under /etc that must never show inside a capsule.
+ETC_SECRETS: Final = (
+    "shadow",
+    "shadow-",
+    "gshadow",
+    "gshadow-",
+    "ssh",
+    "ssl/private",
+    "sudoers",
+    "sudoers.d",
+    "security/opasswd",
+    "machine-id",
+)
 USER_NAME: Final = "wrenn-user"
 USER_UID: Final = 1000
 USER_HOME: Final = f"/home/{USER_NAME}"
@@ -263,6 +278,13 @@ class CgroupSet:
                     time.sleep(0.02)
 
 
+def remove_cgroup_parents() -> None:
+    """Remove the server's parent cgroups when no capsule of any server uses them."""
+    for parent in (CGROUP_ROOT / "wrenn-local", *CGROUP_ROOT.glob("*/wrenn-local")):
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+
+
 def _kill_cgroup(path: Path) -> None:
     with contextlib.suppress(OSError):
         for pid in (path / "cgroup.procs").read_text().split():
@@ -316,11 +338,25 @@ class Sandbox:
             "WRENN_TEMPLATE_ID": self.spec.template,
         }
         if self.isolation is Isolation.FULL:
-            return {"root": "/", "uid": USER_UID, "gid": USER_UID, "home": USER_HOME,
-                    "user": USER_NAME, "env": env, "switch_user": True}
+            return {
+                "root": "/",
+                "uid": USER_UID,
+                "gid": USER_UID,
+                "home": USER_HOME,
+                "user": USER_NAME,
+                "env": env,
+                "switch_user": True,
+            }
         root = self.upper_dir / "root"
-        return {"root": str(root), "uid": os.getuid(), "gid": os.getgid(), "home": USER_HOME,
-                "user": USER_NAME, "env": env, "switch_user": False}
+        return {
+            "root": str(root),
+            "uid": os.getuid(),
+            "gid": os.getgid(),
+            "home": USER_HOME,
+            "user": USER_NAME,
+            "env": env,
+            "switch_user": False,
+        }
 
     def _prepare_dirs(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -344,54 +380,99 @@ class Sandbox:
             lowers = [str(layer / key) for layer in self.spec.layers if (layer / key).is_dir()]
             if key == "root":
                 lowers.append(str(self.base / "skeleton"))
+            elif key == "etc":
+                lowers.append(str(self.base / "etc"))
             else:
-                if key == "etc":
-                    lowers.append(str(self.base / "etc-layer"))
-                if not Path(target).is_dir():
-                    continue
                 lowers.append(target)
-            overlays.append({"target": target, "lowers": lowers,
-                             "upper": str(d / "upper" / key), "work": str(d / "work" / key)})
+            overlays.append(
+                {
+                    "target": target,
+                    "lowers": lowers,
+                    "upper": str(d / "upper" / key),
+                    "work": str(d / "work" / key),
+                }
+            )
         argv = [
             self.support.bwrap or "bwrap",
             "--die-with-parent",
-            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-ipc",
+            "--unshare-uts",
             "--unshare-cgroup-try",
-            "--hostname", self.spec.capsule_id[:28],
-            "--bind", merged, "/",
-            "--proc", "/proc",
-            "--dev", "/dev",
-            "--bind", str(self.run_dir), "/run/wrenn",
-            "--chdir", "/",
+            "--hostname",
+            self.spec.capsule_id[:28],
+            "--bind",
+            merged,
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--bind",
+            str(self.run_dir),
+            "/run/wrenn",
+            "--chdir",
+            "/",
             "--clearenv",
-            "--setenv", "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "--setenv", "LANG", "C.UTF-8",
+            "--setenv",
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--setenv",
+            "LANG",
+            "C.UTF-8",
             "--",
-            self.support.capsule_python, "-I", "/run/wrenn/agent.py",
-            "/run/wrenn/agent.sock", "/run/wrenn/agent.json",
+            self.support.capsule_python,
+            "-I",
+            "/run/wrenn/agent.py",
+            "/run/wrenn/agent.sock",
+            "/run/wrenn/agent.json",
         ]
-        procs = self.cgroups.create(vcpus=self.spec.vcpus, memory_mb=self.spec.memory_mb) if (
-            self.cgroups
-        ) else []
-        return {"merged": merged, "overlays": overlays, "hide": self.spec.hide,
-                "cgroups": procs, "argv": argv}
+        procs = (
+            self.cgroups.create(vcpus=self.spec.vcpus, memory_mb=self.spec.memory_mb)
+            if (self.cgroups)
+            else []
+        )
+        return {
+            "merged": merged,
+            "overlays": overlays,
+            "hide": self.spec.hide,
+            "cgroups": procs,
+            "argv": argv,
+        }
 
     def _command(self) -> list[str]:
         if self.isolation is Isolation.FULL:
             plan_path = self.run_dir / "plan.json"
             plan_path.write_text(json.dumps(self._plan()))
-            return [self.support.unshare or "unshare", "-m", "--propagation", "private",
-                    self.support.capsule_python, "-I", str(BOOT_SOURCE), str(plan_path)]
-        return [self.support.capsule_python, "-I", str(self.run_dir / "agent.py"),
-                str(self.socket_path), str(self.run_dir / "agent.json")]
+            return [
+                self.support.unshare or "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                self.support.capsule_python,
+                "-I",
+                str(BOOT_SOURCE),
+                str(plan_path),
+            ]
+        return [
+            self.support.capsule_python,
+            "-I",
+            str(self.run_dir / "agent.py"),
+            str(self.socket_path),
+            str(self.run_dir / "agent.json"),
+        ]
 
     async def start(self, *, timeout: float = 30.0) -> None:
         """Boot the sandbox and wait until its agent answers."""
         await anyio.to_thread.run_sync(self._prepare_dirs)
         command = await anyio.to_thread.run_sync(self._command)
         self.process = await anyio.open_process(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, start_new_session=True,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         with anyio.fail_after(timeout):
             while True:
@@ -521,10 +602,26 @@ def du(path: Path) -> int:
 def prepare_base(base: Path) -> None:
     """Create the base template: a root skeleton and the ``/etc`` layer with wrenn-user."""
     skeleton = base / "skeleton"
-    for rel, mode in (("home", 0o755), ("root", 0o700), ("tmp", 0o1777), ("run", 0o755),
-                      ("proc", 0o555), ("dev", 0o755), ("sys", 0o555), ("mnt", 0o755),
-                      ("srv", 0o755), ("usr", 0o755), ("etc", 0o755), ("var", 0o755),
-                      ("opt", 0o755)):
+    for rel, mode in (
+        ("home", 0o755),
+        ("root", 0o700),
+        ("tmp", 0o1777),
+        ("run", 0o755),
+        ("proc", 0o555),
+        ("dev", 0o755),
+        ("sys", 0o555),
+        ("mnt", 0o755),
+        ("srv", 0o755),
+        ("usr", 0o755),
+        ("etc", 0o755),
+        ("opt", 0o755),
+        ("var", 0o755),
+        ("var/tmp", 0o1777),
+        ("var/log", 0o755),
+        ("var/cache", 0o755),
+        ("var/lib", 0o755),
+        ("var/lock", 0o1777),
+    ):
         (skeleton / rel).mkdir(parents=True, exist_ok=True)
         os.chmod(skeleton / rel, mode)
     home = skeleton / USER_HOME.lstrip("/")
@@ -536,8 +633,9 @@ def prepare_base(base: Path) -> None:
             target.symlink_to(os.readlink(host))
         elif not host.is_symlink() and host.is_dir() and not target.exists():
             target.mkdir()
-    etc = base / "etc-layer"
-    etc.mkdir(parents=True, exist_ok=True)
+    etc = base / "etc"
+    if not etc.exists():
+        _filtered_etc(Path("/etc"), etc)
     passwd = [line for line in _read_lines("/etc/passwd") if not line.startswith(f"{USER_NAME}:")]
     passwd = [line for line in passwd if line.split(":")[2:3] != [str(USER_UID)]]
     passwd.append(f"{USER_NAME}:x:{USER_UID}:{USER_UID}:Wrenn user:{USER_HOME}:/bin/bash")
@@ -547,6 +645,9 @@ def prepare_base(base: Path) -> None:
     group.append(f"{USER_NAME}:x:{USER_UID}:")
     (etc / "group").write_text("\n".join(group) + "\n")
     (etc / "hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n")
+    shadow = [f"{line.split(':')[0]}:*:19000:0:99999:7:::" for line in passwd]
+    (etc / "shadow").write_text("\n".join(shadow) + "\n")
+    os.chmod(etc / "shadow", 0o640)
     if Path("/usr/bin/sudo").exists():
         sudoers = etc / "sudoers.d"
         sudoers.mkdir(exist_ok=True)
@@ -554,6 +655,27 @@ def prepare_base(base: Path) -> None:
         os.chmod(sudoers / "wrenn-user", 0o440)
     if os.geteuid() == 0:
         os.chown(home, USER_UID, USER_UID)
+
+
+def _filtered_etc(src: Path, dst: Path) -> None:
+    """Copy the host's /etc without its secrets (ETC_SECRETS) and without sockets."""
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        rel = os.path.relpath(directory, src)
+        skip = set()
+        for name in names:
+            path = name if rel == "." else f"{rel}/{name}"
+            if path in ETC_SECRETS:
+                skip.add(name)
+                continue
+            full = os.path.join(directory, name)
+            if not (os.path.isdir(full) or os.path.isfile(full) or os.path.islink(full)):
+                skip.add(name)  # sockets, fifos, devices
+            elif not os.path.islink(full) and not os.access(full, os.R_OK):
+                skip.add(name)
+        return skip
+
+    shutil.copytree(src, dst, symlinks=True, ignore=ignore, ignore_dangling_symlinks=True)
 
 
 def _read_lines(path: str) -> list[str]:

@@ -85,11 +85,19 @@ async def serve(
         events = EventHub()
         async with anyio.create_task_group() as tg:
             capsules = CapsuleManager(
-                support=support, data_dir=root, task_group=tg, events=events,
+                support=support,
+                data_dir=root,
+                task_group=tg,
+                events=events,
                 options=options or ServerOptions(),
             )
-            app = build_app(accounts=accounts, capsules=capsules, events=events,
-                            support=support, sse_keepalive=sse_keepalive)
+            app = build_app(
+                accounts=accounts,
+                capsules=capsules,
+                events=events,
+                support=support,
+                sse_keepalive=sse_keepalive,
+            )
             tg.start_soon(capsules.reaper)
             tg.start_soon(capsules.sampler)
             try:

@@ -1,0 +1,53 @@
+"""Helpers for tests that drive wrenn_local with plain httpx (never the SDK)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+
+import wrenn_local
+from wrenn_local import ServerOptions
+
+FAST = ServerOptions(min_timeout_sec=1, reaper_interval=0.2, sample_interval=0.2)
+
+
+@asynccontextmanager
+async def local_http(**kw: Any) -> AsyncIterator[tuple[wrenn_local.LocalServer, httpx.AsyncClient]]:
+    async with wrenn_local.serve(options=kw.pop("options", FAST), **kw) as server:
+        async with httpx.AsyncClient(
+            base_url=server.base_url, headers={"X-API-Key": server.api_key}, timeout=30
+        ) as http:
+            yield server, http
+
+
+async def wait_status(
+    http: httpx.AsyncClient, capsule_id: str, status: str, timeout: float = 20
+) -> dict[str, Any]:
+    with anyio.fail_after(timeout):
+        while True:
+            resp = await http.get(f"/v1/capsules/{capsule_id}")
+            body: dict[str, Any] = resp.json()
+            if body.get("status") == status:
+                return body
+            await anyio.sleep(0.02)
+
+
+async def new_capsule(http: httpx.AsyncClient, **body: Any) -> str:
+    resp = await http.post("/v1/capsules", json=body)
+    assert resp.status_code == 202, resp.text
+    capsule_id: str = resp.json()["id"]
+    await wait_status(http, capsule_id, "running")
+    return capsule_id
+
+
+async def sh(http: httpx.AsyncClient, capsule_id: str, script: str, **extra: Any) -> dict[str, Any]:
+    resp = await http.post(
+        f"/v1/capsules/{capsule_id}/exec", json={"cmd": "/bin/sh", "args": ["-c", script], **extra}
+    )
+    assert resp.status_code == (202 if extra.get("background") else 200), resp.text
+    body: dict[str, Any] = resp.json()
+    return body
