@@ -17,11 +17,14 @@ FAST = ServerOptions(min_timeout_sec=1, reaper_interval=0.2, sample_interval=0.2
 
 @asynccontextmanager
 async def local_http(**kw: Any) -> AsyncIterator[tuple[wrenn_local.LocalServer, httpx.AsyncClient]]:
-    async with wrenn_local.serve(options=kw.pop("options", FAST), **kw) as server:
-        async with httpx.AsyncClient(
+    options = kw.pop("options", FAST)
+    async with (
+        wrenn_local.serve(options=options, **kw) as server,
+        httpx.AsyncClient(
             base_url=server.base_url, headers={"X-API-Key": server.api_key}, timeout=30
-        ) as http:
-            yield server, http
+        ) as http,
+    ):
+        yield server, http
 
 
 async def wait_status(

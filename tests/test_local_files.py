@@ -63,7 +63,8 @@ async def test_write_read_list_mkdir_remove() -> None:
         assert (entry["name"], entry["type"], entry["size"]) == ("a.txt", "file", 5)
         assert entry["permissions"] == "-rw-r--r--"
         assert entry["owner"] == "wrenn-user"
-        assert isinstance(entry["modified_at"], int) and entry["mode"] == 0o644
+        assert isinstance(entry["modified_at"], int)
+        assert entry["mode"] == 0o644
         assert entries["/home/wrenn-user/notes"]["type"] == "directory"
         shallow = (
             await http.post(
@@ -113,9 +114,9 @@ async def test_missing_paths_and_bad_requests() -> None:
             f"/v1/capsules/{cid}/files/write", content=b"x", headers={"Content-Type": "text/plain"}
         )
         assert plain.json()["error"]["message"] == "expected multipart/form-data"
-        body, ctype = multipart("", b"data")
+        empty_path, ctype = multipart("", b"data")
         no_path = await http.post(
-            f"/v1/capsules/{cid}/files/write", content=body, headers={"Content-Type": ctype}
+            f"/v1/capsules/{cid}/files/write", content=empty_path, headers={"Content-Type": ctype}
         )
         assert no_path.status_code == 400
 

@@ -59,7 +59,8 @@ async def test_authentication() -> None:
                 headers={"Authorization": f"Bearer {login['token']}"},
             )
         ).json()
-        assert created["key"].startswith("wrn_") and len(created["key"]) == 36
+        assert created["key"].startswith("wrn_")
+        assert len(created["key"]) == 36
         assert created["key_prefix"] == created["key"][:10]
         listed = (
             await http.get("/v1/api-keys", headers={"Authorization": f"Bearer {login['token']}"})
@@ -85,14 +86,14 @@ async def test_ids_and_errors_for_bad_input() -> None:
             assert resp.json() == {
                 "error": {"code": "invalid_request", "message": "invalid JSON body"}
             }
-        for body in (
+        for bad in (
             {"template": "../x"},
             {"vcpus": "two"},
             {"timeout_sec": -1},
             {"metadata": {"kernel_version": "x"}},
             {"metadata": [1]},
         ):
-            assert (await http.post("/v1/capsules", json=body)).status_code == 400, body
+            assert (await http.post("/v1/capsules", json=bad)).status_code == 400, bad
         assert (await http.post("/v1/capsules", json={"template": "nope"})).status_code == 404
 
 

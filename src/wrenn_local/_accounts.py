@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import hashlib
 import hmac
@@ -200,7 +201,7 @@ class Accounts:
                 raise ValueError("unsupported token")
             if int(claims["exp"]) < time.time():
                 raise ValueError("expired")
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError, base64.binascii.Error):
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError, binascii.Error):
             raise ApiError(401, "unauthorized", "invalid or expired token") from None
         sub = str(claims.get("sub", ""))
         if not is_valid("usr", sub):

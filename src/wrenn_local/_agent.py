@@ -7,8 +7,9 @@ Python of the capsule's root filesystem, not the server's environment.
 
 Wire format, both directions: frames of ``>I`` payload length, one kind byte, payload.
 Kinds: ``J`` a JSON object, ``O`` stdout bytes, ``E`` stderr bytes, ``I`` input bytes,
-``D`` file data, ``Z`` end of data, ``X`` abort (the sender gave up on the operation). Each connection carries one operation: the first
-frame is the request (``J``), the rest depends on the operation (see ``_OPS``).
+``D`` file data, ``Z`` end of data, ``X`` abort (the sender gave up on the operation).
+Each connection carries one operation: the first frame is the request (``J``), the rest
+depends on the operation (the ``op_*`` methods of :class:`Agent`).
 
 Paths: when the agent's root is ``/`` (full isolation) the kernel resolves every path
 inside the capsule's own mount namespace. In reduced isolation the agent maps absolute
@@ -184,6 +185,13 @@ class Agent:
         self.config = config
         self.procs: dict[int, Proc] = {}
         self.by_tag: dict[str, Proc] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _background(self, coro: Any) -> None:
+        """Run ``coro`` as a task the agent keeps a reference to until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- environment
 
@@ -231,14 +239,10 @@ class Agent:
             if self.by_tag.get(proc.tag) is proc:
                 del self.by_tag[proc.tag]
 
-        asyncio.get_running_loop().create_task(forget())
+        self._background(forget())
 
     def find(self, selector: str) -> Proc:
-        proc: Proc | None
-        if selector.isdigit():
-            proc = self.procs.get(int(selector))
-        else:
-            proc = self.by_tag.get(selector)
+        proc = self.procs.get(int(selector)) if selector.isdigit() else self.by_tag.get(selector)
         if proc is None or proc.exit_code is not None:
             raise AgentError("not_found", "process not found")
         return proc
@@ -274,8 +278,7 @@ class Agent:
         proc = Proc(process.pid, tag, cmd, args, pty=False)
         proc.process = process
         self._register(proc)
-        loop = asyncio.get_running_loop()
-        loop.create_task(self._pump(proc, process))
+        self._background(self._pump(proc, process))
         return proc
 
     async def _pump(self, proc: Proc, process: asyncio.subprocess.Process) -> None:
@@ -332,7 +335,7 @@ class Agent:
         proc.master_fd = master
         proc.process = process
         self._register(proc)
-        asyncio.get_running_loop().create_task(self._pump_pty(proc, process, master))
+        self._background(self._pump_pty(proc, process, master))
         return proc
 
     async def _pump_pty(self, proc: Proc, process: asyncio.subprocess.Process, master: int) -> None:

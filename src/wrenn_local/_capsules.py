@@ -204,7 +204,7 @@ class CapsuleManager:
         require_status(record, "running")
         return record
 
-    def list(self, principal: Principal) -> list[CapsuleRecord]:
+    def list_for(self, principal: Principal) -> list[CapsuleRecord]:
         records = [
             r
             for r in self.capsules.values()

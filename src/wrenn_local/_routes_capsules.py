@@ -39,7 +39,7 @@ async def create(request: Request) -> Response:
 
 @endpoint("key_or_jwt")
 async def list_capsules(request: Request) -> Response:
-    records = manager(request).list(principal_of(request))
+    records = manager(request).list_for(principal_of(request))
     return json_response([r.to_json() for r in records])
 
 

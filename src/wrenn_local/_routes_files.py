@@ -111,7 +111,8 @@ async def _upload(request: Request, record: CapsuleRecord, *, limit: int | None)
         raise ApiError(413, "too_large", "file exceeds 100 MB limit")
     upload = _Upload()
     parser = MultipartParser(_boundary(request), upload.callbacks())  # type: ignore[arg-type]
-    spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # file data seen before `path`
+    # File data seen before the `path` field waits here; closed in the `finally` below.
+    spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # noqa: SIM115
     try:
         async with contextlib.AsyncExitStack() as stack:
             try:

@@ -49,6 +49,14 @@ class LocalServer:
         return {"WRENN_BASE_URL": self.base_url, "WRENN_API_KEY": self.api_key}
 
 
+def _make_root(data_dir: str | Path | None) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="wrenn-local-")) if data_dir is None else Path(data_dir)
+    root = root.absolute()
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o700)
+    return root
+
+
 @asynccontextmanager
 async def serve(
     *,
@@ -69,10 +77,8 @@ async def serve(
     if api_key is not None and (not api_key.startswith("wrn_") or len(api_key) < 8):
         raise ValueError("api_key must look like wrn_<hex>")
     own_dir = data_dir is None
-    root = Path(tempfile.mkdtemp(prefix="wrenn-local-")) if own_dir else Path(data_dir).resolve()
+    root = await anyio.to_thread.run_sync(_make_root, data_dir)
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        root.chmod(0o700)
         support = await anyio.to_thread.run_sync(
             lambda: HostSupport.detect(root, force_reduced=force_reduced_isolation)
         )
