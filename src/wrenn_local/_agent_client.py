@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,14 +83,34 @@ class AgentChannel:
 
 
 class AgentClient:
+    """Connects to one agent's socket.
+
+    Unix socket paths are limited to 108 bytes and a data directory can be deep, so the
+    client holds an ``O_PATH`` descriptor of the socket's directory and connects through
+    ``/proc/self/fd/N/<name>``, which is always short.
+    """
+
     def __init__(self, socket_path: Path) -> None:
         self.socket_path = socket_path
+        self._dir_fd: int | None = None
+
+    def _address(self) -> str:
+        if len(str(self.socket_path)) < 100:
+            return str(self.socket_path)
+        if self._dir_fd is None:
+            self._dir_fd = os.open(self.socket_path.parent, os.O_PATH | os.O_DIRECTORY)
+        return f"/proc/self/fd/{self._dir_fd}/{self.socket_path.name}"
+
+    def close(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
     @asynccontextmanager
     async def open(self, request: dict[str, Any]) -> AsyncIterator[AgentChannel]:
         """Connect, send the request frame, and yield the channel; always closes it."""
         try:
-            stream = await anyio.connect_unix(str(self.socket_path))
+            stream = await anyio.connect_unix(self._address())
         except OSError as exc:
             raise AgentFailure("host_unavailable", f"capsule agent unreachable: {exc}") from exc
         channel = AgentChannel(stream)

@@ -556,6 +556,7 @@ class Sandbox:
                 await anyio.to_thread.run_sync(self.cgroups.remove)
 
     async def remove_files(self) -> None:
+        self.agent.close()
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(_rmtree, self.spec.directory)
 
