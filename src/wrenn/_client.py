@@ -14,7 +14,9 @@ from ._resources import (
     AsyncAuth,
     AsyncCapsules,
     AsyncEvents,
+    AsyncFiles,
     AsyncHosts,
+    AsyncProcesses,
     AsyncSnapshots,
 )
 
@@ -79,6 +81,8 @@ class AsyncWrennClient:
         self.auth = AsyncAuth(self._http)
         self.api_keys = AsyncAPIKeys(self._http)
         self.hosts = AsyncHosts(self._http)
+        self.processes = AsyncProcesses(self._http)
+        self.files = AsyncFiles(self._http)
         self._closed = False
 
     @property

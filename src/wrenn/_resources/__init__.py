@@ -7,5 +7,7 @@ from .accounts import AsyncAuth as AsyncAuth
 from .capsules import AsyncCapsules as AsyncCapsules
 from .events import AsyncEvents as AsyncEvents
 from .events import EventStream as EventStream
+from .files import AsyncFiles as AsyncFiles
 from .hosts import AsyncHosts as AsyncHosts
+from .processes import AsyncProcesses as AsyncProcesses
 from .snapshots import AsyncSnapshots as AsyncSnapshots
