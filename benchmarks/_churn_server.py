@@ -19,9 +19,16 @@ async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-de
         return
     await anyio.sleep(random.random() * 0.004)
     body = b'{"ok": true}'
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

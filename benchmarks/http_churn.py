@@ -1,8 +1,8 @@
 """Cancellation churn against httpx and httpx2: does the pool survive?
 
-Thousands of GETs through a pool of 2-4 connections, each wrapped in a cancel scope
-with a random deadline of 0-25 ms (8 at once) so that cancellation lands at every stage (waiting for a
-pool slot, connecting, sending, reading). Afterwards a health phase sends sequential
+Thousands of GETs through a pool of 2-4 connections, 8 at once, each in a cancel scope
+with a random deadline of 0-25 ms, so that cancellation lands at every stage (waiting
+for a pool slot, connecting, sending, reading). Afterwards a health phase sends sequential
 requests, each bounded to 2 s, and the pool's internal queue is inspected. A leak shows
 as health failures (PoolTimeout) or requests left queued in the pool.
 
@@ -54,7 +54,7 @@ async def churn(lib: str, port: int, requests: int, pool_size: int, seed: int) -
                     try:
                         await client.get(url)
                         counts["ok"] += 1
-                    except Exception as exc:  # noqa: BLE001 - counted, that is the point
+                    except Exception as exc:
                         counts["errors"] += 1
                         error_kinds[type(exc).__name__] = error_kinds.get(type(exc).__name__, 0) + 1
                 if scope.cancelled_caught:
@@ -72,7 +72,7 @@ async def churn(lib: str, port: int, requests: int, pool_size: int, seed: int) -
                 with anyio.fail_after(2):
                     resp = await client.get(url)
                     resp.raise_for_status()
-            except BaseException as exc:  # noqa: BLE001 - TimeoutError included
+            except BaseException as exc:
                 if isinstance(exc, anyio.get_cancelled_exc_class()):
                     raise
                 health_fail += 1
@@ -95,7 +95,8 @@ async def churn(lib: str, port: int, requests: int, pool_size: int, seed: int) -
 def run_one(lib: str, backend: str, requests: int, pool_size: int, seed: int) -> dict[str, Any]:
     server = subprocess.Popen(
         [sys.executable, str(HERE / "_churn_server.py"), "asyncio"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
@@ -119,20 +120,47 @@ def main() -> None:
     parser.add_argument("--all", action="store_true")
     args = parser.parse_args()
     combos = (
-        [(lib, be, pool) for lib in ("httpx", "httpx2") for be in ("asyncio", "trio")
-         for pool in (2, 4)]
-        if args.all else [(args.lib, args.backend, args.pool)]
+        [
+            (lib, be, pool)
+            for lib in ("httpx", "httpx2")
+            for be in ("asyncio", "trio")
+            for pool in (2, 4)
+        ]
+        if args.all
+        else [(args.lib, args.backend, args.pool)]
     )
     for lib, backend, pool in combos:
         # each run in a fresh process, so the two libraries never share an interpreter
-        out = subprocess.run(
-            [sys.executable, __file__, "--lib", lib, "--backend", backend, "--pool", str(pool),
-             "--requests", str(args.requests), "--seed", str(args.seed), "--one"],
-            capture_output=True, text=True, check=False,
-        ) if args.all else None
+        out = (
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--lib",
+                    lib,
+                    "--backend",
+                    backend,
+                    "--pool",
+                    str(pool),
+                    "--requests",
+                    str(args.requests),
+                    "--seed",
+                    str(args.seed),
+                    "--one",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if args.all
+            else None
+        )
         if out is not None:
-            print(out.stdout.strip() or json.dumps({"lib": lib, "backend": backend,
-                                                    "crashed": out.stderr[-2000:]}), flush=True)
+            print(
+                out.stdout.strip()
+                or json.dumps({"lib": lib, "backend": backend, "crashed": out.stderr[-2000:]}),
+                flush=True,
+            )
         else:
             print(json.dumps(run_one(lib, backend, args.requests, pool, args.seed)), flush=True)
 

@@ -1,0 +1,44 @@
+"""Run every benchmark of the project in one go (``python -m nox -s bench``).
+
+Benchmarks never run in the test suite. Each writes one JSON line per figure; this
+runner collects them into ``benchmarks/results/latest.jsonl`` and prints them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SUITES = [
+    ("http_churn", [sys.executable, str(HERE / "http_churn.py"), "--all", "--requests", "4000"]),
+    ("server_memory", [sys.executable, str(HERE / "server_memory.py"), "--mib", "1024"]),
+]
+
+
+def main() -> None:
+    wanted = set(sys.argv[1:])
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    lines: list[str] = []
+    for name, cmd in SUITES:
+        if wanted and name not in wanted:
+            continue
+        started = time.perf_counter()
+        print(f"== {name}", flush=True)
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            print(result.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"benchmark {name} failed")
+        for line in result.stdout.splitlines():
+            if line.startswith("{"):
+                lines.append(f'{{"suite": "{name}", "result": {line}}}')
+                print(line)
+        print(f"   ({time.perf_counter() - started:.1f}s)", flush=True)
+    (out_dir / "latest.jsonl").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
