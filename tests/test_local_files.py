@@ -217,22 +217,26 @@ async def test_paths_cannot_escape_the_capsule() -> None:
 
 
 async def test_writes_are_bounded_in_time_when_the_client_vanishes() -> None:
-    async with local_http() as (_, http):
+    async with local_http() as (server, http):
         cid = await new_capsule(http)
-
-        async def endless() -> AsyncIterator[bytes]:
-            body, _ = multipart("/tmp/partial", b"")
-            yield body[: body.index(b"\r\n\r\n", body.index(b'name="file"')) + 4]
-            while True:
-                yield b"x" * 65536
-                await anyio.lowlevel.checkpoint()
-
-        with anyio.move_on_after(0.5):
-            await http.post(
-                f"/v1/capsules/{cid}/files/stream/write",
-                content=endless(),
-                headers={"Content-Type": "multipart/form-data; boundary=" + "0" * 32},
-            )
+        body, ctype = multipart("/tmp/partial", b"")
+        head = body[: body.index(b"\r\n\r\n", body.index(b'name="file"')) + 4]
+        host, port = server.host, server.port
+        request = (
+            f"POST /v1/capsules/{cid}/files/stream/write HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"X-API-Key: {server.api_key}\r\nContent-Type: {ctype}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+        chunk = head + b"x" * 65536
+        # A real client socket that sends part of an upload, then hangs up.
+        async with await anyio.connect_tcp(host, port) as sock:
+            await sock.send(request)
+            for _ in range(20):
+                await sock.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                chunk = b"x" * 65536
+            with anyio.fail_after(10):  # the upload is really under way before we vanish
+                while ".part" not in (await sh(http, cid, "ls -A /tmp"))["stdout"]:
+                    await anyio.sleep(0.05)
         # an aborted upload leaves no file behind (the server notices the disconnect
         # asynchronously, so allow it a bounded moment)
         with anyio.fail_after(10):

@@ -252,3 +252,68 @@ async def test_background_processes_list_and_kill() -> None:
                 await anyio.sleep(0.05)
         unknown = await http.delete(f"/v1/capsules/{cid}/processes/nobody")
         assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_memory_limit_is_enforced() -> None:
+    async with local_http() as (server, http):
+        if server.isolation != "full":
+            return  # limits need cgroups; reduced isolation records them only
+        cid = await new_capsule(http, memory_mb=64)
+        hog = await sh(
+            http, cid, "python3 -c \"b = bytearray(300 * 1024 * 1024); print('no limit')\""
+        )
+        assert hog["exit_code"] != 0
+        assert "no limit" not in hog["stdout"]
+        fine = await sh(http, cid, "python3 -c \"b = bytearray(16 * 1024 * 1024); print('ok')\"")
+        assert fine["stdout"] == "ok\n"
+
+
+async def test_bad_input_never_gets_a_500() -> None:
+    async with local_http() as (server, http):
+        cid = await new_capsule(http)
+        routes = [
+            ("POST", "/v1/capsules"),
+            ("POST", f"/v1/capsules/{cid}/exec"),
+            ("POST", f"/v1/capsules/{cid}/files/read"),
+            ("POST", f"/v1/capsules/{cid}/files/list"),
+            ("POST", f"/v1/capsules/{cid}/files/mkdir"),
+            ("POST", f"/v1/capsules/{cid}/files/remove"),
+            ("POST", f"/v1/capsules/{cid}/files/write"),
+            ("POST", "/v1/snapshots"),
+            ("POST", "/v1/auth/signup"),
+            ("POST", "/v1/auth/login"),
+        ]
+        bodies: list[bytes] = [
+            b"",
+            b"{",
+            b"[]",
+            b"null",
+            b"42",
+            b'"x"',
+            b"\xff\xfe",
+            b'{"cmd": 5}',
+            b'{"path": ["x"]}',
+            b'{"path": "\\u0000"}',
+            b'{"depth": "deep", "path": "/"}',
+            b'{"cmd": "x", "args": "notalist"}',
+            b'{"cmd": "x", "envs": {"A": 1}}',
+            b'{"cmd": "x", "timeout_sec": "soon"}',
+            b'{"sandbox_id": 7}',
+            b'{"template": {"a": 1}}',
+            b'{"email": 1, "password": 2, "name": 3}',
+            b'{"vcpus": 1e309}',
+            b'{"metadata": {"k": null}}',
+            b'{"path": "' + b"a" * 5000 + b'"}',
+        ]
+        for method, path in routes:
+            for body in bodies:
+                resp = await http.request(
+                    method, path, content=body, headers={"Content-Type": "application/json"}
+                )
+                assert resp.status_code < 500, (method, path, body, resp.text)
+                if resp.status_code >= 400:
+                    assert set(resp.json()) == {"error"}, (path, body)
+        for bad_id in ("cl-", "cl-" + "A" * 25, "../x", "cl-" + "0" * 24 + "!", "x" * 300):
+            resp = await http.get(f"/v1/capsules/{bad_id}")
+            assert resp.status_code in (400, 404), bad_id
+        assert server.api_key

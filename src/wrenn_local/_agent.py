@@ -42,6 +42,22 @@ MAX_FRAME = 8 << 20
 CHUNK = 64 * 1024
 
 
+# Filesystem errors that are the caller's doing map to client errors, not agent failures.
+ERRNO_CODES = {
+    errno.ENOENT: "not_found",
+    errno.ENAMETOOLONG: "invalid_request",
+    errno.ENOTDIR: "invalid_request",
+    errno.EISDIR: "invalid_request",
+    errno.ELOOP: "invalid_request",
+    errno.EINVAL: "invalid_request",
+    errno.EEXIST: "conflict",
+    errno.ENOTEMPTY: "conflict",
+    errno.EACCES: "forbidden",
+    errno.EPERM: "forbidden",
+    errno.EROFS: "forbidden",
+}
+
+
 class AgentError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -720,8 +736,12 @@ class Agent:
             except PermissionError as exc:
                 writer.write(jframe({"error": "forbidden", "message": str(exc.strerror)}))
             except OSError as exc:
-                code = "not_found" if exc.errno == errno.ENOENT else "agent_error"
+                code = ERRNO_CODES.get(exc.errno or 0, "agent_error")
                 writer.write(jframe({"error": code, "message": str(exc.strerror or exc)}))
+            except (ValueError, TypeError, KeyError) as exc:
+                writer.write(jframe({"error": "invalid_request", "message": f"bad request: {exc}"}))
+            except Exception as exc:  # an agent bug must not look like a dropped connection
+                writer.write(jframe({"error": "agent_error", "message": f"{type(exc).__name__}"}))
             await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
             pass

@@ -267,6 +267,13 @@ async def _path_op(request: Request, op: str, **extra: Any) -> dict[str, Any]:
     if not isinstance(path, str) or not path:
         raise bad_request("path is required")
     assert record.sandbox is not None
+    if extra.pop("_check_depth", False):
+        depth = body.get("depth", 1)
+        if depth is None:
+            depth = 1
+        if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= 64:
+            raise bad_request("depth must be an integer from 0 to 64")
+        body["depth"] = depth
     payload = {"op": op, "path": path, **{k: body.get(k, v) for k, v in extra.items()}}
     try:
         return await record.sandbox.agent.call(payload)
@@ -276,7 +283,7 @@ async def _path_op(request: Request, op: str, **extra: Any) -> dict[str, Any]:
 
 @endpoint("key_or_jwt")
 async def list_dir(request: Request) -> Response:
-    answer = await _path_op(request, "list", depth=1)
+    answer = await _path_op(request, "list", depth=1, _check_depth=True)
     return json_response({"entries": answer["entries"]})
 
 
