@@ -6,6 +6,7 @@ Sessions:
   typecheck  mypy --strict over src and tests
   bench      benchmarks (never part of the test suite)
   docs       API reference from the docstrings, offline
+  compat     the official wrenn 0.3.0 SDK against the local server
   demo       the demo against the embedded local server
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "compat"]
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
@@ -55,6 +56,41 @@ def tests(session: nox.Session) -> None:
     ensure_sandbox_tools(session)
     session.install("-e", ".[local]", *group("test"))
     session.run("python", "-m", "pytest", *(session.posargs or ["tests"]))
+
+
+@nox.session(venv_backend="virtualenv")
+def compat(session: nox.Session) -> None:
+    """The official SDK (Python >= 3.13 on paper, runs on 3.11) against wrenn_local.
+
+    The official package is also called ``wrenn``, so it gets this environment to itself;
+    the server runs from ``src/`` with only its own dependencies installed.
+    """
+    ensure_sandbox_tools(session)
+    session.install(
+        "starlette>=0.47",
+        "hypercorn>=0.17",
+        "python-multipart>=0.0.20",
+        "anyio>=4.14",
+        "attrs>=24.1",
+    )
+    session.run("python", "-m", "pip", "install", "-q", "--ignore-requires-python", "wrenn==0.3.0")
+    server = subprocess.Popen(
+        [session.virtualenv.bin + "/python", "-m", "wrenn_local", "serve", "--port", "0"],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        env = dict(
+            line.strip().split("=", 1)
+            for line in (server.stdout.readline(), server.stdout.readline())
+        )
+        session.run("python", "tests/compat/official_sdk.py", env=env)
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 @nox.session
