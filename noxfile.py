@@ -117,7 +117,12 @@ def bench(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     session.install("-e", ".[local]", "pdoc>=15")
     out = ROOT / "docs" / "_build" / "api"
-    session.run("python", "-m", "pdoc", "--docformat", "google", "-o", str(out), "wrenn")
+    log = session.run(
+        "python", "-m", "pdoc", "--docformat", "google", "-o", str(out), "wrenn", silent=True
+    )
+    warnings = [line for line in str(log or "").splitlines() if line.startswith("Warn")]
+    if warnings:
+        session.error("pdoc warned:\n" + "\n".join(warnings))
     session.log(f"API reference written to {out}")
 
 

@@ -48,3 +48,12 @@ def test_every_public_callable_has_a_docstring() -> None:
         obj = getattr(client, resource)
         assert inspect.getdoc(type(obj)), resource
     assert missing == []
+
+
+def test_public_annotations_resolve_under_the_public_module() -> None:
+    import typing
+
+    for name in models.__all__:
+        obj = getattr(models, name)
+        if inspect.isclass(obj) and hasattr(obj, "__attrs_attrs__"):
+            typing.get_type_hints(obj)  # raises NameError if a name does not resolve

@@ -6,6 +6,9 @@ drive (``wrenn.AsyncCapsule``) is a different class.
 
 from __future__ import annotations
 
+# The models' annotations name `dt`; they are resolved in this, their public, module.
+import datetime as dt  # noqa: F401
+
 from ._models import Actor as Actor
 from ._models import APIKey as APIKey
 from ._models import BackgroundProcess as BackgroundProcess
