@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Annotations of the classes below name ClassVar; they resolve in this, their public, module.
+from typing import ClassVar  # noqa: F401
+
 from ._exceptions import WrennAgentError as WrennAgentError
 from ._exceptions import WrennAPIError as WrennAPIError
 from ._exceptions import WrennAuthenticationError as WrennAuthenticationError
