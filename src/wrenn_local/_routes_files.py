@@ -22,7 +22,7 @@ from starlette.routing import Route
 from ._agent_client import AgentChannel, AgentFailure
 from ._capsules import CapsuleRecord
 from ._errors import ApiError, bad_request, error_response, json_response
-from ._http import agent_error, endpoint, principal_of, read_json
+from ._http import endpoint, principal_of, read_json
 from ._routes_capsules import manager
 
 __all__ = ["routes"]
@@ -218,12 +218,24 @@ async def stream_write(request: Request) -> Response:
     return await _write(request, None)
 
 
-async def _read(request: Request) -> Response:
+async def _target(request: Request) -> tuple[CapsuleRecord, str, dict[str, Any]]:
+    """The running capsule of the request and the ``path`` its JSON body names."""
     record = manager(request).running(principal_of(request), request.path_params["id"])
     body = await read_json(request)
     path = body.get("path")
     if not isinstance(path, str) or not path:
         raise bad_request("path is required")
+    assert record.sandbox is not None
+    return record, path, body
+
+
+async def _call(record: CapsuleRecord, payload: dict[str, Any]) -> dict[str, Any]:
+    assert record.sandbox is not None
+    return await record.sandbox.agent.call(payload)
+
+
+async def _read(request: Request) -> Response:
+    record, path, _ = await _target(request)
     assert record.sandbox is not None
     opened = record.sandbox.agent.open({"op": "read", "path": path})
     channel = await opened.__aenter__()
@@ -260,42 +272,28 @@ async def stream_read(request: Request) -> Response:
     return await _read(request)
 
 
-async def _path_op(request: Request, op: str, **extra: Any) -> dict[str, Any]:
-    record = manager(request).running(principal_of(request), request.path_params["id"])
-    body = await read_json(request)
-    path = body.get("path")
-    if not isinstance(path, str) or not path:
-        raise bad_request("path is required")
-    assert record.sandbox is not None
-    if extra.pop("_check_depth", False):
-        depth = body.get("depth", 1)
-        if depth is None:
-            depth = 1
-        if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= 64:
-            raise bad_request("depth must be an integer from 0 to 64")
-        body["depth"] = depth
-    payload = {"op": op, "path": path, **{k: body.get(k, v) for k, v in extra.items()}}
-    try:
-        return await record.sandbox.agent.call(payload)
-    except AgentFailure as exc:
-        raise agent_error(exc) from None
-
-
 @endpoint("key_or_jwt")
 async def list_dir(request: Request) -> Response:
-    answer = await _path_op(request, "list", depth=1, _check_depth=True)
+    record, path, body = await _target(request)
+    depth = body.get("depth")
+    depth = 1 if depth is None else depth
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= 64:
+        raise bad_request("depth must be an integer from 0 to 64")
+    answer = await _call(record, {"op": "list", "path": path, "depth": depth})
     return json_response({"entries": answer["entries"]})
 
 
 @endpoint("key_or_jwt")
 async def mkdir(request: Request) -> Response:
-    answer = await _path_op(request, "mkdir")
+    record, path, _ = await _target(request)
+    answer = await _call(record, {"op": "mkdir", "path": path})
     return json_response({"entry": answer["entry"]})
 
 
 @endpoint("key_or_jwt")
 async def remove(request: Request) -> Response:
-    await _path_op(request, "remove")
+    record, path, _ = await _target(request)
+    await _call(record, {"op": "remove", "path": path})
     return Response(status_code=204)
 
 
