@@ -14,6 +14,8 @@ from typing import Literal
 import anyio
 import anyio.abc
 
+from tests.tcp import serve_tcp
+
 Mode = Literal["close", "truncate", "ok"]
 
 
@@ -24,47 +26,44 @@ class RawServer:
         self.port = 0
 
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
-        async with stream:
-            buf = b""
-            while True:
-                try:
-                    while b"\r\n\r\n" not in buf:
-                        chunk = await stream.receive()
-                        buf += chunk
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    return
-                head, _, rest = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value.strip())
-                while len(rest) < length:
-                    rest += await stream.receive()
-                buf = rest[length:]
-                mode = self.modes[min(self.requests, len(self.modes) - 1)]
-                self.requests += 1
-                if mode == "close":
-                    return
-                if mode == "truncate":
-                    await stream.send(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                        b'content-length: 100\r\n\r\n{"id": '
-                    )
-                    return
-                payload = b'{"ok": true}'
+        # serve_tcp closes the stream
+        buf = b""
+        while True:
+            try:
+                while b"\r\n\r\n" not in buf:
+                    chunk = await stream.receive()
+                    buf += chunk
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip())
+            while len(rest) < length:
+                rest += await stream.receive()
+            buf = rest[length:]
+            mode = self.modes[min(self.requests, len(self.modes) - 1)]
+            self.requests += 1
+            if mode == "close":
+                return
+            if mode == "truncate":
                 await stream.send(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                    b"content-length: %d\r\n\r\n%s" % (len(payload), payload)
+                    b'content-length: 100\r\n\r\n{"id": '
                 )
+                return
+            payload = b'{"ok": true}'
+            await stream.send(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(payload), payload)
+            )
 
 
 @asynccontextmanager
 async def raw_server(modes: list[Mode]) -> AsyncIterator[RawServer]:
     server = RawServer(modes)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    server.port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, server._handle)
+    async with serve_tcp(server._handle) as port:
+        server.port = port
         yield server
-        tg.cancel_scope.cancel()

@@ -37,6 +37,7 @@ from .exceptions import WrennTooLargeError as WrennTooLargeError
 from .exceptions import WrennTransportError as WrennTransportError
 from .exceptions import WrennUnavailableError as WrennUnavailableError
 from .exceptions import WrennValidationError as WrennValidationError
+from .exceptions import WrennWebSocketClosedError as WrennWebSocketClosedError
 
 __all__ = [
     "AsyncWrennClient",

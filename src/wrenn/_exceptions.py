@@ -21,6 +21,7 @@ Every exception the SDK raises derives from :class:`WrennError`::
     │       └── WrennHostUnavailableError    host_unavailable
     ├── WrennTransportError             the request did not complete
     │   └── WrennConnectionError        connect failure, reset, broken stream
+    │       └── WrennWebSocketClosedError    a WebSocket ended (.close_code, .reason, .ok)
     ├── WrennTimeoutError               (also TimeoutError) a deadline passed
     └── WrennProtocolError              the peer sent something we cannot understand
 
@@ -59,6 +60,7 @@ __all__ = [
     "WrennTransportError",
     "WrennUnavailableError",
     "WrennValidationError",
+    "WrennWebSocketClosedError",
     "error_from_response",
 ]
 
@@ -251,6 +253,27 @@ class WrennConnectionError(WrennTransportError):
     """Could not connect, or the connection broke before the exchange completed."""
 
     default_code = "connection_error"
+
+
+class WrennWebSocketClosedError(WrennConnectionError):
+    """A WebSocket connection ended.
+
+    ``close_code`` is the close code (1006 when the connection dropped without a close
+    frame); ``ok`` is true for a normal close (1000 or 1001), which iteration treats as
+    the end rather than an error.
+    """
+
+    default_code = "websocket_closed"
+
+    def __init__(self, close_code: int = 1006, reason: str = "", *, url: str = "") -> None:
+        text = f"WebSocket closed with code {close_code}" + (f": {reason}" if reason else "")
+        super().__init__(text + (f" ({url})" if url else ""))
+        self.close_code = close_code
+        self.reason = reason
+
+    @property
+    def ok(self) -> bool:
+        return self.close_code in (1000, 1001)
 
 
 class WrennTimeoutError(WrennError, TimeoutError):

@@ -26,6 +26,7 @@ from ._exceptions import WrennTooLargeError as WrennTooLargeError
 from ._exceptions import WrennTransportError as WrennTransportError
 from ._exceptions import WrennUnavailableError as WrennUnavailableError
 from ._exceptions import WrennValidationError as WrennValidationError
+from ._exceptions import WrennWebSocketClosedError as WrennWebSocketClosedError
 
 __all__ = [
     "WrennAPIError",
@@ -49,6 +50,7 @@ __all__ = [
     "WrennTransportError",
     "WrennUnavailableError",
     "WrennValidationError",
+    "WrennWebSocketClosedError",
 ]
 
 for _name in __all__:
