@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from . import _routes_account, _routes_capsules, _routes_files
+from . import _routes_account, _routes_capsules, _routes_files, _routes_ws
 from ._accounts import Accounts
 from ._capsules import CapsuleManager
 from ._events import EventHub
@@ -52,11 +52,13 @@ def build_app(
     events: EventHub,
     support: HostSupport,
     sse_keepalive: float = 15.0,
+    pty_ping_interval: float = 30.0,
 ) -> Starlette:
     api: list[BaseRoute] = [
         *_routes_capsules.routes(),
         *_routes_files.routes(),
         *_routes_account.routes(),
+        *_routes_ws.routes(),
     ]
     routes: list[BaseRoute] = [
         *_routes_account.utility_routes(),
@@ -72,4 +74,5 @@ def build_app(
     app.state.support = support
     app.state.hosts = Hosts()
     app.state.sse_keepalive = sse_keepalive
+    app.state.pty_ping_interval = pty_ping_interval
     return app

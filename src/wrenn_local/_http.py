@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, Literal
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from ._accounts import Accounts, Principal
@@ -37,7 +37,7 @@ def agent_error(exc: AgentFailure) -> ApiError:
     return ApiError(status, code, exc.message or exc.code)
 
 
-def authenticate(accounts: Accounts, request: Request, kind: AuthKind) -> Principal | None:
+def authenticate(accounts: Accounts, request: HTTPConnection, kind: AuthKind) -> Principal | None:
     """The PROTOCOL §2.1 order: an ``X-API-Key`` is the only credential tried when present."""
     if kind == "none":
         return None

@@ -67,6 +67,7 @@ async def serve(
     options: ServerOptions | None = None,
     force_reduced_isolation: bool = False,
     sse_keepalive: float = 15.0,
+    pty_ping_interval: float = 30.0,
 ) -> AsyncIterator[LocalServer]:
     """Serve until the block is left; then destroy every capsule and stop.
 
@@ -103,6 +104,7 @@ async def serve(
                 events=events,
                 support=support,
                 sse_keepalive=sse_keepalive,
+                pty_ping_interval=pty_ping_interval,
             )
             tg.start_soon(capsules.reaper)
             tg.start_soon(capsules.sampler)
