@@ -272,3 +272,17 @@ async def test_cancellation_anywhere_leaves_nothing_behind(point: str) -> None:
                 assert ws.closed
         await anyio.sleep(0.1)
         assert open_fds() <= before
+
+
+async def test_breaking_out_of_iteration_leaves_nothing_to_the_gc() -> None:
+    async def many(ws: Any) -> None:
+        for i in range(100):
+            await ws.send(str(i))
+        await anyio.sleep(1)
+
+    with websockets_server(many) as url:
+        async with connect_websocket(url, close_timeout=1) as ws:
+            async for message in ws:
+                if message == "3":
+                    break
+            assert await ws.receive() == "4"  # iteration can resume where it stopped

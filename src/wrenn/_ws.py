@@ -158,18 +158,18 @@ class WebSocket:
             return
         await self._message_ready.wait()
 
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self._iterate()
+    def __aiter__(self) -> WebSocket:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Message]:
-        while True:
-            try:
-                message = await self.receive()
-            except WrennWebSocketClosedError as exc:
-                if exc.ok:
-                    return
-                raise
-            yield message
+    async def __anext__(self) -> Message:
+        """Iteration ends at a clean close and raises at any other end; breaking out of
+        it early is fine (nothing is left to clean up)."""
+        try:
+            return await self.receive()
+        except WrennWebSocketClosedError as exc:
+            if exc.ok:
+                raise StopAsyncIteration from None
+            raise
 
     def _end_error(self) -> WrennError:
         if self._failure is not None:
