@@ -109,7 +109,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     ensure_sandbox_tools(session)
-    session.install("-e", ".[local]", "httpx>=0.28.1", *group("test"))
+    session.install("-e", ".[local]", "httpx>=0.28.1", "httpx-ws>=0.9", *group("test"))
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 

@@ -15,6 +15,7 @@ HERE = Path(__file__).resolve().parent
 SUITES = [
     ("http_churn", [sys.executable, str(HERE / "http_churn.py"), "--all", "--requests", "4000"]),
     ("server_memory", [sys.executable, str(HERE / "server_memory.py"), "--mib", "1024"]),
+    ("ws_throughput", [sys.executable, str(HERE / "ws_throughput.py"), "--mib", "256"]),
 ]
 
 
