@@ -470,7 +470,8 @@ async def connect_websocket(
 
     Args:
         url: ``ws://`` or ``wss://`` (IPv6 literals in brackets are fine).
-        headers: Extra request headers (e.g. ``X-API-Key``); never logged.
+        headers: Extra request headers (e.g. ``X-API-Key``); never logged. A ``Host``
+            entry replaces the Host derived from the URL.
         ssl_context: For ``wss://``; defaults to the system trust store with verification.
         open_timeout: Bound on connecting plus the handshake.
         close_timeout: Bound on each closing step.
@@ -508,10 +509,12 @@ async def connect_websocket(
                 raise WrennConnectionError(
                     f"cannot connect to {url}: {exc.strerror or exc}"
                 ) from exc
-            extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
-            await stream.send(
-                ws.send(Request(host=host_header, target=target, extra_headers=extra))
-            )
+            given = dict(headers or {})
+            # A caller may name the Host itself (routing through a proxy by Host header).
+            host_value = next((given.pop(k) for k in list(given) if k.lower() == "host"), None)
+            extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in given.items()]
+            request = Request(host=host_value or host_header, target=target, extra_headers=extra)
+            await stream.send(ws.send(request))
             leftover = await _handshake(stream, ws, url)
     except TimeoutError as exc:
         if stream is not None:

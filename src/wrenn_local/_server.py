@@ -17,6 +17,7 @@ from ._app import build_app
 from ._asgi import serve_asgi
 from ._capsules import CapsuleManager, ServerOptions
 from ._events import EventHub
+from ._proxy import PortProxy
 from ._sandbox import HostSupport, Isolation, prepare_base
 
 __all__ = ["LocalServer", "serve"]
@@ -68,10 +69,12 @@ async def serve(
     force_reduced_isolation: bool = False,
     sse_keepalive: float = 15.0,
     pty_ping_interval: float = 30.0,
+    proxy_auth: bool = True,
 ) -> AsyncIterator[LocalServer]:
     """Serve until the block is left; then destroy every capsule and stop.
 
     Runs under asyncio and trio. Binds loopback by default; ``port=0`` picks a free port.
+    ``proxy_auth`` makes the capsule port proxy require the team's API key (the default).
     A temporary data directory is created (and removed afterwards) unless ``data_dir`` is
     given. Leaving the block by error or cancellation cleans up the same way.
     """
@@ -106,10 +109,11 @@ async def serve(
                 sse_keepalive=sse_keepalive,
                 pty_ping_interval=pty_ping_interval,
             )
+            proxied = PortProxy(app, capsules=capsules, accounts=accounts, require_key=proxy_auth)
             tg.start_soon(capsules.reaper)
             tg.start_soon(capsules.sampler)
             try:
-                async with serve_asgi(app, host=host, port=port) as (bound_host, bound_port):
+                async with serve_asgi(proxied, host=host, port=port) as (bound_host, bound_port):
                     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
                     yield LocalServer(
                         base_url=f"http://{shown}:{bound_port}",
