@@ -165,3 +165,56 @@ async def test_processes_and_files(local: wrenn_local.LocalServer) -> None:
             await client.files.read(cid, "data/in.txt")
         with pytest.raises(WrennValidationError):
             await client.processes.run(cid, "true", timeout_sec=0)
+
+
+async def test_exec_stream_and_attach(local: wrenn_local.LocalServer) -> None:
+    from wrenn import StreamExit, StreamStart, StreamStderr, StreamStdout
+
+    async with AsyncWrennClient(api_key=local.api_key, base_url=local.base_url) as client:
+        cid = (await client.capsules.create()).id
+        await until(client, cid, "running")
+        async with client.processes.stream(
+            cid, "/bin/sh", args=["-c", "for i in 1 2 3; do echo $i; done; echo e >&2; exit 4"]
+        ) as run:
+            events = [event async for event in run]
+        assert isinstance(events[0], StreamStart)
+        out = "".join(e.data for e in events if isinstance(e, StreamStdout))
+        assert out == "1\n2\n3\n"
+        assert any(isinstance(e, StreamStderr) and e.data == "e\n" for e in events)
+        assert events[-1] == StreamExit(4)
+        assert run.exit_code == 4
+        await client.processes.start(
+            cid, "/bin/sh", args=["-c", "sleep 0.3; echo hello; exit 2"], tag="job"
+        )
+        async with client.processes.attach(cid, "job") as attached:
+            assert await attached.wait() == 2
+        with pytest.raises(WrennNotFoundError):
+            async with client.processes.attach(cid, "nobody") as missing:
+                await missing.wait()
+        with pytest.raises(WrennNotFoundError):
+            async with client.processes.stream("cl-" + "0" * 25, "true") as gone:
+                await gone.wait()
+        with pytest.raises(WrennValidationError):
+            async with client.processes.stream("cl-bad", "true"):
+                pass
+    async with AsyncWrennClient(api_key="wrn_" + "0" * 32, base_url=local.base_url) as bad:
+        with pytest.raises(WrennAuthenticationError):
+            async with bad.processes.stream(cid, "true") as denied:
+                await denied.wait()
+
+
+async def test_a_stream_cut_short_is_never_a_finish(local: wrenn_local.LocalServer) -> None:
+    from wrenn import WrennError
+
+    async with AsyncWrennClient(api_key=local.api_key, base_url=local.base_url) as client:
+        cid = (await client.capsules.create()).id
+        await until(client, cid, "running")
+
+        async def run_until_the_capsule_dies() -> None:
+            async with client.processes.stream(cid, "sleep", args=["30"]) as run:
+                async for event in run:
+                    if event.type == "start":
+                        await client.capsules.destroy(cid)  # the capsule dies mid-stream
+
+        with anyio.fail_after(20), pytest.raises(WrennError):
+            await run_until_the_capsule_dies()

@@ -15,6 +15,12 @@ from . import models as models
 from ._client import AsyncWrennClient as AsyncWrennClient
 from ._config import ClientConfig as ClientConfig
 from ._config import Secret as Secret
+from ._resources.streams import ExecStream as ExecStream
+from ._stream_protocol import StreamEvent as StreamEvent
+from ._stream_protocol import StreamExit as StreamExit
+from ._stream_protocol import StreamStart as StreamStart
+from ._stream_protocol import StreamStderr as StreamStderr
+from ._stream_protocol import StreamStdout as StreamStdout
 from ._version import __version__ as __version__
 from .exceptions import WrennAgentError as WrennAgentError
 from .exceptions import WrennAPIError as WrennAPIError
@@ -42,7 +48,13 @@ from .exceptions import WrennWebSocketClosedError as WrennWebSocketClosedError
 __all__ = [
     "AsyncWrennClient",
     "ClientConfig",
+    "ExecStream",
     "Secret",
+    "StreamEvent",
+    "StreamExit",
+    "StreamStart",
+    "StreamStderr",
+    "StreamStdout",
     "WrennAPIError",
     "WrennAgentError",
     "WrennAuthenticationError",
@@ -69,6 +81,15 @@ __all__ = [
     "models",
 ]
 
-for _name in ("AsyncWrennClient", "ClientConfig", "Secret"):
+for _name in (
+    "AsyncWrennClient",
+    "ClientConfig",
+    "ExecStream",
+    "Secret",
+    "StreamExit",
+    "StreamStart",
+    "StreamStderr",
+    "StreamStdout",
+):
     globals()[_name].__module__ = __name__
 del _name

@@ -122,6 +122,7 @@ class HTTPTransport:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.config = config
+        self.verify = verify
         self.retry = retry or RetryPolicy(config.max_retries)
         self._client = httpx.AsyncClient(
             base_url=config.base_url,

@@ -9,12 +9,16 @@ import base64
 import binascii
 import builtins
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal, final
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Final, Literal, final
 
 from .._converter import structure, structure_list
 from .._exceptions import WrennProtocolError, WrennValidationError
 from .._http import HTTPTransport, api_path, response_json
 from .._models import BackgroundProcess, CommandResult, ProcessInfo
+
+if TYPE_CHECKING:
+    from .streams import ExecStream
 
 __all__ = ["AsyncProcesses"]
 
@@ -142,6 +146,37 @@ class AsyncProcesses:
         if not isinstance(data, dict):
             raise WrennProtocolError("process list is not a JSON object")
         return structure_list(data.get("processes") or [], ProcessInfo)
+
+    def stream(
+        self,
+        capsule_id: str,
+        cmd: str,
+        *,
+        args: Sequence[str] | None = None,
+        envs: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> AbstractAsyncContextManager[ExecStream]:
+        """Run a command and stream its output over a WebSocket::
+
+            async with client.processes.stream(cid, "/bin/sh", args=["-c", "make"]) as run:
+                async for event in run:
+                    ...
+
+        ``cmd`` runs without a shell. Leaving the block closes the stream; a process that
+        is still running keeps running (kill it by pid if it should not). Raises
+        :class:`WrennConnectionError` if the stream ends before the process exits.
+        """
+        from .streams import exec_path, open_stream, start_frame
+
+        return open_stream(self._http, exec_path(capsule_id), start_frame(cmd, args, envs, cwd))
+
+    def attach(
+        self, capsule_id: str, selector: int | str
+    ) -> AbstractAsyncContextManager[ExecStream]:
+        """Stream a running process's output from now on (no replay), by pid or tag."""
+        from .streams import attach_path, open_stream
+
+        return open_stream(self._http, attach_path(capsule_id, selector), None)
 
     async def kill(
         self,

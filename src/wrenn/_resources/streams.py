@@ -1,0 +1,129 @@
+"""Exec and attach streams over WebSocket: typed events, never a false finish."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, final
+
+from .._exceptions import WrennWebSocketClosedError
+from .._http import HTTPTransport, api_path
+from .._stream_protocol import ExecStreamProtocol, State, StreamEvent
+from .._ws import WebSocket, connect_websocket
+from .processes import _exec_body
+
+__all__ = ["ExecStream", "open_stream", "ws_url"]
+
+
+def ws_url(http: HTTPTransport, path: str) -> str:
+    base = http.config.base_url
+    scheme, _, rest = base.partition("://")
+    return ("wss" if scheme == "https" else "ws") + "://" + rest + path
+
+
+@final
+class ExecStream:
+    """An open exec or attach stream; iterate it for :class:`StreamStart`,
+    :class:`StreamStdout`, :class:`StreamStderr` and finally :class:`StreamExit`.
+
+    Iteration ends after ``exit``. If the connection ends first — cleanly or not — it
+    raises :class:`WrennConnectionError`: a stream that stopped early never looks
+    finished. In-band errors raise their mapped exception (``authentication failed`` is
+    :class:`WrennAuthenticationError`, ``sandbox not found`` :class:`WrennNotFoundError`).
+    Waiting for the next event has no deadline of its own: bound it with your scope.
+    Output the server sends while you are not reading waits in a bounded buffer; when it
+    is full the server is slowed down (TCP backpressure) rather than memory growing.
+    """
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+        self._protocol = ExecStreamProtocol()
+
+    @property
+    def pid(self) -> int | None:
+        return self._protocol.pid
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code once ``exit`` arrived, else None."""
+        return self._protocol.exit_code
+
+    def __aiter__(self) -> ExecStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        while True:
+            if self._protocol.state is State.EXITED:
+                raise StopAsyncIteration
+            try:
+                message = await self._ws.receive()
+            except WrennWebSocketClosedError as exc:
+                self._protocol.ended(exc.close_code, exc.reason)
+                raise StopAsyncIteration from None
+            event = self._protocol.receive(message)
+            if event is not None:
+                return event
+
+    async def wait(self) -> int:
+        """Read (and drop) the rest of the stream; return the exit code."""
+        async for _ in self:
+            pass
+        assert self._protocol.exit_code is not None
+        return self._protocol.exit_code
+
+    async def stop(self) -> None:
+        """Detach: ask the server to stop streaming. The process keeps running."""
+        if self._protocol.state is State.RUNNING:
+            await self._ws.send_text(json.dumps({"type": "stop"}))
+
+
+def _tls(http: HTTPTransport) -> ssl.SSLContext | None:
+    verify = http.verify
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if verify is False:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return None
+
+
+@asynccontextmanager
+async def open_stream(
+    http: HTTPTransport, path: str, first: dict[str, Any] | None
+) -> AsyncIterator[ExecStream]:
+    async with connect_websocket(
+        ws_url(http, path),
+        headers=http.config.auth_headers(),
+        ssl_context=_tls(http),
+        open_timeout=http.config.connect_timeout + http.config.timeout,
+    ) as ws:
+        if first is not None:
+            try:
+                await ws.send_text(json.dumps(first))
+            except WrennWebSocketClosedError:
+                # The server answered first (an in-band error, then its close): reading
+                # the stream surfaces that answer, which says more than the failed send.
+                pass
+        yield ExecStream(ws)
+
+
+def start_frame(
+    cmd: str,
+    args: Sequence[str] | None,
+    envs: Mapping[str, str] | None,
+    cwd: str | None,
+) -> dict[str, Any]:
+    body = _exec_body(cmd, args, envs, cwd)
+    return {"type": "start", **body}
+
+
+def exec_path(capsule_id: str) -> str:
+    return api_path("capsules", capsule_id, "exec", "stream")
+
+
+def attach_path(capsule_id: str, selector: int | str) -> str:
+    return api_path("capsules", capsule_id, "processes", str(selector), "stream")

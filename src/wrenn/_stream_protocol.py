@@ -1,0 +1,154 @@
+"""The exec-stream message protocol as a state machine: messages in, typed events out.
+
+No I/O and no awaits (the h11/wsproto style): the WebSocket layer feeds each message to
+:meth:`ExecStreamProtocol.receive` and calls :meth:`ExecStreamProtocol.ended` when the
+connection ends. In-band errors become exceptions of the one tree (an
+``authentication failed`` frame is a :class:`WrennAuthenticationError`), and a stream
+that ends before its ``exit`` frame is an error, never a finish.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Final
+
+import attrs
+
+from ._exceptions import (
+    WrennAgentError,
+    WrennAuthenticationError,
+    WrennConnectionError,
+    WrennError,
+    WrennInvalidStateError,
+    WrennNotFoundError,
+    WrennProtocolError,
+    WrennValidationError,
+)
+
+__all__ = [
+    "ExecStreamProtocol",
+    "StreamEvent",
+    "StreamExit",
+    "StreamStart",
+    "StreamStderr",
+    "StreamStdout",
+    "in_band_error",
+]
+
+
+@attrs.frozen
+class StreamStart:
+    """The process started (``pid`` is None when the server did not say)."""
+
+    pid: int | None = None
+    type: str = "start"
+
+
+@attrs.frozen
+class StreamStdout:
+    data: str
+    type: str = "stdout"
+
+
+@attrs.frozen
+class StreamStderr:
+    data: str
+    type: str = "stderr"
+
+
+@attrs.frozen
+class StreamExit:
+    """The process ended; ``exit_code`` is -1 when it was killed by a signal."""
+
+    exit_code: int
+    type: str = "exit"
+
+
+StreamEvent = StreamStart | StreamStdout | StreamStderr | StreamExit
+
+_NOT_FOUND: Final = (
+    "sandbox not found",
+    "process not found",
+    "capsule not found",
+    "pty session not found",
+)
+
+
+def in_band_error(text: str) -> WrennError:
+    """The exception for an in-band ``{"type": "error", "data": text}`` frame."""
+    lowered = text.lower()
+    if "authentication failed" in lowered:
+        return WrennAuthenticationError(text, code="unauthorized", status_code=401)
+    if lowered in _NOT_FOUND or lowered.endswith("not found"):
+        return WrennNotFoundError(text, code="not_found", status_code=404)
+    if "is not running" in lowered:
+        return WrennInvalidStateError(text, code="invalid_state", status_code=409)
+    if lowered.startswith(("first message must", "connect requires", "args must", "cols and")):
+        return WrennValidationError(text, code="invalid_request", status_code=400)
+    return WrennAgentError(text, code="agent_error", status_code=502)
+
+
+class State(Enum):
+    WAITING = "waiting"  # nothing yet
+    RUNNING = "running"  # start seen
+    EXITED = "exited"  # exit seen: the stream is complete
+    FAILED = "failed"
+
+
+class ExecStreamProtocol:
+    """One exec or attach stream. ``exit_code`` is set once ``exit`` arrived."""
+
+    def __init__(self) -> None:
+        self.state = State.WAITING
+        self.pid: int | None = None
+        self.exit_code: int | None = None
+
+    def receive(self, message: str | bytes) -> StreamEvent | None:
+        """Parse one message. Returns an event, or None for frames to ignore.
+
+        Raises:
+            WrennError: an in-band error frame (mapped by its text), or a malformed frame.
+        """
+        if self.state in (State.EXITED, State.FAILED):
+            return None
+        if isinstance(message, bytes):
+            return None  # exec streams carry JSON text only
+        try:
+            frame = json.loads(message)
+        except ValueError as exc:
+            self.state = State.FAILED
+            raise WrennProtocolError("exec stream frame is not JSON") from exc
+        if not isinstance(frame, dict):
+            return None
+        kind = frame.get("type")
+        if kind == "start":
+            pid = frame.get("pid")
+            self.pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+            self.state = State.RUNNING
+            return StreamStart(pid=self.pid)
+        if kind in ("stdout", "stderr"):
+            data = frame.get("data")
+            text = data if isinstance(data, str) else ""
+            return StreamStdout(text) if kind == "stdout" else StreamStderr(text)
+        if kind == "exit":
+            code = frame.get("exit_code")
+            self.exit_code = code if isinstance(code, int) and not isinstance(code, bool) else -1
+            self.state = State.EXITED
+            return StreamExit(self.exit_code)
+        if kind == "error":
+            self.state = State.FAILED
+            data = frame.get("data")
+            raise in_band_error(data if isinstance(data, str) else "stream error")
+        return None  # unknown frame types are ignored, for forward compatibility
+
+    def ended(self, close_code: int | None, reason: str = "") -> None:
+        """The connection is gone. Fine after ``exit``; an error before it."""
+        if self.state is State.EXITED:
+            return
+        self.state = State.FAILED
+        detail = f" (close code {close_code})" if close_code is not None else ""
+        raise WrennConnectionError(
+            f"the stream ended before the process exited{detail}"
+            + (f": {reason}" if reason else "")
+        )
