@@ -286,3 +286,44 @@ async def test_breaking_out_of_iteration_leaves_nothing_to_the_gc() -> None:
                 if message == "3":
                     break
             assert await ws.receive() == "4"  # iteration can resume where it stopped
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_literal_urls() -> None:
+    async def hello(stream: anyio.abc.SocketStream, ws: WSConnection) -> None:
+        await stream.send(ws.send(TextMessage(data="over v6")))
+        await until_closed(stream, ws)
+
+    async with raw_server(hello, host="::1") as url:
+        assert url.startswith("ws://[::1]:")
+        async with connect_websocket(url + "/path?q=1") as ws:
+            assert await ws.receive() == "over v6"
+
+
+async def test_tls_close_cannot_hang_on_a_peer_that_never_answers() -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+
+    async def mute(stream: anyio.abc.SocketStream, ws: WSConnection) -> None:
+        await stream.send(ws.send(TextMessage(data="then silence")))
+        await anyio.sleep(30)  # answers neither the close frame nor TLS close-notify
+
+    async with raw_server(mute, tls=server_ctx) as url:
+        start = anyio.current_time()
+        async with connect_websocket(url, ssl_context=trusted, close_timeout=0.3) as ws:
+            assert await ws.receive() == "then silence"
+        assert anyio.current_time() - start < 3

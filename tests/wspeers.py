@@ -75,7 +75,13 @@ RawScript = Callable[[anyio.abc.SocketStream, WSConnection], Awaitable[None]]
 
 
 @asynccontextmanager
-async def raw_server(script: RawScript, *, glue: bytes = b"") -> AsyncIterator[str]:
+async def raw_server(
+    script: RawScript,
+    *,
+    glue: bytes = b"",
+    host: str = "127.0.0.1",
+    tls: ssl.SSLContext | None = None,
+) -> AsyncIterator[str]:
     """Accept one handshake per connection, send ``glue`` in the same write as the 101,
     then run ``script`` with the stream and the server-side wsproto connection."""
 
@@ -94,8 +100,9 @@ async def raw_server(script: RawScript, *, glue: bytes = b"") -> AsyncIterator[s
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
             pass
 
-    async with serve_tcp(handle) as port:
-        yield f"ws://127.0.0.1:{port}"
+    async with serve_tcp(handle, host=host, tls=tls) as port:
+        shown = f"[{host}]" if ":" in host else host
+        yield f"{'wss' if tls else 'ws'}://{shown}:{port}"
 
 
 async def until_closed(stream: anyio.abc.SocketStream, ws: WSConnection) -> None:
