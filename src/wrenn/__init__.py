@@ -12,9 +12,14 @@ from __future__ import annotations
 
 from . import exceptions as exceptions
 from . import models as models
+from ._capsule import AsyncCapsule as AsyncCapsule
 from ._client import AsyncWrennClient as AsyncWrennClient
+from ._commands import AsyncCommands as AsyncCommands
+from ._commands import CommandExitError as CommandExitError
+from ._commands import CommandHandle as CommandHandle
 from ._config import ClientConfig as ClientConfig
 from ._config import Secret as Secret
+from ._files import AsyncCapsuleFiles as AsyncCapsuleFiles
 from ._resources.streams import ExecStream as ExecStream
 from ._stream_protocol import StreamEvent as StreamEvent
 from ._stream_protocol import StreamExit as StreamExit
@@ -25,6 +30,7 @@ from ._version import __version__ as __version__
 from .exceptions import WrennAgentError as WrennAgentError
 from .exceptions import WrennAPIError as WrennAPIError
 from .exceptions import WrennAuthenticationError as WrennAuthenticationError
+from .exceptions import WrennCapsuleFailedError as WrennCapsuleFailedError
 from .exceptions import WrennConfigurationError as WrennConfigurationError
 from .exceptions import WrennConflictError as WrennConflictError
 from .exceptions import WrennConnectionError as WrennConnectionError
@@ -46,8 +52,13 @@ from .exceptions import WrennValidationError as WrennValidationError
 from .exceptions import WrennWebSocketClosedError as WrennWebSocketClosedError
 
 __all__ = [
+    "AsyncCapsule",
+    "AsyncCapsuleFiles",
+    "AsyncCommands",
     "AsyncWrennClient",
     "ClientConfig",
+    "CommandExitError",
+    "CommandHandle",
     "ExecStream",
     "Secret",
     "StreamEvent",
@@ -58,6 +69,7 @@ __all__ = [
     "WrennAPIError",
     "WrennAgentError",
     "WrennAuthenticationError",
+    "WrennCapsuleFailedError",
     "WrennConfigurationError",
     "WrennConflictError",
     "WrennConnectionError",
@@ -82,7 +94,12 @@ __all__ = [
 ]
 
 for _name in (
+    "AsyncCapsule",
+    "AsyncCapsuleFiles",
+    "AsyncCommands",
     "AsyncWrennClient",
+    "CommandExitError",
+    "CommandHandle",
     "ClientConfig",
     "ExecStream",
     "Secret",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Self, final
 
+from ._capsule import AsyncCapsule, capsule_scope
 from ._config import ClientConfig
 from ._http import HTTPTransport
 from ._httpx import httpx
+from ._models import CapsuleStatus
 from ._resources import (
     AsyncAPIKeys,
     AsyncAuth,
@@ -19,6 +23,7 @@ from ._resources import (
     AsyncProcesses,
     AsyncSnapshots,
 )
+from ._wait import wait_for_status
 
 __all__ = ["AsyncWrennClient"]
 
@@ -107,6 +112,56 @@ class AsyncWrennClient:
         auth = "api_key" if self._config.api_key else "token" if self._config.token else "none"
         state = "closed" if self._closed else "open"
         return f"<AsyncWrennClient base_url={self._config.base_url!r} auth={auth} {state}>"
+
+    def capsule(
+        self,
+        *,
+        template: str | None = None,
+        vcpus: int | None = None,
+        memory_mb: int | None = None,
+        disk_size_mb: int | None = None,
+        timeout: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        ready_timeout: float = 60.0,
+    ) -> AbstractAsyncContextManager[AsyncCapsule]:
+        """A capsule for the duration of an ``async with`` block::
+
+            async with client.capsule(template="minimal-ubuntu") as cap:
+                result = await cap.commands.run("echo hi")
+
+        Creates the capsule, waits until it runs (``ready_timeout``), and destroys it when
+        the block ends — normally, by an exception or by cancellation. The destroy is
+        shielded from cancellation and bounded (30 s). ``cap.detach()`` keeps the capsule.
+        ``timeout`` is the inactivity auto-pause TTL in seconds (0 or None: never).
+        """
+        return capsule_scope(
+            self,
+            template=template,
+            vcpus=vcpus,
+            memory_mb=memory_mb,
+            disk_size_mb=disk_size_mb,
+            timeout=timeout,
+            metadata=metadata,
+            ready_timeout=ready_timeout,
+        )
+
+    async def connect(self, capsule_id: str, *, ready_timeout: float = 60.0) -> AsyncCapsule:
+        """Attach to an existing capsule (resumed and waited for if paused).
+
+        The capsule is not destroyed by this client; call ``destroy()`` when done.
+        """
+        info = await self.capsules.get(capsule_id)
+        capsule = AsyncCapsule(self, info)
+        if info.status is CapsuleStatus.PAUSING:
+            await wait_for_status(
+                self.capsules, capsule_id, CapsuleStatus.PAUSED, timeout=ready_timeout
+            )
+            info = await self.capsules.get(capsule_id)
+        if info.status is CapsuleStatus.PAUSED:
+            await self.capsules.resume(capsule_id)
+        if info.status is not CapsuleStatus.RUNNING:
+            await capsule.wait_ready(ready_timeout)
+        return capsule
 
     async def __aenter__(self) -> Self:
         return self

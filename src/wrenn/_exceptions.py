@@ -22,6 +22,7 @@ Every exception the SDK raises derives from :class:`WrennError`::
     ├── WrennTransportError             the request did not complete
     │   └── WrennConnectionError        connect failure, reset, broken stream
     │       └── WrennWebSocketClosedError    a WebSocket ended (.close_code, .reason, .ok)
+    ├── WrennCapsuleFailedError         a capsule ended up error/stopped/missing while awaited
     ├── WrennTimeoutError               (also TimeoutError) a deadline passed
     └── WrennProtocolError              the peer sent something we cannot understand
 
@@ -42,6 +43,7 @@ __all__ = [
     "WrennAPIError",
     "WrennAgentError",
     "WrennAuthenticationError",
+    "WrennCapsuleFailedError",
     "WrennConfigurationError",
     "WrennConflictError",
     "WrennConnectionError",
@@ -274,6 +276,13 @@ class WrennWebSocketClosedError(WrennConnectionError):
     @property
     def ok(self) -> bool:
         return self.close_code in (1000, 1001)
+
+
+class WrennCapsuleFailedError(WrennError):
+    """A capsule reached a status it will not come back from (error, stopped, missing)
+    while the SDK was waiting for another one."""
+
+    default_code = "capsule_failed"
 
 
 class WrennTimeoutError(WrennError, TimeoutError):

@@ -8,6 +8,7 @@ from typing import ClassVar  # noqa: F401
 from ._exceptions import WrennAgentError as WrennAgentError
 from ._exceptions import WrennAPIError as WrennAPIError
 from ._exceptions import WrennAuthenticationError as WrennAuthenticationError
+from ._exceptions import WrennCapsuleFailedError as WrennCapsuleFailedError
 from ._exceptions import WrennConfigurationError as WrennConfigurationError
 from ._exceptions import WrennConflictError as WrennConflictError
 from ._exceptions import WrennConnectionError as WrennConnectionError
@@ -32,6 +33,7 @@ __all__ = [
     "WrennAPIError",
     "WrennAgentError",
     "WrennAuthenticationError",
+    "WrennCapsuleFailedError",
     "WrennConfigurationError",
     "WrennConflictError",
     "WrennConnectionError",

@@ -298,7 +298,8 @@ class CapsuleManager:
             async with record.lock:
                 await self._hold()
                 await record.sandbox.start()
-                if record.status != "starting":  # destroyed while booting
+                if record.status != "starting":  # destroyed while booting: do not leak it
+                    await record.sandbox.stop()
                     return
                 record.set_status("running")
                 record.started_at = now_utc()

@@ -319,7 +319,7 @@ class Sandbox:
                 support.cgroup_version, support.cgroup_controllers, spec.capsule_id
             )
         self.process: anyio.abc.Process | None = None
-        self._stopped = anyio.Event()
+        self._stop_requested = False
 
     @property
     def isolation(self) -> Isolation:
@@ -463,8 +463,14 @@ class Sandbox:
             str(self.run_dir / "agent.json"),
         ]
 
+    def stop_requested(self) -> bool:
+        """Whether :meth:`stop` was called (possibly by another task, across an await)."""
+        return self._stop_requested
+
     async def start(self, *, timeout: float = 30.0) -> None:
         """Boot the sandbox and wait until its agent answers."""
+        if self.stop_requested():
+            raise RuntimeError("sandbox was stopped before it started")
         await anyio.to_thread.run_sync(self._prepare_dirs)
         command = await anyio.to_thread.run_sync(self._command)
         self.process = await anyio.open_process(
@@ -474,6 +480,9 @@ class Sandbox:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        if self.stop_requested():  # a stop raced the spawn (another task): honour it
+            await self.stop()
+            raise RuntimeError("sandbox was stopped while starting")
         with anyio.fail_after(timeout):
             while True:
                 if self.process.returncode is not None:
@@ -539,10 +548,13 @@ class Sandbox:
 
     async def stop(self) -> None:
         """Kill every process of the sandbox and wait for them (bounded, shielded)."""
+        self._stop_requested = True
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            if self.process is None:
+                return  # never started (start() checks the request and will not spawn)
             if self.cgroups is not None and self.cgroups.can_freeze:
                 await self.cgroups.freeze(False)
-            if self.process is not None and self.process.returncode is None:
+            if self.process.returncode is None:
                 if self.isolation is Isolation.REDUCED:
                     for pid in self._tree_pids():
                         with contextlib.suppress(OSError):
@@ -550,7 +562,7 @@ class Sandbox:
                 with contextlib.suppress(ProcessLookupError):
                     self.process.kill()
                 await self.process.wait()
-            if self.process is not None and self.process.stderr is not None:
+            if self.process.stderr is not None:
                 await self.process.stderr.aclose()
             if self.cgroups is not None:
                 await anyio.to_thread.run_sync(self.cgroups.remove)

@@ -1,0 +1,150 @@
+"""``AsyncCapsule``: a live capsule, and the scope that creates and destroys it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Final, final
+
+import anyio
+import anyio.lowlevel
+
+from ._commands import AsyncCommands
+from ._exceptions import WrennError
+from ._files import AsyncCapsuleFiles
+from ._models import Capsule, CapsuleStatus, PendingSnapshot
+from ._wait import wait_for_status
+
+if TYPE_CHECKING:
+    from ._client import AsyncWrennClient
+
+__all__ = ["AsyncCapsule", "capsule_scope"]
+
+log = logging.getLogger("wrenn")
+
+CLEANUP_TIMEOUT: Final = 30.0
+DEFAULT_WAIT: Final = 60.0
+
+
+@final
+class AsyncCapsule:
+    """A capsule you can work with: ``commands``, ``files`` and its lifecycle.
+
+    Get one from ``async with client.capsule(...) as cap`` (created for the block and
+    destroyed after it) or ``await client.connect(capsule_id)`` (an existing one, left as
+    it is). Not constructed directly.
+    """
+
+    def __init__(self, client: AsyncWrennClient, info: Capsule) -> None:
+        self._client = client
+        self.info = info
+        self.capsule_id = info.id
+        self.commands = AsyncCommands(client.processes, info.id)
+        self.files = AsyncCapsuleFiles(client.files, client._http, info.id)
+        self.detached = False
+
+    def __repr__(self) -> str:
+        return f"<AsyncCapsule {self.capsule_id} {self.info.status}>"
+
+    async def get_info(self) -> Capsule:
+        """Fetch the capsule's current description (and keep it in ``info``)."""
+        self.info = await self._client.capsules.get(self.capsule_id)
+        return self.info
+
+    async def is_running(self) -> bool:
+        return (await self.get_info()).status is CapsuleStatus.RUNNING
+
+    async def wait_ready(self, timeout: float = DEFAULT_WAIT) -> Capsule:
+        """Wait until the capsule runs (polling with backoff); see :func:`wait_for_status`."""
+        found = await wait_for_status(
+            self._client.capsules, self.capsule_id, CapsuleStatus.RUNNING, timeout=timeout
+        )
+        assert found is not None
+        self.info = found
+        return found
+
+    async def ping(self) -> None:
+        """Reset the inactivity timer."""
+        await self._client.capsules.ping(self.capsule_id)
+
+    async def pause(self, *, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Capsule:
+        self.info = await self._client.capsules.pause(self.capsule_id)
+        if wait:
+            found = await wait_for_status(
+                self._client.capsules, self.capsule_id, CapsuleStatus.PAUSED, timeout=timeout
+            )
+            assert found is not None
+            self.info = found
+        return self.info
+
+    async def resume(self, *, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Capsule:
+        self.info = await self._client.capsules.resume(self.capsule_id)
+        if wait:
+            await self.wait_ready(timeout)
+        return self.info
+
+    async def destroy(self, *, wait: bool = True, timeout: float = DEFAULT_WAIT) -> None:
+        """Destroy the capsule; with ``wait``, until it is stopped (or gone)."""
+        await self._client.capsules.destroy(self.capsule_id)
+        if wait:
+            await wait_for_status(
+                self._client.capsules,
+                self.capsule_id,
+                CapsuleStatus.STOPPED,
+                timeout=timeout,
+                missing_ok=True,
+                fail_on=(CapsuleStatus.ERROR,),
+            )
+
+    async def create_snapshot(self, name: str | None = None) -> PendingSnapshot:
+        return await self._client.snapshots.create(self.capsule_id, name=name)
+
+    def get_url(self, port: int) -> str:
+        """The URL of ``port`` inside the capsule, through the port proxy."""
+        scheme = "http" if self._client.base_url.startswith("http://") else "https"
+        return f"{scheme}://{port}-{self.capsule_id}.{self._client.proxy_domain}"
+
+    def detach(self) -> None:
+        """Keep the capsule when the ``client.capsule(...)`` block ends."""
+        self.detached = True
+
+
+@asynccontextmanager
+async def capsule_scope(
+    client: AsyncWrennClient,
+    *,
+    template: str | None,
+    vcpus: int | None,
+    memory_mb: int | None,
+    disk_size_mb: int | None,
+    timeout: int | None,
+    metadata: Mapping[str, str] | None,
+    ready_timeout: float,
+) -> AsyncIterator[AsyncCapsule]:
+    # The create is shielded: a cancellation arriving while it is in flight would leave a
+    # capsule on the server whose ID we never learn. It is bounded by the client's own
+    # deadline, and a pending cancellation is delivered right after, once we can clean up.
+    with anyio.CancelScope(shield=True):
+        info = await client.capsules.create(
+            template=template,
+            vcpus=vcpus,
+            memory_mb=memory_mb,
+            disk_size_mb=disk_size_mb,
+            timeout_sec=timeout,
+            metadata=metadata,
+        )
+    capsule = AsyncCapsule(client, info)
+    try:
+        await anyio.lowlevel.checkpoint()
+        await capsule.wait_ready(ready_timeout)
+        yield capsule
+    finally:
+        if not capsule.detached:
+            # Shielded and bounded: cancellation cannot leak the capsule, and a server
+            # that does not answer cannot hold the caller forever.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
+                try:
+                    await capsule.destroy(wait=False)
+                except WrennError as exc:
+                    log.warning("could not destroy capsule %s: %s", capsule.capsule_id, exc)

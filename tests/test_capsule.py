@@ -1,0 +1,156 @@
+"""Capsule scopes end to end against wrenn_local: commands, files, lifecycle, cancellation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+import wrenn_local
+from tests.localserver import FAST
+from wrenn import (
+    AsyncWrennClient,
+    CommandExitError,
+    StreamExit,
+    StreamStdout,
+    WrennError,
+    WrennTimeoutError,
+)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[AsyncWrennClient]:
+    async with (
+        wrenn_local.serve(options=FAST) as server,
+        AsyncWrennClient(api_key=server.api_key, base_url=server.base_url) as c,
+    ):
+        yield c
+
+
+async def live(client: AsyncWrennClient) -> list[str]:
+    return [c.id for c in await client.capsules.list() if c.status != "stopping"]
+
+
+async def test_scope_runs_commands_and_destroys_on_exit(client: AsyncWrennClient) -> None:
+    async with client.capsule(metadata={"t": "scope"}) as cap:
+        assert cap.info.status == "running"
+        result = await cap.commands.run("echo $((6*7)); echo warn >&2")
+        assert (result.stdout, result.stderr, result.exit_code) == ("42\n", "warn\n", 0)
+        literal = await cap.commands.run("echo", args=["$HOME", "a b"])
+        assert literal.stdout == "$HOME a b\n"
+        with pytest.raises(CommandExitError) as info:
+            await cap.commands.run("exit 3", check=True)
+        assert info.value.result.exit_code == 3
+        seen: list[str] = []
+        streamed = await cap.commands.run(
+            "for i in 1 2 3; do echo $i; sleep 0.05; done", on_stdout=seen.append
+        )
+        assert "".join(seen) == streamed.stdout == "1\n2\n3\n"
+        async with cap.commands.stream("echo a; echo b") as run:
+            events = [e async for e in run]
+        assert "".join(e.data for e in events if isinstance(e, StreamStdout)) == "a\nb\n"
+        assert events[-1] == StreamExit(0)
+        handle = await cap.commands.run("sleep 0.2; exit 5", background=True, tag="bg")
+        assert handle.tag == "bg"
+        assert await handle.wait() == 5
+        sleeper = await cap.commands.run("sleep 60", background=True)
+        assert sleeper.pid in [p.pid for p in await cap.commands.list()]
+        await sleeper.kill()
+        capsule_id = cap.capsule_id
+    assert capsule_id not in await live(client)
+
+
+async def test_streamed_run_timeout_kills_the_command(client: AsyncWrennClient) -> None:
+    async with client.capsule() as cap:
+        with pytest.raises(WrennTimeoutError):
+            await cap.commands.run("echo start; sleep 30", timeout=1, on_stdout=lambda _: None)
+        with anyio.fail_after(5):
+            while any(p.args and "sleep 30" in " ".join(p.args) for p in await cap.commands.list()):
+                await anyio.sleep(0.05)
+
+
+async def test_files(client: AsyncWrennClient) -> None:
+    async with client.capsule() as cap:
+        await cap.files.write("notes/a.txt", "héllo")
+        assert await cap.files.read("notes/a.txt") == "héllo"
+        assert await cap.files.read("notes/a.txt", format="bytes") == "héllo".encode()
+        assert [e.name for e in await cap.files.list("notes")] == ["a.txt"]
+        assert await cap.files.exists("notes/a.txt")
+        assert await cap.files.exists("notes")
+        assert not await cap.files.exists("notes/missing")
+        first = await cap.files.make_dir("/tmp/x/y")
+        again = await cap.files.make_dir("/tmp/x/y")
+        assert first.path == again.path
+        await cap.files.remove("notes")
+        assert not await cap.files.exists("notes/a.txt")
+
+
+async def test_lifecycle_detach_and_connect(client: AsyncWrennClient) -> None:
+    async with client.capsule() as cap:
+        await cap.pause()
+        assert cap.info.status == "paused"
+        await cap.resume()
+        assert await cap.is_running()
+        cap.detach()
+        kept = cap.capsule_id
+        assert cap.get_url(8080).startswith(f"http://8080-{kept}.")
+    assert kept in await live(client)
+    again = await client.connect(kept)
+    await again.pause()
+    resumed = await client.connect(kept)  # a paused capsule is resumed on connect
+    assert resumed.info.status == "running"
+    await resumed.destroy()
+    assert kept not in await live(client)
+
+
+async def test_an_error_in_the_block_still_destroys(client: AsyncWrennClient) -> None:
+    with pytest.raises(KeyError):
+        async with client.capsule() as cap:
+            raise KeyError("user bug")
+    assert cap.capsule_id not in await live(client)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.003, 0.01, 0.05, 0.2])
+async def test_cancellation_while_creating_leaves_no_capsule(
+    client: AsyncWrennClient, delay: float
+) -> None:
+    with anyio.move_on_after(delay):
+        async with client.capsule() as cap:
+            await cap.commands.run("sleep 30")
+    # anything created is destroyed; give the server a moment to finish the destroy
+    with anyio.move_on_after(10):
+        while await live(client):
+            await anyio.sleep(0.05)
+    left = [(c.id, c.status) for c in await client.capsules.list()]
+    assert not [c for c in left if c[1] != "stopping"], left
+
+
+async def test_cancellation_mid_stream_kills_the_run(client: AsyncWrennClient) -> None:
+    async with client.capsule() as cap:
+        with anyio.move_on_after(0.5):
+            await cap.commands.run("echo go; sleep 30", on_stdout=lambda _: None)
+        with anyio.fail_after(5):
+            while [p for p in await cap.commands.list() if "sleep 30" in " ".join(p.args)]:
+                await anyio.sleep(0.05)
+
+
+async def test_fan_out_in_one_task_group(client: AsyncWrennClient) -> None:
+    results: dict[int, str] = {}
+
+    async def job(i: int) -> None:
+        async with client.capsule() as cap:
+            results[i] = (await cap.commands.run(f"echo {i}")).stdout.strip()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(6):
+            tg.start_soon(job, i)
+    assert results == {i: str(i) for i in range(6)}
+    assert await live(client) == []
+
+
+async def test_waiting_reports_failed_capsules(client: AsyncWrennClient) -> None:
+    async with client.capsule() as cap:
+        await client.capsules.destroy(cap.capsule_id)
+        with pytest.raises(WrennError):
+            await cap.wait_ready(timeout=5)
