@@ -10,6 +10,7 @@ import pytest
 import wrenn_local
 from tests.localserver import FAST
 from wrenn import (
+    AsyncPtySession,
     AsyncWrennClient,
     CommandExitError,
     StreamExit,
@@ -154,3 +155,38 @@ async def test_waiting_reports_failed_capsules(client: AsyncWrennClient) -> None
         await client.capsules.destroy(cap.capsule_id)
         with pytest.raises(WrennError):
             await cap.wait_ready(timeout=5)
+
+
+async def _until(term: AsyncPtySession, needle: bytes) -> bytes:
+    seen = b""
+    with anyio.fail_after(10):
+        async for data in term:
+            seen += data
+            if needle in seen:
+                return seen
+    raise AssertionError(f"{needle!r} never came; got {seen!r}")
+
+
+async def test_pty_session(client: AsyncWrennClient) -> None:
+    from wrenn import WrennNotFoundError
+
+    async with client.capsule() as cap:
+        async with cap.pty(cols=100, rows=30, envs={"PS1": "$ "}) as term:
+            assert term.tag is not None
+            assert term.tag.startswith("pty-")
+            assert term.pid is not None
+            await term.write("echo $((7*6))\n")
+            await _until(term, b"42")
+            await term.resize(120, 40)
+            await term.write(b"stty size\n")
+            await _until(term, b"40 120")
+            tag = term.tag
+        async with cap.pty_connect(tag) as again:  # the shell outlived the first socket
+            await again.write("exit 7\n")
+            assert await again.wait() == 7
+        async with cap.pty("/bin/sh") as doomed:
+            await doomed.kill()
+            assert await doomed.wait() == -1
+        with pytest.raises(WrennNotFoundError):
+            async with cap.pty_connect(tag) as gone:
+                await gone.wait()

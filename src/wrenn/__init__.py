@@ -20,6 +20,7 @@ from ._commands import CommandHandle as CommandHandle
 from ._config import ClientConfig as ClientConfig
 from ._config import Secret as Secret
 from ._files import AsyncCapsuleFiles as AsyncCapsuleFiles
+from ._pty import AsyncPtySession as AsyncPtySession
 from ._resources.streams import ExecStream as ExecStream
 from ._stream_protocol import StreamEvent as StreamEvent
 from ._stream_protocol import StreamExit as StreamExit
@@ -55,6 +56,7 @@ __all__ = [
     "AsyncCapsule",
     "AsyncCapsuleFiles",
     "AsyncCommands",
+    "AsyncPtySession",
     "AsyncWrennClient",
     "ClientConfig",
     "CommandExitError",
@@ -97,6 +99,7 @@ for _name in (
     "AsyncCapsule",
     "AsyncCapsuleFiles",
     "AsyncCommands",
+    "AsyncPtySession",
     "AsyncWrennClient",
     "CommandExitError",
     "CommandHandle",

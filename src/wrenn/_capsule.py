@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Final, final
 
 import anyio
@@ -14,6 +14,7 @@ from ._commands import AsyncCommands
 from ._exceptions import WrennError
 from ._files import AsyncCapsuleFiles
 from ._models import Capsule, CapsuleStatus, PendingSnapshot
+from ._pty import AsyncPtySession, open_pty
 from ._wait import wait_for_status
 
 if TYPE_CHECKING:
@@ -104,6 +105,33 @@ class AsyncCapsule:
         """The URL of ``port`` inside the capsule, through the port proxy."""
         scheme = "http" if self._client.base_url.startswith("http://") else "https"
         return f"{scheme}://{port}-{self.capsule_id}.{self._client.proxy_domain}"
+
+    def pty(
+        self,
+        cmd: str = "/bin/bash",
+        *,
+        args: Sequence[str] | None = None,
+        cols: int = 80,
+        rows: int = 24,
+        envs: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> AbstractAsyncContextManager[AsyncPtySession]:
+        """An interactive terminal (see :class:`AsyncPtySession`). Leaving the block
+        detaches; the process keeps running until it exits or is killed."""
+        return open_pty(
+            self._client._http,
+            self.capsule_id,
+            cmd=cmd,
+            args=args,
+            cols=cols,
+            rows=rows,
+            envs=envs,
+            cwd=cwd,
+        )
+
+    def pty_connect(self, tag: str) -> AbstractAsyncContextManager[AsyncPtySession]:
+        """Reattach to a running terminal by its tag (output from now on)."""
+        return open_pty(self._client._http, self.capsule_id, tag=tag)
 
     def detach(self) -> None:
         """Keep the capsule when the ``client.capsule(...)`` block ends."""
