@@ -190,3 +190,63 @@ async def test_pty_session(client: AsyncWrennClient) -> None:
         with pytest.raises(WrennNotFoundError):
             async with cap.pty_connect(tag) as gone:
                 await gone.wait()
+
+
+async def test_map_runs_each_item_in_its_own_capsule(client: AsyncWrennClient) -> None:
+    from wrenn import AsyncCapsule
+
+    peak = 0
+    running = 0
+    progress: list[tuple[int, int]] = []
+
+    async def square(cap: AsyncCapsule, n: int) -> int:
+        nonlocal peak, running
+        running += 1
+        peak = max(peak, running)
+        try:
+            out = await cap.commands.run(f"echo $(({n}*{n})); hostname")
+            return int(out.stdout.split()[0])
+        finally:
+            running -= 1
+
+    results = await client.map(
+        square,
+        range(8),
+        concurrency=3,
+        creation_rate=50,
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
+    assert results == [n * n for n in range(8)]
+    assert peak <= 3
+    assert progress[-1] == (8, 8)
+    assert await live(client) == []
+
+
+async def test_map_failures(client: AsyncWrennClient) -> None:
+    from wrenn import AsyncCapsule, WrennFanOutError
+
+    async def picky(cap: AsyncCapsule, n: int) -> int:
+        if n % 3 == 0:
+            raise ValueError(f"no {n}")
+        return n
+
+    with pytest.raises(WrennFanOutError) as info:
+        await client.map(picky, range(5), concurrency=5)
+    assert [str(e) for e in info.value.exceptions] == ["no 0", "no 3"]
+    assert isinstance(info.value, ExceptionGroup)
+    mixed = await client.map(picky, range(4), return_exceptions=True)
+    assert [type(r).__name__ for r in mixed] == ["ValueError", "int", "int", "ValueError"]
+    assert await live(client) == []
+
+
+async def test_cancelling_map_destroys_every_capsule(client: AsyncWrennClient) -> None:
+    from wrenn import AsyncCapsule
+
+    async def slow(cap: AsyncCapsule, n: int) -> None:
+        await cap.commands.run("sleep 30")
+
+    with anyio.move_on_after(1.5):
+        await client.map(slow, range(6), concurrency=6)
+    with anyio.fail_after(10):
+        while await live(client):
+            await anyio.sleep(0.05)

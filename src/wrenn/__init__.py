@@ -36,6 +36,7 @@ from .exceptions import WrennConfigurationError as WrennConfigurationError
 from .exceptions import WrennConflictError as WrennConflictError
 from .exceptions import WrennConnectionError as WrennConnectionError
 from .exceptions import WrennError as WrennError
+from .exceptions import WrennFanOutError as WrennFanOutError
 from .exceptions import WrennForbiddenError as WrennForbiddenError
 from .exceptions import WrennHostHasCapsulesError as WrennHostHasCapsulesError
 from .exceptions import WrennHostUnavailableError as WrennHostUnavailableError
@@ -76,6 +77,7 @@ __all__ = [
     "WrennConflictError",
     "WrennConnectionError",
     "WrennError",
+    "WrennFanOutError",
     "WrennForbiddenError",
     "WrennHostHasCapsulesError",
     "WrennHostUnavailableError",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Self, final
+from typing import Any, Self, TypeVar, final
 
 from ._capsule import AsyncCapsule, capsule_scope
 from ._config import ClientConfig
+from ._fanout import fan_out
 from ._http import HTTPTransport
 from ._httpx import httpx
 from ._models import CapsuleStatus
@@ -26,6 +27,9 @@ from ._resources import (
 from ._wait import wait_for_status
 
 __all__ = ["AsyncWrennClient"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @final
@@ -162,6 +166,42 @@ class AsyncWrennClient:
         if info.status is not CapsuleStatus.RUNNING:
             await capsule.wait_ready(ready_timeout)
         return capsule
+
+    async def map(
+        self,
+        fn: Callable[[AsyncCapsule, T], Awaitable[R]],
+        items: Iterable[T],
+        *,
+        concurrency: int = 8,
+        capsule: Mapping[str, Any] | None = None,
+        creation_rate: float | None = None,
+        retries: int = 0,
+        return_exceptions: bool = False,
+        on_progress: Callable[[int, int], Any] | None = None,
+    ) -> list[Any]:
+        """Run ``await fn(capsule, item)`` for every item, each in a fresh capsule.
+
+        At most ``concurrency`` capsules exist at once and at most ``creation_rate`` are
+        created per second (a 429's ``Retry-After`` slows every job). Transient failures
+        (429, 503, connection, timeout, a capsule that failed to start) are retried up to
+        ``retries`` times. Results come back in input order. If any job failed, raises
+        :class:`WrennFanOutError` (an ``ExceptionGroup``) of the failures after the others
+        finished — or, with ``return_exceptions=True``, puts each exception in its place.
+        ``capsule`` holds keyword arguments for :meth:`capsule` (template, vcpus, ...).
+
+        Cancelling the call cancels every job and destroys every capsule it created.
+        """
+        return await fan_out(
+            self,
+            fn,
+            items,
+            concurrency=concurrency,
+            capsule=capsule,
+            creation_rate=creation_rate,
+            retries=retries,
+            return_exceptions=return_exceptions,
+            on_progress=on_progress,
+        )
 
     async def __aenter__(self) -> Self:
         return self

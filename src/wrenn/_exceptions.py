@@ -22,6 +22,7 @@ Every exception the SDK raises derives from :class:`WrennError`::
     ├── WrennTransportError             the request did not complete
     │   └── WrennConnectionError        connect failure, reset, broken stream
     │       └── WrennWebSocketClosedError    a WebSocket ended (.close_code, .reason, .ok)
+    ├── WrennFanOutError                (also ExceptionGroup) jobs of client.map failed
     ├── WrennCapsuleFailedError         a capsule ended up error/stopped/missing while awaited
     ├── WrennTimeoutError               (also TimeoutError) a deadline passed
     └── WrennProtocolError              the peer sent something we cannot understand
@@ -36,7 +37,7 @@ method and the path of the request, never from headers.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "WrennConflictError",
     "WrennConnectionError",
     "WrennError",
+    "WrennFanOutError",
     "WrennForbiddenError",
     "WrennHostHasCapsulesError",
     "WrennHostUnavailableError",
@@ -283,6 +285,29 @@ class WrennCapsuleFailedError(WrennError):
     while the SDK was waiting for another one."""
 
     default_code = "capsule_failed"
+
+
+class WrennFanOutError(ExceptionGroup[Exception], WrennError):  # type: ignore[override]
+    """Some jobs of a fan-out failed; ``exceptions`` holds each failure, in input order.
+
+    Both a :class:`WrennError` and an :class:`ExceptionGroup`, so ``except*`` works.
+    """
+
+    default_code = "fan_out_failed"
+
+    def __init__(self, message: str, exceptions: Sequence[Exception]) -> None:
+        super().__init__(message, exceptions)
+        self.code = self.default_code
+        self.status_code = None
+
+    def derive(self, excs: Sequence[Exception]) -> WrennFanOutError:  # type: ignore[override]
+        return WrennFanOutError(self.message, excs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, list(self.exceptions)))
+
+    def __str__(self) -> str:
+        return BaseExceptionGroup.__str__(self)
 
 
 class WrennTimeoutError(WrennError, TimeoutError):

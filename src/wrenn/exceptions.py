@@ -13,6 +13,7 @@ from ._exceptions import WrennConfigurationError as WrennConfigurationError
 from ._exceptions import WrennConflictError as WrennConflictError
 from ._exceptions import WrennConnectionError as WrennConnectionError
 from ._exceptions import WrennError as WrennError
+from ._exceptions import WrennFanOutError as WrennFanOutError
 from ._exceptions import WrennForbiddenError as WrennForbiddenError
 from ._exceptions import WrennHostHasCapsulesError as WrennHostHasCapsulesError
 from ._exceptions import WrennHostUnavailableError as WrennHostUnavailableError
@@ -38,6 +39,7 @@ __all__ = [
     "WrennConflictError",
     "WrennConnectionError",
     "WrennError",
+    "WrennFanOutError",
     "WrennForbiddenError",
     "WrennHostHasCapsulesError",
     "WrennHostUnavailableError",
