@@ -250,3 +250,36 @@ async def test_cancelling_map_destroys_every_capsule(client: AsyncWrennClient) -
     with anyio.fail_after(10):
         while await live(client):
             await anyio.sleep(0.05)
+
+
+async def test_streaming_files(client: AsyncWrennClient) -> None:
+    import io
+    import os
+
+    from wrenn import WrennNotFoundError
+
+    async with client.capsule() as cap:
+        big = os.urandom(9 * 1024 * 1024)  # over the one-request threshold: streamed
+        await cap.files.write("big.bin", big)
+        await cap.files.write("from-file.bin", io.BytesIO(b"abc" * 100_000))
+
+        async def generated() -> AsyncIterator[bytes]:
+            for i in range(5):
+                yield f"part {i}\n".encode()
+
+        await cap.files.write("gen.txt", generated())
+        got = bytearray()
+        async with cap.files.read_stream("big.bin", chunk_size=65536) as chunks:
+            async for chunk in chunks:
+                got += chunk
+        assert bytes(got) == big
+        assert await cap.files.read("from-file.bin", format="bytes") == b"abc" * 100_000
+        assert await cap.files.read("gen.txt") == "".join(f"part {i}\n" for i in range(5))
+        async with cap.files.read_stream("big.bin") as chunks:
+            async for _ in chunks:
+                break  # leaving early is fine
+        with pytest.raises(WrennNotFoundError):
+            async with cap.files.read_stream("nope.bin"):
+                pass
+        await cap.files.write_many({f"many/{i}.txt": str(i) for i in range(12)}, concurrency=4)
+        assert len(await cap.files.list("many")) == 12

@@ -3,14 +3,67 @@
 from __future__ import annotations
 
 import builtins
-from typing import Literal, final, overload
+import secrets
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import BinaryIO, Final, Literal, final, overload
 
-from ._exceptions import WrennConflictError, WrennNotFoundError, WrennValidationError
-from ._http import HTTPTransport, api_path
+import anyio
+
+from ._exceptions import (
+    WrennConflictError,
+    WrennError,
+    WrennFanOutError,
+    WrennNotFoundError,
+    WrennValidationError,
+)
+from ._http import HTTPTransport, api_path, map_transport_errors
+from ._httpx import httpx
 from ._models import FileEntry
 from ._resources import AsyncFiles
 
-__all__ = ["AsyncCapsuleFiles"]
+__all__ = ["AsyncCapsuleFiles", "WriteData"]
+
+STREAM_THRESHOLD: Final = 8 * 1024 * 1024
+WriteData = str | bytes | bytearray | memoryview | BinaryIO | AsyncIterable[bytes]
+
+
+def _chunks_of(data: bytes, size: int = 256 * 1024) -> AsyncIterator[bytes]:
+    async def gen() -> AsyncIterator[bytes]:
+        view = memoryview(data)
+        for start in range(0, len(view), size):
+            yield bytes(view[start : start + size])
+
+    return gen()
+
+
+def _file_chunks(fh: BinaryIO, size: int = 256 * 1024) -> AsyncIterator[bytes]:
+    async def gen() -> AsyncIterator[bytes]:
+        while True:
+            chunk = await anyio.to_thread.run_sync(fh.read, size)
+            if not chunk:
+                return
+            yield chunk
+
+    return gen()
+
+
+class _ResponseChunks:
+    """Chunks of a streamed read; a body that breaks off raises instead of ending."""
+
+    def __init__(self, response: httpx.Response, chunk_size: int, path: str) -> None:
+        self._chunks = response.aiter_bytes(chunk_size)
+        self._context = f"read of {path}"
+
+    def __aiter__(self) -> _ResponseChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        with map_transport_errors(self._context):
+            return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
 
 
 @final
@@ -37,9 +90,102 @@ class AsyncCapsuleFiles:
             raise WrennValidationError("format must be 'text' or 'bytes'")
         return data.decode("utf-8", errors="replace")
 
-    async def write(self, path: str, data: str | bytes) -> None:
-        """Write a whole file (parents created, an existing file replaced; <= 100 MiB)."""
-        await self._files.write(self._capsule_id, path, data)
+    async def write(self, path: str, data: WriteData) -> None:
+        """Write a file (parents created, an existing file replaced).
+
+        ``data`` may be ``bytes``, ``str`` (UTF-8), a binary file object or an async
+        iterable of byte chunks. Up to 8 MiB of bytes go in one request; anything larger,
+        and every file object or iterable, is streamed in 256 KiB chunks with constant
+        memory and no size limit. Cancelling a streamed write abandons it; the server
+        keeps no partial file.
+        """
+        if isinstance(data, str):
+            data = data.encode()
+        if isinstance(data, bytes | bytearray | memoryview):
+            payload = bytes(data)
+            if len(payload) <= STREAM_THRESHOLD:
+                await self._files.write(self._capsule_id, path, payload)
+                return
+            await self._stream_write(path, _chunks_of(payload))
+            return
+        if hasattr(data, "read"):
+            await self._stream_write(path, _file_chunks(data))  # type: ignore[arg-type]
+            return
+        await self._stream_write(path, data)
+
+    async def _stream_write(self, path: str, chunks: AsyncIterable[bytes]) -> None:
+        boundary = secrets.token_hex(16)
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n{path}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="upload.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield head
+            async for chunk in chunks:
+                if chunk:
+                    yield bytes(chunk)
+            yield tail
+
+        if not path or "\r" in path or "\n" in path:
+            raise WrennValidationError("path must be non-empty and on one line")
+        await self._http.request(
+            "POST",
+            api_path("capsules", self._capsule_id, "files", "stream", "write"),
+            content=body(),  # type: ignore[arg-type]
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            timeout=3600.0,  # an upload may take long; bound it more with your own scope
+        )
+
+    @asynccontextmanager
+    async def read_stream(
+        self, path: str, *, chunk_size: int = 256 * 1024
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Stream a file of any size in constant memory::
+
+            async with cap.files.read_stream("big.bin") as chunks:
+                async for chunk in chunks:
+                    ...
+
+        A missing file raises :class:`WrennNotFoundError` on entering the block. Leaving
+        the block early closes the transfer. A transfer that breaks off raises
+        :class:`WrennConnectionError` rather than ending quietly.
+        """
+        async with self._http.stream(
+            "POST",
+            api_path("capsules", self._capsule_id, "files", "stream", "read"),
+            json_body={"path": path},
+            read_timeout=60.0,
+        ) as response:
+            chunks = _ResponseChunks(response, chunk_size, path)
+            try:
+                yield chunks
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await chunks.aclose()
+
+    async def write_many(self, files: Mapping[str, WriteData], *, concurrency: int = 8) -> None:
+        """Write several files at once, at most ``concurrency`` transfers in flight.
+
+        Every write is attempted; if any failed, raises :class:`WrennFanOutError`.
+        """
+        limiter = anyio.CapacityLimiter(concurrency)
+        failures: list[Exception] = []
+
+        async def one(target: str, data: WriteData) -> None:
+            async with limiter:
+                try:
+                    await self.write(target, data)
+                except WrennError as exc:
+                    failures.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for target, data in files.items():
+                tg.start_soon(one, target, data)
+        if failures:
+            raise WrennFanOutError(f"{len(failures)} of {len(files)} writes failed", failures)
 
     async def list(self, path: str = ".", *, depth: int = 1) -> builtins.list[FileEntry]:
         return await self._files.list(self._capsule_id, path, depth=depth)
