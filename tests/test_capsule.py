@@ -283,3 +283,28 @@ async def test_streaming_files(client: AsyncWrennClient) -> None:
                 pass
         await cap.files.write_many({f"many/{i}.txt": str(i) for i in range(12)}, concurrency=4)
         assert len(await cap.files.list("many")) == 12
+
+
+async def test_pool_reuses_warm_capsules(client: AsyncWrennClient) -> None:
+    from wrenn import AsyncCapsule
+
+    async def where(cap: AsyncCapsule, n: int) -> str:
+        await cap.commands.run(f"echo {n} >> ~/log")
+        return cap.capsule_id
+
+    async with client.pool(2) as pool:
+        used = await pool.map(where, range(10))
+        assert set(used) == {c.capsule_id for c in pool.capsules}
+        lines = [(await c.files.read("log")).split() for c in pool.capsules]
+        assert sorted(int(x) for part in lines for x in part) == list(range(10))
+    assert await live(client) == []
+
+
+async def test_keepalive_beats_the_ttl(client: AsyncWrennClient) -> None:
+    async with client.capsule(timeout=1, keepalive=0.3) as cap:
+        await anyio.sleep(2.5)  # well past the 1 s TTL without any call of ours
+        assert await cap.is_running()
+    async with client.capsule(timeout=1) as cap:
+        with anyio.fail_after(10):
+            while (await cap.get_info()).status != "paused":
+                await anyio.sleep(0.1)

@@ -138,6 +138,23 @@ class AsyncCapsule:
         self.detached = True
 
 
+def keepalive_interval(keepalive: bool | float, ttl: int) -> float:
+    """Seconds between pings: as asked, else a third of the TTL (at most a minute)."""
+    if keepalive is not True and isinstance(keepalive, int | float) and keepalive > 0:
+        return float(keepalive)
+    return min(60.0, ttl / 3) if ttl > 0 else 60.0
+
+
+async def _keep_alive(capsule: AsyncCapsule, interval: float) -> None:
+    """Ping within the inactivity TTL so the capsule is not auto-paused while in use."""
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await capsule.ping()
+        except WrennError as exc:  # paused or gone: the user's next call will say so
+            log.info("keepalive ping of %s failed: %s", capsule.capsule_id, exc)
+
+
 @asynccontextmanager
 async def capsule_scope(
     client: AsyncWrennClient,
@@ -149,6 +166,7 @@ async def capsule_scope(
     timeout: int | None,
     metadata: Mapping[str, str] | None,
     ready_timeout: float,
+    keepalive: bool | float = False,
 ) -> AsyncIterator[AsyncCapsule]:
     # The create is shielded: a cancellation arriving while it is in flight would leave a
     # capsule on the server whose ID we never learn. It is bounded by the client's own
@@ -166,7 +184,16 @@ async def capsule_scope(
     try:
         await anyio.lowlevel.checkpoint()
         await capsule.wait_ready(ready_timeout)
-        yield capsule
+        if keepalive:
+            interval = keepalive_interval(keepalive, capsule.info.timeout_sec)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_keep_alive, capsule, interval)
+                try:
+                    yield capsule
+                finally:
+                    tg.cancel_scope.cancel()
+        else:
+            yield capsule
     finally:
         if not capsule.detached:
             # Shielded and bounded: cancellation cannot leak the capsule, and a server

@@ -14,6 +14,7 @@ from ._fanout import fan_out
 from ._http import HTTPTransport
 from ._httpx import httpx
 from ._models import CapsuleStatus
+from ._pool import CapsulePool, open_pool
 from ._resources import (
     AsyncAPIKeys,
     AsyncAuth,
@@ -127,6 +128,7 @@ class AsyncWrennClient:
         timeout: int | None = None,
         metadata: Mapping[str, str] | None = None,
         ready_timeout: float = 60.0,
+        keepalive: bool | float = False,
     ) -> AbstractAsyncContextManager[AsyncCapsule]:
         """A capsule for the duration of an ``async with`` block::
 
@@ -137,6 +139,8 @@ class AsyncWrennClient:
         the block ends — normally, by an exception or by cancellation. The destroy is
         shielded from cancellation and bounded (30 s). ``cap.detach()`` keeps the capsule.
         ``timeout`` is the inactivity auto-pause TTL in seconds (0 or None: never).
+        ``keepalive=True`` (or a number of seconds) pings the capsule in the background,
+        within its TTL, for as long as the block runs.
         """
         return capsule_scope(
             self,
@@ -147,7 +151,20 @@ class AsyncWrennClient:
             timeout=timeout,
             metadata=metadata,
             ready_timeout=ready_timeout,
+            keepalive=keepalive,
         )
+
+    def pool(self, size: int, **capsule: Any) -> AbstractAsyncContextManager[CapsulePool]:
+        """``size`` warm capsules, reused for many small jobs::
+
+            async with client.pool(4, template="minimal-ubuntu") as pool:
+                results = await pool.map(job, items)
+
+        Capsules are created together on entry and destroyed on exit (also on error and
+        cancellation). A job gets a capsule to itself while it runs; files and processes
+        it leaves behind are seen by later jobs on the same capsule.
+        """
+        return open_pool(self, size, capsule)
 
     async def connect(self, capsule_id: str, *, ready_timeout: float = 60.0) -> AsyncCapsule:
         """Attach to an existing capsule (resumed and waited for if paused).

@@ -320,6 +320,7 @@ class Sandbox:
             )
         self.process: anyio.abc.Process | None = None
         self._stop_requested = False
+        self._stopped = False
 
     @property
     def isolation(self) -> Isolation:
@@ -548,6 +549,8 @@ class Sandbox:
 
     async def stop(self) -> None:
         """Kill every process of the sandbox and wait for them (bounded, shielded)."""
+        if self._stop_requested and self._stopped:
+            return  # already done (a destroy racing a boot may call this twice)
         self._stop_requested = True
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             if self.process is None:
@@ -566,6 +569,7 @@ class Sandbox:
                 await self.process.stderr.aclose()
             if self.cgroups is not None:
                 await anyio.to_thread.run_sync(self.cgroups.remove)
+            self._stopped = True
 
     async def remove_files(self) -> None:
         self.agent.close()

@@ -1,0 +1,99 @@
+"""A pool of warm capsules reused across many small jobs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, final
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._capsule import AsyncCapsule
+from ._exceptions import WrennFanOutError
+
+if TYPE_CHECKING:
+    from ._client import AsyncWrennClient
+
+__all__ = ["CapsulePool", "open_pool"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@final
+class CapsulePool:
+    """Warm capsules; see :meth:`AsyncWrennClient.pool`."""
+
+    def __init__(self, capsules: list[AsyncCapsule]) -> None:
+        self.capsules = capsules
+        send, receive = anyio.create_memory_object_stream[AsyncCapsule](len(capsules))
+        self._free_send: MemoryObjectSendStream[AsyncCapsule] = send
+        self._free: MemoryObjectReceiveStream[AsyncCapsule] = receive
+        for capsule in capsules:
+            send.send_nowait(capsule)
+
+    def close(self) -> None:
+        """Stop handing out capsules (the pool is ending)."""
+        self._free_send.close()
+        self._free.close()
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[AsyncCapsule]:
+        """A free capsule for the block (waits while all are busy)."""
+        capsule = await self._free.receive()
+        try:
+            yield capsule
+        finally:
+            try:
+                self._free_send.send_nowait(capsule)
+            except anyio.ClosedResourceError:
+                pass  # the pool is closing
+
+    async def run(self, fn: Callable[[AsyncCapsule, T], Awaitable[R]], item: T) -> R:
+        async with self.acquire() as capsule:
+            return await fn(capsule, item)
+
+    async def map(
+        self, fn: Callable[[AsyncCapsule, T], Awaitable[R]], items: Iterable[T]
+    ) -> list[R]:
+        """Run ``fn(capsule, item)`` for every item on the pool's capsules, in input order.
+
+        All jobs run; failures are raised together as :class:`WrennFanOutError`.
+        """
+        todo = list(items)
+        results: list[Any] = [None] * len(todo)
+        failures: list[tuple[int, Exception]] = []
+
+        async def one(index: int, item: T) -> None:
+            try:
+                results[index] = await self.run(fn, item)
+            except Exception as exc:
+                failures.append((index, exc))
+
+        async with anyio.create_task_group() as tg:
+            for index, item in enumerate(todo):
+                tg.start_soon(one, index, item)
+        if failures:
+            failures.sort(key=lambda pair: pair[0])
+            raise WrennFanOutError(
+                f"{len(failures)} of {len(todo)} jobs failed", [exc for _, exc in failures]
+            )
+        return results
+
+
+@asynccontextmanager
+async def open_pool(
+    client: AsyncWrennClient, size: int, capsule: Mapping[str, Any]
+) -> AsyncIterator[CapsulePool]:
+    if size < 1:
+        raise ValueError("a pool needs at least one capsule")
+    async with AsyncExitStack() as stack:
+        # Each capsule scope joins the exit stack, so leaving the pool (normally, by error
+        # or by cancellation) destroys every capsule, shielded and bounded.
+        capsules = [await stack.enter_async_context(client.capsule(**capsule)) for _ in range(size)]
+        pool = CapsulePool(capsules)
+        try:
+            yield pool
+        finally:
+            pool.close()
