@@ -308,3 +308,21 @@ async def test_keepalive_beats_the_ttl(client: AsyncWrennClient) -> None:
         with anyio.fail_after(10):
             while (await cap.get_info()).status != "paused":
                 await anyio.sleep(0.1)
+
+
+async def test_official_constructors(
+    client: AsyncWrennClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wrenn import AsyncCapsule, StreamStdoutEvent
+
+    monkeypatch.setenv("WRENN_API_KEY", client.config.api_key.reveal())  # type: ignore[union-attr]
+    monkeypatch.setenv("WRENN_BASE_URL", client.base_url)
+    async with await AsyncCapsule.create(wait=True) as cap:
+        assert (await cap.commands.run("echo official")).stdout == "official\n"
+        assert cap.capsule_id in [c.id for c in await AsyncCapsule.list()]
+        again = await AsyncCapsule.connect(cap.capsule_id)
+        await cap.files.write("x", b"1")
+        assert await again.files.read_bytes("x") == b"1"
+        await again.aclose()
+        assert StreamStdoutEvent is StreamStdout
+    assert cap.capsule_id not in await live(client)

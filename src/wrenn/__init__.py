@@ -66,9 +66,13 @@ __all__ = [
     "Secret",
     "StreamEvent",
     "StreamExit",
+    "StreamExitEvent",
     "StreamStart",
+    "StreamStartEvent",
     "StreamStderr",
+    "StreamStderrEvent",
     "StreamStdout",
+    "StreamStdoutEvent",
     "WrennAPIError",
     "WrennAgentError",
     "WrennAuthenticationError",
@@ -96,6 +100,12 @@ __all__ = [
     "exceptions",
     "models",
 ]
+
+# The official SDK's names for the stream events.
+StreamStartEvent = StreamStart
+StreamStdoutEvent = StreamStdout
+StreamStderrEvent = StreamStderr
+StreamExitEvent = StreamExit
 
 for _name in (
     "AsyncCapsule",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -39,6 +40,7 @@ class AsyncCapsule:
 
     def __init__(self, client: AsyncWrennClient, info: Capsule) -> None:
         self._client = client
+        self._owns_client = False
         self.info = info
         self.capsule_id = info.id
         self.commands = AsyncCommands(client.processes, info.id)
@@ -47,6 +49,104 @@ class AsyncCapsule:
 
     def __repr__(self) -> str:
         return f"<AsyncCapsule {self.capsule_id} {self.info.status}>"
+
+    # --- the official SDK's constructors ----------------------------------------------
+
+    @classmethod
+    async def create(
+        cls,
+        template: str | None = None,
+        vcpus: int | None = None,
+        memory_mb: int | None = None,
+        timeout: int | None = None,
+        *,
+        wait: bool = False,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> AsyncCapsule:
+        """Create a capsule with a client of its own (the official SDK's form).
+
+        Use it as ``async with await AsyncCapsule.create() as cap:`` so that it is
+        destroyed and its client closed at the end, or call ``destroy()`` and
+        ``aclose()`` yourself. Prefer ``client.capsule(...)``, which ties the capsule to
+        a scope from the start. The create itself is shielded from cancellation (so the
+        capsule is never lost), and a failure after it destroys the capsule again.
+        """
+        from ._client import AsyncWrennClient
+
+        client = AsyncWrennClient(api_key=api_key, base_url=base_url)
+        capsule: AsyncCapsule | None = None
+        try:
+            with anyio.CancelScope(shield=True):
+                info = await client.capsules.create(
+                    template=template,
+                    vcpus=vcpus,
+                    memory_mb=memory_mb,
+                    timeout_sec=timeout,
+                    metadata=metadata,
+                )
+            capsule = cls(client, info)
+            capsule._owns_client = True
+            await anyio.lowlevel.checkpoint()
+            if wait:
+                await capsule.wait_ready()
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
+                if capsule is not None:
+                    try:
+                        await client.capsules.destroy(capsule.capsule_id)
+                    except WrennError as exc:
+                        log.warning("could not destroy capsule %s: %s", capsule.capsule_id, exc)
+                await client.aclose()
+            raise
+        return capsule
+
+    @classmethod
+    async def connect(
+        cls, capsule_id: str, *, api_key: str | None = None, base_url: str | None = None
+    ) -> AsyncCapsule:
+        """Attach to an existing capsule with a client of its own (official SDK form)."""
+        from ._client import AsyncWrennClient
+
+        client = AsyncWrennClient(api_key=api_key, base_url=base_url)
+        try:
+            capsule = await client.connect(capsule_id)
+        except BaseException:
+            await client.aclose()
+            raise
+        capsule._owns_client = True
+        return capsule
+
+    @classmethod
+    async def list(
+        cls, *, api_key: str | None = None, base_url: str | None = None
+    ) -> builtins.list[Capsule]:
+        """The team's capsules (a one-off client; prefer ``client.capsules.list()``)."""
+        from ._client import AsyncWrennClient
+
+        async with AsyncWrennClient(api_key=api_key, base_url=base_url) as client:
+            return await client.capsules.list()
+
+    async def __aenter__(self) -> AsyncCapsule:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Destroy the capsule (unless detached) and close a client it owns; shielded
+        and bounded like every clean-up."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
+            if not self.detached:
+                try:
+                    await self._client.capsules.destroy(self.capsule_id)
+                except WrennError as exc:
+                    log.warning("could not destroy capsule %s: %s", self.capsule_id, exc)
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client this capsule owns (from ``create``/``connect``); the capsule
+        itself is left as it is."""
+        if self._owns_client:
+            await self._client.aclose()
 
     async def get_info(self) -> Capsule:
         """Fetch the capsule's current description (and keep it in ``info``)."""

@@ -90,6 +90,14 @@ class AsyncCapsuleFiles:
             raise WrennValidationError("format must be 'text' or 'bytes'")
         return data.decode("utf-8", errors="replace")
 
+    async def read_bytes(self, path: str) -> bytes:
+        """The whole file as bytes (the official SDK's name)."""
+        return await self.read(path, format="bytes")
+
+    async def upload_stream(self, path: str, stream: AsyncIterable[bytes]) -> None:
+        """Stream chunks into a file (the official SDK's name for ``write``)."""
+        await self.write(path, stream)
+
     async def write(self, path: str, data: WriteData) -> None:
         """Write a file (parents created, an existing file replaced).
 
