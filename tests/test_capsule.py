@@ -326,3 +326,21 @@ async def test_official_constructors(
         await again.aclose()
         assert StreamStdoutEvent is StreamStdout
     assert cap.capsule_id not in await live(client)
+
+
+async def test_fan_out_over_64_capsules(client: AsyncWrennClient) -> None:
+    from wrenn import AsyncCapsule
+
+    async def checksum(cap: AsyncCapsule, n: int) -> tuple[str, str]:
+        result = await cap.commands.run(
+            f"seq 1 {1000 + n} | sha256sum | cut -c1-12; hostname", check=True
+        )
+        digest, host = result.stdout.split()
+        return digest, host
+
+    results = await client.map(checksum, range(64), concurrency=32)
+    assert len({host for _, host in results}) == 64  # 64 different capsules
+    assert len({digest for digest, _ in results}) == 64  # each did its own work
+    with anyio.fail_after(20):
+        while await live(client):
+            await anyio.sleep(0.1)
