@@ -20,6 +20,13 @@ from ._commands import CommandHandle as CommandHandle
 from ._config import ClientConfig as ClientConfig
 from ._config import Secret as Secret
 from ._files import AsyncCapsuleFiles as AsyncCapsuleFiles
+from ._git import AsyncGit as AsyncGit
+from ._git import FileStatus as FileStatus
+from ._git import GitAuthError as GitAuthError
+from ._git import GitBranch as GitBranch
+from ._git import GitCommandError as GitCommandError
+from ._git import GitError as GitError
+from ._git import GitStatus as GitStatus
 from ._pty import AsyncPtySession as AsyncPtySession
 from ._resources.streams import ExecStream as ExecStream
 from ._stream_protocol import StreamEvent as StreamEvent
@@ -57,12 +64,19 @@ __all__ = [
     "AsyncCapsule",
     "AsyncCapsuleFiles",
     "AsyncCommands",
+    "AsyncGit",
     "AsyncPtySession",
     "AsyncWrennClient",
     "ClientConfig",
     "CommandExitError",
     "CommandHandle",
     "ExecStream",
+    "FileStatus",
+    "GitAuthError",
+    "GitBranch",
+    "GitCommandError",
+    "GitError",
+    "GitStatus",
     "Secret",
     "StreamEvent",
     "StreamExit",
@@ -108,6 +122,13 @@ StreamStderrEvent = StreamStderr
 StreamExitEvent = StreamExit
 
 for _name in (
+    "AsyncGit",
+    "FileStatus",
+    "GitAuthError",
+    "GitBranch",
+    "GitCommandError",
+    "GitError",
+    "GitStatus",
     "AsyncCapsule",
     "AsyncCapsuleFiles",
     "AsyncCommands",

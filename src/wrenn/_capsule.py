@@ -14,6 +14,7 @@ import anyio.lowlevel
 from ._commands import AsyncCommands
 from ._exceptions import WrennError
 from ._files import AsyncCapsuleFiles
+from ._git import AsyncGit
 from ._models import Capsule, CapsuleStatus, PendingSnapshot
 from ._pty import AsyncPtySession, open_pty
 from ._wait import wait_for_status
@@ -45,6 +46,7 @@ class AsyncCapsule:
         self.capsule_id = info.id
         self.commands = AsyncCommands(client.processes, info.id)
         self.files = AsyncCapsuleFiles(client.files, client._http, info.id)
+        self.git = AsyncGit(self)
         self.detached = False
 
     def __repr__(self) -> str:

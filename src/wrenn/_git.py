@@ -1,0 +1,416 @@
+"""``capsule.git``: the git binary in a capsule, with credentials kept off command lines.
+
+Every operation runs ``git`` directly (no shell) through ``capsule.commands``. When a
+username and password are given they travel only in environment variables of that one
+command, read by a throw-away ``GIT_ASKPASS`` script (mode 0700, removed afterwards): they
+never appear in a command line, in ``ps``, in the remote URL or in ``.git/config``.
+``GIT_TERMINAL_PROMPT=0`` makes a missing credential fail fast instead of waiting.
+"""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Final, Literal, final
+
+import attrs
+
+from ._exceptions import WrennError, WrennValidationError
+from ._models import CommandResult
+
+if TYPE_CHECKING:
+    from ._capsule import AsyncCapsule
+
+__all__ = [
+    "AsyncGit",
+    "FileStatus",
+    "GitAuthError",
+    "GitBranch",
+    "GitCommandError",
+    "GitError",
+    "GitStatus",
+]
+
+AUTH_PHRASES: Final = (
+    "authentication failed",
+    "terminal prompts disabled",
+    "could not read username",
+    "could not read password",
+    "invalid username or password",
+    "access denied",
+    "permission denied",
+    "not authorized",
+    "http basic: access denied",
+)
+ASKPASS: Final = (
+    '#!/bin/sh\ncase "$1" in *sername*) printf %s "$WRENN_GIT_USERNAME";; '
+    '*) printf %s "$WRENN_GIT_PASSWORD";; esac\n'
+)
+
+
+class GitError(WrennError):
+    """A git operation failed. ``stderr`` and ``exit_code`` come from git."""
+
+    default_code = "git_error"
+
+    def __init__(self, message: str, *, stderr: str = "", exit_code: int = -1) -> None:
+        super().__init__(message)
+        self.stderr = stderr
+        self.exit_code = exit_code
+
+
+class GitAuthError(GitError):
+    """git was refused for want of (valid) credentials."""
+
+    default_code = "git_auth_error"
+
+
+class GitCommandError(GitError):
+    """git exited with an error other than an authentication failure."""
+
+    default_code = "git_command_error"
+
+
+@attrs.frozen
+class FileStatus:
+    path: str
+    index_status: str
+    work_tree_status: str
+    renamed_from: str | None = None
+
+    @property
+    def staged(self) -> bool:
+        return self.index_status not in (" ", "?", "!")
+
+    @property
+    def status(self) -> str:
+        codes = self.index_status + self.work_tree_status
+        if "U" in codes or codes in ("AA", "DD"):
+            return "conflict"
+        if codes == "??":
+            return "untracked"
+        for letter, name in (
+            ("R", "renamed"),
+            ("C", "copied"),
+            ("D", "deleted"),
+            ("A", "added"),
+            ("M", "modified"),
+            ("T", "typechange"),
+        ):
+            if letter in codes:
+                return name
+        return "unknown"
+
+
+@attrs.frozen
+class GitStatus:
+    branch: str | None
+    upstream: str | None = None
+    ahead: int = 0
+    behind: int = 0
+    detached: bool = False
+    files: builtins.list[FileStatus] = attrs.field(factory=list)
+
+    @property
+    def is_clean(self) -> bool:
+        return not self.files
+
+    @property
+    def has_staged(self) -> bool:
+        return any(f.staged for f in self.files)
+
+    @property
+    def has_untracked(self) -> bool:
+        return any(f.status == "untracked" for f in self.files)
+
+    @property
+    def has_conflicts(self) -> bool:
+        return any(f.status == "conflict" for f in self.files)
+
+
+@attrs.frozen
+class GitBranch:
+    name: str
+    is_current: bool = False
+
+
+def parse_status(text: str) -> GitStatus:
+    """Parse ``git status --porcelain=v1 --branch``."""
+    branch: str | None = None
+    upstream: str | None = None
+    ahead = behind = 0
+    detached = False
+    files: list[FileStatus] = []
+    for line in text.splitlines():
+        if line.startswith("## "):
+            head = line[3:]
+            if head.startswith("HEAD (no branch)"):
+                detached = True
+                continue
+            if head.startswith("No commits yet on "):
+                branch = head[len("No commits yet on ") :]
+                continue
+            tracking = ""
+            if " [" in head:
+                head, _, tracking = head.partition(" [")
+                tracking = tracking.rstrip("]")
+            branch, _, upstream_part = head.partition("...")
+            upstream = upstream_part or None
+            for part in tracking.split(", "):
+                if part.startswith("ahead "):
+                    ahead = int(part[6:])
+                elif part.startswith("behind "):
+                    behind = int(part[7:])
+        elif len(line) > 3:
+            index, work, rest = line[0], line[1], line[3:]
+            renamed_from = None
+            if " -> " in rest:
+                renamed_from, _, rest = rest.partition(" -> ")
+            files.append(
+                FileStatus(
+                    path=rest, index_status=index, work_tree_status=work, renamed_from=renamed_from
+                )
+            )
+    return GitStatus(
+        branch=branch, upstream=upstream, ahead=ahead, behind=behind, detached=detached, files=files
+    )
+
+
+@final
+class AsyncGit:
+    """Reached as ``capsule.git``. Every method takes ``cwd`` (the repository)."""
+
+    def __init__(self, capsule: AsyncCapsule) -> None:
+        self._capsule = capsule
+
+    async def _git(
+        self,
+        args: Sequence[str],
+        *,
+        cwd: str | None = None,
+        timeout: int = 60,
+        username: str | None = None,
+        password: str | None = None,
+        envs: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        env = {"GIT_TERMINAL_PROMPT": "0", **(envs or {})}
+        askpass: str | None = None
+        if username is not None or password is not None:
+            askpass = f"/tmp/.wrenn-askpass-{secrets.token_hex(8)}"
+            await self._capsule.files.write(askpass, ASKPASS)
+            await self._capsule.commands.run("chmod", args=["700", askpass])
+            env.update(
+                {
+                    "GIT_ASKPASS": askpass,
+                    "WRENN_GIT_USERNAME": username or "",
+                    "WRENN_GIT_PASSWORD": password or "",
+                }
+            )
+        try:
+            result = await self._capsule.commands.run(
+                "git", args=list(args), cwd=cwd, envs=env, timeout=timeout
+            )
+        finally:
+            if askpass is not None:
+                try:
+                    await self._capsule.files.remove(askpass)
+                except WrennError:
+                    pass
+        if result.exit_code != 0:
+            message = f"git {args[0]} failed ({result.exit_code}): {result.stderr.strip()[-300:]}"
+            lowered = result.stderr.lower()
+            cls = GitAuthError if any(p in lowered for p in AUTH_PHRASES) else GitCommandError
+            raise cls(message, stderr=result.stderr, exit_code=result.exit_code)
+        return result
+
+    async def clone(
+        self,
+        url: str,
+        dest: str | None = None,
+        *,
+        branch: str | None = None,
+        depth: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        cwd: str | None = None,
+        timeout: int = 300,
+    ) -> CommandResult:
+        if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+            raise WrennValidationError(
+                "put credentials in username=/password=, not in the URL (they would be "
+                "stored in .git/config)"
+            )
+        args = ["clone"]
+        if branch:
+            args += ["--branch", branch, "--single-branch"]
+        if depth is not None:
+            if depth < 1:
+                raise WrennValidationError("depth must be at least 1")
+            args += ["--depth", str(depth)]
+        args += ["--", url] + ([dest] if dest else [])
+        return await self._git(args, cwd=cwd, timeout=timeout, username=username, password=password)
+
+    async def init(
+        self,
+        path: str = ".",
+        *,
+        bare: bool = False,
+        initial_branch: str | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        args = ["init"] + (["--initial-branch", initial_branch] if initial_branch else [])
+        return await self._git(args + (["--bare"] if bare else []) + [path], cwd=cwd)
+
+    async def status(self, *, cwd: str | None = None) -> GitStatus:
+        result = await self._git(["status", "--porcelain=v1", "--branch"], cwd=cwd)
+        return parse_status(result.stdout)
+
+    async def add(
+        self, paths: Sequence[str] | None = None, *, all: bool = False, cwd: str | None = None
+    ) -> CommandResult:
+        if all:
+            return await self._git(["add", "-A"], cwd=cwd)
+        return await self._git(["add", "--", *(paths or ["."])], cwd=cwd)
+
+    async def commit(
+        self,
+        message: str,
+        *,
+        allow_empty: bool = False,
+        author_name: str | None = None,
+        author_email: str | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        args: list[str] = []
+        if author_name:
+            args += ["-c", f"user.name={author_name}"]
+        if author_email:
+            args += ["-c", f"user.email={author_email}"]
+        args += ["commit", "-m", message] + (["--allow-empty"] if allow_empty else [])
+        return await self._git(args, cwd=cwd)
+
+    async def branches(self, *, cwd: str | None = None) -> builtins.list[GitBranch]:
+        result = await self._git(["branch", "--format=%(refname:short)\t%(HEAD)"], cwd=cwd)
+        out = []
+        for line in result.stdout.splitlines():
+            name, _, head = line.partition("\t")
+            out.append(GitBranch(name=name, is_current=head.strip() == "*"))
+        return out
+
+    async def create_branch(
+        self, name: str, *, start_point: str | None = None, cwd: str | None = None
+    ) -> CommandResult:
+        return await self._git(
+            ["checkout", "-b", name] + ([start_point] if start_point else []), cwd=cwd
+        )
+
+    async def checkout_branch(self, name: str, *, cwd: str | None = None) -> CommandResult:
+        return await self._git(["checkout", name], cwd=cwd)
+
+    async def delete_branch(
+        self, name: str, *, force: bool = False, cwd: str | None = None
+    ) -> CommandResult:
+        return await self._git(["branch", "-D" if force else "-d", name], cwd=cwd)
+
+    async def push(
+        self,
+        remote: str = "origin",
+        branch: str | None = None,
+        *,
+        force: bool = False,
+        set_upstream: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        cwd: str | None = None,
+        timeout: int = 60,
+    ) -> CommandResult:
+        args = ["push"] + (["--force"] if force else []) + (["-u"] if set_upstream else [])
+        args += [remote] + ([branch] if branch else [])
+        return await self._git(args, cwd=cwd, timeout=timeout, username=username, password=password)
+
+    async def pull(
+        self,
+        remote: str = "origin",
+        branch: str | None = None,
+        *,
+        rebase: bool = False,
+        ff_only: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        cwd: str | None = None,
+        timeout: int = 60,
+    ) -> CommandResult:
+        args = ["pull"] + (["--rebase"] if rebase else []) + (["--ff-only"] if ff_only else [])
+        args += [remote] + ([branch] if branch else [])
+        return await self._git(args, cwd=cwd, timeout=timeout, username=username, password=password)
+
+    async def remote_add(
+        self, name: str, url: str, *, fetch: bool = False, cwd: str | None = None
+    ) -> CommandResult:
+        return await self._git(["remote", "add"] + (["-f"] if fetch else []) + [name, url], cwd=cwd)
+
+    async def remote_get(self, name: str = "origin", *, cwd: str | None = None) -> str | None:
+        try:
+            return (await self._git(["remote", "get-url", name], cwd=cwd)).stdout.strip()
+        except GitCommandError:
+            return None
+
+    async def set_config(
+        self,
+        key: str,
+        value: str,
+        *,
+        scope: Literal["local", "global", "system"] = "local",
+        cwd: str | None = None,
+    ) -> CommandResult:
+        return await self._git(["config", f"--{scope}", key, value], cwd=cwd)
+
+    async def get_config(
+        self,
+        key: str,
+        *,
+        scope: Literal["local", "global", "system"] = "local",
+        cwd: str | None = None,
+    ) -> str | None:
+        try:
+            return (await self._git(["config", f"--{scope}", "--get", key], cwd=cwd)).stdout.strip()
+        except GitCommandError:
+            return None
+
+    async def configure_user(
+        self,
+        name: str,
+        email: str,
+        *,
+        scope: Literal["local", "global", "system"] = "global",
+        cwd: str | None = None,
+    ) -> None:
+        await self.set_config("user.name", name, scope=scope, cwd=cwd)
+        await self.set_config("user.email", email, scope=scope, cwd=cwd)
+
+    async def reset(
+        self,
+        *,
+        mode: Literal["soft", "mixed", "hard", "merge", "keep"] | None = None,
+        ref: str | None = None,
+        paths: Sequence[str] | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        if mode is not None and mode not in ("soft", "mixed", "hard", "merge", "keep"):
+            raise WrennValidationError("mode must be soft, mixed, hard, merge or keep")
+        args = ["reset"] + ([f"--{mode}"] if mode else []) + ([ref] if ref else [])
+        return await self._git(args + (["--", *paths] if paths else []), cwd=cwd)
+
+    async def restore(
+        self,
+        paths: Sequence[str],
+        *,
+        staged: bool = False,
+        worktree: bool = False,
+        source: str | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        args = ["restore"] + (["--worktree"] if worktree else []) + (["--staged"] if staged else [])
+        args += ([f"--source={source}"] if source else []) + ["--", *paths]
+        return await self._git(args, cwd=cwd)
