@@ -327,3 +327,25 @@ async def test_tls_close_cannot_hang_on_a_peer_that_never_answers() -> None:
         async with connect_websocket(url, ssl_context=trusted, close_timeout=0.3) as ws:
             assert await ws.receive() == "then silence"
         assert anyio.current_time() - start < 3
+
+
+async def test_a_cancelled_scope_closes_promptly_while_the_peer_floods() -> None:
+    # The caller's cancellation also cancels the connection's reader task; the close
+    # must then read the peer's close frame itself instead of waiting out close_timeout.
+    from websockets.exceptions import ConnectionClosed
+
+    async def flood(ws: Any) -> None:
+        try:
+            while True:
+                await ws.send(b"x" * 65536)
+        except ConnectionClosed:
+            pass
+
+    with websockets_server(flood) as url:
+        start = anyio.current_time()
+        with anyio.move_on_after(0.3):
+            async with connect_websocket(url, close_timeout=5) as ws:
+                async for _ in ws:
+                    await anyio.sleep(0.01)  # a slow consumer: the queue is full
+        assert anyio.current_time() - start < 2
+        assert ws.closed

@@ -65,6 +65,7 @@ from ._retry import parse_retry_after
 __all__ = ["WebSocket", "WebSocketStatistics", "connect_websocket"]
 
 READ_SIZE: Final = 256 * 1024
+CLOSE_DISCARD_LIMIT: Final = 4 * 1024 * 1024  # data discarded while closing before giving up
 CLEAN_CODES: Final = frozenset({1000, 1001})
 MAX_HANDSHAKE_BODY: Final = 64 * 1024
 
@@ -125,6 +126,9 @@ class WebSocket:
         self._received_bytes = 0
         self._partial: list[Message] = []
         self._partial_size = 0
+        self._discarded = 0
+        self._close_wait_over = anyio.Event()
+        self._reader_done = anyio.Event()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed_event.is_set() else "open"
@@ -274,6 +278,14 @@ class WebSocket:
         ``initial`` holds events parsed from the read that also carried the 101 response.
         """
         try:
+            await self._read_loop(initial)
+        finally:
+            # Also when cancelled with the caller's scope: aclose() then reads by itself.
+            self._reader_done.set()
+            self._close_wait_over.set()
+
+    async def _read_loop(self, initial: list[Event]) -> None:
+        try:
             await self._dispatch(initial)
             while not self._closed_event.is_set():
                 await self._wait_for_space()
@@ -343,6 +355,16 @@ class WebSocket:
             )
         if not event.message_finished:
             return
+        if self._local_close_sent:
+            # We are closing: nobody will read this. Dropping it lets the reader reach the
+            # peer's close frame instead of stalling on a full queue; a peer that keeps
+            # streaming past a bounded amount is not waited for any longer.
+            self._discarded += self._partial_size
+            self._partial = []
+            self._partial_size = 0
+            if self._discarded > CLOSE_DISCARD_LIMIT:
+                self._close_wait_over.set()
+            return
         message: Message = (
             "".join(p for p in self._partial if isinstance(p, str))
             if isinstance(event, TextMessage)
@@ -370,11 +392,35 @@ class WebSocket:
             self._close_code = code
             self._close_reason = reason
         self._closed_event.set()
+        self._close_wait_over.set()
         self._message_ready.set()
         self._pong_event.set()
         self._space.set()
 
     # --- closing -------------------------------------------------------------------------
+
+    async def _await_peer_close(self) -> None:
+        """Wait for the peer's close frame, discarding data, within the discard budget."""
+        while not self._closed_event.is_set() and self._discarded <= CLOSE_DISCARD_LIMIT:
+            if not self._reader_done.is_set():
+                await self._close_wait_over.wait()
+                continue
+            # The reader is gone (cancelled with the caller's scope): read here instead.
+            try:
+                data = await self._stream.receive(READ_SIZE)
+            except (
+                anyio.EndOfStream,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+                OSError,
+                ssl.SSLError,
+            ):
+                self._mark_closed(1006, "connection lost while closing")
+                return
+            try:
+                await self._handle_events(data)
+            except WrennError:
+                return
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close: send a close frame, wait for the peer's (bounded), close the socket.
@@ -395,7 +441,7 @@ class WebSocket:
                 self._queue.clear()
                 self._queued_bytes = 0
                 self._space.set()
-                await self._closed_event.wait()
+                await self._await_peer_close()
             if self._close_code is None:
                 self._close_code, self._close_reason = code, reason
             self._closed_event.set()

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, final
 
-from .._exceptions import WrennWebSocketClosedError
+import anyio
+
+from .._exceptions import WrennError, WrennWebSocketClosedError
 from .._http import HTTPTransport, api_path
 from .._stream_protocol import ExecStreamProtocol, State, StreamEvent
 from .._ws import WebSocket, connect_websocket
@@ -108,7 +110,21 @@ async def open_stream(
                 # The server answered first (an in-band error, then its close): reading
                 # the stream surfaces that answer, which says more than the failed send.
                 pass
-        yield ExecStream(ws)
+        stream = ExecStream(ws)
+        try:
+            yield stream
+        finally:
+            if (
+                stream._protocol.state is State.RUNNING
+                and first is not None
+                and (first.get("type") == "start" and "cmd" in first)
+            ):
+                # Leaving early: ask the server to stop streaming, so the close is quick.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                    try:
+                        await stream.stop()
+                    except WrennError:
+                        pass
 
 
 def start_frame(
