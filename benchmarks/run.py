@@ -16,6 +16,7 @@ SUITES = [
     ("http_churn", [sys.executable, str(HERE / "http_churn.py"), "--all", "--requests", "4000"]),
     ("server_memory", [sys.executable, str(HERE / "server_memory.py"), "--mib", "1024"]),
     ("ws_throughput", [sys.executable, str(HERE / "ws_throughput.py"), "--mib", "256"]),
+    ("fanout", [sys.executable, str(HERE / "fanout.py"), "16", "64", "256"]),
 ]
 
 
