@@ -344,3 +344,36 @@ async def test_fan_out_over_64_capsules(client: AsyncWrennClient) -> None:
     with anyio.fail_after(20):
         while await live(client):
             await anyio.sleep(0.1)
+
+
+async def test_map_retries_when_the_server_is_full() -> None:
+    from wrenn import AsyncCapsule, WrennFanOutError, WrennUnavailableError
+    from wrenn_local import ServerOptions
+
+    full_at_two = ServerOptions(
+        min_timeout_sec=1, reaper_interval=0.2, sample_interval=0.2, max_capsules=2
+    )
+    async with (
+        wrenn_local.serve(options=full_at_two) as server,
+        AsyncWrennClient(api_key=server.api_key, base_url=server.base_url) as c,
+    ):
+
+        async def job(cap: AsyncCapsule, n: int) -> int:
+            await cap.commands.run("sleep 0.3")
+            return n
+
+        # 5 jobs at once against room for 2: the rest get 503 and retry until served
+        assert await c.map(job, range(5), concurrency=5, retries=30) == list(range(5))
+        with pytest.raises(WrennFanOutError) as info:
+            await c.map(job, range(5), concurrency=5, retries=0)
+        assert any(isinstance(e, WrennUnavailableError) for e in info.value.exceptions)
+
+
+async def test_snapshot_from_a_capsule(client: AsyncWrennClient) -> None:
+    async with client.capsule() as cap:
+        await cap.files.write("state.txt", "saved")
+        pending = await cap.create_snapshot("from-cap")
+        template = await client.snapshots.wait(pending, timeout=30)
+        assert template.name == "from-cap"
+    async with client.capsule(template="from-cap") as clone:
+        assert await clone.files.read("state.txt") == "saved"
