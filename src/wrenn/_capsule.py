@@ -6,7 +6,7 @@ import builtins
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 import anyio.lowlevel
@@ -80,26 +80,23 @@ class AsyncCapsule:
         client = AsyncWrennClient(api_key=api_key, base_url=base_url)
         capsule: AsyncCapsule | None = None
         try:
-            with anyio.CancelScope(shield=True):
-                info = await client.capsules.create(
-                    template=template,
-                    vcpus=vcpus,
-                    memory_mb=memory_mb,
-                    timeout_sec=timeout,
-                    metadata=metadata,
-                )
+            info = await create_shielded(
+                client,
+                template=template,
+                vcpus=vcpus,
+                memory_mb=memory_mb,
+                timeout_sec=timeout,
+                metadata=metadata,
+            )
             capsule = cls(client, info)
             capsule._owns_client = True
             await anyio.lowlevel.checkpoint()
             if wait:
                 await capsule.wait_ready()
         except BaseException:
+            if capsule is not None:
+                await destroy_quietly(client, capsule.capsule_id)
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
-                if capsule is not None:
-                    try:
-                        await client.capsules.destroy(capsule.capsule_id)
-                    except WrennError as exc:
-                        log.warning("could not destroy capsule %s: %s", capsule.capsule_id, exc)
                 await client.aclose()
             raise
         return capsule
@@ -136,12 +133,9 @@ class AsyncCapsule:
     async def __aexit__(self, *exc_info: object) -> None:
         """Destroy the capsule (unless detached) and close a client it owns; shielded
         and bounded like every clean-up."""
+        if not self.detached:
+            await destroy_quietly(self._client, self.capsule_id)
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
-            if not self.detached:
-                try:
-                    await self._client.capsules.destroy(self.capsule_id)
-                except WrennError as exc:
-                    log.warning("could not destroy capsule %s: %s", self.capsule_id, exc)
             await self.aclose()
 
     async def aclose(self) -> None:
@@ -240,6 +234,29 @@ class AsyncCapsule:
         self.detached = True
 
 
+async def create_shielded(client: AsyncWrennClient, **fields: Any) -> Capsule:
+    """Create a capsule, shielded from cancellation.
+
+    A cancellation arriving while the request is in flight would leave a capsule on the
+    server whose ID we never learn. The shield is bounded by the client's own deadline;
+    callers deliver a pending cancellation right after (``anyio.lowlevel.checkpoint``),
+    once they hold the ID and can clean up.
+    """
+    with anyio.CancelScope(shield=True):
+        capsule = await client.capsules.create(**fields)
+    return capsule  # noqa: RET504 - mypy cannot see that the shield never swallows errors
+
+
+async def destroy_quietly(client: AsyncWrennClient, capsule_id: str) -> None:
+    """Destroy a capsule in a shielded, bounded clean-up: cancellation cannot leak it, an
+    unresponsive server cannot hold the caller forever, and a failure is logged."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
+        try:
+            await client.capsules.destroy(capsule_id)
+        except WrennError as exc:
+            log.warning("could not destroy capsule %s: %s", capsule_id, exc)
+
+
 def keepalive_interval(keepalive: bool | float, ttl: int) -> float:
     """Seconds between pings: as asked, else a third of the TTL (at most a minute)."""
     if keepalive is not True and isinstance(keepalive, int | float) and keepalive > 0:
@@ -270,18 +287,15 @@ async def capsule_scope(
     ready_timeout: float,
     keepalive: bool | float = False,
 ) -> AsyncIterator[AsyncCapsule]:
-    # The create is shielded: a cancellation arriving while it is in flight would leave a
-    # capsule on the server whose ID we never learn. It is bounded by the client's own
-    # deadline, and a pending cancellation is delivered right after, once we can clean up.
-    with anyio.CancelScope(shield=True):
-        info = await client.capsules.create(
-            template=template,
-            vcpus=vcpus,
-            memory_mb=memory_mb,
-            disk_size_mb=disk_size_mb,
-            timeout_sec=timeout,
-            metadata=metadata,
-        )
+    info = await create_shielded(
+        client,
+        template=template,
+        vcpus=vcpus,
+        memory_mb=memory_mb,
+        disk_size_mb=disk_size_mb,
+        timeout_sec=timeout,
+        metadata=metadata,
+    )
     capsule = AsyncCapsule(client, info)
     try:
         await anyio.lowlevel.checkpoint()
@@ -298,10 +312,4 @@ async def capsule_scope(
             yield capsule
     finally:
         if not capsule.detached:
-            # Shielded and bounded: cancellation cannot leak the capsule, and a server
-            # that does not answer cannot hold the caller forever.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
-                try:
-                    await capsule.destroy(wait=False)
-                except WrennError as exc:
-                    log.warning("could not destroy capsule %s: %s", capsule.capsule_id, exc)
+            await destroy_quietly(client, capsule.capsule_id)
