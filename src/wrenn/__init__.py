@@ -34,6 +34,13 @@ from ._stream_protocol import StreamExit as StreamExit
 from ._stream_protocol import StreamStart as StreamStart
 from ._stream_protocol import StreamStderr as StreamStderr
 from ._stream_protocol import StreamStdout as StreamStdout
+from ._sync import Capsule as Capsule
+from ._sync import CapsuleFiles as CapsuleFiles
+from ._sync import Commands as Commands
+from ._sync import PtySession as PtySession
+from ._sync import Stream as Stream
+from ._sync import SyncCommandHandle as SyncCommandHandle
+from ._sync import WrennClient as WrennClient
 from ._version import __version__ as __version__
 from .exceptions import WrennAgentError as WrennAgentError
 from .exceptions import WrennAPIError as WrennAPIError
@@ -67,9 +74,12 @@ __all__ = [
     "AsyncGit",
     "AsyncPtySession",
     "AsyncWrennClient",
+    "Capsule",
+    "CapsuleFiles",
     "ClientConfig",
     "CommandExitError",
     "CommandHandle",
+    "Commands",
     "ExecStream",
     "FileStatus",
     "GitAuthError",
@@ -77,7 +87,9 @@ __all__ = [
     "GitCommandError",
     "GitError",
     "GitStatus",
+    "PtySession",
     "Secret",
+    "Stream",
     "StreamEvent",
     "StreamExit",
     "StreamExitEvent",
@@ -87,10 +99,12 @@ __all__ = [
     "StreamStderrEvent",
     "StreamStdout",
     "StreamStdoutEvent",
+    "SyncCommandHandle",
     "WrennAPIError",
     "WrennAgentError",
     "WrennAuthenticationError",
     "WrennCapsuleFailedError",
+    "WrennClient",
     "WrennConfigurationError",
     "WrennConflictError",
     "WrennConnectionError",
@@ -134,6 +148,13 @@ for _name in (
     "AsyncCommands",
     "AsyncPtySession",
     "AsyncWrennClient",
+    "Capsule",
+    "CapsuleFiles",
+    "Commands",
+    "PtySession",
+    "Stream",
+    "SyncCommandHandle",
+    "WrennClient",
     "CommandExitError",
     "CommandHandle",
     "ClientConfig",

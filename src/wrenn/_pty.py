@@ -76,6 +76,16 @@ class AsyncPtySession:
                 return base64.b64decode(frame["data"])
         raise StopAsyncIteration
 
+    def take_ready(self, limit: int) -> list[bytes]:
+        """Output chunks already received, without waiting (control frames are left for
+        the next ``__anext__``, which answers pings)."""
+        out: list[bytes] = []
+        while len(out) < limit and self.exit_code is None and self._ws.next_is_binary():
+            message = self._ws.receive_nowait()
+            assert isinstance(message, bytes)
+            out.append(message)
+        return out
+
     async def wait(self) -> int:
         """Read (and drop) output until the process exits; return its exit code."""
         async for _ in self:

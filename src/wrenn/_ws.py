@@ -156,6 +156,19 @@ class WebSocket:
             self._space.set()
         return message
 
+    def receive_nowait(self) -> Message | None:
+        """The next message if one is already queued, else None (never waits)."""
+        if not self._queue:
+            return None
+        message = self._queue.popleft()
+        self._queued_bytes -= len(message)
+        if len(self._queue) < self._max_queue and self._queued_bytes <= self._max_queued_bytes:
+            self._space.set()
+        return message
+
+    def next_is_binary(self) -> bool:
+        return bool(self._queue) and isinstance(self._queue[0], bytes)
+
     async def _wait_message(self) -> None:
         self._message_ready = anyio.Event()
         if self._queue or self._closed_event.is_set():

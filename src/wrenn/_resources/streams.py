@@ -68,6 +68,18 @@ class ExecStream:
             if event is not None:
                 return event
 
+    def take_ready(self, limit: int) -> list[StreamEvent]:
+        """Up to ``limit`` events already received, without waiting (for batching)."""
+        out: list[StreamEvent] = []
+        while len(out) < limit and self._protocol.state is not State.EXITED:
+            message = self._ws.receive_nowait()
+            if message is None:
+                break
+            event = self._protocol.receive(message)
+            if event is not None:
+                out.append(event)
+        return out
+
     async def wait(self) -> int:
         """Read (and drop) the rest of the stream; return the exit code."""
         async for _ in self:

@@ -1,0 +1,128 @@
+"""The sync facade's engine: one anyio ``BlockingPortal`` thread per sync client.
+
+Every sync method is the async one run through :meth:`PortalRunner.call`. Three generic
+adapters do all the work, so there is no second implementation of anything:
+
+* ``call``: run a coroutine function in the portal and wait. A ``KeyboardInterrupt``
+  (Ctrl-C) while waiting cancels that call inside the portal, waits for its clean-up
+  (bounded) and re-raises — the client stays usable.
+* ``enter``: turn an async context manager into a sync one (entered and exited in the
+  portal, so its task group lives in the portal's event loop).
+* ``iterate``: turn an async iterator into a sync one that **drains in batches**: one
+  portal crossing fetches the next item plus whatever is already available without
+  waiting, so the per-item cost is a list pop, not a thread hop.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from typing import Final, Literal, ParamSpec, Protocol, TypeVar, final
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from ._exceptions import WrennError
+
+__all__ = ["Backend", "PortalRunner", "ReadyItems"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+Backend = Literal["asyncio", "trio"]
+CANCEL_WAIT: Final = 30.0
+WAIT_SLICE: Final = 0.1
+BATCH: Final = 256
+
+
+class ReadyItems(Protocol[T]):
+    """An async iterator that can also hand over items that are already available."""
+
+    def __aiter__(self) -> AsyncIterator[T]: ...
+
+    async def __anext__(self) -> T: ...
+
+    def take_ready(self, limit: int) -> list[T]:
+        """Up to ``limit`` items that are available right now, without waiting."""
+        ...
+
+
+@final
+class PortalRunner:
+    """Owns the portal thread of one sync client."""
+
+    def __init__(self, backend: Backend = "asyncio") -> None:
+        if backend not in ("asyncio", "trio"):
+            raise WrennError(f"backend must be 'asyncio' or 'trio', not {backend!r}")
+        self.backend = backend
+        self._cm = start_blocking_portal(backend)
+        self.portal: BlockingPortal = self._cm.__enter__()
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the portal (joins its thread). Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._cm.__exit__(None, None, None)
+
+    def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` in the portal and return its result.
+
+        Ctrl-C while waiting cancels the call in the portal, waits (bounded) for it to
+        unwind its clean-ups, then raises ``KeyboardInterrupt``.
+        """
+        if self._closed:
+            raise WrennError("this client is closed")
+
+        async def run() -> T:
+            return await fn(*args, **kwargs)
+
+        future: concurrent.futures.Future[T] = self.portal.start_task_soon(run)
+        try:
+            # Wait in short slices: a blocked wait would not let Ctrl-C through until the
+            # call ended. (Not future.result(timeout): our timeout errors are TimeoutErrors.)
+            while not future.done():
+                concurrent.futures.wait([future], timeout=WAIT_SLICE)
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()
+            concurrent.futures.wait([future], timeout=CANCEL_WAIT)
+            raise
+
+    @contextmanager
+    def enter(self, manager: Callable[[], AbstractAsyncContextManager[T]]) -> Iterator[T]:
+        """Enter the async context manager made by ``manager()`` inside the portal."""
+
+        async def make() -> AbstractAsyncContextManager[T]:
+            return manager()
+
+        async_cm = self.call(make)
+        with self.portal.wrap_async_context_manager(async_cm) as value:
+            yield value
+
+    def iterate(self, source: AsyncIterator[T] | ReadyItems[T]) -> Iterator[T]:
+        """A sync iterator over ``source`` that crosses the portal once per batch."""
+        buffer: deque[T] = deque()
+        take_ready = getattr(source, "take_ready", None)
+
+        async def fetch() -> list[T] | None:
+            try:
+                first = await anext(source)
+            except StopAsyncIteration:
+                return None
+            batch = [first]
+            if take_ready is not None:
+                batch.extend(take_ready(BATCH - 1))
+            return batch
+
+        while True:
+            if not buffer:
+                got = self.call(fetch)
+                if got is None:
+                    return
+                buffer.extend(got)
+            yield buffer.popleft()

@@ -1,0 +1,191 @@
+"""The synchronous API, end to end, with the server in its own process."""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import inspect
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Literal
+
+import pytest
+
+import wrenn
+from wrenn import (
+    AsyncCapsule,
+    AsyncCapsuleFiles,
+    AsyncCommands,
+    AsyncPtySession,
+    AsyncWrennClient,
+    Capsule,
+    StreamExit,
+    StreamStdout,
+    WrennClient,
+)
+
+Backend = Literal["asyncio", "trio"]
+BACKENDS: list[Backend] = ["asyncio", "trio"]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[dict[str, str]]:
+    with subprocess.Popen(
+        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        env = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(2))
+        try:
+            yield env
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+
+
+def client_for(server: dict[str, str], backend: Backend = "asyncio") -> WrennClient:
+    return WrennClient(
+        api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"], backend=backend
+    )
+
+
+def live(server: dict[str, str]) -> list[str]:
+    """Capsules that are neither stopped nor being stopped (destroy is asynchronous)."""
+    with client_for(server) as client:
+        found = client._runner.call(client._async.capsules.list)
+    return [c.id for c in found if c.status != "stopping"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_same_scenarios_through_the_sync_api(server: dict[str, str], backend: Backend) -> None:
+    with client_for(server, backend) as client, client.capsule() as cap:
+        assert cap.commands.run("echo $((2+3))").stdout == "5\n"
+        handle = cap.commands.run("sleep 0.2; exit 4", background=True)
+        assert handle.wait() == 4
+        events = list(cap.commands.stream("seq 1 500"))  # plain iteration opens and closes
+        assert events[-1] == StreamExit(0)
+        out = "".join(e.data for e in events if isinstance(e, StreamStdout))
+        assert out.split() == [str(i) for i in range(1, 501)]
+        with cap.commands.stream("echo a; exit 2") as run:
+            assert [type(e).__name__ for e in run][-1] == "StreamExit"
+        assert run.exit_code == 2
+        cap.files.write("f.txt", "sync")
+        assert cap.files.read("f.txt") == "sync"
+        assert cap.files.exists("f.txt")
+        assert [e.name for e in cap.files.list()] == ["f.txt"]
+        with cap.files.read_stream("f.txt") as chunks:
+            assert b"".join(chunks) == b"sync"
+        with cap.pty("/bin/sh") as term:
+            term.write("echo pty-ok; exit 3\n")
+            seen = b"".join(term)
+            assert b"pty-ok" in seen
+            assert term.exit_code == 3
+        cap.pause()
+        cap.resume()
+        assert cap.is_running()
+        kept = cap.capsule_id
+    assert kept not in live(server)
+
+
+def test_official_sync_forms(server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WRENN_API_KEY", server["WRENN_API_KEY"])
+    monkeypatch.setenv("WRENN_BASE_URL", server["WRENN_BASE_URL"])
+    with Capsule(wait=True) as cap:
+        assert cap.commands.run("echo official").stdout == "official\n"
+        other = Capsule.connect(cap.capsule_id)
+        other.detach()  # a connected capsule is left running when its block ends
+        with other:
+            assert other.files.exists("/tmp")
+        capsule_id = cap.capsule_id
+    assert capsule_id not in live(server)
+
+
+def test_many_threads_share_one_client(server: dict[str, str]) -> None:
+    with client_for(server) as client, client.capsule() as cap:
+        results: dict[int, str] = {}
+        errors: list[BaseException] = []
+
+        def worker(i: int) -> None:
+            try:
+                results[i] = cap.commands.run(f"echo {i}").stdout.strip()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert results == {i: str(i) for i in range(12)}
+
+
+def test_ctrl_c_cancels_the_call_and_the_client_stays_usable(server: dict[str, str]) -> None:
+    with client_for(server) as client, client.capsule() as cap:
+        timer = threading.Timer(0.5, _thread.interrupt_main)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            cap.commands.run("echo go; sleep 30", on_stdout=lambda _: None)
+        assert time.monotonic() - started < 10
+        # the streamed command was killed when its call was cancelled
+        deadline = time.monotonic() + 10
+        while any("sleep 30" in " ".join(p.args) for p in cap.commands.list()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert cap.commands.run("echo still fine").stdout == "still fine\n"
+
+
+def test_usable_from_inside_a_running_event_loop(server: dict[str, str]) -> None:
+    async def notebook_cell() -> str:
+        # Jupyter runs cells inside an asyncio loop; the sync client must not care.
+        with client_for(server) as client, client.capsule() as cap:
+            return cap.commands.run("echo from-a-loop").stdout
+
+    assert asyncio.run(notebook_cell()) == "from-a-loop\n"
+
+
+def test_sync_map(server: dict[str, str]) -> None:
+    with client_for(server) as client:
+
+        def job(cap: Capsule, n: int) -> int:
+            return int(cap.commands.run(f"echo $(({n}*{n}))").stdout)
+
+        assert client.map(job, range(5), concurrency=3) == [0, 1, 4, 9, 16]
+
+
+def _public(cls: type) -> dict[str, inspect.Signature]:
+    out = {}
+    for name, value in vars(cls).items():
+        if name.startswith("_") or not callable(value):
+            continue
+        out[name] = inspect.signature(value)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("sync_cls", "async_cls", "not_yet"),
+    [
+        (WrennClient, AsyncWrennClient, {"pool", "aclose"}),
+        (wrenn.Capsule, AsyncCapsule, {"aclose", "list"}),
+        (wrenn.Commands, AsyncCommands, set()),
+        (wrenn.CapsuleFiles, AsyncCapsuleFiles, {"upload_stream"}),
+        (wrenn.PtySession, AsyncPtySession, {"take_ready"}),
+    ],
+)
+def test_sync_and_async_surfaces_match(sync_cls: type, async_cls: type, not_yet: set[str]) -> None:
+    sync_methods = _public(sync_cls)
+    async_methods = _public(async_cls)
+    missing = set(async_methods) - set(sync_methods) - not_yet
+    assert missing == set(), f"{sync_cls.__name__} lacks {sorted(missing)}"
+    for name in set(async_methods) & set(sync_methods):
+        a = [p for p in async_methods[name].parameters if p not in ("self", "cls")]
+        s = [p for p in sync_methods[name].parameters if p not in ("self", "cls")]
+        extra = {"backend"}
+        assert [p for p in s if p not in extra] == [p for p in a if p not in extra], name
