@@ -17,6 +17,7 @@ SUITES = [
     ("server_memory", [sys.executable, str(HERE / "server_memory.py"), "--mib", "1024"]),
     ("ws_throughput", [sys.executable, str(HERE / "ws_throughput.py"), "--mib", "256"]),
     ("fanout", [sys.executable, str(HERE / "fanout.py"), "16", "64", "256"]),
+    ("sync_overhead", [sys.executable, str(HERE / "sync_overhead.py")]),
 ]
 
 
