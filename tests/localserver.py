@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -54,3 +57,22 @@ async def sh(http: httpx.AsyncClient, capsule_id: str, script: str, **extra: Any
     assert resp.status_code == (202 if extra.get("background") else 200), resp.text
     body: dict[str, Any] = resp.json()
     return body
+
+
+@contextmanager
+def server_process() -> Iterator[dict[str, str]]:
+    """``python -m wrenn_local serve --port 0`` in its own process; yields its two lines
+    (WRENN_BASE_URL and WRENN_API_KEY) as a dict, and stops it with SIGTERM."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        env = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(2))
+        try:
+            yield env
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)

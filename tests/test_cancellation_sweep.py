@@ -7,14 +7,12 @@ The server runs in its own process here, so the descriptors counted are the clie
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio
 import pytest
 
+from tests.localserver import server_process
 from wrenn import AsyncCapsule, AsyncWrennClient
 
 Operation = Callable[[AsyncWrennClient], Awaitable[None]]
@@ -22,19 +20,8 @@ Operation = Callable[[AsyncWrennClient], Awaitable[None]]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[dict[str, str]]:
-    with subprocess.Popen(
-        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        env = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(2))
-        try:
-            yield env
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+    with server_process() as env:
+        yield env
 
 
 def fds() -> int:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import _thread
 import asyncio
 import inspect
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +13,7 @@ from typing import Literal
 import pytest
 
 import wrenn
+from tests.localserver import server_process
 from wrenn import (
     AsyncCapsule,
     AsyncCapsuleFiles,
@@ -34,19 +32,8 @@ BACKENDS: list[Backend] = ["asyncio", "trio"]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[dict[str, str]]:
-    with subprocess.Popen(
-        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        env = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(2))
-        try:
-            yield env
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+    with server_process() as env:
+        yield env
 
 
 def client_for(server: dict[str, str], backend: Backend = "asyncio") -> WrennClient:
