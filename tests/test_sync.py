@@ -164,6 +164,7 @@ def _public(cls: type) -> dict[str, inspect.Signature]:
         (wrenn.Commands, AsyncCommands, set()),
         (wrenn.CapsuleFiles, AsyncCapsuleFiles, {"upload_stream"}),
         (wrenn.PtySession, AsyncPtySession, {"take_ready"}),
+        (wrenn.Git, wrenn.AsyncGit, set()),
     ],
 )
 def test_sync_and_async_surfaces_match(sync_cls: type, async_cls: type, not_yet: set[str]) -> None:
@@ -176,3 +177,18 @@ def test_sync_and_async_surfaces_match(sync_cls: type, async_cls: type, not_yet:
         s = [p for p in sync_methods[name].parameters if p not in ("self", "cls")]
         extra = {"backend"}
         assert [p for p in s if p not in extra] == [p for p in a if p not in extra], name
+
+
+def test_git_through_the_sync_api(server: dict[str, str]) -> None:
+    with client_for(server) as client, client.capsule() as cap:
+        cap.git.init("/tmp/remote.git", bare=True, initial_branch="main")
+        cap.git.configure_user("Ada", "ada@example.com")
+        cap.git.clone("file:///tmp/remote.git", "work")
+        cap.files.write("work/a.txt", "x")
+        cap.git.add(cwd="work")
+        cap.git.commit("first", cwd="work")
+        cap.git.push("origin", "main", set_upstream=True, cwd="work")
+        status = cap.git.status(cwd="work")
+        assert status.is_clean
+        assert status.upstream == "origin/main"
+        assert [b.name for b in cap.git.branches(cwd="work")] == ["main"]

@@ -37,6 +37,7 @@ from ._stream_protocol import StreamStdout as StreamStdout
 from ._sync import Capsule as Capsule
 from ._sync import CapsuleFiles as CapsuleFiles
 from ._sync import Commands as Commands
+from ._sync import Git as Git
 from ._sync import PtySession as PtySession
 from ._sync import Stream as Stream
 from ._sync import SyncCommandHandle as SyncCommandHandle
@@ -82,6 +83,7 @@ __all__ = [
     "Commands",
     "ExecStream",
     "FileStatus",
+    "Git",
     "GitAuthError",
     "GitBranch",
     "GitCommandError",
@@ -151,6 +153,7 @@ for _name in (
     "Capsule",
     "CapsuleFiles",
     "Commands",
+    "Git",
     "PtySession",
     "Stream",
     "SyncCommandHandle",

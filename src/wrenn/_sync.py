@@ -20,6 +20,7 @@ from ._capsule import AsyncCapsule
 from ._client import AsyncWrennClient
 from ._commands import AsyncCommands, CommandHandle
 from ._files import AsyncCapsuleFiles
+from ._git import AsyncGit, GitBranch, GitStatus
 from ._models import Capsule as CapsuleInfo
 from ._models import CommandResult, FileEntry, PendingSnapshot, ProcessInfo
 from ._portal import Backend, PortalRunner
@@ -31,6 +32,7 @@ __all__ = [
     "Capsule",
     "CapsuleFiles",
     "Commands",
+    "Git",
     "PtySession",
     "Stream",
     "SyncCommandHandle",
@@ -260,6 +262,214 @@ class CapsuleFiles:
 
 
 @final
+class Git:
+    """``capsule.git`` for synchronous code (same methods and arguments as
+    :class:`wrenn.AsyncGit`; credentials are handled the same way)."""
+
+    def __init__(self, runner: PortalRunner, git: AsyncGit) -> None:
+        self._runner = runner
+        self._async = git
+
+    def clone(
+        self,
+        url: str,
+        dest: str | None = None,
+        *,
+        branch: str | None = None,
+        depth: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        cwd: str | None = None,
+        timeout: int = 300,
+    ) -> CommandResult:
+        return self._runner.call(
+            lambda: self._async.clone(
+                url,
+                dest,
+                branch=branch,
+                depth=depth,
+                username=username,
+                password=password,
+                cwd=cwd,
+                timeout=timeout,
+            )
+        )
+
+    def init(
+        self,
+        path: str = ".",
+        *,
+        bare: bool = False,
+        initial_branch: str | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        return self._runner.call(
+            lambda: self._async.init(path, bare=bare, initial_branch=initial_branch, cwd=cwd)
+        )
+
+    def status(self, *, cwd: str | None = None) -> GitStatus:
+        return self._runner.call(lambda: self._async.status(cwd=cwd))
+
+    def add(
+        self, paths: Sequence[str] | None = None, *, all: bool = False, cwd: str | None = None
+    ) -> CommandResult:
+        return self._runner.call(lambda: self._async.add(paths, all=all, cwd=cwd))
+
+    def commit(
+        self,
+        message: str,
+        *,
+        allow_empty: bool = False,
+        author_name: str | None = None,
+        author_email: str | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        return self._runner.call(
+            lambda: self._async.commit(
+                message,
+                allow_empty=allow_empty,
+                author_name=author_name,
+                author_email=author_email,
+                cwd=cwd,
+            )
+        )
+
+    def branches(self, *, cwd: str | None = None) -> builtins.list[GitBranch]:
+        return self._runner.call(lambda: self._async.branches(cwd=cwd))
+
+    def create_branch(
+        self, name: str, *, start_point: str | None = None, cwd: str | None = None
+    ) -> CommandResult:
+        return self._runner.call(
+            lambda: self._async.create_branch(name, start_point=start_point, cwd=cwd)
+        )
+
+    def checkout_branch(self, name: str, *, cwd: str | None = None) -> CommandResult:
+        return self._runner.call(lambda: self._async.checkout_branch(name, cwd=cwd))
+
+    def delete_branch(
+        self, name: str, *, force: bool = False, cwd: str | None = None
+    ) -> CommandResult:
+        return self._runner.call(lambda: self._async.delete_branch(name, force=force, cwd=cwd))
+
+    def push(
+        self,
+        remote: str = "origin",
+        branch: str | None = None,
+        *,
+        force: bool = False,
+        set_upstream: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        cwd: str | None = None,
+        timeout: int = 60,
+    ) -> CommandResult:
+        return self._runner.call(
+            lambda: self._async.push(
+                remote,
+                branch,
+                force=force,
+                set_upstream=set_upstream,
+                username=username,
+                password=password,
+                cwd=cwd,
+                timeout=timeout,
+            )
+        )
+
+    def pull(
+        self,
+        remote: str = "origin",
+        branch: str | None = None,
+        *,
+        rebase: bool = False,
+        ff_only: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        cwd: str | None = None,
+        timeout: int = 60,
+    ) -> CommandResult:
+        return self._runner.call(
+            lambda: self._async.pull(
+                remote,
+                branch,
+                rebase=rebase,
+                ff_only=ff_only,
+                username=username,
+                password=password,
+                cwd=cwd,
+                timeout=timeout,
+            )
+        )
+
+    def remote_add(
+        self, name: str, url: str, *, fetch: bool = False, cwd: str | None = None
+    ) -> CommandResult:
+        return self._runner.call(lambda: self._async.remote_add(name, url, fetch=fetch, cwd=cwd))
+
+    def remote_get(self, name: str = "origin", *, cwd: str | None = None) -> str | None:
+        return self._runner.call(lambda: self._async.remote_get(name, cwd=cwd))
+
+    def set_config(
+        self,
+        key: str,
+        value: str,
+        *,
+        scope: Literal["local", "global", "system"] = "local",
+        cwd: str | None = None,
+    ) -> CommandResult:
+        return self._runner.call(lambda: self._async.set_config(key, value, scope=scope, cwd=cwd))
+
+    def get_config(
+        self,
+        key: str,
+        *,
+        scope: Literal["local", "global", "system"] = "local",
+        cwd: str | None = None,
+    ) -> str | None:
+        return self._runner.call(lambda: self._async.get_config(key, scope=scope, cwd=cwd))
+
+    def configure_user(
+        self,
+        name: str,
+        email: str,
+        *,
+        scope: Literal["local", "global", "system"] = "global",
+        cwd: str | None = None,
+    ) -> None:
+        return self._runner.call(
+            lambda: self._async.configure_user(name, email, scope=scope, cwd=cwd)
+        )
+
+    def reset(
+        self,
+        *,
+        mode: Literal["soft", "mixed", "hard", "merge", "keep"] | None = None,
+        ref: str | None = None,
+        paths: Sequence[str] | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        return self._runner.call(
+            lambda: self._async.reset(mode=mode, ref=ref, paths=paths, cwd=cwd)
+        )
+
+    def restore(
+        self,
+        paths: Sequence[str],
+        *,
+        staged: bool = False,
+        worktree: bool = False,
+        source: str | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        return self._runner.call(
+            lambda: self._async.restore(
+                paths, staged=staged, worktree=worktree, source=source, cwd=cwd
+            )
+        )
+
+
+@final
 class PtySession:
     """A terminal for synchronous code; iterate it for output bytes (batched)."""
 
@@ -337,6 +547,7 @@ class Capsule:
         self._owner = owner
         self.commands = Commands(runner, acap.commands)
         self.files = CapsuleFiles(runner, acap.files)
+        self.git = Git(runner, acap.git)
 
     @classmethod
     def _wrap(cls, runner: PortalRunner, acap: AsyncCapsule) -> Capsule:
