@@ -1,7 +1,9 @@
 """Cost of the sync facade over the async API, side by side in one run.
 
 * per call: `cap.get_info()` (one HTTP round trip to wrenn_local) through the sync API vs
-  the async API, and a bare portal crossing (an async no-op called from sync code);
+  the async API (separate runs, so machine drift shows up in the difference); the same
+  call timed inside the portal and around it in one go (`facade_overhead_*`: exactly
+  what the facade adds); and a bare portal crossing (an async no-op called from sync);
 * per item: the facade's batched iteration over 200,000 items already received (what a
   fast stream looks like to the consumer) vs iterating them in async code; plus one real
   exec stream through both, for reference.
@@ -56,12 +58,27 @@ def measure(base_url: str, api_key: str) -> dict[str, object]:
     runner.close()
 
     sync_calls: list[float] = []
+    facade_overheads: list[float] = []
+    inner_calls: list[float] = []
     sync_events = 0
     with WrennClient(api_key=api_key, base_url=base_url) as client, client.capsule() as cap:
+        acap = cap._async
+
+        async def timed_inside() -> float:
+            t0 = time.perf_counter()
+            await acap.get_info()
+            return time.perf_counter() - t0
+
         for _ in range(CALLS):
             t0 = time.perf_counter()
             cap.get_info()
             sync_calls.append(time.perf_counter() - t0)
+            # the same call timed inside the portal and around it, in one go: the
+            # difference is exactly what the facade adds, free of run-to-run drift
+            t0 = time.perf_counter()
+            inner = client._runner.call(timed_inside)
+            facade_overheads.append(time.perf_counter() - t0 - inner)
+            inner_calls.append(inner)
         t0 = time.perf_counter()
         for _ in cap.commands.stream(f"seq 1 {SEQ}"):
             sync_events += 1
@@ -92,6 +109,9 @@ def measure(base_url: str, api_key: str) -> dict[str, object]:
         "call_sync_us": round(sync_median * 1e6, 1),
         "call_async_us": round(async_median * 1e6, 1),
         "call_overhead_us": round((sync_median - async_median) * 1e6, 1),
+        "call_inside_portal_us": round(statistics.median(inner_calls) * 1e6, 1),
+        "facade_overhead_p50_us": round(statistics.median(facade_overheads) * 1e6, 1),
+        "facade_overhead_p90_us": round(statistics.quantiles(facade_overheads, n=10)[-1] * 1e6, 1),
         "stream_events_sync": sync_events,
         "stream_events_async": async_events,
         "per_event_sync_us": round(sync_stream / sync_events * 1e6, 2),

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from tests.fakeapi import FakeAPI
+from tests.sync_facade import APIS, Api
 from wrenn_local._asgi import serve_asgi
 
 # Every async test runs under asyncio (debug mode) and trio.
@@ -27,3 +28,27 @@ async def fake_api() -> AsyncIterator[FakeAPI]:
     async with serve_asgi(api) as (host, port):
         api.base_url = f"http://{host}:{port}"
         yield api
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scenarios marked ``async_only`` (they cancel async scopes, or use async-only
+    constructors) are not run through the sync API; see tests/sync_facade.py."""
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        api = callspec.params.get("api") if callspec is not None else None
+        if api == "sync" and item.get_closest_marker("async_only"):
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.fixture(params=APIS)
+def api(request: pytest.FixtureRequest) -> Api:
+    """``"async"`` or ``"sync"``: which public API an end-to-end scenario goes through."""
+    value: Api = request.param
+    return value

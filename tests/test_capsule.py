@@ -9,6 +9,7 @@ import pytest
 
 import wrenn_local
 from tests.localserver import FAST
+from tests.sync_facade import Api, open_client
 from wrenn import (
     AsyncPtySession,
     AsyncWrennClient,
@@ -21,10 +22,11 @@ from wrenn import (
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[AsyncWrennClient]:
+async def client(api: Api) -> AsyncIterator[AsyncWrennClient]:
+    """The async client, or (``api == "sync"``) the sync client behind an async face."""
     async with (
         wrenn_local.serve(options=FAST) as server,
-        AsyncWrennClient(api_key=server.api_key, base_url=server.base_url) as c,
+        open_client(api, api_key=server.api_key, base_url=server.base_url) as c,
     ):
         yield c
 
@@ -112,6 +114,7 @@ async def test_an_error_in_the_block_still_destroys(client: AsyncWrennClient) ->
     assert cap.capsule_id not in await live(client)
 
 
+@pytest.mark.async_only  # cancels async scopes
 @pytest.mark.parametrize("delay", [0.0, 0.003, 0.01, 0.05, 0.2])
 async def test_cancellation_while_creating_leaves_no_capsule(
     client: AsyncWrennClient, delay: float
@@ -127,6 +130,7 @@ async def test_cancellation_while_creating_leaves_no_capsule(
     assert not [c for c in left if c[1] != "stopping"], left
 
 
+@pytest.mark.async_only  # cancels async scopes
 async def test_cancellation_mid_stream_kills_the_run(client: AsyncWrennClient) -> None:
     async with client.capsule() as cap:
         with anyio.move_on_after(0.5):
@@ -239,6 +243,7 @@ async def test_map_failures(client: AsyncWrennClient) -> None:
     assert await live(client) == []
 
 
+@pytest.mark.async_only  # cancels async scopes
 async def test_cancelling_map_destroys_every_capsule(client: AsyncWrennClient) -> None:
     from wrenn import AsyncCapsule
 
@@ -310,6 +315,7 @@ async def test_keepalive_beats_the_ttl(client: AsyncWrennClient) -> None:
                 await anyio.sleep(0.1)
 
 
+@pytest.mark.async_only  # the async class's own constructors
 async def test_official_constructors(
     client: AsyncWrennClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

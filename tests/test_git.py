@@ -9,9 +9,9 @@ import pytest
 
 import wrenn_local
 from tests.localserver import FAST
+from tests.sync_facade import Api, open_client
 from wrenn import (
     AsyncCapsule,
-    AsyncWrennClient,
     GitAuthError,
     GitCommandError,
     WrennValidationError,
@@ -32,10 +32,11 @@ http.server.HTTPServer(("127.0.0.1", 8123), H).serve_forever()
 
 
 @pytest.fixture
-async def cap() -> AsyncIterator[AsyncCapsule]:
+async def cap(api: Api) -> AsyncIterator[AsyncCapsule]:
+    """A capsule through the async API, or through the sync one behind an async face."""
     async with (
         wrenn_local.serve(options=FAST) as server,
-        AsyncWrennClient(api_key=server.api_key, base_url=server.base_url) as client,
+        open_client(api, api_key=server.api_key, base_url=server.base_url) as client,
         client.capsule() as capsule,
     ):
         yield capsule
@@ -79,6 +80,7 @@ async def test_a_whole_workflow(cap: AsyncCapsule) -> None:
     assert "does-not-exist" in info.value.stderr
 
 
+@pytest.mark.async_only  # observes the async object's own calls
 async def test_credentials_stay_off_argv_and_config(
     cap: AsyncCapsule, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 import wrenn_local
 from tests.localserver import FAST
+from tests.sync_facade import Api, open_client
 from wrenn import (
     AsyncWrennClient,
     WrennAuthenticationError,
@@ -33,8 +34,8 @@ async def until(client: AsyncWrennClient, capsule_id: str, status: str) -> model
     return capsule
 
 
-async def test_capsule_lifecycle(local: wrenn_local.LocalServer) -> None:
-    async with AsyncWrennClient(api_key=local.api_key, base_url=local.base_url) as client:
+async def test_capsule_lifecycle(local: wrenn_local.LocalServer, api: Api) -> None:
+    async with open_client(api, api_key=local.api_key, base_url=local.base_url) as client:
         created = await client.capsules.create(timeout_sec=600, metadata={"suite": "e2e"})
         assert created.status is models.CapsuleStatus.STARTING
         running = await until(client, created.id, "running")
@@ -66,8 +67,8 @@ async def test_capsule_lifecycle(local: wrenn_local.LocalServer) -> None:
             await client.capsules.get("cl-short")
 
 
-async def test_snapshots(local: wrenn_local.LocalServer) -> None:
-    async with AsyncWrennClient(api_key=local.api_key, base_url=local.base_url) as client:
+async def test_snapshots(local: wrenn_local.LocalServer, api: Api) -> None:
+    async with open_client(api, api_key=local.api_key, base_url=local.base_url) as client:
         capsule = await client.capsules.create()
         await until(client, capsule.id, "running")
         pending = await client.snapshots.create(capsule.id)
@@ -85,14 +86,14 @@ async def test_snapshots(local: wrenn_local.LocalServer) -> None:
         assert await client.snapshots.get(pending.name) is None
 
 
-async def test_accounts_keys_and_hosts(local: wrenn_local.LocalServer) -> None:
-    async with AsyncWrennClient(base_url=local.base_url, api_key=None, token=None) as anon:
+async def test_accounts_keys_and_hosts(local: wrenn_local.LocalServer, api: Api) -> None:
+    async with open_client(api, base_url=local.base_url, api_key=None, token=None) as anon:
         await anon.auth.signup("dev@example.com", "long enough", "Dev")
         session = await anon.auth.login("dev@example.com", "long enough")
         assert session.token is not None
         with pytest.raises(WrennAuthenticationError):
             await anon.auth.login("dev@example.com", "wrong password")
-    async with AsyncWrennClient(base_url=local.base_url, token=session.token) as user:
+    async with open_client(api, base_url=local.base_url, token=session.token) as user:
         key = await user.api_keys.create("laptop")
         assert key.key is not None
         assert [k.id for k in await user.api_keys.list()] == [key.id]
@@ -108,18 +109,21 @@ async def test_accounts_keys_and_hosts(local: wrenn_local.LocalServer) -> None:
         assert (await user.hosts.delete_preview(created.host.id)).capsule_ids == []
         await user.hosts.delete(created.host.id)
         # the new key works for capsule routes, in its own team
-        async with AsyncWrennClient(base_url=local.base_url, api_key=key.key) as keyed:
+        async with open_client(api, base_url=local.base_url, api_key=key.key) as keyed:
             assert await keyed.capsules.list() == []
         await user.api_keys.delete(key.id)
-        async with AsyncWrennClient(base_url=local.base_url, api_key=key.key) as revoked:
+        async with open_client(api, base_url=local.base_url, api_key=key.key) as revoked:
             with pytest.raises(WrennAuthenticationError):
                 await revoked.capsules.list()
 
 
-async def test_event_stream(local: wrenn_local.LocalServer) -> None:
+async def test_event_stream(local: wrenn_local.LocalServer, api: Api) -> None:
     kinds: list[str] = []
-    client = AsyncWrennClient(api_key=local.api_key, base_url=local.base_url)
-    async with client, anyio.create_task_group() as tg, client.events.stream() as events:
+    async with (
+        open_client(api, api_key=local.api_key, base_url=local.base_url) as client,
+        anyio.create_task_group() as tg,
+        client.events.stream() as events,
+    ):
 
         async def act() -> None:
             capsule = await client.capsules.create()
@@ -137,8 +141,8 @@ async def test_event_stream(local: wrenn_local.LocalServer) -> None:
     assert "capsule.state.changed" in kinds
 
 
-async def test_processes_and_files(local: wrenn_local.LocalServer) -> None:
-    async with AsyncWrennClient(api_key=local.api_key, base_url=local.base_url) as client:
+async def test_processes_and_files(local: wrenn_local.LocalServer, api: Api) -> None:
+    async with open_client(api, api_key=local.api_key, base_url=local.base_url) as client:
         cid = (await client.capsules.create()).id
         await until(client, cid, "running")
         result = await client.processes.run(
@@ -167,10 +171,10 @@ async def test_processes_and_files(local: wrenn_local.LocalServer) -> None:
             await client.processes.run(cid, "true", timeout_sec=0)
 
 
-async def test_exec_stream_and_attach(local: wrenn_local.LocalServer) -> None:
+async def test_exec_stream_and_attach(local: wrenn_local.LocalServer, api: Api) -> None:
     from wrenn import StreamExit, StreamStart, StreamStderr, StreamStdout
 
-    async with AsyncWrennClient(api_key=local.api_key, base_url=local.base_url) as client:
+    async with open_client(api, api_key=local.api_key, base_url=local.base_url) as client:
         cid = (await client.capsules.create()).id
         await until(client, cid, "running")
         async with client.processes.stream(
@@ -197,16 +201,18 @@ async def test_exec_stream_and_attach(local: wrenn_local.LocalServer) -> None:
         with pytest.raises(WrennValidationError):
             async with client.processes.stream("cl-bad", "true"):
                 pass
-    async with AsyncWrennClient(api_key="wrn_" + "0" * 32, base_url=local.base_url) as bad:
+    async with open_client(api, api_key="wrn_" + "0" * 32, base_url=local.base_url) as bad:
         with pytest.raises(WrennAuthenticationError):
             async with bad.processes.stream(cid, "true") as denied:
                 await denied.wait()
 
 
-async def test_a_stream_cut_short_is_never_a_finish(local: wrenn_local.LocalServer) -> None:
+async def test_a_stream_cut_short_is_never_a_finish(
+    local: wrenn_local.LocalServer, api: Api
+) -> None:
     from wrenn import WrennError
 
-    async with AsyncWrennClient(api_key=local.api_key, base_url=local.base_url) as client:
+    async with open_client(api, api_key=local.api_key, base_url=local.base_url) as client:
         cid = (await client.capsules.create()).id
         await until(client, cid, "running")
 

@@ -27,6 +27,7 @@ from ._git import GitBranch as GitBranch
 from ._git import GitCommandError as GitCommandError
 from ._git import GitError as GitError
 from ._git import GitStatus as GitStatus
+from ._pool import CapsulePool as CapsulePool
 from ._pty import AsyncPtySession as AsyncPtySession
 from ._resources.streams import ExecStream as ExecStream
 from ._stream_protocol import StreamEvent as StreamEvent
@@ -35,13 +36,14 @@ from ._stream_protocol import StreamStart as StreamStart
 from ._stream_protocol import StreamStderr as StreamStderr
 from ._stream_protocol import StreamStdout as StreamStdout
 from ._sync import Capsule as Capsule
-from ._sync import CapsuleFiles as CapsuleFiles
-from ._sync import Commands as Commands
-from ._sync import Git as Git
-from ._sync import PtySession as PtySession
-from ._sync import Stream as Stream
-from ._sync import SyncCommandHandle as SyncCommandHandle
+from ._sync import SyncCapsulePool as SyncCapsulePool
 from ._sync import WrennClient as WrennClient
+from ._sync_commands import Commands as Commands
+from ._sync_commands import Stream as Stream
+from ._sync_commands import SyncCommandHandle as SyncCommandHandle
+from ._sync_files import CapsuleFiles as CapsuleFiles
+from ._sync_git import Git as Git
+from ._sync_pty import PtySession as PtySession
 from ._version import __version__ as __version__
 from .exceptions import WrennAgentError as WrennAgentError
 from .exceptions import WrennAPIError as WrennAPIError
@@ -77,6 +79,7 @@ __all__ = [
     "AsyncWrennClient",
     "Capsule",
     "CapsuleFiles",
+    "CapsulePool",
     "ClientConfig",
     "CommandExitError",
     "CommandHandle",
@@ -101,6 +104,7 @@ __all__ = [
     "StreamStderrEvent",
     "StreamStdout",
     "StreamStdoutEvent",
+    "SyncCapsulePool",
     "SyncCommandHandle",
     "WrennAPIError",
     "WrennAgentError",
@@ -158,6 +162,8 @@ for _name in (
     "Stream",
     "SyncCommandHandle",
     "WrennClient",
+    "CapsulePool",
+    "SyncCapsulePool",
     "CommandExitError",
     "CommandHandle",
     "ClientConfig",

@@ -78,27 +78,21 @@ class AsyncCapsule:
         from ._client import AsyncWrennClient
 
         client = AsyncWrennClient(api_key=api_key, base_url=base_url)
-        capsule: AsyncCapsule | None = None
         try:
-            info = await create_shielded(
+            capsule = await create_capsule(
                 client,
                 template=template,
                 vcpus=vcpus,
                 memory_mb=memory_mb,
-                timeout_sec=timeout,
+                timeout=timeout,
                 metadata=metadata,
+                wait=wait,
             )
-            capsule = cls(client, info)
-            capsule._owns_client = True
-            await anyio.lowlevel.checkpoint()
-            if wait:
-                await capsule.wait_ready()
         except BaseException:
-            if capsule is not None:
-                await destroy_quietly(client, capsule.capsule_id)
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
                 await client.aclose()
             raise
+        capsule._owns_client = True
         return capsule
 
     @classmethod
@@ -245,6 +239,37 @@ async def create_shielded(client: AsyncWrennClient, **fields: Any) -> Capsule:
     with anyio.CancelScope(shield=True):
         capsule = await client.capsules.create(**fields)
     return capsule  # noqa: RET504 - mypy cannot see that the shield never swallows errors
+
+
+async def create_capsule(
+    client: AsyncWrennClient,
+    *,
+    template: str | None,
+    vcpus: int | None,
+    memory_mb: int | None,
+    timeout: int | None,
+    metadata: Mapping[str, str] | None,
+    wait: bool,
+) -> AsyncCapsule:
+    """Create a capsule that no scope owns (the official constructors); on any failure
+    or cancellation after the create, it is destroyed again."""
+    info = await create_shielded(
+        client,
+        template=template,
+        vcpus=vcpus,
+        memory_mb=memory_mb,
+        timeout_sec=timeout,
+        metadata=metadata,
+    )
+    capsule = AsyncCapsule(client, info)
+    try:
+        await anyio.lowlevel.checkpoint()
+        if wait:
+            await capsule.wait_ready()
+    except BaseException:
+        await destroy_quietly(client, capsule.capsule_id)
+        raise
+    return capsule
 
 
 async def destroy_quietly(client: AsyncWrennClient, capsule_id: str) -> None:

@@ -119,6 +119,11 @@ class AsyncCapsuleFiles:
         if hasattr(data, "read"):
             await self._stream_write(path, _file_chunks(data))  # type: ignore[arg-type]
             return
+        if not hasattr(data, "__aiter__"):
+            raise WrennValidationError(
+                "data must be str, bytes, a binary file object or an async iterable of "
+                f"bytes, not {type(data).__name__}"
+            )
         await self._stream_write(path, data)
 
     async def _stream_write(self, path: str, chunks: AsyncIterable[bytes]) -> None:

@@ -33,7 +33,7 @@ class CapsulePool:
         for capsule in capsules:
             send.send_nowait(capsule)
 
-    def close(self) -> None:
+    def _stop(self) -> None:
         """Stop handing out capsules (the pool is ending)."""
         self._free_send.close()
         self._free.close()
@@ -96,4 +96,4 @@ async def open_pool(
         try:
             yield pool
         finally:
-            pool.close()
+            pool._stop()

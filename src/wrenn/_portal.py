@@ -61,6 +61,10 @@ class PortalRunner:
         self._closed = False
         self._lock = threading.Lock()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Stop the portal (joins its thread). Safe to call twice."""
         with self._lock:
@@ -84,10 +88,16 @@ class PortalRunner:
         future: concurrent.futures.Future[T] = self.portal.start_task_soon(run)
         try:
             # Wait in short slices: a blocked wait would not let Ctrl-C through until the
-            # call ended. (Not future.result(timeout): our timeout errors are TimeoutErrors.)
-            while not future.done():
-                concurrent.futures.wait([future], timeout=WAIT_SLICE)
-            return future.result()
+            # call ended. `exception()` returns the call's own error rather than raising
+            # it, so a TimeoutError here can only mean the slice ran out.
+            while True:
+                try:
+                    error = future.exception(timeout=WAIT_SLICE)
+                except TimeoutError:
+                    continue
+                if error is not None:
+                    raise error
+                return future.result()
         except KeyboardInterrupt:
             future.cancel()
             concurrent.futures.wait([future], timeout=CANCEL_WAIT)

@@ -1,0 +1,200 @@
+"""Commands for synchronous code: ``cap.commands``, output streams, background handles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal, final, overload
+
+from ._commands import AsyncCommands, CommandHandle
+from ._models import CommandResult
+from ._portal import PortalRunner
+from ._resources.streams import ExecStream
+from ._stream_protocol import StreamEvent
+from ._sync_adapt import Facet, blocking
+
+__all__ = ["Commands", "Stream", "SyncCommandHandle"]
+
+
+@final
+class Stream:
+    """A command's output stream for synchronous code.
+
+    ``with cap.commands.stream(...) as run: for event in run`` or simply
+    ``for event in cap.commands.stream(...)`` (the connection closes when the loop ends or
+    is left). Each ``next`` that finds nothing buffered crosses into the portal once and
+    brings back every event already received (up to 256), so the per-event cost is a
+    list pop. While nothing is read the bounded buffer fills and the server is slowed
+    down (backpressure), nothing is dropped. Ctrl-C during a wait cancels it and closes
+    the stream when the block is left.
+    """
+
+    def __init__(self, runner: PortalRunner, factory: Callable[[], Any]) -> None:
+        self._runner = runner
+        self._factory = factory
+        self._async: ExecStream | None = None
+        self._cm: Any = None
+
+    def __enter__(self) -> Stream:
+        if self._cm is not None:
+            raise RuntimeError("this stream is already open")
+        cm = self._runner.enter(self._factory)
+        self._async = cm.__enter__()
+        self._cm = cm
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        cm, self._cm = self._cm, None
+        if cm is not None:
+            cm.__exit__(*exc)
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        if self._async is not None:
+            yield from self._runner.iterate(self._async)
+            return
+        with self as opened:
+            yield from opened._events()
+
+    def _events(self) -> Iterator[StreamEvent]:
+        assert self._async is not None, "not open"
+        return self._runner.iterate(self._async)
+
+    @property
+    def pid(self) -> int | None:
+        return self._async.pid if self._async else None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._async.exit_code if self._async else None
+
+    def wait(self) -> int:
+        """Read the rest of the stream; return the exit code."""
+        if self._async is not None:
+            return self._runner.call(self._async.wait)
+        with self as opened:
+            return opened._wait_open()
+
+    def stop(self) -> None:
+        """Detach: ask the server to stop streaming (the process keeps running). Only
+        meaningful while the stream is open."""
+        if self._async is not None:
+            self._runner.call(self._async.stop)
+
+    def _wait_open(self) -> int:
+        assert self._async is not None, "not open"
+        return self._runner.call(self._async.wait)
+
+
+@final
+class SyncCommandHandle(Facet[CommandHandle]):
+    """A background process (sync form of :class:`wrenn.CommandHandle`)."""
+
+    __slots__ = ("capsule_id", "pid", "tag")
+
+    def __init__(self, runner: PortalRunner, handle: CommandHandle) -> None:
+        super().__init__(runner, handle)
+        self.pid = handle.pid
+        self.tag = handle.tag
+        self.capsule_id = handle.capsule_id
+
+    wait = blocking(CommandHandle.wait)
+    kill = blocking(CommandHandle.kill)
+
+    def stream(self) -> Stream:
+        """Attach to the process's output from now on."""
+        return Stream(self._runner, self._async.stream)
+
+
+@final
+class Commands(Facet[AsyncCommands]):
+    """``capsule.commands`` for synchronous code (same names and arguments as async)."""
+
+    __slots__ = ()
+
+    @overload
+    def run(
+        self,
+        cmd: str,
+        *,
+        args: Sequence[str] | None = ...,
+        background: Literal[False] = ...,
+        envs: Mapping[str, str] | None = ...,
+        cwd: str | None = ...,
+        timeout: int = ...,
+        tag: str | None = ...,
+        on_stdout: Callable[[str], Any] | None = ...,
+        on_stderr: Callable[[str], Any] | None = ...,
+        check: bool = ...,
+    ) -> CommandResult: ...
+
+    @overload
+    def run(
+        self,
+        cmd: str,
+        *,
+        args: Sequence[str] | None = ...,
+        background: Literal[True],
+        envs: Mapping[str, str] | None = ...,
+        cwd: str | None = ...,
+        timeout: int = ...,
+        tag: str | None = ...,
+        on_stdout: Callable[[str], Any] | None = ...,
+        on_stderr: Callable[[str], Any] | None = ...,
+        check: bool = ...,
+    ) -> SyncCommandHandle: ...
+
+    def run(
+        self,
+        cmd: str,
+        *,
+        args: Sequence[str] | None = None,
+        background: bool = False,
+        envs: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: int = 30,
+        tag: str | None = None,
+        on_stdout: Callable[[str], Any] | None = None,
+        on_stderr: Callable[[str], Any] | None = None,
+        check: bool = False,
+    ) -> CommandResult | SyncCommandHandle:
+        """See :meth:`wrenn.AsyncCommands.run`. Callbacks run in the portal thread: keep
+        them short (a slow callback slows the stream down, nothing is dropped). Ctrl-C
+        cancels the call; a streamed command is killed."""
+
+        async def run() -> CommandResult | CommandHandle:
+            # `background` is a plain bool here, which none of the overloads take alone
+            return await self._async.run(  # type: ignore[call-overload,misc,no-any-return]
+                cmd,
+                args=args,
+                background=background,
+                envs=envs,
+                cwd=cwd,
+                timeout=timeout,
+                tag=tag,
+                on_stdout=on_stdout,
+                on_stderr=on_stderr,
+                check=check,
+            )
+
+        result = self._runner.call(run)
+        if isinstance(result, CommandHandle):
+            return SyncCommandHandle(self._runner, result)
+        assert isinstance(result, CommandResult)
+        return result
+
+    def stream(
+        self,
+        cmd: str,
+        *,
+        args: Sequence[str] | None = None,
+        envs: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> Stream:
+        """Run ``cmd`` (through the shell unless ``args`` is given) and stream its output."""
+        return Stream(self._runner, lambda: self._async.stream(cmd, args=args, envs=envs, cwd=cwd))
+
+    def connect(self, selector: int | str) -> Stream:
+        """Attach to a running process's output by pid or tag."""
+        return Stream(self._runner, lambda: self._async.connect(selector))
+
+    list = blocking(AsyncCommands.list)
+    kill = blocking(AsyncCommands.kill)

@@ -1,0 +1,94 @@
+"""``capsule.files`` for synchronous code."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
+from contextlib import aclosing, contextmanager
+from typing import BinaryIO, Literal, cast, final, overload
+
+import anyio
+
+from ._exceptions import WrennValidationError
+from ._files import AsyncCapsuleFiles
+from ._sync_adapt import Facet, blocking
+
+__all__ = ["CapsuleFiles", "SyncData"]
+
+SyncData = str | bytes | bytearray | memoryview | BinaryIO
+
+
+@final
+class CapsuleFiles(Facet[AsyncCapsuleFiles]):
+    """``capsule.files`` for synchronous code (same names and arguments as async)."""
+
+    __slots__ = ()
+
+    @overload
+    def read(self, path: str, *, format: Literal["text"] = ...) -> str: ...
+
+    @overload
+    def read(self, path: str, *, format: Literal["bytes"]) -> bytes: ...
+
+    def read(self, path: str, *, format: Literal["text", "bytes"] = "text") -> str | bytes:
+        """A whole file as text (UTF-8, undecodable bytes replaced) or bytes."""
+        data = self._runner.call(self._async.read_bytes, path)
+        if format == "bytes":
+            return data
+        return data.decode("utf-8", errors="replace")
+
+    read_bytes = blocking(AsyncCapsuleFiles.read_bytes)
+    list = blocking(AsyncCapsuleFiles.list)
+    make_dir = blocking(AsyncCapsuleFiles.make_dir)
+    remove = blocking(AsyncCapsuleFiles.remove)
+    exists = blocking(AsyncCapsuleFiles.exists)
+
+    def write(self, path: str, data: SyncData | Iterable[bytes]) -> None:
+        """Write a file (parents created, an existing file replaced) from text, bytes, a
+        binary file object or an iterable of byte chunks. Large data, file objects and
+        iterables are streamed in constant memory (see :meth:`upload_stream`). Ctrl-C
+        abandons the write; the server keeps no partial file."""
+        if isinstance(data, str | bytes | bytearray | memoryview):
+            self._runner.call(self._async.write, path, data)
+            return
+        if hasattr(data, "read"):
+            self._runner.call(self._async.write, path, cast("BinaryIO", data))
+            return
+        if not isinstance(data, Iterable):
+            raise WrennValidationError(
+                "data must be str, bytes, a binary file object or an iterable of bytes, "
+                f"not {type(data).__name__}"
+            )
+        self.upload_stream(path, data)
+
+    def write_many(self, files: Mapping[str, SyncData], *, concurrency: int = 8) -> None:
+        """Write several files, ``concurrency`` at a time."""
+        self._runner.call(self._async.write_many, files, concurrency=concurrency)
+
+    def upload_stream(self, path: str, stream: Iterable[bytes]) -> None:
+        """Upload the chunks of ``stream`` as one file, in constant memory.
+
+        The iterable is read in a worker thread of the portal, one chunk at a time, only
+        as fast as the upload goes. Ctrl-C cancels the upload (the file is not written).
+        """
+        chunks = iter(stream)
+        done = object()
+
+        async def pull() -> AsyncGenerator[bytes, None]:
+            while (chunk := await anyio.to_thread.run_sync(next, chunks, done)) is not done:
+                if not isinstance(chunk, bytes | bytearray | memoryview):
+                    raise WrennValidationError(
+                        f"upload_stream chunks must be bytes, not {type(chunk).__name__}"
+                    )
+                yield bytes(chunk)
+
+        async def upload() -> None:
+            async with aclosing(pull()) as gen:
+                await self._async.upload_stream(path, gen)
+
+        self._runner.call(upload)
+
+    @contextmanager
+    def read_stream(self, path: str, *, chunk_size: int = 256 * 1024) -> Iterator[Iterator[bytes]]:
+        """``with cap.files.read_stream(p) as chunks: for chunk in chunks`` (constant memory)."""
+        with self._runner.enter(lambda: self._async.read_stream(path, chunk_size=chunk_size)) as it:
+            yield self._runner.iterate(it)

@@ -1,0 +1,149 @@
+"""The REST resources of :class:`wrenn.WrennClient` (``client.capsules``, ``.snapshots``,
+``.events``, ``.auth``, ``.api_keys``, ``.hosts``, ``.processes``, ``.files``).
+
+Each is a :class:`Facet` over the async resource; every method is the async one run
+through the client's portal, with the same parameters, errors and retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import final
+
+from ._models import Event
+from ._resources.accounts import AsyncAPIKeys, AsyncAuth
+from ._resources.capsules import AsyncCapsules
+from ._resources.events import AsyncEvents
+from ._resources.files import AsyncFiles
+from ._resources.hosts import AsyncHosts
+from ._resources.processes import AsyncProcesses
+from ._resources.snapshots import AsyncSnapshots
+from ._sync_adapt import Facet, blocking
+from ._sync_commands import Stream
+
+__all__ = ["APIKeys", "Auth", "Capsules", "Events", "Files", "Hosts", "Processes", "Snapshots"]
+
+
+@final
+class Capsules(Facet[AsyncCapsules]):
+    """``client.capsules``: capsule REST calls (see :class:`wrenn.AsyncCapsules`)."""
+
+    __slots__ = ()
+    create = blocking(AsyncCapsules.create)
+    list = blocking(AsyncCapsules.list)
+    get = blocking(AsyncCapsules.get)
+    destroy = blocking(AsyncCapsules.destroy)
+    pause = blocking(AsyncCapsules.pause)
+    resume = blocking(AsyncCapsules.resume)
+    ping = blocking(AsyncCapsules.ping)
+    metrics = blocking(AsyncCapsules.metrics)
+    stats = blocking(AsyncCapsules.stats)
+    usage = blocking(AsyncCapsules.usage)
+
+
+@final
+class Snapshots(Facet[AsyncSnapshots]):
+    """``client.snapshots``: templates made from capsules."""
+
+    __slots__ = ()
+    create = blocking(AsyncSnapshots.create)
+    list = blocking(AsyncSnapshots.list)
+    get = blocking(AsyncSnapshots.get)
+    delete = blocking(AsyncSnapshots.delete)
+    wait = blocking(AsyncSnapshots.wait)
+
+
+@final
+class Events(Facet[AsyncEvents]):
+    """``client.events``: the team's event stream."""
+
+    __slots__ = ()
+
+    @contextmanager
+    def stream(self, *, open_timeout: float | None = None) -> Iterator[Iterator[Event]]:
+        """``with client.events.stream() as events: for event in events``.
+
+        Each ``next`` waits for the next event with no deadline of its own (Ctrl-C
+        cancels the wait); events already received are handed over in one batch.
+        Leaving the block closes the connection.
+        """
+        with self._runner.enter(lambda: self._async.stream(open_timeout=open_timeout)) as it:
+            yield self._runner.iterate(it)
+
+
+@final
+class Auth(Facet[AsyncAuth]):
+    """``client.auth``: sign up and log in (returns a session with a JWT)."""
+
+    __slots__ = ()
+    signup = blocking(AsyncAuth.signup)
+    login = blocking(AsyncAuth.login)
+
+
+@final
+class APIKeys(Facet[AsyncAPIKeys]):
+    """``client.api_keys``: the team's API keys (needs a JWT client)."""
+
+    __slots__ = ()
+    create = blocking(AsyncAPIKeys.create)
+    list = blocking(AsyncAPIKeys.list)
+    delete = blocking(AsyncAPIKeys.delete)
+
+
+@final
+class Hosts(Facet[AsyncHosts]):
+    """``client.hosts``: the machines capsules run on."""
+
+    __slots__ = ()
+    create = blocking(AsyncHosts.create)
+    list = blocking(AsyncHosts.list)
+    get = blocking(AsyncHosts.get)
+    delete = blocking(AsyncHosts.delete)
+    delete_preview = blocking(AsyncHosts.delete_preview)
+    regenerate_token = blocking(AsyncHosts.regenerate_token)
+    tags = blocking(AsyncHosts.tags)
+    add_tag = blocking(AsyncHosts.add_tag)
+    remove_tag = blocking(AsyncHosts.remove_tag)
+
+
+@final
+class Processes(Facet[AsyncProcesses]):
+    """``client.processes``: commands by capsule ID (the thin REST and stream calls)."""
+
+    __slots__ = ()
+    run = blocking(AsyncProcesses.run)
+    start = blocking(AsyncProcesses.start)
+    list = blocking(AsyncProcesses.list)
+    kill = blocking(AsyncProcesses.kill)
+
+    def stream(
+        self,
+        capsule_id: str,
+        cmd: str,
+        *,
+        args: Sequence[str] | None = None,
+        envs: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> Stream:
+        """Run ``cmd`` (no shell) and stream its output; see :class:`Stream`."""
+        return Stream(
+            self._runner,
+            lambda: self._async.stream(capsule_id, cmd, args=args, envs=envs, cwd=cwd),
+        )
+
+    def attach(self, capsule_id: str, selector: int | str) -> Stream:
+        """Stream a running process's output from now on, by pid or tag."""
+        return Stream(self._runner, lambda: self._async.attach(capsule_id, selector))
+
+
+@final
+class Files(Facet[AsyncFiles]):
+    """``client.files``: whole-file REST calls by capsule ID."""
+
+    __slots__ = ()
+    write = blocking(AsyncFiles.write)
+    read = blocking(AsyncFiles.read)
+    list = blocking(AsyncFiles.list)
+    make_dir = blocking(AsyncFiles.make_dir)
+    remove = blocking(AsyncFiles.remove)
