@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, Literal
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 
 from ._accounts import Accounts, Principal
@@ -78,6 +78,10 @@ def endpoint(kind: AuthKind) -> Callable[[Endpoint], Endpoint]:
                 return error_response(exc)
             except AgentFailure as exc:
                 return error_response(agent_error(exc))
+            except ClientDisconnect:
+                # the client went away mid-request: nobody is left to answer
+                log.info("client disconnected during %s %s", request.method, request.url.path)
+                return Response(status_code=499)
             except Exception:
                 log.exception("unhandled error in %s %s", request.method, request.url.path)
                 return error_response(ApiError(500, "internal_error", "an internal error occurred"))

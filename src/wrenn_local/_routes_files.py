@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import anyio
@@ -19,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ._agent_client import AgentChannel, AgentFailure
+from ._agent_client import AgentChannel
 from ._capsules import CapsuleRecord
 from ._errors import ApiError, bad_request, error_response, json_response
 from ._http import endpoint, principal_of, read_json
@@ -245,21 +244,52 @@ async def _read(request: Request) -> Response:
         await opened.__aexit__(None, None, None)
         raise
 
-    async def body_chunks() -> AsyncIterator[bytes]:
+    return _AgentFileResponse(opened, channel)
+
+
+class _AgentFileResponse(StreamingResponse):
+    """A file streamed from the capsule agent to the client.
+
+    Not an async generator on purpose: the agent channel is closed in this task's
+    ``finally``, at once, whether the body ends, breaks off or the client disconnects
+    (a generator abandoned on disconnect would be left to the garbage collector).
+    """
+
+    def __init__(self, opened: contextlib.AbstractAsyncContextManager[Any], channel: AgentChannel):
+        super().__init__(iter(()), media_type="application/octet-stream")
+        self._opened = opened
+        self._channel = channel
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            while True:
-                got = await channel.receive()
-                if got is None:
-                    raise AgentFailure("agent_error", "file read broke off")
-                kind, payload = got
-                if kind == b"Z":
-                    return
-                yield payload
+            async with anyio.create_task_group() as tg:
+
+                async def until_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(until_disconnect)
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": self.status_code,
+                        "headers": self.raw_headers,
+                    }
+                )
+                while True:
+                    got = await self._channel.receive()
+                    if got is None:  # the agent broke off: end without the final chunk,
+                        break  # so the client sees a truncated body, never a short file
+                    kind, payload = got
+                    if kind == b"Z":
+                        await send({"type": "http.response.body", "body": b""})
+                        break
+                    await send({"type": "http.response.body", "body": payload, "more_body": True})
+                tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await opened.__aexit__(None, None, None)
-
-    return StreamingResponse(body_chunks(), media_type="application/octet-stream")
+                await self._opened.__aexit__(None, None, None)
 
 
 @endpoint("key_or_jwt")
