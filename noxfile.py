@@ -54,7 +54,7 @@ def ensure_sandbox_tools(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     ensure_sandbox_tools(session)
-    session.install("-e", ".[local]", *group("test"))
+    session.install("-e", ".[local,code]", *group("test"))
     session.run("python", "-m", "pytest", *(session.posargs or ["tests"]))
 
 
@@ -72,6 +72,8 @@ def compat(session: nox.Session) -> None:
         "python-multipart>=0.0.20",
         "anyio>=4.14",
         "attrs>=24.1",
+        "jupyter_server>=2.14",
+        "ipykernel>=6.29",
     )
     session.run("python", "-m", "pip", "install", "-q", "--ignore-requires-python", "wrenn==0.3.0")
     server = subprocess.Popen(
@@ -87,6 +89,10 @@ def compat(session: nox.Session) -> None:
             line.strip().split("=", 1)
             for line in (server.stdout.readline(), server.stdout.readline())
         )
+        # The official SDK reaches capsule ports as {port}-{id}.{proxy domain}; the
+        # script resolves *.localhost itself, as wildcard DNS does for the cloud.
+        port = env["WRENN_BASE_URL"].rsplit(":", 1)[1].split("/")[0]
+        env["WRENN_PROXY_DOMAIN"] = f"localhost:{port}"
         session.run("python", "tests/compat/official_sdk.py", env=env)
     finally:
         server.terminate()
@@ -108,9 +114,30 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
+    """Every benchmark side by side (never part of the test suite). The official wrenn
+    0.3.0 SDK, which is also called ``wrenn``, gets a virtual environment of its own."""
     ensure_sandbox_tools(session)
-    session.install("-e", ".[local]", "httpx>=0.28.1", "httpx-ws>=0.9", *group("test"))
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    session.install("-e", ".[local,code]", "httpx>=0.28.1", "httpx-ws>=0.9", *group("test"))
+    official = Path(session.virtualenv.location).parent / "bench-official"
+    python = official / "bin" / "python"
+    if not python.exists():
+        session.run("python", "-m", "venv", str(official))
+        session.run(
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--ignore-requires-python",
+            "wrenn==0.3.0",
+            external=True,
+        )
+    session.run(
+        "python",
+        "benchmarks/run.py",
+        *session.posargs,
+        env={"WRENN_OFFICIAL_PYTHON": str(python)},
+    )
 
 
 @nox.session

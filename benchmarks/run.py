@@ -18,6 +18,7 @@ SUITES = [
     ("ws_throughput", [sys.executable, str(HERE / "ws_throughput.py"), "--mib", "256"]),
     ("fanout", [sys.executable, str(HERE / "fanout.py"), "16", "64", "256"]),
     ("sync_overhead", [sys.executable, str(HERE / "sync_overhead.py")]),
+    ("code_cell", [sys.executable, str(HERE / "code_cell.py"), "--cells", "200"]),
 ]
 
 

@@ -41,6 +41,8 @@ TWINS: dict[type, type] = {
     wrenn.PtySession: wrenn.AsyncPtySession,
     wrenn.Git: wrenn.AsyncGit,
     wrenn.SyncCapsulePool: wrenn.CapsulePool,
+    wrenn.CodeRunner: wrenn.AsyncCodeRunner,
+    wrenn.SyncCodeRun: wrenn.CodeRun,
     _sync_resources.Capsules: capsules.AsyncCapsules,
     _sync_resources.Snapshots: snapshots.AsyncSnapshots,
     _sync_resources.Events: events.AsyncEvents,

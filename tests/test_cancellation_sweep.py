@@ -100,3 +100,25 @@ async def test_cancel_anywhere(server: dict[str, str], operation: Operation) -> 
     await anyio.sleep(0.1)
     assert len(anyio.get_running_tasks()) <= baseline_tasks
     assert fds() <= baseline_fds
+
+
+async def test_cancel_cells_anywhere(server: dict[str, str]) -> None:
+    """Cancel cells (and the streaming of one) at many points; the kernel stays usable,
+    and leaving the scope closes the kernel connection it held."""
+    baseline_fds = fds()
+    baseline_tasks = len(anyio.get_running_tasks())
+    client = AsyncWrennClient(api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"])
+    async with client, client.capsule(template="code-runner-beta") as cap:
+        await cap.run_code("count = 0")
+        for delay in (0.0, 0.005, 0.02, 0.1, 0.4):
+            with anyio.move_on_after(delay):
+                await cap.run_code("import time\ncount += 1\ntime.sleep(30)")
+            with anyio.move_on_after(delay):
+                async with cap.code.stream("while True: print('x')") as run:
+                    async for _ in run:
+                        await anyio.sleep(0.001)
+            with anyio.fail_after(20):
+                assert (await cap.run_code("'alive'")).text == "'alive'"
+    await anyio.sleep(0.1)
+    assert len(anyio.get_running_tasks()) <= baseline_tasks
+    assert fds() <= baseline_fds

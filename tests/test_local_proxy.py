@@ -52,10 +52,15 @@ while True:
         if len(h) < 2: break
         op, n = h[0] & 15, h[1] & 127
         if n == 126: n = struct.unpack(">H", f.read(2))[0]
+        elif n == 127: n = struct.unpack(">Q", f.read(8))[0]
         mask = f.read(4); data = bytes(b ^ mask[i % 4] for i, b in enumerate(f.read(n)))
         if op == 8: c.sendall(b"\x88\x02" + data[:2]); break
         reply = data.upper() if op == 1 else data
-        c.sendall(bytes([0x80 | op, len(reply)]) + reply)
+        size = len(reply)
+        if size < 126: head = bytes([0x80 | op, size])
+        elif size < 65536: head = bytes([0x80 | op, 126]) + struct.pack(">H", size)
+        else: head = bytes([0x80 | op, 127]) + struct.pack(">Q", size)
+        c.sendall(head + reply)
     c.close()
 """
 
@@ -144,3 +149,7 @@ async def test_websocket_through_the_proxy() -> None:
             await ws.send_bytes(b"\x00\x01")
             with anyio.fail_after(10):
                 assert await ws.receive() == b"\x00\x01"
+            # a message that reaches the proxy in many pieces arrives whole
+            await ws.send_text("x" * 300_000 + "end")
+            with anyio.fail_after(10):
+                assert await ws.receive() == "X" * 300_000 + "END"

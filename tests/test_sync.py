@@ -185,6 +185,8 @@ ASYNC_ONLY = {"take_ready"}  # the batching hook the sync iterators use
         (wrenn.PtySession, AsyncPtySession),
         (wrenn.Git, wrenn.AsyncGit),
         (wrenn.SyncCapsulePool, wrenn.CapsulePool),
+        (wrenn.CodeRunner, wrenn.AsyncCodeRunner),
+        (wrenn.SyncCodeRun, wrenn.CodeRun),
         (_sync_resources.Capsules, AsyncCapsules),
         (_sync_resources.Snapshots, AsyncSnapshots),
         (_sync_resources.Events, AsyncEvents),

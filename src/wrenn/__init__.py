@@ -10,10 +10,21 @@ Every exception the SDK raises derives from :class:`WrennError`.
 
 from __future__ import annotations
 
+from . import code_runner as code_runner
 from . import exceptions as exceptions
 from . import models as models
 from ._capsule import AsyncCapsule as AsyncCapsule
 from ._client import AsyncWrennClient as AsyncWrennClient
+from ._code import AsyncCodeRunner as AsyncCodeRunner
+from ._code import CodeRun as CodeRun
+from ._code_models import CodeContext as CodeContext
+from ._code_models import CodeOutput as CodeOutput
+from ._code_models import CodeStderr as CodeStderr
+from ._code_models import CodeStdout as CodeStdout
+from ._code_models import Execution as Execution
+from ._code_models import ExecutionError as ExecutionError
+from ._code_models import Logs as Logs
+from ._code_models import Result as Result
 from ._commands import AsyncCommands as AsyncCommands
 from ._commands import CommandExitError as CommandExitError
 from ._commands import CommandHandle as CommandHandle
@@ -38,6 +49,8 @@ from ._stream_protocol import StreamStdout as StreamStdout
 from ._sync import Capsule as Capsule
 from ._sync import SyncCapsulePool as SyncCapsulePool
 from ._sync import WrennClient as WrennClient
+from ._sync_code import CodeRunner as CodeRunner
+from ._sync_code import SyncCodeRun as SyncCodeRun
 from ._sync_commands import Commands as Commands
 from ._sync_commands import Stream as Stream
 from ._sync_commands import SyncCommandHandle as SyncCommandHandle
@@ -73,6 +86,7 @@ from .exceptions import WrennWebSocketClosedError as WrennWebSocketClosedError
 __all__ = [
     "AsyncCapsule",
     "AsyncCapsuleFiles",
+    "AsyncCodeRunner",
     "AsyncCommands",
     "AsyncGit",
     "AsyncPtySession",
@@ -81,10 +95,18 @@ __all__ = [
     "CapsuleFiles",
     "CapsulePool",
     "ClientConfig",
+    "CodeContext",
+    "CodeOutput",
+    "CodeRun",
+    "CodeRunner",
+    "CodeStderr",
+    "CodeStdout",
     "CommandExitError",
     "CommandHandle",
     "Commands",
     "ExecStream",
+    "Execution",
+    "ExecutionError",
     "FileStatus",
     "Git",
     "GitAuthError",
@@ -92,7 +114,9 @@ __all__ = [
     "GitCommandError",
     "GitError",
     "GitStatus",
+    "Logs",
     "PtySession",
+    "Result",
     "Secret",
     "Stream",
     "StreamEvent",
@@ -105,6 +129,7 @@ __all__ = [
     "StreamStdout",
     "StreamStdoutEvent",
     "SyncCapsulePool",
+    "SyncCodeRun",
     "SyncCommandHandle",
     "WrennAPIError",
     "WrennAgentError",
@@ -131,6 +156,7 @@ __all__ = [
     "WrennUnavailableError",
     "WrennValidationError",
     "__version__",
+    "code_runner",
     "exceptions",
     "models",
 ]
@@ -142,6 +168,17 @@ StreamStderrEvent = StreamStderr
 StreamExitEvent = StreamExit
 
 for _name in (
+    "AsyncCodeRunner",
+    "CodeRun",
+    "CodeContext",
+    "CodeStderr",
+    "CodeStdout",
+    "Execution",
+    "ExecutionError",
+    "Logs",
+    "Result",
+    "CodeRunner",
+    "SyncCodeRun",
     "AsyncGit",
     "FileStatus",
     "GitAuthError",

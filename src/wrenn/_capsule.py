@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 
+from ._code import DEFAULT_KERNEL, AsyncCodeRunner
+from ._code_models import CodeContext, Execution, ExecutionError, Result
 from ._commands import AsyncCommands
 from ._exceptions import WrennError
 from ._files import AsyncCapsuleFiles
@@ -28,9 +31,9 @@ log = logging.getLogger("wrenn")
 
 CLEANUP_TIMEOUT: Final = 30.0
 DEFAULT_WAIT: Final = 60.0
+C = TypeVar("C", bound="AsyncCapsule")
 
 
-@final
 class AsyncCapsule:
     """A capsule you can work with: ``commands``, ``files`` and its lifecycle.
 
@@ -39,7 +42,9 @@ class AsyncCapsule:
     it is). Not constructed directly.
     """
 
-    def __init__(self, client: AsyncWrennClient, info: Capsule) -> None:
+    def __init__(
+        self, client: AsyncWrennClient, info: Capsule, *, kernel: str = DEFAULT_KERNEL
+    ) -> None:
         self._client = client
         self._owns_client = False
         self.info = info
@@ -47,7 +52,11 @@ class AsyncCapsule:
         self.commands = AsyncCommands(client.processes, info.id)
         self.files = AsyncCapsuleFiles(client.files, client._http, info.id)
         self.git = AsyncGit(self)
+        self.code = AsyncCodeRunner(self, kernel=kernel)
         self.detached = False
+        # the task group of the capsule's scope (None outside `client.capsule()`): long-
+        # lived connections such as kernel WebSockets run there and end with the scope
+        self._services: anyio.abc.TaskGroup | None = None
 
     def __repr__(self) -> str:
         return f"<AsyncCapsule {self.capsule_id} {self.info.status}>"
@@ -66,7 +75,7 @@ class AsyncCapsule:
         api_key: str | None = None,
         base_url: str | None = None,
         metadata: Mapping[str, str] | None = None,
-    ) -> AsyncCapsule:
+    ) -> Self:
         """Create a capsule with a client of its own (the official SDK's form).
 
         Use it as ``async with await AsyncCapsule.create() as cap:`` so that it is
@@ -87,6 +96,7 @@ class AsyncCapsule:
                 timeout=timeout,
                 metadata=metadata,
                 wait=wait,
+                factory=cls,
             )
         except BaseException:
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
@@ -191,6 +201,52 @@ class AsyncCapsule:
     async def create_snapshot(self, name: str | None = None) -> PendingSnapshot:
         return await self._client.snapshots.create(self.capsule_id, name=name)
 
+    # --- code runner (capsules running Jupyter, e.g. the code-runner-beta template) ---
+
+    async def run_code(
+        self,
+        code: str,
+        *,
+        language: str = "python",
+        context: CodeContext | str | None = None,
+        timeout: float = 30.0,
+        jupyter_timeout: float = 30.0,
+        on_stdout: Callable[[str], Awaitable[None] | None] | None = None,
+        on_stderr: Callable[[str], Awaitable[None] | None] | None = None,
+        on_result: Callable[[Result], Awaitable[None] | None] | None = None,
+        on_error: Callable[[ExecutionError], Awaitable[None] | None] | None = None,
+    ) -> Execution:
+        """Run ``code`` in the capsule's Jupyter kernel; see :meth:`AsyncCodeRunner.run`."""
+        return await self.code.run(
+            code,
+            language=language,
+            context=context,
+            timeout=timeout,
+            jupyter_timeout=jupyter_timeout,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            on_result=on_result,
+            on_error=on_error,
+        )
+
+    async def create_code_context(
+        self, *, language: str = "python", cwd: str | None = None
+    ) -> CodeContext:
+        """A new kernel with state of its own; see :meth:`AsyncCodeRunner.create_context`."""
+        return await self.code.create_context(language=language, cwd=cwd)
+
+    async def list_code_contexts(self) -> builtins.list[CodeContext]:
+        """The kernels running in the capsule."""
+        return await self.code.list_contexts()
+
+    async def restart_code_context(self, context: CodeContext | str | None = None) -> None:
+        """Restart a kernel (the default one when none is given); its state is lost."""
+        await self.code.restart_context(context)
+
+    async def remove_code_context(self, context: CodeContext | str) -> None:
+        """Shut a kernel down."""
+        await self.code.remove_context(context)
+
     def get_url(self, port: int) -> str:
         """The URL of ``port`` inside the capsule, through the port proxy."""
         scheme = "http" if self._client.base_url.startswith("http://") else "https"
@@ -250,7 +306,8 @@ async def create_capsule(
     timeout: int | None,
     metadata: Mapping[str, str] | None,
     wait: bool,
-) -> AsyncCapsule:
+    factory: Callable[[AsyncWrennClient, Capsule], C],
+) -> C:
     """Create a capsule that no scope owns (the official constructors); on any failure
     or cancellation after the create, it is destroyed again."""
     info = await create_shielded(
@@ -261,7 +318,7 @@ async def create_capsule(
         timeout_sec=timeout,
         metadata=metadata,
     )
-    capsule = AsyncCapsule(client, info)
+    capsule = factory(client, info)
     try:
         await anyio.lowlevel.checkpoint()
         if wait:
@@ -325,16 +382,22 @@ async def capsule_scope(
     try:
         await anyio.lowlevel.checkpoint()
         await capsule.wait_ready(ready_timeout)
-        if keepalive:
-            interval = keepalive_interval(keepalive, capsule.info.timeout_sec)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_keep_alive, capsule, interval)
-                try:
-                    yield capsule
-                finally:
-                    tg.cancel_scope.cancel()
-        else:
-            yield capsule
+        error: Exception | None = None
+        async with anyio.create_task_group() as services:
+            if keepalive:
+                interval = keepalive_interval(keepalive, capsule.info.timeout_sec)
+                services.start_soon(_keep_alive, capsule, interval)
+            capsule._services = services
+            try:
+                yield capsule
+            except Exception as exc:
+                # raised again below as it is: a task group would wrap it in a group
+                error = exc
+            finally:
+                capsule._services = None
+                services.cancel_scope.cancel()
+        if error is not None:
+            raise error
     finally:
         if not capsule.detached:
             await destroy_quietly(client, capsule.capsule_id)

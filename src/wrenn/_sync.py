@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar, final
+from typing import Any, Self, TypeVar, final
 
 import anyio
 
@@ -23,6 +23,7 @@ from ._models import Capsule as CapsuleInfo
 from ._pool import CapsulePool
 from ._portal import Backend, PortalRunner
 from ._sync_adapt import Facet, blocking
+from ._sync_code import CodeRunner
 from ._sync_commands import Commands
 from ._sync_files import CapsuleFiles
 from ._sync_git import Git
@@ -35,7 +36,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-@final
 class Capsule(Facet[AsyncCapsule]):
     """A capsule for synchronous code. Get one from ``with client.capsule() as cap``, or
     the official SDK's way: ``with Capsule(wait=True) as cap`` (a client of its own)."""
@@ -43,6 +43,7 @@ class Capsule(Facet[AsyncCapsule]):
     commands: Commands
     files: CapsuleFiles
     git: Git
+    code: CodeRunner
 
     def __init__(
         self,
@@ -72,6 +73,7 @@ class Capsule(Facet[AsyncCapsule]):
                     timeout=timeout,
                     metadata=metadata,
                     wait=wait,
+                    factory=AsyncCapsule,
                 )
             )
         except BaseException:
@@ -86,6 +88,7 @@ class Capsule(Facet[AsyncCapsule]):
         self.commands = Commands(runner, acap.commands)
         self.files = CapsuleFiles(runner, acap.files)
         self.git = Git(runner, acap.git)
+        self.code = CodeRunner(runner, acap.code)
 
     @classmethod
     def _wrap(cls, runner: PortalRunner, acap: AsyncCapsule) -> Capsule:
@@ -106,7 +109,7 @@ class Capsule(Facet[AsyncCapsule]):
         base_url: str | None = None,
         metadata: Mapping[str, str] | None = None,
         backend: Backend = "asyncio",
-    ) -> Capsule:
+    ) -> Self:
         """The same as ``Capsule(...)`` (the official SDK's other spelling)."""
         return cls(
             template,
@@ -178,6 +181,11 @@ class Capsule(Facet[AsyncCapsule]):
     resume = blocking(AsyncCapsule.resume)
     destroy = blocking(AsyncCapsule.destroy)
     create_snapshot = blocking(AsyncCapsule.create_snapshot)
+    run_code = blocking(AsyncCapsule.run_code)
+    create_code_context = blocking(AsyncCapsule.create_code_context)
+    list_code_contexts = blocking(AsyncCapsule.list_code_contexts)
+    restart_code_context = blocking(AsyncCapsule.restart_code_context)
+    remove_code_context = blocking(AsyncCapsule.remove_code_context)
 
     def get_url(self, port: int) -> str:
         """The proxy URL of ``port`` in the capsule."""

@@ -29,6 +29,8 @@ import anyio.abc
 import attrs
 
 from ._accounts import Principal, now_utc, rfc3339
+from ._code_runner import JUPYTER_PORT, KERNEL_NAME, JupyterSupport
+from ._code_runner import TEMPLATE as CODE_TEMPLATE
 from ._errors import ApiError, bad_request, not_found
 from ._events import EventHub
 from ._ids import is_valid, new_id, new_tag
@@ -94,6 +96,7 @@ class TemplateRecord:
     size_bytes: int = 0
     protected: bool = False
     metadata: dict[str, str] = attrs.field(factory=dict)
+    services: tuple[str, ...] = ()  # started in each capsule at boot ("jupyter")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -188,6 +191,16 @@ class CapsuleManager:
             self.templates[(None, name)] = TemplateRecord(
                 name=name, type="base", team_id=None, created_at=started, protected=True
             )
+        self.templates[(None, CODE_TEMPLATE)] = TemplateRecord(
+            name=CODE_TEMPLATE,
+            type="base",
+            team_id=None,
+            created_at=started,
+            protected=True,
+            services=("jupyter",),
+            metadata={"kernel": KERNEL_NAME, "jupyter_port": str(JUPYTER_PORT)},
+        )
+        self._jupyter: JupyterSupport | None = None
 
     # -- look-ups
 
@@ -211,6 +224,12 @@ class CapsuleManager:
             if r.team_id == principal.team_id and r.status not in ("stopped", "error")
         ]
         return sorted(records, key=lambda r: r.created_at, reverse=True)
+
+    def jupyter(self) -> JupyterSupport:
+        """What the code-runner template needs, found on first use."""
+        if self._jupyter is None:
+            self._jupyter = JupyterSupport.detect(self.support.capsule_python)
+        return self._jupyter
 
     def find_template(self, team_id: str, name: str) -> TemplateRecord | None:
         return self.templates.get((team_id, name)) or self.templates.get((None, name))
@@ -243,6 +262,12 @@ class CapsuleManager:
             vcpus = template.vcpus
         if template.memory_mb:
             memory_mb = template.memory_mb
+        jupyter_site = None
+        if "jupyter" in template.services:
+            support = self.jupyter()
+            if support.problem is not None:
+                raise bad_request(support.problem)
+            jupyter_site = support.site_packages
         live = sum(1 for r in self.capsules.values() if r.status in LIVE)
         if live >= self.options.max_capsules:
             raise ApiError(503, "no_hosts_available", "no servers available — try again later")
@@ -270,6 +295,8 @@ class CapsuleManager:
                 layers=list(template.layers),
                 directory=self.data_dir / "capsules" / record.id,
                 hide=[str(self.data_dir)],
+                services=template.services,
+                jupyter_site=jupyter_site,
             ),
             self.support,
             self.base,
@@ -298,6 +325,7 @@ class CapsuleManager:
             async with record.lock:
                 await self._hold()
                 await record.sandbox.start()
+                await record.sandbox.start_services()
                 if record.status != "starting":  # destroyed while booting: do not leak it
                     await record.sandbox.stop()
                     return
@@ -434,6 +462,7 @@ class CapsuleManager:
             memory_mb=record.memory_mb,
             layers=[],
             metadata={"source": record.id, "state": "writing"},
+            services=template.services if template else (),
         )
         self.templates[(principal.team_id, name)] = placeholder
         parent_layers = list(template.layers) if template else []

@@ -247,11 +247,22 @@ class PortProxy:
                 break
         await send({"type": "websocket.accept"})
 
+        # wsproto hands a message over in pieces as its bytes arrive; ASGI sends whole
+        # messages, so the pieces are joined first.
+        parts: list[Any] = []
+
         async def to_client(events: list[Any]) -> bool:
             for event in events:
-                if isinstance(event, TextMessage | BytesMessage) and event.message_finished:
-                    key = "text" if isinstance(event, TextMessage) else "bytes"
-                    await send({"type": "websocket.send", key: event.data})
+                if isinstance(event, TextMessage | BytesMessage):
+                    parts.append(event.data)
+                    if not event.message_finished:
+                        continue
+                    if isinstance(event, TextMessage):
+                        message: dict[str, Any] = {"type": "websocket.send", "text": "".join(parts)}
+                    else:
+                        message = {"type": "websocket.send", "bytes": b"".join(parts)}
+                    parts.clear()
+                    await send(message)
                 elif isinstance(event, Ping):
                     await channel.send(b"D", upstream.send(event.response()))
                 elif isinstance(event, CloseConnection):

@@ -39,6 +39,13 @@ import anyio.abc
 import attrs
 
 from ._agent_client import AgentClient
+from ._code_runner import (
+    JUPYTER_PORT,
+    SITE_IN_CAPSULE,
+    free_port,
+    launch_request,
+    wait_until_serving,
+)
 
 __all__ = [
     "CgroupSet",
@@ -301,6 +308,8 @@ class SandboxSpec:
     layers: list[Path]  # template layer directories, newest first
     directory: Path  # this capsule's directory under the data dir
     hide: list[str]  # host paths that must not show inside (the data dir)
+    services: tuple[str, ...] = ()  # started at boot: "jupyter" (code-runner template)
+    jupyter_site: Path | None = None  # host site-packages with jupyter, for "jupyter"
 
 
 class Sandbox:
@@ -319,6 +328,10 @@ class Sandbox:
                 support.cgroup_version, support.cgroup_controllers, spec.capsule_id
             )
         self.process: anyio.abc.Process | None = None
+        # reduced isolation shares the host's network: give Jupyter a port of its own
+        self.ports: dict[int, int] = {}
+        if "jupyter" in spec.services and support.isolation is not Isolation.FULL:
+            self.ports[JUPYTER_PORT] = free_port()
         self._stop_requested = False
         self._stopped = False
 
@@ -347,6 +360,7 @@ class Sandbox:
                 "user": USER_NAME,
                 "env": env,
                 "switch_user": True,
+                "ports": self.ports,
             }
         root = self.upper_dir / "root"
         return {
@@ -357,6 +371,7 @@ class Sandbox:
             "user": USER_NAME,
             "env": env,
             "switch_user": False,
+            "ports": self.ports,
         }
 
     def _prepare_dirs(self) -> None:
@@ -413,6 +428,7 @@ class Sandbox:
             "--bind",
             str(self.run_dir),
             "/run/wrenn",
+            *self._service_binds(),
             "--chdir",
             "/",
             "--clearenv",
@@ -441,6 +457,25 @@ class Sandbox:
             "cgroups": procs,
             "argv": argv,
         }
+
+    def _service_binds(self) -> list[str]:
+        if "jupyter" in self.spec.services and self.spec.jupyter_site is not None:
+            return ["--ro-bind", str(self.spec.jupyter_site), SITE_IN_CAPSULE]
+        return []
+
+    async def start_services(self) -> None:
+        """Start what the template runs at boot and wait until it serves."""
+        if "jupyter" not in self.spec.services:
+            return
+        if self.spec.jupyter_site is None:
+            raise RuntimeError("the code-runner template is not available on this server")
+        if self.support.isolation is Isolation.FULL:
+            python, site = self.support.capsule_python, SITE_IN_CAPSULE
+        else:
+            python, site = sys.executable, str(self.spec.jupyter_site)
+        port = self.ports.get(JUPYTER_PORT, JUPYTER_PORT)
+        await self.agent.call(launch_request(python, site, port))
+        await wait_until_serving(self.agent)
 
     def _command(self) -> list[str]:
         if self.isolation is Isolation.FULL:

@@ -7,11 +7,25 @@ runs in a separate process started by the session. Exits non-zero on any mismatc
 
 from __future__ import annotations
 
+import socket
 import sys
+from typing import Any
+
+_getaddrinfo = socket.getaddrinfo
+
+
+def _resolve_localhost_names(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """``*.localhost`` is loopback (RFC 6761); plain glibc does not know it."""
+    name = host.decode() if isinstance(host, bytes) else host
+    if isinstance(name, str) and name.endswith(".localhost"):
+        host = "127.0.0.1"
+    return _getaddrinfo(host, *args, **kwargs)
 
 
 def main() -> int:
+    socket.getaddrinfo = _resolve_localhost_names
     from wrenn import Capsule, WrennClient  # the official SDK, not this repository's
+    from wrenn.code_runner import Capsule as CodeCapsule
     from wrenn.exceptions import WrennConflictError, WrennNotFoundError
 
     checks: list[str] = []
@@ -63,6 +77,17 @@ def main() -> int:
         check("unknown capsule", False)
     except WrennNotFoundError as exc:
         check("unknown capsule", exc.code == "not_found")
+    with CodeCapsule(wait=True) as runner:
+        runner.run_code("x = 21")
+        answer = runner.run_code("x * 2")
+        check("code runner: state and result", answer.text == "42")
+        printed = runner.run_code("print('out')")
+        check("code runner: stdout", printed.logs.stdout == ["out\n"])
+        failed = runner.run_code("1 / 0")
+        check(
+            "code runner: error",
+            failed.error is not None and failed.error.name == "ZeroDivisionError",
+        )
     print("\n".join(checks))
     failed = [c for c in checks if c.startswith("FAIL")]
     print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")

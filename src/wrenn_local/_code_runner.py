@@ -1,0 +1,164 @@
+"""The ``code-runner-beta`` template: a real Jupyter Server in every capsule (PROTOCOL §14).
+
+Capsules of this template (and snapshots made from them) start Jupyter Server with
+ipykernel on port 8888 inside the capsule, as the user ``wrenn-user``, with no Jupyter
+auth (access goes through the port proxy, which requires the team's key), a kernelspec
+named ``wrenn`` as the default, and the user's home as the root directory. The capsule is
+reported ``running`` only once Jupyter answers ``GET /api/status``.
+
+Jupyter comes from the server's own Python environment (the ``code`` extra installs
+``jupyter_server`` and ``ipykernel``). Under full isolation that environment's
+site-packages is bind-mounted read-only at :data:`SITE_IN_CAPSULE` and run by the
+capsule's ``/usr/bin/python3`` (same minor version required, for compiled wheels);
+under reduced isolation the server's interpreter runs it directly, and port 8888 is
+mapped by the agent to a free host port so that capsules do not collide.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import attrs
+
+from ._agent_client import AgentClient, AgentFailure
+
+__all__ = [
+    "JUPYTER_PORT",
+    "KERNEL_NAME",
+    "SITE_IN_CAPSULE",
+    "TEMPLATE",
+    "JupyterSupport",
+    "launch_request",
+    "wait_until_serving",
+]
+
+TEMPLATE: Final = "code-runner-beta"
+KERNEL_NAME: Final = "wrenn"
+JUPYTER_PORT: Final = 8888
+SITE_IN_CAPSULE: Final = "/opt/wrenn-python-site"
+READY_TIMEOUT: Final = 90.0
+
+# Runs inside the capsule: write the `wrenn` kernelspec, then become Jupyter Server.
+_LAUNCHER: Final = """\
+import json, os, sys
+site, port = sys.argv[1], sys.argv[2]
+home = os.path.expanduser("~")
+spec = os.path.join(home, ".local", "share", "jupyter", "kernels", "wrenn")
+os.makedirs(spec, exist_ok=True)
+with open(os.path.join(spec, "kernel.json"), "w") as f:
+    json.dump({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (wrenn)",
+        "language": "python",
+        "env": {"PYTHONPATH": site},
+        "interrupt_mode": "signal",
+    }, f)
+os.chdir(home)
+os.execv(sys.executable, [
+    sys.executable, "-m", "jupyter_server",
+    "--allow-root",
+    "--ServerApp.ip=127.0.0.1",
+    "--ServerApp.port=" + port,
+    "--ServerApp.port_retries=0",
+    "--IdentityProvider.token=",
+    "--ServerApp.password=",
+    "--ServerApp.disable_check_xsrf=True",
+    "--ServerApp.allow_origin=*",
+    "--ServerApp.allow_remote_access=True",
+    "--ServerApp.open_browser=False",
+    "--ServerApp.root_dir=" + home,
+    "--MappingKernelManager.default_kernel_name=wrenn",
+    "--ServerApp.log_level=WARN",
+])
+"""
+
+
+@attrs.frozen
+class JupyterSupport:
+    """Whether this server can run the code-runner template, and with what."""
+
+    site_packages: Path | None
+    problem: str | None
+
+    @classmethod
+    def detect(cls, capsule_python: str) -> JupyterSupport:
+        origins = []
+        for name in ("jupyter_server", "ipykernel"):
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.origin is None:
+                return cls(
+                    None,
+                    f"{TEMPLATE} needs jupyter_server and ipykernel on the server "
+                    "(pip install 'wrenn[local,code]')",
+                )
+            origins.append(Path(spec.origin).parent.parent)
+        if origins[0] != origins[1]:
+            return cls(None, "jupyter_server and ipykernel are installed in different places")
+        if capsule_python != sys.executable and not _same_minor(capsule_python):
+            return cls(
+                None,
+                f"{capsule_python} is not Python {sys.version_info[0]}.{sys.version_info[1]} "
+                "like the server, so the server's Jupyter packages cannot run in capsules",
+            )
+        return cls(origins[0], None)
+
+
+def _same_minor(python: str) -> bool:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print(sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out == str(sys.version_info[:2])
+
+
+def free_port() -> int:
+    """A TCP port free on the host loopback right now (reduced isolation only)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def launch_request(python: str, site: str, port: int) -> dict[str, Any]:
+    """The agent request that starts Jupyter as a tagged background process."""
+    return {
+        "op": "exec",
+        "cmd": python,
+        "args": ["-c", _LAUNCHER, site, str(port)],
+        "envs": {"PYTHONPATH": site, "PYTHONNOUSERSITE": "1"},
+        "background": True,
+        "tag": "jupyter",
+    }
+
+
+async def wait_until_serving(agent: AgentClient, *, timeout: float = READY_TIMEOUT) -> None:
+    """Poll ``GET /api/status`` on port 8888 through the agent until Jupyter answers 200.
+
+    Raises ``TimeoutError`` when it does not within ``timeout`` seconds.
+    """
+    request = b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    with anyio.fail_after(timeout):
+        while True:
+            try:
+                async with agent.open({"op": "connect", "port": JUPYTER_PORT}) as channel:
+                    await channel.receive_json()
+                    await channel.send(b"D", request)
+                    got = await channel.receive()
+                    if got is not None and got[0] == b"D" and got[1].startswith(b"HTTP/1.1 200"):
+                        return
+            except AgentFailure:
+                pass  # not listening yet
+            await anyio.sleep(0.1)

@@ -1,0 +1,212 @@
+"""Stateful code execution against a real Jupyter Server in wrenn_local capsules
+(template ``code-runner-beta``), through the async API and the sync one."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import zlib
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+import wrenn_local
+from tests.localserver import FAST
+from tests.sync_facade import Api, open_client
+from wrenn import (
+    AsyncCapsule,
+    AsyncWrennClient,
+    CodeStderr,
+    CodeStdout,
+    ExecutionError,
+    Result,
+    WrennTimeoutError,
+    WrennValidationError,
+)
+
+
+def tiny_png() -> bytes:
+    """A valid 1x1 PNG, built by hand (no imaging library needed)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+async def client(api: Api) -> AsyncIterator[AsyncWrennClient]:
+    async with (
+        wrenn_local.serve(options=FAST) as server,
+        open_client(api, api_key=server.api_key, base_url=server.base_url) as c,
+    ):
+        yield c
+
+
+async def test_state_logs_errors_and_rich_outputs(client: AsyncWrennClient) -> None:
+    async with client.capsule(template="code-runner-beta") as cap:
+        first = await cap.run_code(
+            "x = 21\nprint('hello')\nimport sys; print('warn', file=sys.stderr)"
+        )
+        assert first.logs.stdout == ["hello\n"]
+        assert first.logs.stderr == ["warn\n"]
+        assert first.results == []
+        assert first.text is None
+        assert first.error is None
+        second = await cap.run_code("x * 2")
+        assert second.text == "42"
+        assert second.execution_count is not None
+        assert second.execution_count > (first.execution_count or 0)
+        assert (await cap.run_code("'hi'")).text == "'hi'"  # the repr, quotes kept
+        failed = await cap.run_code("def f():\n    return 1 / 0\nf()")
+        assert failed.error is not None
+        assert (failed.error.name, failed.error.value) == ("ZeroDivisionError", "division by zero")
+        assert "f()" in failed.error.traceback
+        png = tiny_png()
+        rich = await cap.run_code(
+            "from IPython.display import HTML, SVG, Image, display\n"
+            "import base64\n"
+            "display(HTML('<b>bold</b>'))\n"
+            'display(SVG(\'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>\'))\n'
+            f"png = base64.b64decode({base64.b64encode(png).decode()!r})\n"
+            "display(Image(data=png, format='png'))\n"
+            "{'answer': 42}"
+        )
+        html, svg, image, main = rich.results
+        assert html.html == "<b>bold</b>"
+        assert html.is_main_result is False
+        assert svg.svg is not None
+        assert svg.svg.startswith("<svg")
+        assert image.data("png") == png
+        assert "png" in image.formats()
+        assert main.is_main_result
+        assert main.text == "{'answer': 42}"
+        seen: list[object] = []
+        done = await cap.run_code(
+            "print('a'); import sys; print('b', file=sys.stderr); 7",
+            on_stdout=seen.append,
+            on_stderr=seen.append,
+            on_result=seen.append,
+        )
+        assert seen[:2] == ["a\n", "b\n"]
+        assert isinstance(seen[2], Result)
+        assert done.text == "7"
+        errors: list[ExecutionError] = []
+        await cap.run_code("raise KeyError('k')", on_error=errors.append)
+        assert [e.name for e in errors] == ["KeyError"]
+        with pytest.raises(WrennValidationError):
+            await cap.run_code("1", language="r")
+
+
+async def test_streaming_a_cell(client: AsyncWrennClient) -> None:
+    async with client.capsule(template="code-runner-beta") as cap:
+        async with cap.code.stream(
+            "import sys, time\n"
+            "for i in range(3):\n"
+            "    print(i, flush=True); time.sleep(0.05)\n"
+            "print('oops', file=sys.stderr, flush=True)\n"
+            "'end'"
+        ) as run:
+            items = [item async for item in run]
+        stdout = "".join(i.text for i in items if isinstance(i, CodeStdout))
+        assert stdout == "0\n1\n2\n"
+        assert any(isinstance(i, CodeStderr) and "oops" in i.text for i in items)
+        assert isinstance(items[-1], Result)
+        assert items[-1].text == "'end'"
+        assert run.execution.text == "'end'"
+
+
+async def test_timeout_interrupts_and_contexts_are_separate(client: AsyncWrennClient) -> None:
+    async with client.capsule(template="code-runner-beta") as cap:
+        await cap.run_code("kept = 'default context'")
+        slow = await cap.run_code("import time\ntime.sleep(60)", timeout=1)
+        assert slow.timed_out
+        assert slow.error is not None
+        assert slow.error.name == "Timeout"
+        # the runaway cell was interrupted: the next one does not wait 60 s behind it
+        with anyio.fail_after(20):
+            assert (await cap.run_code("kept")).text == "'default context'"
+        other = await cap.create_code_context(cwd="/tmp/work")
+        assert (await cap.run_code("import os; os.getcwd()", context=other)).text == "'/tmp/work'"
+        missing = await cap.run_code("kept", context=other)
+        assert missing.error is not None
+        assert missing.error.name == "NameError"
+        await cap.run_code("only_here = 1", context=other)
+        assert (await cap.run_code("'only_here' in globals()")).text == "False"
+        ids = [c.id for c in await cap.list_code_contexts()]
+        assert other.id in ids
+        await cap.restart_code_context(other)
+        after = await cap.run_code("only_here", context=other)
+        assert after.error is not None  # a restart loses the kernel's state
+        await cap.remove_code_context(other)
+        assert other.id not in [c.id for c in await cap.list_code_contexts()]
+        assert (await cap.run_code("kept")).text == "'default context'"
+
+
+@pytest.mark.async_only  # cancels an async scope
+async def test_cancelling_a_cell_leaves_the_kernel_usable(client: AsyncWrennClient) -> None:
+    async with client.capsule(template="code-runner-beta") as cap:
+        await cap.run_code("n = 1")
+        with anyio.move_on_after(1) as scope:
+            await cap.run_code("import time\nwhile True: time.sleep(0.1)", timeout=120)
+        assert scope.cancelled_caught
+        with anyio.fail_after(20):
+            assert (await cap.run_code("n + 1")).text == "2"
+        async with cap.code.stream("for i in range(10**9): print(i)") as run:
+            async for item in run:
+                assert isinstance(item, CodeStdout)
+                break  # leaving early interrupts the cell
+        with anyio.fail_after(20):
+            assert (await cap.run_code("n + 2")).text == "3"
+
+
+async def test_a_capsule_without_jupyter_gives_a_clear_error(client: AsyncWrennClient) -> None:
+    async with client.capsule() as cap:  # the minimal template runs no Jupyter
+        with pytest.raises(WrennTimeoutError, match="Jupyter was not available"):
+            await cap.run_code("1", jupyter_timeout=1)
+
+
+@pytest.mark.async_only  # drives the official classes itself, async and sync
+async def test_the_official_names(
+    client: AsyncWrennClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wrenn import code_runner
+
+    assert client.config.api_key is not None
+    monkeypatch.setenv("WRENN_API_KEY", client.config.api_key.reveal())
+    monkeypatch.setenv("WRENN_BASE_URL", client.base_url)
+    async with await code_runner.AsyncCapsule.create(wait=True) as cap:
+        assert isinstance(cap, AsyncCapsule)
+        assert cap.info.template == code_runner.DEFAULT_TEMPLATE
+        # no scope here: each cell opens its own kernel connection
+        await cap.run_code("v = 5")
+        assert (await cap.run_code("v * 3")).text == "15"
+
+    def sync_side() -> str | None:
+        with code_runner.Capsule(wait=True) as sync_cap:
+            sync_cap.run_code("w = 6")
+            with sync_cap.code.stream("print('s'); w * 7") as run:
+                items = list(run)
+            assert isinstance(items[0], CodeStdout)
+            return run.execution.text
+
+    assert await anyio.to_thread.run_sync(sync_side) == "42"
+
+
+async def test_reduced_isolation_gives_each_capsule_its_own_jupyter() -> None:
+    async with (
+        wrenn_local.serve(options=FAST, force_reduced_isolation=True) as server,
+        AsyncWrennClient(api_key=server.api_key, base_url=server.base_url) as client,
+        client.capsule(template="code-runner-beta") as one,
+        client.capsule(template="code-runner-beta") as two,
+    ):
+        await one.run_code("who = 'one'")
+        await two.run_code("who = 'two'")
+        assert (await one.run_code("who")).text == "'one'"
+        assert (await two.run_code("who")).text == "'two'"
