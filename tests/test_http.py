@@ -8,6 +8,7 @@ import math
 from urllib.parse import quote
 
 import anyio
+import anyio.abc
 import pytest
 
 from tests.fakeapi import FakeAPI, reply, sleep_then
@@ -245,3 +246,38 @@ async def test_secrets_never_reach_logs_or_errors(
 async def test_nan_timeout_is_refused() -> None:
     with pytest.raises(ValueError, match="timeout"):
         AsyncWrennClient(api_key=KEY, timeout=math.nan)
+
+
+async def test_tls_is_verified_by_default() -> None:
+    """A server whose certificate comes from an unknown CA is refused; trusting that CA
+    (``verify=<SSLContext>``) lets the same call through."""
+    import ssl
+
+    import trustme
+
+    from tests.tcp import serve_tcp
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            try:
+                request += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return
+        body = b"[]"
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+        await stream.send(head.encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+    async with serve_tcp(answer, tls=server_ctx) as port:
+        url = f"https://127.0.0.1:{port}"
+        async with AsyncWrennClient(api_key=KEY, base_url=url, max_retries=0) as default:
+            with pytest.raises(WrennConnectionError, match=r"(?i)certificate|ssl|tls"):
+                await default.capsules.list()
+        async with AsyncWrennClient(api_key=KEY, base_url=url, verify=trusted) as trusting:
+            assert await trusting.capsules.list() == []

@@ -16,7 +16,7 @@ import inspect
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
@@ -41,6 +41,7 @@ from ._exceptions import (
 from ._http import map_transport_errors
 from ._jupyter import CellReader, execute_request
 from ._ports import port_endpoint
+from ._resources.streams import tls_context
 from ._ws import WebSocket, connect_websocket
 
 if TYPE_CHECKING:
@@ -471,12 +472,19 @@ class AsyncCodeRunner:
             websocket=True,
         )
 
+    def _connect(
+        self, kernel_id: str, open_timeout: float
+    ) -> AbstractAsyncContextManager[WebSocket]:
+        """The kernel's channels WebSocket, with the client's TLS settings."""
+        url, headers = self._ws_target(kernel_id)
+        tls = tls_context(self._capsule._client._http)
+        return connect_websocket(url, headers=headers, ssl_context=tls, open_timeout=open_timeout)
+
     @asynccontextmanager
     async def _link(self, kernel_id: str, jupyter_timeout: float) -> AsyncIterator[_KernelLink]:
         services = self._capsule._services
         if services is None:  # no scope to hold a connection: one per cell
-            url, headers = self._ws_target(kernel_id)
-            async with connect_websocket(url, headers=headers, open_timeout=jupyter_timeout) as ws:
+            async with self._connect(kernel_id, jupyter_timeout) as ws:
                 yield _KernelLink(ws)
             return
         async with self._links_lock:
@@ -500,8 +508,7 @@ class AsyncCodeRunner:
     ) -> None:
         """A task of the capsule's scope that keeps one kernel's WebSocket open until the
         link is dropped or the scope ends."""
-        url, headers = self._ws_target(kernel_id)
-        async with connect_websocket(url, headers=headers, open_timeout=jupyter_timeout) as ws:
+        async with self._connect(kernel_id, jupyter_timeout) as ws:
             link = _KernelLink(ws)
             task_status.started(link)
             await link.released.wait()

@@ -92,8 +92,19 @@ def _phase(exc: Exception) -> str:
 
 
 def _describe(exc: Exception) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """The exception's name and the first message found down its chain of causes (some
+    transports raise an empty ConnectError whose cause says "certificate verify failed")."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        text = str(seen)
+        if isinstance(seen, ssl.SSLError) and seen.reason:
+            text = f"TLS failure: {text}"
+        if text:
+            return f"{type(exc).__name__}: {text}"
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
 
 
 def _not_sent(exc: Exception) -> bool:

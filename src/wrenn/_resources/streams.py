@@ -93,7 +93,7 @@ class ExecStream:
             await self._ws.send_text(json.dumps({"type": "stop"}))
 
 
-def _tls(http: HTTPTransport) -> ssl.SSLContext | None:
+def tls_context(http: HTTPTransport) -> ssl.SSLContext | None:
     verify = http.verify
     if isinstance(verify, ssl.SSLContext):
         return verify
@@ -112,7 +112,7 @@ async def open_stream(
     async with connect_websocket(
         ws_url(http, path),
         headers=http.config.auth_headers(),
-        ssl_context=_tls(http),
+        ssl_context=tls_context(http),
         open_timeout=http.config.connect_timeout + http.config.timeout,
     ) as ws:
         if first is not None:
