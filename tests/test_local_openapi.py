@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -25,7 +26,8 @@ def served() -> set[tuple[str, str]]:
         assert isinstance(route, Route)
         for method in route.methods or ():
             if method != "HEAD":
-                out.add((method.lower(), route.path))
+                # a typed parameter ({id:capsule}) is documented by its name ({id})
+                out.add((method.lower(), re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)))
     return out
 
 

@@ -317,3 +317,32 @@ async def test_bad_input_never_gets_a_500() -> None:
             resp = await http.get(f"/v1/capsules/{bad_id}")
             assert resp.status_code in (400, 404), bad_id
         assert server.api_key
+
+
+async def test_what_the_openapi_fuzzer_found() -> None:
+    """Regressions for the findings of tests/test_openapi_fuzz.py."""
+    async with local_http() as (_, http):
+        wrong = await http.delete("/v1/capsules/stats")  # a static route, not an ID
+        assert wrong.status_code == 405
+        assert wrong.headers["allow"] == "GET, HEAD"
+        both = await http.request("OPTIONS", "/v1/capsules")  # GET and POST routes
+        assert both.status_code == 405
+        assert both.headers["allow"] == "GET, HEAD, POST"
+        assert (await http.get("/v1/capsules/usage", params={"to": ""})).status_code == 400
+        assert (await http.get("/v1/snapshots", params={"type": "AAA"})).status_code == 400
+        bad_creates: list[dict[str, object]] = [
+            {"timeout_sec": {}},
+            {"template": {}},
+            {"template": ""},
+        ]
+        for body in bad_creates:
+            assert (await http.post("/v1/capsules", json=body)).status_code == 400, body
+        cid = await new_capsule(http)
+        bad_execs: list[dict[str, object]] = [
+            {"cmd": "true", "args": {}},
+            {"cmd": "true", "envs": []},
+        ]
+        for body in bad_execs:
+            assert (await http.post(f"/v1/capsules/{cid}/exec", json=body)).status_code == 400
+        usage = await http.get("/v1/capsules/usage", params={"to": "2020-03-01"})
+        assert usage.json()["from"] == "2020-02-01"  # 30 days ending at `to`

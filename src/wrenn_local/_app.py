@@ -9,7 +9,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import Scope
 
 from . import _routes_account, _routes_capsules, _routes_files, _routes_ws
 from ._accounts import Accounts
@@ -32,8 +33,25 @@ async def not_found(_: Request, __: Exception) -> Response:
     return PlainTextResponse("404 page not found\n", status_code=404)
 
 
-async def not_allowed(_: Request, __: Exception) -> Response:
-    return Response(status_code=405)
+def allowed_methods(routes: list[BaseRoute], scope: Scope) -> set[str]:
+    """Every method some route serves at this path (routes are one per method here)."""
+    found: set[str] = set()
+    for route in routes:
+        if isinstance(route, Mount):
+            match, child = route.matches(scope)
+            if match is not Match.NONE:
+                found |= allowed_methods(route.routes, {**scope, **child})
+        elif isinstance(route, Route) and route.methods:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                found |= route.methods
+    return found
+
+
+async def not_allowed(request: Request, _: Exception) -> Response:
+    # An empty body as the real router, plus the Allow header RFC 9110 requires.
+    allow = allowed_methods(request.app.routes, request.scope)
+    return Response(status_code=405, headers={"Allow": ", ".join(sorted(allow))})
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -243,13 +243,17 @@ class CapsuleManager:
     # -- create
 
     def create(self, principal: Principal, body: dict[str, Any]) -> CapsuleRecord:
-        template_name = body.get("template") or DEFAULT_TEMPLATE
+        template_name = body.get("template")
+        if template_name is None:
+            template_name = DEFAULT_TEMPLATE
         if not isinstance(template_name, str) or not NAME_RE.match(template_name):
             raise bad_request("invalid template name")
         vcpus = _positive_int(body.get("vcpus"), "vcpus", default=1)
         memory_mb = _positive_int(body.get("memory_mb"), "memory_mb", default=512)
         disk_size_mb = _positive_int(body.get("disk_size_mb"), "disk_size_mb", default=5120)
-        timeout_sec = body.get("timeout_sec") or 0
+        timeout_sec = body.get("timeout_sec")
+        if timeout_sec is None:
+            timeout_sec = 0
         if not isinstance(timeout_sec, int) or isinstance(timeout_sec, bool) or timeout_sec < 0:
             raise bad_request("timeout_sec must be a non-negative integer")
         if 0 < timeout_sec < self.options.min_timeout_sec:
@@ -436,7 +440,9 @@ class CapsuleManager:
             raise bad_request("sandbox_id is required")
         if not is_valid("cl", capsule_id):
             raise bad_request("invalid sandbox ID")
-        name = body.get("name") or new_tag("template")
+        name = body.get("name")
+        if name is None or name == "":  # omitted: the server picks one, as the real one
+            name = new_tag("template")
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise bad_request(f"invalid snapshot name: {name!r}")
         if (None, name) in self.templates:

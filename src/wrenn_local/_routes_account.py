@@ -43,6 +43,8 @@ async def create_snapshot(request: Request) -> Response:
 @endpoint("key_or_jwt")
 async def list_snapshots(request: Request) -> Response:
     type_filter = request.query_params.get("type")
+    if type_filter is not None and type_filter not in ("base", "snapshot"):
+        raise bad_request("type must be 'base' or 'snapshot'")
     templates = manager(request).list_templates(principal_of(request).team_id, type_filter)
     ready = [t for t in templates if t.type == "base" or t.layers]
     return json_response([t.to_json() for t in ready])
@@ -96,7 +98,9 @@ async def login(request: Request) -> Response:
 @endpoint("jwt")
 async def create_api_key(request: Request) -> Response:
     body = await read_json(request)
-    name = body.get("name") or "Unnamed API Key"
+    name = body.get("name")
+    if name is None or name == "":
+        name = "Unnamed API Key"
     if not isinstance(name, str) or len(name) > 100:
         raise bad_request("name must be a string of at most 100 characters")
     principal = principal_of(request)
@@ -194,12 +198,17 @@ async def create_host(request: Request) -> Response:
     kind = body.get("type")
     if kind not in ("regular", "byoc"):
         raise bad_request("type must be 'regular' or 'byoc'")
+    team_id = body.get("team_id")
+    for field in ("team_id", "provider", "availability_zone"):
+        if body.get(field) is not None and not isinstance(body.get(field), str):
+            raise bad_request(f"{field} must be a string")
     stamp = rfc3339(now_utc())
     principal = principal_of(request)
+    team_id = team_id or principal.team_id
     host = {
         "id": new_id("host"),
         "type": kind,
-        "team_id": body.get("team_id") or principal.team_id,
+        "team_id": team_id,
         "provider": body.get("provider"),
         "availability_zone": body.get("availability_zone"),
         "arch": None,

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import anyio
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -124,11 +125,11 @@ async def stats(request: Request) -> Response:
 @endpoint("key_or_jwt")
 async def usage(request: Request) -> Response:
     today = dt.datetime.now(dt.UTC).date()
+    query = request.query_params
     try:
-        start = dt.date.fromisoformat(
-            request.query_params.get("from") or (today - dt.timedelta(days=29)).isoformat()
-        )
-        end = dt.date.fromisoformat(request.query_params.get("to") or today.isoformat())
+        end = dt.date.fromisoformat(query["to"]) if "to" in query else today
+        # without `from`, the 30 days that end at `to`
+        start = dt.date.fromisoformat(query["from"]) if "from" in query else end - dt.timedelta(29)
     except ValueError:
         raise bad_request("from and to must be dates (YYYY-MM-DD)") from None
     if start > end:
@@ -166,8 +167,10 @@ async def exec_command(request: Request) -> Response:
     cmd = body.get("cmd")
     if not isinstance(cmd, str) or not cmd:
         raise bad_request("cmd is required")
-    args = body.get("args") or []
-    envs = body.get("envs") or {}
+    args = body.get("args")
+    envs = body.get("envs")
+    args = [] if args is None else args
+    envs = {} if envs is None else envs
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise bad_request("args must be a list of strings")
     if not isinstance(envs, dict) or not all(isinstance(v, str) for v in envs.values()):
@@ -267,14 +270,30 @@ async def kill_process(request: Request) -> Response:
     return Response(status_code=204)
 
 
+class _CapsuleSegment(Convertor[str]):
+    """A path segment naming a capsule: anything but the static siblings ``stats`` and
+    ``usage``, so ``DELETE /v1/capsules/stats`` is a 405 (as the real router), not a bad ID."""
+
+    regex = r"(?!(?:stats|usage)$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("capsule", _CapsuleSegment())
+
+
 def routes() -> list[Route]:
     return [
         Route("/v1/capsules", create, methods=["POST"]),
         Route("/v1/capsules", list_capsules, methods=["GET"]),
         Route("/v1/capsules/stats", stats, methods=["GET"]),
         Route("/v1/capsules/usage", usage, methods=["GET"]),
-        Route("/v1/capsules/{id}", get, methods=["GET"]),
-        Route("/v1/capsules/{id}", destroy, methods=["DELETE"]),
+        Route("/v1/capsules/{id:capsule}", get, methods=["GET"]),
+        Route("/v1/capsules/{id:capsule}", destroy, methods=["DELETE"]),
         Route("/v1/capsules/{id}/pause", pause, methods=["POST"]),
         Route("/v1/capsules/{id}/resume", resume, methods=["POST"]),
         Route("/v1/capsules/{id}/ping", ping, methods=["POST"]),
