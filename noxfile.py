@@ -117,7 +117,9 @@ def bench(session: nox.Session) -> None:
     """Every benchmark side by side (never part of the test suite). The official wrenn
     0.3.0 SDK, which is also called ``wrenn``, gets a virtual environment of its own."""
     ensure_sandbox_tools(session)
-    session.install("-e", ".[local,code]", "httpx>=0.28.1", "httpx-ws>=0.9", *group("test"))
+    session.install(
+        "-e", ".[local,code]", "httpx>=0.28.1", "httpx-ws>=0.9", "matplotlib>=3.8", *group("test")
+    )
     official = Path(session.virtualenv.location).parent / "bench-official"
     python = official / "bin" / "python"
     if not python.exists():

@@ -1,7 +1,9 @@
 """Run every benchmark of the project in one go (``python -m nox -s bench``).
 
 Benchmarks never run in the test suite. Each writes one JSON line per figure; this
-runner collects them into ``benchmarks/results/latest.jsonl`` and prints them.
+runner collects them into ``benchmarks/results/latest.jsonl``, prints them and, on a full
+run, regenerates ``docs/benchmarks.md`` (``benchmarks/report.py``). Give suite names to
+run only those: ``python benchmarks/run.py compare code_cell``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SUITES = [
+    ("compare", [sys.executable, str(HERE / "compare.py")]),
+    ("code_cell", [sys.executable, str(HERE / "code_cell.py"), "--cells", "200"]),
+    ("sync_overhead", [sys.executable, str(HERE / "sync_overhead.py")]),
+    ("ws_throughput", [sys.executable, str(HERE / "ws_throughput.py"), "--mib", "256"]),
     ("http_churn", [sys.executable, str(HERE / "http_churn.py"), "--all", "--requests", "4000"]),
     ("server_memory", [sys.executable, str(HERE / "server_memory.py"), "--mib", "1024"]),
-    ("ws_throughput", [sys.executable, str(HERE / "ws_throughput.py"), "--mib", "256"]),
-    ("fanout", [sys.executable, str(HERE / "fanout.py"), "16", "64", "256"]),
-    ("sync_overhead", [sys.executable, str(HERE / "sync_overhead.py")]),
-    ("code_cell", [sys.executable, str(HERE / "code_cell.py"), "--cells", "200"]),
 ]
 
 
@@ -42,6 +44,8 @@ def main() -> None:
                 print(line)
         print(f"   ({time.perf_counter() - started:.1f}s)", flush=True)
     (out_dir / "latest.jsonl").write_text("\n".join(lines) + "\n")
+    if not wanted:  # a full run regenerates docs/benchmarks.md
+        subprocess.run([sys.executable, str(HERE / "report.py")], check=True)
 
 
 if __name__ == "__main__":

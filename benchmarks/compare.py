@@ -1,0 +1,464 @@
+"""Side by side against one wrenn_local server: ours, raw baselines and the official SDK.
+
+Each measurement runs in a fresh process (so peak RSS is that client's own), one after
+the other, against the same server:
+  exec     serial ``commands.run("true")``: ours (asyncio, trio, sync), raw httpx POST,
+           official (sync, async)
+  fanout   N capsules x 10 commands at once: ours (asyncio, trio; client.map), official
+           (asyncio.gather); throughput, p50/p99, peak RSS
+  stream   256 MiB of stdout through the exec stream: ours (asyncio, trio), a raw
+           ``websockets`` client, official (sync); MiB/s and CPU seconds per GiB
+  files    1 GiB streamed upload and download: ours, raw httpx streaming, official
+  scale    1,000 exec streams open at once: client RSS, threads, fds (ours)
+  import   ``import wrenn`` in a fresh interpreter: ours, official (minus bare start-up)
+The official SDK is skipped when ``--official-python`` (or WRENN_OFFICIAL_PYTHON) is not
+given. Prints one JSON line per figure.
+Run: python benchmarks/compare.py [--only exec,fanout,...] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+MIB = 1024 * 1024
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+# --- children: one measurement each ------------------------------------------------------
+
+
+def child(kind: str, client: str, n: int, base: str, key: str) -> dict[str, Any]:
+    if client == "raw":
+        return raw_child(kind, n, base, key)
+    if client == "sync":
+        return sync_child(kind, n, base, key)
+    import anyio
+
+    return anyio.run(async_child, kind, n, base, key, backend=client)
+
+
+def sync_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
+    from wrenn import WrennClient
+
+    assert kind == "exec"
+    with WrennClient(api_key=key, base_url=base) as client, client.capsule() as cap:
+        for _ in range(10):
+            cap.commands.run("true")
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            cap.commands.run("true")
+            samples.append(time.perf_counter() - t0)
+    return {"samples": samples}
+
+
+async def async_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
+    import anyio
+
+    from wrenn import AsyncCapsule, AsyncWrennClient, StreamStdout
+
+    async with AsyncWrennClient(api_key=key, base_url=base, timeout=300) as client:
+        if kind == "exec":
+            async with client.capsule() as cap:
+                for _ in range(10):
+                    await cap.commands.run("true")
+                samples = []
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    await cap.commands.run("true")
+                    samples.append(time.perf_counter() - t0)
+            return {"samples": samples}
+        if kind == "fanout":
+            latencies: list[float] = []
+
+            async def job(cap: AsyncCapsule, _: int) -> None:
+                for _ in range(10):
+                    t0 = time.perf_counter()
+                    await cap.commands.run("true")
+                    latencies.append(time.perf_counter() - t0)
+
+            t0 = time.perf_counter()
+            await client.map(job, range(n), concurrency=n)
+            return {"wall_s": time.perf_counter() - t0, "latencies": latencies}
+        if kind == "stream":
+            async with client.capsule() as cap:
+                c0, t0 = cpu(), time.perf_counter()
+                total = 0
+                async with cap.commands.stream(f"yes | head -c {n * MIB}") as run:
+                    async for event in run:
+                        if isinstance(event, StreamStdout):
+                            total += len(event.data)
+                return {"bytes": total, "wall_s": time.perf_counter() - t0, "cpu_s": cpu() - c0}
+        if kind in ("upload", "download"):
+            chunk = b"w" * MIB
+
+            async def chunks() -> Any:
+                for _ in range(n):
+                    yield chunk
+
+            async with client.capsule() as cap:
+                if kind == "download":
+                    await cap.files.write("/tmp/big.bin", chunks())
+                c0, t0 = cpu(), time.perf_counter()
+                total = 0
+                if kind == "upload":
+                    await cap.files.write("/tmp/big.bin", chunks())
+                    total = n * MIB
+                else:
+                    async with cap.files.read_stream("/tmp/big.bin", chunk_size=MIB) as parts:
+                        async for part in parts:
+                            total += len(part)
+                return {"bytes": total, "wall_s": time.perf_counter() - t0, "cpu_s": cpu() - c0}
+        if kind == "scale":
+            import threading
+
+            per_capsule = n // 4
+            ready = 0
+            all_started = anyio.Event()
+            sampled: dict[str, Any] = {}
+
+            async def one(cap: AsyncCapsule) -> None:
+                nonlocal ready
+                async with cap.commands.stream("sleep 120") as run:
+                    async for event in run:
+                        if event.type == "start":
+                            ready += 1
+                            if ready == n:
+                                all_started.set()
+                            await anyio.sleep_forever()
+
+            async with anyio.create_task_group() as outer:
+                caps = [await outer.start(_hold_capsule, client) for _ in range(4)]
+                base_rss = _rss()
+                async with anyio.create_task_group() as tg:
+                    for cap in caps:
+                        for _ in range(per_capsule):
+                            tg.start_soon(one, cap)
+                    with anyio.fail_after(240):
+                        await all_started.wait()
+                    sampled = {
+                        "streams": ready,
+                        "rss_mib": round(_rss(), 1),
+                        "rss_per_stream_kib": round((_rss() - base_rss) * 1024 / ready, 1),
+                        "threads": threading.active_count(),
+                        "fds": len(os.listdir("/proc/self/fd")),
+                        "tasks": len(anyio.get_running_tasks()),
+                    }
+                    tg.cancel_scope.cancel()
+                outer.cancel_scope.cancel()
+            return sampled
+    raise SystemExit(f"unknown measurement {kind}")
+
+
+async def _hold_capsule(client: Any, *, task_status: Any) -> None:
+    import anyio
+
+    async with client.capsule() as cap:
+        task_status.started(cap)
+        await anyio.sleep_forever()
+
+
+def _rss() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def raw_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
+    """No SDK: httpx and websockets speaking the wire protocol by hand."""
+    import httpx
+
+    headers = {"X-API-Key": key}
+    with httpx.Client(base_url=base, headers=headers, timeout=300) as http:
+        cid = http.post("/v1/capsules", json={}).json()["id"]
+        while http.get(f"/v1/capsules/{cid}").json()["status"] != "running":
+            time.sleep(0.05)
+        try:
+            if kind == "exec":
+                body = {"cmd": "/bin/sh", "args": ["-c", "true"], "timeout_sec": 30}
+                for _ in range(10):
+                    http.post(f"/v1/capsules/{cid}/exec", json=body)
+                samples = []
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    http.post(f"/v1/capsules/{cid}/exec", json=body).json()
+                    samples.append(time.perf_counter() - t0)
+                return {"samples": samples}
+            if kind == "stream":
+                return raw_stream(base, key, cid, n)
+            if kind in ("upload", "download"):
+                chunk = b"w" * MIB
+
+                def multipart() -> Any:
+                    yield (
+                        b'--b\r\nContent-Disposition: form-data; name="path"\r\n\r\n/tmp/big.bin'
+                        b'\r\n--b\r\nContent-Disposition: form-data; name="file"; '
+                        b'filename="f"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                    )
+                    for _ in range(n):
+                        yield chunk
+                    yield b"\r\n--b--\r\n"
+
+                def upload() -> None:
+                    http.post(
+                        f"/v1/capsules/{cid}/files/stream/write",
+                        content=multipart(),
+                        headers={"Content-Type": "multipart/form-data; boundary=b"},
+                    ).raise_for_status()
+
+                if kind == "download":
+                    upload()
+                c0, t0 = cpu(), time.perf_counter()
+                total = 0
+                if kind == "upload":
+                    upload()
+                    total = n * MIB
+                else:
+                    with http.stream(
+                        "POST",
+                        f"/v1/capsules/{cid}/files/stream/read",
+                        json={"path": "/tmp/big.bin"},
+                    ) as resp:
+                        for part in resp.iter_raw(MIB):
+                            total += len(part)
+                return {"bytes": total, "wall_s": time.perf_counter() - t0, "cpu_s": cpu() - c0}
+        finally:
+            http.delete(f"/v1/capsules/{cid}")
+    raise SystemExit(f"unknown measurement {kind}")
+
+
+def raw_stream(base: str, key: str, cid: str, n: int) -> dict[str, Any]:
+    import asyncio
+
+    import websockets
+
+    async def main() -> dict[str, Any]:
+        url = base.replace("http://", "ws://") + f"/v1/capsules/{cid}/exec/stream"
+        async with websockets.connect(
+            url, additional_headers={"X-API-Key": key}, max_size=None
+        ) as ws:
+            start = {"type": "start", "cmd": "/bin/sh", "args": ["-c", f"yes | head -c {n * MIB}"]}
+            c0, t0 = cpu(), time.perf_counter()
+            await ws.send(json.dumps(start))
+            total = 0
+            async for message in ws:
+                frame = json.loads(message)
+                if frame["type"] == "stdout":
+                    total += len(frame["data"])
+                elif frame["type"] == "exit":
+                    break
+            return {"bytes": total, "wall_s": time.perf_counter() - t0, "cpu_s": cpu() - c0}
+
+    return asyncio.run(main())
+
+
+# --- the parent: run everything, summarise ------------------------------------------------
+
+
+class Runner:
+    def __init__(self, base: str, key: str, official: str | None) -> None:
+        self.base = base
+        self.key = key
+        self.official = official
+        port = base.rsplit(":", 1)[1].split("/")[0]
+        self.env = {
+            **os.environ,
+            "WRENN_BASE_URL": base,
+            "WRENN_API_KEY": key,
+            "WRENN_PROXY_DOMAIN": f"localhost:{port}",
+        }
+
+    def ours(self, kind: str, client: str, n: int) -> dict[str, Any]:
+        cmd = [sys.executable, __file__, "--child", kind, client, str(n), self.base, self.key]
+        return self._run(cmd)
+
+    def theirs(self, kind: str, client: str, n: int) -> dict[str, Any] | None:
+        if not self.official:
+            return None
+        return self._run([self.official, str(HERE / "_official.py"), kind, client, str(n)])
+
+    def _run(self, cmd: list[str]) -> dict[str, Any]:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=900)
+        if out.returncode != 0:
+            raise SystemExit(f"{cmd[1:3]} failed:\n{out.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
+
+
+def emit(figure: str, **fields: Any) -> None:
+    print(json.dumps({"figure": figure, **fields}), flush=True)
+
+
+def latency(samples: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples)
+    return {
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(ms[max(0, int(len(ms) * 0.99) - 1)], 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
+
+
+def run_exec(r: Runner, n: int) -> None:
+    rows: list[tuple[str, dict[str, Any]]] = [
+        (f"ours {client}", r.ours("exec", client, n)) for client in ("asyncio", "trio", "sync")
+    ]
+    rows.append(("raw httpx (floor)", r.ours("exec", "raw", n)))
+    official = [(f"official {c}", r.theirs("exec", c, n)) for c in ("sync", "async")]
+    rows.extend((name, got) for name, got in official if got is not None)
+    floor = statistics.median(dict(rows)["raw httpx (floor)"]["samples"])
+    for name, got in rows:
+        stats = latency(got["samples"])
+        emit(
+            "exec",
+            client=name,
+            calls=n,
+            **stats,
+            p50_vs_floor=round(statistics.median(got["samples"]) / floor, 2),
+        )
+
+
+def run_fanout(r: Runner, sizes: list[int]) -> None:
+    for n in sizes:
+        rows = [(f"ours {c}", r.ours("fanout", c, n)) for c in ("asyncio", "trio")]
+        if (got := r.theirs("fanout", "async", n)) is not None:
+            rows.append(("official async", got))
+        for name, res in rows:
+            stats = latency(res["latencies"])
+            emit(
+                "fanout",
+                client=name,
+                capsules=n,
+                commands=len(res["latencies"]),
+                wall_s=round(res["wall_s"], 2),
+                commands_per_s=round(len(res["latencies"]) / res["wall_s"], 1),
+                p50_ms=stats["p50_ms"],
+                p99_ms=stats["p99_ms"],
+                peak_rss_mib=res.get("peak_rss_mib") or res.get("peak"),
+            )
+
+
+def transfer_row(figure: str, name: str, res: dict[str, Any], mib: int) -> None:
+    gib = res["bytes"] / (1024 * MIB)
+    emit(
+        figure,
+        client=name,
+        mib=mib,
+        mib_per_s=round(res["bytes"] / MIB / res["wall_s"], 1),
+        cpu_s_per_gib=round(res["cpu_s"] / gib, 2) if gib else None,
+        peak_rss_mib=res["peak_rss_mib"],
+    )
+
+
+def run_stream(r: Runner, mib: int) -> None:
+    rows = [(f"ours {c}", r.ours("stream", c, mib)) for c in ("asyncio", "trio")]
+    rows.append(("raw websockets (floor)", r.ours("stream", "raw", mib)))
+    if (got := r.theirs("stream", "sync", mib)) is not None:
+        rows.append(("official sync", got))
+    for name, res in rows:
+        transfer_row("stream", name, res, mib)
+
+
+def run_files(r: Runner, mib: int) -> None:
+    for direction in ("upload", "download"):
+        rows = [("ours asyncio", r.ours(direction, "asyncio", mib))]
+        rows.append(("raw httpx (floor)", r.ours(direction, "raw", mib)))
+        if (got := r.theirs(direction, "sync", mib)) is not None:
+            rows.append(("official sync", got))
+        for name, res in rows:
+            transfer_row(f"files {direction}", name, res, mib)
+
+
+def run_scale(r: Runner, n: int) -> None:
+    for client in ("asyncio", "trio"):
+        res = r.ours("scale", client, n)
+        res.pop("peak_rss_mib", None)
+        emit("scale", client=f"ours {client}", **res)
+
+
+def run_import(r: Runner) -> None:
+    def timed(python: str, code: str) -> float:
+        runs = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            subprocess.run([python, "-c", code], check=True, env=r.env)
+            runs.append(time.perf_counter() - t0)
+        return statistics.median(runs)
+
+    bare = timed(sys.executable, "pass")
+    emit(
+        "import",
+        client="ours",
+        import_ms=round((timed(sys.executable, "import wrenn") - bare) * 1000, 1),
+    )
+    if r.official:
+        bare_official = timed(r.official, "pass")
+        emit(
+            "import",
+            client="official",
+            import_ms=round((timed(r.official, "import wrenn") - bare_official) * 1000, 1),
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--child", nargs=5, metavar=("KIND", "CLIENT", "N", "BASE", "KEY"))
+    parser.add_argument("--only", default="exec,fanout,stream,files,scale,import")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--official-python", default=os.environ.get("WRENN_OFFICIAL_PYTHON"))
+    args = parser.parse_args()
+    if args.child:
+        kind, client, n, base, key = args.child
+        result = child(kind, client, int(n), base, key)
+        result["peak_rss_mib"] = peak_mib()
+        print(json.dumps(result))
+        return
+    only = set(args.only.split(","))
+    with subprocess.Popen(
+        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as server:
+        try:
+            assert server.stdout is not None
+            env = dict(server.stdout.readline().strip().split("=", 1) for _ in range(2))
+            r = Runner(env["WRENN_BASE_URL"], env["WRENN_API_KEY"], args.official_python)
+            if "exec" in only:
+                run_exec(r, 50 if args.quick else 300)
+            if "fanout" in only:
+                run_fanout(r, [4, 8] if args.quick else [16, 64, 256])
+            if "stream" in only:
+                run_stream(r, 16 if args.quick else 256)
+            if "files" in only:
+                run_files(r, 32 if args.quick else 1024)
+            if "scale" in only:
+                run_scale(r, 40 if args.quick else 1000)
+            if "import" in only:
+                run_import(r)
+        finally:
+            server.terminate()
+            server.wait(120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Render ``benchmarks/results/latest.jsonl`` into ``docs/benchmarks.md`` and
+``docs/benchmarks.png``: every number comes from the results file, none is typed by hand.
+
+Run by ``benchmarks/run.py`` after the suites (``python -m nox -s bench``); can be re-run
+alone: ``python benchmarks/report.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections import defaultdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results" / "latest.jsonl"
+DOC = ROOT / "docs" / "benchmarks.md"
+CHART = ROOT / "docs" / "benchmarks.png"
+
+INTRO = {
+    "compare:exec": 'Serial `commands.run("true")` round trips (ms); the floor is a bare '
+    "httpx POST of the same request.",
+    "compare:fanout": "N capsules at once, 10 commands each (create, run, destroy): ours "
+    "through `client.map`, the official SDK through `asyncio.gather`.",
+    "compare:stream": "256 MiB of stdout through the exec stream, end to end through "
+    "wrenn_local; the floor is a `websockets` client speaking the protocol by hand.",
+    "compare:files upload": "1 GiB streamed upload (constant memory); the floor is httpx "
+    "streaming a hand-built multipart body.",
+    "compare:files download": "1 GiB streamed download.",
+    "compare:scale": "1,000 exec streams open at once over 4 capsules.",
+    "compare:import": "`import wrenn` in a fresh interpreter, minus the bare start-up.",
+    "code_cell": "A trivial cell (`1 + 1`) through the code runner, serial.",
+    "sync_overhead": "What the sync facade adds: per call (timed inside and around the "
+    "portal in one go) and per streamed item (batched iteration).",
+    "ws_throughput": "Our WebSocket client alone against an independent `websockets` "
+    "server (256 MiB in 64 KiB messages), and PTY keystroke echo through wrenn_local.",
+    "http_churn": "Cancellation churn: requests cancelled at random points; connections "
+    "leaked or wedged afterwards (the reason for httpx2, docs/design/dependencies.md).",
+    "server_memory": "wrenn_local's own memory while 1 GiB goes up and down.",
+}
+
+
+def load() -> list[dict[str, Any]]:
+    lines = RESULTS.read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def group(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in results:
+        row = dict(entry["result"])
+        key = entry["suite"]
+        if "figure" in row:
+            key = f"{key}:{row.pop('figure')}"
+        row.pop("samples", None)
+        row.pop("latencies", None)
+        out[key].append(row)
+    return out
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns and not isinstance(row[c], list | dict)]
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    body = "".join("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |\n" for row in rows)
+    return head + body
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def machine() -> list[str]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    versions = []
+    for name in ("wrenn", "anyio", "httpx2", "wsproto", "trio", "hypercorn", "starlette"):
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    official = os.environ.get("WRENN_OFFICIAL_PYTHON")
+    if official:
+        found = subprocess.run(
+            [official, "-c", "from importlib.metadata import version; print(version('wrenn'))"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if found:
+            versions.append(f"official wrenn {found}")
+    return [
+        f"- Date: {dt.datetime.fromtimestamp(RESULTS.stat().st_mtime, dt.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- Machine: {model}, {os.cpu_count()} cores, {mem_kib / 1024 / 1024:.0f} GiB, "
+        f"Linux {platform.release()}",
+        f"- Python {platform.python_version()}; {', '.join(versions)}",
+    ]
+
+
+def chart(groups: dict[str, list[dict[str, Any]]]) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    panels = [
+        ("compare:exec", "p50_ms", "exec round trip, p50 (ms, lower is better)"),
+        ("compare:stream", "mib_per_s", "exec stream, MiB/s (higher is better)"),
+        ("compare:files upload", "mib_per_s", "1 GiB upload, MiB/s"),
+        ("compare:files download", "mib_per_s", "1 GiB download, MiB/s"),
+        ("code_cell", "p50_ms", "trivial cell, p50 (ms)"),
+    ]
+    panels = [p for p in panels if p[0] in groups]
+    fanout = [r for r in groups.get("compare:fanout", []) if r.get("capsules") == 64]
+    count = len(panels) + (1 if fanout else 0)
+    if not count:
+        return False
+    fig, axes = plt.subplots(count, 1, figsize=(8, 2.2 * count))
+    axes = [axes] if count == 1 else list(axes)
+    for ax, (key, field, title) in zip(axes, panels, strict=False):
+        rows = [r for r in groups[key] if isinstance(r.get(field), int | float)]
+        ax.barh([r["client"] for r in rows], [r[field] for r in rows], color="#4a7ab5")
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.invert_yaxis()
+    if fanout:
+        ax = axes[-1]
+        ax.barh(
+            [r["client"] for r in fanout], [r["commands_per_s"] for r in fanout], color="#6a9a4a"
+        )
+        ax.set_title("fan-out, 64 capsules x 10 commands: commands/s", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(CHART, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main() -> None:
+    groups = group(load())
+    drew = chart(groups)
+    parts = [
+        "# Benchmarks\n",
+        "Generated by `python -m nox -s bench` (benchmarks/run.py, then benchmarks/report.py) "
+        "from `benchmarks/results/latest.jsonl`; nothing here is typed by hand. Every figure "
+        "is measured side by side with its baseline in the same run, against one local "
+        "server, each client in a fresh process. Ratios compare to the row named in the "
+        "column.\n",
+        "\n".join(machine()) + "\n",
+    ]
+    if drew:
+        parts.append(f"![benchmarks]({CHART.name})\n")
+    order = [k for k in INTRO if k in groups] + sorted(k for k in groups if k not in INTRO)
+    for key in order:
+        title = key.replace("compare:", "").replace("_", " ")
+        parts.append(f"## {title}\n")
+        if key in INTRO:
+            parts.append(INTRO[key] + "\n")
+        parts.append(table(groups[key]))
+    DOC.write_text("\n".join(parts))
+    print(f"wrote {DOC.relative_to(ROOT)}" + (f" and {CHART.relative_to(ROOT)}" if drew else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
