@@ -6,8 +6,10 @@ import re
 
 import anyio
 import httpx
+import pytest
 
-from tests.localserver import local_http, new_capsule, sh, wait_status
+import wrenn_local
+from tests.localserver import FAST, local_http, new_capsule, sh, wait_status
 
 ID_RE = re.compile(r"^cl-[0-9a-z]{25}$")
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$")
@@ -346,3 +348,11 @@ async def test_what_the_openapi_fuzzer_found() -> None:
             assert (await http.post(f"/v1/capsules/{cid}/exec", json=body)).status_code == 400
         usage = await http.get("/v1/capsules/usage", params={"to": "2020-03-01"})
         assert usage.json()["from"] == "2020-02-01"  # 30 days ending at `to`
+
+
+async def test_an_error_in_the_block_comes_out_as_it_is() -> None:
+    """Not wrapped in a task group's ExceptionGroup, and without hypercorn complaining
+    about being cancelled mid-shutdown."""
+    with pytest.raises(KeyError, match="mine"):
+        async with wrenn_local.serve(options=FAST):
+            raise KeyError("mine")

@@ -1,10 +1,11 @@
-"""``python -m wrenn demo``: a fan-out job over isolated capsules on the embedded server.
+"""``wrenn demo``: a fan-out job over isolated capsules on an embedded local server.
 
-Each capsule gets its own input (a script and a slice of work), runs it with the
-capsule's own Python, writes a result file at the same path as every other capsule
-(isolation keeps them apart), and the result is read back. Every capsule is created
-inside one task group and destroyed in a shielded, bounded clean-up, so an error or
-Ctrl-C anywhere leaves nothing running.
+Each capsule gets its own slice of work and a small program, runs it with the capsule's
+own Python while its output streams back live, writes a result file at the same path as
+every other capsule (isolation keeps them apart), and the file is read back. Every
+capsule lives in a scope of one task group: an error or Ctrl-C anywhere destroys them
+all, shielded and bounded. On a terminal the progress is a live table; elsewhere (CI
+logs) it is one line per event.
 """
 
 from __future__ import annotations
@@ -17,21 +18,26 @@ from typing import Any, TextIO
 import anyio
 import attrs
 
+from ._capsule import AsyncCapsule
 from ._client import AsyncWrennClient
 from ._exceptions import WrennError
-from ._models import CapsuleStatus
+from ._stream_protocol import StreamStderr, StreamStdout
 
 WORKLOAD = r"""
 import hashlib, json, os, socket, sys, time
 start = time.perf_counter()
 job = json.load(open("job.json"))
 lo, hi = job["range"]
+print(f"{job['name']}: sieving [{lo}, {hi}] in capsule {socket.gethostname()}", flush=True)
 sieve = bytearray([1]) * (hi + 1)
 sieve[0:2] = b"\0\0"
 for i in range(2, int(hi ** 0.5) + 1):
     if sieve[i]:
         sieve[i * i :: i] = bytes(len(range(i * i, hi + 1, i)))
 primes = [n for n in range(lo, hi + 1) if sieve[n]]
+for step in range(1, 4):
+    print(f"{job['name']}: checking part {step}/3", flush=True)
+    time.sleep(0.1)
 digest = hashlib.sha256(",".join(map(str, primes)).encode()).hexdigest()
 result = {
     "job": job["name"], "primes": len(primes), "largest": primes[-1] if primes else None,
@@ -39,7 +45,7 @@ result = {
     "user": os.environ.get("USER"), "seconds": round(time.perf_counter() - start, 3),
 }
 json.dump(result, open("result.json", "w"))
-print(f"{job['name']}: {len(primes)} primes in [{lo}, {hi}]")
+print(f"{job['name']}: {len(primes)} primes, result written", flush=True)
 """
 
 
@@ -50,62 +56,83 @@ class Row:
     status: str = "pending"
     exit_code: int | None = None
     seconds: float = 0.0
+    last_line: str = ""
     detail: str = ""
 
 
-class Progress:
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
+class Reporter:
+    """Live table on a terminal, a line per event elsewhere."""
+
+    def __init__(self, out: TextIO, rows: list[Row]) -> None:
+        self.rows = rows
+        self.console = _console(out)
         self.t0 = time.perf_counter()
+        self.live: Any = None
 
-    def say(self, name: str, text: str) -> None:
-        self.out.write(f"[{time.perf_counter() - self.t0:6.2f}s] {name:<8} {text}\n")
-        self.out.flush()
+    def __enter__(self) -> Reporter:
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=self.console, refresh_per_second=8)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.__exit__(None, None, None)
+
+    def say(self, row: Row | None, text: str) -> None:
+        if row is not None:
+            row.last_line = text
+        if self.live is not None:
+            self.live.update(self._table())
+        else:
+            name = row.name if row else "server"
+            self.console.print(f"[{time.perf_counter() - self.t0:6.2f}s] {name:<8} {text}")
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table("job", "capsule", "status", "output", box=None)
+        for r in self.rows:
+            table.add_row(r.name, r.capsule_id, r.status, r.last_line[-60:])
+        return table
 
 
-async def _until_status(client: AsyncWrennClient, capsule_id: str, wanted: CapsuleStatus) -> None:
-    """Poll the server (it has no wait API) until the capsule reaches ``wanted``."""
-    while True:
-        status = (await client.capsules.get(capsule_id)).status
-        if status is wanted:
-            return
-        if status.is_terminal:
-            raise WrennError(f"capsule {capsule_id} ended up {status}, not {wanted}")
-        await anyio.sleep(0.05)
-
-
-async def _one(
-    client: AsyncWrennClient, row: Row, span: tuple[int, int], progress: Progress
-) -> None:
+async def _one(client: AsyncWrennClient, row: Row, span: tuple[int, int], report: Reporter) -> None:
     start = time.perf_counter()
-    capsule = await client.capsules.create(metadata={"demo": row.name})
-    row.capsule_id = capsule.id
+    row.status = "creating"
+    report.say(row, "creating a capsule")
     try:
-        progress.say(row.name, f"created {capsule.id} ({capsule.status})")
-        with anyio.fail_after(60):
-            await _until_status(client, capsule.id, CapsuleStatus.RUNNING)
-        progress.say(row.name, "running")
-        job = {"name": row.name, "range": list(span)}
-        await client.files.write(capsule.id, "job.json", json.dumps(job))
-        await client.files.write(capsule.id, "work.py", WORKLOAD)
-        result = await client.processes.run(capsule.id, "python3", args=["work.py"])
-        row.exit_code = result.exit_code
-        for line in result.stdout.splitlines():
-            progress.say(row.name, f"| {line}")
-        if result.exit_code != 0:
-            raise WrennError(f"workload failed: {result.stderr.strip()[-200:]}")
-        data: dict[str, Any] = json.loads(await client.files.read(capsule.id, "result.json"))
-        row.detail = (
-            f"{data['primes']} primes, largest {data['largest']}, sha256 {data['sha256']}, "
-            f"host {data['host'][:12]}, user {data['user']}"
-        )
-        row.status = "ok"
+        async with client.capsule(metadata={"demo": row.name}) as cap:
+            row.capsule_id = cap.capsule_id
+            row.status = "running"
+            report.say(row, f"capsule {cap.capsule_id} is running")
+            await _work(cap, row, span, report)
+        report.say(row, "destroyed")
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(15):
-            await client.capsules.destroy(row.capsule_id)
-            await _until_status(client, row.capsule_id, CapsuleStatus.STOPPED)
-            progress.say(row.name, "destroyed")
         row.seconds = time.perf_counter() - start
+
+
+async def _work(cap: AsyncCapsule, row: Row, span: tuple[int, int], report: Reporter) -> None:
+    await cap.files.write_many(
+        {"job.json": json.dumps({"name": row.name, "range": list(span)}), "work.py": WORKLOAD}
+    )
+    async with cap.commands.stream("python3 work.py") as run:
+        async for event in run:
+            if isinstance(event, StreamStdout | StreamStderr):
+                for line in event.data.splitlines():
+                    report.say(row, f"| {line}")
+    row.exit_code = run.exit_code
+    if run.exit_code != 0:
+        raise WrennError(f"the workload exited with {run.exit_code}")
+    data: dict[str, Any] = json.loads(await cap.files.read("result.json"))
+    row.detail = (
+        f"{data['primes']} primes, largest {data['largest']}, sha256 {data['sha256']}, "
+        f"user {data['user']}"
+    )
+    row.status = "ok"
 
 
 async def run_demo(*, capsules: int = 4, out: TextIO = sys.stdout) -> int:
@@ -115,53 +142,60 @@ async def run_demo(*, capsules: int = 4, out: TextIO = sys.stdout) -> int:
     except ImportError:
         out.write("the demo needs the local server: pip install 'wrenn[local]'\n")
         return 2
-    progress = Progress(out)
-    async with wrenn_local.serve() as server:
-        progress.say("server", f"{server.base_url} (isolation: {server.isolation})")
-        for reason in server.isolation_reasons:
-            progress.say("server", f"reduced isolation: {reason}")
-        rows = [Row(name=f"job-{i + 1}") for i in range(capsules)]
-        width = 200_000
-        async with AsyncWrennClient(api_key=server.api_key, base_url=server.base_url) as client:
-
-            async def guarded(row: Row, span: tuple[int, int]) -> None:
-                try:
-                    await _one(client, row, span, progress)
-                except WrennError as exc:
-                    row.status = "failed"
-                    row.detail = str(exc)
-                    progress.say(row.name, f"failed: {exc}")
-
-            async with anyio.create_task_group() as tg:
-                for i, row in enumerate(rows):
-                    tg.start_soon(guarded, row, (i * width, (i + 1) * width))
-            left = await client.capsules.list()
-    _table(rows, out)
+    rows = [Row(name=f"job-{i + 1}") for i in range(capsules)]
+    started = time.perf_counter()
+    async with (
+        wrenn_local.serve() as server,
+        AsyncWrennClient(api_key=server.api_key, base_url=server.base_url) as client,
+    ):
+        with Reporter(out, rows) as report:
+            report.say(None, f"local server {server.base_url} (isolation: {server.isolation})")
+            for reason in server.isolation_reasons:
+                report.say(None, f"reduced isolation: {reason}")
+            await _fan_out(client, rows, report)
+        left = [c for c in await client.capsules.list() if c.status != "stopping"]
+    _summary(rows, out, time.perf_counter() - started, len(left))
     ok = sum(1 for r in rows if r.status == "ok")
-    out.write(
-        f"\n{ok}/{len(rows)} capsules succeeded in {time.perf_counter() - progress.t0:.2f}s;"
-        f" {len(left)} capsules left on the server.\n"
-    )
     return 0 if ok == len(rows) and not left else 1
 
 
-def _table(rows: list[Row], out: TextIO) -> None:
-    header = ("job", "capsule", "status", "exit", "seconds", "result")
-    lines = [header] + [
-        (
-            r.name,
-            r.capsule_id,
-            r.status,
-            "-" if r.exit_code is None else str(r.exit_code),
-            f"{r.seconds:.2f}",
-            r.detail,
-        )
-        for r in rows
-    ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
-    out.write("\n")
-    for n, line in enumerate(lines):
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])]
-        out.write("  ".join([*cells, line[-1]]).rstrip() + "\n")
-        if n == 0:
-            out.write("  ".join("-" * w for w in widths) + "  " + "-" * 6 + "\n")
+async def _fan_out(client: AsyncWrennClient, rows: list[Row], report: Reporter) -> None:
+    """One capsule per row, all at once, in one task group."""
+    width = 200_000
+
+    async def guarded(row: Row, span: tuple[int, int]) -> None:
+        try:
+            await _one(client, row, span, report)
+        except WrennError as exc:
+            row.status = "failed"
+            row.detail = str(exc)
+            report.say(row, f"failed: {exc}")
+
+    async with anyio.create_task_group() as tg:
+        for i, row in enumerate(rows):
+            tg.start_soon(guarded, row, (i * width, (i + 1) * width))
+
+
+def _console(out: TextIO) -> Any:
+    from rich.console import Console
+
+    console = Console(file=out, highlight=False)
+    if not console.is_terminal:  # logs and pipes: wide enough for the summary's rows
+        console = Console(file=out, highlight=False, width=160)
+    return console
+
+
+def _summary(rows: list[Row], out: TextIO, seconds: float, left: int) -> None:
+    from rich.table import Table
+
+    console = _console(out)
+    table = Table("job", "capsule", "status", "exit", "seconds", "result", title="summary")
+    for r in rows:
+        exit_code = "-" if r.exit_code is None else str(r.exit_code)
+        table.add_row(r.name, r.capsule_id, r.status, exit_code, f"{r.seconds:.2f}", r.detail)
+    console.print(table)
+    ok = sum(1 for r in rows if r.status == "ok")
+    console.print(
+        f"{ok}/{len(rows)} capsules succeeded in {seconds:.2f}s; "
+        f"{left} capsules left on the server."
+    )

@@ -70,6 +70,7 @@ async def serve_asgi(
         await stop.wait()
 
     backend = current_backend()
+    error: Exception | None = None
     async with anyio.create_task_group() as tg:
         if backend == "trio":
             from hypercorn.trio import serve as trio_serve
@@ -81,5 +82,12 @@ async def serve_asgi(
             tg.start_soon(lambda: asyncio_serve(app, config, shutdown_trigger=trigger))
         try:
             yield host, bound_port
+        except Exception as exc:
+            # Shut hypercorn down gracefully (bounded by graceful_timeout) and raise the
+            # error afterwards: letting it through would cancel hypercorn mid-shutdown,
+            # which it reports as errors of its own, and wrap the error in a group.
+            error = exc
         finally:
             stop.set()
+    if error is not None:
+        raise error

@@ -93,6 +93,7 @@ async def serve(
         key = api_key or Accounts.generate_key()
         accounts.add_key(key, accounts.default_team, "local server key", None)
         events = EventHub()
+        error: Exception | None = None
         async with anyio.create_task_group() as tg:
             capsules = CapsuleManager(
                 support=support,
@@ -125,9 +126,13 @@ async def serve(
                         isolation_reasons=support.reasons,
                         capsules=capsules,
                     )
+            except Exception as exc:
+                error = exc  # raised as it is below, not wrapped in a task group's group
             finally:
                 await capsules.shutdown()
                 tg.cancel_scope.cancel()
+        if error is not None:
+            raise error
     finally:
         if own_dir:
             with anyio.CancelScope(shield=True):
