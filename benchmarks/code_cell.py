@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import wrenn_local
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -163,56 +165,45 @@ def main() -> None:
         )
         print(json.dumps({"client": flavour, "samples": samples}))
         return
-    with subprocess.Popen(
-        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as server:
-        try:
-            assert server.stdout is not None
-            env = dict(server.stdout.readline().strip().split("=", 1) for _ in range(2))
-            results: list[dict[str, object]] = []
-            for flavour in ("asyncio", "trio", "sync", "floor"):
-                out = subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--one",
-                        env["WRENN_BASE_URL"],
-                        env["WRENN_API_KEY"],
-                        str(args.cells),
-                        flavour,
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                line = json.loads(out.stdout.strip().splitlines()[-1])
-                name = {"floor": "raw websockets (floor)"}.get(flavour, f"ours {flavour}")
-                results.append(summary(name, line["samples"]))
-            if args.official_python:
-                port = env["WRENN_BASE_URL"].rsplit(":", 1)[1].split("/")[0]
-                out = subprocess.run(
-                    [args.official_python, str(HERE / "_official_code_cell.py"), str(args.cells)],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    env={**os.environ, **env, "WRENN_PROXY_DOMAIN": f"localhost:{port}"},
-                )
-                for raw in out.stdout.strip().splitlines():
-                    line = json.loads(raw)
-                    results.append(summary(line["client"], line["samples"]))
-            base = next(r for r in results if r["client"] == "ours asyncio")["p50_ms"]
-            assert isinstance(base, float)
-            for r in results:
-                p50 = r["p50_ms"]
-                assert isinstance(p50, float)
-                r["p50_vs_ours_asyncio"] = round(p50 / base, 2)
-                print(json.dumps(r), flush=True)
-        finally:
-            server.terminate()
-            server.wait(60)
+    with wrenn_local.server_process() as env:
+        results: list[dict[str, object]] = []
+        for flavour in ("asyncio", "trio", "sync", "floor"):
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    env["WRENN_BASE_URL"],
+                    env["WRENN_API_KEY"],
+                    str(args.cells),
+                    flavour,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            line = json.loads(out.stdout.strip().splitlines()[-1])
+            name = {"floor": "raw websockets (floor)"}.get(flavour, f"ours {flavour}")
+            results.append(summary(name, line["samples"]))
+        if args.official_python:
+            port = env["WRENN_BASE_URL"].rsplit(":", 1)[1].split("/")[0]
+            out = subprocess.run(
+                [args.official_python, str(HERE / "_official_code_cell.py"), str(args.cells)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, **env, "WRENN_PROXY_DOMAIN": f"localhost:{port}"},
+            )
+            for raw in out.stdout.strip().splitlines():
+                line = json.loads(raw)
+                results.append(summary(line["client"], line["samples"]))
+        base = next(r for r in results if r["client"] == "ours asyncio")["p50_ms"]
+        assert isinstance(base, float)
+        for r in results:
+            p50 = r["p50_ms"]
+            assert isinstance(p50, float)
+            r["p50_vs_ours_asyncio"] = round(p50 / base, 2)
+            print(json.dumps(r), flush=True)
 
 
 if __name__ == "__main__":

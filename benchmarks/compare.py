@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import wrenn_local
+
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
 
@@ -433,31 +435,20 @@ def main() -> None:
         print(json.dumps(result))
         return
     only = set(args.only.split(","))
-    with subprocess.Popen(
-        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as server:
-        try:
-            assert server.stdout is not None
-            env = dict(server.stdout.readline().strip().split("=", 1) for _ in range(2))
-            r = Runner(env["WRENN_BASE_URL"], env["WRENN_API_KEY"], args.official_python)
-            if "exec" in only:
-                run_exec(r, 50 if args.quick else 300)
-            if "fanout" in only:
-                run_fanout(r, [4, 8] if args.quick else [16, 64, 256])
-            if "stream" in only:
-                run_stream(r, 16 if args.quick else 256)
-            if "files" in only:
-                run_files(r, 32 if args.quick else 1024)
-            if "scale" in only:
-                run_scale(r, 40 if args.quick else 1000)
-            if "import" in only:
-                run_import(r)
-        finally:
-            server.terminate()
-            server.wait(120)
+    with wrenn_local.server_process() as env:
+        r = Runner(env["WRENN_BASE_URL"], env["WRENN_API_KEY"], args.official_python)
+        if "exec" in only:
+            run_exec(r, 50 if args.quick else 300)
+        if "fanout" in only:
+            run_fanout(r, [4, 8] if args.quick else [16, 64, 256])
+        if "stream" in only:
+            run_stream(r, 16 if args.quick else 256)
+        if "files" in only:
+            run_files(r, 32 if args.quick else 1024)
+        if "scale" in only:
+            run_scale(r, 40 if args.quick else 1000)
+        if "import" in only:
+            run_import(r)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ INTRO = {
     "code_cell": "A trivial cell (`1 + 1`) through the code runner, serial.",
     "sync_overhead": "What the sync facade adds: per call (timed inside and around the "
     "portal in one go) and per streamed item (batched iteration).",
-    "ws_throughput": "Our WebSocket client alone against an independent `websockets` "
-    "server (256 MiB in 64 KiB messages), and PTY keystroke echo through wrenn_local.",
+    "ws_throughput: download": "Our WebSocket client alone against an independent "
+    "`websockets` server: 256 MiB in 64 KiB messages; httpx-ws is the official SDK's layer.",
+    "ws_throughput: pty_keystroke": "PTY keystroke echo through wrenn_local (one byte in, "
+    "its echo out).",
     "http_churn": "Cancellation churn: requests cancelled at random points; connections "
     "leaked or wedged afterwards (the reason for httpx2, docs/design/dependencies.md).",
     "server_memory": "wrenn_local's own memory while 1 GiB goes up and down.",
@@ -61,7 +63,39 @@ def group(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             key = f"{key}:{row.pop('figure')}"
         row.pop("samples", None)
         row.pop("latencies", None)
-        out[key].append(row)
+        for sub, rows in flatten(row).items():
+            out[f"{key}: {sub}" if sub else key].extend(rows)
+    return out
+
+
+def flatten(row: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A result whose values are tables of their own ({"download": {"client": {...}}})
+    becomes one table per such value, a row per inner key; nested dicts left in a row
+    become dotted columns."""
+    nested = {
+        k: v
+        for k, v in row.items()
+        if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values())
+    }
+    plain = {k: v for k, v in row.items() if k not in nested}
+    if not nested:
+        return {"": [_dotted(plain)]}
+    return {
+        name: [
+            {"client": inner, **_dotted(values), **_dotted(plain)}
+            for inner, values in table.items()
+        ]
+        for name, table in nested.items()
+    }
+
+
+def _dotted(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, dict):
+            out.update(_dotted(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
     return out
 
 

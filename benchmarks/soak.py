@@ -27,6 +27,8 @@ import time
 from collections import Counter
 from typing import Any
 
+import wrenn_local
+
 
 def rss_mib() -> float:
     with open("/proc/self/status") as f:
@@ -153,37 +155,26 @@ def main() -> None:
         result = run(args.one[0], args.one[1], args.workers, args.seconds, args.backend)
         print(json.dumps(result))
         return
-    with subprocess.Popen(
-        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as server:
-        try:
-            assert server.stdout is not None
-            env = dict(server.stdout.readline().strip().split("=", 1) for _ in range(2))
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--one",
-                    env["WRENN_BASE_URL"],
-                    env["WRENN_API_KEY"],
-                    "--workers",
-                    str(args.workers),
-                    "--seconds",
-                    str(args.seconds),
-                    "--backend",
-                    args.backend,
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            print(out.stdout.strip().splitlines()[-1])
-        finally:
-            server.terminate()
-            server.wait(60)
+    with wrenn_local.server_process() as env:
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                env["WRENN_BASE_URL"],
+                env["WRENN_API_KEY"],
+                "--workers",
+                str(args.workers),
+                "--seconds",
+                str(args.seconds),
+                "--backend",
+                args.backend,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        print(out.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 import time
 
 import anyio
 
+import wrenn_local
 from wrenn import AsyncWrennClient, WrennClient
 from wrenn._portal import PortalRunner
 
@@ -28,19 +27,8 @@ SEQ = 200_000
 
 
 def main() -> None:
-    with subprocess.Popen(
-        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as server:
-        try:
-            assert server.stdout is not None
-            env = dict(server.stdout.readline().strip().split("=", 1) for _ in range(2))
-            print(json.dumps(measure(env["WRENN_BASE_URL"], env["WRENN_API_KEY"])))
-        finally:
-            server.terminate()
-            server.wait(30)
+    with wrenn_local.server_process() as env:
+        print(json.dumps(measure(env["WRENN_BASE_URL"], env["WRENN_API_KEY"])))
 
 
 def measure(base_url: str, api_key: str) -> dict[str, object]:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -59,20 +56,4 @@ async def sh(http: httpx.AsyncClient, capsule_id: str, script: str, **extra: Any
     return body
 
 
-@contextmanager
-def server_process() -> Iterator[dict[str, str]]:
-    """``python -m wrenn_local serve --port 0`` in its own process; yields its two lines
-    (WRENN_BASE_URL and WRENN_API_KEY) as a dict, and stops it with SIGTERM."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        env = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(2))
-        try:
-            yield env
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+server_process = wrenn_local.server_process  # the server in a process of its own

@@ -6,15 +6,14 @@ the suite. "Ran once" is checked on the server's side, through a direct client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import anyio.abc
 import pytest
 
-import wrenn_local
 from tests.faults import NO_FAULT, Fault, FaultProxy, fault_proxy
-from tests.localserver import FAST
+from tests.localserver import server_process
 from wrenn import (
     AsyncWrennClient,
     StreamExit,
@@ -26,13 +25,22 @@ from wrenn import (
 BOUND = 20  # seconds any single faulty operation may take before the test fails
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[dict[str, str]]:
+    """The server in its own process: only the SDK and the proxy share the test's loop."""
+    with server_process() as env:
+        yield env
+
+
 @pytest.fixture
-async def setup() -> AsyncIterator[tuple[AsyncWrennClient, FaultProxy, str]]:
+async def setup(
+    server: dict[str, str],
+) -> AsyncIterator[tuple[AsyncWrennClient, FaultProxy, str]]:
     """A direct client, a proxy in front of the same server, and a running capsule."""
+    key, base = server["WRENN_API_KEY"], server["WRENN_BASE_URL"]
     async with (
-        wrenn_local.serve(options=FAST) as server,
-        AsyncWrennClient(api_key=server.api_key, base_url=server.base_url) as direct,
-        fault_proxy(int(server.base_url.rsplit(":", 1)[1]), server.api_key) as proxy,
+        AsyncWrennClient(api_key=key, base_url=base) as direct,
+        fault_proxy(int(base.rsplit(":", 1)[1]), key) as proxy,
         direct.capsule() as cap,
     ):
         yield direct, proxy, cap.capsule_id

@@ -10,6 +10,8 @@ Every exception the SDK raises derives from :class:`WrennError`.
 
 from __future__ import annotations
 
+from typing import get_type_hints as _get_type_hints
+
 from . import code_runner as code_runner
 from . import exceptions as exceptions
 from . import models as models
@@ -211,5 +213,13 @@ for _name in (
     "StreamStderr",
     "StreamStdout",
 ):
-    globals()[_name].__module__ = __name__
-del _name
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        # Resolve annotations in the defining module now: once __module__ says "wrenn",
+        # tools that evaluate them (pdoc, typing.get_type_hints) would look there.
+        try:
+            _obj.__annotations__ = _get_type_hints(_obj)
+        except (NameError, TypeError):
+            pass
+    _obj.__module__ = __name__
+del _name, _obj

@@ -40,11 +40,6 @@ class Capsule(Facet[AsyncCapsule]):
     """A capsule for synchronous code. Get one from ``with client.capsule() as cap``, or
     the official SDK's way: ``with Capsule(wait=True) as cap`` (a client of its own)."""
 
-    commands: Commands
-    files: CapsuleFiles
-    git: Git
-    code: CodeRunner
-
     def __init__(
         self,
         template: str | None = None,
@@ -85,10 +80,30 @@ class Capsule(Facet[AsyncCapsule]):
         self._runner = runner
         self._async = acap
         self._owner = owner
-        self.commands = Commands(runner, acap.commands)
-        self.files = CapsuleFiles(runner, acap.files)
-        self.git = Git(runner, acap.git)
-        self.code = CodeRunner(runner, acap.code)
+        self._commands = Commands(runner, acap.commands)
+        self._files = CapsuleFiles(runner, acap.files)
+        self._git = Git(runner, acap.git)
+        self._code = CodeRunner(runner, acap.code)
+
+    @property
+    def commands(self) -> Commands:
+        """Run, stream, attach to, list and kill processes in this capsule."""
+        return self._commands
+
+    @property
+    def files(self) -> CapsuleFiles:
+        """Read, write, stream and list this capsule's files."""
+        return self._files
+
+    @property
+    def git(self) -> Git:
+        """git inside this capsule."""
+        return self._git
+
+    @property
+    def code(self) -> CodeRunner:
+        """Stateful code in a Jupyter kernel (capsules that run Jupyter)."""
+        return self._code
 
     @classmethod
     def _wrap(cls, runner: PortalRunner, acap: AsyncCapsule) -> Capsule:
@@ -280,15 +295,6 @@ class WrennClient:
     threads. Use it as a context manager or call :meth:`close`.
     """
 
-    capsules: Capsules
-    snapshots: Snapshots
-    events: Events
-    auth: Auth
-    api_keys: APIKeys
-    hosts: Hosts
-    processes: Processes
-    files: Files
-
     def __init__(
         self,
         api_key: str | None = None,
@@ -320,14 +326,54 @@ class WrennClient:
             runner.close()
             raise
         self._open_scopes: builtins.list[Any] = []
-        self.capsules = Capsules(runner, client.capsules)
-        self.snapshots = Snapshots(runner, client.snapshots)
-        self.events = Events(runner, client.events)
-        self.auth = Auth(runner, client.auth)
-        self.api_keys = APIKeys(runner, client.api_keys)
-        self.hosts = Hosts(runner, client.hosts)
-        self.processes = Processes(runner, client.processes)
-        self.files = Files(runner, client.files)
+        self._capsules = Capsules(runner, client.capsules)
+        self._snapshots = Snapshots(runner, client.snapshots)
+        self._events = Events(runner, client.events)
+        self._auth = Auth(runner, client.auth)
+        self._api_keys = APIKeys(runner, client.api_keys)
+        self._hosts = Hosts(runner, client.hosts)
+        self._processes = Processes(runner, client.processes)
+        self._files = Files(runner, client.files)
+
+    @property
+    def capsules(self) -> Capsules:
+        """Capsule REST calls: create, list, get, destroy, pause, resume, metrics, ..."""
+        return self._capsules
+
+    @property
+    def snapshots(self) -> Snapshots:
+        """Templates made from capsules."""
+        return self._snapshots
+
+    @property
+    def events(self) -> Events:
+        """The team's event stream."""
+        return self._events
+
+    @property
+    def auth(self) -> Auth:
+        """Sign up and log in."""
+        return self._auth
+
+    @property
+    def api_keys(self) -> APIKeys:
+        """The team's API keys (needs a user token)."""
+        return self._api_keys
+
+    @property
+    def hosts(self) -> Hosts:
+        """The machines capsules run on (needs a user token)."""
+        return self._hosts
+
+    @property
+    def processes(self) -> Processes:
+        """Commands by capsule ID (the thin REST and stream calls)."""
+        return self._processes
+
+    @property
+    def files(self) -> Files:
+        """Whole-file REST calls by capsule ID."""
+        return self._files
 
     def __repr__(self) -> str:
         return repr(self._async).replace("AsyncWrennClient", "WrennClient")

@@ -45,4 +45,4 @@ class Capsule(_BaseCapsule):
         )
         if kernel is not None and kernel != DEFAULT_KERNEL:
             self._async.code = AsyncCodeRunner(self._async, kernel=kernel)
-            self.code = CodeRunner(self._runner, self._async.code)
+            self._code = CodeRunner(self._runner, self._async.code)
