@@ -9,34 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
-import socket
 import statistics
 import sys
 import time
 from typing import Any
 
-_getaddrinfo = socket.getaddrinfo
-
-
-def _resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
-    name = host.decode() if isinstance(host, bytes) else host
-    if isinstance(name, str) and name.endswith(".localhost"):
-        host = "127.0.0.1"  # wildcard DNS, as the cloud has it
-    return _getaddrinfo(host, *args, **kwargs)
-
-
-def cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def peak_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+from _common import cpu, peak_mib, resolve_localhost_names
 
 
 def main() -> None:
-    socket.getaddrinfo = _resolve
+    resolve_localhost_names()
     from wrenn import AsyncCapsule, Capsule
 
     kind, client, n = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -9,24 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 import time
-from typing import Any
 
-_getaddrinfo = socket.getaddrinfo
-
-
-def _resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
-    # *.localhost is loopback (RFC 6761): what wildcard DNS does for the cloud proxy
-    name = host.decode() if isinstance(host, bytes) else host
-    if isinstance(name, str) and name.endswith(".localhost"):
-        host = "127.0.0.1"
-    return _getaddrinfo(host, *args, **kwargs)
+from _common import resolve_localhost_names
 
 
 def main() -> None:
-    socket.getaddrinfo = _resolve
+    resolve_localhost_names()
     from wrenn.code_runner import AsyncCapsule, Capsule
 
     n = int(sys.argv[1])

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,18 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import wrenn_local
+from _common import cpu, peak_mib, rss_mib
 
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
-
-
-def cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def peak_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 # --- children: one measurement each ------------------------------------------------------
@@ -149,7 +140,7 @@ async def async_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
 
             async with anyio.create_task_group() as outer:
                 caps = [await outer.start(_hold_capsule, client) for _ in range(4)]
-                base_rss = _rss()
+                base_rss = rss_mib()
                 async with anyio.create_task_group() as tg:
                     for cap in caps:
                         for _ in range(per_capsule):
@@ -158,8 +149,8 @@ async def async_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
                         await all_started.wait()
                     sampled = {
                         "streams": ready,
-                        "rss_mib": round(_rss(), 1),
-                        "rss_per_stream_kib": round((_rss() - base_rss) * 1024 / ready, 1),
+                        "rss_mib": round(rss_mib(), 1),
+                        "rss_per_stream_kib": round((rss_mib() - base_rss) * 1024 / ready, 1),
                         "threads": threading.active_count(),
                         "fds": len(os.listdir("/proc/self/fd")),
                         "tasks": len(anyio.get_running_tasks()),
@@ -176,14 +167,6 @@ async def _hold_capsule(client: Any, *, task_status: Any) -> None:
     async with client.capsule() as cap:
         task_status.started(cap)
         await anyio.sleep_forever()
-
-
-def _rss() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def raw_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:

@@ -28,14 +28,7 @@ from collections import Counter
 from typing import Any
 
 import wrenn_local
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+from _common import rss_mib
 
 
 def run(base_url: str, api_key: str, workers: int, seconds: float, backend: str) -> dict[str, Any]:

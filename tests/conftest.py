@@ -5,8 +5,11 @@ from typing import Any
 
 import pytest
 
+import wrenn_local
 from tests.fakeapi import FakeAPI
-from tests.sync_facade import APIS, Api
+from tests.localserver import FAST
+from tests.sync_facade import APIS, Api, open_client
+from wrenn import AsyncWrennClient
 from wrenn_local._asgi import serve_asgi
 
 # Every async test runs under asyncio (debug mode) and trio.
@@ -52,3 +55,14 @@ def api(request: pytest.FixtureRequest) -> Api:
     """``"async"`` or ``"sync"``: which public API an end-to-end scenario goes through."""
     value: Api = request.param
     return value
+
+
+@pytest.fixture
+async def client(api: Api) -> AsyncIterator[AsyncWrennClient]:
+    """A local server for the test, and the async client of it — or (``api == "sync"``)
+    the sync client behind an async face (tests/sync_facade.py)."""
+    async with (
+        wrenn_local.serve(options=FAST) as server,
+        open_client(api, api_key=server.api_key, base_url=server.base_url) as c,
+    ):
+        yield c

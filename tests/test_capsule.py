@@ -8,8 +8,6 @@ import anyio
 import pytest
 
 import wrenn_local
-from tests.localserver import FAST
-from tests.sync_facade import Api, open_client
 from wrenn import (
     AsyncPtySession,
     AsyncWrennClient,
@@ -19,16 +17,6 @@ from wrenn import (
     WrennError,
     WrennTimeoutError,
 )
-
-
-@pytest.fixture
-async def client(api: Api) -> AsyncIterator[AsyncWrennClient]:
-    """The async client, or (``api == "sync"``) the sync client behind an async face."""
-    async with (
-        wrenn_local.serve(options=FAST) as server,
-        open_client(api, api_key=server.api_key, base_url=server.base_url) as c,
-    ):
-        yield c
 
 
 async def live(client: AsyncWrennClient) -> list[str]:

@@ -6,14 +6,12 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
-from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 
 import wrenn_local
 from tests.localserver import FAST
-from tests.sync_facade import Api, open_client
 from wrenn import (
     AsyncCapsule,
     AsyncWrennClient,
@@ -38,15 +36,6 @@ def tiny_png() -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
     )
-
-
-@pytest.fixture
-async def client(api: Api) -> AsyncIterator[AsyncWrennClient]:
-    async with (
-        wrenn_local.serve(options=FAST) as server,
-        open_client(api, api_key=server.api_key, base_url=server.base_url) as c,
-    ):
-        yield c
 
 
 async def test_state_logs_errors_and_rich_outputs(client: AsyncWrennClient) -> None:

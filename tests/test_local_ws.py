@@ -60,7 +60,11 @@ class Peer:
 async def peer(url: str, headers: dict[str, str]) -> AsyncIterator[Peer]:
     def open_in_thread() -> tuple[Any, ClientConnection]:
         # connect() does the blocking handshake itself: never on the event loop's thread
-        manager = connect(url, additional_headers=headers, open_timeout=10, max_size=None)
+        # no keepalive pings: hypercorn (trio) can answer one while it closes the
+        # connection, and trio refuses the two concurrent sends (an upstream race)
+        manager = connect(
+            url, additional_headers=headers, open_timeout=10, max_size=None, ping_interval=None
+        )
         return manager, manager.__enter__()
 
     manager, conn = await anyio.to_thread.run_sync(open_in_thread)

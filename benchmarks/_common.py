@@ -1,0 +1,43 @@
+"""Small helpers shared by the benchmark scripts, including the ones that run in the
+official SDK's virtualenv (so nothing here imports wrenn or wrenn_local)."""
+
+from __future__ import annotations
+
+import resource
+import socket
+from typing import Any
+
+_getaddrinfo = socket.getaddrinfo
+
+
+def cpu() -> float:
+    """CPU seconds (user + system) this process has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_mib() -> float:
+    """This process's peak resident memory, MiB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def rss_mib() -> float:
+    """This process's resident memory now, MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+    name = host.decode() if isinstance(host, bytes) else host
+    if isinstance(name, str) and name.endswith(".localhost"):
+        host = "127.0.0.1"
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+def resolve_localhost_names() -> None:
+    """Make ``*.localhost`` resolve to loopback in this process (RFC 6761), as wildcard
+    DNS does for the cloud's capsule proxy; plain glibc does not."""
+    socket.getaddrinfo = _resolve
