@@ -358,11 +358,7 @@ class AsyncCodeRunner:
         self, context: CodeContext | str | None = None, *, jupyter_timeout: float = JUPYTER_TIMEOUT
     ) -> None:
         """Restart a kernel (the default one when none is given): its state is lost."""
-        kernel_id = (
-            _context_id(context)
-            if context is not None
-            else (await self._default_context(jupyter_timeout)).id
-        )
+        kernel_id = (await self._resolve(context, jupyter_timeout)).id
         await self._jupyter("POST", f"/api/kernels/{kernel_id}/restart", None, jupyter_timeout)
 
     async def remove_context(
@@ -377,11 +373,7 @@ class AsyncCodeRunner:
 
     async def interrupt(self, context: CodeContext | str | None = None) -> None:
         """Interrupt the running cell of a context (the default one when none is given)."""
-        kernel_id = (
-            _context_id(context)
-            if context is not None
-            else (await self._default_context(JUPYTER_TIMEOUT)).id
-        )
+        kernel_id = (await self._resolve(context, JUPYTER_TIMEOUT)).id
         await self._jupyter("POST", f"/api/kernels/{kernel_id}/interrupt", None, JUPYTER_TIMEOUT)
 
     # --- internals ---------------------------------------------------------------------

@@ -31,10 +31,11 @@ class CapsuleFiles(Facet[AsyncCapsuleFiles]):
 
     def read(self, path: str, *, format: Literal["text", "bytes"] = "text") -> str | bytes:
         """A whole file as text (UTF-8, undecodable bytes replaced) or bytes."""
-        data = self._runner.call(self._async.read_bytes, path)
-        if format == "bytes":
-            return data
-        return data.decode("utf-8", errors="replace")
+
+        async def read() -> str | bytes:
+            return await self._async.read(path, format=format)
+
+        return self._runner.call(read)
 
     read_bytes = blocking(AsyncCapsuleFiles.read_bytes)
     list = blocking(AsyncCapsuleFiles.list)
