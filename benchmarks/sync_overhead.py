@@ -20,7 +20,7 @@ import anyio
 
 import wrenn_local
 from wrenn import AsyncWrennClient, WrennClient
-from wrenn._portal import PortalRunner
+from wrenn._sync.portal import PortalRunner
 
 CALLS = 300
 SEQ = 200_000

@@ -2,7 +2,7 @@
 
 Download: 256 MiB in 64 KiB binary messages from an independent server (the `websockets`
 library in its own process), received by
-  * ours (wrenn._ws) under asyncio and under trio,
+  * ours (wrenn._transport.websocket) under asyncio and under trio,
   * the `websockets` asyncio client (C speedups),
   * httpx-ws (the official SDK's WebSocket layer), when installed.
 Each client runs 3 times in a fresh process; we report the median MiB/s, the spread and
@@ -36,7 +36,7 @@ def cpu() -> float:
 def run_ours(url: str, backend: str) -> tuple[int, float, float]:
     import anyio
 
-    from wrenn._ws import connect_websocket
+    from wrenn._transport.websocket import connect_websocket
 
     async def go() -> tuple[int, float, float]:
         total = 0
@@ -105,7 +105,7 @@ def pty_latency(backend: str, count: int) -> dict[str, float]:
     import httpx
 
     import wrenn_local
-    from wrenn._ws import connect_websocket
+    from wrenn._transport.websocket import connect_websocket
 
     async def go() -> list[float]:
         async with (

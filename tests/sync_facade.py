@@ -25,8 +25,8 @@ import anyio.to_thread
 from anyio.from_thread import BlockingPortal
 
 import wrenn
-from wrenn import _sync_resources
 from wrenn._resources import accounts, capsules, events, files, hosts, processes, snapshots
+from wrenn._sync import resources as _sync_resources
 
 Api = Literal["async", "sync"]
 APIS: list[Api] = ["async", "sync"]

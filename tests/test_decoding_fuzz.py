@@ -17,12 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wrenn import WrennError, models
-from wrenn._converter import structure, structure_list
 from wrenn._exceptions import error_from_response
-from wrenn._jupyter import CellReader
+from wrenn._protocol.exec_stream import ExecStreamProtocol
+from wrenn._protocol.jupyter import CellReader
+from wrenn._protocol.sse import SSEParser
+from wrenn._resources.converter import structure, structure_list
 from wrenn._resources.processes import decode_output
-from wrenn._sse import SSEParser
-from wrenn._stream_protocol import ExecStreamProtocol
 
 scalars = st.one_of(
     st.none(),

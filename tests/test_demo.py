@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from wrenn._demo import run_demo
+from wrenn._cli.demo import run_demo
 
 
 async def test_demo_runs_to_a_clean_end() -> None:

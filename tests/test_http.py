@@ -24,7 +24,7 @@ from wrenn import (
     WrennUnavailableError,
     WrennValidationError,
 )
-from wrenn._http import api_path
+from wrenn._transport.http import api_path
 
 KEY = "wrn_0123456789abcdef0123456789abcdef"
 CAPSULE = {"id": "cl-0000000000000000000000001", "status": "running"}

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from tests.fakeapi import FakeAPI, reply
 from wrenn._config import ClientConfig
-from wrenn._http import HTTPTransport, api_path
+from wrenn._transport.http import HTTPTransport, api_path
 
 KEY = "wrn_0123456789abcdef0123456789abcdef"
 

@@ -8,7 +8,7 @@ import httpx
 import wrenn_local
 from tests.localserver import FAST, new_capsule, sh, wait_status
 from tests.test_local_files import write
-from wrenn._ws import connect_websocket
+from wrenn._transport.websocket import connect_websocket
 
 # A small HTTP service for inside a capsule: echoes method, path, headers and body.
 ECHO_HTTP = r"""

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wrenn import WrennProtocolError, models
-from wrenn._converter import structure, unstructure
 from wrenn._models.enums import LenientStrEnum
+from wrenn._resources.converter import structure, unstructure
 
 MODELS = [getattr(models, name) for name in models.__all__ if attrs.has(getattr(models, name))]
 

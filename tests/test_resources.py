@@ -553,7 +553,7 @@ async def test_bearer_routes_name_the_token_variable(
 
 
 def test_unknown_host_status_is_kept() -> None:
-    from wrenn._converter import structure
+    from wrenn._resources.converter import structure
 
     host = structure({**HOST, "status": "quarantined"}, models.Host)
     assert host.status == "quarantined"

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from wrenn._retry import RetryPolicy, parse_retry_after
+from wrenn._transport.retry import RetryPolicy, parse_retry_after
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from wrenn import (
     WrennError,
     WrennWebSocketClosedError,
 )
-from wrenn._ws import connect_websocket
+from wrenn._transport.websocket import connect_websocket
 
 SPEC = yaml.safe_load((Path(wrenn_local.__file__).parent / "openapi.yaml").read_text())
 OPEN = {

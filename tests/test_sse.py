@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wrenn import WrennProtocolError
-from wrenn._sse import SSEMessage, SSEParser
+from wrenn._protocol.sse import SSEMessage, SSEParser
 
 STREAM = (
     b": keepalive\n\n"

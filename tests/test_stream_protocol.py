@@ -19,7 +19,7 @@ from wrenn import (
     WrennProtocolError,
     WrennValidationError,
 )
-from wrenn._stream_protocol import ExecStreamProtocol
+from wrenn._protocol.exec_stream import ExecStreamProtocol
 
 
 def test_a_whole_stream() -> None:

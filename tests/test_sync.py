@@ -24,7 +24,6 @@ from wrenn import (
     StreamExit,
     StreamStdout,
     WrennClient,
-    _sync_resources,
 )
 from wrenn._resources.accounts import AsyncAPIKeys, AsyncAuth
 from wrenn._resources.capsules import AsyncCapsules
@@ -33,6 +32,7 @@ from wrenn._resources.files import AsyncFiles
 from wrenn._resources.hosts import AsyncHosts
 from wrenn._resources.processes import AsyncProcesses
 from wrenn._resources.snapshots import AsyncSnapshots
+from wrenn._sync import resources as _sync_resources
 
 Backend = Literal["asyncio", "trio"]
 BACKENDS: list[Backend] = ["asyncio", "trio"]

@@ -23,7 +23,7 @@ from wrenn import (
     WrennTimeoutError,
     WrennWebSocketClosedError,
 )
-from wrenn._ws import READ_SIZE, connect_websocket
+from wrenn._transport.websocket import READ_SIZE, connect_websocket
 
 
 def open_fds() -> int:

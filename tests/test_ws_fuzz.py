@@ -14,7 +14,7 @@ from wsproto.frame_protocol import FrameProtocol
 
 from tests.wspeers import raw_server
 from wrenn import WrennError, WrennWebSocketClosedError
-from wrenn._ws import connect_websocket
+from wrenn._transport.websocket import connect_websocket
 
 MAX = 4096
 

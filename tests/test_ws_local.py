@@ -13,7 +13,7 @@ import pytest
 import wrenn_local
 from tests.localserver import FAST, new_capsule
 from wrenn import WrennValidationError
-from wrenn._ws import WebSocket, connect_websocket
+from wrenn._transport.websocket import WebSocket, connect_websocket
 
 
 @asynccontextmanager

@@ -13,12 +13,12 @@ import anyio.abc
 import anyio.lowlevel
 
 from ._code import DEFAULT_KERNEL, AsyncCodeRunner
-from ._code_models import CodeContext, Execution, ExecutionError, Result
 from ._commands import AsyncCommands
 from ._exceptions import WrennError
 from ._files import AsyncCapsuleFiles
 from ._git import AsyncGit
 from ._models import Capsule, CapsuleStatus, PendingSnapshot
+from ._models.code import CodeContext, Execution, ExecutionError, Result
 from ._pty import AsyncPtySession, open_pty
 from ._wait import wait_for_status
 

@@ -11,8 +11,6 @@ from typing import Any, Self, TypeVar, final
 from ._capsule import AsyncCapsule, capsule_scope
 from ._config import ClientConfig
 from ._fanout import fan_out
-from ._http import HTTPTransport
-from ._httpx import httpx
 from ._models import CapsuleStatus
 from ._pool import CapsulePool, open_pool
 from ._resources import (
@@ -25,6 +23,7 @@ from ._resources import (
     AsyncProcesses,
     AsyncSnapshots,
 )
+from ._transport.http import HTTPTransport, httpx
 from ._wait import wait_for_status
 
 __all__ = ["AsyncWrennClient"]

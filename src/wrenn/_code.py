@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, Final, final
 import anyio
 import anyio.abc
 
-from ._code_models import (
+from ._exceptions import (
+    WrennConnectionError,
+    WrennError,
+    WrennTimeoutError,
+    WrennValidationError,
+    error_from_response,
+)
+from ._models.code import (
     CodeContext,
     CodeOutput,
     CodeStderr,
@@ -31,18 +38,11 @@ from ._code_models import (
     ExecutionError,
     Result,
 )
-from ._exceptions import (
-    WrennConnectionError,
-    WrennError,
-    WrennTimeoutError,
-    WrennValidationError,
-    error_from_response,
-)
-from ._http import map_transport_errors
-from ._jupyter import CellReader, execute_request
-from ._ports import port_endpoint
+from ._protocol.jupyter import CellReader, execute_request
 from ._resources.streams import tls_context
-from ._ws import WebSocket, connect_websocket
+from ._transport.http import map_transport_errors
+from ._transport.ports import port_endpoint
+from ._transport.websocket import WebSocket, connect_websocket
 
 if TYPE_CHECKING:
     from ._capsule import AsyncCapsule

@@ -13,9 +13,9 @@ import attrs
 
 from ._exceptions import WrennError, WrennTimeoutError
 from ._models import CommandResult, ProcessInfo
+from ._protocol.exec_stream import StreamStderr, StreamStdout
 from ._resources import AsyncProcesses
 from ._resources.streams import ExecStream
-from ._stream_protocol import StreamStderr, StreamStdout
 
 __all__ = ["AsyncCommands", "CommandExitError", "CommandHandle"]
 

@@ -17,10 +17,9 @@ from ._exceptions import (
     WrennNotFoundError,
     WrennValidationError,
 )
-from ._http import HTTPTransport, api_path, map_transport_errors
-from ._httpx import httpx
 from ._models import FileEntry
 from ._resources import AsyncFiles
+from ._transport.http import HTTPTransport, api_path, httpx, map_transport_errors
 
 __all__ = ["AsyncCapsuleFiles", "WriteData"]
 

@@ -15,10 +15,10 @@ from contextlib import asynccontextmanager
 from typing import Any, final
 
 from ._exceptions import WrennValidationError, WrennWebSocketClosedError
-from ._http import HTTPTransport, api_path
+from ._protocol.exec_stream import in_band_error
 from ._resources.streams import open_stream
-from ._stream_protocol import in_band_error
-from ._ws import WebSocket
+from ._transport.http import HTTPTransport, api_path
+from ._transport.websocket import WebSocket
 
 __all__ = ["AsyncPtySession", "open_pty"]
 

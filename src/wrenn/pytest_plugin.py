@@ -28,7 +28,7 @@ import pytest
 
 from ._capsule import AsyncCapsule
 from ._client import AsyncWrennClient
-from ._sync import Capsule, WrennClient
+from ._sync.client import Capsule, WrennClient
 
 __all__ = [
     "LocalServerInfo",

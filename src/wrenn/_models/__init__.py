@@ -1,4 +1,4 @@
-"""attrs models of everything the wire carries. Conversion lives in ``wrenn._converter``."""
+"""attrs models of everything the wire carries (conversion: ``wrenn._resources.converter``)."""
 
 from __future__ import annotations
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, final
 
-from .._converter import structure, structure_list
 from .._exceptions import WrennValidationError
-from .._http import HTTPTransport, api_path, response_json
 from .._models import APIKey, Session, SignupResult
+from .._transport.http import HTTPTransport, api_path, response_json
+from .converter import structure, structure_list
 
 __all__ = ["AsyncAPIKeys", "AsyncAuth"]
 

@@ -7,10 +7,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, final
 
-from .._converter import structure, structure_list
 from .._exceptions import WrennValidationError
-from .._http import HTTPTransport, api_path, response_json
 from .._models import Capsule, CapsuleMetrics, CapsuleStats, CapsuleUsage
+from .._transport.http import HTTPTransport, api_path, response_json
+from .converter import structure, structure_list
 
 __all__ = ["METRICS_RANGES", "STATS_RANGES", "AsyncCapsules"]
 

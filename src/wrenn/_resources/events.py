@@ -10,12 +10,11 @@ from typing import Self, final
 
 import anyio
 
-from .._converter import structure
 from .._exceptions import WrennProtocolError
-from .._http import HTTPTransport, api_path, map_transport_errors
-from .._httpx import httpx
 from .._models import Event
-from .._sse import SSEParser
+from .._protocol.sse import SSEParser
+from .._transport.http import HTTPTransport, api_path, httpx, map_transport_errors
+from .converter import structure
 
 __all__ = ["AsyncEvents", "EventStream"]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import builtins
 from typing import Any, Final, final
 
-from .._converter import structure, structure_list
 from .._exceptions import WrennProtocolError, WrennTooLargeError, WrennValidationError
-from .._http import HTTPTransport, api_path, response_json
 from .._models import FileEntry
+from .._transport.http import HTTPTransport, api_path, response_json
+from .converter import structure, structure_list
 
 __all__ = ["AsyncFiles"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import builtins
 from typing import Any, final
 
-from .._converter import structure, structure_list
 from .._exceptions import WrennValidationError
-from .._http import HTTPTransport, api_path, response_json
 from .._models import CreatedHost, Host, HostDeletePreview, HostToken, HostType
+from .._transport.http import HTTPTransport, api_path, response_json
+from .converter import structure, structure_list
 
 __all__ = ["AsyncHosts"]
 

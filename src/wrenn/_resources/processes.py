@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Final, Literal, final
 
-from .._converter import structure, structure_list
 from .._exceptions import WrennProtocolError, WrennValidationError
-from .._http import HTTPTransport, api_path, response_json
 from .._models import BackgroundProcess, CommandResult, ProcessInfo
+from .._transport.http import HTTPTransport, api_path, response_json
+from .converter import structure, structure_list
 
 if TYPE_CHECKING:
     from .streams import ExecStream

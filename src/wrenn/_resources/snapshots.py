@@ -7,11 +7,11 @@ from typing import Any, final
 
 import anyio
 
-from .._converter import structure, structure_list
 from .._exceptions import WrennTimeoutError, WrennValidationError
-from .._http import HTTPTransport, api_path, response_json
 from .._models import Capsule, PendingSnapshot, Template, TemplateType
+from .._transport.http import HTTPTransport, api_path, response_json
 from .capsules import check_name
+from .converter import structure, structure_list
 
 __all__ = ["AsyncSnapshots"]
 

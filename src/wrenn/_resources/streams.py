@@ -11,9 +11,9 @@ from typing import Any, final
 import anyio
 
 from .._exceptions import WrennError, WrennWebSocketClosedError
-from .._http import HTTPTransport, api_path
-from .._stream_protocol import ExecStreamProtocol, State, StreamEvent
-from .._ws import WebSocket, connect_websocket
+from .._protocol.exec_stream import ExecStreamProtocol, State, StreamEvent
+from .._transport.http import HTTPTransport, api_path
+from .._transport.websocket import WebSocket, connect_websocket
 from .processes import _exec_body
 
 __all__ = ["ExecStream", "open_stream", "ws_url"]

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from .._code import DEFAULT_KERNEL as DEFAULT_KERNEL
 from .._code import DEFAULT_TEMPLATE as DEFAULT_TEMPLATE
-from .._code_models import Execution as Execution
-from .._code_models import ExecutionError as ExecutionError
-from .._code_models import Logs as Logs
-from .._code_models import Result as Result
+from .._models.code import Execution as Execution
+from .._models.code import ExecutionError as ExecutionError
+from .._models.code import Logs as Logs
+from .._models.code import Result as Result
 from .async_capsule import AsyncCapsule as AsyncCapsule
 from .capsule import Capsule as Capsule
 

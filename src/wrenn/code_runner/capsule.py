@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from typing import final
 
 from .._code import DEFAULT_KERNEL, DEFAULT_TEMPLATE, AsyncCodeRunner
-from .._portal import Backend
-from .._sync import Capsule as _BaseCapsule
-from .._sync_code import CodeRunner
+from .._sync.client import Capsule as _BaseCapsule
+from .._sync.code import CodeRunner
+from .._sync.portal import Backend
 
 __all__ = ["Capsule"]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .._code_models import CodeContext as CodeContext
-from .._code_models import Execution as Execution
-from .._code_models import ExecutionError as ExecutionError
-from .._code_models import Logs as Logs
-from .._code_models import Result as Result
+from .._models.code import CodeContext as CodeContext
+from .._models.code import Execution as Execution
+from .._models.code import ExecutionError as ExecutionError
+from .._models.code import Logs as Logs
+from .._models.code import Result as Result
 
 __all__ = ["CodeContext", "Execution", "ExecutionError", "Logs", "Result"]

@@ -8,9 +8,9 @@ from typing import BinaryIO, Literal, cast, final, overload
 
 import anyio
 
-from ._exceptions import WrennValidationError
-from ._files import AsyncCapsuleFiles
-from ._sync_adapt import Facet, blocking
+from .._exceptions import WrennValidationError
+from .._files import AsyncCapsuleFiles
+from .adapt import Facet, blocking
 
 __all__ = ["CapsuleFiles", "SyncData"]
 

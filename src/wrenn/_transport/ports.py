@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from ._config import ClientConfig
+from .._config import ClientConfig
 
 __all__ = ["port_endpoint"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, final, overload
 
-from ._commands import AsyncCommands, CommandHandle
-from ._models import CommandResult
-from ._portal import PortalRunner
-from ._resources.streams import ExecStream
-from ._stream_protocol import StreamEvent
-from ._sync_adapt import Facet, blocking
+from .._commands import AsyncCommands, CommandHandle
+from .._models import CommandResult
+from .._protocol.exec_stream import StreamEvent
+from .._resources.streams import ExecStream
+from .adapt import Facet, blocking
+from .portal import PortalRunner
 
 __all__ = ["Commands", "Stream", "SyncCommandHandle"]
 

@@ -16,19 +16,19 @@ from typing import Any, Self, TypeVar, final
 
 import anyio
 
-from ._capsule import AsyncCapsule, create_capsule
-from ._client import AsyncWrennClient
-from ._config import ClientConfig
-from ._models import Capsule as CapsuleInfo
-from ._pool import CapsulePool
-from ._portal import Backend, PortalRunner
-from ._sync_adapt import Facet, blocking
-from ._sync_code import CodeRunner
-from ._sync_commands import Commands
-from ._sync_files import CapsuleFiles
-from ._sync_git import Git
-from ._sync_pty import PtySession
-from ._sync_resources import APIKeys, Auth, Capsules, Events, Files, Hosts, Processes, Snapshots
+from .._capsule import AsyncCapsule, create_capsule
+from .._client import AsyncWrennClient
+from .._config import ClientConfig
+from .._models import Capsule as CapsuleInfo
+from .._pool import CapsulePool
+from .adapt import Facet, blocking
+from .code import CodeRunner
+from .commands import Commands
+from .files import CapsuleFiles
+from .git import Git
+from .portal import Backend, PortalRunner
+from .pty import PtySession
+from .resources import APIKeys, Auth, Capsules, Events, Files, Hosts, Processes, Snapshots
 
 __all__ = ["Capsule", "SyncCapsulePool", "WrennClient"]
 

@@ -19,8 +19,8 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._exceptions import WrennProtocolError
-from ._models import (
+from .._exceptions import WrennProtocolError
+from .._models import (
     BackgroundProcess,
     CapsuleMetrics,
     CapsuleUsage,

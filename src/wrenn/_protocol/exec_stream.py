@@ -15,7 +15,7 @@ from typing import Final
 
 import attrs
 
-from ._exceptions import (
+from .._exceptions import (
     WrennAgentError,
     WrennAuthenticationError,
     WrennConnectionError,

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import anyio
 
-from ._capsule import AsyncCapsule
-from ._pty import AsyncPtySession
+from .._capsule import AsyncCapsule
+from .._pty import AsyncPtySession
 
 __all__ = ["attach"]
 

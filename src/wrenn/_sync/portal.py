@@ -24,7 +24,7 @@ from typing import Final, Literal, ParamSpec, Protocol, TypeVar, final
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from ._exceptions import WrennError
+from .._exceptions import WrennError
 
 __all__ = ["Backend", "PortalRunner", "ReadyItems"]
 

@@ -11,16 +11,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import final
 
-from ._models import Event
-from ._resources.accounts import AsyncAPIKeys, AsyncAuth
-from ._resources.capsules import AsyncCapsules
-from ._resources.events import AsyncEvents
-from ._resources.files import AsyncFiles
-from ._resources.hosts import AsyncHosts
-from ._resources.processes import AsyncProcesses
-from ._resources.snapshots import AsyncSnapshots
-from ._sync_adapt import Facet, blocking
-from ._sync_commands import Stream
+from .._models import Event
+from .._resources.accounts import AsyncAPIKeys, AsyncAuth
+from .._resources.capsules import AsyncCapsules
+from .._resources.events import AsyncEvents
+from .._resources.files import AsyncFiles
+from .._resources.hosts import AsyncHosts
+from .._resources.processes import AsyncProcesses
+from .._resources.snapshots import AsyncSnapshots
+from .adapt import Facet, blocking
+from .commands import Stream
 
 __all__ = ["APIKeys", "Auth", "Capsules", "Events", "Files", "Hosts", "Processes", "Snapshots"]
 

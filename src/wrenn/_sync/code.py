@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import final
 
-from ._code import DEFAULT_TIMEOUT, JUPYTER_TIMEOUT, AsyncCodeRunner, CodeRun
-from ._code_models import CodeContext, CodeOutput, Execution
-from ._portal import PortalRunner
-from ._sync_adapt import Facet, blocking
+from .._code import DEFAULT_TIMEOUT, JUPYTER_TIMEOUT, AsyncCodeRunner, CodeRun
+from .._models.code import CodeContext, CodeOutput, Execution
+from .adapt import Facet, blocking
+from .portal import PortalRunner
 
 __all__ = ["CodeRunner", "SyncCodeRun"]
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import anyio
 
-from ._client import AsyncWrennClient
-from ._exceptions import WrennConfigurationError, WrennError
-from ._stream_protocol import StreamExit, StreamStderr, StreamStdout
+from .._client import AsyncWrennClient
+from .._exceptions import WrennConfigurationError, WrennError
+from .._protocol.exec_stream import StreamExit, StreamStderr, StreamStdout
 
 __all__ = ["main"]
 
@@ -122,7 +122,7 @@ def _report(exc: BaseException) -> int:
 
 async def dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
-        from ._demo import run_demo
+        from .demo import run_demo
 
         return await run_demo(capsules=args.capsules)
     handlers: dict[str, Callable[[AsyncWrennClient, argparse.Namespace], Awaitable[int]]] = {
@@ -359,7 +359,7 @@ async def cmd_snapshot(client: AsyncWrennClient, args: argparse.Namespace) -> in
 
 
 async def cmd_shell(client: AsyncWrennClient, args: argparse.Namespace) -> int:
-    from ._cli_shell import attach
+    from .shell import attach
 
     if args.capsule_id is None:
         async with client.capsule(template=args.template) as cap:

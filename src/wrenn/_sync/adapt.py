@@ -12,7 +12,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
-from ._portal import PortalRunner
+from .portal import PortalRunner
 
 __all__ = ["Facet", "blocking"]
 

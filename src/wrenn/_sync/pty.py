@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import final
 
-from ._pty import AsyncPtySession
-from ._sync_adapt import Facet, blocking
+from .._pty import AsyncPtySession
+from .adapt import Facet, blocking
 
 __all__ = ["PtySession"]
 

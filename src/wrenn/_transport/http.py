@@ -23,9 +23,10 @@ from typing import Any, Final, Literal
 from urllib.parse import quote
 
 import anyio
+import httpx2 as httpx
 
-from ._config import ClientConfig
-from ._exceptions import (
+from .._config import ClientConfig
+from .._exceptions import (
     WrennConnectionError,
     WrennError,
     WrennProtocolError,
@@ -34,11 +35,17 @@ from ._exceptions import (
     WrennValidationError,
     error_from_response,
 )
-from ._httpx import httpx
-from ._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
-from ._version import __version__
+from .._version import __version__
+from .retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
 
-__all__ = ["AuthMode", "HTTPTransport", "api_path", "map_transport_errors", "response_json"]
+__all__ = [
+    "AuthMode",
+    "HTTPTransport",
+    "api_path",
+    "httpx",
+    "map_transport_errors",
+    "response_json",
+]
 
 log = logging.getLogger("wrenn.http")
 

@@ -13,8 +13,8 @@ import json
 import uuid
 from typing import Any, Final
 
-from ._code_models import CodeOutput, CodeStderr, CodeStdout, ExecutionError, Result
-from ._exceptions import WrennProtocolError
+from .._exceptions import WrennProtocolError
+from .._models.code import CodeOutput, CodeStderr, CodeStdout, ExecutionError, Result
 
 __all__ = ["CellReader", "execute_request"]
 

@@ -51,7 +51,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from ._exceptions import (
+from .._exceptions import (
     WrennConfigurationError,
     WrennConnectionError,
     WrennError,
@@ -60,7 +60,7 @@ from ._exceptions import (
     WrennWebSocketClosedError,
     error_from_response,
 )
-from ._retry import parse_retry_after
+from .retry import parse_retry_after
 
 __all__ = ["WebSocket", "WebSocketStatistics", "connect_websocket"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._exceptions import WrennProtocolError
+from .._exceptions import WrennProtocolError
 
 __all__ = ["SSEMessage", "SSEParser"]
 

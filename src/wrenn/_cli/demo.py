@@ -18,10 +18,10 @@ from typing import Any, TextIO
 import anyio
 import attrs
 
-from ._capsule import AsyncCapsule
-from ._client import AsyncWrennClient
-from ._exceptions import WrennError
-from ._stream_protocol import StreamStderr, StreamStdout
+from .._capsule import AsyncCapsule
+from .._client import AsyncWrennClient
+from .._exceptions import WrennError
+from .._protocol.exec_stream import StreamStderr, StreamStdout
 
 WORKLOAD = r"""
 import hashlib, json, os, socket, sys, time

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import final
 
-from ._git import AsyncGit
-from ._sync_adapt import Facet, blocking
+from .._git import AsyncGit
+from .adapt import Facet, blocking
 
 __all__ = ["Git"]
 
