@@ -54,7 +54,7 @@ def ensure_sandbox_tools(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     ensure_sandbox_tools(session)
-    session.install("-e", ".[local,code]", *group("test"))
+    session.install("-e", ".[local,code,cli]", *group("test"))
     session.run("python", "-m", "pytest", *(session.posargs or ["tests"]))
 
 
@@ -108,7 +108,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[local]", *group("typecheck"))
+    session.install("-e", ".[local,cli]", *group("typecheck"))
     session.run("mypy")
 
 
@@ -162,5 +162,5 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     ensure_sandbox_tools(session)
-    session.install("-e", ".[local]")
+    session.install("-e", ".[local,cli]")
     session.run("python", "-m", "wrenn", "demo", *session.posargs)

@@ -33,7 +33,9 @@ FAST = {"max_retries": 3}
 
 def client(base_url: str, **kw: object) -> AsyncWrennClient:
     c = AsyncWrennClient(api_key=KEY, base_url=base_url, **kw)  # type: ignore[arg-type]
-    c._http.retry.base = 0.01  # keep backoff short in tests; the policy itself is unit-tested
+    c._session.http.retry.base = (
+        0.01  # keep backoff short in tests; the policy itself is unit-tested
+    )
     return c
 
 
@@ -167,7 +169,7 @@ async def test_dropped_post_is_never_sent_twice() -> None:
 async def test_dropped_get_is_retried() -> None:
     async with raw_server(["close", "truncate", "ok"]) as server:
         async with client(f"http://127.0.0.1:{server.port}") as c:
-            resp = await c._http.request("GET", api_path("capsules"))
+            resp = await c._session.http.request("GET", api_path("capsules"))
         assert resp.json() == {"ok": True}
         assert server.requests == 3
 

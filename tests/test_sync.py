@@ -8,11 +8,12 @@ import inspect
 import threading
 import time
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
 import wrenn
+import wrenn.code_runner
 from tests.localserver import server_process
 from wrenn import (
     AsyncCapsule,
@@ -179,14 +180,14 @@ ASYNC_ONLY = {"take_ready"}  # the batching hook the sync iterators use
         (WrennClient, AsyncWrennClient),
         (wrenn.Capsule, AsyncCapsule),
         (wrenn.Commands, AsyncCommands),
-        (wrenn.SyncCommandHandle, wrenn.CommandHandle),
-        (wrenn.Stream, wrenn.ExecStream),
+        (wrenn.CommandHandle, wrenn.AsyncCommandHandle),
+        (wrenn.ExecStream, wrenn.AsyncExecStream),
         (wrenn.CapsuleFiles, AsyncCapsuleFiles),
         (wrenn.PtySession, AsyncPtySession),
         (wrenn.Git, wrenn.AsyncGit),
-        (wrenn.SyncCapsulePool, wrenn.CapsulePool),
+        (wrenn.CapsulePool, wrenn.AsyncCapsulePool),
         (wrenn.CodeRunner, wrenn.AsyncCodeRunner),
-        (wrenn.SyncCodeRun, wrenn.CodeRun),
+        (wrenn.CodeRun, wrenn.AsyncCodeRun),
         (_sync_resources.Capsules, AsyncCapsules),
         (_sync_resources.Snapshots, AsyncSnapshots),
         (_sync_resources.Events, AsyncEvents),
@@ -207,6 +208,32 @@ def test_sync_and_async_surfaces_match(sync_cls: type, async_cls: type) -> None:
         a = [p for p in async_methods[name].parameters if p not in ("self", "cls")]
         s = [p for p in sync_methods[name].parameters if p not in ("self", "cls")]
         assert [p for p in s if p != "backend"] == a, name
+
+
+# The classes users construct themselves: the sync constructor takes exactly what its
+# async counterpart does (the client's ``__init__``; the capsule's official ``create``),
+# plus ``backend``. Other sync classes are handed out by the SDK, never constructed.
+@pytest.mark.parametrize(
+    ("sync_ctor", "async_ctor"),
+    [
+        (WrennClient.__init__, AsyncWrennClient.__init__),
+        (wrenn.Capsule.__init__, AsyncCapsule.create),
+        (wrenn.Capsule.create, AsyncCapsule.create),
+        (wrenn.Capsule.connect, AsyncCapsule.connect),
+        (wrenn.Capsule.list, AsyncCapsule.list),
+        (wrenn.code_runner.Capsule.__init__, wrenn.code_runner.AsyncCapsule.create),
+    ],
+    ids=lambda fn: fn.__qualname__,
+)
+def test_constructors_take_the_same_arguments(sync_ctor: Any, async_ctor: Any) -> None:
+    def shape(fn: Any) -> list[tuple[str, Any, Any]]:
+        return [
+            (p.name, p.kind, p.default)
+            for p in inspect.signature(fn).parameters.values()
+            if p.name not in ("self", "cls", "backend")
+        ]
+
+    assert shape(sync_ctor) == shape(async_ctor)
 
 
 def test_every_async_resource_has_its_sync_facet() -> None:

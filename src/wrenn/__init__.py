@@ -17,20 +17,16 @@ from . import exceptions as exceptions
 from . import models as models
 from ._capsule import AsyncCapsule as AsyncCapsule
 from ._client import AsyncWrennClient as AsyncWrennClient
+from ._code import AsyncCodeRun as AsyncCodeRun
 from ._code import AsyncCodeRunner as AsyncCodeRunner
-from ._code import CodeRun as CodeRun
+from ._commands import AsyncCommandHandle as AsyncCommandHandle
 from ._commands import AsyncCommands as AsyncCommands
-from ._commands import CommandExitError as CommandExitError
-from ._commands import CommandHandle as CommandHandle
 from ._config import ClientConfig as ClientConfig
 from ._config import Secret as Secret
 from ._files import AsyncCapsuleFiles as AsyncCapsuleFiles
 from ._git import AsyncGit as AsyncGit
 from ._git import FileStatus as FileStatus
-from ._git import GitAuthError as GitAuthError
 from ._git import GitBranch as GitBranch
-from ._git import GitCommandError as GitCommandError
-from ._git import GitError as GitError
 from ._git import GitStatus as GitStatus
 from ._models.code import CodeContext as CodeContext
 from ._models.code import CodeOutput as CodeOutput
@@ -40,26 +36,30 @@ from ._models.code import Execution as Execution
 from ._models.code import ExecutionError as ExecutionError
 from ._models.code import Logs as Logs
 from ._models.code import Result as Result
-from ._pool import CapsulePool as CapsulePool
-from ._protocol.exec_stream import StreamEvent as StreamEvent
-from ._protocol.exec_stream import StreamExit as StreamExit
-from ._protocol.exec_stream import StreamStart as StreamStart
-from ._protocol.exec_stream import StreamStderr as StreamStderr
-from ._protocol.exec_stream import StreamStdout as StreamStdout
+from ._models.streams import StreamEvent as StreamEvent
+from ._models.streams import StreamExit as StreamExit
+from ._models.streams import StreamStart as StreamStart
+from ._models.streams import StreamStderr as StreamStderr
+from ._models.streams import StreamStdout as StreamStdout
+from ._pool import AsyncCapsulePool as AsyncCapsulePool
 from ._pty import AsyncPtySession as AsyncPtySession
-from ._resources.streams import ExecStream as ExecStream
+from ._resources.streams import AsyncExecStream as AsyncExecStream
 from ._sync.client import Capsule as Capsule
-from ._sync.client import SyncCapsulePool as SyncCapsulePool
+from ._sync.client import CapsulePool as CapsulePool
 from ._sync.client import WrennClient as WrennClient
+from ._sync.code import CodeRun as CodeRun
 from ._sync.code import CodeRunner as CodeRunner
-from ._sync.code import SyncCodeRun as SyncCodeRun
+from ._sync.commands import CommandHandle as CommandHandle
 from ._sync.commands import Commands as Commands
-from ._sync.commands import Stream as Stream
-from ._sync.commands import SyncCommandHandle as SyncCommandHandle
+from ._sync.commands import ExecStream as ExecStream
 from ._sync.files import CapsuleFiles as CapsuleFiles
 from ._sync.git import Git as Git
 from ._sync.pty import PtySession as PtySession
 from ._version import __version__ as __version__
+from .exceptions import CommandExitError as CommandExitError
+from .exceptions import GitAuthError as GitAuthError
+from .exceptions import GitCommandError as GitCommandError
+from .exceptions import GitError as GitError
 from .exceptions import WrennAgentError as WrennAgentError
 from .exceptions import WrennAPIError as WrennAPIError
 from .exceptions import WrennAuthenticationError as WrennAuthenticationError
@@ -88,8 +88,12 @@ from .exceptions import WrennWebSocketClosedError as WrennWebSocketClosedError
 __all__ = [
     "AsyncCapsule",
     "AsyncCapsuleFiles",
+    "AsyncCapsulePool",
+    "AsyncCodeRun",
     "AsyncCodeRunner",
+    "AsyncCommandHandle",
     "AsyncCommands",
+    "AsyncExecStream",
     "AsyncGit",
     "AsyncPtySession",
     "AsyncWrennClient",
@@ -120,7 +124,6 @@ __all__ = [
     "PtySession",
     "Result",
     "Secret",
-    "Stream",
     "StreamEvent",
     "StreamExit",
     "StreamExitEvent",
@@ -130,9 +133,6 @@ __all__ = [
     "StreamStderrEvent",
     "StreamStdout",
     "StreamStdoutEvent",
-    "SyncCapsulePool",
-    "SyncCodeRun",
-    "SyncCommandHandle",
     "WrennAPIError",
     "WrennAgentError",
     "WrennAuthenticationError",
@@ -171,7 +171,7 @@ StreamExitEvent = StreamExit
 
 for _name in (
     "AsyncCodeRunner",
-    "CodeRun",
+    "AsyncCodeRun",
     "CodeContext",
     "CodeStderr",
     "CodeStdout",
@@ -180,7 +180,7 @@ for _name in (
     "Logs",
     "Result",
     "CodeRunner",
-    "SyncCodeRun",
+    "CodeRun",
     "AsyncGit",
     "FileStatus",
     "GitAuthError",
@@ -198,15 +198,15 @@ for _name in (
     "Commands",
     "Git",
     "PtySession",
-    "Stream",
-    "SyncCommandHandle",
-    "WrennClient",
-    "CapsulePool",
-    "SyncCapsulePool",
-    "CommandExitError",
-    "CommandHandle",
-    "ClientConfig",
     "ExecStream",
+    "CommandHandle",
+    "WrennClient",
+    "AsyncCapsulePool",
+    "CapsulePool",
+    "CommandExitError",
+    "AsyncCommandHandle",
+    "ClientConfig",
+    "AsyncExecStream",
     "Secret",
     "StreamExit",
     "StreamStart",

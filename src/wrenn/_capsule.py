@@ -6,7 +6,7 @@ import builtins
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import anyio
 import anyio.abc
@@ -20,12 +20,10 @@ from ._git import AsyncGit
 from ._models import Capsule, CapsuleStatus, PendingSnapshot
 from ._models.code import CodeContext, Execution, ExecutionError, Result
 from ._pty import AsyncPtySession, open_pty
+from ._session import Session
 from ._wait import wait_for_status
 
-if TYPE_CHECKING:
-    from ._client import AsyncWrennClient
-
-__all__ = ["AsyncCapsule", "capsule_scope"]
+__all__ = ["AsyncCapsule", "capsule_scope", "connect_capsule"]
 
 log = logging.getLogger("wrenn")
 
@@ -42,21 +40,16 @@ class AsyncCapsule:
     it is). Not constructed directly.
     """
 
-    def __init__(
-        self, client: AsyncWrennClient, info: Capsule, *, kernel: str = DEFAULT_KERNEL
-    ) -> None:
-        self._client = client
-        self._owns_client = False
+    def __init__(self, session: Session, info: Capsule, *, kernel: str = DEFAULT_KERNEL) -> None:
+        self._session = session
+        self._owns_session = False
         self.info = info
         self.capsule_id = info.id
-        self.commands = AsyncCommands(client.processes, info.id)
-        self.files = AsyncCapsuleFiles(client.files, client._http, info.id)
-        self.git = AsyncGit(self)
-        self.code = AsyncCodeRunner(self, kernel=kernel)
+        self.commands = AsyncCommands(session.processes, info.id)
+        self.files = AsyncCapsuleFiles(session.files, info.id)
+        self.git = AsyncGit(self.commands, self.files)
+        self.code = AsyncCodeRunner(session, info.id, kernel=kernel)
         self.detached = False
-        # the task group of the capsule's scope (None outside `client.capsule()`): long-
-        # lived connections such as kernel WebSockets run there and end with the scope
-        self._services: anyio.abc.TaskGroup | None = None
 
     def __repr__(self) -> str:
         return f"<AsyncCapsule {self.capsule_id} {self.info.status}>"
@@ -84,12 +77,10 @@ class AsyncCapsule:
         a scope from the start. The create itself is shielded from cancellation (so the
         capsule is never lost), and a failure after it destroys the capsule again.
         """
-        from ._client import AsyncWrennClient
-
-        client = AsyncWrennClient(api_key=api_key, base_url=base_url)
+        session = Session.from_options(api_key=api_key, base_url=base_url)
         try:
             capsule = await create_capsule(
-                client,
+                session,
                 template=template,
                 vcpus=vcpus,
                 memory_mb=memory_mb,
@@ -99,10 +90,9 @@ class AsyncCapsule:
                 factory=cls,
             )
         except BaseException:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
-                await client.aclose()
+            await session.aclose()
             raise
-        capsule._owns_client = True
+        capsule._owns_session = True
         return capsule
 
     @classmethod
@@ -110,15 +100,13 @@ class AsyncCapsule:
         cls, capsule_id: str, *, api_key: str | None = None, base_url: str | None = None
     ) -> AsyncCapsule:
         """Attach to an existing capsule with a client of its own (official SDK form)."""
-        from ._client import AsyncWrennClient
-
-        client = AsyncWrennClient(api_key=api_key, base_url=base_url)
+        session = Session.from_options(api_key=api_key, base_url=base_url)
         try:
-            capsule = await client.connect(capsule_id)
+            capsule = await connect_capsule(session, capsule_id)
         except BaseException:
-            await client.aclose()
+            await session.aclose()
             raise
-        capsule._owns_client = True
+        capsule._owns_session = True
         return capsule
 
     @classmethod
@@ -126,10 +114,11 @@ class AsyncCapsule:
         cls, *, api_key: str | None = None, base_url: str | None = None
     ) -> builtins.list[Capsule]:
         """The team's capsules (a one-off client; prefer ``client.capsules.list()``)."""
-        from ._client import AsyncWrennClient
-
-        async with AsyncWrennClient(api_key=api_key, base_url=base_url) as client:
-            return await client.capsules.list()
+        session = Session.from_options(api_key=api_key, base_url=base_url)
+        try:
+            return await session.capsules.list()
+        finally:
+            await session.aclose()
 
     async def __aenter__(self) -> AsyncCapsule:
         return self
@@ -138,19 +127,19 @@ class AsyncCapsule:
         """Destroy the capsule (unless detached) and close a client it owns; shielded
         and bounded like every clean-up."""
         if not self.detached:
-            await destroy_quietly(self._client, self.capsule_id)
+            await destroy_quietly(self._session, self.capsule_id)
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client this capsule owns (from ``create``/``connect``); the capsule
-        itself is left as it is."""
-        if self._owns_client:
-            await self._client.aclose()
+        """Close the connections this capsule owns (from ``create``/``connect``); the
+        capsule itself is left as it is."""
+        if self._owns_session:
+            await self._session.aclose()
 
     async def get_info(self) -> Capsule:
         """Fetch the capsule's current description (and keep it in ``info``)."""
-        self.info = await self._client.capsules.get(self.capsule_id)
+        self.info = await self._session.capsules.get(self.capsule_id)
         return self.info
 
     async def is_running(self) -> bool:
@@ -159,7 +148,7 @@ class AsyncCapsule:
     async def wait_ready(self, timeout: float = DEFAULT_WAIT) -> Capsule:
         """Wait until the capsule runs (polling with backoff); see :func:`wait_for_status`."""
         found = await wait_for_status(
-            self._client.capsules, self.capsule_id, CapsuleStatus.RUNNING, timeout=timeout
+            self._session.capsules, self.capsule_id, CapsuleStatus.RUNNING, timeout=timeout
         )
         assert found is not None
         self.info = found
@@ -167,30 +156,30 @@ class AsyncCapsule:
 
     async def ping(self) -> None:
         """Reset the inactivity timer."""
-        await self._client.capsules.ping(self.capsule_id)
+        await self._session.capsules.ping(self.capsule_id)
 
     async def pause(self, *, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Capsule:
-        self.info = await self._client.capsules.pause(self.capsule_id)
+        self.info = await self._session.capsules.pause(self.capsule_id)
         if wait:
             found = await wait_for_status(
-                self._client.capsules, self.capsule_id, CapsuleStatus.PAUSED, timeout=timeout
+                self._session.capsules, self.capsule_id, CapsuleStatus.PAUSED, timeout=timeout
             )
             assert found is not None
             self.info = found
         return self.info
 
     async def resume(self, *, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Capsule:
-        self.info = await self._client.capsules.resume(self.capsule_id)
+        self.info = await self._session.capsules.resume(self.capsule_id)
         if wait:
             await self.wait_ready(timeout)
         return self.info
 
     async def destroy(self, *, wait: bool = True, timeout: float = DEFAULT_WAIT) -> None:
         """Destroy the capsule; with ``wait``, until it is stopped (or gone)."""
-        await self._client.capsules.destroy(self.capsule_id)
+        await self._session.capsules.destroy(self.capsule_id)
         if wait:
             await wait_for_status(
-                self._client.capsules,
+                self._session.capsules,
                 self.capsule_id,
                 CapsuleStatus.STOPPED,
                 timeout=timeout,
@@ -199,7 +188,7 @@ class AsyncCapsule:
             )
 
     async def create_snapshot(self, name: str | None = None) -> PendingSnapshot:
-        return await self._client.snapshots.create(self.capsule_id, name=name)
+        return await self._session.snapshots.create(self.capsule_id, name=name)
 
     # --- code runner (capsules running Jupyter, e.g. the code-runner-beta template) ---
 
@@ -249,8 +238,9 @@ class AsyncCapsule:
 
     def get_url(self, port: int) -> str:
         """The URL of ``port`` inside the capsule, through the port proxy."""
-        scheme = "http" if self._client.base_url.startswith("http://") else "https"
-        return f"{scheme}://{port}-{self.capsule_id}.{self._client.proxy_domain}"
+        config = self._session.config
+        scheme = "http" if config.base_url.startswith("http://") else "https"
+        return f"{scheme}://{port}-{self.capsule_id}.{config.proxy_domain}"
 
     def pty(
         self,
@@ -265,7 +255,7 @@ class AsyncCapsule:
         """An interactive terminal (see :class:`AsyncPtySession`). Leaving the block
         detaches; the process keeps running until it exits or is killed."""
         return open_pty(
-            self._client._http,
+            self._session.http,
             self.capsule_id,
             cmd=cmd,
             args=args,
@@ -277,14 +267,18 @@ class AsyncCapsule:
 
     def pty_connect(self, tag: str) -> AbstractAsyncContextManager[AsyncPtySession]:
         """Reattach to a running terminal by its tag (output from now on)."""
-        return open_pty(self._client._http, self.capsule_id, tag=tag)
+        return open_pty(self._session.http, self.capsule_id, tag=tag)
+
+    def use_kernel(self, kernel: str) -> None:
+        """Run code with another kernelspec from now on (a fresh default context)."""
+        self.code = AsyncCodeRunner(self._session, self.capsule_id, kernel=kernel)
 
     def detach(self) -> None:
         """Keep the capsule when the ``client.capsule(...)`` block ends."""
         self.detached = True
 
 
-async def create_shielded(client: AsyncWrennClient, **fields: Any) -> Capsule:
+async def create_shielded(session: Session, **fields: Any) -> Capsule:
     """Create a capsule, shielded from cancellation.
 
     A cancellation arriving while the request is in flight would leave a capsule on the
@@ -293,12 +287,12 @@ async def create_shielded(client: AsyncWrennClient, **fields: Any) -> Capsule:
     once they hold the ID and can clean up.
     """
     with anyio.CancelScope(shield=True):
-        capsule = await client.capsules.create(**fields)
+        capsule = await session.capsules.create(**fields)
     return capsule  # noqa: RET504 - mypy cannot see that the shield never swallows errors
 
 
 async def create_capsule(
-    client: AsyncWrennClient,
+    session: Session,
     *,
     template: str | None,
     vcpus: int | None,
@@ -306,35 +300,53 @@ async def create_capsule(
     timeout: int | None,
     metadata: Mapping[str, str] | None,
     wait: bool,
-    factory: Callable[[AsyncWrennClient, Capsule], C],
+    factory: Callable[[Session, Capsule], C],
 ) -> C:
     """Create a capsule that no scope owns (the official constructors); on any failure
     or cancellation after the create, it is destroyed again."""
     info = await create_shielded(
-        client,
+        session,
         template=template,
         vcpus=vcpus,
         memory_mb=memory_mb,
         timeout_sec=timeout,
         metadata=metadata,
     )
-    capsule = factory(client, info)
+    capsule = factory(session, info)
     try:
         await anyio.lowlevel.checkpoint()
         if wait:
             await capsule.wait_ready()
     except BaseException:
-        await destroy_quietly(client, capsule.capsule_id)
+        await destroy_quietly(session, capsule.capsule_id)
         raise
     return capsule
 
 
-async def destroy_quietly(client: AsyncWrennClient, capsule_id: str) -> None:
+async def connect_capsule(
+    session: Session, capsule_id: str, *, ready_timeout: float = DEFAULT_WAIT
+) -> AsyncCapsule:
+    """Attach to an existing capsule: resumed (after a pause in progress) and waited for."""
+    info = await session.capsules.get(capsule_id)
+    capsule = AsyncCapsule(session, info)
+    if info.status is CapsuleStatus.PAUSING:
+        await wait_for_status(
+            session.capsules, capsule_id, CapsuleStatus.PAUSED, timeout=ready_timeout
+        )
+        info = await session.capsules.get(capsule_id)
+    if info.status is CapsuleStatus.PAUSED:
+        await session.capsules.resume(capsule_id)
+    if info.status is not CapsuleStatus.RUNNING:
+        await capsule.wait_ready(ready_timeout)
+    return capsule
+
+
+async def destroy_quietly(session: Session, capsule_id: str) -> None:
     """Destroy a capsule in a shielded, bounded clean-up: cancellation cannot leak it, an
     unresponsive server cannot hold the caller forever, and a failure is logged."""
     with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
         try:
-            await client.capsules.destroy(capsule_id)
+            await session.capsules.destroy(capsule_id)
         except WrennError as exc:
             log.warning("could not destroy capsule %s: %s", capsule_id, exc)
 
@@ -358,19 +370,21 @@ async def _keep_alive(capsule: AsyncCapsule, interval: float) -> None:
 
 @asynccontextmanager
 async def capsule_scope(
-    client: AsyncWrennClient,
+    session: Session,
     *,
-    template: str | None,
-    vcpus: int | None,
-    memory_mb: int | None,
-    disk_size_mb: int | None,
-    timeout: int | None,
-    metadata: Mapping[str, str] | None,
-    ready_timeout: float,
+    template: str | None = None,
+    vcpus: int | None = None,
+    memory_mb: int | None = None,
+    disk_size_mb: int | None = None,
+    timeout: int | None = None,
+    metadata: Mapping[str, str] | None = None,
+    ready_timeout: float = DEFAULT_WAIT,
     keepalive: bool | float = False,
 ) -> AsyncIterator[AsyncCapsule]:
+    """The scope behind ``client.capsule(...)``: create (shielded), wait until running,
+    run the block with the capsule's service task group, destroy (shielded, bounded)."""
     info = await create_shielded(
-        client,
+        session,
         template=template,
         vcpus=vcpus,
         memory_mb=memory_mb,
@@ -378,7 +392,7 @@ async def capsule_scope(
         timeout_sec=timeout,
         metadata=metadata,
     )
-    capsule = AsyncCapsule(client, info)
+    capsule = AsyncCapsule(session, info)
     try:
         await anyio.lowlevel.checkpoint()
         await capsule.wait_ready(ready_timeout)
@@ -387,17 +401,18 @@ async def capsule_scope(
             if keepalive:
                 interval = keepalive_interval(keepalive, capsule.info.timeout_sec)
                 services.start_soon(_keep_alive, capsule, interval)
-            capsule._services = services
+            # long-lived connections (kernel WebSockets) run in the scope's task group
+            capsule.code.services = services
             try:
                 yield capsule
             except Exception as exc:
                 # raised again below as it is: a task group would wrap it in a group
                 error = exc
             finally:
-                capsule._services = None
+                capsule.code.services = None
                 services.cancel_scope.cancel()
         if error is not None:
             raise error
     finally:
         if not capsule.detached:
-            await destroy_quietly(client, capsule.capsule_id)
+            await destroy_quietly(session, capsule.capsule_id)

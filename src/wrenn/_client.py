@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Self, TypeVar, final
 
-from ._capsule import AsyncCapsule, capsule_scope
+from ._capsule import AsyncCapsule, capsule_scope, connect_capsule
 from ._config import ClientConfig
 from ._fanout import fan_out
-from ._models import CapsuleStatus
-from ._pool import CapsulePool, open_pool
-from ._resources import (
-    AsyncAPIKeys,
-    AsyncAuth,
-    AsyncCapsules,
-    AsyncEvents,
-    AsyncFiles,
-    AsyncHosts,
-    AsyncProcesses,
-    AsyncSnapshots,
-)
-from ._transport.http import HTTPTransport, httpx
-from ._wait import wait_for_status
+from ._pool import AsyncCapsulePool, open_pool
+from ._session import Session
+from ._transport.http import httpx
+from ._transport.tls import Verify
 
 __all__ = ["AsyncWrennClient"]
 
@@ -71,10 +60,10 @@ class AsyncWrennClient:
         *,
         connect_timeout: float = 10.0,
         max_retries: int = 3,
-        verify: ssl.SSLContext | bool = True,
+        verify: Verify = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._config = ClientConfig.resolve(
+        self._session = Session.from_options(
             api_key=api_key,
             token=token,
             base_url=base_url,
@@ -82,17 +71,18 @@ class AsyncWrennClient:
             timeout=timeout,
             connect_timeout=connect_timeout,
             max_retries=max_retries,
+            verify=verify,
+            http_transport=http_transport,
         )
-        self._http = HTTPTransport(self._config, transport=http_transport, verify=verify)
-        self.capsules = AsyncCapsules(self._http)
-        self.snapshots = AsyncSnapshots(self._http)
-        self.events = AsyncEvents(self._http)
-        self.auth = AsyncAuth(self._http)
-        self.api_keys = AsyncAPIKeys(self._http)
-        self.hosts = AsyncHosts(self._http)
-        self.processes = AsyncProcesses(self._http)
-        self.files = AsyncFiles(self._http)
-        self._closed = False
+        self._config = self._session.config
+        self.capsules = self._session.capsules
+        self.snapshots = self._session.snapshots
+        self.events = self._session.events
+        self.auth = self._session.auth
+        self.api_keys = self._session.api_keys
+        self.hosts = self._session.hosts
+        self.processes = self._session.processes
+        self.files = self._session.files
 
     @property
     def config(self) -> ClientConfig:
@@ -110,11 +100,11 @@ class AsyncWrennClient:
     @property
     def http(self) -> httpx.AsyncClient:
         """The underlying httpx client (advanced use; its headers carry no credential)."""
-        return self._http.client
+        return self._session.http.client
 
     def __repr__(self) -> str:
         auth = "api_key" if self._config.api_key else "token" if self._config.token else "none"
-        state = "closed" if self._closed else "open"
+        state = "closed" if self._session.closed else "open"
         return f"<AsyncWrennClient base_url={self._config.base_url!r} auth={auth} {state}>"
 
     def capsule(
@@ -142,7 +132,7 @@ class AsyncWrennClient:
         within its TTL, for as long as the block runs.
         """
         return capsule_scope(
-            self,
+            self._session,
             template=template,
             vcpus=vcpus,
             memory_mb=memory_mb,
@@ -153,7 +143,7 @@ class AsyncWrennClient:
             keepalive=keepalive,
         )
 
-    def pool(self, size: int, **capsule: Any) -> AbstractAsyncContextManager[CapsulePool]:
+    def pool(self, size: int, **capsule: Any) -> AbstractAsyncContextManager[AsyncCapsulePool]:
         """``size`` warm capsules, reused for many small jobs::
 
             async with client.pool(4, template="minimal-ubuntu") as pool:
@@ -163,25 +153,14 @@ class AsyncWrennClient:
         cancellation). A job gets a capsule to itself while it runs; files and processes
         it leaves behind are seen by later jobs on the same capsule.
         """
-        return open_pool(self, size, capsule)
+        return open_pool(self._session, size, capsule)
 
     async def connect(self, capsule_id: str, *, ready_timeout: float = 60.0) -> AsyncCapsule:
         """Attach to an existing capsule (resumed and waited for if paused).
 
         The capsule is not destroyed by this client; call ``destroy()`` when done.
         """
-        info = await self.capsules.get(capsule_id)
-        capsule = AsyncCapsule(self, info)
-        if info.status is CapsuleStatus.PAUSING:
-            await wait_for_status(
-                self.capsules, capsule_id, CapsuleStatus.PAUSED, timeout=ready_timeout
-            )
-            info = await self.capsules.get(capsule_id)
-        if info.status is CapsuleStatus.PAUSED:
-            await self.capsules.resume(capsule_id)
-        if info.status is not CapsuleStatus.RUNNING:
-            await capsule.wait_ready(ready_timeout)
-        return capsule
+        return await connect_capsule(self._session, capsule_id, ready_timeout=ready_timeout)
 
     async def map(
         self,
@@ -208,7 +187,7 @@ class AsyncWrennClient:
         Cancelling the call cancels every job and destroys every capsule it created.
         """
         return await fan_out(
-            self,
+            self._session,
             fn,
             items,
             concurrency=concurrency,
@@ -232,7 +211,4 @@ class AsyncWrennClient:
 
     async def aclose(self) -> None:
         """Close the connection pool (shielded, at most 5 s). Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._http.aclose()
+        await self._session.aclose()

@@ -17,7 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import Any, Final, final
 
 import anyio
 import anyio.abc
@@ -39,15 +39,10 @@ from ._models.code import (
     Result,
 )
 from ._protocol.jupyter import CellReader, execute_request
-from ._resources.streams import tls_context
-from ._transport.http import map_transport_errors
-from ._transport.ports import port_endpoint
-from ._transport.websocket import WebSocket, connect_websocket
+from ._session import Session
+from ._transport.websocket import WebSocket
 
-if TYPE_CHECKING:
-    from ._capsule import AsyncCapsule
-
-__all__ = ["DEFAULT_KERNEL", "DEFAULT_TEMPLATE", "AsyncCodeRunner", "CodeRun"]
+__all__ = ["DEFAULT_KERNEL", "DEFAULT_TEMPLATE", "AsyncCodeRun", "AsyncCodeRunner"]
 
 DEFAULT_TEMPLATE: Final = "code-runner-beta"
 DEFAULT_KERNEL: Final = "wrenn"
@@ -92,7 +87,7 @@ class _KernelLink:
 
 
 @final
-class CodeRun:
+class AsyncCodeRun:
     """A running cell; iterate it for :data:`CodeOutput` items as the kernel produces them
     (``CodeStdout``, ``CodeStderr``, ``Result``, ``ExecutionError``).
 
@@ -125,7 +120,7 @@ class CodeRun:
             self._link.broken = True
             raise
 
-    def __aiter__(self) -> CodeRun:
+    def __aiter__(self) -> AsyncCodeRun:
         return self
 
     async def __anext__(self) -> CodeOutput:
@@ -206,10 +201,13 @@ class AsyncCodeRunner:
     ``code-runner-beta`` template.
     """
 
-    def __init__(self, capsule: AsyncCapsule, *, kernel: str = DEFAULT_KERNEL) -> None:
-        self._capsule = capsule
+    def __init__(self, session: Session, capsule_id: str, *, kernel: str = DEFAULT_KERNEL) -> None:
+        self._port = session.port(capsule_id, JUPYTER_PORT)
         self._kernel_name = kernel
         self._session = uuid.uuid4().hex
+        # the task group of the capsule's scope (None outside `client.capsule()`): kernel
+        # WebSockets are held open there and end with the scope
+        self.services: anyio.abc.TaskGroup | None = None
         self._default: CodeContext | None = None
         self._default_lock = anyio.Lock()
         self._links: dict[str, _KernelLink] = {}
@@ -276,7 +274,7 @@ class AsyncCodeRunner:
         context: CodeContext | str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         jupyter_timeout: float = JUPYTER_TIMEOUT,
-    ) -> AsyncIterator[CodeRun]:
+    ) -> AsyncIterator[AsyncCodeRun]:
         """Run ``code`` and stream its outputs::
 
             async with cap.code.stream("for i in range(3): print(i)") as run:
@@ -295,7 +293,7 @@ class AsyncCodeRunner:
         ctx = await self._resolve(context, jupyter_timeout)
         for attempt in (1, 2):
             async with self._link(ctx.id, jupyter_timeout) as link, link.lock:
-                run = CodeRun(self, link, ctx, timeout)
+                run = AsyncCodeRun(self, link, ctx, timeout)
                 try:
                     await run._send(code)
                 except WrennConnectionError:
@@ -419,17 +417,14 @@ class AsyncCodeRunner:
     ) -> Any:
         """A kernels-API call through the proxy. 5xx answers and transport failures are
         retried every 0.5 s until ``jupyter_timeout`` (Jupyter may still be starting)."""
-        client = self._capsule._client
-        url, headers = port_endpoint(client.config, self._capsule.capsule_id, JUPYTER_PORT, path)
-        context = f"{method} {path} on port {JUPYTER_PORT} of {self._capsule.capsule_id}"
+        context = self._port.describe(method, path)
         last: Exception | None = None
         with anyio.move_on_after(jupyter_timeout):
             while True:
                 try:
-                    with map_transport_errors(context):
-                        response = await client.http.request(
-                            method, url, headers=headers, json=body, timeout=jupyter_timeout
-                        )
+                    response = await self._port.request(
+                        method, path, json_body=body, timeout=jupyter_timeout
+                    )
                 except WrennConnectionError as exc:
                     last = exc
                 else:
@@ -455,26 +450,16 @@ class AsyncCodeRunner:
             except WrennError:
                 pass  # the kernel or capsule is gone: nothing left to interrupt
 
-    def _ws_target(self, kernel_id: str) -> tuple[str, dict[str, str]]:
-        return port_endpoint(
-            self._capsule._client.config,
-            self._capsule.capsule_id,
-            JUPYTER_PORT,
-            f"/api/kernels/{kernel_id}/channels?session_id={self._session}",
-            websocket=True,
-        )
-
     def _connect(
         self, kernel_id: str, open_timeout: float
     ) -> AbstractAsyncContextManager[WebSocket]:
         """The kernel's channels WebSocket, with the client's TLS settings."""
-        url, headers = self._ws_target(kernel_id)
-        tls = tls_context(self._capsule._client._http)
-        return connect_websocket(url, headers=headers, ssl_context=tls, open_timeout=open_timeout)
+        path = f"/api/kernels/{kernel_id}/channels?session_id={self._session}"
+        return self._port.websocket(path, open_timeout=open_timeout)
 
     @asynccontextmanager
     async def _link(self, kernel_id: str, jupyter_timeout: float) -> AsyncIterator[_KernelLink]:
-        services = self._capsule._services
+        services = self.services
         if services is None:  # no scope to hold a connection: one per cell
             async with self._connect(kernel_id, jupyter_timeout) as ws:
                 yield _KernelLink(ws)

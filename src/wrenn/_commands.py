@@ -11,29 +11,16 @@ from typing import Final, Literal, final, overload
 import anyio
 import attrs
 
-from ._exceptions import WrennError, WrennTimeoutError
+from ._exceptions import CommandExitError, WrennError, WrennTimeoutError
 from ._models import CommandResult, ProcessInfo
-from ._protocol.exec_stream import StreamStderr, StreamStdout
+from ._models.streams import StreamStderr, StreamStdout
 from ._resources import AsyncProcesses
-from ._resources.streams import ExecStream
+from ._resources.streams import AsyncExecStream
 
-__all__ = ["AsyncCommands", "CommandExitError", "CommandHandle"]
+__all__ = ["AsyncCommandHandle", "AsyncCommands"]
 
 OutputCallback = Callable[[str], Awaitable[None] | None]
 DEFAULT_TIMEOUT: Final = 30
-
-
-class CommandExitError(WrennError):
-    """A command run with ``check=True`` exited with a non-zero status (see ``result``)."""
-
-    default_code = "command_failed"
-
-    def __init__(self, result: CommandResult) -> None:
-        tail = result.stderr.strip()[-200:]
-        super().__init__(
-            f"command exited with status {result.exit_code}" + (f": {tail}" if tail else "")
-        )
-        self.result = result
 
 
 def _argv(cmd: str, args: Sequence[str] | None) -> tuple[str, list[str]]:
@@ -53,7 +40,7 @@ async def _call(callback: OutputCallback | None, data: str) -> None:
 
 @final
 @attrs.frozen
-class CommandHandle:
+class AsyncCommandHandle:
     """A background process: its ``pid`` and ``tag``, and ways to follow or stop it."""
 
     pid: int
@@ -61,7 +48,7 @@ class CommandHandle:
     capsule_id: str
     _processes: AsyncProcesses = attrs.field(repr=False, alias="_processes")
 
-    def stream(self) -> AbstractAsyncContextManager[ExecStream]:
+    def stream(self) -> AbstractAsyncContextManager[AsyncExecStream]:
         """Its output from now on (no replay of earlier output), then ``exit``."""
         return self._processes.attach(self.capsule_id, self.tag)
 
@@ -112,7 +99,7 @@ class AsyncCommands:
         on_stdout: OutputCallback | None = ...,
         on_stderr: OutputCallback | None = ...,
         check: bool = ...,
-    ) -> CommandHandle: ...
+    ) -> AsyncCommandHandle: ...
 
     async def run(
         self,
@@ -127,7 +114,7 @@ class AsyncCommands:
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
         check: bool = False,
-    ) -> CommandResult | CommandHandle:
+    ) -> CommandResult | AsyncCommandHandle:
         """Run a command and wait for it (or, with ``background=True``, start it).
 
         Without ``args``, ``cmd`` is a shell command line (``/bin/sh -c cmd``); with
@@ -145,7 +132,7 @@ class AsyncCommands:
             started = await self._processes.start(
                 self._capsule_id, program, args=argv, envs=envs, cwd=cwd, tag=tag
             )
-            return CommandHandle(
+            return AsyncCommandHandle(
                 pid=started.pid,
                 tag=started.tag,
                 capsule_id=self._capsule_id,
@@ -218,7 +205,7 @@ class AsyncCommands:
         args: Sequence[str] | None = None,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
-    ) -> AbstractAsyncContextManager[ExecStream]:
+    ) -> AbstractAsyncContextManager[AsyncExecStream]:
         """``async with cap.commands.stream("make") as run: async for event in run``.
 
         Events are StreamStart, StreamStdout, StreamStderr, then StreamExit; a stream that
@@ -228,7 +215,7 @@ class AsyncCommands:
         program, argv = _argv(cmd, args)
         return self._processes.stream(self._capsule_id, program, args=argv, envs=envs, cwd=cwd)
 
-    def connect(self, selector: int | str) -> AbstractAsyncContextManager[ExecStream]:
+    def connect(self, selector: int | str) -> AbstractAsyncContextManager[AsyncExecStream]:
         """Follow a running process by pid or tag (output from now on)."""
         return self._processes.attach(self._capsule_id, selector)
 

@@ -5,7 +5,8 @@ Every exception the SDK raises derives from :class:`WrennError`::
     WrennError                          .code .message .status_code
     ├── WrennConfigurationError         (also ValueError) missing credential, bad base URL
     ├── WrennAPIError                   an error answer from the server
-    │   ├── WrennValidationError        400  invalid_request
+    │   ├── WrennValidationError        400  invalid_request; also raised before any request
+    │   │                                    for a bad argument (then also a ValueError)
     │   ├── WrennAuthenticationError    401  unauthorized
     │   ├── WrennForbiddenError         403  forbidden
     │   ├── WrennNotFoundError          404  not_found
@@ -25,6 +26,10 @@ Every exception the SDK raises derives from :class:`WrennError`::
     ├── WrennFanOutError                (also ExceptionGroup) jobs of client.map failed
     ├── WrennCapsuleFailedError         a capsule ended up error/stopped/missing while awaited
     ├── WrennTimeoutError               (also TimeoutError) a deadline passed
+    ├── CommandExitError                a command run with check=True exited non-zero
+    ├── GitError                        a git operation failed (.stderr .exit_code)
+    │   ├── GitAuthError                     missing or refused credentials
+    │   └── GitCommandError                  any other git failure
     └── WrennProtocolError              the peer sent something we cannot understand
 
 Foreign exceptions (httpx, anyio, ssl, cattrs, json) never reach the user bare: they are
@@ -38,9 +43,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 __all__ = [
+    "CommandExitError",
+    "GitAuthError",
+    "GitCommandError",
+    "GitError",
     "WrennAPIError",
     "WrennAgentError",
     "WrennAuthenticationError",
@@ -130,8 +139,9 @@ class WrennAPIError(WrennError):
     default_code = "api_error"
 
 
-class WrennValidationError(WrennAPIError):
-    """400: the request was malformed or a value was rejected."""
+class WrennValidationError(WrennAPIError, ValueError):
+    """400: the request was malformed or a value was rejected — by the server, or by the
+    SDK before sending anything (then ``status_code`` is None). Also a ``ValueError``."""
 
     default_code = "invalid_request"
 
@@ -431,3 +441,51 @@ def error_from_response(
     if issubclass(cls, WrennRateLimitError | WrennUnavailableError):
         return cls(message, code=code, status_code=status, retry_after=retry_after)
     return cls(message, code=code, status_code=status)
+
+
+class CommandOutcome(Protocol):
+    """What :class:`CommandExitError` keeps of the command (a ``CommandResult``)."""
+
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def stderr(self) -> str: ...
+    @property
+    def exit_code(self) -> int: ...
+
+
+class CommandExitError(WrennError):
+    """A command run with ``check=True`` exited with a non-zero status; ``result`` is its
+    ``CommandResult`` (output and exit code)."""
+
+    default_code = "command_failed"
+
+    def __init__(self, result: CommandOutcome) -> None:
+        tail = result.stderr.strip()[-200:]
+        super().__init__(
+            f"command exited with status {result.exit_code}" + (f": {tail}" if tail else "")
+        )
+        self.result = result
+
+
+class GitError(WrennError):
+    """A git operation failed. ``stderr`` and ``exit_code`` come from git."""
+
+    default_code = "git_error"
+
+    def __init__(self, message: str, *, stderr: str = "", exit_code: int = -1) -> None:
+        super().__init__(message)
+        self.stderr = stderr
+        self.exit_code = exit_code
+
+
+class GitAuthError(GitError):
+    """git was refused for want of (valid) credentials."""
+
+    default_code = "git_auth_error"
+
+
+class GitCommandError(GitError):
+    """git exited with an error other than an authentication failure."""
+
+    default_code = "git_command_error"

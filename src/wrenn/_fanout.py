@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import anyio
 
+from ._capsule import AsyncCapsule, capsule_scope
 from ._exceptions import (
     WrennCapsuleFailedError,
     WrennConnectionError,
@@ -16,11 +17,9 @@ from ._exceptions import (
     WrennRateLimitError,
     WrennTimeoutError,
     WrennUnavailableError,
+    WrennValidationError,
 )
-
-if TYPE_CHECKING:
-    from ._capsule import AsyncCapsule
-    from ._client import AsyncWrennClient
+from ._session import Session
 
 __all__ = ["fan_out"]
 
@@ -59,7 +58,7 @@ class _Pacer:
 
 
 async def fan_out(
-    client: AsyncWrennClient,
+    session: Session,
     fn: Callable[[AsyncCapsule, T], Awaitable[R]],
     items: Iterable[T],
     *,
@@ -72,9 +71,11 @@ async def fan_out(
 ) -> list[R | BaseException]:
     todo = list(items)
     if concurrency < 1:
-        raise ValueError("concurrency must be at least 1")
+        raise WrennValidationError(f"concurrency must be at least 1, not {concurrency!r}")
     if creation_rate is not None and not (creation_rate > 0 and math.isfinite(creation_rate)):
-        raise ValueError("creation_rate must be a positive number of capsules per second")
+        raise WrennValidationError(
+            f"creation_rate must be a positive number of capsules per second, not {creation_rate!r}"
+        )
     options = dict(capsule or {})
     limiter = anyio.CapacityLimiter(concurrency)
     pacer = _Pacer(creation_rate)
@@ -89,7 +90,7 @@ async def fan_out(
             while True:
                 await pacer.wait()
                 try:
-                    async with client.capsule(**options) as cap:
+                    async with capsule_scope(session, **options) as cap:
                         results[index] = await fn(cap, item)
                     break
                 except TRANSIENT as exc:

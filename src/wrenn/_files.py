@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import builtins
-import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import BinaryIO, Final, Literal, final, overload
 
 import anyio
@@ -14,12 +13,10 @@ from ._exceptions import (
     WrennConflictError,
     WrennError,
     WrennFanOutError,
-    WrennNotFoundError,
     WrennValidationError,
 )
 from ._models import FileEntry
 from ._resources import AsyncFiles
-from ._transport.http import HTTPTransport, api_path, httpx, map_transport_errors
 
 __all__ = ["AsyncCapsuleFiles", "WriteData"]
 
@@ -47,31 +44,12 @@ def _file_chunks(fh: BinaryIO, size: int = 256 * 1024) -> AsyncIterator[bytes]:
     return gen()
 
 
-class _ResponseChunks:
-    """Chunks of a streamed read; a body that breaks off raises instead of ending."""
-
-    def __init__(self, response: httpx.Response, chunk_size: int, path: str) -> None:
-        self._chunks = response.aiter_bytes(chunk_size)
-        self._context = f"read of {path}"
-
-    def __aiter__(self) -> _ResponseChunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        with map_transport_errors(self._context):
-            return await anext(self._chunks)
-
-    async def aclose(self) -> None:
-        await self._chunks.aclose()
-
-
 @final
 class AsyncCapsuleFiles:
     """Reached as ``capsule.files``. Relative paths and ``~`` resolve in the user's home."""
 
-    def __init__(self, files: AsyncFiles, http: HTTPTransport, capsule_id: str) -> None:
+    def __init__(self, files: AsyncFiles, capsule_id: str) -> None:
         self._files = files
-        self._http = http
         self._capsule_id = capsule_id
 
     @overload
@@ -126,35 +104,11 @@ class AsyncCapsuleFiles:
         await self._stream_write(path, data)
 
     async def _stream_write(self, path: str, chunks: AsyncIterable[bytes]) -> None:
-        boundary = secrets.token_hex(16)
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n{path}\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            f'filename="upload.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
-        ).encode()
-        tail = f"\r\n--{boundary}--\r\n".encode()
+        await self._files.write_stream(self._capsule_id, path, chunks)
 
-        async def body() -> AsyncIterator[bytes]:
-            yield head
-            async for chunk in chunks:
-                if chunk:
-                    yield bytes(chunk)
-            yield tail
-
-        if not path or "\r" in path or "\n" in path:
-            raise WrennValidationError("path must be non-empty and on one line")
-        await self._http.request(
-            "POST",
-            api_path("capsules", self._capsule_id, "files", "stream", "write"),
-            content=body(),  # type: ignore[arg-type]
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-            timeout=3600.0,  # an upload may take long; bound it more with your own scope
-        )
-
-    @asynccontextmanager
-    async def read_stream(
+    def read_stream(
         self, path: str, *, chunk_size: int = 256 * 1024
-    ) -> AsyncIterator[AsyncIterator[bytes]]:
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """Stream a file of any size in constant memory::
 
             async with cap.files.read_stream("big.bin") as chunks:
@@ -165,18 +119,7 @@ class AsyncCapsuleFiles:
         the block early closes the transfer. A transfer that breaks off raises
         :class:`WrennConnectionError` rather than ending quietly.
         """
-        async with self._http.stream(
-            "POST",
-            api_path("capsules", self._capsule_id, "files", "stream", "read"),
-            json_body={"path": path},
-            read_timeout=60.0,
-        ) as response:
-            chunks = _ResponseChunks(response, chunk_size, path)
-            try:
-                yield chunks
-            finally:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await chunks.aclose()
+        return self._files.read_stream(self._capsule_id, path, chunk_size=chunk_size)
 
     async def write_many(self, files: Mapping[str, WriteData], *, concurrency: int = 8) -> None:
         """Write several files at once, at most ``concurrency`` transfers in flight.
@@ -226,14 +169,4 @@ class AsyncCapsuleFiles:
         404 means no, a 400 (a directory) or a 200 means yes. (Servers older than v0.2
         answer 200 for missing files here; against those this says yes.)
         """
-        try:
-            async with self._http.stream(
-                "POST",
-                api_path("capsules", self._capsule_id, "files", "stream", "read"),
-                json_body={"path": path},
-            ):
-                return True
-        except WrennNotFoundError:
-            return False
-        except WrennValidationError:
-            return True
+        return await self._files.exists(self._capsule_id, path)

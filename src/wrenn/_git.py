@@ -16,19 +16,17 @@ from typing import TYPE_CHECKING, Final, Literal, final
 
 import attrs
 
-from ._exceptions import WrennError, WrennValidationError
+from ._exceptions import GitAuthError, GitCommandError, WrennError, WrennValidationError
 from ._models import CommandResult
 
 if TYPE_CHECKING:
-    from ._capsule import AsyncCapsule
+    from ._commands import AsyncCommands
+    from ._files import AsyncCapsuleFiles
 
 __all__ = [
     "AsyncGit",
     "FileStatus",
-    "GitAuthError",
     "GitBranch",
-    "GitCommandError",
-    "GitError",
     "GitStatus",
 ]
 
@@ -47,29 +45,6 @@ ASKPASS: Final = (
     '#!/bin/sh\ncase "$1" in *sername*) printf %s "$WRENN_GIT_USERNAME";; '
     '*) printf %s "$WRENN_GIT_PASSWORD";; esac\n'
 )
-
-
-class GitError(WrennError):
-    """A git operation failed. ``stderr`` and ``exit_code`` come from git."""
-
-    default_code = "git_error"
-
-    def __init__(self, message: str, *, stderr: str = "", exit_code: int = -1) -> None:
-        super().__init__(message)
-        self.stderr = stderr
-        self.exit_code = exit_code
-
-
-class GitAuthError(GitError):
-    """git was refused for want of (valid) credentials."""
-
-    default_code = "git_auth_error"
-
-
-class GitCommandError(GitError):
-    """git exited with an error other than an authentication failure."""
-
-    default_code = "git_command_error"
 
 
 @attrs.frozen
@@ -181,8 +156,9 @@ def parse_status(text: str) -> GitStatus:
 class AsyncGit:
     """Reached as ``capsule.git``. Every method takes ``cwd`` (the repository)."""
 
-    def __init__(self, capsule: AsyncCapsule) -> None:
-        self._capsule = capsule
+    def __init__(self, commands: AsyncCommands, files: AsyncCapsuleFiles) -> None:
+        self._commands = commands
+        self._files = files
 
     async def _git(
         self,
@@ -198,8 +174,8 @@ class AsyncGit:
         askpass: str | None = None
         if username is not None or password is not None:
             askpass = f"/tmp/.wrenn-askpass-{secrets.token_hex(8)}"
-            await self._capsule.files.write(askpass, ASKPASS)
-            await self._capsule.commands.run("chmod", args=["700", askpass])
+            await self._files.write(askpass, ASKPASS)
+            await self._commands.run("chmod", args=["700", askpass])
             env.update(
                 {
                     "GIT_ASKPASS": askpass,
@@ -208,13 +184,13 @@ class AsyncGit:
                 }
             )
         try:
-            result = await self._capsule.commands.run(
+            result = await self._commands.run(
                 "git", args=list(args), cwd=cwd, envs=env, timeout=timeout
             )
         finally:
             if askpass is not None:
                 try:
-                    await self._capsule.files.remove(askpass)
+                    await self._files.remove(askpass)
                 except WrennError:
                     pass
         if result.exit_code != 0:

@@ -4,25 +4,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import Any, TypeVar, final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._capsule import AsyncCapsule
-from ._exceptions import WrennFanOutError
+from ._capsule import AsyncCapsule, capsule_scope
+from ._exceptions import WrennFanOutError, WrennValidationError
+from ._session import Session
 
-if TYPE_CHECKING:
-    from ._client import AsyncWrennClient
-
-__all__ = ["CapsulePool", "open_pool"]
+__all__ = ["AsyncCapsulePool", "open_pool"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 @final
-class CapsulePool:
+class AsyncCapsulePool:
     """Warm capsules; see :meth:`AsyncWrennClient.pool`."""
 
     def __init__(self, capsules: list[AsyncCapsule]) -> None:
@@ -84,15 +82,17 @@ class CapsulePool:
 
 @asynccontextmanager
 async def open_pool(
-    client: AsyncWrennClient, size: int, capsule: Mapping[str, Any]
-) -> AsyncIterator[CapsulePool]:
+    session: Session, size: int, capsule: Mapping[str, Any]
+) -> AsyncIterator[AsyncCapsulePool]:
     if size < 1:
-        raise ValueError("a pool needs at least one capsule")
+        raise WrennValidationError(f"a pool needs at least one capsule, not {size!r}")
     async with AsyncExitStack() as stack:
         # Each capsule scope joins the exit stack, so leaving the pool (normally, by error
         # or by cancellation) destroys every capsule, shielded and bounded.
-        capsules = [await stack.enter_async_context(client.capsule(**capsule)) for _ in range(size)]
-        pool = CapsulePool(capsules)
+        capsules = [
+            await stack.enter_async_context(capsule_scope(session, **capsule)) for _ in range(size)
+        ]
+        pool = AsyncCapsulePool(capsules)
         try:
             yield pool
         finally:

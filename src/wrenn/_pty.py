@@ -9,14 +9,12 @@ Leaving the block closes the WebSocket only: the process keeps running and
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, final
+from typing import final
 
-from ._exceptions import WrennValidationError, WrennWebSocketClosedError
-from ._protocol.exec_stream import in_band_error
-from ._resources.streams import open_stream
+from ._exceptions import WrennWebSocketClosedError
+from ._protocol import pty as protocol
 from ._transport.http import HTTPTransport, api_path
 from ._transport.websocket import WebSocket
 
@@ -38,13 +36,11 @@ class AsyncPtySession:
         await self._ws.send_bytes(data.encode() if isinstance(data, str) else bytes(data))
 
     async def resize(self, cols: int, rows: int) -> None:
-        if cols <= 0 or rows <= 0:
-            raise WrennValidationError("cols and rows must be positive")
-        await self._ws.send_text(json.dumps({"type": "resize", "cols": cols, "rows": rows}))
+        await self._ws.send_text(protocol.resize_frame(cols, rows))
 
     async def kill(self) -> None:
         """SIGKILL the terminal's process; iteration then ends with ``exit_code`` -1."""
-        await self._ws.send_text(json.dumps({"type": "kill"}))
+        await self._ws.send_text(protocol.KILL)
 
     def __aiter__(self) -> AsyncPtySession:
         return self
@@ -61,19 +57,15 @@ class AsyncPtySession:
                 ) from exc
             if isinstance(message, bytes):
                 return message
-            frame = _json(message)
-            kind = frame.get("type") or "ping"
-            if kind == "ping":
-                await self._ws.send_text('{"type":"pong"}')
-            elif kind == "exit":
-                code = frame.get("exit_code")
-                self.exit_code = code if isinstance(code, int) else -1
-            elif kind == "error" and frame.get("fatal"):
-                raise in_band_error(str(frame.get("data") or "pty error"))
-            elif kind == "output" and isinstance(frame.get("data"), str):  # 0.2-era servers
-                import base64
-
-                return base64.b64decode(frame["data"])
+            control = protocol.parse_control(message)
+            if control.kind == "ping":
+                await self._ws.send_text(protocol.PONG)
+            elif control.kind == "exit":
+                self.exit_code = control.exit_code
+            elif control.kind == "fatal":
+                raise protocol.error_of(control)
+            elif control.kind == "output":
+                return control.data
         raise StopAsyncIteration
 
     def take_ready(self, limit: int) -> list[bytes]:
@@ -94,14 +86,6 @@ class AsyncPtySession:
         return self.exit_code
 
 
-def _json(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 @asynccontextmanager
 async def open_pty(
     http: HTTPTransport,
@@ -115,34 +99,31 @@ async def open_pty(
     cwd: str | None = None,
     tag: str | None = None,
 ) -> AsyncIterator[AsyncPtySession]:
-    if cols <= 0 or rows <= 0:
-        raise WrennValidationError("cols and rows must be positive")
-    first: dict[str, Any]
     if tag is not None:
-        first = {"type": "connect", "tag": tag}
+        first = protocol.connect_frame(tag)
     else:
-        first = {"type": "start", "cmd": cmd, "cols": cols, "rows": rows}
-        if args:
-            first["args"] = list(args)
-        if envs:
-            first["envs"] = dict(envs)
-        if cwd:
-            first["cwd"] = cwd
-    async with open_stream(http, api_path("capsules", capsule_id, "pty"), first) as stream:
-        ws = stream._ws
+        first = protocol.start_frame(cmd, args=args, cols=cols, rows=rows, envs=envs, cwd=cwd)
+    async with http.websocket(api_path("capsules", capsule_id, "pty")) as ws:
+        try:
+            await ws.send_text(first)
+        except WrennWebSocketClosedError:
+            pass  # the server answered first (an in-band error): reading says more
         session = AsyncPtySession(ws, tag=tag, pid=None)
         if tag is None:
-            # the `started` frame carries the tag and pid; errors come instead of it
-            while True:
-                message = await ws.receive()
-                if isinstance(message, bytes):
-                    continue
-                frame = _json(message)
-                if frame.get("type") == "started":
-                    session.tag = frame.get("tag")
-                    pid = frame.get("pid")
-                    session.pid = pid if isinstance(pid, int) else None
-                    break
-                if frame.get("type") == "error":
-                    raise in_band_error(str(frame.get("data") or "pty error"))
+            await _started(ws, session)
         yield session
+
+
+async def _started(ws: WebSocket, session: AsyncPtySession) -> None:
+    """Wait for the ``started`` frame (tag and pid); an error comes instead of it."""
+    while True:
+        message = await ws.receive()
+        if isinstance(message, bytes):
+            continue
+        control = protocol.parse_control(message)
+        if control.kind == "started":
+            session.tag = control.tag
+            session.pid = control.pid
+            return
+        if control.kind in ("error", "fatal"):
+            raise protocol.error_of(control)

@@ -5,6 +5,10 @@ from __future__ import annotations
 # Annotations of the classes below name ClassVar; they resolve in this, their public, module.
 from typing import ClassVar  # noqa: F401
 
+from ._exceptions import CommandExitError as CommandExitError
+from ._exceptions import GitAuthError as GitAuthError
+from ._exceptions import GitCommandError as GitCommandError
+from ._exceptions import GitError as GitError
 from ._exceptions import WrennAgentError as WrennAgentError
 from ._exceptions import WrennAPIError as WrennAPIError
 from ._exceptions import WrennAuthenticationError as WrennAuthenticationError
@@ -31,6 +35,10 @@ from ._exceptions import WrennValidationError as WrennValidationError
 from ._exceptions import WrennWebSocketClosedError as WrennWebSocketClosedError
 
 __all__ = [
+    "CommandExitError",
+    "GitAuthError",
+    "GitCommandError",
+    "GitError",
     "WrennAPIError",
     "WrennAgentError",
     "WrennAuthenticationError",

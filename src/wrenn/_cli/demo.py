@@ -21,7 +21,8 @@ import attrs
 from .._capsule import AsyncCapsule
 from .._client import AsyncWrennClient
 from .._exceptions import WrennError
-from .._protocol.exec_stream import StreamStderr, StreamStdout
+from .._models.streams import StreamStderr, StreamStdout
+from . import output
 
 WORKLOAD = r"""
 import hashlib, json, os, socket, sys, time
@@ -63,41 +64,37 @@ class Row:
 class Reporter:
     """Live table on a terminal, a line per event elsewhere."""
 
+    HEADERS = ("job", "capsule", "status", "output")
+
     def __init__(self, out: TextIO, rows: list[Row]) -> None:
         self.rows = rows
-        self.console = _console(out)
+        self.out = out
         self.t0 = time.perf_counter()
-        self.live: Any = None
+        self.live: output.LiveView | None = None
 
     def __enter__(self) -> Reporter:
-        if self.console.is_terminal:
-            from rich.live import Live
-
-            self.live = Live(self._table(), console=self.console, refresh_per_second=8)
-            self.live.__enter__()
+        self.live = output.live_view(self.out)
+        if self.live is not None:
+            self.live.update(self.HEADERS, self._cells())
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.live is not None:
-            self.live.update(self._table())
-            self.live.__exit__(None, None, None)
+            self.live.update(self.HEADERS, self._cells())
+            self.live.close()
 
     def say(self, row: Row | None, text: str) -> None:
         if row is not None:
             row.last_line = text
         if self.live is not None:
-            self.live.update(self._table())
+            self.live.update(self.HEADERS, self._cells())
         else:
             name = row.name if row else "server"
-            self.console.print(f"[{time.perf_counter() - self.t0:6.2f}s] {name:<8} {text}")
+            self.out.write(f"[{time.perf_counter() - self.t0:6.2f}s] {name:<8} {text}\n")
+            self.out.flush()
 
-    def _table(self) -> Any:
-        from rich.table import Table
-
-        table = Table("job", "capsule", "status", "output", box=None)
-        for r in self.rows:
-            table.add_row(r.name, r.capsule_id, r.status, r.last_line[-60:])
-        return table
+    def _cells(self) -> list[list[str]]:
+        return [[r.name, r.capsule_id, r.status, r.last_line[-60:]] for r in self.rows]
 
 
 async def _one(client: AsyncWrennClient, row: Row, span: tuple[int, int], report: Reporter) -> None:
@@ -176,26 +173,22 @@ async def _fan_out(client: AsyncWrennClient, rows: list[Row], report: Reporter) 
             tg.start_soon(guarded, row, (i * width, (i + 1) * width))
 
 
-def _console(out: TextIO) -> Any:
-    from rich.console import Console
-
-    console = Console(file=out, highlight=False)
-    if not console.is_terminal:  # logs and pipes: wide enough for the summary's rows
-        console = Console(file=out, highlight=False, width=160)
-    return console
-
-
 def _summary(rows: list[Row], out: TextIO, seconds: float, left: int) -> None:
-    from rich.table import Table
-
-    console = _console(out)
-    table = Table("job", "capsule", "status", "exit", "seconds", "result", title="summary")
-    for r in rows:
-        exit_code = "-" if r.exit_code is None else str(r.exit_code)
-        table.add_row(r.name, r.capsule_id, r.status, exit_code, f"{r.seconds:.2f}", r.detail)
-    console.print(table)
+    cells = [
+        [
+            r.name,
+            r.capsule_id,
+            r.status,
+            "-" if r.exit_code is None else str(r.exit_code),
+            f"{r.seconds:.2f}",
+            r.detail,
+        ]
+        for r in rows
+    ]
+    headers = ("job", "capsule", "status", "exit", "seconds", "result")
+    output.print_table(out, headers, cells, title="summary")
     ok = sum(1 for r in rows if r.status == "ok")
-    console.print(
+    out.write(
         f"{ok}/{len(rows)} capsules succeeded in {seconds:.2f}s; "
-        f"{left} capsules left on the server."
+        f"{left} capsules left on the server.\n"
     )

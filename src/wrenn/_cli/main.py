@@ -21,7 +21,8 @@ import anyio
 
 from .._client import AsyncWrennClient
 from .._exceptions import WrennConfigurationError, WrennError
-from .._protocol.exec_stream import StreamExit, StreamStderr, StreamStdout
+from .._models.streams import StreamExit, StreamStderr, StreamStdout
+from . import output
 
 __all__ = ["main"]
 
@@ -224,24 +225,22 @@ async def cmd_ls(client: AsyncWrennClient, args: argparse.Namespace) -> int:
     capsules = await client.capsules.list()
 
     def human() -> None:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("ID", "STATUS", "TEMPLATE", "VCPUS", "MEMORY", "CREATED", box=None)
-        for column in table.columns:
-            column.no_wrap = True
-        for c in capsules:
-            created = c.created_at.strftime("%Y-%m-%d %H:%M:%S") if c.created_at else "-"
-            table.add_row(
-                c.id, str(c.status), c.template or "-", str(c.vcpus), f"{c.memory_mb} MiB", created
-            )
-        if capsules:
-            console = Console()
-            if not console.is_terminal:  # a pipe: never truncate IDs
-                console = Console(width=200)
-            console.print(table)
-        else:
+        if not capsules:
             sys.stdout.write("no capsules\n")
+            return
+        headers = ("ID", "STATUS", "TEMPLATE", "VCPUS", "MEMORY", "CREATED")
+        cells = [
+            [
+                c.id,
+                str(c.status),
+                c.template or "-",
+                str(c.vcpus),
+                f"{c.memory_mb} MiB",
+                c.created_at.strftime("%Y-%m-%d %H:%M:%S") if c.created_at else "-",
+            ]
+            for c in capsules
+        ]
+        output.print_table(sys.stdout, headers, cells, width=200)
 
     rows = [
         {
@@ -271,26 +270,6 @@ async def cmd_kill(client: AsyncWrennClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(label: str, quiet: bool) -> Any:
-    """A transfer progress bar on stderr (only when stderr is a terminal)."""
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TransferSpeedColumn,
-    )
-
-    return Progress(
-        TextColumn(label),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        transient=True,
-        disable=quiet or not sys.stderr.isatty(),
-    )
-
-
 async def cmd_put(client: AsyncWrennClient, args: argparse.Namespace) -> int:
     capsule_id, path = _split_target(args.target)
     source = anyio.Path(args.source)
@@ -298,7 +277,7 @@ async def cmd_put(client: AsyncWrennClient, args: argparse.Namespace) -> int:
         raise UsageError(f"{source} is not a file")
     size = (await source.stat()).st_size
     cap = await client.connect(capsule_id)
-    progress = _progress(f"put {source.name}", args.json)
+    progress = output.progress(f"put {source.name}", args.json)
     async with await anyio.open_file(source, "rb") as f:
         with progress:
             task = progress.add_task("put", total=size)
@@ -324,7 +303,7 @@ async def cmd_get(client: AsyncWrennClient, args: argparse.Namespace) -> int:
     if await target_path.is_dir():
         target_path = target_path / Path(path).name
     partial = target_path.with_name(target_path.name + ".part")
-    progress = _progress(f"get {Path(path).name}", args.json)
+    progress = output.progress(f"get {Path(path).name}", args.json)
     total = 0
     try:
         async with await anyio.open_file(partial, "wb") as f:

@@ -8,6 +8,8 @@ from typing import Any, Final, final
 
 import attrs
 
+from .._exceptions import WrennValidationError
+
 __all__ = [
     "CodeContext",
     "CodeOutput",
@@ -93,7 +95,9 @@ class Result:
     def data(self, field: str) -> bytes | None:
         """The bytes of a binary field (``png``, ``jpeg``, ``gif``, ``pdf``), or None."""
         if field not in _BINARY:
-            raise ValueError(f"{field!r} is not a binary field; use one of {sorted(_BINARY)}")
+            raise WrennValidationError(
+                f"{field!r} is not a binary field; use one of {sorted(_BINARY)}"
+            )
         value = getattr(self, field)
         return None if value is None else base64.b64decode(value)
 

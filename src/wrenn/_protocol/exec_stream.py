@@ -10,10 +10,9 @@ that ends before its ``exit`` frame is an error, never a finish.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Final
-
-import attrs
+from typing import Any, Final
 
 from .._exceptions import (
     WrennAgentError,
@@ -25,47 +24,10 @@ from .._exceptions import (
     WrennProtocolError,
     WrennValidationError,
 )
+from .._models.streams import StreamEvent, StreamExit, StreamStart, StreamStderr, StreamStdout
 
-__all__ = [
-    "ExecStreamProtocol",
-    "StreamEvent",
-    "StreamExit",
-    "StreamStart",
-    "StreamStderr",
-    "StreamStdout",
-    "in_band_error",
-]
+__all__ = ["ExecStreamProtocol", "exec_request", "in_band_error", "start_frame"]
 
-
-@attrs.frozen
-class StreamStart:
-    """The process started (``pid`` is None when the server did not say)."""
-
-    pid: int | None = None
-    type: str = "start"
-
-
-@attrs.frozen
-class StreamStdout:
-    data: str
-    type: str = "stdout"
-
-
-@attrs.frozen
-class StreamStderr:
-    data: str
-    type: str = "stderr"
-
-
-@attrs.frozen
-class StreamExit:
-    """The process ended; ``exit_code`` is -1 when it was killed by a signal."""
-
-    exit_code: int
-    type: str = "exit"
-
-
-StreamEvent = StreamStart | StreamStdout | StreamStderr | StreamExit
 
 _NOT_FOUND: Final = (
     "sandbox not found",
@@ -152,3 +114,36 @@ class ExecStreamProtocol:
             f"the stream ended before the process exited{detail}"
             + (f": {reason}" if reason else "")
         )
+
+
+def exec_request(
+    cmd: str,
+    args: Sequence[str] | None,
+    envs: Mapping[str, str] | None,
+    cwd: str | None,
+) -> dict[str, Any]:
+    """The body of an exec request (REST or the stream's ``start`` frame), checked."""
+    if not isinstance(cmd, str) or not cmd:
+        raise WrennValidationError("cmd must be a non-empty string")
+    body: dict[str, Any] = {"cmd": cmd}
+    if args is not None:
+        if isinstance(args, str) or not all(isinstance(a, str) for a in args):
+            raise WrennValidationError("args must be a sequence of strings")
+        body["args"] = list(args)
+    if envs is not None:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in envs.items()):
+            raise WrennValidationError("envs must map strings to strings")
+        body["envs"] = dict(envs)
+    if cwd is not None:
+        body["cwd"] = cwd
+    return body
+
+
+def start_frame(
+    cmd: str,
+    args: Sequence[str] | None,
+    envs: Mapping[str, str] | None,
+    cwd: str | None,
+) -> dict[str, Any]:
+    """The first frame of an exec stream."""
+    return {"type": "start", **exec_request(cmd, args, envs, cwd)}

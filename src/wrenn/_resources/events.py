@@ -13,7 +13,8 @@ import anyio
 from .._exceptions import WrennProtocolError
 from .._models import Event
 from .._protocol.sse import SSEParser
-from .._transport.http import HTTPTransport, api_path, httpx, map_transport_errors
+from .._transport.errors import map_transport_errors
+from .._transport.http import HTTPTransport, api_path, httpx
 from .converter import structure
 
 __all__ = ["AsyncEvents", "EventStream"]

@@ -1,17 +1,25 @@
 """``client.files``: read, write, list, create and remove files in a capsule (PROTOCOL §10).
 
-Raw REST calls that move whole files in one request; the streaming variants for large
-files belong to the capsule-level API.
+Whole files in one request, and the streaming variants (``write_stream``,
+``read_stream``) that move files of any size in constant memory.
 """
 
 from __future__ import annotations
 
 import builtins
+import secrets
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Final, final
 
-from .._exceptions import WrennProtocolError, WrennTooLargeError, WrennValidationError
+from .._exceptions import (
+    WrennNotFoundError,
+    WrennProtocolError,
+    WrennTooLargeError,
+    WrennValidationError,
+)
 from .._models import FileEntry
-from .._transport.http import HTTPTransport, api_path, response_json
+from .._transport.http import BodyChunks, HTTPTransport, api_path, response_json
 from .converter import structure, structure_list
 
 __all__ = ["AsyncFiles"]
@@ -103,3 +111,71 @@ class AsyncFiles:
             json_body={"path": _path(path)},
             timeout=timeout,
         )
+
+    async def write_stream(self, capsule_id: str, path: str, chunks: AsyncIterable[bytes]) -> None:
+        """Stream chunks into a file as one multipart upload, in constant memory.
+
+        Bounded by one hour (bound it more with your own scope); cancelling abandons
+        the upload and the server keeps no partial file.
+        """
+        if not path or "\r" in path or "\n" in path:
+            raise WrennValidationError("path must be non-empty and on one line")
+        boundary = secrets.token_hex(16)
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n{path}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="upload.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield head
+            async for chunk in chunks:
+                if chunk:
+                    yield bytes(chunk)
+            yield tail
+
+        await self._http.request(
+            "POST",
+            api_path("capsules", capsule_id, "files", "stream", "write"),
+            content=body(),  # type: ignore[arg-type]
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            timeout=3600.0,
+        )
+
+    @asynccontextmanager
+    async def read_stream(
+        self, capsule_id: str, path: str, *, chunk_size: int = 256 * 1024
+    ) -> AsyncIterator[BodyChunks]:
+        """The file's bytes in chunks, for the duration of a block. A missing file
+        raises :class:`WrennNotFoundError` on entering; leaving early closes the transfer;
+        each wait for more bytes is bounded by 60 s."""
+        async with self._http.stream(
+            "POST",
+            api_path("capsules", capsule_id, "files", "stream", "read"),
+            json_body={"path": _path(path)},
+            read_timeout=60.0,
+        ) as response:
+            chunks = BodyChunks(response, chunk_size, f"read of {path}")
+            try:
+                yield chunks
+            finally:
+                await chunks.aclose()
+
+    async def exists(self, capsule_id: str, path: str) -> bool:
+        """Whether ``path`` exists, in one request whatever the directory's size.
+
+        Opens the streaming read of the path and closes it before any byte is read: a
+        404 means no, a 400 (a directory) or a 200 means yes. (Servers older than v0.2
+        answer 200 for missing files here; against those this says yes.)
+        """
+        body = {"path": _path(path)}
+        try:
+            async with self._http.stream(
+                "POST", api_path("capsules", capsule_id, "files", "stream", "read"), json_body=body
+            ):
+                return True
+        except WrennNotFoundError:
+            return False
+        except WrennValidationError:
+            return True

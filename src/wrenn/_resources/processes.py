@@ -10,42 +10,19 @@ import binascii
 import builtins
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Final, Literal, final
+from typing import Any, Final, Literal, final
 
 from .._exceptions import WrennProtocolError, WrennValidationError
 from .._models import BackgroundProcess, CommandResult, ProcessInfo
+from .._protocol.exec_stream import exec_request, start_frame
 from .._transport.http import HTTPTransport, api_path, response_json
 from .converter import structure, structure_list
-
-if TYPE_CHECKING:
-    from .streams import ExecStream
+from .streams import AsyncExecStream, attach_path, exec_path, open_stream
 
 __all__ = ["AsyncProcesses"]
 
 DEFAULT_COMMAND_TIMEOUT: Final = 30
 HTTP_SLACK: Final = 10.0  # the HTTP deadline exceeds the command's own by this much
-
-
-def _exec_body(
-    cmd: str,
-    args: Sequence[str] | None,
-    envs: Mapping[str, str] | None,
-    cwd: str | None,
-) -> dict[str, Any]:
-    if not isinstance(cmd, str) or not cmd:
-        raise WrennValidationError("cmd must be a non-empty string")
-    body: dict[str, Any] = {"cmd": cmd}
-    if args is not None:
-        if isinstance(args, str) or not all(isinstance(a, str) for a in args):
-            raise WrennValidationError("args must be a sequence of strings")
-        body["args"] = list(args)
-    if envs is not None:
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in envs.items()):
-            raise WrennValidationError("envs must map strings to strings")
-        body["envs"] = dict(envs)
-    if cwd is not None:
-        body["cwd"] = cwd
-    return body
 
 
 def decode_output(data: Any) -> CommandResult:
@@ -102,7 +79,7 @@ class AsyncProcesses:
         """
         if not isinstance(timeout_sec, int) or isinstance(timeout_sec, bool) or timeout_sec < 1:
             raise WrennValidationError("timeout_sec must be a positive integer")
-        body = _exec_body(cmd, args, envs, cwd)
+        body = exec_request(cmd, args, envs, cwd)
         body["timeout_sec"] = timeout_sec
         resp = await self._http.request(
             "POST",
@@ -124,7 +101,7 @@ class AsyncProcesses:
         timeout: float | None = None,
     ) -> BackgroundProcess:
         """Start a command in the background; returns its pid and tag at once."""
-        body = _exec_body(cmd, args, envs, cwd)
+        body = exec_request(cmd, args, envs, cwd)
         body["background"] = True
         if tag is not None:
             if not isinstance(tag, str) or not tag or "/" in tag:
@@ -155,7 +132,7 @@ class AsyncProcesses:
         args: Sequence[str] | None = None,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
-    ) -> AbstractAsyncContextManager[ExecStream]:
+    ) -> AbstractAsyncContextManager[AsyncExecStream]:
         """Run a command and stream its output over a WebSocket::
 
             async with client.processes.stream(cid, "/bin/sh", args=["-c", "make"]) as run:
@@ -166,16 +143,12 @@ class AsyncProcesses:
         is still running keeps running (kill it by pid if it should not). Raises
         :class:`WrennConnectionError` if the stream ends before the process exits.
         """
-        from .streams import exec_path, open_stream, start_frame
-
         return open_stream(self._http, exec_path(capsule_id), start_frame(cmd, args, envs, cwd))
 
     def attach(
         self, capsule_id: str, selector: int | str
-    ) -> AbstractAsyncContextManager[ExecStream]:
+    ) -> AbstractAsyncContextManager[AsyncExecStream]:
         """Stream a running process's output from now on (no replay), by pid or tag."""
-        from .streams import attach_path, open_stream
-
         return open_stream(self._http, attach_path(capsule_id, selector), None)
 
     async def kill(

@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import json
-import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, final
 
 import anyio
 
 from .._exceptions import WrennError, WrennWebSocketClosedError
-from .._protocol.exec_stream import ExecStreamProtocol, State, StreamEvent
+from .._models.streams import StreamEvent
+from .._protocol.exec_stream import ExecStreamProtocol, State
 from .._transport.http import HTTPTransport, api_path
-from .._transport.websocket import WebSocket, connect_websocket
-from .processes import _exec_body
+from .._transport.websocket import WebSocket
 
-__all__ = ["ExecStream", "open_stream", "ws_url"]
-
-
-def ws_url(http: HTTPTransport, path: str) -> str:
-    base = http.config.base_url
-    scheme, _, rest = base.partition("://")
-    return ("wss" if scheme == "https" else "ws") + "://" + rest + path
+__all__ = ["AsyncExecStream", "attach_path", "exec_path", "open_stream"]
 
 
 @final
-class ExecStream:
+class AsyncExecStream:
     """An open exec or attach stream; iterate it for :class:`StreamStart`,
     :class:`StreamStdout`, :class:`StreamStderr` and finally :class:`StreamExit`.
 
@@ -52,7 +45,7 @@ class ExecStream:
         """The exit code once ``exit`` arrived, else None."""
         return self._protocol.exit_code
 
-    def __aiter__(self) -> ExecStream:
+    def __aiter__(self) -> AsyncExecStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
@@ -93,28 +86,11 @@ class ExecStream:
             await self._ws.send_text(json.dumps({"type": "stop"}))
 
 
-def tls_context(http: HTTPTransport) -> ssl.SSLContext | None:
-    verify = http.verify
-    if isinstance(verify, ssl.SSLContext):
-        return verify
-    if verify is False:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    return None
-
-
 @asynccontextmanager
 async def open_stream(
     http: HTTPTransport, path: str, first: dict[str, Any] | None
-) -> AsyncIterator[ExecStream]:
-    async with connect_websocket(
-        ws_url(http, path),
-        headers=http.config.auth_headers(),
-        ssl_context=tls_context(http),
-        open_timeout=http.config.connect_timeout + http.config.timeout,
-    ) as ws:
+) -> AsyncIterator[AsyncExecStream]:
+    async with http.websocket(path) as ws:
         if first is not None:
             try:
                 await ws.send_text(json.dumps(first))
@@ -122,7 +98,7 @@ async def open_stream(
                 # The server answered first (an in-band error, then its close): reading
                 # the stream surfaces that answer, which says more than the failed send.
                 pass
-        stream = ExecStream(ws)
+        stream = AsyncExecStream(ws)
         try:
             yield stream
         finally:
@@ -137,16 +113,6 @@ async def open_stream(
                         await stream.stop()
                     except WrennError:
                         pass
-
-
-def start_frame(
-    cmd: str,
-    args: Sequence[str] | None,
-    envs: Mapping[str, str] | None,
-    cwd: str | None,
-) -> dict[str, Any]:
-    body = _exec_body(cmd, args, envs, cwd)
-    return {"type": "start", **body}
 
 
 def exec_path(capsule_id: str) -> str:

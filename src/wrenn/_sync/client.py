@@ -20,7 +20,9 @@ from .._capsule import AsyncCapsule, create_capsule
 from .._client import AsyncWrennClient
 from .._config import ClientConfig
 from .._models import Capsule as CapsuleInfo
-from .._pool import CapsulePool
+from .._pool import AsyncCapsulePool
+from .._transport.http import httpx
+from .._transport.tls import Verify
 from .adapt import Facet, blocking
 from .code import CodeRunner
 from .commands import Commands
@@ -30,7 +32,7 @@ from .portal import Backend, PortalRunner
 from .pty import PtySession
 from .resources import APIKeys, Auth, Capsules, Events, Files, Hosts, Processes, Snapshots
 
-__all__ = ["Capsule", "SyncCapsulePool", "WrennClient"]
+__all__ = ["Capsule", "CapsulePool", "WrennClient"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -61,7 +63,7 @@ class Capsule(Facet[AsyncCapsule]):
         try:
             acap = client._runner.call(
                 lambda: create_capsule(
-                    client._async,
+                    client._async._session,
                     template=template,
                     vcpus=vcpus,
                     memory_mb=memory_mb,
@@ -202,6 +204,11 @@ class Capsule(Facet[AsyncCapsule]):
     restart_code_context = blocking(AsyncCapsule.restart_code_context)
     remove_code_context = blocking(AsyncCapsule.remove_code_context)
 
+    def use_kernel(self, kernel: str) -> None:
+        """Run code with another kernelspec from now on (a fresh default context)."""
+        self._async.use_kernel(kernel)
+        self._code = CodeRunner(self._runner, self._async.code)
+
     def get_url(self, port: int) -> str:
         """The proxy URL of ``port`` in the capsule."""
         return self._async.get_url(port)
@@ -253,10 +260,10 @@ class Capsule(Facet[AsyncCapsule]):
 
 
 @final
-class SyncCapsulePool:
+class CapsulePool:
     """Warm capsules for synchronous code; see :meth:`WrennClient.pool`."""
 
-    def __init__(self, runner: PortalRunner, pool: CapsulePool) -> None:
+    def __init__(self, runner: PortalRunner, pool: AsyncCapsulePool) -> None:
         self._runner = runner
         self._async = pool
         self.capsules = [Capsule._wrap(runner, c) for c in pool.capsules]
@@ -305,6 +312,8 @@ class WrennClient:
         *,
         connect_timeout: float = 10.0,
         max_retries: int = 3,
+        verify: Verify = True,
+        http_transport: httpx.AsyncBaseTransport | None = None,
         backend: Backend = "asyncio",
     ) -> None:
         self._runner = runner = PortalRunner(backend)
@@ -318,6 +327,8 @@ class WrennClient:
                 timeout=timeout,
                 connect_timeout=connect_timeout,
                 max_retries=max_retries,
+                verify=verify,
+                http_transport=http_transport,
             )
 
         try:
@@ -463,7 +474,7 @@ class WrennClient:
             yield Capsule._wrap(self._runner, acap)
 
     @contextmanager
-    def pool(self, size: int, **capsule: Any) -> Iterator[SyncCapsulePool]:
+    def pool(self, size: int, **capsule: Any) -> Iterator[CapsulePool]:
         """``size`` warm capsules reused for many small jobs::
 
             with client.pool(4) as pool:
@@ -472,7 +483,7 @@ class WrennClient:
         Created together on entry, destroyed on exit (also on error and Ctrl-C).
         """
         with self._scope(lambda: self._async.pool(size, **capsule)) as apool:
-            yield SyncCapsulePool(self._runner, apool)
+            yield CapsulePool(self._runner, apool)
 
     def connect(self, capsule_id: str, *, ready_timeout: float = 60.0) -> Capsule:
         """Attach to an existing capsule (resumed if paused); this client never destroys

@@ -6,20 +6,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import final
 
-from .._code import DEFAULT_TIMEOUT, JUPYTER_TIMEOUT, AsyncCodeRunner, CodeRun
+from .._code import DEFAULT_TIMEOUT, JUPYTER_TIMEOUT, AsyncCodeRun, AsyncCodeRunner
 from .._models.code import CodeContext, CodeOutput, Execution
 from .adapt import Facet, blocking
 from .portal import PortalRunner
 
-__all__ = ["CodeRunner", "SyncCodeRun"]
+__all__ = ["CodeRun", "CodeRunner"]
 
 
 @final
-class SyncCodeRun:
+class CodeRun:
     """A running cell for synchronous code; iterate it for outputs (batched: one crossing
     into the portal brings back everything already received)."""
 
-    def __init__(self, runner: PortalRunner, run: CodeRun) -> None:
+    def __init__(self, runner: PortalRunner, run: AsyncCodeRun) -> None:
         self._runner = runner
         self._async = run
 
@@ -68,7 +68,7 @@ class CodeRunner(Facet[AsyncCodeRunner]):
         context: CodeContext | str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         jupyter_timeout: float = JUPYTER_TIMEOUT,
-    ) -> Iterator[SyncCodeRun]:
+    ) -> Iterator[CodeRun]:
         """``with cap.code.stream(code) as run: for item in run`` — see
         :meth:`wrenn.AsyncCodeRunner.stream`. Leaving early interrupts the cell."""
         with self._runner.enter(
@@ -80,4 +80,4 @@ class CodeRunner(Facet[AsyncCodeRunner]):
                 jupyter_timeout=jupyter_timeout,
             )
         ) as run:
-            yield SyncCodeRun(self._runner, run)
+            yield CodeRun(self._runner, run)

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, final, overload
 
-from .._commands import AsyncCommands, CommandHandle
+from .._commands import AsyncCommandHandle, AsyncCommands
 from .._models import CommandResult
-from .._protocol.exec_stream import StreamEvent
-from .._resources.streams import ExecStream
+from .._models.streams import StreamEvent
+from .._resources.streams import AsyncExecStream
 from .adapt import Facet, blocking
 from .portal import PortalRunner
 
-__all__ = ["Commands", "Stream", "SyncCommandHandle"]
+__all__ = ["CommandHandle", "Commands", "ExecStream"]
 
 
 @final
-class Stream:
+class ExecStream:
     """A command's output stream for synchronous code.
 
     ``with cap.commands.stream(...) as run: for event in run`` or simply
@@ -31,10 +31,10 @@ class Stream:
     def __init__(self, runner: PortalRunner, factory: Callable[[], Any]) -> None:
         self._runner = runner
         self._factory = factory
-        self._async: ExecStream | None = None
+        self._async: AsyncExecStream | None = None
         self._cm: Any = None
 
-    def __enter__(self) -> Stream:
+    def __enter__(self) -> ExecStream:
         if self._cm is not None:
             raise RuntimeError("this stream is already open")
         cm = self._runner.enter(self._factory)
@@ -85,23 +85,23 @@ class Stream:
 
 
 @final
-class SyncCommandHandle(Facet[CommandHandle]):
-    """A background process (sync form of :class:`wrenn.CommandHandle`)."""
+class CommandHandle(Facet[AsyncCommandHandle]):
+    """A background process (sync form of :class:`wrenn.AsyncCommandHandle`)."""
 
     __slots__ = ("capsule_id", "pid", "tag")
 
-    def __init__(self, runner: PortalRunner, handle: CommandHandle) -> None:
+    def __init__(self, runner: PortalRunner, handle: AsyncCommandHandle) -> None:
         super().__init__(runner, handle)
         self.pid = handle.pid
         self.tag = handle.tag
         self.capsule_id = handle.capsule_id
 
-    wait = blocking(CommandHandle.wait)
-    kill = blocking(CommandHandle.kill)
+    wait = blocking(AsyncCommandHandle.wait)
+    kill = blocking(AsyncCommandHandle.kill)
 
-    def stream(self) -> Stream:
+    def stream(self) -> ExecStream:
         """Attach to the process's output from now on."""
-        return Stream(self._runner, self._async.stream)
+        return ExecStream(self._runner, self._async.stream)
 
 
 @final
@@ -140,7 +140,7 @@ class Commands(Facet[AsyncCommands]):
         on_stdout: Callable[[str], Any] | None = ...,
         on_stderr: Callable[[str], Any] | None = ...,
         check: bool = ...,
-    ) -> SyncCommandHandle: ...
+    ) -> CommandHandle: ...
 
     def run(
         self,
@@ -155,12 +155,12 @@ class Commands(Facet[AsyncCommands]):
         on_stdout: Callable[[str], Any] | None = None,
         on_stderr: Callable[[str], Any] | None = None,
         check: bool = False,
-    ) -> CommandResult | SyncCommandHandle:
+    ) -> CommandResult | CommandHandle:
         """See :meth:`wrenn.AsyncCommands.run`. Callbacks run in the portal thread: keep
         them short (a slow callback slows the stream down, nothing is dropped). Ctrl-C
         cancels the call; a streamed command is killed."""
 
-        async def run() -> CommandResult | CommandHandle:
+        async def run() -> CommandResult | AsyncCommandHandle:
             # `background` is a plain bool here, which none of the overloads take alone
             return await self._async.run(  # type: ignore[call-overload,misc,no-any-return]
                 cmd,
@@ -176,8 +176,8 @@ class Commands(Facet[AsyncCommands]):
             )
 
         result = self._runner.call(run)
-        if isinstance(result, CommandHandle):
-            return SyncCommandHandle(self._runner, result)
+        if isinstance(result, AsyncCommandHandle):
+            return CommandHandle(self._runner, result)
         assert isinstance(result, CommandResult)
         return result
 
@@ -188,13 +188,15 @@ class Commands(Facet[AsyncCommands]):
         args: Sequence[str] | None = None,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
-    ) -> Stream:
+    ) -> ExecStream:
         """Run ``cmd`` (through the shell unless ``args`` is given) and stream its output."""
-        return Stream(self._runner, lambda: self._async.stream(cmd, args=args, envs=envs, cwd=cwd))
+        return ExecStream(
+            self._runner, lambda: self._async.stream(cmd, args=args, envs=envs, cwd=cwd)
+        )
 
-    def connect(self, selector: int | str) -> Stream:
+    def connect(self, selector: int | str) -> ExecStream:
         """Attach to a running process's output by pid or tag."""
-        return Stream(self._runner, lambda: self._async.connect(selector))
+        return ExecStream(self._runner, lambda: self._async.connect(selector))
 
     list = blocking(AsyncCommands.list)
     kill = blocking(AsyncCommands.kill)

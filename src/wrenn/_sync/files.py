@@ -12,9 +12,26 @@ from .._exceptions import WrennValidationError
 from .._files import AsyncCapsuleFiles
 from .adapt import Facet, blocking
 
-__all__ = ["CapsuleFiles", "SyncData"]
+__all__ = ["CapsuleFiles", "SyncData", "pulled"]
 
 SyncData = str | bytes | bytearray | memoryview | BinaryIO
+
+
+def pulled(stream: Iterable[bytes]) -> AsyncGenerator[bytes, None]:
+    """An iterable of byte chunks as an async generator for the portal: each chunk is
+    read in a worker thread, one at a time, only as fast as the consumer goes."""
+    chunks = iter(stream)
+    done = object()
+
+    async def pull() -> AsyncGenerator[bytes, None]:
+        while (chunk := await anyio.to_thread.run_sync(next, chunks, done)) is not done:
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise WrennValidationError(
+                    f"upload chunks must be bytes, not {type(chunk).__name__}"
+                )
+            yield bytes(chunk)
+
+    return pull()
 
 
 @final
@@ -71,19 +88,9 @@ class CapsuleFiles(Facet[AsyncCapsuleFiles]):
         The iterable is read in a worker thread of the portal, one chunk at a time, only
         as fast as the upload goes. Ctrl-C cancels the upload (the file is not written).
         """
-        chunks = iter(stream)
-        done = object()
-
-        async def pull() -> AsyncGenerator[bytes, None]:
-            while (chunk := await anyio.to_thread.run_sync(next, chunks, done)) is not done:
-                if not isinstance(chunk, bytes | bytearray | memoryview):
-                    raise WrennValidationError(
-                        f"upload_stream chunks must be bytes, not {type(chunk).__name__}"
-                    )
-                yield bytes(chunk)
 
         async def upload() -> None:
-            async with aclosing(pull()) as gen:
+            async with aclosing(pulled(stream)) as gen:
                 await self._async.upload_stream(path, gen)
 
         self._runner.call(upload)

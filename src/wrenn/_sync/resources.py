@@ -7,8 +7,8 @@ through the client's portal, with the same parameters, errors and retries.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import aclosing, contextmanager
 from typing import final
 
 from .._models import Event
@@ -20,7 +20,8 @@ from .._resources.hosts import AsyncHosts
 from .._resources.processes import AsyncProcesses
 from .._resources.snapshots import AsyncSnapshots
 from .adapt import Facet, blocking
-from .commands import Stream
+from .commands import ExecStream
+from .files import pulled
 
 __all__ = ["APIKeys", "Auth", "Capsules", "Events", "Files", "Hosts", "Processes", "Snapshots"]
 
@@ -125,16 +126,16 @@ class Processes(Facet[AsyncProcesses]):
         args: Sequence[str] | None = None,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
-    ) -> Stream:
-        """Run ``cmd`` (no shell) and stream its output; see :class:`Stream`."""
-        return Stream(
+    ) -> ExecStream:
+        """Run ``cmd`` (no shell) and stream its output; see :class:`ExecStream`."""
+        return ExecStream(
             self._runner,
             lambda: self._async.stream(capsule_id, cmd, args=args, envs=envs, cwd=cwd),
         )
 
-    def attach(self, capsule_id: str, selector: int | str) -> Stream:
+    def attach(self, capsule_id: str, selector: int | str) -> ExecStream:
         """Stream a running process's output from now on, by pid or tag."""
-        return Stream(self._runner, lambda: self._async.attach(capsule_id, selector))
+        return ExecStream(self._runner, lambda: self._async.attach(capsule_id, selector))
 
 
 @final
@@ -147,3 +148,24 @@ class Files(Facet[AsyncFiles]):
     list = blocking(AsyncFiles.list)
     make_dir = blocking(AsyncFiles.make_dir)
     remove = blocking(AsyncFiles.remove)
+    exists = blocking(AsyncFiles.exists)
+
+    def write_stream(self, capsule_id: str, path: str, chunks: Iterable[bytes]) -> None:
+        """Upload the chunks as one file in constant memory (read in a worker thread
+        only as fast as the upload goes). Ctrl-C cancels it; no partial file is kept."""
+
+        async def upload() -> None:
+            async with aclosing(pulled(chunks)) as gen:
+                await self._async.write_stream(capsule_id, path, gen)
+
+        self._runner.call(upload)
+
+    @contextmanager
+    def read_stream(
+        self, capsule_id: str, path: str, *, chunk_size: int = 256 * 1024
+    ) -> Iterator[Iterator[bytes]]:
+        """``with client.files.read_stream(id, p) as chunks: for chunk in chunks``."""
+        with self._runner.enter(
+            lambda: self._async.read_stream(capsule_id, path, chunk_size=chunk_size)
+        ) as body:
+            yield self._runner.iterate(body)

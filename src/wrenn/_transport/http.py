@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Final, Literal
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Final, Literal, final
 from urllib.parse import quote
 
 import anyio
@@ -27,8 +26,6 @@ import httpx2 as httpx
 
 from .._config import ClientConfig
 from .._exceptions import (
-    WrennConnectionError,
-    WrennError,
     WrennProtocolError,
     WrennTimeoutError,
     WrennTransportError,
@@ -36,14 +33,17 @@ from .._exceptions import (
     error_from_response,
 )
 from .._version import __version__
+from .errors import map_transport_errors, not_sent
 from .retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
+from .tls import Verify, ssl_context
+from .websocket import WebSocket, connect_websocket
 
 __all__ = [
     "AuthMode",
+    "BodyChunks",
     "HTTPTransport",
     "api_path",
     "httpx",
-    "map_transport_errors",
     "response_json",
 ]
 
@@ -66,57 +66,26 @@ def api_path(*segments: str) -> str:
     return "/" + "/".join(parts)
 
 
-@contextmanager
-def map_transport_errors(context: str) -> Iterator[None]:
-    """Convert foreign transport exceptions into :class:`WrennError` subclasses, chained."""
-    try:
-        yield
-    except WrennError:
-        raise
-    except httpx.TimeoutException as exc:
-        raise WrennTimeoutError(f"{_phase(exc)} timed out ({context})") from exc
-    except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-        raise WrennConnectionError(f"{_describe(exc)} ({context})") from exc
-    except httpx.ProtocolError as exc:
-        raise WrennProtocolError(f"HTTP protocol error: {_describe(exc)} ({context})") from exc
-    except httpx.HTTPError as exc:
-        raise WrennTransportError(f"{_describe(exc)} ({context})") from exc
-    except ssl.SSLError as exc:
-        raise WrennConnectionError(f"TLS failure: {exc.reason or exc} ({context})") from exc
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream) as exc:
-        raise WrennConnectionError(f"connection broke ({context})") from exc
-    except OSError as exc:
-        raise WrennConnectionError(f"{exc.strerror or exc} ({context})") from exc
+@final
+class BodyChunks:
+    """The body of a streamed answer in chunks as they arrive; a body that breaks off
+    raises :class:`WrennConnectionError` instead of ending quietly."""
 
+    def __init__(self, response: httpx.Response, chunk_size: int, context: str) -> None:
+        self._chunks = response.aiter_bytes(chunk_size)
+        self._context = context
 
-def _phase(exc: Exception) -> str:
-    return {
-        "ConnectTimeout": "connecting",
-        "ReadTimeout": "reading the answer",
-        "WriteTimeout": "sending the request",
-        "PoolTimeout": "waiting for a free connection",
-    }.get(type(exc).__name__, "the request")
+    def __aiter__(self) -> BodyChunks:
+        return self
 
+    async def __anext__(self) -> bytes:
+        with map_transport_errors(self._context):
+            return await anext(self._chunks)
 
-def _describe(exc: Exception) -> str:
-    """The exception's name and the first message found down its chain of causes (some
-    transports raise an empty ConnectError whose cause says "certificate verify failed")."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            break
-        text = str(seen)
-        if isinstance(seen, ssl.SSLError) and seen.reason:
-            text = f"TLS failure: {text}"
-        if text:
-            return f"{type(exc).__name__}: {text}"
-        seen = seen.__cause__ or seen.__context__
-    return type(exc).__name__
-
-
-def _not_sent(exc: Exception) -> bool:
-    """True when the request body cannot have reached the server."""
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    async def aclose(self) -> None:
+        """Stop reading (shielded and bounded: safe in a ``finally``)."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await self._chunks.aclose()
 
 
 def response_json(response: httpx.Response, *, what: str) -> Any:
@@ -135,12 +104,13 @@ class HTTPTransport:
         config: ClientConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        verify: ssl.SSLContext | bool = True,
+        verify: Verify = True,
         max_connections: int = 100,
         retry: RetryPolicy | None = None,
     ) -> None:
         self.config = config
-        self.verify = verify
+        # one TLS context for REST, WebSockets and capsule ports
+        self.ssl_context = ssl_context(verify)
         self.retry = retry or RetryPolicy(config.max_retries)
         self._client = httpx.AsyncClient(
             base_url=config.base_url,
@@ -150,7 +120,7 @@ class HTTPTransport:
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
             transport=transport,
-            verify=verify,
+            verify=self.ssl_context,
             follow_redirects=False,
             trust_env=False,
         )
@@ -165,6 +135,63 @@ class HTTPTransport:
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             await self._client.aclose()
+
+    def ws_url(self, path: str) -> str:
+        """The ``ws://`` or ``wss://`` URL of an API path."""
+        scheme, _, rest = self.config.base_url.partition("://")
+        return ("wss" if scheme == "https" else "ws") + "://" + rest + path
+
+    def websocket(
+        self,
+        url_or_path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        open_timeout: float | None = None,
+    ) -> AbstractAsyncContextManager[WebSocket]:
+        """A WebSocket for the duration of a block, with this client's TLS context.
+
+        ``url_or_path`` is an API path (``/v1/...``, authenticated with the API key) or a
+        full ``ws(s)://`` URL with its own ``headers`` (a capsule port). Opening is
+        bounded by ``open_timeout`` (default: connect plus call timeout).
+        """
+        if url_or_path.startswith("/"):
+            url = self.ws_url(url_or_path)
+            headers = {**self.config.auth_headers(), **(headers or {})}
+        else:
+            url = url_or_path
+        return connect_websocket(
+            url,
+            headers=headers,
+            ssl_context=self.ssl_context,
+            open_timeout=(
+                self.config.connect_timeout + self.config.timeout
+                if open_timeout is None
+                else open_timeout
+            ),
+        )
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        json_body: Any = None,
+        timeout: float,
+    ) -> httpx.Response:
+        """One attempt at a request to a full URL (a capsule port), answer read whole.
+
+        Error statuses are returned, not raised (the caller knows what they mean there);
+        transport failures raise their mapped :class:`WrennError`.
+        """
+        with map_transport_errors(f"{method} {url}"):
+            return await self._client.request(
+                method,
+                url,
+                headers=headers,
+                json=json_body,
+                timeout=httpx.Timeout(timeout, connect=self.config.connect_timeout),
+            )
 
     def _headers(self, auth: AuthMode, extra: Mapping[str, str] | None) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -241,7 +268,7 @@ class HTTPTransport:
                     response = await self._send_once(method, path, read_timeout, **kwargs)
             except WrennTransportError as exc:
                 cause = exc.__cause__
-                sent_maybe = not (isinstance(cause, Exception) and _not_sent(cause))
+                sent_maybe = not (isinstance(cause, Exception) and not_sent(cause))
                 if attempt >= self.retry.max_retries or (sent_maybe and not idempotent):
                     raise
                 log.debug("%s failed (%s), retrying", context, exc.code)

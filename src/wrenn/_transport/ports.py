@@ -8,11 +8,51 @@ so the connection goes to the domain itself with that name in the ``Host`` heade
 from __future__ import annotations
 
 import ipaddress
+from contextlib import AbstractAsyncContextManager
+from typing import Any, final
 from urllib.parse import urlsplit
 
 from .._config import ClientConfig
+from .http import HTTPTransport, httpx
+from .websocket import WebSocket
 
-__all__ = ["port_endpoint"]
+__all__ = ["CapsulePort", "port_endpoint"]
+
+
+@final
+class CapsulePort:
+    """One port of one capsule, reached through the port proxy with the client's
+    credentials and TLS context: plain HTTP requests and WebSockets."""
+
+    def __init__(self, http: HTTPTransport, capsule_id: str, port: int) -> None:
+        self._http = http
+        self.capsule_id = capsule_id
+        self.port = port
+
+    def __repr__(self) -> str:
+        return f"<CapsulePort {self.port} of {self.capsule_id}>"
+
+    def describe(self, method: str, path: str) -> str:
+        """``METHOD path on port N of ID``, for error messages."""
+        return f"{method} {path} on port {self.port} of {self.capsule_id}"
+
+    async def request(
+        self, method: str, path: str, *, json_body: Any = None, timeout: float
+    ) -> httpx.Response:
+        """One attempt; error statuses are returned, transport failures raised mapped."""
+        url, headers = port_endpoint(self._http.config, self.capsule_id, self.port, path)
+        return await self._http.send(
+            method, url, headers=headers, json_body=json_body, timeout=timeout
+        )
+
+    def websocket(
+        self, path: str, *, open_timeout: float
+    ) -> AbstractAsyncContextManager[WebSocket]:
+        """A WebSocket to ``path`` on the port, for the duration of a block."""
+        url, headers = port_endpoint(
+            self._http.config, self.capsule_id, self.port, path, websocket=True
+        )
+        return self._http.websocket(url, headers=headers, open_timeout=open_timeout)
 
 
 def port_endpoint(

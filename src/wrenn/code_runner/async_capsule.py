@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import final
 
 from .._capsule import AsyncCapsule as _BaseAsyncCapsule
-from .._code import DEFAULT_KERNEL, DEFAULT_TEMPLATE, AsyncCodeRunner
+from .._code import DEFAULT_KERNEL, DEFAULT_TEMPLATE
 
 __all__ = ["AsyncCapsule"]
 
@@ -43,5 +43,5 @@ class AsyncCapsule(_BaseAsyncCapsule):
             metadata=metadata,
         )
         if kernel is not None and kernel != DEFAULT_KERNEL:
-            capsule.code = AsyncCodeRunner(capsule, kernel=kernel)
+            capsule.use_kernel(kernel)
         return capsule

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import final
 
-from .._code import DEFAULT_KERNEL, DEFAULT_TEMPLATE, AsyncCodeRunner
+from .._code import DEFAULT_KERNEL, DEFAULT_TEMPLATE
 from .._sync.client import Capsule as _BaseCapsule
-from .._sync.code import CodeRunner
 from .._sync.portal import Backend
 
 __all__ = ["Capsule"]
@@ -44,5 +43,4 @@ class Capsule(_BaseCapsule):
             backend=backend,
         )
         if kernel is not None and kernel != DEFAULT_KERNEL:
-            self._async.code = AsyncCodeRunner(self._async, kernel=kernel)
-            self._code = CodeRunner(self._runner, self._async.code)
+            self.use_kernel(kernel)

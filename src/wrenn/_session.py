@@ -1,0 +1,92 @@
+"""``Session``: what a client's capsules, git, code runner, fan-out and pools hold.
+
+The configuration, the one HTTP transport (connection pool, TLS context, retries) and
+the REST resources built on it. The client above owns a session and closes it; nothing
+below the client ever holds the client itself.
+"""
+
+from __future__ import annotations
+
+from typing import final
+
+from ._config import ClientConfig
+from ._resources import (
+    AsyncAPIKeys,
+    AsyncAuth,
+    AsyncCapsules,
+    AsyncEvents,
+    AsyncFiles,
+    AsyncHosts,
+    AsyncProcesses,
+    AsyncSnapshots,
+)
+from ._transport.http import HTTPTransport, httpx
+from ._transport.ports import CapsulePort
+from ._transport.tls import Verify
+
+__all__ = ["Session"]
+
+
+@final
+class Session:
+    """Configuration, transport and REST resources of one client. Not public."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        verify: Verify = True,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.http = HTTPTransport(config, transport=http_transport, verify=verify)
+        self.capsules = AsyncCapsules(self.http)
+        self.snapshots = AsyncSnapshots(self.http)
+        self.events = AsyncEvents(self.http)
+        self.auth = AsyncAuth(self.http)
+        self.api_keys = AsyncAPIKeys(self.http)
+        self.hosts = AsyncHosts(self.http)
+        self.processes = AsyncProcesses(self.http)
+        self.files = AsyncFiles(self.http)
+        self.closed = False
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        api_key: str | None = None,
+        token: str | None = None,
+        base_url: str | None = None,
+        proxy_domain: str | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        max_retries: int = 3,
+        verify: Verify = True,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Session:
+        """A session from explicit options and the environment (see the client)."""
+        config = ClientConfig.resolve(
+            api_key=api_key,
+            token=token,
+            base_url=base_url,
+            proxy_domain=proxy_domain,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_retries=max_retries,
+        )
+        return cls(config, verify=verify, http_transport=http_transport)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Session base_url={self.config.base_url!r} {state}>"
+
+    def port(self, capsule_id: str, port: int) -> CapsulePort:
+        """A port of a capsule, through the port proxy."""
+        return CapsulePort(self.http, capsule_id, port)
+
+    async def aclose(self) -> None:
+        """Close the connection pool (shielded, at most 5 s). Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        await self.http.aclose()
