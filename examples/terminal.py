@@ -1,4 +1,4 @@
-"""Drive an interactive terminal, then reattach to it by its tag."""
+"""Drive an interactive terminal, detach from it, then reattach to it by its tag."""
 
 import anyio
 
@@ -10,6 +10,7 @@ async def main() -> None:
         async with cap.pty("/bin/sh", cols=100, rows=30, envs={"PS1": "$ "}) as term:
             await term.write("cd /tmp && export NAME=capsule\n")
             tag = term.tag
+            term.detach()  # keep the shell running when this block ends
         assert tag is not None
         # the shell outlived the first connection: attach again by tag
         async with cap.pty_connect(tag) as again:

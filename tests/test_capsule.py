@@ -173,6 +173,7 @@ async def test_pty_session(client: AsyncWrennClient) -> None:
             await term.write(b"stty size\n")
             await _until(term, b"40 120")
             tag = term.tag
+            term.detach()  # keep the shell for the reattach below
         async with cap.pty_connect(tag) as again:  # the shell outlived the first socket
             await again.write("exit 7\n")
             assert await again.wait() == 7

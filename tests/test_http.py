@@ -283,3 +283,41 @@ async def test_tls_is_verified_by_default() -> None:
                 await default.capsules.list()
         async with AsyncWrennClient(api_key=KEY, base_url=url, verify=trusted) as trusting:
             assert await trusting.capsules.list() == []
+
+
+# A connect or pool timeout needs a peer that drops SYNs or a pool held elsewhere; loopback
+# never drops SYNs and tests may not reach any other address, so these two scenarios use
+# httpx2's MockTransport to raise exactly the timeouts the real transport raises.
+@pytest.mark.parametrize("kind", ["ConnectTimeout", "PoolTimeout"])
+async def test_connect_and_pool_timeouts_are_retried(kind: str) -> None:
+    from wrenn._transport.http import httpx
+
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) == 1:
+            raise getattr(httpx, kind)("no connection", request=request)
+        return httpx.Response(200, json=CAPSULE)
+
+    transport = httpx.MockTransport(handler)
+    async with client("http://capsules.test", http_transport=transport) as c:
+        # a POST too: the body never left, so it cannot run twice
+        assert (await c.capsules.create()).id == CAPSULE["id"]
+        assert (await c.capsules.get(CAPSULE["id"])).id == CAPSULE["id"]
+    assert calls == ["POST", "POST", "GET"]
+
+
+async def test_read_timeout_of_a_post_is_not_retried() -> None:
+    from wrenn._transport.http import httpx
+
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        raise httpx.ReadTimeout("silent server", request=request)
+
+    async with client("http://capsules.test", http_transport=httpx.MockTransport(handler)) as c:
+        with pytest.raises(WrennTimeoutError):
+            await c.capsules.create()
+    assert calls == ["POST"]

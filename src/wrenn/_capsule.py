@@ -14,6 +14,7 @@ import anyio.lowlevel
 
 from ._code import DEFAULT_KERNEL, AsyncCodeRunner
 from ._commands import AsyncCommands
+from ._concurrency import helper_tasks
 from ._exceptions import WrennError
 from ._files import AsyncCapsuleFiles
 from ._git import AsyncGit
@@ -396,8 +397,7 @@ async def capsule_scope(
     try:
         await anyio.lowlevel.checkpoint()
         await capsule.wait_ready(ready_timeout)
-        error: Exception | None = None
-        async with anyio.create_task_group() as services:
+        async with helper_tasks() as services:  # the body's exception leaves bare
             if keepalive:
                 interval = keepalive_interval(keepalive, capsule.info.timeout_sec)
                 services.start_soon(_keep_alive, capsule, interval)
@@ -405,14 +405,8 @@ async def capsule_scope(
             capsule.code.services = services
             try:
                 yield capsule
-            except Exception as exc:
-                # raised again below as it is: a task group would wrap it in a group
-                error = exc
             finally:
                 capsule.code.services = None
-                services.cancel_scope.cancel()
-        if error is not None:
-            raise error
     finally:
         if not capsule.detached:
             await destroy_quietly(session, capsule.capsule_id)

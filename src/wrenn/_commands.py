@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import builtins
 import inspect
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+import math
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final, Literal, final, overload
 
 import anyio
 import attrs
 
-from ._exceptions import CommandExitError, WrennError, WrennTimeoutError
+from ._exceptions import (
+    CommandExitError,
+    WrennAgentError,
+    WrennError,
+    WrennTimeoutError,
+    WrennValidationError,
+)
 from ._models import CommandResult, ProcessInfo
 from ._models.streams import StreamStderr, StreamStdout
 from ._resources import AsyncProcesses
@@ -20,7 +28,14 @@ from ._resources.streams import AsyncExecStream
 __all__ = ["AsyncCommandHandle", "AsyncCommands"]
 
 OutputCallback = Callable[[str], Awaitable[None] | None]
-DEFAULT_TIMEOUT: Final = 30
+DEFAULT_TIMEOUT: Final = 30.0
+# The server's own kill timer is a backstop behind the client's deadline: this much later.
+SERVER_TIMER_SLACK: Final = 5
+# With no client deadline the server still wants a number (0 would mean its default 30 s).
+NO_SERVER_LIMIT: Final = 30 * 24 * 3600
+# Ending a process the call started: SIGTERM, this long to go, then SIGKILL; all bounded.
+TERMINATE_GRACE: Final = 1.0
+TERMINATE_BOUND: Final = 5.0
 
 
 def _argv(cmd: str, args: Sequence[str] | None) -> tuple[str, list[str]]:
@@ -28,6 +43,69 @@ def _argv(cmd: str, args: Sequence[str] | None) -> tuple[str, list[str]]:
     if args is None:
         return "/bin/sh", ["-c", cmd]
     return cmd, list(args)
+
+
+def _marked_argv(cmd: str, args: Sequence[str] | None, marker: str) -> tuple[str, list[str]]:
+    """The command with ``marker`` in its argument list, so that the call can find and
+    end it in the capsule's process list if it is left before the answer (a foreground
+    exec has no tag). The marker is the shell's ``$1``; the command runs as before:
+    a command line through ``sh -c``, a program with arguments by ``exec``."""
+    if args is None:
+        return "/bin/sh", ["-c", cmd, "sh", marker]
+    return "/bin/sh", ["-c", 'shift; exec "$@"', "sh", marker, cmd, *args]
+
+
+def check_timeout(timeout: float | None, *, name: str = "timeout") -> float:
+    """A ``timeout`` argument as seconds (``math.inf`` for None); refuses anything else."""
+    if timeout is None:
+        return math.inf
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not timeout > 0
+        or math.isnan(timeout)
+    ):
+        raise WrennValidationError(
+            f"{name} must be a positive number of seconds or None (no limit), not {timeout!r}"
+        )
+    return float(timeout)
+
+
+def server_timer(deadline: float) -> int:
+    """The server-side kill timer sent with a command: the deadline rounded up, plus slack."""
+    if math.isinf(deadline):
+        return NO_SERVER_LIMIT
+    return math.ceil(deadline) + SERVER_TIMER_SLACK
+
+
+async def end_process(
+    processes: AsyncProcesses, capsule_id: str, selector: int | str | None
+) -> None:
+    """End a process a call started (shielded from cancellation, at most 5 s); errors are
+    swallowed: the capsule may be gone, or the process already ended."""
+    if selector is None:
+        return
+    with anyio.CancelScope(shield=True), anyio.move_on_after(TERMINATE_BOUND):
+        try:
+            await processes.terminate(capsule_id, selector, grace=TERMINATE_GRACE)
+        except WrennError:
+            pass
+
+
+async def _end_marked(processes: AsyncProcesses, capsule_id: str, marker: str) -> None:
+    """End the foreground process carrying ``marker`` (looked for a few times: the
+    request may still be on its way to the capsule), shielded and bounded."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(TERMINATE_BOUND):
+        for _ in range(4):
+            try:
+                found = [p.pid for p in await processes.list(capsule_id) if marker in p.args]
+            except WrennError:
+                return
+            if found:
+                for pid in found:
+                    await end_process(processes, capsule_id, pid)
+                return
+            await anyio.sleep(0.15)
 
 
 async def _call(callback: OutputCallback | None, data: str) -> None:
@@ -78,7 +156,7 @@ class AsyncCommands:
         background: Literal[False] = ...,
         envs: Mapping[str, str] | None = ...,
         cwd: str | None = ...,
-        timeout: int = ...,
+        timeout: float | None = ...,
         tag: str | None = ...,
         on_stdout: OutputCallback | None = ...,
         on_stderr: OutputCallback | None = ...,
@@ -94,7 +172,7 @@ class AsyncCommands:
         background: Literal[True],
         envs: Mapping[str, str] | None = ...,
         cwd: str | None = ...,
-        timeout: int = ...,
+        timeout: float | None = ...,
         tag: str | None = ...,
         on_stdout: OutputCallback | None = ...,
         on_stderr: OutputCallback | None = ...,
@@ -109,7 +187,7 @@ class AsyncCommands:
         background: bool = False,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
-        timeout: int = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
         tag: str | None = None,
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
@@ -118,19 +196,34 @@ class AsyncCommands:
         """Run a command and wait for it (or, with ``background=True``, start it).
 
         Without ``args``, ``cmd`` is a shell command line (``/bin/sh -c cmd``); with
-        ``args`` it is the program, run without a shell. ``timeout`` bounds the command:
-        it is killed and :class:`WrennTimeoutError` (streaming) or :class:`WrennAgentError`
-        (plain) is raised. ``on_stdout``/``on_stderr`` (plain or async callables) get the
-        output as it arrives; the command then streams over a WebSocket. ``check=True``
-        raises :class:`CommandExitError` on a non-zero exit.
+        ``args`` it is the program, run without a shell. ``on_stdout``/``on_stderr``
+        (plain or async callables) get the output as it arrives; the command then streams
+        over a WebSocket. ``check=True`` raises :class:`CommandExitError` on a non-zero
+        exit.
 
-        Cancellation abandons the wait; the command may keep running in the capsule
-        (streamed runs are killed on cancellation, plain ones cannot be reached).
+        ``timeout`` (seconds, or ``None`` for no limit) is a deadline over the whole
+        call: when it passes, the command is ended in the capsule and
+        :class:`WrennTimeoutError` (a ``TimeoutError``) is raised. The server is also
+        given a kill timer a little later than the deadline, as a backstop.
+
+        The command belongs to the call: if the call is left before the command ends —
+        cancellation, an enclosing deadline, Ctrl-C in the sync API, an exception from a
+        callback — the command is ended in the capsule (SIGTERM, then SIGKILL after 1 s;
+        shielded, at most 5 s) before the exception goes on unchanged. A background
+        command (``background=True``) is not waited for and is left running; ``timeout``
+        bounds only its start.
         """
-        program, argv = _argv(cmd, args)
+        deadline = check_timeout(timeout)
         if background:
+            program, argv = _argv(cmd, args)
             started = await self._processes.start(
-                self._capsule_id, program, args=argv, envs=envs, cwd=cwd, tag=tag
+                self._capsule_id,
+                program,
+                args=argv,
+                envs=envs,
+                cwd=cwd,
+                tag=tag,
+                timeout=None if math.isinf(deadline) else deadline,
             )
             return AsyncCommandHandle(
                 pid=started.pid,
@@ -139,15 +232,50 @@ class AsyncCommands:
                 _processes=self._processes,
             )
         if on_stdout is None and on_stderr is None:
-            result = await self._processes.run(
-                self._capsule_id, program, args=argv, envs=envs, cwd=cwd, timeout_sec=timeout
-            )
+            result = await self._run_plain(cmd, args, envs, cwd, deadline)
         else:
+            program, argv = _argv(cmd, args)
             result = await self._run_streamed(
-                program, argv, envs, cwd, timeout, on_stdout, on_stderr
+                program, argv, envs, cwd, deadline, on_stdout, on_stderr
             )
         if check and result.exit_code != 0:
             raise CommandExitError(result)
+        return result
+
+    async def _run_plain(
+        self,
+        cmd: str,
+        args: Sequence[str] | None,
+        envs: Mapping[str, str] | None,
+        cwd: str | None,
+        deadline: float,
+    ) -> CommandResult:
+        marker = f"wrenn-run-{secrets.token_hex(8)}"
+        program, argv = _marked_argv(cmd, args, marker)
+        result: CommandResult | None = None
+        try:
+            with anyio.move_on_after(deadline):
+                result = await self._processes.run(
+                    self._capsule_id,
+                    program,
+                    args=argv,
+                    envs=envs,
+                    cwd=cwd,
+                    timeout_sec=server_timer(deadline),
+                    timeout=math.inf,  # the deadline above bounds the call
+                )
+        except WrennAgentError as exc:
+            if "timed out" in str(exc).lower():  # the server's backstop timer fired first
+                raise WrennTimeoutError(
+                    f"command did not finish within {deadline:g} s (ended by the server)"
+                ) from exc
+            raise
+        except BaseException:
+            await _end_marked(self._processes, self._capsule_id, marker)
+            raise
+        if result is None:
+            await _end_marked(self._processes, self._capsule_id, marker)
+            raise WrennTimeoutError(f"command did not finish within {deadline:g} s (ended)")
         return result
 
     async def _run_streamed(
@@ -156,38 +284,26 @@ class AsyncCommands:
         argv: list[str],
         envs: Mapping[str, str] | None,
         cwd: str | None,
-        timeout: int,
+        deadline: float,
         on_stdout: OutputCallback | None,
         on_stderr: OutputCallback | None,
     ) -> CommandResult:
         out: builtins.list[str] = []
         err: builtins.list[str] = []
         started = anyio.current_time()
-        pid: int | None = None
-        try:
-            with anyio.fail_after(timeout):
-                async with self._processes.stream(
-                    self._capsule_id, program, args=argv, envs=envs, cwd=cwd
-                ) as run:
-                    async for event in run:
-                        pid = run.pid
-                        if isinstance(event, StreamStdout):
-                            out.append(event.data)
-                            await _call(on_stdout, event.data)
-                        elif isinstance(event, StreamStderr):
-                            err.append(event.data)
-                            await _call(on_stderr, event.data)
-                    code = run.exit_code
-        except BaseException as exc:
-            if pid is not None and run.exit_code is None:  # do not leave it running
-                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    try:
-                        await self._processes.kill(self._capsule_id, pid)
-                    except WrennError:
-                        pass
-            if isinstance(exc, TimeoutError) and not isinstance(exc, WrennError):
-                raise WrennTimeoutError(f"command did not finish within {timeout} s") from exc
-            raise
+        code: int | None = None
+        with anyio.move_on_after(deadline) as scope:
+            async with self._stream(program, argv, envs, cwd) as run:
+                async for event in run:
+                    if isinstance(event, StreamStdout):
+                        out.append(event.data)
+                        await _call(on_stdout, event.data)
+                    elif isinstance(event, StreamStderr):
+                        err.append(event.data)
+                        await _call(on_stderr, event.data)
+                code = run.exit_code
+        if scope.cancelled_caught and code is None:
+            raise WrennTimeoutError(f"command did not finish within {deadline:g} s (ended)")
         stdout, stderr = "".join(out), "".join(err)
         return CommandResult(
             stdout=stdout,
@@ -209,11 +325,39 @@ class AsyncCommands:
         """``async with cap.commands.stream("make") as run: async for event in run``.
 
         Events are StreamStart, StreamStdout, StreamStderr, then StreamExit; a stream that
-        ends before ``exit`` raises. Leaving the block early detaches (the process keeps
-        running); output is buffered up to a bound, then the server is slowed down.
+        ends before ``exit`` raises. The command belongs to the block: leaving it before
+        the command exited (``break``, an exception, cancellation, a deadline) ends the
+        command in the capsule (SIGTERM, then SIGKILL after 1 s; shielded, at most 5 s).
+        To leave a command running, start it with ``run(..., background=True)`` and
+        follow it with ``connect``. Output is buffered up to a bound while you do not
+        read, then the server is slowed down.
         """
         program, argv = _argv(cmd, args)
-        return self._processes.stream(self._capsule_id, program, args=argv, envs=envs, cwd=cwd)
+        return self._stream(program, argv, envs, cwd)
+
+    @asynccontextmanager
+    async def _stream(
+        self,
+        program: str,
+        argv: builtins.list[str],
+        envs: Mapping[str, str] | None,
+        cwd: str | None,
+    ) -> AsyncIterator[AsyncExecStream]:
+        async with self._processes.stream(
+            self._capsule_id, program, args=argv, envs=envs, cwd=cwd
+        ) as run:
+            try:
+                yield run
+            finally:
+                if run.exit_code is None:  # left early: the command goes with the block
+                    pid = run.pid
+                    if pid is None:
+                        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                            try:
+                                pid = await run.wait_started()
+                            except WrennError:
+                                pid = None
+                    await end_process(self._processes, self._capsule_id, pid)
 
     def connect(self, selector: int | str) -> AbstractAsyncContextManager[AsyncExecStream]:
         """Follow a running process by pid or tag (output from now on)."""

@@ -3,8 +3,10 @@
 ``async with cap.pty() as term:`` starts a shell; ``await term.write(b"ls\\n")`` types;
 ``async for data in term`` yields the terminal's output bytes and ends when the process
 exits (``term.exit_code`` is then set). The server's keepalive pings are answered for you.
-Leaving the block closes the WebSocket only: the process keeps running and
-``cap.pty_connect(term.tag)`` reattaches (``term.kill()`` ends it).
+The terminal belongs to the block: leaving it while the process still runs ends the
+process (normally, by an exception or by cancellation), unless ``term.detach()`` was
+called — then it keeps running and ``cap.pty_connect(term.tag)`` reattaches. A session
+opened with ``pty_connect`` is never ended by leaving its block.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import final
 
-from ._exceptions import WrennWebSocketClosedError
+import anyio
+
+from ._exceptions import WrennError, WrennWebSocketClosedError
 from ._protocol import pty as protocol
 from ._transport.http import HTTPTransport, api_path
 from ._transport.websocket import WebSocket
@@ -30,6 +34,12 @@ class AsyncPtySession:
         self.tag = tag
         self.pid = pid
         self.exit_code: int | None = None
+        self.detached = False
+
+    def detach(self) -> None:
+        """Keep the terminal's process running when the block ends (reattach later with
+        ``capsule.pty_connect(tag)``)."""
+        self.detached = True
 
     async def write(self, data: bytes | str) -> None:
         """Type ``data`` into the terminal (one binary frame)."""
@@ -111,7 +121,18 @@ async def open_pty(
         session = AsyncPtySession(ws, tag=tag, pid=None)
         if tag is None:
             await _started(ws, session)
-        yield session
+        else:
+            session.detached = True  # reattached: not ours to end
+        try:
+            yield session
+        finally:
+            if session.exit_code is None and not session.detached:
+                # the terminal belongs to the block: end its process (shielded, bounded)
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                    try:
+                        await ws.send_text(protocol.KILL)
+                    except WrennError:
+                        pass
 
 
 async def _started(ws: WebSocket, session: AsyncPtySession) -> None:

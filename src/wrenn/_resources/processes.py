@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Literal, final
 
-from .._exceptions import WrennProtocolError, WrennValidationError
+import anyio
+
+from .._exceptions import WrennNotFoundError, WrennProtocolError, WrennValidationError
 from .._models import BackgroundProcess, CommandResult, ProcessInfo
 from .._protocol.exec_stream import exec_request, start_frame
 from .._transport.http import HTTPTransport, api_path, response_json
@@ -23,6 +25,10 @@ __all__ = ["AsyncProcesses"]
 
 DEFAULT_COMMAND_TIMEOUT: Final = 30
 HTTP_SLACK: Final = 10.0  # the HTTP deadline exceeds the command's own by this much
+
+
+def _selects(process: ProcessInfo, selector: int | str) -> bool:
+    return process.pid == selector or (process.tag is not None and process.tag == selector)
 
 
 def decode_output(data: Any) -> CommandResult:
@@ -69,13 +75,16 @@ class AsyncProcesses:
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
         timeout_sec: int = DEFAULT_COMMAND_TIMEOUT,
+        timeout: float | None = None,
     ) -> CommandResult:
         """``POST /v1/capsules/{id}/exec``: run a command and wait for it to finish.
 
         ``timeout_sec`` bounds the command in the capsule (the server kills it and answers
-        :class:`WrennAgentError`); the HTTP call is bounded ``10`` s beyond that. The call
-        is never retried once it may have reached the server (the command could run
-        twice). Cancelling it abandons the answer; the command may still run to its end.
+        :class:`WrennAgentError`); the HTTP call is bounded by ``timeout`` (default: 10 s
+        beyond ``timeout_sec``; ``math.inf`` for none). The call is never retried once it
+        may have reached the server (the command could run twice). Cancelling it
+        abandons the answer; the command may still run to its end (``capsule.commands.run``
+        kills it).
         """
         if not isinstance(timeout_sec, int) or isinstance(timeout_sec, bool) or timeout_sec < 1:
             raise WrennValidationError("timeout_sec must be a positive integer")
@@ -85,7 +94,7 @@ class AsyncProcesses:
             "POST",
             api_path("capsules", capsule_id, "exec"),
             json_body=body,
-            timeout=timeout_sec + HTTP_SLACK,
+            timeout=timeout_sec + HTTP_SLACK if timeout is None else timeout,
         )
         return decode_output(response_json(resp, what="exec"))
 
@@ -111,6 +120,26 @@ class AsyncProcesses:
             "POST", api_path("capsules", capsule_id, "exec"), json_body=body, timeout=timeout
         )
         return structure(response_json(resp, what="background exec"), BackgroundProcess)
+
+    async def terminate(self, capsule_id: str, selector: int | str, *, grace: float = 1.0) -> None:
+        """End a process: SIGTERM, up to ``grace`` seconds for it to go, then SIGKILL.
+
+        A process that is already gone (or never started) is fine. Not bounded by
+        itself; callers shield and bound it (``capsule.commands`` does).
+        """
+        try:
+            await self.kill(capsule_id, selector, signal="SIGTERM")
+        except WrennNotFoundError:
+            return
+        with anyio.move_on_after(grace):
+            # polling: the process list is the only way to see a process end from here
+            while any(_selects(p, selector) for p in await self.list(capsule_id)):  # noqa: ASYNC110
+                await anyio.sleep(min(0.1, grace))
+            return
+        try:
+            await self.kill(capsule_id, selector, signal="SIGKILL")
+        except WrennNotFoundError:
+            pass
 
     async def list(
         self, capsule_id: str, *, timeout: float | None = None

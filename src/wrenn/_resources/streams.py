@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, final
@@ -35,6 +36,7 @@ class AsyncExecStream:
     def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
         self._protocol = ExecStreamProtocol()
+        self._pending: deque[StreamEvent] = deque()  # read ahead by wait_started
 
     @property
     def pid(self) -> int | None:
@@ -49,6 +51,8 @@ class AsyncExecStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
+        if self._pending:
+            return self._pending.popleft()
         while True:
             if self._protocol.state is State.EXITED:
                 raise StopAsyncIteration
@@ -61,9 +65,24 @@ class AsyncExecStream:
             if event is not None:
                 return event
 
+    async def wait_started(self) -> int | None:
+        """Read until the process's pid is known (events read are kept for iteration);
+        None if the stream ended first. No deadline of its own."""
+        while self._protocol.pid is None and self._protocol.state is not State.EXITED:
+            try:
+                message = await self._ws.receive()
+            except WrennWebSocketClosedError:
+                return None
+            event = self._protocol.receive(message)
+            if event is not None:
+                self._pending.append(event)
+        return self._protocol.pid
+
     def take_ready(self, limit: int) -> list[StreamEvent]:
         """Up to ``limit`` events already received, without waiting (for batching)."""
         out: list[StreamEvent] = []
+        while self._pending and len(out) < limit:
+            out.append(self._pending.popleft())
         while len(out) < limit and self._protocol.state is not State.EXITED:
             message = self._ws.receive_nowait()
             if message is None:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, final, overload
 
 from .._commands import AsyncCommandHandle, AsyncCommands
+from .._exceptions import WrennError
 from .._models import CommandResult
 from .._models.streams import StreamEvent
 from .._resources.streams import AsyncExecStream
@@ -72,6 +73,13 @@ class ExecStream:
             return self._runner.call(self._async.wait)
         with self as opened:
             return opened._wait_open()
+
+    def wait_started(self) -> int | None:
+        """The process's pid once the server reported it (None if the stream ended
+        first); events read meanwhile are kept for iteration. Only while open."""
+        if self._async is None:
+            raise WrennError("open the stream first: with cap.commands.stream(...) as run")
+        return self._runner.call(self._async.wait_started)
 
     def stop(self) -> None:
         """Detach: ask the server to stop streaming (the process keeps running). Only

@@ -20,8 +20,10 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
-from typing import Final, Literal, ParamSpec, Protocol, TypeVar, final
+from typing import Any, Final, Generic, Literal, ParamSpec, Protocol, TypeVar, final
 
+import anyio
+import anyio.abc
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .._exceptions import WrennError
@@ -46,6 +48,15 @@ class ReadyItems(Protocol[T]):
     def take_ready(self, limit: int) -> list[T]:
         """Up to ``limit`` items that are available right now, without waiting."""
         ...
+
+
+class _Held(Generic[T]):
+    """What :meth:`PortalRunner.enter` shares with the task holding a manager."""
+
+    def __init__(self) -> None:
+        self.value: T
+        self.leave: anyio.Event | None = None
+        self.thrown: Exception | None = None
 
 
 @final
@@ -105,14 +116,81 @@ class PortalRunner:
 
     @contextmanager
     def enter(self, manager: Callable[[], AbstractAsyncContextManager[T]]) -> Iterator[T]:
-        """Enter the async context manager made by ``manager()`` inside the portal."""
+        """Enter the async context manager made by ``manager()`` inside the portal.
 
-        async def make() -> AbstractAsyncContextManager[T]:
-            return manager()
+        The manager lives in one task of the portal from entry to exit (its task groups
+        belong to that task). An ``Exception`` raised by the block is thrown into it, as
+        ``async with`` would; ``KeyboardInterrupt``, ``SystemExit`` and other
+        ``BaseException``s end it as a normal exit would (so it still releases what it
+        holds, e.g. destroys its capsule) and then leave the block unchanged. Ctrl-C
+        while entering cancels the entry — whatever it had created is released — and
+        raises ``KeyboardInterrupt``.
+        """
+        if self._closed:
+            raise WrennError("this client is closed")
+        holder = _Held[T]()
+        entered: concurrent.futures.Future[None] = concurrent.futures.Future()
 
-        async_cm = self.call(make)
-        with self.portal.wrap_async_context_manager(async_cm) as value:
-            yield value
+        async def hold() -> None:
+            async with manager() as value:
+                holder.value = value
+                holder.leave = anyio.Event()
+                entered.set_result(None)
+                await holder.leave.wait()
+                if holder.thrown is not None:
+                    raise holder.thrown
+
+        future = self.portal.start_task_soon(hold)
+        try:
+            while not entered.done():
+                done, _ = concurrent.futures.wait(
+                    [entered, future],
+                    timeout=WAIT_SLICE,
+                    return_when=concurrent.futures.FIRST_COMPLETED,
+                )
+                if future in done and not entered.done():
+                    error = future.exception()
+                    raise error if error is not None else WrennError("the scope ended at entry")
+        except KeyboardInterrupt:
+            future.cancel()  # cancels the entry; the manager releases what it made
+            concurrent.futures.wait([future], timeout=CANCEL_WAIT)
+            raise
+        try:
+            yield holder.value
+        except Exception as exc:
+            holder.thrown = exc
+            if not self._leave(future, holder):
+                raise
+        except BaseException:
+            self._leave(future, holder)
+            raise
+        else:
+            self._leave(future, holder)
+
+    def _leave(self, future: concurrent.futures.Future[None], holder: _Held[Any]) -> bool:
+        """Let the held manager exit; True when it swallowed the thrown exception."""
+        assert holder.leave is not None
+        self.portal.call(holder.leave.set)
+        try:
+            error = self._wait(future)
+        except KeyboardInterrupt:
+            future.cancel()
+            concurrent.futures.wait([future], timeout=CANCEL_WAIT)
+            raise
+        if error is None:
+            return holder.thrown is not None
+        if error is holder.thrown:
+            return False
+        raise error
+
+    @staticmethod
+    def _wait(future: concurrent.futures.Future[Any]) -> BaseException | None:
+        """Wait for ``future`` in slices (so Ctrl-C gets through); its exception or None."""
+        while True:
+            try:
+                return future.exception(timeout=WAIT_SLICE)
+            except TimeoutError:
+                continue
 
     def iterate(self, source: AsyncIterator[T] | ReadyItems[T]) -> Iterator[T]:
         """A sync iterator over ``source`` that crosses the portal once per batch."""

@@ -34,6 +34,10 @@ class PtySession(Facet[AsyncPtySession]):
     def exit_code(self) -> int | None:
         return self._async.exit_code
 
+    def detach(self) -> None:
+        """Keep the process running when the block ends (see the async ``detach``)."""
+        self._async.detach()
+
     write = blocking(AsyncPtySession.write)
     resize = blocking(AsyncPtySession.resize)
     kill = blocking(AsyncPtySession.kill)

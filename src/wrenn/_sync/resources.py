@@ -117,6 +117,7 @@ class Processes(Facet[AsyncProcesses]):
     start = blocking(AsyncProcesses.start)
     list = blocking(AsyncProcesses.list)
     kill = blocking(AsyncProcesses.kill)
+    terminate = blocking(AsyncProcesses.terminate)
 
     def stream(
         self,

@@ -266,10 +266,16 @@ class HTTPTransport:
             try:
                 with map_transport_errors(context):
                     response = await self._send_once(method, path, read_timeout, **kwargs)
-            except WrennTransportError as exc:
+            except (WrennTransportError, WrennTimeoutError) as exc:
                 cause = exc.__cause__
                 sent_maybe = not (isinstance(cause, Exception) and not_sent(cause))
-                if attempt >= self.retry.max_retries or (sent_maybe and not idempotent):
+                if (
+                    attempt >= self.retry.max_retries
+                    or (sent_maybe and not idempotent)
+                    # a timeout is retried only when the request never left (connect,
+                    # pool); waiting longer for an answer is the call deadline's job
+                    or (isinstance(exc, WrennTimeoutError) and sent_maybe)
+                ):
                     raise
                 log.debug("%s failed (%s), retrying", context, exc.code)
                 await anyio.sleep(self.retry.delay(attempt))

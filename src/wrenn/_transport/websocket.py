@@ -51,6 +51,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from .._concurrency import helper_tasks
 from .._exceptions import (
     WrennConfigurationError,
     WrennConnectionError,
@@ -592,15 +593,9 @@ async def connect_websocket(
         max_queued_bytes=max_queued_bytes,
         close_timeout=close_timeout,
     )
-    body_exc: BaseException | None = None
-    async with anyio.create_task_group() as tg:
+    async with helper_tasks() as tg:  # the body's exception leaves bare
         tg.start_soon(conn._reader, leftover)
         try:
             yield conn
-        except BaseException as exc:  # re-raised bare below: no ExceptionGroup for users
-            body_exc = exc
         finally:
             await conn.aclose()
-            tg.cancel_scope.cancel()
-    if body_exc is not None:
-        raise body_exc

@@ -1,0 +1,48 @@
+"""Task groups for a scope's own helper tasks, with the body's exception kept bare.
+
+A scope such as a capsule or a WebSocket runs helper tasks (a reader, a keepalive) in a
+task group of its own. Two things go wrong with a plain task group, and
+:func:`helper_tasks` prevents both:
+
+* the body's exception leaves wrapped in an ``ExceptionGroup`` (anyio wraps what a
+  group's host raises alongside its tasks), so ``except ValueError`` or
+  ``except KeyboardInterrupt`` around the scope misses it;
+* when an enclosing deadline has already passed, leaving the group raises the
+  cancellation, which replaces the body's exception; ``move_on_after`` then swallows
+  it, and the caller's error vanishes as if the block had only timed out.
+
+Here the helpers are cancelled as soon as the body ends, and the body's exception
+(``KeyboardInterrupt``, ``SystemExit`` and cancellation included) is raised again, as
+it was, once they are gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.abc
+
+__all__ = ["helper_tasks"]
+
+
+@asynccontextmanager
+async def helper_tasks() -> AsyncIterator[anyio.abc.TaskGroup]:
+    """A task group whose tasks serve the body and end with it (see the module)."""
+    body_exc: BaseException | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            try:
+                yield tg
+            except BaseException as exc:  # raised again below, bare
+                body_exc = exc
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseException:
+        if body_exc is None:
+            raise
+        # Leaving the group failed as well (an enclosing scope was cancelled, or a
+        # helper failed): the body's own exception is the one the caller must see.
+    if body_exc is not None:
+        raise body_exc
