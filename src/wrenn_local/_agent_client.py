@@ -1,4 +1,4 @@
-"""The server's side of the agent socket (see ``_agent.py`` for the frame format)."""
+"""The server's side of the agent socket (see ``_inside/agent.py`` for the frame format)."""
 
 from __future__ import annotations
 

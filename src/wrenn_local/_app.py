@@ -16,8 +16,8 @@ from . import _routes_account, _routes_capsules, _routes_files, _routes_ws
 from ._accounts import Accounts
 from ._capsules import CapsuleManager
 from ._events import EventHub
+from ._host import HostSupport
 from ._routes_account import Hosts
-from ._sandbox import HostSupport
 
 __all__ = ["build_app"]
 

@@ -29,20 +29,16 @@ import anyio.abc
 import attrs
 
 from ._accounts import Principal, now_utc, rfc3339
+from ._cgroups import remove_cgroup_parents
 from ._code_runner import JUPYTER_PORT, KERNEL_NAME, JupyterSupport
 from ._code_runner import TEMPLATE as CODE_TEMPLATE
 from ._errors import ApiError, bad_request, not_found
 from ._events import EventHub
+from ._host import HostSupport
 from ._ids import is_valid, new_id, new_tag
 from ._metrics import MetricSeries, Sample
-from ._sandbox import (
-    HostSupport,
-    Sandbox,
-    SandboxSpec,
-    copy_layers,
-    du,
-    remove_cgroup_parents,
-)
+from ._rootfs import copy_layers, du
+from ._sandbox import Sandbox, SandboxSpec
 
 __all__ = [
     "CapsuleManager",

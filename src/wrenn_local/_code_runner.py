@@ -26,6 +26,7 @@ import anyio
 import attrs
 
 from ._agent_client import AgentClient, AgentFailure
+from ._inside import JUPYTER
 
 __all__ = [
     "JUPYTER_PORT",
@@ -42,40 +43,6 @@ KERNEL_NAME: Final = "wrenn"
 JUPYTER_PORT: Final = 8888
 SITE_IN_CAPSULE: Final = "/opt/wrenn-python-site"
 READY_TIMEOUT: Final = 90.0
-
-# Runs inside the capsule: write the `wrenn` kernelspec, then become Jupyter Server.
-_LAUNCHER: Final = """\
-import json, os, sys
-site, port = sys.argv[1], sys.argv[2]
-home = os.path.expanduser("~")
-spec = os.path.join(home, ".local", "share", "jupyter", "kernels", "wrenn")
-os.makedirs(spec, exist_ok=True)
-with open(os.path.join(spec, "kernel.json"), "w") as f:
-    json.dump({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (wrenn)",
-        "language": "python",
-        "env": {"PYTHONPATH": site},
-        "interrupt_mode": "signal",
-    }, f)
-os.chdir(home)
-os.execv(sys.executable, [
-    sys.executable, "-m", "jupyter_server",
-    "--allow-root",
-    "--ServerApp.ip=127.0.0.1",
-    "--ServerApp.port=" + port,
-    "--ServerApp.port_retries=0",
-    "--IdentityProvider.token=",
-    "--ServerApp.password=",
-    "--ServerApp.disable_check_xsrf=True",
-    "--ServerApp.allow_origin=*",
-    "--ServerApp.allow_remote_access=True",
-    "--ServerApp.open_browser=False",
-    "--ServerApp.root_dir=" + home,
-    "--MappingKernelManager.default_kernel_name=wrenn",
-    "--ServerApp.log_level=WARN",
-])
-"""
 
 
 @attrs.frozen
@@ -137,7 +104,7 @@ def launch_request(python: str, site: str, port: int) -> dict[str, Any]:
     return {
         "op": "exec",
         "cmd": python,
-        "args": ["-c", _LAUNCHER, site, str(port)],
+        "args": ["-c", JUPYTER.read_text(), site, str(port)],
         "envs": {"PYTHONPATH": site, "PYTHONNOUSERSITE": "1"},
         "background": True,
         "tag": "jupyter",

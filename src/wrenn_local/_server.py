@@ -17,8 +17,9 @@ from ._app import build_app
 from ._asgi import serve_asgi
 from ._capsules import CapsuleManager, ServerOptions
 from ._events import EventHub
+from ._host import HostSupport, Isolation
 from ._proxy import PortProxy
-from ._sandbox import HostSupport, Isolation, prepare_base
+from ._rootfs import prepare_base
 
 __all__ = ["LocalServer", "serve"]
 
