@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._capsules import ServerOptions as ServerOptions
 from ._cli import main as main
-from ._host import Isolation as Isolation
+from ._isolation import Isolation as Isolation
 from ._process import server_process as server_process
 from ._server import LocalServer as LocalServer
 from ._server import serve as serve

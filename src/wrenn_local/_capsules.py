@@ -34,8 +34,8 @@ from ._code_runner import JUPYTER_PORT, KERNEL_NAME, JupyterSupport
 from ._code_runner import TEMPLATE as CODE_TEMPLATE
 from ._errors import ApiError, bad_request, not_found
 from ._events import EventHub
-from ._host import HostSupport
 from ._ids import is_valid, new_id, new_tag
+from ._isolation import HostSupport
 from ._metrics import MetricSeries, Sample
 from ._rootfs import copy_layers, du
 from ._sandbox import Sandbox, SandboxSpec

@@ -20,7 +20,7 @@ import importlib.util
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import attrs
@@ -34,7 +34,7 @@ __all__ = [
     "SITE_IN_CAPSULE",
     "TEMPLATE",
     "JupyterSupport",
-    "launch_request",
+    "launch",
     "wait_until_serving",
 ]
 
@@ -99,16 +99,15 @@ def free_port() -> int:
         return port
 
 
-def launch_request(python: str, site: str, port: int) -> dict[str, Any]:
-    """The agent request that starts Jupyter as a tagged background process."""
-    return {
-        "op": "exec",
-        "cmd": python,
-        "args": ["-c", JUPYTER.read_text(), site, str(port)],
-        "envs": {"PYTHONPATH": site, "PYTHONNOUSERSITE": "1"},
-        "background": True,
-        "tag": "jupyter",
-    }
+async def launch(agent: AgentClient, python: str, site: str, port: int) -> None:
+    """Start Jupyter in the capsule as the background process tagged ``jupyter``."""
+    source = await anyio.Path(JUPYTER).read_text()
+    await agent.exec_background(
+        python,
+        args=["-c", source, site, str(port)],
+        envs={"PYTHONPATH": site, "PYTHONNOUSERSITE": "1"},
+        tag="jupyter",
+    )
 
 
 async def wait_until_serving(agent: AgentClient, *, timeout: float = READY_TIMEOUT) -> None:
@@ -120,11 +119,10 @@ async def wait_until_serving(agent: AgentClient, *, timeout: float = READY_TIMEO
     with anyio.fail_after(timeout):
         while True:
             try:
-                async with agent.open({"op": "connect", "port": JUPYTER_PORT}) as channel:
-                    await channel.receive_json()
-                    await channel.send(b"D", request)
-                    got = await channel.receive()
-                    if got is not None and got[0] == b"D" and got[1].startswith(b"HTTP/1.1 200"):
+                async with agent.connect(JUPYTER_PORT) as relay:
+                    await relay.send(request)
+                    answer = await relay.receive()
+                    if answer is not None and answer.startswith(b"HTTP/1.1 200"):
                         return
             except AgentFailure:
                 pass  # not listening yet

@@ -38,11 +38,11 @@ from ._code_runner import (
     JUPYTER_PORT,
     SITE_IN_CAPSULE,
     free_port,
-    launch_request,
+    launch,
     wait_until_serving,
 )
-from ._host import HostSupport, Isolation
 from ._inside import AGENT, BOOT
+from ._isolation import HostSupport, Isolation
 from ._rootfs import (
     USER_HOME,
     USER_NAME,
@@ -207,7 +207,7 @@ class Sandbox:
         else:
             python, site = sys.executable, str(self.spec.jupyter_site)
         port = self.ports.get(JUPYTER_PORT, JUPYTER_PORT)
-        await self.agent.call(launch_request(python, site, port))
+        await launch(self.agent, python, site, port)
         await wait_until_serving(self.agent)
 
     def _command(self) -> list[str]:

@@ -17,7 +17,7 @@ from ._app import build_app
 from ._asgi import serve_asgi
 from ._capsules import CapsuleManager, ServerOptions
 from ._events import EventHub
-from ._host import HostSupport, Isolation
+from ._isolation import HostSupport, Isolation
 from ._proxy import PortProxy
 from ._rootfs import prepare_base
 
