@@ -12,9 +12,9 @@ shell: ``python -m wrenn_local serve --port 0`` (the same as ``wrenn_local.main(
 
 from __future__ import annotations
 
-from ._capsules import ServerOptions as ServerOptions
 from ._cli import main as main
 from ._isolation import Isolation as Isolation
+from ._options import ServerOptions as ServerOptions
 from ._process import server_process as server_process
 from ._server import LocalServer as LocalServer
 from ._server import serve as serve

@@ -24,9 +24,9 @@ async def list_snapshots(request: Request) -> Response:
     type_filter = request.query_params.get("type")
     if type_filter is not None and type_filter not in ("base", "snapshot"):
         raise bad_request("type must be 'base' or 'snapshot'")
-    templates = capsules_of(request).list_templates(principal_of(request).team_id, type_filter)
-    ready = [t for t in templates if t.type == "base" or t.layers]
-    return json_response([t.to_json() for t in ready])
+    store = capsules_of(request).templates
+    listed = store.listed(principal_of(request).team_id, type_filter)
+    return json_response([t.to_json() for t in listed])
 
 
 @endpoint("key_or_jwt")
