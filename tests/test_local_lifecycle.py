@@ -6,13 +6,16 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import anyio
 import httpx
+import pytest
 
 from tests.localserver import local_http, new_capsule, sh, wait_status
+from wrenn_local import _rootfs
 
 
 async def test_snapshot_round_trip() -> None:
@@ -74,6 +77,58 @@ async def test_snapshot_round_trip() -> None:
         assert (await http.delete("/v1/snapshots/nothing")).status_code == 404
         assert (await http.delete("/v1/snapshots/snap-a")).status_code == 204
         assert "snap-a" not in [t["name"] for t in (await http.get("/v1/snapshots")).json()]
+
+
+async def test_capsule_from_a_snapshot_being_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot's template is listed and bootable only once it is written whole.
+
+    The snapshot's copy and its size measurement are held on events, so the test sees
+    each stage in turn: while the files are copied, and after they are copied but before
+    the size is known, creating a capsule from it answers 409 and it is not listed.
+    """
+    copying, measuring = threading.Event(), threading.Event()
+    real_copy, real_du = _rootfs.copy_layers, _rootfs.du
+
+    def slow_copy(*args: object) -> None:
+        assert copying.wait(30)
+        real_copy(*args)  # type: ignore[arg-type]
+
+    def slow_du(path: Path) -> int:
+        assert measuring.wait(30)
+        return real_du(path)
+
+    # where the snapshot task looks them up
+    monkeypatch.setattr("wrenn_local._capsules.copy_layers", slow_copy)
+    monkeypatch.setattr("wrenn_local._capsules.du", slow_du)
+
+    async def listed(http: httpx.AsyncClient) -> dict[str, dict[str, object]]:
+        return {t["name"]: t for t in (await http.get("/v1/snapshots")).json()}
+
+    async with local_http() as (_, http):
+        try:
+            cid = await new_capsule(http)
+            await sh(http, cid, "echo kept > ~/state.txt")
+            started = await http.post("/v1/snapshots", json={"sandbox_id": cid, "name": "slow"})
+            assert started.status_code == 202
+            early = await http.post("/v1/capsules", json={"template": "slow"})
+            assert (early.status_code, early.json()["error"]["code"]) == (409, "conflict")
+            assert "slow" not in await listed(http)
+            copying.set()
+            await wait_status(http, cid, "running")  # copied; the size is not known yet
+            assert "slow" not in await listed(http)
+            later = await http.post("/v1/capsules", json={"template": "slow"})
+            assert (later.status_code, later.json()["error"]["code"]) == (409, "conflict")
+            measuring.set()
+            with anyio.fail_after(20):
+                while "slow" not in (templates := await listed(http)):
+                    await anyio.sleep(0.02)
+            assert isinstance(size := templates["slow"]["size_bytes"], int)
+            assert size > 0
+            clone = await new_capsule(http, template="slow")
+            assert (await sh(http, clone, "cat ~/state.txt"))["stdout"] == "kept\n"
+        finally:
+            copying.set()
+            measuring.set()
 
 
 async def test_metrics_stats_usage() -> None:

@@ -9,18 +9,13 @@ import yaml
 from starlette.routing import Route
 
 import wrenn_local
-from wrenn_local import _routes_account, _routes_capsules, _routes_files
+from wrenn_local._routes import http_routes, utility_routes
 
 SPEC = Path(wrenn_local.__file__).with_name("openapi.yaml")
 
 
 def served() -> set[tuple[str, str]]:
-    routes = [
-        *_routes_capsules.routes(),
-        *_routes_files.routes(),
-        *_routes_account.routes(),
-        *_routes_account.utility_routes(),
-    ]
+    routes = [*http_routes(), *utility_routes()]
     out = {("get", "/openapi.yaml")}
     for route in routes:
         assert isinstance(route, Route)

@@ -12,12 +12,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import Scope
 
-from . import _routes_account, _routes_capsules, _routes_files, _routes_ws
 from ._accounts import Accounts
 from ._capsules import CapsuleManager
 from ._events import EventHub
-from ._routes_account import Hosts
-from ._sandbox import HostSupport
+from ._hosts import Hosts
+from ._isolation import HostSupport
+from ._routes import http_routes, utility_routes, websocket_routes
 
 __all__ = ["build_app"]
 
@@ -72,14 +72,9 @@ def build_app(
     sse_keepalive: float = 15.0,
     pty_ping_interval: float = 30.0,
 ) -> Starlette:
-    api: list[BaseRoute] = [
-        *_routes_capsules.routes(),
-        *_routes_files.routes(),
-        *_routes_account.routes(),
-        *_routes_ws.routes(),
-    ]
+    api: list[BaseRoute] = [*http_routes(), *websocket_routes()]
     routes: list[BaseRoute] = [
-        *_routes_account.utility_routes(),
+        *utility_routes(),
         Route("/openapi.yaml", openapi, methods=["GET"]),
         *api,
         Mount("/api", routes=api),

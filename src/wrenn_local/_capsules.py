@@ -1,4 +1,4 @@
-"""Capsules and templates: records, the lifecycle state machine and background upkeep.
+"""Capsules: their records and the lifecycle state machine.
 
 Lifecycle (PROTOCOL §5.2, v0.2 behaviour): every change answers at once with a
 transitional status and completes in a task of the server's task group::
@@ -9,15 +9,14 @@ transitional status and completes in a task of the server's task group::
     destroy  -> stopping     -> stopped       (processes killed, files removed)
     snapshot -> snapshotting -> back to running or paused
 
-Transitions of one capsule are serialised by its lock. The TTL reaper pauses a running
-capsule idle for longer than ``timeout_sec``; the sampler records CPU, memory and disk.
+Transitions of one capsule are serialised by its lock. Templates live in the
+:class:`~._templates.TemplateStore`; the TTL reaper and the sampler are in ``_upkeep.py``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import shutil
 import time
 from collections import deque
@@ -29,32 +28,22 @@ import anyio.abc
 import attrs
 
 from ._accounts import Principal, now_utc, rfc3339
-from ._code_runner import JUPYTER_PORT, KERNEL_NAME, JupyterSupport
-from ._code_runner import TEMPLATE as CODE_TEMPLATE
+from ._cgroups import remove_cgroup_parents
+from ._code_runner import JupyterSupport
 from ._errors import ApiError, bad_request, not_found
 from ._events import EventHub
 from ._ids import is_valid, new_id, new_tag
-from ._metrics import MetricSeries, Sample
-from ._sandbox import (
-    HostSupport,
-    Sandbox,
-    SandboxSpec,
-    copy_layers,
-    du,
-    remove_cgroup_parents,
-)
+from ._isolation import HostSupport
+from ._metrics import MetricSeries
+from ._options import ServerOptions
+from ._rootfs import copy_layers, du
+from ._sandbox import Sandbox, SandboxSpec
+from ._templates import DEFAULT_TEMPLATE, NAME_RE, TemplateRecord, TemplateStore
 
-__all__ = [
-    "CapsuleManager",
-    "CapsuleRecord",
-    "ServerOptions",
-    "TemplateRecord",
-    "require_status",
-]
+__all__ = ["CapsuleManager", "CapsuleRecord", "require_status"]
 
 log = logging.getLogger("wrenn_local.capsules")
 
-NAME_RE: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
 META_KEY_RE: Final = NAME_RE
 RESERVED_META: Final = frozenset(
     {
@@ -68,52 +57,9 @@ RESERVED_META: Final = frozenset(
         "disk_limit",
     }
 )
-BASE_TEMPLATES: Final = ("minimal-ubuntu", "minimal")
-DEFAULT_TEMPLATE: Final = "minimal-ubuntu"
 LIVE: Final = frozenset(
     {"starting", "running", "pausing", "paused", "resuming", "snapshotting", "stopping"}
 )
-
-
-@attrs.define
-class ServerOptions:
-    transition_delay: float = 0.0  # extra seconds a transitional status is held (testing)
-    min_timeout_sec: int = 60  # 1..59 are raised to this (v0.2 behaviour)
-    reaper_interval: float = 2.0
-    sample_interval: float = 1.0
-    max_capsules: int = 512
-
-
-@attrs.define(eq=False)
-class TemplateRecord:
-    name: str
-    type: str  # "base" | "snapshot"
-    team_id: str | None  # None: a platform template, visible to every team
-    created_at: dt.datetime
-    layers: list[Path] = attrs.field(factory=list)  # newest first
-    vcpus: int | None = None
-    memory_mb: int | None = None
-    size_bytes: int = 0
-    protected: bool = False
-    metadata: dict[str, str] = attrs.field(factory=dict)
-    services: tuple[str, ...] = ()  # started in each capsule at boot ("jupyter")
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "type": self.type,
-            "size_bytes": self.size_bytes,
-            "created_at": rfc3339(self.created_at),
-            "platform": self.team_id is None,
-            "protected": self.protected,
-        }
-        if self.vcpus:
-            out["vcpus"] = self.vcpus
-        if self.memory_mb:
-            out["memory_mb"] = self.memory_mb
-        if self.metadata:
-            out["metadata"] = self.metadata
-        return out
 
 
 @attrs.define(eq=False)
@@ -183,23 +129,9 @@ class CapsuleManager:
         self.events = events
         self.options = options
         self.capsules: dict[str, CapsuleRecord] = {}
-        self.templates: dict[tuple[str | None, str], TemplateRecord] = {}
+        self.templates = TemplateStore()
         self.team_stats: dict[str, deque[tuple[float, int, int, int]]] = {}
         self.usage: dict[tuple[str, dt.date], list[float]] = {}
-        started = now_utc()
-        for name in BASE_TEMPLATES:
-            self.templates[(None, name)] = TemplateRecord(
-                name=name, type="base", team_id=None, created_at=started, protected=True
-            )
-        self.templates[(None, CODE_TEMPLATE)] = TemplateRecord(
-            name=CODE_TEMPLATE,
-            type="base",
-            team_id=None,
-            created_at=started,
-            protected=True,
-            services=("jupyter",),
-            metadata={"kernel": KERNEL_NAME, "jupyter_port": str(JUPYTER_PORT)},
-        )
         self._jupyter: JupyterSupport | None = None
 
     # -- look-ups
@@ -231,15 +163,6 @@ class CapsuleManager:
             self._jupyter = JupyterSupport.detect(self.support.capsule_python)
         return self._jupyter
 
-    def find_template(self, team_id: str, name: str) -> TemplateRecord | None:
-        return self.templates.get((team_id, name)) or self.templates.get((None, name))
-
-    def list_templates(self, team_id: str, type_filter: str | None) -> list[TemplateRecord]:
-        found = [t for (team, _), t in self.templates.items() if team in (None, team_id)]
-        if type_filter:
-            found = [t for t in found if t.type == type_filter]
-        return sorted(found, key=lambda t: t.created_at, reverse=True)
-
     # -- create
 
     def create(self, principal: Principal, body: dict[str, Any]) -> CapsuleRecord:
@@ -259,9 +182,7 @@ class CapsuleManager:
         if 0 < timeout_sec < self.options.min_timeout_sec:
             timeout_sec = self.options.min_timeout_sec
         metadata = _check_metadata(body.get("metadata"))
-        template = self.find_template(principal.team_id, template_name)
-        if template is None:
-            raise not_found("template not found")
+        template = self.templates.for_capsule(principal.team_id, template_name)
         if template.vcpus:
             vcpus = template.vcpus
         if template.memory_mb:
@@ -399,6 +320,11 @@ class CapsuleManager:
         self._emit(record, "capsule.resume", principal, outcome="success")
         self._state_changed(record, "paused", "running")
 
+    def expire(self, record: CapsuleRecord) -> None:
+        """Pause a running capsule whose ``timeout_sec`` of inactivity ran out."""
+        record.set_status("pausing")
+        self.tg.start_soon(self._pause, record, None, "ttl_expired")
+
     # -- destroy
 
     def destroy(self, principal: Principal, capsule_id: str) -> CapsuleRecord:
@@ -445,12 +371,7 @@ class CapsuleManager:
             name = new_tag("template")
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise bad_request(f"invalid snapshot name: {name!r}")
-        if (None, name) in self.templates:
-            raise ApiError(
-                409, "name_reserved", f"name {name!r} is reserved by a platform template"
-            )
-        if (principal.team_id, name) in self.templates:
-            raise ApiError(409, "template_name_taken", f"a template named {name!r} already exists")
+        self.templates.check_free(principal.team_id, name)
         record = self.get(principal, capsule_id)
         if record.status not in ("running", "paused"):
             raise ApiError(
@@ -458,19 +379,15 @@ class CapsuleManager:
             )
         previous = record.set_status("snapshotting")
         # Reserve the name now so a second request with it gets 409 at once.
-        template = self.find_template(record.team_id, record.template)
-        placeholder = TemplateRecord(
-            name=name,
-            type="snapshot",
-            team_id=principal.team_id,
-            created_at=now_utc(),
+        template = self.templates.find(record.team_id, record.template)
+        placeholder = self.templates.reserve(
+            principal.team_id,
+            name,
+            source=record.id,
+            parent=template,
             vcpus=record.vcpus,
             memory_mb=record.memory_mb,
-            layers=[],
-            metadata={"source": record.id, "state": "writing"},
-            services=template.services if template else (),
         )
-        self.templates[(principal.team_id, name)] = placeholder
         parent_layers = list(template.layers) if template else []
         self.tg.start_soon(self._snapshot, record, principal, placeholder, parent_layers, previous)
         return record
@@ -511,7 +428,7 @@ class CapsuleManager:
             if record.status == "snapshotting":
                 record.set_status(previous)
         if not ok:
-            self.templates.pop((template.team_id, template.name), None)
+            self.templates.discard(template)
             shutil.rmtree(target, ignore_errors=True)
             self._emit(
                 record,
@@ -521,10 +438,10 @@ class CapsuleManager:
                 resource=(template.name, "template"),
             )
             return
-        template.layers = [target, *parent_layers]
-        template.size_bytes = await anyio.to_thread.run_sync(du, target)
-        template.metadata = {"source": record.id}
-        template.created_at = now_utc()
+        size = await anyio.to_thread.run_sync(du, target)
+        self.templates.complete(
+            template, layers=[target, *parent_layers], size_bytes=size, source=record.id
+        )
         self._emit(
             record,
             "template.snapshot.create",
@@ -534,15 +451,7 @@ class CapsuleManager:
         )
 
     def delete_template(self, principal: Principal, name: str) -> None:
-        if not NAME_RE.match(name):
-            raise bad_request("invalid template name")
-        if (principal.team_id, name) not in self.templates:
-            if (None, name) in self.templates:
-                raise ApiError(403, "forbidden", "platform templates cannot be deleted here")
-            raise not_found("template not found")
-        template = self.templates.pop((principal.team_id, name))
-        for layer in template.layers[:1]:
-            shutil.rmtree(layer, ignore_errors=True)
+        self.templates.delete(principal.team_id, name)
         self.events.publish(
             principal.team_id,
             "template.snapshot.delete",
@@ -551,65 +460,6 @@ class CapsuleManager:
             actor=_actor(principal),
             outcome="success",
         )
-
-    # -- upkeep tasks
-
-    async def reaper(self) -> None:
-        """Pause running capsules whose inactivity exceeded their ``timeout_sec``."""
-        while True:
-            await anyio.sleep(self.options.reaper_interval)
-            now = time.monotonic()
-            for record in list(self.capsules.values()):
-                if (
-                    record.status == "running"
-                    and record.timeout_sec > 0
-                    and now - record.last_active_mono > record.timeout_sec
-                ):
-                    record.set_status("pausing")
-                    self.tg.start_soon(self._pause, record, None, "ttl_expired")
-
-    async def sampler(self) -> None:
-        """Sample CPU, memory and disk of live capsules; keep team-wide counts."""
-        while True:
-            await anyio.sleep(self.options.sample_interval)
-            now = time.time()
-            mono = time.monotonic()
-            per_team: dict[str, list[int]] = {}
-            for record in list(self.capsules.values()):
-                sandbox = record.sandbox
-                if sandbox is None or record.status not in ("running", "paused", "snapshotting"):
-                    continue
-                if mono - record.disk_cache[0] > 5:
-                    disk = await anyio.to_thread.run_sync(sandbox.disk_bytes)
-                    record.disk_cache = (mono, disk)
-                if record.status == "paused":
-                    continue  # paused capsules keep their stored samples
-                record.metrics.add(
-                    Sample(
-                        t=now,
-                        cpu_pct=sandbox.cpu_percent(mono, record.vcpus),
-                        mem_bytes=sandbox.memory_bytes(),
-                        disk_bytes=record.disk_cache[1],
-                    )
-                )
-                counts = per_team.setdefault(record.team_id, [0, 0, 0])
-                counts[0] += 1
-                counts[1] += record.vcpus
-                counts[2] += record.memory_mb
-                day = dt.datetime.fromtimestamp(now, dt.UTC).date()
-                usage = self.usage.setdefault((record.team_id, day), [0.0, 0.0])
-                minutes = self.options.sample_interval / 60
-                usage[0] += record.vcpus * minutes
-                usage[1] += record.memory_mb * minutes
-            for team in set(per_team) | set(self.team_stats):
-                running, vcpus, memory = per_team.get(team, [0, 0, 0])
-                series = self.team_stats.setdefault(team, deque(maxlen=30 * 24 * 60))
-                if (
-                    not series
-                    or now - series[-1][0] >= 60
-                    or series[-1][1:] != (running, vcpus, memory)
-                ):
-                    series.append((now, running, vcpus, memory))
 
     # -- events
 

@@ -20,12 +20,13 @@ import importlib.util
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import attrs
 
 from ._agent_client import AgentClient, AgentFailure
+from ._inside import JUPYTER
 
 __all__ = [
     "JUPYTER_PORT",
@@ -33,7 +34,7 @@ __all__ = [
     "SITE_IN_CAPSULE",
     "TEMPLATE",
     "JupyterSupport",
-    "launch_request",
+    "launch",
     "wait_until_serving",
 ]
 
@@ -42,40 +43,6 @@ KERNEL_NAME: Final = "wrenn"
 JUPYTER_PORT: Final = 8888
 SITE_IN_CAPSULE: Final = "/opt/wrenn-python-site"
 READY_TIMEOUT: Final = 90.0
-
-# Runs inside the capsule: write the `wrenn` kernelspec, then become Jupyter Server.
-_LAUNCHER: Final = """\
-import json, os, sys
-site, port = sys.argv[1], sys.argv[2]
-home = os.path.expanduser("~")
-spec = os.path.join(home, ".local", "share", "jupyter", "kernels", "wrenn")
-os.makedirs(spec, exist_ok=True)
-with open(os.path.join(spec, "kernel.json"), "w") as f:
-    json.dump({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (wrenn)",
-        "language": "python",
-        "env": {"PYTHONPATH": site},
-        "interrupt_mode": "signal",
-    }, f)
-os.chdir(home)
-os.execv(sys.executable, [
-    sys.executable, "-m", "jupyter_server",
-    "--allow-root",
-    "--ServerApp.ip=127.0.0.1",
-    "--ServerApp.port=" + port,
-    "--ServerApp.port_retries=0",
-    "--IdentityProvider.token=",
-    "--ServerApp.password=",
-    "--ServerApp.disable_check_xsrf=True",
-    "--ServerApp.allow_origin=*",
-    "--ServerApp.allow_remote_access=True",
-    "--ServerApp.open_browser=False",
-    "--ServerApp.root_dir=" + home,
-    "--MappingKernelManager.default_kernel_name=wrenn",
-    "--ServerApp.log_level=WARN",
-])
-"""
 
 
 @attrs.frozen
@@ -132,16 +99,15 @@ def free_port() -> int:
         return port
 
 
-def launch_request(python: str, site: str, port: int) -> dict[str, Any]:
-    """The agent request that starts Jupyter as a tagged background process."""
-    return {
-        "op": "exec",
-        "cmd": python,
-        "args": ["-c", _LAUNCHER, site, str(port)],
-        "envs": {"PYTHONPATH": site, "PYTHONNOUSERSITE": "1"},
-        "background": True,
-        "tag": "jupyter",
-    }
+async def launch(agent: AgentClient, python: str, site: str, port: int) -> None:
+    """Start Jupyter in the capsule as the background process tagged ``jupyter``."""
+    source = await anyio.Path(JUPYTER).read_text()
+    await agent.exec_background(
+        python,
+        args=["-c", source, site, str(port)],
+        envs={"PYTHONPATH": site, "PYTHONNOUSERSITE": "1"},
+        tag="jupyter",
+    )
 
 
 async def wait_until_serving(agent: AgentClient, *, timeout: float = READY_TIMEOUT) -> None:
@@ -153,11 +119,10 @@ async def wait_until_serving(agent: AgentClient, *, timeout: float = READY_TIMEO
     with anyio.fail_after(timeout):
         while True:
             try:
-                async with agent.open({"op": "connect", "port": JUPYTER_PORT}) as channel:
-                    await channel.receive_json()
-                    await channel.send(b"D", request)
-                    got = await channel.receive()
-                    if got is not None and got[0] == b"D" and got[1].startswith(b"HTTP/1.1 200"):
+                async with agent.connect(JUPYTER_PORT) as relay:
+                    await relay.send(request)
+                    answer = await relay.receive()
+                    if answer is not None and answer.startswith(b"HTTP/1.1 200"):
                         return
             except AgentFailure:
                 pass  # not listening yet

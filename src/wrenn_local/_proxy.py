@@ -36,7 +36,7 @@ from wsproto.events import (
 )
 
 from ._accounts import Accounts
-from ._agent_client import AgentChannel, AgentFailure
+from ._agent_client import AgentFailure, TcpRelay
 from ._capsules import CapsuleManager
 from ._ids import is_valid
 
@@ -126,16 +126,15 @@ class PortProxy:
     ) -> None:
         try:
             port, record = self._resolve(scope, *target)
-            async with record.sandbox.agent.open({"op": "connect", "port": port}) as channel:
-                await channel.receive_json()
-                await self._forward_http(scope, receive, send, channel)
+            async with record.sandbox.agent.connect(port) as relay:
+                await self._forward_http(scope, receive, send, relay)
         except ProxyError as exc:
             await _plain(send, exc.status, exc.text)
         except AgentFailure as exc:
             await _plain(send, 502, f"proxy error: {exc.message}")
 
     async def _forward_http(
-        self, scope: dict[str, Any], receive: Any, send: Any, channel: AgentChannel
+        self, scope: dict[str, Any], receive: Any, send: Any, relay: TcpRelay
     ) -> None:
         conn = h11.Connection(h11.CLIENT)
         path = scope.get("raw_path") or scope["path"].encode()
@@ -148,8 +147,8 @@ class PortProxy:
         elif scope["method"] not in ("GET", "HEAD", "DELETE", "OPTIONS"):
             headers.append((b"transfer-encoding", b"chunked"))
         headers.append((b"connection", b"close"))
-        await channel.send(
-            b"D", conn.send(h11.Request(method=scope["method"], target=path, headers=headers))
+        await relay.send(
+            conn.send(h11.Request(method=scope["method"], target=path, headers=headers))
         )
 
         async def upload() -> None:
@@ -159,9 +158,9 @@ class PortProxy:
                     return
                 body = message.get("body", b"")
                 if body:
-                    await channel.send(b"D", conn.send(h11.Data(data=body)))
+                    await relay.send(conn.send(h11.Data(data=body)))
                 if not message.get("more_body"):
-                    await channel.send(b"D", conn.send(h11.EndOfMessage()))
+                    await relay.send(conn.send(h11.EndOfMessage()))
                     return
 
         started = False
@@ -170,11 +169,8 @@ class PortProxy:
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    got = await channel.receive()
-                    if got is None or got[0] == b"Z":
-                        conn.receive_data(b"")
-                    else:
-                        conn.receive_data(got[1])
+                    data = await relay.receive()
+                    conn.receive_data(b"" if data is None else data)
                     continue
                 if isinstance(event, h11.Response):
                     started = True
@@ -206,16 +202,15 @@ class PortProxy:
         await receive()  # websocket.connect
         try:
             port, record = self._resolve(scope, *target)
-            async with record.sandbox.agent.open({"op": "connect", "port": port}) as channel:
-                await channel.receive_json()
-                await self._relay_ws(scope, receive, send, channel)
+            async with record.sandbox.agent.connect(port) as relay:
+                await self._relay_ws(scope, receive, send, relay)
         except ProxyError as exc:
             await _deny(send, exc.status, exc.text)
         except AgentFailure as exc:
             await _deny(send, 502, f"proxy error: {exc.message}")
 
     async def _relay_ws(
-        self, scope: dict[str, Any], receive: Any, send: Any, channel: AgentChannel
+        self, scope: dict[str, Any], receive: Any, send: Any, relay: TcpRelay
     ) -> None:
         upstream = WSConnection(ConnectionType.CLIENT)
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
@@ -229,15 +224,13 @@ class PortProxy:
             b"sec-websocket-extensions",
         }
         extra = [(k, v) for k, v in scope["headers"] if k.lower() not in skip]
-        await channel.send(
-            b"D", upstream.send(Request(host=host, target=path, extra_headers=extra))
-        )
+        await relay.send(upstream.send(Request(host=host, target=path, extra_headers=extra)))
         pending = []
         while True:
-            got = await channel.receive()
-            if got is None or got[0] == b"Z":
+            data = await relay.receive()
+            if data is None:
                 raise ProxyError(502, "proxy error: upstream closed during the handshake")
-            upstream.receive_data(got[1])
+            upstream.receive_data(data)
             events = list(upstream.events())
             if any(isinstance(e, RejectConnection) for e in events):
                 raise ProxyError(502, "proxy error: upstream refused the WebSocket")
@@ -264,7 +257,7 @@ class PortProxy:
                     parts.clear()
                     await send(message)
                 elif isinstance(event, Ping):
-                    await channel.send(b"D", upstream.send(event.response()))
+                    await relay.send(upstream.send(event.response()))
                 elif isinstance(event, CloseConnection):
                     await send({"type": "websocket.close", "code": event.code})
                     return False
@@ -274,11 +267,11 @@ class PortProxy:
             if not await to_client(pending):
                 return
             while True:
-                got = await channel.receive()
-                if got is None or got[0] == b"Z":
+                data = await relay.receive()
+                if data is None:
                     await send({"type": "websocket.close", "code": 1011})
                     return
-                upstream.receive_data(got[1])
+                upstream.receive_data(data)
                 if not await to_client(list(upstream.events())):
                     return
 
@@ -287,13 +280,13 @@ class PortProxy:
                 message = await receive()
                 if message["type"] == "websocket.disconnect":
                     code = message.get("code", 1000)
-                    await channel.send(b"D", upstream.send(CloseConnection(code=code)))
+                    await relay.send(upstream.send(CloseConnection(code=code)))
                     return
                 if message.get("text") is not None:
                     data = upstream.send(TextMessage(data=message["text"]))
                 else:
                     data = upstream.send(BytesMessage(data=message.get("bytes") or b""))
-                await channel.send(b"D", data)
+                await relay.send(data)
 
         async with anyio.create_task_group() as tg:
 

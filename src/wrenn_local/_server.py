@@ -15,10 +15,13 @@ import attrs
 from ._accounts import Accounts
 from ._app import build_app
 from ._asgi import serve_asgi
-from ._capsules import CapsuleManager, ServerOptions
+from ._capsules import CapsuleManager
 from ._events import EventHub
+from ._isolation import HostSupport, Isolation
+from ._options import ServerOptions
 from ._proxy import PortProxy
-from ._sandbox import HostSupport, Isolation, prepare_base
+from ._rootfs import prepare_base
+from ._upkeep import reaper, sampler
 
 __all__ = ["LocalServer", "serve"]
 
@@ -111,8 +114,8 @@ async def serve(
                 pty_ping_interval=pty_ping_interval,
             )
             proxied = PortProxy(app, capsules=capsules, accounts=accounts, require_key=proxy_auth)
-            tg.start_soon(capsules.reaper)
-            tg.start_soon(capsules.sampler)
+            tg.start_soon(reaper, capsules)
+            tg.start_soon(sampler, capsules)
             try:
                 async with serve_asgi(proxied, host=host, port=port) as (bound_host, bound_port):
                     shown = f"[{bound_host}]" if ":" in bound_host else bound_host

@@ -7,7 +7,7 @@ pid, network, IPC and UTS namespaces and starts the agent as the capsule's first
 process. Every mount lives only in this namespace: when the capsule's last process
 exits, the kernel drops them all, so nothing can be left mounted on the host.
 
-Usage: python -I _boot.py <plan.json>   (the plan is written by ``_sandbox.py``)
+Usage: python -I boot.py <plan.json>   (the plan is written by ``_sandbox.py``)
 """
 
 from __future__ import annotations

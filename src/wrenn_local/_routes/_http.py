@@ -1,4 +1,5 @@
-"""Request plumbing shared by the routes: authentication, JSON bodies, error mapping."""
+"""Request plumbing shared by the routes: authentication, JSON bodies, error mapping,
+and the server's stores as the app holds them."""
 
 from __future__ import annotations
 
@@ -12,11 +13,20 @@ from typing import Any, Literal
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 
-from ._accounts import Accounts, Principal
-from ._agent_client import AgentFailure
-from ._errors import ApiError, bad_request, error_response
+from .._accounts import Accounts, Principal
+from .._agent_client import AgentFailure
+from .._capsules import CapsuleManager
+from .._errors import ApiError, bad_request, error_response
 
-__all__ = ["AuthKind", "Endpoint", "endpoint", "principal_of", "read_json"]
+__all__ = [
+    "AuthKind",
+    "Endpoint",
+    "accounts_of",
+    "capsules_of",
+    "endpoint",
+    "principal_of",
+    "read_json",
+]
 
 log = logging.getLogger("wrenn_local.http")
 
@@ -63,6 +73,16 @@ def authenticate(accounts: Accounts, request: HTTPConnection, kind: AuthKind) ->
 def principal_of(request: Request) -> Principal:
     principal: Principal = request.state.principal
     return principal
+
+
+def capsules_of(request: HTTPConnection) -> CapsuleManager:
+    found: CapsuleManager = request.app.state.capsules
+    return found
+
+
+def accounts_of(request: HTTPConnection) -> Accounts:
+    found: Accounts = request.app.state.accounts
+    return found
 
 
 def endpoint(kind: AuthKind) -> Callable[[Endpoint], Endpoint]:

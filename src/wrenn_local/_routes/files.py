@@ -18,11 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ._agent_client import AgentChannel
-from ._capsules import CapsuleRecord
-from ._errors import ApiError, bad_request, error_response, json_response
-from ._http import endpoint, principal_of, read_json
-from ._routes_capsules import manager
+from .._agent_client import FileDownload, FileUpload
+from .._capsules import CapsuleRecord
+from .._errors import ApiError, bad_request, error_response, json_response
+from ._http import capsules_of, endpoint, principal_of, read_json
 
 __all__ = ["routes"]
 
@@ -42,7 +41,7 @@ class _Upload:
         self._current: str | None = None
         self._text = bytearray()
         self.pending: list[bytes] = []
-        self.channel: AgentChannel | None = None
+        self.file: FileUpload | None = None
 
     def callbacks(self) -> dict[str, Any]:
         def on_part_begin() -> None:
@@ -115,15 +114,13 @@ async def _upload(request: Request, record: CapsuleRecord, *, limit: int | None)
     try:
         async with contextlib.AsyncExitStack() as stack:
             try:
-                channel = await _pump_upload(request, record, upload, parser, spool, stack, limit)
+                file = await _pump_upload(request, record, upload, parser, spool, stack, limit)
             except BaseException:
-                if upload.channel is not None:  # the agent drops the partial file; wait for it
+                if upload.file is not None:  # the agent drops the partial file; wait for it
                     with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                        await upload.channel.send(b"X")
-                        await upload.channel.receive()
+                        await upload.file.abort()
                 raise
-            await channel.send(b"Z")
-            await channel.receive_json()
+            await file.finish()
     finally:
         spool.close()
     record.touch()
@@ -137,7 +134,7 @@ async def _pump_upload(
     spool: Any,
     stack: contextlib.AsyncExitStack,
     limit: int | None,
-) -> AgentChannel:
+) -> FileUpload:
     assert record.sandbox is not None
     received = 0
     chunks = await stack.enter_async_context(contextlib.aclosing(request.stream()))
@@ -149,22 +146,22 @@ async def _pump_upload(
             parser.write(chunk)
         except Exception as exc:  # python-multipart raises its own error types
             raise bad_request("failed to parse multipart") from exc
-        if upload.channel is None and upload.path is not None:
+        if upload.file is None and upload.path is not None:
             if not upload.path:
                 raise bad_request("path field is required")
-            upload.channel = await stack.enter_async_context(
-                record.sandbox.agent.open({"op": "write", "path": upload.path})
+            upload.file = await stack.enter_async_context(
+                record.sandbox.agent.write_file(upload.path)
             )
             spool.seek(0)
             while data := spool.read(64 * 1024):
-                await upload.channel.send(b"D", data)
+                await upload.file.send(data)
         if upload.pending:
             pending, upload.pending = upload.pending, []
             for data in pending:
-                if upload.channel is None:
+                if upload.file is None:
                     spool.write(data)
                 else:
-                    await upload.channel.send(b"D", data)
+                    await upload.file.send(data)
     try:
         parser.finalize()
     except Exception as exc:
@@ -173,8 +170,8 @@ async def _pump_upload(
         raise bad_request("path field is required")
     if not upload.saw_file:
         raise bad_request("file field is required")
-    assert upload.channel is not None
-    return upload.channel
+    assert upload.file is not None
+    return upload.file
 
 
 async def _drain(request: Request, *, max_bytes: int = 256 << 20, seconds: float = 10) -> None:
@@ -193,7 +190,7 @@ async def _drain(request: Request, *, max_bytes: int = 256 << 20, seconds: float
 
 
 async def _write(request: Request, limit: int | None) -> Response:
-    record = manager(request).running(principal_of(request), request.path_params["id"])
+    record = capsules_of(request).running(principal_of(request), request.path_params["id"])
     try:
         await _upload(request, record, limit=limit)
     except ApiError as exc:
@@ -219,7 +216,7 @@ async def stream_write(request: Request) -> Response:
 
 async def _target(request: Request) -> tuple[CapsuleRecord, str, dict[str, Any]]:
     """The running capsule of the request and the ``path`` its JSON body names."""
-    record = manager(request).running(principal_of(request), request.path_params["id"])
+    record = capsules_of(request).running(principal_of(request), request.path_params["id"])
     body = await read_json(request)
     path = body.get("path")
     if not isinstance(path, str) or not path:
@@ -228,37 +225,29 @@ async def _target(request: Request) -> tuple[CapsuleRecord, str, dict[str, Any]]
     return record, path, body
 
 
-async def _call(record: CapsuleRecord, payload: dict[str, Any]) -> dict[str, Any]:
-    assert record.sandbox is not None
-    return await record.sandbox.agent.call(payload)
-
-
 async def _read(request: Request) -> Response:
     record, path, _ = await _target(request)
     assert record.sandbox is not None
-    opened = record.sandbox.agent.open({"op": "read", "path": path})
-    channel = await opened.__aenter__()
-    try:
-        await channel.receive_json()  # {"size"} or the error, before any byte is sent
-    except BaseException:
-        await opened.__aexit__(None, None, None)
-        raise
-
-    return _AgentFileResponse(opened, channel)
+    opened = record.sandbox.agent.read_file(path)
+    # the agent's answer or its error comes here, before any byte is sent
+    download = await opened.__aenter__()
+    return _AgentFileResponse(opened, download)
 
 
 class _AgentFileResponse(StreamingResponse):
     """A file streamed from the capsule agent to the client.
 
-    Not an async generator on purpose: the agent channel is closed in this task's
+    Not an async generator on purpose: the agent connection is closed in this task's
     ``finally``, at once, whether the body ends, breaks off or the client disconnects
     (a generator abandoned on disconnect would be left to the garbage collector).
     """
 
-    def __init__(self, opened: contextlib.AbstractAsyncContextManager[Any], channel: AgentChannel):
+    def __init__(
+        self, opened: contextlib.AbstractAsyncContextManager[Any], download: FileDownload
+    ) -> None:
         super().__init__(iter(()), media_type="application/octet-stream")
         self._opened = opened
-        self._channel = channel
+        self._download = download
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -278,14 +267,13 @@ class _AgentFileResponse(StreamingResponse):
                     }
                 )
                 while True:
-                    got = await self._channel.receive()
-                    if got is None:  # the agent broke off: end without the final chunk,
+                    chunk = await self._download.next()
+                    if chunk is None:  # the agent broke off: end without the final chunk,
                         break  # so the client sees a truncated body, never a short file
-                    kind, payload = got
-                    if kind == b"Z":
+                    if not chunk:
                         await send({"type": "http.response.body", "body": b""})
                         break
-                    await send({"type": "http.response.body", "body": payload, "more_body": True})
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -309,21 +297,22 @@ async def list_dir(request: Request) -> Response:
     depth = 1 if depth is None else depth
     if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= 64:
         raise bad_request("depth must be an integer from 0 to 64")
-    answer = await _call(record, {"op": "list", "path": path, "depth": depth})
-    return json_response({"entries": answer["entries"]})
+    assert record.sandbox is not None
+    return json_response({"entries": await record.sandbox.agent.list_dir(path, depth)})
 
 
 @endpoint("key_or_jwt")
 async def mkdir(request: Request) -> Response:
     record, path, _ = await _target(request)
-    answer = await _call(record, {"op": "mkdir", "path": path})
-    return json_response({"entry": answer["entry"]})
+    assert record.sandbox is not None
+    return json_response({"entry": await record.sandbox.agent.mkdir(path)})
 
 
 @endpoint("key_or_jwt")
 async def remove(request: Request) -> Response:
     record, path, _ = await _target(request)
-    await _call(record, {"op": "remove", "path": path})
+    assert record.sandbox is not None
+    await record.sandbox.agent.remove(path)
     return Response(status_code=204)
 
 

@@ -1,0 +1,159 @@
+"""The cgroups of a capsule (v1 or v2): limits, freezing, usage, removal.
+
+Each capsule gets ``/sys/fs/cgroup/wrenn-local/<capsule id>`` (v2) or one such directory
+per controller (v1): memory and CPU limits, a pids limit, the freezer for pause, CPU and
+memory usage for the metrics. Controllers the host lacks are reported, not faked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Final
+
+import anyio
+
+__all__ = ["CGROUP_ROOT", "CgroupSet", "detect_cgroups", "remove_cgroup_parents"]
+
+log = logging.getLogger("wrenn_local.sandbox")
+
+CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
+
+
+def detect_cgroups() -> tuple[int | None, frozenset[str]]:
+    """The cgroup version mounted here (1, 2 or None) and the controllers it offers."""
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        wanted = {"cpu", "memory", "pids"}
+        have = set((CGROUP_ROOT / "cgroup.controllers").read_text().split())
+        return 2, frozenset((have & wanted) | {"freezer"})
+    found = {
+        name
+        for name in ("freezer", "memory", "cpu", "cpuacct", "pids")
+        if (CGROUP_ROOT / name / "cgroup.procs").exists()
+    }
+    return (1, frozenset(found)) if found else (None, frozenset())
+
+
+class CgroupSet:
+    """The cgroups of one capsule (v1: one directory per controller; v2: one directory)."""
+
+    def __init__(self, version: int, controllers: frozenset[str], name: str) -> None:
+        self.version = version
+        self.controllers = controllers
+        if version == 2:
+            self._dirs = {"unified": CGROUP_ROOT / "wrenn-local" / name}
+        else:
+            self._dirs = {c: CGROUP_ROOT / c / "wrenn-local" / name for c in controllers}
+        self._last_cpu: tuple[float, int] | None = None
+
+    def create(self, *, vcpus: int, memory_mb: int) -> list[str]:
+        """Create the groups and set limits; return the ``cgroup.procs`` files to join."""
+        for path in self._dirs.values():
+            path.mkdir(parents=True, exist_ok=True)
+        if self.version == 2:
+            parent = self._dirs["unified"].parent
+            with contextlib.suppress(OSError):
+                (parent / "cgroup.subtree_control").write_text("+cpu +memory +pids")
+            self._write("unified", "memory.max", str(memory_mb * 1024 * 1024))
+            self._write("unified", "cpu.max", f"{vcpus * 100000} 100000")
+            self._write("unified", "pids.max", "4096")
+        else:
+            self._write("memory", "memory.limit_in_bytes", str(memory_mb * 1024 * 1024))
+            self._write("cpu", "cpu.cfs_period_us", "100000")
+            self._write("cpu", "cpu.cfs_quota_us", str(vcpus * 100000))
+            self._write("pids", "pids.max", "4096")
+        return [str(path / "cgroup.procs") for path in self._dirs.values()]
+
+    def _write(self, controller: str, name: str, value: str) -> None:
+        path = self._dirs.get(controller)
+        if path is None:
+            return
+        try:
+            (path / name).write_text(value)
+        except OSError as exc:
+            log.warning("cgroup setting %s=%s failed: %s", name, value, exc)
+
+    def _read(self, controller: str, name: str) -> str | None:
+        path = self._dirs.get(controller)
+        if path is None:
+            return None
+        try:
+            return (path / name).read_text()
+        except OSError:
+            return None
+
+    @property
+    def can_freeze(self) -> bool:
+        return "freezer" in self.controllers
+
+    async def freeze(self, frozen: bool) -> None:
+        if self.version == 2:
+            self._write("unified", "cgroup.freeze", "1" if frozen else "0")
+            want = "frozen 1" if frozen else "frozen 0"
+            for _ in range(500):
+                events = self._read("unified", "cgroup.events") or ""
+                if want in events:
+                    return
+                await anyio.sleep(0.01)
+            return
+        self._write("freezer", "freezer.state", "FROZEN" if frozen else "THAWED")
+        want = "FROZEN" if frozen else "THAWED"
+        for _ in range(500):
+            if (self._read("freezer", "freezer.state") or "").strip() == want:
+                return
+            await anyio.sleep(0.01)
+
+    def cpu_ns(self) -> int | None:
+        if self.version == 2:
+            stat = self._read("unified", "cpu.stat") or ""
+            for line in stat.splitlines():
+                if line.startswith("usage_usec"):
+                    return int(line.split()[1]) * 1000
+            return None
+        raw = self._read("cpuacct", "cpuacct.usage")
+        return int(raw) if raw and raw.strip().isdigit() else None
+
+    def memory_bytes(self) -> int | None:
+        name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
+        raw = self._read("unified" if self.version == 2 else "memory", name)
+        return int(raw) if raw and raw.strip().isdigit() else None
+
+    def cpu_percent(self, now: float, vcpus: int) -> float:
+        used = self.cpu_ns()
+        if used is None:
+            return 0.0
+        last, self._last_cpu = self._last_cpu, (now, used)
+        if last is None or now <= last[0]:
+            return 0.0
+        share = (used - last[1]) / 1e9 / (now - last[0]) / max(vcpus, 1) * 100
+        return round(max(0.0, min(share, 100.0)), 2)
+
+    def remove(self) -> None:
+        for path in self._dirs.values():
+            for _ in range(50):
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    _kill_cgroup(path)
+                    time.sleep(0.02)
+
+
+def remove_cgroup_parents() -> None:
+    """Remove the server's parent cgroups when no capsule of any server uses them."""
+    for parent in (CGROUP_ROOT / "wrenn-local", *CGROUP_ROOT.glob("*/wrenn-local")):
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+
+
+def _kill_cgroup(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        for pid in (path / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), signal.SIGKILL)

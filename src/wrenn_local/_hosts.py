@@ -1,0 +1,60 @@
+"""The hosts of this server (PROTOCOL §15.3): the one local host, plus registered ones.
+
+Hosts users register stay ``pending`` for ever: nothing here ever connects to them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+from ._accounts import now_utc, rfc3339
+from ._errors import bad_request, not_found
+from ._ids import is_valid, new_id
+
+__all__ = ["Hosts"]
+
+
+class Hosts:
+    """The one local host, plus hosts users register (they stay ``pending``)."""
+
+    def __init__(self) -> None:
+        stamp = rfc3339(now_utc())
+        self.local_id = new_id("host")
+        self.hosts: dict[str, dict[str, Any]] = {
+            self.local_id: {
+                "id": self.local_id,
+                "type": "regular",
+                "team_id": None,
+                "provider": "local",
+                "availability_zone": "local",
+                "arch": platform.machine(),
+                "cpu_cores": os.cpu_count() or 1,
+                "memory_mb": _memory_mb(),
+                "disk_gb": None,
+                "address": "127.0.0.1",
+                "status": "online",
+                "last_heartbeat_at": stamp,
+                "created_by": "system",
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+        }
+        self.tags: dict[str, set[str]] = {self.local_id: set()}
+
+    def get(self, host_id: str) -> dict[str, Any]:
+        if not is_valid("host", host_id):
+            raise bad_request("invalid host ID")
+        host = self.hosts.get(host_id)
+        if host is None:
+            raise not_found("host not found")
+        return host
+
+
+def _memory_mb() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            return int(fh.readline().split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None

@@ -1,0 +1,102 @@
+"""What this host lets the server do, found once at start-up: the isolation level.
+
+Full isolation needs root, bubblewrap, util-linux ``unshare``, ``/usr/bin/python3`` and a
+working overlayfs; anything missing gives reduced isolation, with the reasons reported in
+``/health``, the log and capsule metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._cgroups import detect_cgroups
+
+__all__ = ["HostSupport", "Isolation"]
+
+
+class Isolation(StrEnum):
+    FULL = "full"
+    REDUCED = "reduced"
+
+
+@attrs.frozen
+class HostSupport:
+    """What this host lets the server do, found once at start-up."""
+
+    isolation: Isolation
+    reasons: tuple[str, ...]
+    bwrap: str | None
+    unshare: str | None
+    capsule_python: str
+    cgroup_version: int | None  # 1, 2 or None
+    cgroup_controllers: frozenset[str]
+
+    @classmethod
+    def detect(cls, scratch: Path, *, force_reduced: bool = False) -> HostSupport:
+        reasons: list[str] = []
+        bwrap = shutil.which("bwrap")
+        unshare = shutil.which("unshare")
+        is_root = os.geteuid() == 0
+        python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+        if force_reduced:
+            reasons.append("reduced isolation requested")
+        if not is_root:
+            reasons.append("not running as root (namespaces, overlayfs and cgroups need it)")
+        if bwrap is None:
+            reasons.append("bubblewrap (bwrap) is not installed")
+        if unshare is None:
+            reasons.append("util-linux unshare is not installed")
+        if not Path("/usr/bin/python3").exists():
+            reasons.append("no /usr/bin/python3 for the in-capsule agent")
+        overlay_ok = False
+        if not reasons:
+            overlay_ok, why = _probe_overlay(unshare or "unshare", scratch)
+            if not overlay_ok:
+                reasons.append(f"overlayfs is not usable: {why}")
+        version, controllers = detect_cgroups() if is_root else (None, frozenset[str]())
+        full = not reasons and overlay_ok
+        return cls(
+            isolation=Isolation.FULL if full else Isolation.REDUCED,
+            reasons=tuple(reasons),
+            bwrap=bwrap,
+            unshare=unshare,
+            capsule_python=python if full else sys.executable,
+            cgroup_version=version,
+            cgroup_controllers=controllers,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "isolation": str(self.isolation),
+            "reasons": list(self.reasons),
+            "cgroups": f"v{self.cgroup_version}" if self.cgroup_version else "unavailable",
+            "controllers": sorted(self.cgroup_controllers),
+        }
+
+
+def _probe_overlay(unshare: str, scratch: Path) -> tuple[bool, str]:
+    probe = scratch / "overlay-probe"
+    shutil.rmtree(probe, ignore_errors=True)
+    for d in ("lower", "upper", "work", "merged"):
+        (probe / d).mkdir(parents=True, exist_ok=True)
+    script = (
+        "mount --make-rprivate / && mount -t overlay overlay -o "
+        f"lowerdir={probe}/lower,upperdir={probe}/upper,workdir={probe}/work {probe}/merged"
+    )
+    try:
+        result = subprocess.run(
+            [unshare, "-m", "sh", "-c", script], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    return result.returncode == 0, result.stderr.strip()

@@ -1,0 +1,212 @@
+"""A capsule's root filesystem: the base template, layers, overlay plans, copies.
+
+* ``prepare_base``: the base template, a root skeleton and a filtered copy of the host's
+  ``/etc`` (no password hashes, private keys or sudoers; ``wrenn-user`` added).
+* ``overlay_plan``: the overlayfs mounts of a capsule (template layers over the host's
+  ``/usr`` and the filtered ``/etc``, with per-capsule upper directories) for ``boot.py``.
+* ``populate_reduced_root``: the plain directory that stands in for the root in reduced
+  isolation.
+* ``copy_layers``: a capsule's upper directories saved as a template layer (snapshots).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = [
+    "USER_HOME",
+    "USER_NAME",
+    "USER_UID",
+    "copy_layers",
+    "du",
+    "overlay_plan",
+    "populate_reduced_root",
+    "prepare_base",
+    "rmtree",
+]
+
+SYSTEM_DIRS: Final = ("usr", "etc")
+# Host files under /etc that must never show inside a capsule.
+ETC_SECRETS: Final = (
+    "shadow",
+    "shadow-",
+    "gshadow",
+    "gshadow-",
+    "ssh",
+    "ssl/private",
+    "sudoers",
+    "sudoers.d",
+    "security/opasswd",
+    "machine-id",
+)
+USER_NAME: Final = "wrenn-user"
+USER_UID: Final = 1000
+USER_HOME: Final = f"/home/{USER_NAME}"
+
+
+def overlay_plan(layers: Sequence[Path], base: Path, directory: Path) -> list[dict[str, Any]]:
+    """The overlay mounts of a capsule's root: ``/`` and the system directories.
+
+    Each lists its lower directories (the template's layers, newest first, then the base
+    skeleton, the filtered ``/etc`` or the host's own directory) and the capsule's upper
+    and work directories under ``directory``.
+    """
+    overlays = []
+    for target in ("", *(f"/{name}" for name in SYSTEM_DIRS)):
+        key = target.strip("/") or "root"
+        lowers = [str(layer / key) for layer in layers if (layer / key).is_dir()]
+        if key == "root":
+            lowers.append(str(base / "skeleton"))
+        elif key == "etc":
+            lowers.append(str(base / "etc"))
+        else:
+            lowers.append(target)
+        overlays.append(
+            {
+                "target": target,
+                "lowers": lowers,
+                "upper": str(directory / "upper" / key),
+                "work": str(directory / "work" / key),
+            }
+        )
+    return overlays
+
+
+def populate_reduced_root(root: Path, layers: Sequence[Path]) -> None:
+    """The reduced-isolation root: a home, a tmp, and the layers' files copied in."""
+    (root / USER_HOME.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    for layer in reversed(layers):
+        src = layer / "root"
+        if src.is_dir():
+            _copy_tree(src, root)
+
+
+def rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", f"{src}/.", str(dst)], check=True)
+
+
+def copy_layers(capsule_upper: Path, target: Path, names: Sequence[str]) -> None:
+    """Copy a capsule's upper directories into a template layer (whiteouts included)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        src = capsule_upper / name
+        if src.is_dir():
+            _copy_tree(src, target / name)
+
+
+def du(path: Path) -> int:
+    """Disk space used under ``path`` (allocated blocks; links not followed)."""
+    total = 0
+    stack = [path]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(Path(entry.path))
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+def prepare_base(base: Path) -> None:
+    """Create the base template: a root skeleton and the ``/etc`` layer with wrenn-user."""
+    skeleton = base / "skeleton"
+    for rel, mode in (
+        ("home", 0o755),
+        ("root", 0o700),
+        ("tmp", 0o1777),
+        ("run", 0o755),
+        ("proc", 0o555),
+        ("dev", 0o755),
+        ("sys", 0o555),
+        ("mnt", 0o755),
+        ("srv", 0o755),
+        ("usr", 0o755),
+        ("etc", 0o755),
+        ("opt", 0o755),
+        ("var", 0o755),
+        ("var/tmp", 0o1777),
+        ("var/log", 0o755),
+        ("var/cache", 0o755),
+        ("var/lib", 0o755),
+        ("var/lock", 0o1777),
+    ):
+        (skeleton / rel).mkdir(parents=True, exist_ok=True)
+        os.chmod(skeleton / rel, mode)
+    home = skeleton / USER_HOME.lstrip("/")
+    home.mkdir(parents=True, exist_ok=True)
+    for link in ("bin", "lib", "lib64", "sbin"):
+        host = Path("/") / link
+        target = skeleton / link
+        if host.is_symlink() and not target.is_symlink():
+            target.symlink_to(os.readlink(host))
+        elif not host.is_symlink() and host.is_dir() and not target.exists():
+            target.mkdir()
+    etc = base / "etc"
+    if not etc.exists():
+        _filtered_etc(Path("/etc"), etc)
+    passwd = [line for line in _read_lines("/etc/passwd") if not line.startswith(f"{USER_NAME}:")]
+    passwd = [line for line in passwd if line.split(":")[2:3] != [str(USER_UID)]]
+    passwd.append(f"{USER_NAME}:x:{USER_UID}:{USER_UID}:Wrenn user:{USER_HOME}:/bin/bash")
+    (etc / "passwd").write_text("\n".join(passwd) + "\n")
+    group = [line for line in _read_lines("/etc/group") if line.split(":")[2:3] != [str(USER_UID)]]
+    group = [line for line in group if not line.startswith(f"{USER_NAME}:")]
+    group.append(f"{USER_NAME}:x:{USER_UID}:")
+    (etc / "group").write_text("\n".join(group) + "\n")
+    (etc / "hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n")
+    shadow = [f"{line.split(':')[0]}:*:19000:0:99999:7:::" for line in passwd]
+    (etc / "shadow").write_text("\n".join(shadow) + "\n")
+    os.chmod(etc / "shadow", 0o640)
+    if Path("/usr/bin/sudo").exists():
+        sudoers = etc / "sudoers.d"
+        sudoers.mkdir(exist_ok=True)
+        (sudoers / "wrenn-user").write_text(f"{USER_NAME} ALL=(ALL) NOPASSWD:ALL\n")
+        os.chmod(sudoers / "wrenn-user", 0o440)
+    if os.geteuid() == 0:
+        os.chown(home, USER_UID, USER_UID)
+
+
+def _filtered_etc(src: Path, dst: Path) -> None:
+    """Copy the host's /etc without its secrets (ETC_SECRETS) and without sockets."""
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        rel = os.path.relpath(directory, src)
+        skip = set()
+        for name in names:
+            path = name if rel == "." else f"{rel}/{name}"
+            if path in ETC_SECRETS:
+                skip.add(name)
+                continue
+            full = os.path.join(directory, name)
+            if not (os.path.isdir(full) or os.path.isfile(full) or os.path.islink(full)):
+                skip.add(name)  # sockets, fifos, devices
+            elif not os.path.islink(full) and not os.access(full, os.R_OK):
+                skip.add(name)
+        return skip
+
+    shutil.copytree(src, dst, symlinks=True, ignore=ignore, ignore_dangling_symlinks=True)
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return [line for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError:
+        return []

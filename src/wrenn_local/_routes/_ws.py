@@ -1,0 +1,106 @@
+"""WebSocket plumbing shared by the exec, attach and PTY routes (PROTOCOL §2.2, §7.2).
+
+Authentication follows §2.2: valid header credentials are checked before the upgrade;
+missing or invalid ones still get the 101, then the first frame must be
+``{"type": "auth", "token": <JWT>}`` within 5 s, else an in-band error and a close. A
+malformed capsule ID is refused before the upgrade with the JSON 400.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import anyio
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .._accounts import Principal
+from .._capsules import CapsuleRecord
+from .._errors import ApiError, error_response
+from .._ids import is_valid
+from ._http import accounts_of, authenticate, capsules_of
+
+__all__ = ["StreamEnd", "end", "end_quietly", "open_capsule", "receive_json"]
+
+AUTH_DEADLINE: Final = 5.0
+
+
+class StreamEnd(Exception):
+    """Send ``message`` (a JSON frame) and close."""
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        super().__init__(message.get("data", ""))
+        self.message = message
+
+
+async def receive_json(ws: WebSocket) -> dict[str, Any] | None:
+    """The next text frame as a JSON object (None for anything unparseable or binary)."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def open_capsule(ws: WebSocket, *, fatal: bool) -> tuple[Principal, CapsuleRecord] | None:
+    """Authenticate and find the running capsule; on failure answer as §2.2 and §7.2 say."""
+    capsule_id = ws.path_params["id"]
+    if not is_valid("cl", capsule_id):
+        await ws.send_denial_response(
+            error_response(ApiError(400, "invalid_request", "invalid sandbox ID"))
+        )
+        return None
+    accounts = accounts_of(ws)
+    try:
+        principal = authenticate(accounts, ws, "key_or_jwt")
+    except ApiError:
+        principal = None
+    await ws.accept()
+    extra = {"fatal": True} if fatal else {}
+    if principal is None:
+        token = None
+        with anyio.move_on_after(AUTH_DEADLINE):
+            first = await receive_json(ws)
+            if first and first.get("type") == "auth" and isinstance(first.get("token"), str):
+                token = first["token"]
+        try:
+            if token is None:
+                raise ApiError(401, "unauthorized", "authentication failed")
+            user = accounts.check_jwt(token)
+            principal = Principal(team_id=user.team_id, kind="user", actor_id=user.id, user=user)
+        except ApiError:
+            await end(ws, {"type": "error", "data": "authentication failed", **extra})
+            return None
+    try:
+        record = capsules_of(ws).get(principal, capsule_id)
+    except ApiError:
+        await end(ws, {"type": "error", "data": "sandbox not found", **extra})
+        return None
+    if record.status != "running" or record.sandbox is None:
+        await end(
+            ws,
+            {"type": "error", "data": f"sandbox is not running (status: {record.status})", **extra},
+        )
+        return None
+    return principal, record
+
+
+async def end(ws: WebSocket, message: dict[str, Any], code: int = 1000) -> None:
+    try:
+        await ws.send_json(message)
+        await ws.close(code)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
+
+
+async def end_quietly(ws: WebSocket) -> None:
+    try:
+        await ws.close(1000)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass

@@ -1,0 +1,273 @@
+"""Commands and processes (PROTOCOL §6, §7, §8): exec, the exec stream WebSocket, the
+process list, kill, and the attach WebSocket.
+
+Every relay runs in a task group of its own connection: leaving the handler (client gone,
+process ended, server stopping) cancels both directions and closes the agent connection.
+Closing an exec or attach stream detaches from the process, it does not kill it.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import contextlib
+import time
+from typing import Any, Literal
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .._agent_client import AgentFailure, Output, ProcessStream
+from .._capsules import CapsuleRecord
+from .._errors import ApiError, bad_request, json_response
+from ._http import capsules_of, endpoint, principal_of, read_json
+from ._ws import StreamEnd, end, end_quietly, open_capsule, receive_json
+
+__all__ = ["routes", "websocket_routes"]
+
+
+# --- HTTP -------------------------------------------------------------------------------
+
+
+def _text_or_base64(stdout: bytes, stderr: bytes) -> tuple[str, str, str]:
+    try:
+        return stdout.decode("utf-8"), stderr.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return (base64.b64encode(stdout).decode(), base64.b64encode(stderr).decode(), "base64")
+
+
+@endpoint("key_or_jwt")
+async def exec_command(request: Request) -> Response:
+    record = capsules_of(request).running(principal_of(request), request.path_params["id"])
+    body = await read_json(request)
+    cmd = body.get("cmd")
+    if not isinstance(cmd, str) or not cmd:
+        raise bad_request("cmd is required")
+    args = body.get("args")
+    envs = body.get("envs")
+    args = [] if args is None else args
+    envs = {} if envs is None else envs
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise bad_request("args must be a list of strings")
+    if not isinstance(envs, dict) or not all(isinstance(v, str) for v in envs.values()):
+        raise bad_request("envs must be an object of strings")
+    cwd = body.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise bad_request("cwd must be a string")
+    timeout = body.get("timeout_sec")
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        timeout = 30
+    record.touch()
+    assert record.sandbox is not None
+    agent = record.sandbox.agent
+    if body.get("background"):
+        tag = body.get("tag")
+        if tag is not None and (not isinstance(tag, str) or not tag):
+            raise bad_request("tag must be a non-empty string")
+        started = await agent.exec_background(
+            cmd, args=args, envs=envs, cwd=cwd, timeout=timeout, tag=tag
+        )
+        return json_response(
+            {"sandbox_id": record.id, "cmd": cmd, "pid": started.pid, "tag": started.tag}, 202
+        )
+    begun = time.perf_counter()
+    output = {"stdout": bytearray(), "stderr": bytearray()}
+    async with agent.exec(cmd, args=args, envs=envs, cwd=cwd, timeout=timeout) as process:
+        with anyio.fail_after(timeout + 10):
+            while True:
+                try:
+                    event = await process.next()
+                except AgentFailure as exc:
+                    if exc.code == "timeout":
+                        raise ApiError(
+                            502,
+                            "agent_error",
+                            f"command timed out after {timeout}s and was killed",
+                        ) from None
+                    raise
+                if event is None:
+                    raise AgentFailure("agent_error", "the command's stream broke")
+                if isinstance(event, Output):
+                    output[event.stream] += event.data
+                else:
+                    exit_code = event.exit_code
+                    break
+    record.touch()
+    stdout, stderr, encoding = _text_or_base64(bytes(output["stdout"]), bytes(output["stderr"]))
+    return json_response(
+        {
+            "sandbox_id": record.id,
+            "cmd": cmd,
+            "stdout": stdout,
+            "stderr": stderr,
+            "exit_code": exit_code,
+            "duration_ms": int((time.perf_counter() - begun) * 1000),
+            "encoding": encoding,
+        }
+    )
+
+
+@endpoint("key_or_jwt")
+async def list_processes(request: Request) -> Response:
+    record = capsules_of(request).running(principal_of(request), request.path_params["id"])
+    record.touch()
+    assert record.sandbox is not None
+    processes = []
+    for proc in await record.sandbox.agent.processes():
+        entry: dict[str, Any] = {"pid": proc["pid"], "cmd": proc["cmd"]}
+        if proc.get("tag"):
+            entry["tag"] = proc["tag"]
+        if proc.get("args"):
+            entry["args"] = proc["args"]
+        processes.append(entry)
+    return json_response({"processes": processes})
+
+
+@endpoint("key_or_jwt")
+async def kill_process(request: Request) -> Response:
+    record = capsules_of(request).running(principal_of(request), request.path_params["id"])
+    record.touch()
+    assert record.sandbox is not None
+    selector = request.path_params["selector"]
+    signal_name: Literal["SIGTERM", "SIGKILL"] = (
+        "SIGTERM" if request.query_params.get("signal") == "SIGTERM" else "SIGKILL"
+    )
+    await record.sandbox.agent.kill(selector, signal_name)
+    return Response(status_code=204)
+
+
+# --- WebSockets: exec stream and attach ---------------------------------------------------
+
+
+class _Text:
+    """Turns a byte stream into text without splitting multi-byte characters."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def __call__(self, data: bytes) -> str:
+        return self._decoder.decode(data)
+
+
+async def _relay_output(ws: WebSocket, process: ProcessStream) -> None:
+    """Process output to exec-style JSON frames, until ``exit`` (then close)."""
+    decoders = {"stdout": _Text(), "stderr": _Text()}
+    while True:
+        try:
+            event = await process.next()
+        except AgentFailure as exc:
+            raise StreamEnd({"type": "error", "data": exc.message or "failed"}) from None
+        if event is None:
+            raise StreamEnd({"type": "error", "data": "the process stream broke"})
+        if isinstance(event, Output):
+            text = decoders[event.stream](event.data)
+            if text:
+                await ws.send_json({"type": event.stream, "data": text})
+        else:
+            await ws.send_json({"type": "exit", "exit_code": event.exit_code})
+            return
+
+
+async def _watch_client(ws: WebSocket, scope: anyio.CancelScope) -> None:
+    """Read client frames of an exec/attach stream: ``stop`` or a disconnect detaches."""
+    try:
+        while True:
+            message = await receive_json(ws)
+            if message and message.get("type") == "stop":
+                break
+    except WebSocketDisconnect:
+        pass
+    scope.cancel()
+
+
+async def _follow(
+    ws: WebSocket,
+    record: CapsuleRecord,
+    opening: contextlib.AbstractAsyncContextManager[ProcessStream],
+) -> None:
+    """Relay a process (started or attached) to the client until it exits or detaches."""
+    try:
+        async with opening as process:
+            record.touch()
+            start: dict[str, Any] = {"type": "start"}
+            if process.started.pid:
+                start["pid"] = process.started.pid
+            await ws.send_json(start)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch_client, ws, tg.cancel_scope)
+                await _relay_output(ws, process)
+                tg.cancel_scope.cancel()
+        await end_quietly(ws)
+    except AgentFailure as exc:
+        await end(ws, {"type": "error", "data": exc.message or exc.code})
+    except StreamEnd as stop:
+        await end(ws, stop.message)
+    except WebSocketDisconnect:
+        return
+
+
+async def exec_stream(ws: WebSocket) -> None:
+    opened = await open_capsule(ws, fatal=False)
+    if opened is None:
+        return
+    _, record = opened
+    try:
+        first = await receive_json(ws)
+    except WebSocketDisconnect:
+        return
+    if (
+        not first
+        or first.get("type") != "start"
+        or not isinstance(first.get("cmd"), str)
+        or not first["cmd"]
+    ):
+        await end(
+            ws, {"type": "error", "data": "first message must be type 'start' with a 'cmd' field"}
+        )
+        return
+    args = first.get("args") or []
+    envs = first.get("envs") or {}
+    if (
+        not isinstance(args, list)
+        or not all(isinstance(a, str) for a in args)
+        or not (isinstance(envs, dict) and all(isinstance(v, str) for v in envs.values()))
+    ):
+        await end(ws, {"type": "error", "data": "args must be strings and envs a string map"})
+        return
+    assert record.sandbox is not None
+    opening = record.sandbox.agent.exec(
+        first["cmd"],
+        args=args,
+        envs=envs,
+        cwd=first.get("cwd") if isinstance(first.get("cwd"), str) else None,
+        timeout=None,
+        stream=True,
+    )
+    await _follow(ws, record, opening)
+
+
+async def process_stream(ws: WebSocket) -> None:
+    opened = await open_capsule(ws, fatal=False)
+    if opened is None:
+        return
+    _, record = opened
+    assert record.sandbox is not None
+    await _follow(ws, record, record.sandbox.agent.attach(ws.path_params["selector"]))
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/capsules/{id}/exec", exec_command, methods=["POST"]),
+        Route("/v1/capsules/{id}/processes", list_processes, methods=["GET"]),
+        Route("/v1/capsules/{id}/processes/{selector}", kill_process, methods=["DELETE"]),
+    ]
+
+
+def websocket_routes() -> list[WebSocketRoute]:
+    return [
+        WebSocketRoute("/v1/capsules/{id}/exec/stream", exec_stream),
+        WebSocketRoute("/v1/capsules/{id}/processes/{selector}/stream", process_stream),
+    ]
