@@ -48,3 +48,12 @@ def test_importing_wrenn_loads_no_trio_and_no_server() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_sdk_uses_only_the_public_entry_points_of_the_local_server() -> None:
+    bad = [
+        f"{p.relative_to(SRC)}:{line} imports {mod}"
+        for p, line, mod in _imports("wrenn")
+        if mod.startswith("wrenn_local.")
+    ]
+    assert bad == [], "use wrenn_local's public names (serve, server_process, main)"

@@ -87,9 +87,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "local":
-        from wrenn_local._cli import main as local_main
+        import wrenn_local
 
-        return local_main(["serve", *args.rest])
+        return wrenn_local.main(["serve", *args.rest])
     try:
         code: int = anyio.run(dispatch, args, backend=args.backend)
     except BaseException as exc:
