@@ -8,6 +8,7 @@ Sessions:
   docs       API reference from the docstrings, offline
   compat     the official wrenn 0.3.0 SDK against the local server
   demo       the demo against the embedded local server
+  slow       the slow sweeps (the full cancellation matrix)
 """
 
 from __future__ import annotations
@@ -97,6 +98,15 @@ def compat(session: nox.Session) -> None:
     finally:
         server.terminate()
         server.wait(30)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """The slow sweeps (never part of the default run): the full cancellation matrix,
+    ``WRENN_MATRIX_POINTS`` points per backend (default 1,000)."""
+    ensure_sandbox_tools(session)
+    session.install("-e", ".[local,code,cli]", *group("test"))
+    session.run("python", "-m", "pytest", "-m", "slow", *(session.posargs or ["tests"]))
 
 
 @nox.session

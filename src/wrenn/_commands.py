@@ -6,8 +6,8 @@ import builtins
 import inspect
 import math
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Final, Literal, final, overload
 
 import anyio
@@ -335,29 +335,19 @@ class AsyncCommands:
         program, argv = _argv(cmd, args)
         return self._stream(program, argv, envs, cwd)
 
-    @asynccontextmanager
-    async def _stream(
+    def _stream(
         self,
         program: str,
         argv: builtins.list[str],
         envs: Mapping[str, str] | None,
         cwd: str | None,
-    ) -> AsyncIterator[AsyncExecStream]:
-        async with self._processes.stream(
-            self._capsule_id, program, args=argv, envs=envs, cwd=cwd
-        ) as run:
-            try:
-                yield run
-            finally:
-                if run.exit_code is None:  # left early: the command goes with the block
-                    pid = run.pid
-                    if pid is None:
-                        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                            try:
-                                pid = await run.wait_started()
-                            except WrennError:
-                                pid = None
-                    await end_process(self._processes, self._capsule_id, pid)
+    ) -> AbstractAsyncContextManager[AsyncExecStream]:
+        async def end(pid: int) -> None:
+            await end_process(self._processes, self._capsule_id, pid)
+
+        return self._processes._stream_owned(
+            self._capsule_id, program, args=argv, envs=envs, cwd=cwd, on_early_exit=end
+        )
 
     def connect(self, selector: int | str) -> AbstractAsyncContextManager[AsyncExecStream]:
         """Follow a running process by pid or tag (output from now on)."""

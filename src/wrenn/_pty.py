@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import final
 
 import anyio
+import anyio.lowlevel
 
 from ._exceptions import WrennError, WrennWebSocketClosedError
 from ._protocol import pty as protocol
@@ -114,20 +115,23 @@ async def open_pty(
     else:
         first = protocol.start_frame(cmd, args=args, cols=cols, rows=rows, envs=envs, cwd=cwd)
     async with http.websocket(api_path("capsules", capsule_id, "pty")) as ws:
-        try:
-            await ws.send_text(first)
-        except WrennWebSocketClosedError:
-            pass  # the server answered first (an in-band error): reading says more
         session = AsyncPtySession(ws, tag=tag, pid=None)
-        if tag is None:
-            await _started(ws, session)
-        else:
-            session.detached = True  # reattached: not ours to end
+        session.detached = tag is not None  # reattached: not ours to end
         try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):  # whole or not
+                try:
+                    await ws.send_text(first)
+                except WrennWebSocketClosedError:
+                    pass  # the server answered first (an in-band error): reading says more
+            await anyio.lowlevel.checkpoint()
+            if tag is None:
+                await _started(ws, session)
             yield session
         finally:
             if session.exit_code is None and not session.detached:
-                # the terminal belongs to the block: end its process (shielded, bounded)
+                # The terminal belongs to the block, from the start frame on: end its
+                # process (the kill frame follows the start on the same connection, so
+                # it also reaches a process whose start was never confirmed).
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                     try:
                         await ws.send_text(protocol.KILL)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Literal, final
 
@@ -173,6 +173,25 @@ class AsyncProcesses:
         :class:`WrennConnectionError` if the stream ends before the process exits.
         """
         return open_stream(self._http, exec_path(capsule_id), start_frame(cmd, args, envs, cwd))
+
+    def _stream_owned(
+        self,
+        capsule_id: str,
+        cmd: str,
+        *,
+        args: Sequence[str] | None,
+        envs: Mapping[str, str] | None,
+        cwd: str | None,
+        on_early_exit: Callable[[int], Awaitable[None]],
+    ) -> AbstractAsyncContextManager[AsyncExecStream]:
+        """Like :meth:`stream`, for a caller that owns the process: leaving the block
+        before it exited (entry included) awaits ``on_early_exit(pid)``."""
+        return open_stream(
+            self._http,
+            exec_path(capsule_id),
+            start_frame(cmd, args, envs, cwd),
+            on_early_exit=on_early_exit,
+        )
 
     def attach(
         self, capsule_id: str, selector: int | str

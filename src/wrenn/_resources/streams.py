@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, final
 
 import anyio
+import anyio.lowlevel
 
 from .._exceptions import WrennError, WrennWebSocketClosedError
 from .._models.streams import StreamEvent
@@ -107,31 +108,60 @@ class AsyncExecStream:
 
 @asynccontextmanager
 async def open_stream(
-    http: HTTPTransport, path: str, first: dict[str, Any] | None
+    http: HTTPTransport,
+    path: str,
+    first: dict[str, Any] | None,
+    *,
+    on_early_exit: Callable[[int], Awaitable[None]] | None = None,
 ) -> AsyncIterator[AsyncExecStream]:
+    """An exec or attach stream for the block. When the stream started a process
+    (``first`` is a start frame) and the block is left before it exited — at any point,
+    entry included — ``on_early_exit(pid)`` is awaited (shielded; it bounds itself),
+    else the server is asked to stop streaming."""
+    starts = first is not None and first.get("type") == "start" and "cmd" in first
     async with http.websocket(path) as ws:
-        if first is not None:
-            try:
-                await ws.send_text(json.dumps(first))
-            except WrennWebSocketClosedError:
-                # The server answered first (an in-band error, then its close): reading
-                # the stream surfaces that answer, which says more than the failed send.
-                pass
         stream = AsyncExecStream(ws)
+        sending = False
         try:
+            if first is not None:
+                sending = True
+                # Sent whole or not at all: a send cut by cancellation would leave the
+                # process started and the connection unusable for ending it.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                    try:
+                        await ws.send_text(json.dumps(first))
+                    except WrennWebSocketClosedError:
+                        # The server answered first (an in-band error, then its close):
+                        # reading the stream surfaces that answer, which says more.
+                        pass
+                await anyio.lowlevel.checkpoint()
             yield stream
         finally:
-            if (
-                stream._protocol.state is State.RUNNING
-                and first is not None
-                and (first.get("type") == "start" and "cmd" in first)
-            ):
-                # Leaving early: ask the server to stop streaming, so the close is quick.
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                    try:
-                        await stream.stop()
-                    except WrennError:
-                        pass
+            if starts and sending and stream._protocol.state is not State.EXITED:
+                with anyio.CancelScope(shield=True):
+                    await _left_early(stream, on_early_exit)
+
+
+async def _left_early(
+    stream: AsyncExecStream, on_early_exit: Callable[[int], Awaitable[None]] | None
+) -> None:
+    if on_early_exit is None:
+        # Detach: ask the server to stop streaming, so the close is quick.
+        with anyio.move_on_after(1):
+            try:
+                await stream.stop()
+            except WrennError:
+                pass
+        return
+    pid = stream.pid
+    if pid is None:  # left before the start event was read: read it (bounded)
+        with anyio.move_on_after(2):
+            try:
+                pid = await stream.wait_started()
+            except WrennError:
+                pid = None
+    if pid is not None:
+        await on_early_exit(pid)
 
 
 def exec_path(capsule_id: str) -> str:

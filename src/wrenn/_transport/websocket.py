@@ -130,6 +130,7 @@ class WebSocket:
         self._discarded = 0
         self._close_wait_over = anyio.Event()
         self._reader_done = anyio.Event()
+        self._reader_scope: anyio.CancelScope | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed_event.is_set() else "open"
@@ -291,12 +292,21 @@ class WebSocket:
 
         ``initial`` holds events parsed from the read that also carried the 101 response.
         """
-        try:
-            await self._read_loop(initial)
-        finally:
-            # Also when cancelled with the caller's scope: aclose() then reads by itself.
-            self._reader_done.set()
-            self._close_wait_over.set()
+        # Shielded from the caller's cancel scopes: a block cancelled from outside still
+        # reads in its clean-up (e.g. the pid it needs to end a process). The reader ends
+        # when the connection closes, or by stop_reader() when the block is left.
+        with anyio.CancelScope(shield=True) as scope:
+            self._reader_scope = scope
+            try:
+                await self._read_loop(initial)
+            finally:
+                self._reader_done.set()
+                self._close_wait_over.set()
+
+    def stop_reader(self) -> None:
+        """End the reader task (after :meth:`aclose`; it normally ends by itself then)."""
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
 
     async def _read_loop(self, initial: list[Event]) -> None:
         try:
@@ -599,3 +609,4 @@ async def connect_websocket(
             yield conn
         finally:
             await conn.aclose()
+            conn.stop_reader()
