@@ -14,7 +14,7 @@ import anyio.lowlevel
 
 from ._code import DEFAULT_KERNEL, AsyncCodeRunner
 from ._commands import AsyncCommands
-from ._exceptions import WrennError
+from ._exceptions import WrennError, WrennNotFoundError
 from ._files import AsyncCapsuleFiles
 from ._git import AsyncGit
 from ._models import Capsule, CapsuleStatus, PendingSnapshot
@@ -347,6 +347,8 @@ async def destroy_quietly(session: Session, capsule_id: str) -> None:
     with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
         try:
             await session.capsules.destroy(capsule_id)
+        except WrennNotFoundError:
+            log.debug("capsule %s was already gone", capsule_id)
         except WrennError as exc:
             log.warning("could not destroy capsule %s: %s", capsule_id, exc)
 
