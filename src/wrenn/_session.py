@@ -63,6 +63,8 @@ class Session:
         max_retries: int = 3,
         verify: Verify = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float = 20.0,
     ) -> Session:
         """A session from explicit options and the environment (see the client)."""
         config = ClientConfig.resolve(
@@ -73,6 +75,8 @@ class Session:
             timeout=timeout,
             connect_timeout=connect_timeout,
             max_retries=max_retries,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
         return cls(config, verify=verify, http_transport=http_transport)
 

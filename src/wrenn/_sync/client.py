@@ -316,6 +316,8 @@ class WrennClient:
         max_retries: int = 3,
         verify: Verify = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float = 20.0,
         backend: Backend = "asyncio",
     ) -> None:
         self._runner = runner = PortalRunner(backend)
@@ -331,6 +333,8 @@ class WrennClient:
                 max_retries=max_retries,
                 verify=verify,
                 http_transport=http_transport,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
             )
 
         try:
