@@ -19,6 +19,7 @@ from ._files import AsyncCapsuleFiles
 from ._git import AsyncGit
 from ._models import Capsule, CapsuleStatus, PendingSnapshot
 from ._models.code import CodeContext, Execution, ExecutionError, Result
+from ._owner import with_owner
 from ._pty import AsyncPtySession, open_pty
 from ._session import Session
 from ._wait import wait_for_status
@@ -284,8 +285,10 @@ async def create_shielded(session: Session, **fields: Any) -> Capsule:
     A cancellation arriving while the request is in flight would leave a capsule on the
     server whose ID we never learn. The shield is bounded by the client's own deadline;
     callers deliver a pending cancellation right after (``anyio.lowlevel.checkpoint``),
-    once they hold the ID and can clean up.
+    once they hold the ID and can clean up. The capsule's metadata records its owner
+    (this process; see :mod:`wrenn._owner`) next to the caller's own keys.
     """
+    fields["metadata"] = with_owner(fields.get("metadata"), session.owner)
     with anyio.CancelScope(shield=True):
         capsule = await session.capsules.create(**fields)
     return capsule  # noqa: RET504 - mypy cannot see that the shield never swallows errors

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import final
 
 from ._config import ClientConfig
+from ._owner import Owner
 from ._resources import (
     AsyncAPIKeys,
     AsyncAuth,
@@ -48,6 +49,8 @@ class Session:
         self.hosts = AsyncHosts(self.http)
         self.processes = AsyncProcesses(self.http)
         self.files = AsyncFiles(self.http)
+        # written into every capsule a scope or constructor creates (see wrenn._owner)
+        self.owner = Owner.current()
         self.closed = False
 
     @classmethod

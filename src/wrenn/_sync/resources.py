@@ -35,6 +35,7 @@ class Capsules(Facet[AsyncCapsules]):
     list = blocking(AsyncCapsules.list)
     get = blocking(AsyncCapsules.get)
     destroy = blocking(AsyncCapsules.destroy)
+    reap = blocking(AsyncCapsules.reap)
     pause = blocking(AsyncCapsules.pause)
     resume = blocking(AsyncCapsules.resume)
     ping = blocking(AsyncCapsules.ping)
