@@ -5,7 +5,9 @@ is read at accept time, so a test can let its setup through and break only what
 follows). A fault can add latency, cap bandwidth, reset the connection (RST) once a
 number of bytes went through in either direction, close it cleanly part-way through a
 response (truncation), or half-close it (the client sees end-of-stream while its own
-side stays open). ``reset_all()`` breaks every live connection at once.
+side stays open). ``reset_all()`` breaks every live connection at once;
+``silence_all()`` black-holes them: bytes are swallowed both ways and nothing — no FIN,
+no RST — tells either side (a host that vanished, a dead NAT entry).
 
 Mocks cannot produce these failures faithfully; a real proxy over real sockets can.
 """
@@ -54,6 +56,7 @@ class FaultProxy:
     connections: int = 0
     _live: set[anyio.abc.SocketStream] = attrs.field(factory=set)
     _broken: anyio.Event = attrs.field(factory=anyio.Event)
+    _silent: anyio.Event = attrs.field(factory=anyio.Event)
 
     @property
     def base_url(self) -> str:
@@ -66,10 +69,16 @@ class FaultProxy:
         self._broken.set()
         self._broken = anyio.Event()
 
+    def silence_all(self) -> None:
+        """Black-hole every connection open right now (new ones are not affected)."""
+        self._silent.set()
+        self._silent = anyio.Event()
+
     async def handle(self, client: anyio.abc.SocketStream) -> None:
         fault = self.fault
         self.connections += 1
         broken = self._broken
+        silent = self._silent
         try:
             upstream = await anyio.connect_tcp("127.0.0.1", self.target_port)
         except OSError:
@@ -84,11 +93,11 @@ class FaultProxy:
                         tg.cancel_scope.cancel()
 
                     async def up() -> None:
-                        await self._pump(client, upstream, fault, down=False)
+                        await self._pump(client, upstream, fault, silent, down=False)
                         tg.cancel_scope.cancel()
 
                     async def down() -> None:
-                        await self._pump(upstream, client, fault, down=True)
+                        await self._pump(upstream, client, fault, silent, down=True)
                         tg.cancel_scope.cancel()
 
                     tg.start_soon(watch)
@@ -102,6 +111,7 @@ class FaultProxy:
         source: anyio.abc.SocketStream,
         sink: anyio.abc.SocketStream,
         fault: Fault,
+        silent: anyio.Event,
         *,
         down: bool,
     ) -> None:
@@ -114,11 +124,15 @@ class FaultProxy:
             try:
                 data = await source.receive(CHUNK)
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                if silent.is_set():
+                    await anyio.sleep_forever()  # black-holed: the end is not passed on
                 try:
                     await sink.send_eof()
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                     pass
                 await anyio.sleep_forever()  # the other direction may still be busy
+            if silent.is_set():
+                continue  # black-holed: swallowed, and nobody is told
             if limits:
                 data = data[: max(0, min(limits) - passed)]
             if fault.latency:

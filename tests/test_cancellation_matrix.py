@@ -17,7 +17,7 @@ import math
 import os
 import random
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -85,7 +85,7 @@ async def pty_block(cap: AsyncCapsule, token: str) -> None:
 
 
 async def upload(cap: AsyncCapsule, token: str) -> None:
-    async def chunks() -> AsyncIterator[bytes]:
+    async def chunks() -> AsyncGenerator[bytes, None]:
         for _ in range(40):
             yield b"z" * 262144
             await anyio.sleep(0.001)

@@ -13,7 +13,16 @@ from tests.layering import SRC, cycles, import_graph, layer_of, upward_imports
 
 # lowest first; a module may import from its own layer and from every layer before it
 LAYERS: list[tuple[str, list[str]]] = [
-    ("ground", ["wrenn._version", "wrenn._exceptions", "wrenn._config", "wrenn._concurrency"]),
+    (
+        "ground",
+        [
+            "wrenn._version",
+            "wrenn._exceptions",
+            "wrenn._config",
+            "wrenn._concurrency",
+            "wrenn._owner",
+        ],
+    ),
     ("models", ["wrenn._models", "wrenn._models.*"]),
     ("protocol", ["wrenn._protocol", "wrenn._protocol.*"]),
     ("transport", ["wrenn._transport", "wrenn._transport.*"]),

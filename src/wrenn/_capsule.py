@@ -15,11 +15,12 @@ import anyio.lowlevel
 from ._code import DEFAULT_KERNEL, AsyncCodeRunner
 from ._commands import AsyncCommands
 from ._concurrency import helper_tasks
-from ._exceptions import WrennError
+from ._exceptions import WrennError, WrennNotFoundError
 from ._files import AsyncCapsuleFiles
 from ._git import AsyncGit
 from ._models import Capsule, CapsuleStatus, PendingSnapshot
 from ._models.code import CodeContext, Execution, ExecutionError, Result
+from ._owner import with_owner
 from ._pty import AsyncPtySession, open_pty
 from ._session import Session
 from ._wait import wait_for_status
@@ -285,8 +286,10 @@ async def create_shielded(session: Session, **fields: Any) -> Capsule:
     A cancellation arriving while the request is in flight would leave a capsule on the
     server whose ID we never learn. The shield is bounded by the client's own deadline;
     callers deliver a pending cancellation right after (``anyio.lowlevel.checkpoint``),
-    once they hold the ID and can clean up.
+    once they hold the ID and can clean up. The capsule's metadata records its owner
+    (this process; see :mod:`wrenn._owner`) next to the caller's own keys.
     """
+    fields["metadata"] = with_owner(fields.get("metadata"), session.owner)
     with anyio.CancelScope(shield=True):
         capsule = await session.capsules.create(**fields)
     return capsule  # noqa: RET504 - mypy cannot see that the shield never swallows errors
@@ -348,6 +351,8 @@ async def destroy_quietly(session: Session, capsule_id: str) -> None:
     with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
         try:
             await session.capsules.destroy(capsule_id)
+        except WrennNotFoundError:
+            log.debug("capsule %s was already gone", capsule_id)
         except WrennError as exc:
             log.warning("could not destroy capsule %s: %s", capsule_id, exc)
 

@@ -40,6 +40,10 @@ class AsyncWrennClient:
         verify: TLS verification: ``True`` (system trust), ``False``, or an
             :class:`ssl.SSLContext` of your own.
         http_transport: An httpx transport to use instead of the network (testing).
+        ping_interval: Liveness of every WebSocket (streams, terminals, code runs): ping
+            after this many seconds with nothing received; ``None`` turns it off.
+        ping_timeout: Seconds to wait for an answer to that ping before the connection
+            fails with :class:`WrennConnectionError` (a peer gone without FIN or RST).
 
     Credentials are checked before the first call that needs them; a missing one raises
     :class:`WrennConfigurationError` naming the variable to set. They never appear in
@@ -62,6 +66,8 @@ class AsyncWrennClient:
         max_retries: int = 3,
         verify: Verify = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float = 20.0,
     ) -> None:
         self._session = Session.from_options(
             api_key=api_key,
@@ -73,6 +79,8 @@ class AsyncWrennClient:
             max_retries=max_retries,
             verify=verify,
             http_transport=http_transport,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
         self._config = self._session.config
         self.capsules = self._session.capsules

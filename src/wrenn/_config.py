@@ -122,6 +122,8 @@ class ClientConfig:
     timeout: float
     connect_timeout: float
     max_retries: int
+    ping_interval: float | None = 20.0
+    ping_timeout: float = 20.0
 
     @classmethod
     def resolve(
@@ -134,6 +136,8 @@ class ClientConfig:
         timeout: float,
         connect_timeout: float,
         max_retries: int,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float = 20.0,
         environ: Mapping[str, str] | None = None,
     ) -> ClientConfig:
         env = os.environ if environ is None else environ
@@ -144,6 +148,10 @@ class ClientConfig:
         for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
             if not (value > 0) or math.isnan(value):
                 raise WrennConfigurationError(f"{name} must be a positive number of seconds")
+        if ping_interval is not None and (not (ping_interval > 0) or math.isinf(ping_interval)):
+            raise WrennConfigurationError("ping_interval must be a positive number or None")
+        if not (ping_timeout > 0) or math.isinf(ping_timeout):
+            raise WrennConfigurationError("ping_timeout must be a positive number of seconds")
         if max_retries < 0:
             raise WrennConfigurationError("max_retries must be 0 or more")
         for label, cred in (("api_key", key), ("token", tok)):
@@ -159,6 +167,8 @@ class ClientConfig:
             timeout=float(timeout),
             connect_timeout=float(connect_timeout),
             max_retries=max_retries,
+            ping_interval=None if ping_interval is None else float(ping_interval),
+            ping_timeout=float(ping_timeout),
         )
 
     @property

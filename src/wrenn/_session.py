@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import final
 
 from ._config import ClientConfig
+from ._owner import Owner
 from ._resources import (
     AsyncAPIKeys,
     AsyncAuth,
@@ -48,6 +49,8 @@ class Session:
         self.hosts = AsyncHosts(self.http)
         self.processes = AsyncProcesses(self.http)
         self.files = AsyncFiles(self.http)
+        # written into every capsule a scope or constructor creates (see wrenn._owner)
+        self.owner = Owner.current()
         self.closed = False
 
     @classmethod
@@ -63,6 +66,8 @@ class Session:
         max_retries: int = 3,
         verify: Verify = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float = 20.0,
     ) -> Session:
         """A session from explicit options and the environment (see the client)."""
         config = ClientConfig.resolve(
@@ -73,6 +78,8 @@ class Session:
             timeout=timeout,
             connect_timeout=connect_timeout,
             max_retries=max_retries,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
         return cls(config, verify=verify, http_transport=http_transport)
 

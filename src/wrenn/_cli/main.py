@@ -70,6 +70,16 @@ def parser() -> argparse.ArgumentParser:
     command("ls", "list capsules")
     kill = command("kill", "destroy capsules")
     kill.add_argument("capsule_ids", nargs="+", metavar="ID")
+    reap = command(
+        "reap",
+        "find capsules whose program on this host is gone (dry run; --yes destroys them)",
+    )
+    reap.add_argument("--yes", action="store_true", help="destroy them (default: only list)")
+    reap.add_argument(
+        "--other-hosts",
+        action="store_true",
+        help="also take capsules created on other hosts (their programs cannot be checked)",
+    )
     put = command("put", "upload a file: wrenn put LOCAL ID:PATH")
     put.add_argument("source")
     put.add_argument("target", metavar="ID:PATH")
@@ -130,6 +140,7 @@ async def dispatch(args: argparse.Namespace) -> int:
         "run": cmd_run,
         "ls": cmd_ls,
         "kill": cmd_kill,
+        "reap": cmd_reap,
         "put": cmd_put,
         "get": cmd_get,
         "snapshot": cmd_snapshot,
@@ -267,6 +278,35 @@ async def cmd_kill(client: AsyncWrennClient, args: argparse.Namespace) -> int:
         {"destroyed": done},
         lambda: sys.stdout.write("".join(f"{i} destroyed\n" for i in done)),
     )
+    return 0
+
+
+async def cmd_reap(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    found = await client.capsules.reap(dry_run=not args.yes, other_hosts=args.other_hosts)
+    rows = [
+        {
+            "id": c.id,
+            "status": str(c.status),
+            "host": c.metadata.get("wrenn.owner.host"),
+            "pid": c.metadata.get("wrenn.owner.pid"),
+            "created_at": c.created_at.isoformat() if c.created_at else None,
+        }
+        for c in found
+    ]
+
+    def human() -> None:
+        if not rows:
+            sys.stdout.write("no orphaned capsules\n")
+            return
+        verb = "destroyed" if args.yes else "would destroy (run again with --yes)"
+        headers = ("ID", "STATUS", "OWNER HOST", "OWNER PID", "CREATED")
+        cells = [
+            [str(r[k] or "-") for k in ("id", "status", "host", "pid", "created_at")] for r in rows
+        ]
+        output.print_table(sys.stdout, headers, cells, width=200)
+        sys.stdout.write(f"{len(rows)} capsule(s): {verb}\n")
+
+    _out(args, {"destroyed" if args.yes else "would_destroy": rows}, human)
     return 0
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import re
 from collections.abc import Mapping
 from typing import Any, Final, final
 
-from .._exceptions import WrennValidationError
-from .._models import Capsule, CapsuleMetrics, CapsuleStats, CapsuleUsage
+from .._exceptions import WrennNotFoundError, WrennValidationError
+from .._models import Capsule, CapsuleMetrics, CapsuleStats, CapsuleStatus, CapsuleUsage
+from .._owner import Owner, owner_is_gone
+from .._owner import this_host as _host
 from .._transport.http import HTTPTransport, api_path, response_json
 from .converter import structure, structure_list
 
@@ -127,6 +130,46 @@ class AsyncCapsules:
         resp = await self._http.request("DELETE", api_path("capsules", capsule_id), timeout=timeout)
         data = response_json(resp, what="destroy")
         return structure(data, Capsule) if isinstance(data, dict) and data.get("id") else None
+
+    async def reap(
+        self, *, dry_run: bool = False, other_hosts: bool = False
+    ) -> builtins.list[Capsule]:
+        """Destroy the capsules whose program is gone; return them.
+
+        A capsule created by a scope or an official constructor records its owner (host
+        name, process ID and start time, see :mod:`wrenn._owner`). It is reaped when its
+        owner ran on this host and that process no longer exists — or the PID now
+        belongs to a process that started at another time. Capsules of live programs,
+        capsules without owner keys (made by other tools, or by raw
+        ``client.capsules.create``) and capsules already stopping are left alone.
+
+        Args:
+            dry_run: Only return what would be destroyed.
+            other_hosts: Also take every capsule whose owner ran on *another* host. Its
+                process cannot be checked from here, so use this only when you know
+                those programs are gone.
+
+        Each destroy is one bounded REST call (a capsule already gone is skipped); on
+        cancellation or a deadline the capsules destroyed so far stay destroyed and the
+        rest are left as they are.
+        """
+        found: builtins.list[Capsule] = []
+        for capsule in await self.list():
+            if capsule.status in (CapsuleStatus.STOPPING, CapsuleStatus.STOPPED):
+                continue
+            owner = Owner.from_metadata(capsule.metadata)
+            if owner is None:
+                continue
+            gone = owner_is_gone(owner)
+            if gone is True or (gone is None and other_hosts and owner.host != _host()):
+                found.append(capsule)
+        if not dry_run:
+            for capsule in found:
+                try:
+                    await self.destroy(capsule.id)
+                except WrennNotFoundError:
+                    pass  # gone in the meantime
+        return found
 
     async def pause(self, capsule_id: str, *, timeout: float | None = None) -> Capsule:
         """``POST /v1/capsules/{id}/pause``: returns the capsule, ``pausing`` or ``paused``."""

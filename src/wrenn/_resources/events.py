@@ -6,18 +6,20 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Self, final
+from typing import Final, Self, final
 
 import anyio
 
-from .._exceptions import WrennProtocolError
+from .._exceptions import WrennConnectionError, WrennProtocolError
 from .._models import Event
 from .._protocol.sse import SSEParser
 from .._transport.errors import map_transport_errors
 from .._transport.http import HTTPTransport, api_path, httpx
 from .converter import structure
 
-__all__ = ["AsyncEvents", "EventStream"]
+__all__ = ["DEFAULT_IDLE_TIMEOUT", "AsyncEvents", "EventStream"]
+
+DEFAULT_IDLE_TIMEOUT: Final = 90.0
 
 
 @final
@@ -28,12 +30,18 @@ class EventStream:
     minutes apart): bound it with the caller's cancel scope (``anyio.move_on_after``).
     Messages that are not JSON events (keepalives, comments) are skipped. When the server
     closes the stream iteration ends; a broken connection raises
-    :class:`WrennConnectionError`. Unread events are dropped when the block is left.
+    :class:`WrennConnectionError` — also when nothing at all, not even a keepalive
+    comment, arrived for ``idle_timeout`` seconds (the server sends those while idle,
+    so silence means the peer or the network is gone). Unread events are dropped when
+    the block is left.
     """
 
-    def __init__(self, response: httpx.Response, context: str) -> None:
+    def __init__(
+        self, response: httpx.Response, context: str, idle_timeout: float | None = None
+    ) -> None:
         self._chunks = response.aiter_raw()
         self._context = context
+        self._idle_timeout = idle_timeout
         self._parser = SSEParser()
         self._pending: deque[Event] = deque()
 
@@ -42,13 +50,24 @@ class EventStream:
 
     async def __anext__(self) -> Event:
         while not self._pending:
-            with map_transport_errors(self._context):
-                chunk = await anext(self._chunks)
+            chunk = await self._next_chunk()
             for message in self._parser.feed(chunk):
                 event = _decode(message.data)
                 if event is not None:
                     self._pending.append(event)
         return self._pending.popleft()
+
+    async def _next_chunk(self) -> bytes:
+        if self._idle_timeout is None:
+            with map_transport_errors(self._context):
+                return await anext(self._chunks)
+        with anyio.move_on_after(self._idle_timeout):
+            with map_transport_errors(self._context):
+                return await anext(self._chunks)
+        raise WrennConnectionError(
+            f"nothing received for {self._idle_timeout:g} s, not even a keepalive "
+            f"({self._context}): the server or the network is gone"
+        )
 
     async def aclose(self) -> None:
         await self._chunks.aclose()
@@ -72,7 +91,12 @@ class AsyncEvents:
         self._http = http
 
     @asynccontextmanager
-    async def stream(self, *, open_timeout: float | None = None) -> AsyncIterator[EventStream]:
+    async def stream(
+        self,
+        *,
+        open_timeout: float | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+    ) -> AsyncIterator[EventStream]:
         """``GET /v1/events/stream`` as an async context manager::
 
             async with client.events.stream() as events:
@@ -80,6 +104,8 @@ class AsyncEvents:
                     ...
 
         Leaving the block (normally, by error or by cancellation) closes the connection.
+        Iteration raises :class:`WrennConnectionError` when nothing, not even a
+        keepalive, arrived for ``idle_timeout`` seconds (``None``: wait forever).
         """
         path = api_path("events", "stream")
         async with self._http.stream(
@@ -89,7 +115,7 @@ class AsyncEvents:
             open_timeout=open_timeout,
             read_timeout=None,
         ) as response:
-            events = EventStream(response, f"GET {path}")
+            events = EventStream(response, f"GET {path}", idle_timeout)
             try:
                 yield events
             finally:

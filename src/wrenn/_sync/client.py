@@ -26,6 +26,7 @@ from .._transport.tls import Verify
 from .adapt import Facet, blocking
 from .code import CodeRunner
 from .commands import Commands
+from .exit import EXIT_JOIN, track, untrack
 from .files import CapsuleFiles
 from .git import Git
 from .portal import Backend, PortalRunner
@@ -76,6 +77,7 @@ class Capsule(Facet[AsyncCapsule]):
         except BaseException:
             client.close()
             raise
+        client._exit_capsule = acap  # destroyed if still open at interpreter exit
         self._setup(client._runner, acap, owner=client)
 
     def _setup(self, runner: PortalRunner, acap: AsyncCapsule, owner: WrennClient | None) -> None:
@@ -314,6 +316,8 @@ class WrennClient:
         max_retries: int = 3,
         verify: Verify = True,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float = 20.0,
         backend: Backend = "asyncio",
     ) -> None:
         self._runner = runner = PortalRunner(backend)
@@ -329,6 +333,8 @@ class WrennClient:
                 max_retries=max_retries,
                 verify=verify,
                 http_transport=http_transport,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
             )
 
         try:
@@ -345,6 +351,8 @@ class WrennClient:
         self._hosts = Hosts(runner, client.hosts)
         self._processes = Processes(runner, client.processes)
         self._files = Files(runner, client.files)
+        self._exit_capsule: AsyncCapsule | None = None
+        track(self)  # closed at interpreter exit if still open (see wrenn._sync.exit)
 
     @property
     def capsules(self) -> Capsules:
@@ -410,6 +418,7 @@ class WrennClient:
     def close(self) -> None:
         """Close every open capsule scope (destroying its capsule), then the HTTP client,
         then the portal thread. Safe to call twice."""
+        untrack(self)
         if self._runner.closed:
             return
         try:
@@ -418,6 +427,27 @@ class WrennClient:
             self._runner.call(self._async.aclose)
         finally:
             self._runner.close()
+
+    def _close_at_exit(self) -> str:
+        """The exit hook's close (see :mod:`wrenn._sync.exit`): what :meth:`close`
+        does, and first destroy the capsule an official ``Capsule(...)`` created unless
+        it was detached. Each step is bounded."""
+        done = []
+        capsule = self._exit_capsule
+        if capsule is not None and not capsule.detached and not self._runner.closed:
+            self._runner.call(capsule.__aexit__, None, None, None)
+            done.append(f"capsule {capsule.capsule_id} destroyed")
+        if self._open_scopes:
+            done.append(f"{len(self._open_scopes)} capsule scope(s) ended")
+        try:
+            while self._open_scopes:
+                self._open_scopes.pop().__exit__(None, None, None)
+            if not self._runner.closed:
+                self._runner.call(self._async.aclose)
+        finally:
+            self._runner.close(timeout=EXIT_JOIN)
+        done.append("connections closed")
+        return ", ".join(done)
 
     def __enter__(self) -> WrennClient:
         return self

@@ -35,6 +35,7 @@ class Capsules(Facet[AsyncCapsules]):
     list = blocking(AsyncCapsules.list)
     get = blocking(AsyncCapsules.get)
     destroy = blocking(AsyncCapsules.destroy)
+    reap = blocking(AsyncCapsules.reap)
     pause = blocking(AsyncCapsules.pause)
     resume = blocking(AsyncCapsules.resume)
     ping = blocking(AsyncCapsules.ping)
@@ -62,14 +63,19 @@ class Events(Facet[AsyncEvents]):
     __slots__ = ()
 
     @contextmanager
-    def stream(self, *, open_timeout: float | None = None) -> Iterator[Iterator[Event]]:
+    def stream(
+        self, *, open_timeout: float | None = None, idle_timeout: float | None = 90.0
+    ) -> Iterator[Iterator[Event]]:
         """``with client.events.stream() as events: for event in events``.
 
         Each ``next`` waits for the next event with no deadline of its own (Ctrl-C
         cancels the wait); events already received are handed over in one batch.
-        Leaving the block closes the connection.
+        Leaving the block closes the connection. Raises :class:`WrennConnectionError`
+        when nothing, not even a keepalive, arrived for ``idle_timeout`` seconds.
         """
-        with self._runner.enter(lambda: self._async.stream(open_timeout=open_timeout)) as it:
+        with self._runner.enter(
+            lambda: self._async.stream(open_timeout=open_timeout, idle_timeout=idle_timeout)
+        ) as it:
             yield self._runner.iterate(it)
 
 

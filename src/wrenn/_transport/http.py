@@ -152,7 +152,10 @@ class HTTPTransport:
 
         ``url_or_path`` is an API path (``/v1/...``, authenticated with the API key) or a
         full ``ws(s)://`` URL with its own ``headers`` (a capsule port). Opening is
-        bounded by ``open_timeout`` (default: connect plus call timeout).
+        bounded by ``open_timeout`` (default: connect plus call timeout). Every
+        WebSocket gets the client's liveness check: a ping after ``ping_interval``
+        seconds of silence, and :class:`WrennConnectionError` when nothing answers it
+        within ``ping_timeout``.
         """
         if url_or_path.startswith("/"):
             url = self.ws_url(url_or_path)
@@ -168,6 +171,8 @@ class HTTPTransport:
                 if open_timeout is None
                 else open_timeout
             ),
+            ping_interval=self.config.ping_interval,
+            ping_timeout=self.config.ping_timeout,
         )
 
     async def send(

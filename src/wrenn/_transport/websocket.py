@@ -19,6 +19,15 @@ cancellation (shielded, at most ``close_timeout`` seconds).
 A clean close (1000/1001) ends iteration; any other end — an error code, a protocol
 violation, the TCP connection dropping without a close frame — raises
 :class:`WrennWebSocketClosedError`, so a stream that stopped early never looks finished.
+
+Liveness: with ``ping_interval`` set, a second task of the block sends a ping whenever
+nothing has been received for ``ping_interval`` seconds. If nothing at all (the pong or
+any other frame) arrives within ``ping_timeout`` seconds after it, the peer is taken for
+gone — a host that vanished or a network that black-holes traffic sends no FIN and no
+RST, and would otherwise leave ``receive()`` waiting forever — and the connection fails:
+every waiting and later ``receive()`` raises :class:`WrennConnectionError`. Pings go out
+only when the connection is idle and never once closing has begun (a ping crossing the
+close handshake has crashed server workers, hypercorn 0.18 under trio).
 """
 
 from __future__ import annotations
@@ -101,6 +110,8 @@ class WebSocket:
         max_queue: int,
         max_queued_bytes: int,
         close_timeout: float,
+        ping_interval: float | None = None,
+        ping_timeout: float = 20.0,
     ) -> None:
         self._stream = stream
         self._ws = ws
@@ -131,6 +142,10 @@ class WebSocket:
         self._close_wait_over = anyio.Event()
         self._reader_done = anyio.Event()
         self._reader_scope: anyio.CancelScope | None = None
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._last_received = time.monotonic()
+        self._activity = anyio.Event()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed_event.is_set() else "open"
@@ -325,6 +340,8 @@ class WebSocket:
                     self._mark_closed(1006, "connection lost without a close frame")
                     return
                 self._received_bytes += len(data)
+                self._last_received = time.monotonic()
+                self._activity.set()
                 await self._handle_events(data)
         except WrennError as exc:
             self._failure = exc
@@ -333,6 +350,48 @@ class WebSocket:
             self._failure = WrennProtocolError(f"WebSocket reader failed: {exc!r}")
             self._failure.__cause__ = exc
             self._mark_closed(1006, "reader failed")
+
+    async def _keepalive(self) -> None:
+        """Ping when idle; fail the connection when the peer stops answering.
+
+        Runs in the block's task group until the block ends (cancelled with it).
+        """
+        interval = self._ping_interval
+        assert interval is not None
+        while not self._closed_event.is_set() and not self._local_close_sent:
+            idle = time.monotonic() - self._last_received
+            if idle < interval:
+                await anyio.sleep(interval - idle)
+                continue
+            if self._queue:
+                # Unread messages: the peer was alive; the consumer is the slow one (the
+                # reader is paused for backpressure, so nothing new can arrive).
+                self._last_received = time.monotonic()
+                continue
+            received = self._received_bytes
+            payload = b"wrenn-keepalive-" + str(time.monotonic_ns()).encode()
+            self._pings[payload] = time.monotonic()
+            # The send is inside the bound too: to a peer that stopped acknowledging, a
+            # full send buffer would block it forever.
+            with anyio.move_on_after(self._ping_timeout):
+                try:
+                    await self._send(Ping(payload=payload))
+                except WrennError:
+                    return  # closing or broken: the reader reports it
+                while self._received_bytes == received and not self._closed_event.is_set():
+                    self._activity = anyio.Event()
+                    await self._activity.wait()
+            if (
+                self._received_bytes == received
+                and not self._closed_event.is_set()
+                and not self._local_close_sent
+            ):
+                self._failure = WrennConnectionError(
+                    f"{self._url} did not answer a ping within {self._ping_timeout:g} s "
+                    "(the peer is gone or the network drops traffic)"
+                )
+                self._mark_closed(1006, "keepalive ping timed out")
+                return
 
     async def _wait_for_space(self) -> None:
         while len(self._queue) >= self._max_queue or self._queued_bytes > self._max_queued_bytes:
@@ -420,6 +479,7 @@ class WebSocket:
         self._message_ready.set()
         self._pong_event.set()
         self._space.set()
+        self._activity.set()
 
     # --- closing -------------------------------------------------------------------------
 
@@ -535,6 +595,8 @@ async def connect_websocket(
     max_message_size: int = 16 * 1024 * 1024,
     max_queue: int = 64,
     max_queued_bytes: int = 4 * 1024 * 1024,
+    ping_interval: float | None = None,
+    ping_timeout: float = 20.0,
 ) -> AsyncIterator[WebSocket]:
     """Open a WebSocket for the duration of the block.
 
@@ -547,6 +609,9 @@ async def connect_websocket(
         close_timeout: Bound on each closing step.
         max_message_size: A larger message closes the connection with code 1009.
         max_queue, max_queued_bytes: How much unread input is held before reading stops.
+        ping_interval: Ping after this many seconds with nothing received (``None``: never).
+        ping_timeout: With ``ping_interval``: seconds to wait for any frame after a ping
+            before the connection fails with :class:`WrennConnectionError`.
 
     Raises:
         WrennAPIError: the server refused the upgrade (mapped like a REST error).
@@ -555,6 +620,8 @@ async def connect_websocket(
     host, host_header, port, target, secure = _parse_url(url)
     if max_message_size <= 0 or max_queue <= 0 or not math.isfinite(open_timeout):
         raise WrennConfigurationError("limits must be positive")
+    if (ping_interval is not None and not ping_interval > 0) or not ping_timeout > 0:
+        raise WrennConfigurationError("ping_interval and ping_timeout must be positive")
     stream: anyio.abc.ByteStream | None = None
     leftover: list[Event] = []
     ws = WSConnection(ConnectionType.CLIENT)
@@ -602,9 +669,13 @@ async def connect_websocket(
         max_queue=max_queue,
         max_queued_bytes=max_queued_bytes,
         close_timeout=close_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )
     async with helper_tasks() as tg:  # the body's exception leaves bare
         tg.start_soon(conn._reader, leftover)
+        if ping_interval is not None:
+            tg.start_soon(conn._keepalive)
         try:
             yield conn
         finally:
