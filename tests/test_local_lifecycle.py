@@ -291,3 +291,19 @@ def _check_second_server_fails(first: subprocess.Popen[str]) -> None:
     finally:
         first.send_signal(signal.SIGINT)
         assert first.wait(30) == 0
+
+
+async def test_destroying_a_capsule_while_it_boots_its_code_runner_is_quick() -> None:
+    """A code-runner capsule waits for Jupyter while it boots; a destroy in that window
+    used to wait behind the whole readiness wait (and the server's shutdown with it)."""
+    async with local_http() as (_, http):
+        resp = await http.post("/v1/capsules", json={"template": "code-runner-beta"})
+        assert resp.status_code in (200, 201, 202), resp.text
+        capsule_id = resp.json()["id"]
+        await anyio.sleep(0.3)  # booting: the sandbox is up, Jupyter is not yet
+        assert (await http.delete(f"/v1/capsules/{capsule_id}")).status_code in (200, 202, 204)
+        with anyio.fail_after(10):
+            while (await http.get(f"/v1/capsules/{capsule_id}")).json().get("status") != (
+                "stopped"
+            ):
+                await anyio.sleep(0.1)

@@ -80,6 +80,8 @@ class CapsuleRecord:
     last_active_mono: float = attrs.field(factory=time.monotonic)
     sandbox: Sandbox | None = None
     lock: anyio.Lock = attrs.field(factory=anyio.Lock)
+    # the boot in progress; a destroy cancels it (a code runner may wait long for Jupyter)
+    boot_scope: anyio.CancelScope | None = None
     metrics: MetricSeries = attrs.field(factory=MetricSeries)
     disk_cache: tuple[float, int] = (0.0, 0)
 
@@ -248,9 +250,11 @@ class CapsuleManager:
         assert record.sandbox is not None
         try:
             async with record.lock:
-                await self._hold()
-                await record.sandbox.start()
-                await record.sandbox.start_services()
+                with anyio.CancelScope() as record.boot_scope:
+                    await self._hold()
+                    await record.sandbox.start()
+                    await record.sandbox.start_services()
+                record.boot_scope = None
                 if record.status != "starting":  # destroyed while booting: do not leak it
                     await record.sandbox.stop()
                     return
@@ -332,6 +336,8 @@ class CapsuleManager:
         if record.status in ("stopping", "stopped"):
             return record
         previous = record.set_status("stopping")
+        if record.boot_scope is not None:
+            record.boot_scope.cancel()  # the boot gives the lock up at once
         self.tg.start_soon(self._destroy, record, principal, previous)
         return record
 
@@ -354,6 +360,8 @@ class CapsuleManager:
             async with anyio.create_task_group() as tg:
                 for record in list(self.capsules.values()):
                     if record.status not in ("stopped",):
+                        if record.boot_scope is not None:
+                            record.boot_scope.cancel()
                         previous = record.set_status("stopping")
                         tg.start_soon(self._destroy, record, None, previous)
             await anyio.to_thread.run_sync(remove_cgroup_parents)
