@@ -77,6 +77,7 @@ class AsyncView:
             return wrap(value, self._portal)
         if isinstance(twin, classmethod | staticmethod):
             twin = twin.__func__
+        twin = getattr(twin, "instance_function", twin)  # class-or-instance methods
         if inspect.iscoroutinefunction(twin):
 
             async def call(*args: Any, **kwargs: Any) -> Any:

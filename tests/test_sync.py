@@ -81,8 +81,8 @@ def test_the_same_scenarios_through_the_sync_api(server: dict[str, str], backend
             seen = b"".join(term)
             assert b"pty-ok" in seen
             assert term.exit_code == 3
-        cap.pause()
-        cap.resume()
+        cap.pause(wait=True)
+        cap.resume(wait=True)
         assert cap.is_running()
         kept = cap.capsule_id
     assert kept not in live(server)

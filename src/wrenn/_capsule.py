@@ -6,7 +6,7 @@ import builtins
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Final, Generic, ParamSpec, Self, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -25,13 +25,98 @@ from ._wait import wait_for_status
 if TYPE_CHECKING:
     from ._client import AsyncWrennClient
 
-__all__ = ["AsyncCapsule", "capsule_scope"]
+__all__ = ["AsyncCapsule", "DualMethod", "capsule_scope"]
 
 log = logging.getLogger("wrenn")
 
 CLEANUP_TIMEOUT: Final = 30.0
 DEFAULT_WAIT: Final = 60.0
+READY_WAIT: Final = 30.0  # the official wait_ready() default
 C = TypeVar("C", bound="AsyncCapsule")
+P = ParamSpec("P")
+R = TypeVar("R")
+K = TypeVar("K")
+
+
+class DualMethod(Generic[P, R, K]):
+    """The official SDK's class-or-instance methods: ``cap.destroy()`` acts on that
+    capsule, ``Capsule.destroy(capsule_id)`` on a capsule by ID (with a one-off client).
+
+    ``instance_function`` and ``class_function`` are the two forms, each with its own
+    signature (type checkers see the right one for each kind of access).
+    """
+
+    def __init__(self, instance_function: Callable[Concatenate[Any, P], R], class_function: K):
+        self.instance_function = instance_function
+        self.class_function = class_function
+        self.__doc__ = instance_function.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.__name__ = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> K: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> Callable[P, R]: ...
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.class_function
+        return self.instance_function.__get__(obj, owner)
+
+
+def placeholder_info(capsule_id: str) -> Capsule:
+    """A description for a capsule known only by ID (the class-level forms)."""
+    return Capsule(id=capsule_id, status=CapsuleStatus("unknown"))
+
+
+async def _by_id(capsule_id: str, api_key: str | None, base_url: str | None, op: Any) -> Any:
+    from ._client import AsyncWrennClient
+
+    async with AsyncWrennClient(api_key=api_key, base_url=base_url) as client:
+        return await op(AsyncCapsule(client, placeholder_info(capsule_id)))
+
+
+async def destroy_by_id(
+    capsule_id: str,
+    *,
+    wait: bool = False,
+    api_key: str | None = None,
+    base_url: str | None = None,
+) -> None:
+    """Destroy a capsule by ID; with ``wait``, until it is stopped or gone."""
+    await _by_id(capsule_id, api_key, base_url, lambda cap: cap._destroy(wait))
+
+
+async def pause_by_id(
+    capsule_id: str,
+    *,
+    wait: bool = False,
+    api_key: str | None = None,
+    base_url: str | None = None,
+) -> Capsule:
+    """Pause a capsule by ID; with ``wait``, until it is paused."""
+    result: Capsule = await _by_id(capsule_id, api_key, base_url, lambda cap: cap._pause(wait))
+    return result
+
+
+async def resume_by_id(
+    capsule_id: str,
+    *,
+    wait: bool = False,
+    api_key: str | None = None,
+    base_url: str | None = None,
+) -> Capsule:
+    """Resume a capsule by ID; with ``wait``, until it runs."""
+    result: Capsule = await _by_id(capsule_id, api_key, base_url, lambda cap: cap._resume(wait))
+    return result
+
+
+async def get_info_by_id(
+    capsule_id: str, *, api_key: str | None = None, base_url: str | None = None
+) -> Capsule:
+    """The current description of a capsule by ID."""
+    result: Capsule = await _by_id(capsule_id, api_key, base_url, lambda cap: cap._get_info())
+    return result
 
 
 class AsyncCapsule:
@@ -41,6 +126,9 @@ class AsyncCapsule:
     destroyed after it) or ``await client.connect(capsule_id)`` (an existing one, left as
     it is). Not constructed directly.
     """
+
+    capsule_id: str
+    info: Capsule
 
     def __init__(
         self, client: AsyncWrennClient, info: Capsule, *, kernel: str = DEFAULT_KERNEL
@@ -148,16 +236,22 @@ class AsyncCapsule:
         if self._owns_client:
             await self._client.aclose()
 
-    async def get_info(self) -> Capsule:
+    async def _get_info(self) -> Capsule:
         """Fetch the capsule's current description (and keep it in ``info``)."""
         self.info = await self._client.capsules.get(self.capsule_id)
         return self.info
 
-    async def is_running(self) -> bool:
-        return (await self.get_info()).status is CapsuleStatus.RUNNING
+    get_info = DualMethod(_get_info, get_info_by_id)
 
-    async def wait_ready(self, timeout: float = DEFAULT_WAIT) -> Capsule:
-        """Wait until the capsule runs (polling with backoff); see :func:`wait_for_status`."""
+    async def is_running(self) -> bool:
+        return (await self._get_info()).status is CapsuleStatus.RUNNING
+
+    async def wait_ready(self, timeout: float = READY_WAIT) -> Capsule:
+        """Wait until the capsule runs (polling with backoff); see :func:`wait_for_status`.
+
+        Raises :class:`WrennTimeoutError` (a ``TimeoutError``) when it does not run in
+        time and :class:`WrennCapsuleFailedError` (a ``RuntimeError``) when it failed.
+        """
         found = await wait_for_status(
             self._client.capsules, self.capsule_id, CapsuleStatus.RUNNING, timeout=timeout
         )
@@ -169,7 +263,8 @@ class AsyncCapsule:
         """Reset the inactivity timer."""
         await self._client.capsules.ping(self.capsule_id)
 
-    async def pause(self, *, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Capsule:
+    async def _pause(self, wait: bool = False, *, timeout: float = DEFAULT_WAIT) -> Capsule:
+        """Pause the capsule; with ``wait``, until it is paused."""
         self.info = await self._client.capsules.pause(self.capsule_id)
         if wait:
             found = await wait_for_status(
@@ -179,13 +274,18 @@ class AsyncCapsule:
             self.info = found
         return self.info
 
-    async def resume(self, *, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Capsule:
+    pause = DualMethod(_pause, pause_by_id)
+
+    async def _resume(self, wait: bool = False, *, timeout: float = DEFAULT_WAIT) -> Capsule:
+        """Resume the capsule; with ``wait``, until it runs."""
         self.info = await self._client.capsules.resume(self.capsule_id)
         if wait:
             await self.wait_ready(timeout)
         return self.info
 
-    async def destroy(self, *, wait: bool = True, timeout: float = DEFAULT_WAIT) -> None:
+    resume = DualMethod(_resume, resume_by_id)
+
+    async def _destroy(self, wait: bool = False, *, timeout: float = DEFAULT_WAIT) -> None:
         """Destroy the capsule; with ``wait``, until it is stopped (or gone)."""
         await self._client.capsules.destroy(self.capsule_id)
         if wait:
@@ -198,8 +298,13 @@ class AsyncCapsule:
                 fail_on=(CapsuleStatus.ERROR,),
             )
 
-    async def create_snapshot(self, name: str | None = None) -> PendingSnapshot:
-        return await self._client.snapshots.create(self.capsule_id, name=name)
+    destroy = DualMethod(_destroy, destroy_by_id)
+
+    async def create_snapshot(
+        self, name: str | None = None, overwrite: bool = False
+    ) -> PendingSnapshot:
+        """Snapshot the capsule as a template; see :meth:`AsyncSnapshots.create`."""
+        return await self._client.snapshots.create(self.capsule_id, name=name, overwrite=overwrite)
 
     # --- code runner (capsules running Jupyter, e.g. the code-runner-beta template) ---
 
@@ -255,7 +360,6 @@ class AsyncCapsule:
     def pty(
         self,
         cmd: str = "/bin/bash",
-        *,
         args: Sequence[str] | None = None,
         cols: int = 80,
         rows: int = 24,
