@@ -152,7 +152,7 @@ async def test_waiting_reports_failed_capsules(client: AsyncWrennClient) -> None
 async def _until(term: AsyncPtySession, needle: bytes) -> bytes:
     seen = b""
     with anyio.fail_after(10):
-        async for data in term:
+        async for data in term.output():
             seen += data
             if needle in seen:
                 return seen

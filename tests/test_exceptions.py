@@ -122,7 +122,7 @@ def test_str_repr_and_pickle() -> None:
         pickle.dumps(E.WrennHostHasCapsulesError("x", status_code=409, capsule_ids=("cl-1",)))
     )
     assert hosts.capsule_ids == ("cl-1",)
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="sandbox_ids"):
         assert hosts.sandbox_ids == ["cl-1"]
 
 

@@ -78,7 +78,7 @@ def test_the_same_scenarios_through_the_sync_api(server: dict[str, str], backend
             assert b"".join(chunks) == b"sync"
         with cap.pty("/bin/sh") as term:
             term.write("echo pty-ok; exit 3\n")
-            seen = b"".join(term)
+            seen = b"".join(term.output())
             assert b"pty-ok" in seen
             assert term.exit_code == 3
         cap.pause(wait=True)

@@ -6,7 +6,18 @@ import builtins
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Concatenate, Final, Generic, ParamSpec, Self, TypeVar, overload
+from types import TracebackType
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Final,
+    Generic,
+    ParamSpec,
+    Self,
+    TypeVar,
+    overload,
+)
 
 import anyio
 import anyio.abc
@@ -137,14 +148,17 @@ class AsyncCapsule:
         self._owns_client = False
         self.info = info
         self.capsule_id = info.id
-        self.commands = AsyncCommands(client.processes, info.id)
-        self.files = AsyncCapsuleFiles(client.files, client._http, info.id)
+        self.commands = AsyncCommands(client.processes, info.id, owner=lambda: self._services)
+        self.files = AsyncCapsuleFiles(
+            client.files, client._http, info.id, owner=lambda: self._services
+        )
         self.git = AsyncGit(self)
         self.code = AsyncCodeRunner(self, kernel=kernel)
         self.detached = False
         # the task group of the capsule's scope (None outside `client.capsule()`): long-
         # lived connections such as kernel WebSockets run there and end with the scope
         self._services: anyio.abc.TaskGroup | None = None
+        self._own_services: anyio.abc.TaskGroup | None = None  # opened by __aenter__
 
     def __repr__(self) -> str:
         return f"<AsyncCapsule {self.capsule_id} {self.info.status}>"
@@ -220,11 +234,27 @@ class AsyncCapsule:
             return await client.capsules.list()
 
     async def __aenter__(self) -> AsyncCapsule:
+        """The block is the capsule's scope: streams iterated directly and kernel
+        connections run in it and end with it."""
+        if self._services is None:
+            services = anyio.create_task_group()
+            await services.__aenter__()
+            self._own_services = self._services = services
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
         """Destroy the capsule (unless detached) and close a client it owns; shielded
         and bounded like every clean-up."""
+        services, self._own_services = self._own_services, None
+        if services is not None:
+            self._services = None
+            services.cancel_scope.cancel()
+            await services.__aexit__(None, None, None)
         if not self.detached:
             await destroy_quietly(self._client, self.capsule_id)
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):

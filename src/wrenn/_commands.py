@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+import abc
 import builtins
 import inspect
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Final, Literal, final, overload
+from types import TracebackType
+from typing import Any, Final, Generic, Literal, TypeVar, final, overload
 
 import anyio
+import anyio.abc
 import attrs
 
 from ._exceptions import WrennError, WrennTimeoutError
 from ._models import CommandResult, ProcessInfo
 from ._resources import AsyncProcesses
 from ._resources.streams import ExecStream
-from ._stream_protocol import StreamStderr, StreamStdout
+from ._stream_protocol import StreamEvent, StreamStderr, StreamStdout
 
-__all__ = ["AsyncCommands", "CommandExitError", "CommandHandle"]
+__all__ = [
+    "AsyncCommands",
+    "CommandExitError",
+    "CommandHandle",
+    "ScopedIterable",
+    "StreamErrorEvent",
+    "StreamHandle",
+]
+
+S = TypeVar("S", bound=AsyncIterator[Any])
+T = TypeVar("T")
+
+STREAM_BUFFER: Final = 256  # events a directly iterated stream holds for a slow reader
 
 OutputCallback = Callable[[str], Awaitable[None] | None]
 DEFAULT_TIMEOUT: Final = 30
@@ -51,19 +66,170 @@ async def _call(callback: OutputCallback | None, data: str) -> None:
         await result
 
 
+@attrs.frozen
+class StreamErrorEvent:
+    """The official SDK's in-band error event. This SDK never yields it: an in-band
+    error raises the matching :class:`WrennError` instead (the class exists so that
+    code importing it keeps working)."""
+
+    data: str = ""
+    type: str = "error"
+
+
+@attrs.frozen
+class _Failure:
+    error: BaseException
+
+
+@final
+class ScopedIterable(Generic[S, T]):
+    """A connection you can enter or iterate directly: what ``commands.stream()``,
+    ``commands.connect()`` and ``files.download_stream()`` return.
+
+    Either enter it (``async with cap.commands.stream(cmd) as run: async for event in
+    run``), which ties the connection to your block, or iterate it directly as in the
+    official SDK (``async for event in cap.commands.stream(cmd)``). A directly iterated
+    one runs in the capsule's scope (``client.capsule()``, or ``async with`` an
+    official ``AsyncCapsule``) and is closed when iteration ends or fails, when you call
+    :meth:`aclose`, and at the latest when that scope ends. Outside any scope it runs in
+    the iterating task: iterate it to the end, or call :meth:`aclose` if you stop early.
+    """
+
+    def __init__(
+        self,
+        opener: Callable[[], AbstractAsyncContextManager[S]],
+        owner: Callable[[], anyio.abc.TaskGroup | None],
+    ) -> None:
+        self._opener = opener
+        self._owner = owner
+        self._cm: AbstractAsyncContextManager[S] | None = None
+        self._stream: S | None = None
+        self._receive: Any = None
+        self._scope: anyio.CancelScope | None = None
+        self._started = False
+        self._done = False
+
+    # --- as a context manager (the recommended form) ---------------------------------
+
+    async def __aenter__(self) -> S:
+        if self._started:
+            raise WrennError("this stream is already open")
+        self._started = True
+        self._cm = self._opener()
+        return await self._cm.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        cm, self._cm = self._cm, None
+        self._done = True
+        if cm is None:
+            return None
+        return await cm.__aexit__(exc_type, exc, tb)
+
+    # --- iterated directly (the official SDK's form) ---------------------------------
+
+    def __aiter__(self) -> ScopedIterable[S, T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._done:
+            raise StopAsyncIteration
+        if not self._started:
+            await self._begin()
+        try:
+            if self._receive is not None:
+                try:
+                    item = await self._receive.receive()
+                except anyio.EndOfStream:
+                    raise StopAsyncIteration from None
+                if isinstance(item, _Failure):
+                    raise item.error
+                event: T = item
+                return event
+            assert self._stream is not None
+            value: T = await self._stream.__anext__()
+            return value
+        except BaseException as exc:
+            await self._finish(exc)
+            raise
+
+    async def _begin(self) -> None:
+        self._started = True
+        services = self._owner()
+        if services is not None:
+            self._receive = await services.start(self._pump)
+        else:
+            self._cm = self._opener()
+            self._stream = await self._cm.__aenter__()
+
+    async def _pump(self, *, task_status: anyio.abc.TaskStatus[Any]) -> None:
+        """A task of the capsule's scope: the connection, and its events handed over
+        through a bounded buffer (a slow reader slows the server down)."""
+        send, receive = anyio.create_memory_object_stream[Any](STREAM_BUFFER)
+        with anyio.CancelScope() as scope, send:
+            self._scope = scope
+            task_status.started(receive)
+            try:
+                async with self._opener() as stream:
+                    async for event in stream:
+                        await send.send(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the reader is gone
+            except Exception as exc:  # handed to the reader, never to the scope
+                try:
+                    await send.send(_Failure(exc))
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+
+    async def _finish(self, exc: BaseException | None = None) -> None:
+        self._done = True
+        if self._scope is not None:
+            self._scope.cancel()
+        if self._receive is not None:
+            self._receive.close()
+        cm, self._cm = self._cm, None
+        if cm is not None:
+            with anyio.CancelScope(shield=True):
+                if exc is None or isinstance(exc, StopAsyncIteration):
+                    await cm.__aexit__(None, None, None)
+                else:
+                    await cm.__aexit__(type(exc), exc, exc.__traceback__)
+
+    async def aclose(self) -> None:
+        """Close a directly iterated stream (safe to call twice)."""
+        if not self._done:
+            await self._finish()
+
+
+StreamHandle = ScopedIterable[ExecStream, StreamEvent]
+
+
 @final
 @attrs.frozen
-class CommandHandle:
-    """A background process: its ``pid`` and ``tag``, and ways to follow or stop it."""
+class CommandHandle(abc.ABC):
+    """A background process: its ``pid`` and ``tag``, and ways to follow or stop it.
+
+    (An ABC only so that the sync handle is registered as one: a background run returns
+    a ``CommandHandle`` in both APIs, as in the official SDK.)
+    """
 
     pid: int
     tag: str
     capsule_id: str
-    _processes: AsyncProcesses = attrs.field(repr=False, alias="_processes")
+    _processes: AsyncProcesses | None = attrs.field(default=None, repr=False, alias="_processes")
+
+    def _require(self) -> AsyncProcesses:
+        if self._processes is None:
+            raise WrennError("this handle was built by hand: get one from commands.run()")
+        return self._processes
 
     def stream(self) -> AbstractAsyncContextManager[ExecStream]:
         """Its output from now on (no replay of earlier output), then ``exit``."""
-        return self._processes.attach(self.capsule_id, self.tag)
+        return self._require().attach(self.capsule_id, self.tag)
 
     async def wait(self) -> int:
         """Wait for the process to end; return its exit code (-1 when killed)."""
@@ -71,16 +237,22 @@ class CommandHandle:
             return await run.wait()
 
     async def kill(self, *, signal: Literal["SIGKILL", "SIGTERM"] = "SIGKILL") -> None:
-        await self._processes.kill(self.capsule_id, self.tag, signal=signal)
+        await self._require().kill(self.capsule_id, self.tag, signal=signal)
 
 
 @final
 class AsyncCommands:
     """Reached as ``capsule.commands``."""
 
-    def __init__(self, processes: AsyncProcesses, capsule_id: str) -> None:
+    def __init__(
+        self,
+        processes: AsyncProcesses,
+        capsule_id: str,
+        owner: Callable[[], anyio.abc.TaskGroup | None] = lambda: None,
+    ) -> None:
         self._processes = processes
         self._capsule_id = capsule_id
+        self._owner = owner  # the task group of the capsule's scope, if any
 
     @overload
     async def run(
@@ -91,7 +263,7 @@ class AsyncCommands:
         background: Literal[False] = ...,
         envs: Mapping[str, str] | None = ...,
         cwd: str | None = ...,
-        timeout: int = ...,
+        timeout: int | None = ...,
         tag: str | None = ...,
         on_stdout: OutputCallback | None = ...,
         on_stderr: OutputCallback | None = ...,
@@ -107,7 +279,7 @@ class AsyncCommands:
         background: Literal[True],
         envs: Mapping[str, str] | None = ...,
         cwd: str | None = ...,
-        timeout: int = ...,
+        timeout: int | None = ...,
         tag: str | None = ...,
         on_stdout: OutputCallback | None = ...,
         on_stderr: OutputCallback | None = ...,
@@ -122,7 +294,7 @@ class AsyncCommands:
         background: bool = False,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
-        timeout: int = DEFAULT_TIMEOUT,
+        timeout: int | None = DEFAULT_TIMEOUT,
         tag: str | None = None,
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
@@ -135,7 +307,8 @@ class AsyncCommands:
         it is killed and :class:`WrennTimeoutError` (streaming) or :class:`WrennAgentError`
         (plain) is raised. ``on_stdout``/``on_stderr`` (plain or async callables) get the
         output as it arrives; the command then streams over a WebSocket. ``check=True``
-        raises :class:`CommandExitError` on a non-zero exit.
+        raises :class:`CommandExitError` on a non-zero exit. ``timeout=None`` sets no
+        limit.
 
         Cancellation abandons the wait; the command may keep running in the capsule
         (streamed runs are killed on cancellation, plain ones cannot be reached).
@@ -169,7 +342,7 @@ class AsyncCommands:
         argv: list[str],
         envs: Mapping[str, str] | None,
         cwd: str | None,
-        timeout: int,
+        timeout: int | None,
         on_stdout: OutputCallback | None,
         on_stderr: OutputCallback | None,
     ) -> CommandResult:
@@ -214,23 +387,30 @@ class AsyncCommands:
     def stream(
         self,
         cmd: str,
-        *,
         args: Sequence[str] | None = None,
+        *,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
-    ) -> AbstractAsyncContextManager[ExecStream]:
-        """``async with cap.commands.stream("make") as run: async for event in run``.
+    ) -> StreamHandle:
+        """``async with cap.commands.stream("make") as run: async for event in run``
+        (or ``async for event in cap.commands.stream("make")``; see :class:`StreamHandle`).
 
         Events are StreamStart, StreamStdout, StreamStderr, then StreamExit; a stream that
         ends before ``exit`` raises. Leaving the block early detaches (the process keeps
         running); output is buffered up to a bound, then the server is slowed down.
         """
         program, argv = _argv(cmd, args)
-        return self._processes.stream(self._capsule_id, program, args=argv, envs=envs, cwd=cwd)
+        return StreamHandle(
+            lambda: self._processes.stream(
+                self._capsule_id, program, args=argv, envs=envs, cwd=cwd
+            ),
+            self._owner,
+        )
 
-    def connect(self, selector: int | str) -> AbstractAsyncContextManager[ExecStream]:
-        """Follow a running process by pid or tag (output from now on)."""
-        return self._processes.attach(self._capsule_id, selector)
+    def connect(self, selector: int | str) -> StreamHandle:
+        """Follow a running process by pid or tag (output from now on); enter it or
+        iterate it directly, like :meth:`stream`."""
+        return StreamHandle(lambda: self._processes.attach(self._capsule_id, selector), self._owner)
 
     async def list(self) -> builtins.list[ProcessInfo]:
         return await self._processes.list(self._capsule_id)

@@ -23,7 +23,7 @@ Every exception the SDK raises derives from :class:`WrennError`::
     │   └── WrennConnectionError        connect failure, reset, broken stream
     │       └── WrennWebSocketClosedError    a WebSocket ended (.close_code, .reason, .ok)
     ├── WrennFanOutError                (also ExceptionGroup) jobs of client.map failed
-    ├── WrennCapsuleFailedError         (also RuntimeError) a capsule ended up error/stopped/missing while awaited
+    ├── WrennCapsuleFailedError         (also RuntimeError) a capsule failed while awaited
     ├── WrennTimeoutError               (also TimeoutError) a deadline passed
     └── WrennProtocolError              the peer sent something we cannot understand
 

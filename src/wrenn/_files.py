@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import builtins
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import BinaryIO, Final, Literal, final, overload
 
 import anyio
+import anyio.abc
 
+from ._commands import ScopedIterable
 from ._exceptions import (
     WrennConflictError,
     WrennError,
@@ -70,10 +72,17 @@ class _ResponseChunks:
 class AsyncCapsuleFiles:
     """Reached as ``capsule.files``. Relative paths and ``~`` resolve in the user's home."""
 
-    def __init__(self, files: AsyncFiles, http: HTTPTransport, capsule_id: str) -> None:
+    def __init__(
+        self,
+        files: AsyncFiles,
+        http: HTTPTransport,
+        capsule_id: str,
+        owner: Callable[[], anyio.abc.TaskGroup | None] = lambda: None,
+    ) -> None:
         self._files = files
         self._http = http
         self._capsule_id = capsule_id
+        self._owner = owner  # the task group of the capsule's scope, if any
 
     @overload
     async def read(self, path: str, *, format: Literal["text"] = ...) -> str: ...
@@ -179,6 +188,14 @@ class AsyncCapsuleFiles:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await chunks.aclose()
 
+    def download_stream(
+        self, path: str, *, chunk_size: int = 256 * 1024
+    ) -> ScopedIterable[AsyncIterator[bytes], bytes]:
+        """The official SDK's form of :meth:`read_stream`: ``async for chunk in
+        cap.files.download_stream(path)`` (closed when the loop ends, fails or the
+        capsule's scope ends; see :class:`ScopedIterable`). ``async with`` works too."""
+        return ScopedIterable(lambda: self.read_stream(path, chunk_size=chunk_size), self._owner)
+
     async def write_many(self, files: Mapping[str, WriteData], *, concurrency: int = 8) -> None:
         """Write several files at once, at most ``concurrency`` transfers in flight.
 
@@ -200,7 +217,7 @@ class AsyncCapsuleFiles:
         if failures:
             raise WrennFanOutError(f"{len(failures)} of {len(files)} writes failed", failures)
 
-    async def list(self, path: str = ".", *, depth: int = 1) -> builtins.list[FileEntry]:
+    async def list(self, path: str = ".", depth: int = 1) -> builtins.list[FileEntry]:
         return await self._files.list(self._capsule_id, path, depth=depth)
 
     async def make_dir(self, path: str, *, exist_ok: bool = True) -> FileEntry:

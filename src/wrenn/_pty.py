@@ -1,26 +1,62 @@
 """PTY sessions: an interactive terminal in a capsule over one WebSocket (PROTOCOL §9).
 
 ``async with cap.pty() as term:`` starts a shell; ``await term.write(b"ls\\n")`` types;
-``async for data in term`` yields the terminal's output bytes and ends when the process
-exits (``term.exit_code`` is then set). The server's keepalive pings are answered for you.
-Leaving the block closes the WebSocket only: the process keeps running and
-``cap.pty_connect(term.tag)`` reattaches (``term.kill()`` ends it).
+``async for data in term.output()`` yields the terminal's output bytes and ends when the
+process exits (``term.exit_code`` is then set); ``async for event in term`` yields
+:class:`PtyEvent` objects as the official SDK does (output, ping, exit, ...). The
+server's keepalive pings are answered for you. Leaving the ``cap.pty()`` block closes the
+WebSocket only: the process keeps running and ``cap.pty_connect(term.tag)`` reattaches
+(``term.kill()`` ends it). ``async with term:`` (the session's own block, as in the
+official SDK) kills the process when it ends.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, final
+from types import TracebackType
+from typing import Any, Final, final
 
-from ._exceptions import WrennValidationError, WrennWebSocketClosedError
+import anyio
+import attrs
+
+from ._exceptions import WrennError, WrennValidationError, WrennWebSocketClosedError
 from ._http import HTTPTransport, api_path
+from ._models.base import WireModel
+from ._models.enums import LenientStrEnum
 from ._resources.streams import open_stream
 from ._stream_protocol import in_band_error
 from ._ws import WebSocket
 
-__all__ = ["AsyncPtySession", "open_pty"]
+__all__ = ["AsyncPtySession", "PtyEvent", "PtyEventType", "PtyOutput", "open_pty"]
+
+KILL_TIMEOUT: Final = 5.0
+
+
+class PtyEventType(LenientStrEnum):
+    """Kinds of terminal events (unknown kinds are kept, never an error)."""
+
+    started = "started"
+    output = "output"
+    exit = "exit"
+    error = "error"
+    ping = "ping"
+
+
+@attrs.frozen
+class PtyEvent(WireModel):
+    """One terminal event: ``output`` (``data`` is bytes), ``ping`` (already answered),
+    ``exit`` (``exit_code``), a non-fatal ``error`` (``data`` is its text), ``started``
+    (``pid``, ``tag``). A fatal error raises instead of arriving as an event."""
+
+    type: PtyEventType
+    pid: int | None = None
+    tag: str | None = None
+    data: bytes | str | None = None
+    exit_code: int | None = None
+    fatal: bool | None = None
 
 
 @final
@@ -46,37 +82,85 @@ class AsyncPtySession:
         """SIGKILL the terminal's process; iteration then ends with ``exit_code`` -1."""
         await self._ws.send_text(json.dumps({"type": "kill"}))
 
+    async def __aenter__(self) -> AsyncPtySession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """The session's own block (official SDK): kill the process, close the socket."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(KILL_TIMEOUT):
+            if self.exit_code is None and not self._ws.closed:
+                try:
+                    await self.kill()
+                except WrennError:
+                    pass  # already gone
+            await self._ws.aclose()
+
     def __aiter__(self) -> AsyncPtySession:
         return self
 
-    async def __anext__(self) -> bytes:
-        """The next chunk of output. Ends after ``exit``; raises if the connection ends
-        first, or on a fatal error frame. Waits without its own deadline."""
-        while self.exit_code is None:
-            try:
-                message = await self._ws.receive()
-            except WrennWebSocketClosedError as exc:
-                raise WrennWebSocketClosedError(
-                    exc.close_code, "terminal connection ended before the process exited"
-                ) from exc
-            if isinstance(message, bytes):
-                return message
-            frame = _json(message)
-            kind = frame.get("type") or "ping"
-            if kind == "ping":
-                await self._ws.send_text('{"type":"pong"}')
-            elif kind == "exit":
-                code = frame.get("exit_code")
-                self.exit_code = code if isinstance(code, int) else -1
-            elif kind == "error" and frame.get("fatal"):
-                raise in_band_error(str(frame.get("data") or "pty error"))
-            elif kind == "output" and isinstance(frame.get("data"), str):  # 0.2-era servers
-                import base64
+    async def __anext__(self) -> PtyEvent:
+        """The next event (official SDK form). Ends after ``exit``; raises if the
+        connection ends first, or on a fatal error. Waits without its own deadline."""
+        event = await self._next_event()
+        if event is None:
+            raise StopAsyncIteration
+        return event
 
-                return base64.b64decode(frame["data"])
-        raise StopAsyncIteration
+    def output(self) -> PtyOutput:
+        """The terminal's output as bytes, until the process exits::
 
-    def take_ready(self, limit: int) -> list[bytes]:
+        async for chunk in term.output(): ...
+        """
+        return PtyOutput(self)
+
+    async def _next_event(self) -> PtyEvent | None:
+        if self.exit_code is not None:
+            return None
+        try:
+            message = await self._ws.receive()
+        except WrennWebSocketClosedError as exc:
+            raise WrennWebSocketClosedError(
+                exc.close_code, "terminal connection ended before the process exited"
+            ) from exc
+        if isinstance(message, bytes):
+            return PtyEvent(type=PtyEventType.output, data=message)
+        frame = _json(message)
+        kind = frame.get("type") or "ping"
+        if kind == "ping":
+            await self._ws.send_text('{"type":"pong"}')
+            return PtyEvent(type=PtyEventType.ping)
+        if kind == "exit":
+            code = frame.get("exit_code")
+            self.exit_code = code if isinstance(code, int) else -1
+            return PtyEvent(type=PtyEventType.exit, exit_code=self.exit_code)
+        if kind == "error":
+            text = str(frame.get("data") or "pty error")
+            if frame.get("fatal"):
+                raise in_band_error(text)
+            return PtyEvent(type=PtyEventType.error, data=text, fatal=False)
+        if kind == "output":  # 0.2-era servers send base64 text frames
+            data = frame.get("data")
+            return PtyEvent(
+                type=PtyEventType.output,
+                data=base64.b64decode(data) if isinstance(data, str) else None,
+            )
+        if kind == "started":
+            pid = frame.get("pid")
+            self.pid = pid if isinstance(pid, int) else self.pid
+            self.tag = frame.get("tag") or self.tag
+            return PtyEvent(type=PtyEventType.started, pid=self.pid, tag=self.tag)
+        return PtyEvent(type=PtyEventType(str(kind)))
+
+    def take_ready(self, limit: int) -> list[PtyEvent]:
+        """Output events already received, without waiting (for batching)."""
+        return [PtyEvent(type=PtyEventType.output, data=d) for d in self._take_output(limit)]
+
+    def _take_output(self, limit: int) -> list[bytes]:
         """Output chunks already received, without waiting (control frames are left for
         the next ``__anext__``, which answers pings)."""
         out: list[bytes] = []
@@ -92,6 +176,28 @@ class AsyncPtySession:
             pass
         assert self.exit_code is not None
         return self.exit_code
+
+
+@final
+class PtyOutput:
+    """A terminal's output bytes (see :meth:`AsyncPtySession.output`)."""
+
+    def __init__(self, session: AsyncPtySession) -> None:
+        self._session = session
+
+    def __aiter__(self) -> PtyOutput:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            event = await self._session._next_event()
+            if event is None:
+                raise StopAsyncIteration
+            if event.type is PtyEventType.output and isinstance(event.data, bytes):
+                return event.data
+
+    def take_ready(self, limit: int) -> list[bytes]:
+        return self._session._take_output(limit)
 
 
 def _json(text: str) -> dict[str, Any]:

@@ -104,6 +104,9 @@ class SyncCommandHandle(Facet[CommandHandle]):
         return Stream(self._runner, self._async.stream)
 
 
+CommandHandle.register(SyncCommandHandle)  # a background run returns a CommandHandle
+
+
 @final
 class Commands(Facet[AsyncCommands]):
     """``capsule.commands`` for synchronous code (same names and arguments as async)."""
@@ -119,7 +122,7 @@ class Commands(Facet[AsyncCommands]):
         background: Literal[False] = ...,
         envs: Mapping[str, str] | None = ...,
         cwd: str | None = ...,
-        timeout: int = ...,
+        timeout: int | None = ...,
         tag: str | None = ...,
         on_stdout: Callable[[str], Any] | None = ...,
         on_stderr: Callable[[str], Any] | None = ...,
@@ -135,7 +138,7 @@ class Commands(Facet[AsyncCommands]):
         background: Literal[True],
         envs: Mapping[str, str] | None = ...,
         cwd: str | None = ...,
-        timeout: int = ...,
+        timeout: int | None = ...,
         tag: str | None = ...,
         on_stdout: Callable[[str], Any] | None = ...,
         on_stderr: Callable[[str], Any] | None = ...,
@@ -150,7 +153,7 @@ class Commands(Facet[AsyncCommands]):
         background: bool = False,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
-        timeout: int = 30,
+        timeout: int | None = 30,
         tag: str | None = None,
         on_stdout: Callable[[str], Any] | None = None,
         on_stderr: Callable[[str], Any] | None = None,
@@ -184,8 +187,8 @@ class Commands(Facet[AsyncCommands]):
     def stream(
         self,
         cmd: str,
-        *,
         args: Sequence[str] | None = None,
+        *,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
     ) -> Stream:

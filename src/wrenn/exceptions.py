@@ -29,7 +29,6 @@ from ._exceptions import WrennTransportError as WrennTransportError
 from ._exceptions import WrennUnavailableError as WrennUnavailableError
 from ._exceptions import WrennValidationError as WrennValidationError
 from ._exceptions import WrennWebSocketClosedError as WrennWebSocketClosedError
-
 from ._exceptions import error_from_response as _error_from_response
 
 __all__ = [

@@ -83,7 +83,7 @@ class CapsuleMetrics(WireModel):
     """Resource samples of one capsule over ``range`` (e.g. ``"10m"``)."""
 
     capsule_id: str
-    range: Range = attrs.field(default="", converter=Range)
+    range: Range = attrs.field(default=Range(""), converter=Range)
     points: list[MetricPoint] = attrs.field(factory=list)
 
     @property
@@ -118,7 +118,7 @@ class StatsSeries(WireModel):
 class CapsuleStats(WireModel):
     """Team-wide capsule counts and reservations: now, peaks, and a time series."""
 
-    range: Range = attrs.field(default="", converter=Range)
+    range: Range = attrs.field(default=Range(""), converter=Range)
     current: StatsCurrent = attrs.field(factory=StatsCurrent)
     peaks: StatsPeaks = attrs.field(factory=StatsPeaks)
     series: StatsSeries = attrs.field(factory=StatsSeries)

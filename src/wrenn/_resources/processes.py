@@ -24,6 +24,7 @@ __all__ = ["AsyncProcesses"]
 
 DEFAULT_COMMAND_TIMEOUT: Final = 30
 HTTP_SLACK: Final = 10.0  # the HTTP deadline exceeds the command's own by this much
+NO_LIMIT: Final = 86400.0  # "no timeout": a day, so a lost connection still ends the call
 
 
 def _exec_body(
@@ -91,7 +92,7 @@ class AsyncProcesses:
         args: Sequence[str] | None = None,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
-        timeout_sec: int = DEFAULT_COMMAND_TIMEOUT,
+        timeout_sec: int | None = DEFAULT_COMMAND_TIMEOUT,
     ) -> CommandResult:
         """``POST /v1/capsules/{id}/exec``: run a command and wait for it to finish.
 
@@ -99,16 +100,21 @@ class AsyncProcesses:
         :class:`WrennAgentError`); the HTTP call is bounded ``10`` s beyond that. The call
         is never retried once it may have reached the server (the command could run
         twice). Cancelling it abandons the answer; the command may still run to its end.
+        ``timeout_sec=None`` sends no limit (the server's own applies) and waits as long
+        as the command runs.
         """
-        if not isinstance(timeout_sec, int) or isinstance(timeout_sec, bool) or timeout_sec < 1:
+        if timeout_sec is not None and (
+            not isinstance(timeout_sec, int) or isinstance(timeout_sec, bool) or timeout_sec < 1
+        ):
             raise WrennValidationError("timeout_sec must be a positive integer")
         body = _exec_body(cmd, args, envs, cwd)
-        body["timeout_sec"] = timeout_sec
+        if timeout_sec is not None:
+            body["timeout_sec"] = timeout_sec
         resp = await self._http.request(
             "POST",
             api_path("capsules", capsule_id, "exec"),
             json_body=body,
-            timeout=timeout_sec + HTTP_SLACK,
+            timeout=NO_LIMIT if timeout_sec is None else timeout_sec + HTTP_SLACK,
         )
         return decode_output(response_json(resp, what="exec"))
 
