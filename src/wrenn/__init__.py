@@ -30,6 +30,8 @@ from ._code_models import Result as Result
 from ._commands import AsyncCommands as AsyncCommands
 from ._commands import CommandExitError as CommandExitError
 from ._commands import CommandHandle as CommandHandle
+from ._commands import ScopedIterable as ScopedIterable
+from ._commands import StreamErrorEvent as StreamErrorEvent
 from ._config import ClientConfig as ClientConfig
 from ._config import Secret as Secret
 from ._files import AsyncCapsuleFiles as AsyncCapsuleFiles
@@ -40,8 +42,13 @@ from ._git import GitBranch as GitBranch
 from ._git import GitCommandError as GitCommandError
 from ._git import GitError as GitError
 from ._git import GitStatus as GitStatus
+from ._models import CommandResult as CommandResult
+from ._models import FileEntry as FileEntry
+from ._models import ProcessInfo as ProcessInfo
 from ._pool import CapsulePool as CapsulePool
 from ._pty import AsyncPtySession as AsyncPtySession
+from ._pty import PtyEvent as PtyEvent
+from ._pty import PtyEventType as PtyEventType
 from ._resources.streams import ExecStream as ExecStream
 from ._stream_protocol import StreamEvent as StreamEvent
 from ._stream_protocol import StreamExit as StreamExit
@@ -105,10 +112,12 @@ __all__ = [
     "CodeStdout",
     "CommandExitError",
     "CommandHandle",
+    "CommandResult",
     "Commands",
     "ExecStream",
     "Execution",
     "ExecutionError",
+    "FileEntry",
     "FileStatus",
     "Git",
     "GitAuthError",
@@ -117,10 +126,15 @@ __all__ = [
     "GitError",
     "GitStatus",
     "Logs",
+    "ProcessInfo",
+    "PtyEvent",
+    "PtyEventType",
     "PtySession",
     "Result",
+    "ScopedIterable",
     "Secret",
     "Stream",
+    "StreamErrorEvent",
     "StreamEvent",
     "StreamExit",
     "StreamExitEvent",
@@ -178,7 +192,10 @@ for _name in (
     "Execution",
     "ExecutionError",
     "Logs",
+    "PtyEvent",
+    "PtyEventType",
     "Result",
+    "ScopedIterable",
     "CodeRunner",
     "SyncCodeRun",
     "AsyncGit",
@@ -223,3 +240,20 @@ for _name in (
             pass
     _obj.__module__ = __name__
 del _name, _obj
+
+
+def __getattr__(name: str) -> type:
+    """The official SDK's deprecated aliases (a FutureWarning on first use)."""
+    import warnings
+
+    aliases = {"Sandbox": Capsule, "WrennHostHasSandboxesError": WrennHostHasCapsulesError}
+    if name in aliases:
+        target = aliases[name]
+        warnings.warn(
+            f"{name!r} is deprecated, use {target.__name__!r} instead",
+            FutureWarning,
+            stacklevel=2,
+        )
+        globals()[name] = target
+        return target
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -341,15 +341,15 @@ class AsyncCapsule:
     async def run_code(
         self,
         code: str,
-        *,
         language: str = "python",
-        context: CodeContext | str | None = None,
         timeout: float = 30.0,
         jupyter_timeout: float = 30.0,
+        on_result: Callable[[Result], Awaitable[None] | None] | None = None,
         on_stdout: Callable[[str], Awaitable[None] | None] | None = None,
         on_stderr: Callable[[str], Awaitable[None] | None] | None = None,
-        on_result: Callable[[Result], Awaitable[None] | None] | None = None,
         on_error: Callable[[ExecutionError], Awaitable[None] | None] | None = None,
+        *,
+        context: CodeContext | str | None = None,
     ) -> Execution:
         """Run ``code`` in the capsule's Jupyter kernel; see :meth:`AsyncCodeRunner.run`."""
         return await self.code.run(

@@ -220,6 +220,18 @@ class AsyncCodeRunner:
         """The kernelspec used for the default context and new contexts."""
         return self._kernel_name
 
+    @property
+    def kernel_id(self) -> str | None:
+        """The default context's kernel ID, once it exists (after the first run)."""
+        return self._default.id if self._default is not None else None
+
+    async def close(self) -> None:
+        """Close the kernel connections this runner holds; the capsule and its kernels
+        stay as they are (the next run connects again)."""
+        async with self._links_lock:
+            for kernel_id in list(self._links):
+                self._drop_link(kernel_id)
+
     # --- running code ------------------------------------------------------------------
 
     async def run(

@@ -63,6 +63,10 @@ class PtyEvent(WireModel):
 class AsyncPtySession:
     """An attached terminal. See the module documentation."""
 
+    tag: str | None
+    pid: int | None
+    exit_code: int | None
+
     def __init__(self, ws: WebSocket, *, tag: str | None, pid: int | None) -> None:
         self._ws = ws
         self.tag = tag

@@ -61,7 +61,7 @@ class AsyncSnapshots:
         return PendingSnapshot(name=name)
 
     async def list(
-        self, *, type: TemplateType | str | None = None, timeout: float | None = None
+        self, type: TemplateType | str | None = None, *, timeout: float | None = None
     ) -> list[Template]:
         """``GET /v1/snapshots``: the team's templates and the platform's, newest first.
 
