@@ -294,3 +294,14 @@ def test_sync_event_stream(server: dict[str, str]) -> None:
             if event.event == "capsule.create":
                 break
         client.capsules.destroy(created.id)
+
+
+def test_class_or_instance_methods_match() -> None:
+    """``destroy``/``pause``/``resume``/``get_info``: both forms, sync and async alike."""
+    for name in ("destroy", "pause", "resume", "get_info"):
+        sync_dual = inspect.getattr_static(wrenn.Capsule, name)
+        async_dual = inspect.getattr_static(AsyncCapsule, name)
+        for form in ("instance_function", "class_function"):
+            s = [p for p in inspect.signature(getattr(sync_dual, form)).parameters if p != "self"]
+            a = [p for p in inspect.signature(getattr(async_dual, form)).parameters if p != "self"]
+            assert [p for p in s if p != "backend"] == a, (name, form)

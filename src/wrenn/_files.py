@@ -11,7 +11,6 @@ from typing import BinaryIO, Final, Literal, final, overload
 import anyio
 import anyio.abc
 
-from ._commands import ScopedIterable
 from ._exceptions import (
     WrennConflictError,
     WrennError,
@@ -23,6 +22,7 @@ from ._http import HTTPTransport, api_path, map_transport_errors
 from ._httpx import httpx
 from ._models import FileEntry
 from ._resources import AsyncFiles
+from ._resources.scoped import ScopedIterable
 
 __all__ = ["AsyncCapsuleFiles", "WriteData"]
 

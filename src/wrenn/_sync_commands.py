@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, final, overload
 
 from ._commands import AsyncCommands, CommandHandle
+from ._exceptions import WrennError, WrennNotFoundError
 from ._models import CommandResult
 from ._portal import PortalRunner
 from ._resources.streams import ExecStream
@@ -28,9 +29,15 @@ class Stream:
     the stream when the block is left.
     """
 
-    def __init__(self, runner: PortalRunner, factory: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        runner: PortalRunner,
+        factory: Callable[[], Any],
+        quiet: tuple[type[WrennError], ...] = (),
+    ) -> None:
         self._runner = runner
         self._factory = factory
+        self._quiet = quiet  # errors that end plain iteration as an empty stream
         self._async: ExecStream | None = None
         self._cm: Any = None
 
@@ -51,8 +58,12 @@ class Stream:
         if self._async is not None:
             yield from self._runner.iterate(self._async)
             return
-        with self as opened:
-            yield from opened._events()
+        try:
+            with self as opened:
+                yield from opened._events()
+        except WrennError as exc:
+            if not isinstance(exc, self._quiet):
+                raise
 
     def _events(self) -> Iterator[StreamEvent]:
         assert self._async is not None, "not open"
@@ -197,7 +208,11 @@ class Commands(Facet[AsyncCommands]):
 
     def connect(self, selector: int | str) -> Stream:
         """Attach to a running process's output by pid or tag."""
-        return Stream(self._runner, lambda: self._async.connect(selector))
+        return Stream(
+            self._runner,
+            lambda: self._async.connect(selector),
+            quiet=(WrennNotFoundError,),  # iterated directly: a process that is gone is empty
+        )
 
     list = blocking(AsyncCommands.list)
     kill = blocking(AsyncCommands.kill)

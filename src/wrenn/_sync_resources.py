@@ -7,11 +7,11 @@ through the client's portal, with the same parameters, errors and retries.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import final
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, final
 
 from ._models import Event
+from ._portal import PortalRunner
 from ._resources.accounts import AsyncAPIKeys, AsyncAuth
 from ._resources.capsules import AsyncCapsules
 from ._resources.events import AsyncEvents
@@ -22,7 +22,17 @@ from ._resources.snapshots import AsyncSnapshots
 from ._sync_adapt import Facet, blocking
 from ._sync_commands import Stream
 
-__all__ = ["APIKeys", "Auth", "Capsules", "Events", "Files", "Hosts", "Processes", "Snapshots"]
+__all__ = [
+    "APIKeys",
+    "Auth",
+    "Capsules",
+    "EventIterator",
+    "Events",
+    "Files",
+    "Hosts",
+    "Processes",
+    "Snapshots",
+]
 
 
 @final
@@ -60,16 +70,41 @@ class Events(Facet[AsyncEvents]):
 
     __slots__ = ()
 
-    @contextmanager
-    def stream(self, *, open_timeout: float | None = None) -> Iterator[Iterator[Event]]:
-        """``with client.events.stream() as events: for event in events``.
+    def stream(self, *, open_timeout: float | None = None) -> EventIterator:
+        """``with client.events.stream() as events: for event in events``, or
+        ``for event in client.events.stream()`` (the official SDK's form).
 
         Each ``next`` waits for the next event with no deadline of its own (Ctrl-C
         cancels the wait); events already received are handed over in one batch.
-        Leaving the block closes the connection.
+        Leaving the block (or the loop) closes the connection.
         """
-        with self._runner.enter(lambda: self._async.stream(open_timeout=open_timeout)) as it:
-            yield self._runner.iterate(it)
+        return EventIterator(self._runner, lambda: self._async.stream(open_timeout=open_timeout))
+
+
+@final
+class EventIterator:
+    """What the sync ``client.events.stream()`` returns: a context manager giving an
+    iterator of events, or an iterable closed when the loop ends or is left."""
+
+    def __init__(self, runner: PortalRunner, factory: Callable[[], Any]) -> None:
+        self._runner = runner
+        self._factory = factory
+        self._cm: Any = None
+
+    def __enter__(self) -> Iterator[Event]:
+        cm = self._runner.enter(self._factory)
+        events: Iterator[Event] = self._runner.iterate(cm.__enter__())
+        self._cm = cm
+        return events
+
+    def __exit__(self, *exc: Any) -> None:
+        cm, self._cm = self._cm, None
+        if cm is not None:
+            cm.__exit__(*exc)
+
+    def __iter__(self) -> Iterator[Event]:
+        with self as events:
+            yield from events
 
 
 @final

@@ -16,6 +16,7 @@ from .._http import HTTPTransport, api_path, map_transport_errors
 from .._httpx import httpx
 from .._models import Event
 from .._sse import SSEParser
+from .scoped import ScopedIterable
 
 __all__ = ["AsyncEvents", "EventStream"]
 
@@ -71,8 +72,7 @@ class AsyncEvents:
     def __init__(self, http: HTTPTransport) -> None:
         self._http = http
 
-    @asynccontextmanager
-    async def stream(self, *, open_timeout: float | None = None) -> AsyncIterator[EventStream]:
+    def stream(self, *, open_timeout: float | None = None) -> ScopedIterable[EventStream, Event]:
         """``GET /v1/events/stream`` as an async context manager::
 
             async with client.events.stream() as events:
@@ -80,7 +80,13 @@ class AsyncEvents:
                     ...
 
         Leaving the block (normally, by error or by cancellation) closes the connection.
+        ``async for event in client.events.stream()`` works too (the official SDK's
+        form; see :class:`ScopedIterable`: break out, then ``aclose()`` it).
         """
+        return ScopedIterable(lambda: self._open(open_timeout))
+
+    @asynccontextmanager
+    async def _open(self, open_timeout: float | None) -> AsyncIterator[EventStream]:
         path = api_path("events", "stream")
         async with self._http.stream(
             "GET",
