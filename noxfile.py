@@ -156,8 +156,10 @@ def official_suites(session: nox.Session) -> None:
     time, never committed) against wrenn_local: once with the official SDK, in an
     environment of its own, and once with ours installed as ``wrenn``. Both must pass."""
     ensure_sandbox_tools(session)
-    session.install("-e", ".[local,code]", "pytest>=8.4", "pytest-asyncio>=1.0", *SCIENTIFIC_STACK)
-    tmp = Path(session.create_tmp())
+    session.install(
+        "-e", ".[local,code]", "pytest>=8.4", "pytest-asyncio>=1.0", "pip", *SCIENTIFIC_STACK
+    )
+    tmp = Path(session.create_tmp()).resolve()
     sdist_dir = tmp / "sdist"
     shutil.rmtree(sdist_dir, ignore_errors=True)
     session.run(
