@@ -29,6 +29,7 @@ CLASSES: dict[str, Any] = SURFACE["classes"]
 # they match wherever the official surface has that class.
 KNOWN: dict[tuple[str, str], str] = {
     ("WrennClient", "http"): "no raw httpx client: the sync client runs the async core",
+    ("_git", "Git"): "wrenn._git is private; the sync Git is wrenn.Git (layers)",
     ("StreamEvent", ""): "a Union of the event classes (isinstance works), not a base class",
     ("ProcessInfo()", "args"): "args defaults to [] rather than None",
     ("Result()", "extra"): "extra defaults to {} rather than None",

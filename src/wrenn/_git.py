@@ -593,11 +593,3 @@ class AsyncGit:
         args += ([f"--source={source}"] if source else []) + ["--", *paths]
         return await self._git(args, cwd=cwd, envs=envs, timeout=timeout)
 
-
-def __getattr__(name: str) -> object:
-    # the official SDK's ``wrenn._git`` also holds the sync ``Git`` (ours lives in the sync layer)
-    if name == "Git":
-        import wrenn
-
-        return wrenn.Git
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -86,9 +86,13 @@ def __getattr__(name: str) -> Any:
         )
         return WrennHostHasCapsulesError
     if name in ("GitError", "GitCommandError", "GitAuthError"):
-        from . import _git
+        from ._git import GitAuthError, GitCommandError, GitError
 
-        return getattr(_git, name)
+        return {
+            "GitError": GitError,
+            "GitCommandError": GitCommandError,
+            "GitAuthError": GitAuthError,
+        }[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

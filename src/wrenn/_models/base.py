@@ -28,8 +28,7 @@ def register_codec(
 
 
 def _codec_fn(name: str) -> Callable[..., Any]:
-    if name not in _codec:  # the converter registers itself on import
-        import wrenn  # noqa: F401  (imports the converter)
+    # importing any part of ``wrenn`` runs the package, which imports the converter
     return _codec[name]
 
 
