@@ -196,6 +196,7 @@ for _name in (
     "PtyEventType",
     "Result",
     "ScopedIterable",
+    "StreamErrorEvent",
     "CodeRunner",
     "SyncCodeRun",
     "AsyncGit",

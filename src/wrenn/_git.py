@@ -592,4 +592,3 @@ class AsyncGit:
         args = ["restore"] + (["--worktree"] if worktree else []) + (["--staged"] if staged else [])
         args += ([f"--source={source}"] if source else []) + ["--", *paths]
         return await self._git(args, cwd=cwd, envs=envs, timeout=timeout)
-
