@@ -13,23 +13,25 @@ import anyio
 import pytest
 
 import wrenn
-import wrenn_local
-from tests.localserver import FAST, server_process
+from tests.localserver import server_process
 from wrenn import AsyncCapsule, AsyncWrennClient, Capsule, StreamExit, StreamStdout, WrennClient
 from wrenn.models import Status
 from wrenn.pty import PtyEventType
 
 
-@pytest.mark.async_only
-async def test_directly_iterated_streams_in_a_capsule_scope(client: AsyncWrennClient) -> None:
-    async with client.capsule() as cap:
+@pytest.fixture(scope="module")
+def server() -> Iterator[dict[str, str]]:
+    with server_process() as env:
+        yield env
+
+
+async def test_directly_iterated_streams_in_a_capsule_scope(server: dict[str, str]) -> None:
+    client = AsyncWrennClient(server["WRENN_API_KEY"], server["WRENN_BASE_URL"])
+    async with client, client.capsule() as cap:
         events = [e async for e in cap.commands.stream("echo hi; exit 3")]
         assert isinstance(events[-1], StreamExit)
         assert events[-1].exit_code == 3
         assert "".join(e.data for e in events if isinstance(e, StreamStdout)) == "hi\n"
-        with anyio.fail_after(10):
-            async for _ in cap.commands.stream("for i in 1 2 3; do echo $i; sleep 1; done"):
-                break  # left early: the scope closes it
         quick = await cap.commands.run("echo quick", background=True)
         with anyio.fail_after(10):
             while quick.pid in [p.pid for p in await cap.commands.list()]:
@@ -57,25 +59,34 @@ async def test_directly_iterated_streams_in_a_capsule_scope(client: AsyncWrennCl
                 await anyio.sleep(0.1)
 
 
-async def test_the_official_async_forms() -> None:
-    async with wrenn_local.serve(options=FAST) as server:
-        key, url = server.api_key, server.base_url
-        async with await AsyncCapsule.create(wait=True, api_key=key, base_url=url) as cap:
-            events = [e async for e in cap.commands.stream("echo", ["official"])]
-            assert [e.data for e in events if isinstance(e, StreamStdout)] == ["official\n"]
-            capsule_id = cap.capsule_id
-            paused = await AsyncCapsule.pause(capsule_id, wait=True, api_key=key, base_url=url)
-            assert paused.status == Status.paused
-            await cap.resume(wait=True)
-            assert (await cap.get_info()).status is Status.running
-        info = await AsyncCapsule.get_info(capsule_id, api_key=key, base_url=url)
-        assert info.status in (Status.stopping, Status.stopped, Status.missing)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[dict[str, str]]:
-    with server_process() as env:
-        yield env
+async def test_the_official_async_forms(server: dict[str, str]) -> None:
+    # a server process of its own: streams are left early here, and hypercorn under trio
+    # (the in-process server of this backend) can fail a connection closed mid-send
+    key, url = server["WRENN_API_KEY"], server["WRENN_BASE_URL"]
+    async with await AsyncCapsule.create(wait=True, api_key=key, base_url=url) as cap:
+        events = [e async for e in cap.commands.stream("echo", ["official"])]
+        assert [e.data for e in events if isinstance(e, StreamStdout)] == ["official\n"]
+        with anyio.fail_after(10):
+            async for _ in cap.commands.stream("for i in 1 2 3; do echo $i; sleep 1; done"):
+                break  # left early: the capsule's block closes it
+        capsule_id = cap.capsule_id
+        paused = await AsyncCapsule.pause(capsule_id, wait=True, api_key=key, base_url=url)
+        assert paused.status == Status.paused
+        await cap.resume(wait=True)
+        assert (await cap.get_info()).status is Status.running
+    info = await AsyncCapsule.get_info(capsule_id, api_key=key, base_url=url)
+    assert info.status in (Status.stopping, Status.stopped, Status.missing)
+    # no block at all: a directly iterated stream runs in the iterating task
+    bare = await AsyncCapsule.create(wait=True, api_key=key, base_url=url)
+    try:
+        assert [e.type async for e in bare.commands.stream("true")][-1] == "exit"
+        stream = bare.commands.stream("for i in 1 2 3; do echo $i; sleep 1; done")
+        async for _ in stream:
+            break
+        await stream.aclose()
+    finally:
+        await bare.destroy()
+        await bare.aclose()
 
 
 def test_the_official_sync_forms(server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

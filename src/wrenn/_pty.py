@@ -95,11 +95,14 @@ class AsyncPtySession:
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        """The session's own block (official SDK): kill the process, close the socket."""
+        """The session's own block (official SDK): kill the process, read up to its
+        ``exit`` (bounded), close the socket."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(KILL_TIMEOUT):
             if self.exit_code is None and not self._ws.closed:
                 try:
                     await self.kill()
+                    while await self._next_event() is not None:
+                        pass
                 except WrennError:
                     pass  # already gone
             await self._ws.aclose()

@@ -150,11 +150,13 @@ class ScopedIterable(Generic[S, T]):
             self._receive.close()
         cm, self._cm = self._cm, None
         if cm is not None:
-            with anyio.CancelScope(shield=True):
-                if exc is None or isinstance(exc, StopAsyncIteration):
-                    await cm.__aexit__(None, None, None)
-                else:
-                    await cm.__aexit__(type(exc), exc, exc.__traceback__)
+            # entered in this task, left in it (no scope of our own around it: cancel
+            # scopes must be left in the order they were entered); its clean-up is
+            # shielded and bounded inside
+            if exc is None or isinstance(exc, StopAsyncIteration):
+                await cm.__aexit__(None, None, None)
+            else:
+                await cm.__aexit__(type(exc), exc, exc.__traceback__)
 
     async def aclose(self) -> None:
         """Close a directly iterated stream (safe to call twice)."""
