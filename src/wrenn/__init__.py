@@ -244,7 +244,7 @@ del _name, _obj
 
 
 def __getattr__(name: str) -> type:
-    """The official SDK's deprecated aliases (a FutureWarning on first use)."""
+    """The official SDK's deprecated aliases (a FutureWarning on each use)."""
     import warnings
 
     aliases = {"Sandbox": Capsule, "WrennHostHasSandboxesError": WrennHostHasCapsulesError}
@@ -255,6 +255,5 @@ def __getattr__(name: str) -> type:
             FutureWarning,
             stacklevel=2,
         )
-        globals()[name] = target
         return target
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
