@@ -23,7 +23,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "typecheck", "tests", "compat"]
+nox.options.sessions = ["lint", "typecheck", "tests", "compat", "official_suites"]
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
