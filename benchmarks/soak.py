@@ -64,7 +64,7 @@ def run(base_url: str, api_key: str, workers: int, seconds: float, backend: str)
             elif kind == "pty":
                 async with cap.pty("/bin/sh") as term:
                     await term.write("echo pty-$((6*7)); exit\n")
-                    seen = b"".join([c async for c in term])
+                    seen = b"".join([c async for c in term.output()])
                     assert b"pty-42" in seen
             elif kind == "background":
                 handle = await cap.commands.run("sleep 30", background=True)

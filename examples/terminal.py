@@ -15,7 +15,7 @@ async def main() -> None:
         # the shell outlived the first connection: attach again by tag
         async with cap.pty_connect(tag) as again:
             await again.write("echo hello from $NAME in $(pwd); stty size; exit 7\n")
-            output = b"".join([chunk async for chunk in again])
+            output = b"".join([chunk async for chunk in again.output()])
             print(output.decode(errors="replace").replace("\r", ""))
             print("exit code:", again.exit_code)
 

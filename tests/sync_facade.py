@@ -35,7 +35,7 @@ TWINS: dict[type, type] = {
     wrenn.WrennClient: wrenn.AsyncWrennClient,
     wrenn.Capsule: wrenn.AsyncCapsule,
     wrenn.Commands: wrenn.AsyncCommands,
-    wrenn.CommandHandle: wrenn.AsyncCommandHandle,
+    wrenn.SyncCommandHandle: wrenn.CommandHandle,
     wrenn.ExecStream: wrenn.AsyncExecStream,
     wrenn.CapsuleFiles: wrenn.AsyncCapsuleFiles,
     wrenn.PtySession: wrenn.AsyncPtySession,
@@ -77,6 +77,7 @@ class AsyncView:
             return wrap(value, self._portal)
         if isinstance(twin, classmethod | staticmethod):
             twin = twin.__func__
+        twin = getattr(twin, "instance_function", twin)  # class-or-instance methods
         if inspect.iscoroutinefunction(twin):
 
             async def call(*args: Any, **kwargs: Any) -> Any:

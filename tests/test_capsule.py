@@ -79,19 +79,19 @@ async def test_files(client: AsyncWrennClient) -> None:
 
 async def test_lifecycle_detach_and_connect(client: AsyncWrennClient) -> None:
     async with client.capsule() as cap:
-        await cap.pause()
+        await cap.pause(wait=True)
         assert cap.info.status == "paused"
-        await cap.resume()
+        await cap.resume(wait=True)
         assert await cap.is_running()
         cap.detach()
         kept = cap.capsule_id
         assert cap.get_url(8080).startswith(f"http://8080-{kept}.")
     assert kept in await live(client)
     again = await client.connect(kept)
-    await again.pause()
+    await again.pause(wait=True)
     resumed = await client.connect(kept)  # a paused capsule is resumed on connect
     assert resumed.info.status == "running"
-    await resumed.destroy()
+    await resumed.destroy(wait=True)
     assert kept not in await live(client)
 
 
@@ -152,7 +152,7 @@ async def test_waiting_reports_failed_capsules(client: AsyncWrennClient) -> None
 async def _until(term: AsyncPtySession, needle: bytes) -> bytes:
     seen = b""
     with anyio.fail_after(10):
-        async for data in term:
+        async for data in term.output():
             seen += data
             if needle in seen:
                 return seen

@@ -110,8 +110,11 @@ def test_tree() -> None:
 
 def test_str_repr_and_pickle() -> None:
     err = error_from_response(409, body("invalid_state", "capsule is not running"))
-    assert str(err) == "[409 invalid_state] capsule is not running"
-    assert "WrennInvalidStateError" in repr(err)
+    assert str(err) == "capsule is not running"  # the message alone, as official
+    assert repr(err) == (
+        "WrennInvalidStateError(code='invalid_state', message='capsule is not running',"
+        " status_code=409)"
+    )
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is type(err)
     assert (again.code, again.message, again.status_code) == (err.code, err.message, 409)
@@ -119,3 +122,21 @@ def test_str_repr_and_pickle() -> None:
         pickle.dumps(E.WrennHostHasCapsulesError("x", status_code=409, capsule_ids=("cl-1",)))
     )
     assert hosts.capsule_ids == ("cl-1",)
+    with pytest.warns(DeprecationWarning, match="sandbox_ids"):
+        assert hosts.sandbox_ids == ["cl-1"]
+
+
+def test_the_official_constructor_and_builtin_bases() -> None:
+    err = E.WrennNotFoundError("not_found", "no such capsule", 404)
+    assert (err.code, err.message, err.status_code, str(err)) == (
+        "not_found",
+        "no such capsule",
+        404,
+        "no such capsule",
+    )
+    assert E.WrennError("just a message").message == "just a message"
+    assert E.WrennError("just a message").code == "error"
+    hosts = E.WrennHostHasCapsulesError("host_has_capsules", "busy", 409, ["cl-1"])
+    assert hosts.capsule_ids == ("cl-1",)
+    assert issubclass(E.WrennCapsuleFailedError, RuntimeError)
+    assert issubclass(E.WrennValidationError, ValueError)

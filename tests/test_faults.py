@@ -169,7 +169,7 @@ async def test_a_terminal_survives_a_dropped_connection(
             async with through_proxy.pty("/bin/sh", envs={"PS1": "$ "}) as term:
                 tags.append(term.tag)
                 await term.write("export MARK=kept\necho ready\n")
-                async for chunk in term:
+                async for chunk in term.output():
                     if b"ready" in chunk:
                         proxy.reset_all()  # the network drops under the terminal
 
@@ -181,7 +181,7 @@ async def test_a_terminal_survives_a_dropped_connection(
             async with cap.pty_connect(tag) as again:  # reattach by tag
                 await again.write("echo $MARK; exit 3\n")
                 seen = b""
-                async for chunk in again:
+                async for chunk in again.output():
                     seen += chunk
                 assert b"kept" in seen
                 assert again.exit_code == 3

@@ -79,11 +79,11 @@ def test_the_same_scenarios_through_the_sync_api(server: dict[str, str], backend
             assert b"".join(chunks) == b"sync"
         with cap.pty("/bin/sh") as term:
             term.write("echo pty-ok; exit 3\n")
-            seen = b"".join(term)
+            seen = b"".join(term.output())
             assert b"pty-ok" in seen
             assert term.exit_code == 3
-        cap.pause()
-        cap.resume()
+        cap.pause(wait=True)
+        cap.resume(wait=True)
         assert cap.is_running()
         kept = cap.capsule_id
     assert kept not in live(server)
@@ -180,7 +180,7 @@ ASYNC_ONLY = {"take_ready"}  # the batching hook the sync iterators use
         (WrennClient, AsyncWrennClient),
         (wrenn.Capsule, AsyncCapsule),
         (wrenn.Commands, AsyncCommands),
-        (wrenn.CommandHandle, wrenn.AsyncCommandHandle),
+        (wrenn.SyncCommandHandle, wrenn.CommandHandle),
         (wrenn.ExecStream, wrenn.AsyncExecStream),
         (wrenn.CapsuleFiles, AsyncCapsuleFiles),
         (wrenn.PtySession, AsyncPtySession),
@@ -321,3 +321,14 @@ def test_sync_event_stream(server: dict[str, str]) -> None:
             if event.event == "capsule.create":
                 break
         client.capsules.destroy(created.id)
+
+
+def test_class_or_instance_methods_match() -> None:
+    """``destroy``/``pause``/``resume``/``get_info``: both forms, sync and async alike."""
+    for name in ("destroy", "pause", "resume", "get_info"):
+        sync_dual = inspect.getattr_static(wrenn.Capsule, name)
+        async_dual = inspect.getattr_static(AsyncCapsule, name)
+        for form in ("instance_function", "class_function"):
+            s = [p for p in inspect.signature(getattr(sync_dual, form)).parameters if p != "self"]
+            a = [p for p in inspect.signature(getattr(async_dual, form)).parameters if p != "self"]
+            assert [p for p in s if p != "backend"] == a, (name, form)

@@ -19,8 +19,10 @@ from ._capsule import AsyncCapsule as AsyncCapsule
 from ._client import AsyncWrennClient as AsyncWrennClient
 from ._code import AsyncCodeRun as AsyncCodeRun
 from ._code import AsyncCodeRunner as AsyncCodeRunner
-from ._commands import AsyncCommandHandle as AsyncCommandHandle
 from ._commands import AsyncCommands as AsyncCommands
+from ._commands import CommandHandle as CommandHandle
+from ._commands import ScopedIterable as ScopedIterable
+from ._commands import StreamErrorEvent as StreamErrorEvent
 from ._config import ClientConfig as ClientConfig
 from ._config import Secret as Secret
 from ._files import AsyncCapsuleFiles as AsyncCapsuleFiles
@@ -28,6 +30,9 @@ from ._git import AsyncGit as AsyncGit
 from ._git import FileStatus as FileStatus
 from ._git import GitBranch as GitBranch
 from ._git import GitStatus as GitStatus
+from ._models import CommandResult as CommandResult
+from ._models import FileEntry as FileEntry
+from ._models import ProcessInfo as ProcessInfo
 from ._models.code import CodeContext as CodeContext
 from ._models.code import CodeOutput as CodeOutput
 from ._models.code import CodeStderr as CodeStderr
@@ -43,15 +48,17 @@ from ._models.streams import StreamStderr as StreamStderr
 from ._models.streams import StreamStdout as StreamStdout
 from ._pool import AsyncCapsulePool as AsyncCapsulePool
 from ._pty import AsyncPtySession as AsyncPtySession
+from ._pty import PtyEvent as PtyEvent
+from ._pty import PtyEventType as PtyEventType
 from ._resources.streams import AsyncExecStream as AsyncExecStream
 from ._sync.client import Capsule as Capsule
 from ._sync.client import CapsulePool as CapsulePool
 from ._sync.client import WrennClient as WrennClient
 from ._sync.code import CodeRun as CodeRun
 from ._sync.code import CodeRunner as CodeRunner
-from ._sync.commands import CommandHandle as CommandHandle
 from ._sync.commands import Commands as Commands
 from ._sync.commands import ExecStream as ExecStream
+from ._sync.commands import SyncCommandHandle as SyncCommandHandle
 from ._sync.files import CapsuleFiles as CapsuleFiles
 from ._sync.git import Git as Git
 from ._sync.pty import PtySession as PtySession
@@ -91,7 +98,6 @@ __all__ = [
     "AsyncCapsulePool",
     "AsyncCodeRun",
     "AsyncCodeRunner",
-    "AsyncCommandHandle",
     "AsyncCommands",
     "AsyncExecStream",
     "AsyncGit",
@@ -109,10 +115,12 @@ __all__ = [
     "CodeStdout",
     "CommandExitError",
     "CommandHandle",
+    "CommandResult",
     "Commands",
     "ExecStream",
     "Execution",
     "ExecutionError",
+    "FileEntry",
     "FileStatus",
     "Git",
     "GitAuthError",
@@ -121,9 +129,14 @@ __all__ = [
     "GitError",
     "GitStatus",
     "Logs",
+    "ProcessInfo",
+    "PtyEvent",
+    "PtyEventType",
     "PtySession",
     "Result",
+    "ScopedIterable",
     "Secret",
+    "StreamErrorEvent",
     "StreamEvent",
     "StreamExit",
     "StreamExitEvent",
@@ -133,6 +146,7 @@ __all__ = [
     "StreamStderrEvent",
     "StreamStdout",
     "StreamStdoutEvent",
+    "SyncCommandHandle",
     "WrennAPIError",
     "WrennAgentError",
     "WrennAuthenticationError",
@@ -178,7 +192,11 @@ for _name in (
     "Execution",
     "ExecutionError",
     "Logs",
+    "PtyEvent",
+    "PtyEventType",
     "Result",
+    "ScopedIterable",
+    "StreamErrorEvent",
     "CodeRunner",
     "CodeRun",
     "AsyncGit",
@@ -200,7 +218,7 @@ for _name in (
     "WrennClient",
     "AsyncCapsulePool",
     "CapsulePool",
-    "AsyncCommandHandle",
+    "SyncCommandHandle",
     "ClientConfig",
     "AsyncExecStream",
     "Secret",
@@ -219,3 +237,19 @@ for _name in (
             pass
     _obj.__module__ = __name__
 del _name, _obj
+
+
+def __getattr__(name: str) -> type:
+    """The official SDK's deprecated aliases (a FutureWarning on each use)."""
+    import warnings
+
+    aliases = {"Sandbox": Capsule, "WrennHostHasSandboxesError": WrennHostHasCapsulesError}
+    if name in aliases:
+        target = aliases[name]
+        warnings.warn(
+            f"{name!r} is deprecated, use {target.__name__!r} instead",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return target
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,17 @@ import builtins
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, Self, TypeVar
+from types import TracebackType
+from typing import (
+    Any,
+    Concatenate,
+    Final,
+    Generic,
+    ParamSpec,
+    Self,
+    TypeVar,
+    overload,
+)
 
 import anyio
 import anyio.abc
@@ -25,13 +35,99 @@ from ._pty import AsyncPtySession, open_pty
 from ._session import Session
 from ._wait import wait_for_status
 
-__all__ = ["AsyncCapsule", "capsule_scope", "connect_capsule"]
+__all__ = ["AsyncCapsule", "DualMethod", "capsule_scope", "connect_capsule"]
 
 log = logging.getLogger("wrenn")
 
 CLEANUP_TIMEOUT: Final = 30.0
 DEFAULT_WAIT: Final = 60.0
+READY_WAIT: Final = 30.0  # the official wait_ready() default
 C = TypeVar("C", bound="AsyncCapsule")
+P = ParamSpec("P")
+R = TypeVar("R")
+K = TypeVar("K")
+
+
+class DualMethod(Generic[P, R, K]):
+    """The official SDK's class-or-instance methods: ``cap.destroy()`` acts on that
+    capsule, ``Capsule.destroy(capsule_id)`` on a capsule by ID (with a one-off client).
+
+    ``instance_function`` and ``class_function`` are the two forms, each with its own
+    signature (type checkers see the right one for each kind of access).
+    """
+
+    def __init__(self, instance_function: Callable[Concatenate[Any, P], R], class_function: K):
+        self.instance_function = instance_function
+        self.class_function = class_function
+        self.__doc__ = instance_function.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.__name__ = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> K: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> Callable[P, R]: ...
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.class_function
+        return self.instance_function.__get__(obj, owner)
+
+
+def placeholder_info(capsule_id: str) -> Capsule:
+    """A description for a capsule known only by ID (the class-level forms)."""
+    return Capsule(id=capsule_id, status=CapsuleStatus("unknown"))
+
+
+async def _by_id(capsule_id: str, api_key: str | None, base_url: str | None, op: Any) -> Any:
+    session = Session.from_options(api_key=api_key, base_url=base_url)
+    try:
+        return await op(AsyncCapsule(session, placeholder_info(capsule_id)))
+    finally:
+        await session.aclose()
+
+
+async def destroy_by_id(
+    capsule_id: str,
+    *,
+    wait: bool = False,
+    api_key: str | None = None,
+    base_url: str | None = None,
+) -> None:
+    """Destroy a capsule by ID; with ``wait``, until it is stopped or gone."""
+    await _by_id(capsule_id, api_key, base_url, lambda cap: cap._destroy(wait))
+
+
+async def pause_by_id(
+    capsule_id: str,
+    *,
+    wait: bool = False,
+    api_key: str | None = None,
+    base_url: str | None = None,
+) -> Capsule:
+    """Pause a capsule by ID; with ``wait``, until it is paused."""
+    result: Capsule = await _by_id(capsule_id, api_key, base_url, lambda cap: cap._pause(wait))
+    return result
+
+
+async def resume_by_id(
+    capsule_id: str,
+    *,
+    wait: bool = False,
+    api_key: str | None = None,
+    base_url: str | None = None,
+) -> Capsule:
+    """Resume a capsule by ID; with ``wait``, until it runs."""
+    result: Capsule = await _by_id(capsule_id, api_key, base_url, lambda cap: cap._resume(wait))
+    return result
+
+
+async def get_info_by_id(
+    capsule_id: str, *, api_key: str | None = None, base_url: str | None = None
+) -> Capsule:
+    """The current description of a capsule by ID."""
+    result: Capsule = await _by_id(capsule_id, api_key, base_url, lambda cap: cap._get_info())
+    return result
 
 
 class AsyncCapsule:
@@ -42,16 +138,23 @@ class AsyncCapsule:
     it is). Not constructed directly.
     """
 
+    capsule_id: str
+    info: Capsule
+
     def __init__(self, session: Session, info: Capsule, *, kernel: str = DEFAULT_KERNEL) -> None:
         self._session = session
         self._owns_session = False
         self.info = info
         self.capsule_id = info.id
-        self.commands = AsyncCommands(session.processes, info.id)
-        self.files = AsyncCapsuleFiles(session.files, info.id)
+        self.commands = AsyncCommands(session.processes, info.id, owner=lambda: self._services)
+        self.files = AsyncCapsuleFiles(session.files, info.id, owner=lambda: self._services)
         self.git = AsyncGit(self.commands, self.files)
-        self.code = AsyncCodeRunner(session, info.id, kernel=kernel)
+        self.code = AsyncCodeRunner(session, info.id, kernel=kernel, owner=lambda: self._services)
         self.detached = False
+        # the task group of the capsule's scope (None outside `client.capsule()`): long-
+        # lived connections such as kernel WebSockets run there and end with the scope
+        self._services: anyio.abc.TaskGroup | None = None
+        self._own_services: anyio.abc.TaskGroup | None = None  # opened by __aenter__
 
     def __repr__(self) -> str:
         return f"<AsyncCapsule {self.capsule_id} {self.info.status}>"
@@ -123,15 +226,39 @@ class AsyncCapsule:
             await session.aclose()
 
     async def __aenter__(self) -> AsyncCapsule:
+        """The block is the capsule's scope: streams iterated directly and kernel
+        connections run in it and end with it."""
+        if self._services is None:
+            services = anyio.create_task_group()
+            await services.__aenter__()
+            self._own_services = self._services = services
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
         """Destroy the capsule (unless detached) and close a client it owns; shielded
         and bounded like every clean-up."""
-        if not self.detached:
-            await destroy_quietly(self._session, self.capsule_id)
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
-            await self.aclose()
+        services, self._own_services = self._own_services, None
+        try:
+            if services is not None:
+                self._services = None
+                services.cancel_scope.cancel()
+                try:
+                    await services.__aexit__(None, None, None)
+                except BaseException:
+                    if exc_val is None:
+                        raise
+                    # the block's own exception goes on unchanged (not a cancellation
+                    # that an enclosing deadline raised while the helpers ended)
+        finally:
+            if not self.detached:
+                await destroy_quietly(self._session, self.capsule_id)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
+                await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connections this capsule owns (from ``create``/``connect``); the
@@ -139,16 +266,22 @@ class AsyncCapsule:
         if self._owns_session:
             await self._session.aclose()
 
-    async def get_info(self) -> Capsule:
+    async def _get_info(self) -> Capsule:
         """Fetch the capsule's current description (and keep it in ``info``)."""
         self.info = await self._session.capsules.get(self.capsule_id)
         return self.info
 
-    async def is_running(self) -> bool:
-        return (await self.get_info()).status is CapsuleStatus.RUNNING
+    get_info = DualMethod(_get_info, get_info_by_id)
 
-    async def wait_ready(self, timeout: float = DEFAULT_WAIT) -> Capsule:
-        """Wait until the capsule runs (polling with backoff); see :func:`wait_for_status`."""
+    async def is_running(self) -> bool:
+        return (await self._get_info()).status is CapsuleStatus.RUNNING
+
+    async def wait_ready(self, timeout: float = READY_WAIT) -> Capsule:
+        """Wait until the capsule runs (polling with backoff); see :func:`wait_for_status`.
+
+        Raises :class:`WrennTimeoutError` (a ``TimeoutError``) when it does not run in
+        time and :class:`WrennCapsuleFailedError` (a ``RuntimeError``) when it failed.
+        """
         found = await wait_for_status(
             self._session.capsules, self.capsule_id, CapsuleStatus.RUNNING, timeout=timeout
         )
@@ -160,7 +293,8 @@ class AsyncCapsule:
         """Reset the inactivity timer."""
         await self._session.capsules.ping(self.capsule_id)
 
-    async def pause(self, *, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Capsule:
+    async def _pause(self, wait: bool = False, *, timeout: float = DEFAULT_WAIT) -> Capsule:
+        """Pause the capsule; with ``wait``, until it is paused."""
         self.info = await self._session.capsules.pause(self.capsule_id)
         if wait:
             found = await wait_for_status(
@@ -170,13 +304,18 @@ class AsyncCapsule:
             self.info = found
         return self.info
 
-    async def resume(self, *, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Capsule:
+    pause = DualMethod(_pause, pause_by_id)
+
+    async def _resume(self, wait: bool = False, *, timeout: float = DEFAULT_WAIT) -> Capsule:
+        """Resume the capsule; with ``wait``, until it runs."""
         self.info = await self._session.capsules.resume(self.capsule_id)
         if wait:
             await self.wait_ready(timeout)
         return self.info
 
-    async def destroy(self, *, wait: bool = True, timeout: float = DEFAULT_WAIT) -> None:
+    resume = DualMethod(_resume, resume_by_id)
+
+    async def _destroy(self, wait: bool = False, *, timeout: float = DEFAULT_WAIT) -> None:
         """Destroy the capsule; with ``wait``, until it is stopped (or gone)."""
         await self._session.capsules.destroy(self.capsule_id)
         if wait:
@@ -189,23 +328,28 @@ class AsyncCapsule:
                 fail_on=(CapsuleStatus.ERROR,),
             )
 
-    async def create_snapshot(self, name: str | None = None) -> PendingSnapshot:
-        return await self._session.snapshots.create(self.capsule_id, name=name)
+    destroy = DualMethod(_destroy, destroy_by_id)
+
+    async def create_snapshot(
+        self, name: str | None = None, overwrite: bool = False
+    ) -> PendingSnapshot:
+        """Snapshot the capsule as a template; see :meth:`AsyncSnapshots.create`."""
+        return await self._session.snapshots.create(self.capsule_id, name=name, overwrite=overwrite)
 
     # --- code runner (capsules running Jupyter, e.g. the code-runner-beta template) ---
 
     async def run_code(
         self,
         code: str,
-        *,
         language: str = "python",
-        context: CodeContext | str | None = None,
         timeout: float = 30.0,
         jupyter_timeout: float = 30.0,
+        on_result: Callable[[Result], Awaitable[None] | None] | None = None,
         on_stdout: Callable[[str], Awaitable[None] | None] | None = None,
         on_stderr: Callable[[str], Awaitable[None] | None] | None = None,
-        on_result: Callable[[Result], Awaitable[None] | None] | None = None,
         on_error: Callable[[ExecutionError], Awaitable[None] | None] | None = None,
+        *,
+        context: CodeContext | str | None = None,
     ) -> Execution:
         """Run ``code`` in the capsule's Jupyter kernel; see :meth:`AsyncCodeRunner.run`."""
         return await self.code.run(
@@ -247,7 +391,6 @@ class AsyncCapsule:
     def pty(
         self,
         cmd: str = "/bin/bash",
-        *,
         args: Sequence[str] | None = None,
         cols: int = 80,
         rows: int = 24,
@@ -273,7 +416,9 @@ class AsyncCapsule:
 
     def use_kernel(self, kernel: str) -> None:
         """Run code with another kernelspec from now on (a fresh default context)."""
-        self.code = AsyncCodeRunner(self._session, self.capsule_id, kernel=kernel)
+        self.code = AsyncCodeRunner(
+            self._session, self.capsule_id, kernel=kernel, owner=lambda: self._services
+        )
 
     def detach(self) -> None:
         """Keep the capsule when the ``client.capsule(...)`` block ends."""
@@ -406,12 +551,13 @@ async def capsule_scope(
             if keepalive:
                 interval = keepalive_interval(keepalive, capsule.info.timeout_sec)
                 services.start_soon(_keep_alive, capsule, interval)
-            # long-lived connections (kernel WebSockets) run in the scope's task group
-            capsule.code.services = services
+            # long-lived connections (kernel WebSockets, streams iterated directly) run
+            # in the scope's task group
+            capsule._services = services
             try:
                 yield capsule
             finally:
-                capsule.code.services = None
+                capsule._services = None
     finally:
         if not capsule.detached:
             await destroy_quietly(session, capsule.capsule_id)

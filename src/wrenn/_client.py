@@ -21,6 +21,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+DEFAULT_TIMEOUT = 30.0  # seconds per HTTP phase when the caller gives none
+
+
 @final
 class AsyncWrennClient:
     """The async entry point of the SDK; runs unchanged under asyncio and trio.
@@ -34,7 +37,8 @@ class AsyncWrennClient:
             ``https://app.wrenn.dev/api``. Given with or without ``/api``.
         proxy_domain: Domain of the capsule port proxy; defaults to
             ``WRENN_PROXY_DOMAIN``, then derived from the base URL.
-        timeout: Deadline in seconds for one call (all retries included).
+        timeout: Deadline in seconds for one call (all retries included); ``None``
+            (the default) means 30.
         connect_timeout: Deadline for opening one connection.
         max_retries: Extra attempts for calls that are safe to repeat.
         verify: TLS verification: ``True`` (system trust), ``False``, or an
@@ -57,11 +61,11 @@ class AsyncWrennClient:
     def __init__(
         self,
         api_key: str | None = None,
-        token: str | None = None,
         base_url: str | None = None,
         proxy_domain: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         *,
+        token: str | None = None,
         connect_timeout: float = 10.0,
         max_retries: int = 3,
         verify: Verify = True,
@@ -74,7 +78,7 @@ class AsyncWrennClient:
             token=token,
             base_url=base_url,
             proxy_domain=proxy_domain,
-            timeout=timeout,
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
             connect_timeout=connect_timeout,
             max_retries=max_retries,
             verify=verify,

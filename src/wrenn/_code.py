@@ -201,13 +201,20 @@ class AsyncCodeRunner:
     ``code-runner-beta`` template.
     """
 
-    def __init__(self, session: Session, capsule_id: str, *, kernel: str = DEFAULT_KERNEL) -> None:
+    def __init__(
+        self,
+        session: Session,
+        capsule_id: str,
+        *,
+        kernel: str = DEFAULT_KERNEL,
+        owner: Callable[[], anyio.abc.TaskGroup | None] = lambda: None,
+    ) -> None:
         self._port = session.port(capsule_id, JUPYTER_PORT)
         self._kernel_name = kernel
         self._session = uuid.uuid4().hex
-        # the task group of the capsule's scope (None outside `client.capsule()`): kernel
-        # WebSockets are held open there and end with the scope
-        self.services: anyio.abc.TaskGroup | None = None
+        # the task group of the capsule's scope (None outside a scope): kernel WebSockets
+        # are held open there and end with the scope
+        self._owner = owner
         self._default: CodeContext | None = None
         self._default_lock = anyio.Lock()
         self._links: dict[str, _KernelLink] = {}
@@ -217,6 +224,18 @@ class AsyncCodeRunner:
     def kernel_name(self) -> str:
         """The kernelspec used for the default context and new contexts."""
         return self._kernel_name
+
+    @property
+    def kernel_id(self) -> str | None:
+        """The default context's kernel ID, once it exists (after the first run)."""
+        return self._default.id if self._default is not None else None
+
+    async def close(self) -> None:
+        """Close the kernel connections this runner holds; the capsule and its kernels
+        stay as they are (the next run connects again)."""
+        async with self._links_lock:
+            for kernel_id in list(self._links):
+                self._drop_link(kernel_id)
 
     # --- running code ------------------------------------------------------------------
 
@@ -459,7 +478,7 @@ class AsyncCodeRunner:
 
     @asynccontextmanager
     async def _link(self, kernel_id: str, jupyter_timeout: float) -> AsyncIterator[_KernelLink]:
-        services = self.services
+        services = self._owner()
         if services is None:  # no scope to hold a connection: one per cell
             async with self._connect(kernel_id, jupyter_timeout) as ws:
                 yield _KernelLink(ws)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import builtins
 import inspect
 import math
@@ -11,21 +12,30 @@ from contextlib import AbstractAsyncContextManager
 from typing import Final, Literal, final, overload
 
 import anyio
+import anyio.abc
 import attrs
 
 from ._exceptions import (
     CommandExitError,
     WrennAgentError,
     WrennError,
+    WrennNotFoundError,
     WrennTimeoutError,
     WrennValidationError,
 )
 from ._models import CommandResult, ProcessInfo
-from ._models.streams import StreamStderr, StreamStdout
+from ._models.streams import StreamEvent, StreamStderr, StreamStdout
 from ._resources import AsyncProcesses
+from ._resources.scoped import ScopedIterable
 from ._resources.streams import AsyncExecStream
 
-__all__ = ["AsyncCommandHandle", "AsyncCommands"]
+__all__ = [
+    "AsyncCommands",
+    "CommandHandle",
+    "ScopedIterable",
+    "StreamErrorEvent",
+    "StreamHandle",
+]
 
 OutputCallback = Callable[[str], Awaitable[None] | None]
 DEFAULT_TIMEOUT: Final = 30.0
@@ -116,19 +126,42 @@ async def _call(callback: OutputCallback | None, data: str) -> None:
         await result
 
 
+@attrs.frozen
+class StreamErrorEvent:
+    """The official SDK's in-band error event. This SDK never yields it: an in-band
+    error raises the matching :class:`WrennError` instead (the class exists so that
+    code importing it keeps working)."""
+
+    data: str = ""
+    type: str = "error"
+
+
+StreamHandle = ScopedIterable[AsyncExecStream, StreamEvent]
+
+
 @final
 @attrs.frozen
-class AsyncCommandHandle:
-    """A background process: its ``pid`` and ``tag``, and ways to follow or stop it."""
+class CommandHandle(abc.ABC):
+    """A background process: its ``pid`` and ``tag``, and ways to follow or stop it.
+
+    (An ABC only so that the sync handle is registered as one: a background run returns
+    a ``CommandHandle`` in both APIs, as in the official SDK, whose name it keeps.)
+    """
 
     pid: int
     tag: str
     capsule_id: str
-    _processes: AsyncProcesses = attrs.field(repr=False, alias="_processes")
+    _processes: AsyncProcesses | None = attrs.field(default=None, repr=False, alias="_processes")
+
+    def _require(self) -> AsyncProcesses:
+        if self._processes is None:
+            raise WrennError("this handle was built by hand: get one from commands.run()")
+        return self._processes
 
     def stream(self) -> AbstractAsyncContextManager[AsyncExecStream]:
-        """Its output from now on (no replay of earlier output), then ``exit``."""
-        return self._processes.attach(self.capsule_id, self.tag)
+        """Its output from now on (no replay of earlier output), then ``exit``. Leaving
+        the block leaves the process running (it was started in the background)."""
+        return self._require().attach(self.capsule_id, self.tag)
 
     async def wait(self) -> int:
         """Wait for the process to end; return its exit code (-1 when killed)."""
@@ -136,16 +169,22 @@ class AsyncCommandHandle:
             return await run.wait()
 
     async def kill(self, *, signal: Literal["SIGKILL", "SIGTERM"] = "SIGKILL") -> None:
-        await self._processes.kill(self.capsule_id, self.tag, signal=signal)
+        await self._require().kill(self.capsule_id, self.tag, signal=signal)
 
 
 @final
 class AsyncCommands:
     """Reached as ``capsule.commands``."""
 
-    def __init__(self, processes: AsyncProcesses, capsule_id: str) -> None:
+    def __init__(
+        self,
+        processes: AsyncProcesses,
+        capsule_id: str,
+        owner: Callable[[], anyio.abc.TaskGroup | None] = lambda: None,
+    ) -> None:
         self._processes = processes
         self._capsule_id = capsule_id
+        self._owner = owner  # the task group of the capsule's scope, if any
 
     @overload
     async def run(
@@ -177,7 +216,7 @@ class AsyncCommands:
         on_stdout: OutputCallback | None = ...,
         on_stderr: OutputCallback | None = ...,
         check: bool = ...,
-    ) -> AsyncCommandHandle: ...
+    ) -> CommandHandle: ...
 
     async def run(
         self,
@@ -192,7 +231,7 @@ class AsyncCommands:
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
         check: bool = False,
-    ) -> CommandResult | AsyncCommandHandle:
+    ) -> CommandResult | CommandHandle:
         """Run a command and wait for it (or, with ``background=True``, start it).
 
         Without ``args``, ``cmd`` is a shell command line (``/bin/sh -c cmd``); with
@@ -225,7 +264,7 @@ class AsyncCommands:
                 tag=tag,
                 timeout=None if math.isinf(deadline) else deadline,
             )
-            return AsyncCommandHandle(
+            return CommandHandle(
                 pid=started.pid,
                 tag=started.tag,
                 capsule_id=self._capsule_id,
@@ -317,12 +356,13 @@ class AsyncCommands:
     def stream(
         self,
         cmd: str,
-        *,
         args: Sequence[str] | None = None,
+        *,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
-    ) -> AbstractAsyncContextManager[AsyncExecStream]:
-        """``async with cap.commands.stream("make") as run: async for event in run``.
+    ) -> StreamHandle:
+        """``async with cap.commands.stream("make") as run: async for event in run``
+        (or ``async for event in cap.commands.stream("make")``; see :class:`StreamHandle`).
 
         Events are StreamStart, StreamStdout, StreamStderr, then StreamExit; a stream that
         ends before ``exit`` raises. The command belongs to the block: leaving it before
@@ -333,7 +373,7 @@ class AsyncCommands:
         read, then the server is slowed down.
         """
         program, argv = _argv(cmd, args)
-        return self._stream(program, argv, envs, cwd)
+        return StreamHandle(lambda: self._stream(program, argv, envs, cwd), self._owner)
 
     def _stream(
         self,
@@ -349,9 +389,16 @@ class AsyncCommands:
             self._capsule_id, program, args=argv, envs=envs, cwd=cwd, on_early_exit=end
         )
 
-    def connect(self, selector: int | str) -> AbstractAsyncContextManager[AsyncExecStream]:
-        """Follow a running process by pid or tag (output from now on)."""
-        return self._processes.attach(self._capsule_id, selector)
+    def connect(self, selector: int | str) -> StreamHandle:
+        """Follow a running process by pid or tag (output from now on); enter it or
+        iterate it directly, like :meth:`stream`. Leaving leaves the process running."""
+        return StreamHandle(
+            lambda: self._processes.attach(self._capsule_id, selector),
+            self._owner,
+            # iterated directly (the official form), a process that is gone is an empty
+            # stream, as in the official SDK; `async with` raises WrennNotFoundError
+            quiet=(WrennNotFoundError,),
+        )
 
     async def list(self) -> builtins.list[ProcessInfo]:
         return await self._processes.list(self._capsule_id)

@@ -5,8 +5,8 @@ Every exception the SDK raises derives from :class:`WrennError`::
     WrennError                          .code .message .status_code
     ├── WrennConfigurationError         (also ValueError) missing credential, bad base URL
     ├── WrennAPIError                   an error answer from the server
-    │   ├── WrennValidationError        400  invalid_request; also raised before any request
-    │   │                                    for a bad argument (then also a ValueError)
+    │   ├── WrennValidationError        400  invalid_request (also ValueError); also raised
+    │   │                                    before any request for a bad argument
     │   ├── WrennAuthenticationError    401  unauthorized
     │   ├── WrennForbiddenError         403  forbidden
     │   ├── WrennNotFoundError          404  not_found
@@ -24,7 +24,7 @@ Every exception the SDK raises derives from :class:`WrennError`::
     │   └── WrennConnectionError        connect failure, reset, broken stream
     │       └── WrennWebSocketClosedError    a WebSocket ended (.close_code, .reason, .ok)
     ├── WrennFanOutError                (also ExceptionGroup) jobs of client.map failed
-    ├── WrennCapsuleFailedError         a capsule ended up error/stopped/missing while awaited
+    ├── WrennCapsuleFailedError         (also RuntimeError) a capsule failed while awaited
     ├── WrennTimeoutError               (also TimeoutError) a deadline passed
     ├── CommandExitError                a command run with check=True exited non-zero
     ├── GitError                        a git operation failed (.stderr .exit_code)
@@ -42,6 +42,7 @@ method and the path of the request, never from headers.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
@@ -92,19 +93,22 @@ class WrennError(Exception):
 
     def __init__(
         self,
-        message: str = "",
-        *,
         code: str | None = None,
+        message: str | None = None,
         status_code: int | None = None,
     ) -> None:
+        """``WrennError(code, message, status_code)`` as in the official SDK, or
+        ``WrennError(message)``: with a single argument, it is the message."""
+        if message is None:
+            code, message = None, code or ""
         self.message = message
         self.code = code if code is not None else self.default_code
         self.status_code = status_code
         super().__init__(message)
 
     def __str__(self) -> str:
-        prefix = f"[{self.status_code} {self.code}] " if self.status_code else f"[{self.code}] "
-        return prefix + self.message
+        # the message alone, as in the official SDK; code and status are in repr()
+        return self.message
 
     def __repr__(self) -> str:
         return (
@@ -189,14 +193,23 @@ class WrennHostHasCapsulesError(WrennConflictError):
 
     def __init__(
         self,
-        message: str = "",
-        *,
         code: str | None = None,
+        message: str | None = None,
         status_code: int | None = None,
-        capsule_ids: tuple[str, ...] = (),
+        capsule_ids: Sequence[str] = (),
     ) -> None:
-        super().__init__(message, code=code, status_code=status_code)
-        self.capsule_ids = capsule_ids
+        super().__init__(code, message, status_code)
+        self.capsule_ids = tuple(capsule_ids)
+
+    @property
+    def sandbox_ids(self) -> list[str]:
+        """The official SDK's old name for :attr:`capsule_ids` (deprecated)."""
+        warnings.warn(
+            "'sandbox_ids' is deprecated, use 'capsule_ids' instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return list(self.capsule_ids)
 
 
 class WrennTooLargeError(WrennAPIError):
@@ -212,13 +225,13 @@ class WrennRateLimitError(WrennAPIError):
 
     def __init__(
         self,
-        message: str = "",
-        *,
         code: str | None = None,
+        message: str | None = None,
         status_code: int | None = None,
+        *,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, code=code, status_code=status_code)
+        super().__init__(code, message, status_code)
         self.retry_after = retry_after
 
 
@@ -241,13 +254,13 @@ class WrennUnavailableError(WrennAPIError):
 
     def __init__(
         self,
-        message: str = "",
-        *,
         code: str | None = None,
+        message: str | None = None,
         status_code: int | None = None,
+        *,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, code=code, status_code=status_code)
+        super().__init__(code, message, status_code)
         self.retry_after = retry_after
 
 
@@ -290,7 +303,7 @@ class WrennWebSocketClosedError(WrennConnectionError):
         return self.close_code in (1000, 1001)
 
 
-class WrennCapsuleFailedError(WrennError):
+class WrennCapsuleFailedError(WrennError, RuntimeError):
     """A capsule reached a status it will not come back from (error, stopped, missing)
     while the SDK was waiting for another one."""
 
@@ -437,10 +450,10 @@ def error_from_response(
         message = f"{message} ({context})"
     cls = _class_for(code, status)
     if issubclass(cls, WrennHostHasCapsulesError):
-        return cls(message, code=code, status_code=status, capsule_ids=capsule_ids)
+        return cls(code, message, status, capsule_ids=capsule_ids)
     if issubclass(cls, WrennRateLimitError | WrennUnavailableError):
-        return cls(message, code=code, status_code=status, retry_after=retry_after)
-    return cls(message, code=code, status_code=status)
+        return cls(code, message, status, retry_after=retry_after)
+    return cls(code, message, status)
 
 
 class CommandOutcome(Protocol):

@@ -13,6 +13,7 @@ import builtins
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final, Literal, final
+from urllib.parse import quote
 
 import attrs
 
@@ -80,7 +81,7 @@ class FileStatus:
 
 @attrs.frozen
 class GitStatus:
-    branch: str | None
+    branch: str | None = None
     upstream: str | None = None
     ahead: int = 0
     behind: int = 0
@@ -165,7 +166,7 @@ class AsyncGit:
         args: Sequence[str],
         *,
         cwd: str | None = None,
-        timeout: int = 60,
+        timeout: int | None = 30,
         username: str | None = None,
         password: str | None = None,
         envs: Mapping[str, str] | None = None,
@@ -209,9 +210,15 @@ class AsyncGit:
         depth: int | None = None,
         username: str | None = None,
         password: str | None = None,
+        dangerously_store_credentials: bool = False,
         cwd: str | None = None,
-        timeout: int = 300,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 300,
     ) -> CommandResult:
+        """``git clone``. Credentials reach git through a one-off askpass helper, never
+        argv or ``.git/config`` — unless ``dangerously_store_credentials=True``, which
+        writes them into the ``origin`` URL in ``.git/config`` afterwards (as the
+        official SDK's option says: anyone who can read the repository can read them)."""
         if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
             raise WrennValidationError(
                 "put credentials in username=/password=, not in the URL (they would be "
@@ -225,7 +232,79 @@ class AsyncGit:
                 raise WrennValidationError("depth must be at least 1")
             args += ["--depth", str(depth)]
         args += ["--", url] + ([dest] if dest else [])
-        return await self._git(args, cwd=cwd, timeout=timeout, username=username, password=password)
+        result = await self._git(
+            args, cwd=cwd, envs=envs, timeout=timeout, username=username, password=password
+        )
+        if dangerously_store_credentials and (username or password):
+            repo = dest or url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+            scheme, _, rest = url.partition("://")
+            user, secret = quote(username or "", safe=""), quote(password or "", safe="")
+            stored = f"{scheme}://{user}:{secret}@{rest}"
+            # through the environment, so the credentials never appear in argv
+            await self._shell(
+                'git -C "$WRENN_GIT_REPO" remote set-url origin "$WRENN_GIT_URL"',
+                {"WRENN_GIT_REPO": repo, "WRENN_GIT_URL": stored},
+                cwd=cwd,
+                envs=envs,
+                timeout=timeout,
+            )
+        return result
+
+    async def _shell(
+        self,
+        script: str,
+        values: Mapping[str, str],
+        *,
+        cwd: str | None,
+        envs: Mapping[str, str] | None,
+        timeout: int | None,
+    ) -> CommandResult:
+        """Run a fixed shell script whose variable parts travel in the environment."""
+        env = {"GIT_TERMINAL_PROMPT": "0", **(envs or {}), **values}
+        result = await self._commands.run(
+            "/bin/sh", args=["-c", script], cwd=cwd, envs=env, timeout=timeout
+        )
+        if result.exit_code != 0:
+            raise GitCommandError(
+                f"git failed ({result.exit_code}): {result.stderr.strip()[-300:]}",
+                stderr=result.stderr,
+                exit_code=result.exit_code,
+            )
+        return result
+
+    async def dangerously_authenticate(
+        self,
+        username: str,
+        password: str,
+        host: str = "github.com",
+        protocol: str = "https",
+        *,
+        cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
+    ) -> None:
+        """Store credentials for ``host`` in git's plaintext credential store
+        (``credential.helper=store``, global), as the official SDK does: every later git
+        command in the capsule uses them, and anyone who can read the home directory can
+        read them. Prefer ``username=``/``password=`` on each call. The credentials
+        travel in the environment, never in argv."""
+        await self.set_config(
+            "credential.helper", "store", scope="global", cwd=cwd, envs=envs, timeout=timeout
+        )
+        await self._shell(
+            'printf "protocol=%s\\nhost=%s\\nusername=%s\\npassword=%s\\n\\n" '
+            '"$WRENN_GIT_PROTOCOL" "$WRENN_GIT_HOST" "$WRENN_GIT_USERNAME" "$WRENN_GIT_PASSWORD"'
+            " | git credential approve",
+            {
+                "WRENN_GIT_PROTOCOL": protocol,
+                "WRENN_GIT_HOST": host,
+                "WRENN_GIT_USERNAME": username,
+                "WRENN_GIT_PASSWORD": password,
+            },
+            cwd=cwd,
+            envs=envs,
+            timeout=timeout,
+        )
 
     async def init(
         self,
@@ -234,20 +313,40 @@ class AsyncGit:
         bare: bool = False,
         initial_branch: str | None = None,
         cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
     ) -> CommandResult:
         args = ["init"] + (["--initial-branch", initial_branch] if initial_branch else [])
-        return await self._git(args + (["--bare"] if bare else []) + [path], cwd=cwd)
+        return await self._git(
+            args + (["--bare"] if bare else []) + [path], cwd=cwd, envs=envs, timeout=timeout
+        )
 
-    async def status(self, *, cwd: str | None = None) -> GitStatus:
-        result = await self._git(["status", "--porcelain=v1", "--branch"], cwd=cwd)
+    async def status(
+        self,
+        *,
+        cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
+    ) -> GitStatus:
+        result = await self._git(
+            ["status", "--porcelain=v1", "--branch"], cwd=cwd, envs=envs, timeout=timeout
+        )
         return parse_status(result.stdout)
 
     async def add(
-        self, paths: Sequence[str] | None = None, *, all: bool = False, cwd: str | None = None
+        self,
+        paths: Sequence[str] | None = None,
+        *,
+        all: bool = False,
+        cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
     ) -> CommandResult:
         if all:
-            return await self._git(["add", "-A"], cwd=cwd)
-        return await self._git(["add", "--", *(paths or ["."])], cwd=cwd)
+            return await self._git(["add", "-A"], cwd=cwd, envs=envs, timeout=timeout)
+        return await self._git(
+            ["add", "--", *(paths or ["."])], cwd=cwd, envs=envs, timeout=timeout
+        )
 
     async def commit(
         self,
@@ -257,6 +356,8 @@ class AsyncGit:
         author_name: str | None = None,
         author_email: str | None = None,
         cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
     ) -> CommandResult:
         args: list[str] = []
         if author_name:
@@ -264,10 +365,18 @@ class AsyncGit:
         if author_email:
             args += ["-c", f"user.email={author_email}"]
         args += ["commit", "-m", message] + (["--allow-empty"] if allow_empty else [])
-        return await self._git(args, cwd=cwd)
+        return await self._git(args, cwd=cwd, envs=envs, timeout=timeout)
 
-    async def branches(self, *, cwd: str | None = None) -> builtins.list[GitBranch]:
-        result = await self._git(["branch", "--format=%(refname:short)\t%(HEAD)"], cwd=cwd)
+    async def branches(
+        self,
+        *,
+        cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
+    ) -> builtins.list[GitBranch]:
+        result = await self._git(
+            ["branch", "--format=%(refname:short)\t%(HEAD)"], cwd=cwd, envs=envs, timeout=timeout
+        )
         out = []
         for line in result.stdout.splitlines():
             name, _, head = line.partition("\t")
@@ -275,19 +384,43 @@ class AsyncGit:
         return out
 
     async def create_branch(
-        self, name: str, *, start_point: str | None = None, cwd: str | None = None
+        self,
+        name: str,
+        *,
+        start_point: str | None = None,
+        cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
     ) -> CommandResult:
         return await self._git(
-            ["checkout", "-b", name] + ([start_point] if start_point else []), cwd=cwd
+            ["checkout", "-b", name] + ([start_point] if start_point else []),
+            cwd=cwd,
+            envs=envs,
+            timeout=timeout,
         )
 
-    async def checkout_branch(self, name: str, *, cwd: str | None = None) -> CommandResult:
-        return await self._git(["checkout", name], cwd=cwd)
+    async def checkout_branch(
+        self,
+        name: str,
+        *,
+        cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
+    ) -> CommandResult:
+        return await self._git(["checkout", name], cwd=cwd, envs=envs, timeout=timeout)
 
     async def delete_branch(
-        self, name: str, *, force: bool = False, cwd: str | None = None
+        self,
+        name: str,
+        *,
+        force: bool = False,
+        cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
     ) -> CommandResult:
-        return await self._git(["branch", "-D" if force else "-d", name], cwd=cwd)
+        return await self._git(
+            ["branch", "-D" if force else "-d", name], cwd=cwd, envs=envs, timeout=timeout
+        )
 
     async def push(
         self,
@@ -299,11 +432,14 @@ class AsyncGit:
         username: str | None = None,
         password: str | None = None,
         cwd: str | None = None,
-        timeout: int = 60,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 60,
     ) -> CommandResult:
         args = ["push"] + (["--force"] if force else []) + (["-u"] if set_upstream else [])
         args += [remote] + ([branch] if branch else [])
-        return await self._git(args, cwd=cwd, timeout=timeout, username=username, password=password)
+        return await self._git(
+            args, cwd=cwd, envs=envs, timeout=timeout, username=username, password=password
+        )
 
     async def pull(
         self,
@@ -315,20 +451,44 @@ class AsyncGit:
         username: str | None = None,
         password: str | None = None,
         cwd: str | None = None,
-        timeout: int = 60,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 60,
     ) -> CommandResult:
         args = ["pull"] + (["--rebase"] if rebase else []) + (["--ff-only"] if ff_only else [])
         args += [remote] + ([branch] if branch else [])
-        return await self._git(args, cwd=cwd, timeout=timeout, username=username, password=password)
+        return await self._git(
+            args, cwd=cwd, envs=envs, timeout=timeout, username=username, password=password
+        )
 
     async def remote_add(
-        self, name: str, url: str, *, fetch: bool = False, cwd: str | None = None
+        self,
+        name: str,
+        url: str,
+        *,
+        fetch: bool = False,
+        cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
     ) -> CommandResult:
-        return await self._git(["remote", "add"] + (["-f"] if fetch else []) + [name, url], cwd=cwd)
+        return await self._git(
+            ["remote", "add"] + (["-f"] if fetch else []) + [name, url],
+            cwd=cwd,
+            envs=envs,
+            timeout=timeout,
+        )
 
-    async def remote_get(self, name: str = "origin", *, cwd: str | None = None) -> str | None:
+    async def remote_get(
+        self,
+        name: str = "origin",
+        *,
+        cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
+    ) -> str | None:
         try:
-            return (await self._git(["remote", "get-url", name], cwd=cwd)).stdout.strip()
+            return (
+                await self._git(["remote", "get-url", name], cwd=cwd, envs=envs, timeout=timeout)
+            ).stdout.strip()
         except GitCommandError:
             return None
 
@@ -339,8 +499,12 @@ class AsyncGit:
         *,
         scope: Literal["local", "global", "system"] = "local",
         cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
     ) -> CommandResult:
-        return await self._git(["config", f"--{scope}", key, value], cwd=cwd)
+        return await self._git(
+            ["config", f"--{scope}", key, value], cwd=cwd, envs=envs, timeout=timeout
+        )
 
     async def get_config(
         self,
@@ -348,9 +512,15 @@ class AsyncGit:
         *,
         scope: Literal["local", "global", "system"] = "local",
         cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
     ) -> str | None:
         try:
-            return (await self._git(["config", f"--{scope}", "--get", key], cwd=cwd)).stdout.strip()
+            return (
+                await self._git(
+                    ["config", f"--{scope}", "--get", key], cwd=cwd, envs=envs, timeout=timeout
+                )
+            ).stdout.strip()
         except GitCommandError:
             return None
 
@@ -361,9 +531,11 @@ class AsyncGit:
         *,
         scope: Literal["local", "global", "system"] = "global",
         cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
     ) -> None:
-        await self.set_config("user.name", name, scope=scope, cwd=cwd)
-        await self.set_config("user.email", email, scope=scope, cwd=cwd)
+        await self.set_config("user.name", name, scope=scope, cwd=cwd, envs=envs, timeout=timeout)
+        await self.set_config("user.email", email, scope=scope, cwd=cwd, envs=envs, timeout=timeout)
 
     async def reset(
         self,
@@ -372,11 +544,15 @@ class AsyncGit:
         ref: str | None = None,
         paths: Sequence[str] | None = None,
         cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
     ) -> CommandResult:
         if mode is not None and mode not in ("soft", "mixed", "hard", "merge", "keep"):
             raise WrennValidationError("mode must be soft, mixed, hard, merge or keep")
         args = ["reset"] + ([f"--{mode}"] if mode else []) + ([ref] if ref else [])
-        return await self._git(args + (["--", *paths] if paths else []), cwd=cwd)
+        return await self._git(
+            args + (["--", *paths] if paths else []), cwd=cwd, envs=envs, timeout=timeout
+        )
 
     async def restore(
         self,
@@ -386,7 +562,9 @@ class AsyncGit:
         worktree: bool = False,
         source: str | None = None,
         cwd: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: int | None = 30,
     ) -> CommandResult:
         args = ["restore"] + (["--worktree"] if worktree else []) + (["--staged"] if staged else [])
         args += ([f"--source={source}"] if source else []) + ["--", *paths]
-        return await self._git(args, cwd=cwd)
+        return await self._git(args, cwd=cwd, envs=envs, timeout=timeout)

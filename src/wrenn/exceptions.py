@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Annotations of the classes below name ClassVar; they resolve in this, their public, module.
-from typing import ClassVar  # noqa: F401
+from typing import Any, ClassVar  # noqa: F401
 
 from ._exceptions import CommandExitError as CommandExitError
 from ._exceptions import GitAuthError as GitAuthError
@@ -33,6 +33,7 @@ from ._exceptions import WrennTransportError as WrennTransportError
 from ._exceptions import WrennUnavailableError as WrennUnavailableError
 from ._exceptions import WrennValidationError as WrennValidationError
 from ._exceptions import WrennWebSocketClosedError as WrennWebSocketClosedError
+from ._exceptions import error_from_response as _error_from_response
 
 __all__ = [
     "CommandExitError",
@@ -64,6 +65,36 @@ __all__ = [
     "WrennValidationError",
     "WrennWebSocketClosedError",
 ]
+
+
+def handle_response(resp: Any) -> Any:
+    """The official SDK's helper: raise the matching :class:`WrennError` for an error
+    answer, else return its JSON (``{}`` for 204 or an empty body).
+
+    ``resp`` is any response object with ``status_code``, ``content`` and ``json()``
+    (an ``httpx.Response`` for instance).
+    """
+    status = int(resp.status_code)
+    if status >= 400:
+        raise _error_from_response(status, bytes(resp.content))
+    if status == 204 or not resp.content:
+        return {}
+    return resp.json()
+
+
+def __getattr__(name: str) -> Any:
+    """The official SDK's deprecated and lazy names."""
+    import warnings
+
+    if name == "WrennHostHasSandboxesError":
+        warnings.warn(
+            "'WrennHostHasSandboxesError' is deprecated, use 'WrennHostHasCapsulesError' instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return WrennHostHasCapsulesError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 for _name in __all__:
     globals()[_name].__module__ = __name__

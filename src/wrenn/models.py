@@ -2,6 +2,11 @@
 
 ``wrenn.models.Capsule`` is the server's description of a capsule; the live object users
 drive (``wrenn.AsyncCapsule``) is a different class.
+
+The official SDK's names are here too: ``Status`` (``CapsuleStatus``, with its lowercase
+members), ``UsageResponse`` (``CapsuleUsage``), ``SSEEvent`` (``Event``), ``Resource``
+(``EventResource``), ``ListDirResponse``, ``MakeDirResponse``. Every model has
+``model_dump()``, ``model_dump_json()``, ``model_validate()`` and ``model_validate_json()``.
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ from ._models import HostDeletePreview as HostDeletePreview
 from ._models import HostStatus as HostStatus
 from ._models import HostToken as HostToken
 from ._models import HostType as HostType
+from ._models import ListDirResponse as ListDirResponse
+from ._models import MakeDirResponse as MakeDirResponse
 from ._models import MetricPoint as MetricPoint
 from ._models import PendingSnapshot as PendingSnapshot
 from ._models import ProcessInfo as ProcessInfo
+from ._models import Range as Range
 from ._models import Session as Session
 from ._models import SignupResult as SignupResult
 from ._models import StatsCurrent as StatsCurrent
@@ -60,9 +68,12 @@ __all__ = [
     "HostStatus",
     "HostToken",
     "HostType",
+    "ListDirResponse",
+    "MakeDirResponse",
     "MetricPoint",
     "PendingSnapshot",
     "ProcessInfo",
+    "Range",
     "Session",
     "SignupResult",
     "StatsCurrent",
@@ -76,3 +87,9 @@ __all__ = [
 for _name in __all__:
     globals()[_name].__module__ = __name__
 del _name
+
+# The official SDK's names for the same models.
+Status = CapsuleStatus
+UsageResponse = CapsuleUsage
+SSEEvent = Event
+Resource = EventResource

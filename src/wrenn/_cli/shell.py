@@ -56,7 +56,7 @@ async def attach(cap: AsyncCapsule, cmd: str = "/bin/bash") -> int:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_keys, term, stdin)
                 tg.start_soon(_resizes, term, stdout)
-                async for chunk in term:
+                async for chunk in term.output():
                     await _write_all(stdout, chunk)
                 tg.cancel_scope.cancel()
         code = term.exit_code

@@ -20,11 +20,14 @@ from .enums import CapsuleStatus as CapsuleStatus
 from .enums import FileType as FileType
 from .enums import HostStatus as HostStatus
 from .enums import HostType as HostType
+from .enums import Range as Range
 from .enums import TemplateType as TemplateType
 from .events import Actor as Actor
 from .events import Event as Event
 from .events import EventResource as EventResource
 from .files import FileEntry as FileEntry
+from .files import ListDirResponse as ListDirResponse
+from .files import MakeDirResponse as MakeDirResponse
 from .hosts import CreatedHost as CreatedHost
 from .hosts import Host as Host
 from .hosts import HostDeletePreview as HostDeletePreview

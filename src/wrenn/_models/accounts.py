@@ -9,18 +9,20 @@ import datetime as dt
 
 import attrs
 
+from .base import WireModel
+
 __all__ = ["APIKey", "Session", "SignupResult"]
 
 
 @attrs.frozen
-class SignupResult:
+class SignupResult(WireModel):
     """Answer to a signup: the server's message (the account may need activation)."""
 
     message: str = ""
 
 
 @attrs.frozen
-class Session:
+class Session(WireModel):
     """A logged-in user. ``token`` is the JWT when the server returns one (else ``None``,
     and the server set a session cookie instead)."""
 
@@ -34,7 +36,7 @@ class Session:
 
 
 @attrs.frozen
-class APIKey:
+class APIKey(WireModel):
     """An API key. ``key`` holds the secret and is only ever set on the create answer."""
 
     id: str

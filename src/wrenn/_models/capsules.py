@@ -6,7 +6,8 @@ import datetime as dt
 
 import attrs
 
-from .enums import CapsuleStatus, TemplateType
+from .base import WireModel
+from .enums import CapsuleStatus, Range, TemplateType
 
 __all__ = [
     "Capsule",
@@ -24,7 +25,7 @@ __all__ = [
 
 
 @attrs.frozen
-class Capsule:
+class Capsule(WireModel):
     """A capsule (microVM) as the server describes it.
 
     ``timeout_sec`` is the inactivity auto-pause TTL (0 = never). ``disk_used_mb`` is only
@@ -48,7 +49,7 @@ class Capsule:
 
 
 @attrs.frozen
-class Template:
+class Template(WireModel):
     """A template a capsule can be created from: a base image or a snapshot."""
 
     name: str
@@ -63,7 +64,7 @@ class Template:
 
 
 @attrs.frozen
-class MetricPoint:
+class MetricPoint(WireModel):
     """One resource sample. ``cpu_pct`` is 0–100, normalised to the capsule's vCPUs."""
 
     timestamp_unix: int
@@ -78,30 +79,35 @@ class MetricPoint:
 
 
 @attrs.frozen
-class CapsuleMetrics:
+class CapsuleMetrics(WireModel):
     """Resource samples of one capsule over ``range`` (e.g. ``"10m"``)."""
 
     capsule_id: str
-    range: str = ""
+    range: Range = attrs.field(default=Range(""), converter=Range)
     points: list[MetricPoint] = attrs.field(factory=list)
+
+    @property
+    def sandbox_id(self) -> str:
+        """The official SDK's (wire) name of :attr:`capsule_id`."""
+        return self.capsule_id
 
 
 @attrs.frozen
-class StatsCurrent:
+class StatsCurrent(WireModel):
     running_count: int = 0
     vcpus_reserved: int = 0
     memory_mb_reserved: int = 0
 
 
 @attrs.frozen
-class StatsPeaks:
+class StatsPeaks(WireModel):
     running_count: int = 0
     vcpus: int = 0
     memory_mb: int = 0
 
 
 @attrs.frozen
-class StatsSeries:
+class StatsSeries(WireModel):
     labels: list[dt.datetime] = attrs.field(factory=list)
     running: list[int] = attrs.field(factory=list)
     vcpus: list[int] = attrs.field(factory=list)
@@ -109,24 +115,24 @@ class StatsSeries:
 
 
 @attrs.frozen
-class CapsuleStats:
+class CapsuleStats(WireModel):
     """Team-wide capsule counts and reservations: now, peaks, and a time series."""
 
-    range: str = ""
+    range: Range = attrs.field(default=Range(""), converter=Range)
     current: StatsCurrent = attrs.field(factory=StatsCurrent)
     peaks: StatsPeaks = attrs.field(factory=StatsPeaks)
     series: StatsSeries = attrs.field(factory=StatsSeries)
 
 
 @attrs.frozen
-class UsagePoint:
+class UsagePoint(WireModel):
     date: dt.date
     cpu_minutes: float = 0.0
     ram_mb_minutes: float = 0.0
 
 
 @attrs.frozen
-class CapsuleUsage:
+class CapsuleUsage(WireModel):
     """Daily CPU and memory usage of the team between ``from_`` and ``to`` (inclusive)."""
 
     from_: dt.date
@@ -135,7 +141,7 @@ class CapsuleUsage:
 
 
 @attrs.frozen
-class PendingSnapshot:
+class PendingSnapshot(WireModel):
     """A snapshot the server accepted and is still writing.
 
     ``name`` is the template name it will appear under (the SDK picks one when the caller

@@ -112,8 +112,8 @@ class Result:
 class ExecutionError:
     """An error raised by the cell (or ``Timeout`` / ``Disconnected`` from the SDK)."""
 
-    name: str
-    value: str
+    name: str = ""
+    value: str = ""
     traceback: str = ""
 
 

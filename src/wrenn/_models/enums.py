@@ -11,7 +11,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Self
 
-__all__ = ["CapsuleStatus", "FileType", "HostStatus", "HostType", "LenientStrEnum", "TemplateType"]
+__all__ = [
+    "CapsuleStatus",
+    "FileType",
+    "HostStatus",
+    "HostType",
+    "LenientStrEnum",
+    "Range",
+    "TemplateType",
+]
 
 
 class LenientStrEnum(StrEnum):
@@ -47,6 +55,19 @@ class CapsuleStatus(LenientStrEnum):
     STOPPED = "stopped"
     MISSING = "missing"
     ERROR = "error"
+    # the official SDK's lowercase spellings (aliases of the members above)
+    pending = "pending"
+    starting = "starting"
+    running = "running"
+    pausing = "pausing"
+    paused = "paused"
+    snapshotting = "snapshotting"
+    resuming = "resuming"
+    stopping = "stopping"
+    hibernated = "hibernated"
+    stopped = "stopped"
+    missing = "missing"
+    error = "error"
 
     @property
     def is_transitional(self) -> bool:
@@ -70,6 +91,19 @@ _TRANSITIONAL = frozenset(
     }
 )
 _TERMINAL = frozenset({CapsuleStatus.STOPPED, CapsuleStatus.MISSING, CapsuleStatus.ERROR})
+
+
+class Range(LenientStrEnum):
+    """A time range of stats and metrics (``range.value`` is the wire string)."""
+
+    field_5m = "5m"
+    field_10m = "10m"
+    field_1h = "1h"
+    field_2h = "2h"
+    field_6h = "6h"
+    field_12h = "12h"
+    field_24h = "24h"
+    field_30d = "30d"
 
 
 class TemplateType(LenientStrEnum):

@@ -6,19 +6,20 @@ import datetime as dt
 
 import attrs
 
+from .base import WireModel
 from .capsules import Capsule
 
 __all__ = ["Actor", "Event", "EventResource"]
 
 
 @attrs.frozen
-class EventResource:
+class EventResource(WireModel):
     id: str = ""
     type: str = ""
 
 
 @attrs.frozen
-class Actor:
+class Actor(WireModel):
     """Who caused an event: ``user``, ``api_key`` or ``system``."""
 
     type: str = ""
@@ -27,7 +28,7 @@ class Actor:
 
 
 @attrs.frozen
-class Event:
+class Event(WireModel):
     """One event from ``GET /v1/events/stream``.
 
     ``event`` is the kind (``capsule.create``, ``capsule.state.changed``, ...);
@@ -43,3 +44,8 @@ class Event:
     error: str | None = None
     capsule: Capsule | None = None
     timestamp: dt.datetime | None = None
+
+    @property
+    def sandbox(self) -> Capsule | None:
+        """The official SDK's (wire) name of :attr:`capsule`."""
+        return self.capsule

@@ -6,13 +6,14 @@ import datetime as dt
 
 import attrs
 
+from .base import WireModel
 from .enums import FileType
 
-__all__ = ["FileEntry"]
+__all__ = ["FileEntry", "ListDirResponse", "MakeDirResponse"]
 
 
 @attrs.frozen
-class FileEntry:
+class FileEntry(WireModel):
     """A file, directory or link inside a capsule.
 
     ``mode`` is treated as an opaque integer (servers send either the permission bits or
@@ -43,3 +44,17 @@ class FileEntry:
     def modified(self) -> dt.datetime:
         """``modified_at`` as an aware UTC datetime."""
         return dt.datetime.fromtimestamp(self.modified_at, tz=dt.UTC)
+
+
+@attrs.frozen
+class ListDirResponse(WireModel):
+    """The body of a directory listing (the official SDK's model)."""
+
+    entries: list[FileEntry] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class MakeDirResponse(WireModel):
+    """The body of a ``mkdir`` answer (the official SDK's model)."""
+
+    entry: FileEntry | None = None

@@ -6,13 +6,14 @@ import datetime as dt
 
 import attrs
 
+from .base import WireModel
 from .enums import HostStatus, HostType
 
 __all__ = ["CreatedHost", "Host", "HostDeletePreview", "HostToken"]
 
 
 @attrs.frozen
-class Host:
+class Host(WireModel):
     """A machine that runs capsules."""
 
     id: str
@@ -39,7 +40,7 @@ class Host:
 
 
 @attrs.frozen
-class CreatedHost:
+class CreatedHost(WireModel):
     """A newly created host and its one-time registration token (kept out of the repr)."""
 
     host: Host
@@ -47,7 +48,7 @@ class CreatedHost:
 
 
 @attrs.frozen
-class HostToken:
+class HostToken(WireModel):
     """A regenerated registration token for a pending host (kept out of the repr)."""
 
     registration_token: str = attrs.field(default="", repr=False)
@@ -55,7 +56,7 @@ class HostToken:
 
 
 @attrs.frozen
-class HostDeletePreview:
+class HostDeletePreview(WireModel):
     """What deleting a host would take down."""
 
     host: Host

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import attrs
 
+from .base import WireModel
+
 __all__ = ["BackgroundProcess", "CommandResult", "ProcessInfo"]
 
 
 @attrs.frozen
-class CommandResult:
+class CommandResult(WireModel):
     """The outcome of a foreground command.
 
     ``stdout`` and ``stderr`` are text; when the output was not valid UTF-8 the server
@@ -31,7 +33,7 @@ class CommandResult:
 
 
 @attrs.frozen
-class BackgroundProcess:
+class BackgroundProcess(WireModel):
     """A process started with ``background=True``: its pid and tag."""
 
     pid: int
@@ -41,7 +43,7 @@ class BackgroundProcess:
 
 
 @attrs.frozen
-class ProcessInfo:
+class ProcessInfo(WireModel):
     """A process the capsule is tracking (background, exec stream, PTY, ...)."""
 
     pid: int

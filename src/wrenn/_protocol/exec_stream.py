@@ -41,14 +41,14 @@ def in_band_error(text: str) -> WrennError:
     """The exception for an in-band ``{"type": "error", "data": text}`` frame."""
     lowered = text.lower()
     if "authentication failed" in lowered:
-        return WrennAuthenticationError(text, code="unauthorized", status_code=401)
+        return WrennAuthenticationError("unauthorized", text, 401)
     if lowered in _NOT_FOUND or lowered.endswith("not found"):
-        return WrennNotFoundError(text, code="not_found", status_code=404)
+        return WrennNotFoundError("not_found", text, 404)
     if "is not running" in lowered:
-        return WrennInvalidStateError(text, code="invalid_state", status_code=409)
+        return WrennInvalidStateError("invalid_state", text, 409)
     if lowered.startswith(("first message must", "connect requires", "args must", "cols and")):
-        return WrennValidationError(text, code="invalid_request", status_code=400)
-    return WrennAgentError(text, code="agent_error", status_code=502)
+        return WrennValidationError("invalid_request", text, 400)
+    return WrennAgentError("agent_error", text, 502)
 
 
 class State(Enum):

@@ -24,6 +24,8 @@ __all__ = [
     "PONG",
     "PtyControl",
     "connect_frame",
+    "error_of",
+    "kind_of",
     "parse_control",
     "resize_frame",
     "start_frame",
@@ -107,6 +109,11 @@ def parse_control(text: str) -> PtyControl:
         except (binascii.Error, ValueError):
             return PtyControl("other")
     return PtyControl("other")
+
+
+def kind_of(text: str) -> str:
+    """The ``type`` a text frame names (``ping`` when it names none)."""
+    return str(_json(text).get("type") or "ping")
 
 
 def error_of(control: PtyControl) -> WrennError:

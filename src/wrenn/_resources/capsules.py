@@ -78,11 +78,11 @@ class AsyncCapsules:
 
     async def create(
         self,
-        *,
         template: str | None = None,
         vcpus: int | None = None,
         memory_mb: int | None = None,
         timeout_sec: int | None = None,
+        *,
         disk_size_mb: int | None = None,
         metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
@@ -196,7 +196,7 @@ class AsyncCapsules:
         )
 
     async def metrics(
-        self, capsule_id: str, *, range: str | None = None, timeout: float | None = None
+        self, capsule_id: str, range: str | None = None, *, timeout: float | None = None
     ) -> CapsuleMetrics:
         """``GET /v1/capsules/{id}/metrics``: CPU, memory and disk samples over ``range``."""
         params = {}
@@ -210,7 +210,7 @@ class AsyncCapsules:
         return structure(response_json(resp, what="metrics"), CapsuleMetrics)
 
     async def stats(
-        self, *, range: str | None = None, timeout: float | None = None
+        self, range: str | None = None, *, timeout: float | None = None
     ) -> CapsuleStats:
         """``GET /v1/capsules/stats``: team-wide counts and reservations."""
         params = {}
@@ -225,9 +225,9 @@ class AsyncCapsules:
 
     async def usage(
         self,
-        *,
         from_: dt.date | str | None = None,
         to: dt.date | str | None = None,
+        *,
         timeout: float | None = None,
     ) -> CapsuleUsage:
         """``GET /v1/capsules/usage``: daily CPU and memory minutes (at most 92 days)."""

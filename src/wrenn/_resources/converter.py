@@ -27,6 +27,7 @@ from .._models import (
     Event,
     HostDeletePreview,
 )
+from .._models.base import register_codec
 
 __all__ = ["converter", "structure", "structure_list", "unstructure"]
 
@@ -147,3 +148,6 @@ def structure_list(data: Any, cls: type[T], *, what: str = "") -> list[T]:
 def unstructure(obj: Any) -> Any:
     """Unstructure a model to wire JSON (used by tests and by request bodies)."""
     return converter.unstructure(obj)
+
+
+register_codec(structure, unstructure)  # the models' model_validate()/model_dump()

@@ -16,6 +16,7 @@ from .._protocol.sse import SSEParser
 from .._transport.errors import map_transport_errors
 from .._transport.http import HTTPTransport, api_path, httpx
 from .converter import structure
+from .scoped import ScopedIterable
 
 __all__ = ["DEFAULT_IDLE_TIMEOUT", "AsyncEvents", "EventStream"]
 
@@ -90,13 +91,12 @@ class AsyncEvents:
     def __init__(self, http: HTTPTransport) -> None:
         self._http = http
 
-    @asynccontextmanager
-    async def stream(
+    def stream(
         self,
         *,
         open_timeout: float | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
-    ) -> AsyncIterator[EventStream]:
+    ) -> ScopedIterable[EventStream, Event]:
         """``GET /v1/events/stream`` as an async context manager::
 
             async with client.events.stream() as events:
@@ -106,7 +106,15 @@ class AsyncEvents:
         Leaving the block (normally, by error or by cancellation) closes the connection.
         Iteration raises :class:`WrennConnectionError` when nothing, not even a
         keepalive, arrived for ``idle_timeout`` seconds (``None``: wait forever).
+        ``async for event in client.events.stream()`` works too (the official SDK's
+        form; see :class:`ScopedIterable`: break out, then ``aclose()`` it).
         """
+        return ScopedIterable(lambda: self._open(open_timeout, idle_timeout))
+
+    @asynccontextmanager
+    async def _open(
+        self, open_timeout: float | None, idle_timeout: float | None
+    ) -> AsyncIterator[EventStream]:
         path = api_path("events", "stream")
         async with self._http.stream(
             "GET",

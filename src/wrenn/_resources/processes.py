@@ -25,6 +25,7 @@ __all__ = ["AsyncProcesses"]
 
 DEFAULT_COMMAND_TIMEOUT: Final = 30
 HTTP_SLACK: Final = 10.0  # the HTTP deadline exceeds the command's own by this much
+NO_LIMIT: Final = 86400.0  # "no timeout": a day, so a lost connection still ends the call
 
 
 def _selects(process: ProcessInfo, selector: int | str) -> bool:
@@ -74,27 +75,35 @@ class AsyncProcesses:
         args: Sequence[str] | None = None,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
-        timeout_sec: int = DEFAULT_COMMAND_TIMEOUT,
+        timeout_sec: int | None = DEFAULT_COMMAND_TIMEOUT,
         timeout: float | None = None,
     ) -> CommandResult:
         """``POST /v1/capsules/{id}/exec``: run a command and wait for it to finish.
 
         ``timeout_sec`` bounds the command in the capsule (the server kills it and answers
-        :class:`WrennAgentError`); the HTTP call is bounded by ``timeout`` (default: 10 s
-        beyond ``timeout_sec``; ``math.inf`` for none). The call is never retried once it
-        may have reached the server (the command could run twice). Cancelling it
-        abandons the answer; the command may still run to its end (``capsule.commands.run``
-        kills it).
+        :class:`WrennAgentError`); ``timeout_sec=None`` sends no limit (the server's own
+        applies). The HTTP call is bounded by ``timeout`` (default: 10 s beyond
+        ``timeout_sec``, a day without it; ``math.inf`` for none). The call is never
+        retried once it may have reached the server (the command could run twice).
+        Cancelling it abandons the answer; the command may still run to its end
+        (``capsule.commands.run`` ends it).
         """
-        if not isinstance(timeout_sec, int) or isinstance(timeout_sec, bool) or timeout_sec < 1:
+        if timeout_sec is not None and (
+            not isinstance(timeout_sec, int) or isinstance(timeout_sec, bool) or timeout_sec < 1
+        ):
             raise WrennValidationError("timeout_sec must be a positive integer")
         body = exec_request(cmd, args, envs, cwd)
-        body["timeout_sec"] = timeout_sec
+        if timeout_sec is not None:
+            body["timeout_sec"] = timeout_sec
         resp = await self._http.request(
             "POST",
             api_path("capsules", capsule_id, "exec"),
             json_body=body,
-            timeout=timeout_sec + HTTP_SLACK if timeout is None else timeout,
+            timeout=(
+                (NO_LIMIT if timeout_sec is None else timeout_sec + HTTP_SLACK)
+                if timeout is None
+                else timeout
+            ),
         )
         return decode_output(response_json(resp, what="exec"))
 

@@ -24,14 +24,21 @@ class AsyncSnapshots:
         self._http = http
 
     async def create(
-        self, capsule_id: str, *, name: str | None = None, timeout: float | None = None
+        self,
+        capsule_id: str,
+        name: str | None = None,
+        overwrite: bool = False,
+        *,
+        timeout: float | None = None,
     ) -> PendingSnapshot:
         """``POST /v1/snapshots``: start writing a snapshot of a running or paused capsule.
 
         The server answers 202 with the capsule in ``snapshotting`` and finishes later;
         use :meth:`wait` for the template. When ``name`` is omitted the SDK picks
         ``template-<8 hex>`` itself, so the name is known. Names are immutable: re-using
-        one raises :class:`WrennNameTakenError`.
+        one raises :class:`WrennNameTakenError`; ``overwrite=True`` asks the server to
+        replace an existing snapshot of that name (``?overwrite=true``, as the official
+        SDK sends it; servers that keep names immutable still answer 409).
         """
         name = (
             check_name("snapshot", name) if name is not None else f"template-{secrets.token_hex(4)}"
@@ -42,6 +49,7 @@ class AsyncSnapshots:
             "POST",
             api_path("snapshots"),
             json_body={"sandbox_id": capsule_id, "name": name},
+            params={"overwrite": "true"} if overwrite else None,
             timeout=timeout,
         )
         data: Any = response_json(resp, what="snapshot create")
@@ -53,7 +61,7 @@ class AsyncSnapshots:
         return PendingSnapshot(name=name)
 
     async def list(
-        self, *, type: TemplateType | str | None = None, timeout: float | None = None
+        self, type: TemplateType | str | None = None, *, timeout: float | None = None
     ) -> list[Template]:
         """``GET /v1/snapshots``: the team's templates and the platform's, newest first.
 

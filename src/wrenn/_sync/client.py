@@ -16,7 +16,7 @@ from typing import Any, Self, TypeVar, final
 
 import anyio
 
-from .._capsule import AsyncCapsule, create_capsule
+from .._capsule import AsyncCapsule, DualMethod, create_capsule, placeholder_info
 from .._client import AsyncWrennClient
 from .._config import ClientConfig
 from .._models import Capsule as CapsuleInfo
@@ -37,6 +37,65 @@ __all__ = ["Capsule", "CapsulePool", "WrennClient"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def _by_id(
+    capsule_id: str,
+    api_key: str | None,
+    base_url: str | None,
+    backend: Backend,
+    op: Callable[[Capsule], R],
+) -> R:
+    with WrennClient(api_key=api_key, base_url=base_url, backend=backend) as client:
+        acap = AsyncCapsule(client._async._session, placeholder_info(capsule_id))
+        return op(Capsule._wrap(client._runner, acap))
+
+
+def destroy_by_id(
+    capsule_id: str,
+    *,
+    wait: bool = False,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    backend: Backend = "asyncio",
+) -> None:
+    """Destroy a capsule by ID (a one-off client); with ``wait``, until it is gone."""
+    _by_id(capsule_id, api_key, base_url, backend, lambda cap: cap._destroy(wait))
+
+
+def pause_by_id(
+    capsule_id: str,
+    *,
+    wait: bool = False,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    backend: Backend = "asyncio",
+) -> CapsuleInfo:
+    """Pause a capsule by ID (a one-off client); with ``wait``, until it is paused."""
+    return _by_id(capsule_id, api_key, base_url, backend, lambda cap: cap._pause(wait))
+
+
+def resume_by_id(
+    capsule_id: str,
+    *,
+    wait: bool = False,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    backend: Backend = "asyncio",
+) -> CapsuleInfo:
+    """Resume a capsule by ID (a one-off client); with ``wait``, until it runs."""
+    return _by_id(capsule_id, api_key, base_url, backend, lambda cap: cap._resume(wait))
+
+
+def get_info_by_id(
+    capsule_id: str,
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    backend: Backend = "asyncio",
+) -> CapsuleInfo:
+    """The current description of a capsule by ID (a one-off client)."""
+    return _by_id(capsule_id, api_key, base_url, backend, lambda cap: cap._get_info())
 
 
 class Capsule(Facet[AsyncCapsule]):
@@ -192,13 +251,13 @@ class Capsule(Facet[AsyncCapsule]):
     def __repr__(self) -> str:
         return f"<Capsule {self.capsule_id} {self.info.status}>"
 
-    get_info = blocking(AsyncCapsule.get_info)
+    _get_info = blocking(AsyncCapsule._get_info)
     is_running = blocking(AsyncCapsule.is_running)
     wait_ready = blocking(AsyncCapsule.wait_ready)
     ping = blocking(AsyncCapsule.ping)
-    pause = blocking(AsyncCapsule.pause)
-    resume = blocking(AsyncCapsule.resume)
-    destroy = blocking(AsyncCapsule.destroy)
+    _pause = blocking(AsyncCapsule._pause)
+    _resume = blocking(AsyncCapsule._resume)
+    _destroy = blocking(AsyncCapsule._destroy)
     create_snapshot = blocking(AsyncCapsule.create_snapshot)
     run_code = blocking(AsyncCapsule.run_code)
     create_code_context = blocking(AsyncCapsule.create_code_context)
@@ -210,6 +269,12 @@ class Capsule(Facet[AsyncCapsule]):
         """Run code with another kernelspec from now on (a fresh default context)."""
         self._async.use_kernel(kernel)
         self._code = CodeRunner(self._runner, self._async.code)
+
+    # instance and class forms (Capsule.destroy(capsule_id)), as in the official SDK
+    get_info = DualMethod(_get_info, get_info_by_id)
+    pause = DualMethod(_pause, pause_by_id)
+    resume = DualMethod(_resume, resume_by_id)
+    destroy = DualMethod(_destroy, destroy_by_id)
 
     def get_url(self, port: int) -> str:
         """The proxy URL of ``port`` in the capsule."""
@@ -223,7 +288,6 @@ class Capsule(Facet[AsyncCapsule]):
     def pty(
         self,
         cmd: str = "/bin/bash",
-        *,
         args: Sequence[str] | None = None,
         cols: int = 80,
         rows: int = 24,
@@ -307,11 +371,11 @@ class WrennClient:
     def __init__(
         self,
         api_key: str | None = None,
-        token: str | None = None,
         base_url: str | None = None,
         proxy_domain: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         *,
+        token: str | None = None,
         connect_timeout: float = 10.0,
         max_retries: int = 3,
         verify: Verify = True,

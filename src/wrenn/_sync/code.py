@@ -58,6 +58,12 @@ class CodeRunner(Facet[AsyncCodeRunner]):
     restart_context = blocking(AsyncCodeRunner.restart_context)
     remove_context = blocking(AsyncCodeRunner.remove_context)
     interrupt = blocking(AsyncCodeRunner.interrupt)
+    close = blocking(AsyncCodeRunner.close)
+
+    @property
+    def kernel_id(self) -> str | None:
+        """The default context's kernel ID, once it exists (after the first run)."""
+        return self._async.kernel_id
 
     @contextmanager
     def stream(

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, final, overload
 
-from .._commands import AsyncCommandHandle, AsyncCommands
-from .._exceptions import WrennError
+from .._commands import AsyncCommands, CommandHandle
+from .._exceptions import WrennError, WrennNotFoundError
 from .._models import CommandResult
 from .._models.streams import StreamEvent
 from .._resources.streams import AsyncExecStream
 from .adapt import Facet, blocking
 from .portal import PortalRunner
 
-__all__ = ["CommandHandle", "Commands", "ExecStream"]
+__all__ = ["Commands", "ExecStream", "SyncCommandHandle"]
 
 
 @final
@@ -29,9 +29,15 @@ class ExecStream:
     the stream when the block is left.
     """
 
-    def __init__(self, runner: PortalRunner, factory: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        runner: PortalRunner,
+        factory: Callable[[], Any],
+        quiet: tuple[type[WrennError], ...] = (),
+    ) -> None:
         self._runner = runner
         self._factory = factory
+        self._quiet = quiet  # errors that end plain iteration as an empty stream
         self._async: AsyncExecStream | None = None
         self._cm: Any = None
 
@@ -52,8 +58,12 @@ class ExecStream:
         if self._async is not None:
             yield from self._runner.iterate(self._async)
             return
-        with self as opened:
-            yield from opened._events()
+        try:
+            with self as opened:
+                yield from opened._events()
+        except WrennError as exc:
+            if not isinstance(exc, self._quiet):
+                raise
 
     def _events(self) -> Iterator[StreamEvent]:
         assert self._async is not None, "not open"
@@ -93,23 +103,27 @@ class ExecStream:
 
 
 @final
-class CommandHandle(Facet[AsyncCommandHandle]):
-    """A background process (sync form of :class:`wrenn.AsyncCommandHandle`)."""
+class SyncCommandHandle(Facet[CommandHandle]):
+    """A background process (sync form of :class:`wrenn.CommandHandle`, and registered
+    as one: ``isinstance(handle, wrenn.CommandHandle)`` holds, as in the official SDK)."""
 
     __slots__ = ("capsule_id", "pid", "tag")
 
-    def __init__(self, runner: PortalRunner, handle: AsyncCommandHandle) -> None:
+    def __init__(self, runner: PortalRunner, handle: CommandHandle) -> None:
         super().__init__(runner, handle)
         self.pid = handle.pid
         self.tag = handle.tag
         self.capsule_id = handle.capsule_id
 
-    wait = blocking(AsyncCommandHandle.wait)
-    kill = blocking(AsyncCommandHandle.kill)
+    wait = blocking(CommandHandle.wait)
+    kill = blocking(CommandHandle.kill)
 
     def stream(self) -> ExecStream:
         """Attach to the process's output from now on."""
         return ExecStream(self._runner, self._async.stream)
+
+
+CommandHandle.register(SyncCommandHandle)  # a background run returns a CommandHandle
 
 
 @final
@@ -127,7 +141,7 @@ class Commands(Facet[AsyncCommands]):
         background: Literal[False] = ...,
         envs: Mapping[str, str] | None = ...,
         cwd: str | None = ...,
-        timeout: int = ...,
+        timeout: int | None = ...,
         tag: str | None = ...,
         on_stdout: Callable[[str], Any] | None = ...,
         on_stderr: Callable[[str], Any] | None = ...,
@@ -143,12 +157,12 @@ class Commands(Facet[AsyncCommands]):
         background: Literal[True],
         envs: Mapping[str, str] | None = ...,
         cwd: str | None = ...,
-        timeout: int = ...,
+        timeout: int | None = ...,
         tag: str | None = ...,
         on_stdout: Callable[[str], Any] | None = ...,
         on_stderr: Callable[[str], Any] | None = ...,
         check: bool = ...,
-    ) -> CommandHandle: ...
+    ) -> SyncCommandHandle: ...
 
     def run(
         self,
@@ -158,17 +172,17 @@ class Commands(Facet[AsyncCommands]):
         background: bool = False,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
-        timeout: int = 30,
+        timeout: int | None = 30,
         tag: str | None = None,
         on_stdout: Callable[[str], Any] | None = None,
         on_stderr: Callable[[str], Any] | None = None,
         check: bool = False,
-    ) -> CommandResult | CommandHandle:
+    ) -> CommandResult | SyncCommandHandle:
         """See :meth:`wrenn.AsyncCommands.run`. Callbacks run in the portal thread: keep
         them short (a slow callback slows the stream down, nothing is dropped). Ctrl-C
         cancels the call; a streamed command is killed."""
 
-        async def run() -> CommandResult | AsyncCommandHandle:
+        async def run() -> CommandResult | CommandHandle:
             # `background` is a plain bool here, which none of the overloads take alone
             return await self._async.run(  # type: ignore[call-overload,misc,no-any-return]
                 cmd,
@@ -184,16 +198,16 @@ class Commands(Facet[AsyncCommands]):
             )
 
         result = self._runner.call(run)
-        if isinstance(result, AsyncCommandHandle):
-            return CommandHandle(self._runner, result)
+        if isinstance(result, CommandHandle):
+            return SyncCommandHandle(self._runner, result)
         assert isinstance(result, CommandResult)
         return result
 
     def stream(
         self,
         cmd: str,
-        *,
         args: Sequence[str] | None = None,
+        *,
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
     ) -> ExecStream:
@@ -204,7 +218,11 @@ class Commands(Facet[AsyncCommands]):
 
     def connect(self, selector: int | str) -> ExecStream:
         """Attach to a running process's output by pid or tag."""
-        return ExecStream(self._runner, lambda: self._async.connect(selector))
+        return ExecStream(
+            self._runner,
+            lambda: self._async.connect(selector),
+            quiet=(WrennNotFoundError,),  # iterated directly: a process that is gone is empty
+        )
 
     list = blocking(AsyncCommands.list)
     kill = blocking(AsyncCommands.kill)

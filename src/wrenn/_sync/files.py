@@ -95,6 +95,12 @@ class CapsuleFiles(Facet[AsyncCapsuleFiles]):
 
         self._runner.call(upload)
 
+    def download_stream(self, path: str, *, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        """The official SDK's form of :meth:`read_stream`: ``for chunk in
+        cap.files.download_stream(path)`` (closed when the loop ends or is left)."""
+        with self.read_stream(path, chunk_size=chunk_size) as chunks:
+            yield from chunks
+
     @contextmanager
     def read_stream(self, path: str, *, chunk_size: int = 256 * 1024) -> Iterator[Iterator[bytes]]:
         """``with cap.files.read_stream(p) as chunks: for chunk in chunks`` (constant memory)."""

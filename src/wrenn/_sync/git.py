@@ -35,3 +35,4 @@ class Git(Facet[AsyncGit]):
     configure_user = blocking(AsyncGit.configure_user)
     reset = blocking(AsyncGit.reset)
     restore = blocking(AsyncGit.restore)
+    dangerously_authenticate = blocking(AsyncGit.dangerously_authenticate)

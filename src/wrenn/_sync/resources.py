@@ -7,9 +7,9 @@ through the client's portal, with the same parameters, errors and retries.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
-from typing import final
+from typing import Any, final
 
 from .._models import Event
 from .._resources.accounts import AsyncAPIKeys, AsyncAuth
@@ -22,8 +22,19 @@ from .._resources.snapshots import AsyncSnapshots
 from .adapt import Facet, blocking
 from .commands import ExecStream
 from .files import pulled
+from .portal import PortalRunner
 
-__all__ = ["APIKeys", "Auth", "Capsules", "Events", "Files", "Hosts", "Processes", "Snapshots"]
+__all__ = [
+    "APIKeys",
+    "Auth",
+    "Capsules",
+    "EventIterator",
+    "Events",
+    "Files",
+    "Hosts",
+    "Processes",
+    "Snapshots",
+]
 
 
 @final
@@ -62,21 +73,48 @@ class Events(Facet[AsyncEvents]):
 
     __slots__ = ()
 
-    @contextmanager
     def stream(
         self, *, open_timeout: float | None = None, idle_timeout: float | None = 90.0
-    ) -> Iterator[Iterator[Event]]:
-        """``with client.events.stream() as events: for event in events``.
+    ) -> EventIterator:
+        """``with client.events.stream() as events: for event in events``, or
+        ``for event in client.events.stream()`` (the official SDK's form).
 
         Each ``next`` waits for the next event with no deadline of its own (Ctrl-C
         cancels the wait); events already received are handed over in one batch.
-        Leaving the block closes the connection. Raises :class:`WrennConnectionError`
-        when nothing, not even a keepalive, arrived for ``idle_timeout`` seconds.
+        Leaving the block (or the loop) closes the connection. Raises
+        :class:`WrennConnectionError` when nothing, not even a keepalive, arrived for
+        ``idle_timeout`` seconds.
         """
-        with self._runner.enter(
-            lambda: self._async.stream(open_timeout=open_timeout, idle_timeout=idle_timeout)
-        ) as it:
-            yield self._runner.iterate(it)
+        return EventIterator(
+            self._runner,
+            lambda: self._async.stream(open_timeout=open_timeout, idle_timeout=idle_timeout),
+        )
+
+
+@final
+class EventIterator:
+    """What the sync ``client.events.stream()`` returns: a context manager giving an
+    iterator of events, or an iterable closed when the loop ends or is left."""
+
+    def __init__(self, runner: PortalRunner, factory: Callable[[], Any]) -> None:
+        self._runner = runner
+        self._factory = factory
+        self._cm: Any = None
+
+    def __enter__(self) -> Iterator[Event]:
+        cm = self._runner.enter(self._factory)
+        events: Iterator[Event] = self._runner.iterate(cm.__enter__())
+        self._cm = cm
+        return events
+
+    def __exit__(self, *exc: Any) -> None:
+        cm, self._cm = self._cm, None
+        if cm is not None:
+            cm.__exit__(*exc)
+
+    def __iter__(self) -> Iterator[Event]:
+        with self as events:
+            yield from events
 
 
 @final

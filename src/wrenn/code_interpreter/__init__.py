@@ -24,6 +24,15 @@ __all__ = [
     "Result",
 ]
 
+
+def __getattr__(name: str) -> type:
+    """``Sandbox``: the official SDK's deprecated alias of :class:`Capsule`."""
+    if name == "Sandbox":
+        warnings.warn("'Sandbox' is deprecated, use 'Capsule' instead", FutureWarning, stacklevel=2)
+        return Capsule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 warnings.warn(
     "wrenn.code_interpreter is deprecated; use wrenn.code_runner",
     FutureWarning,

@@ -31,3 +31,13 @@ __all__ = [
     "Logs",
     "Result",
 ]
+
+
+def __getattr__(name: str) -> type:
+    """``Sandbox``: the official SDK's deprecated alias of :class:`Capsule`."""
+    if name == "Sandbox":
+        import warnings
+
+        warnings.warn("'Sandbox' is deprecated, use 'Capsule' instead", FutureWarning, stacklevel=2)
+        return Capsule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

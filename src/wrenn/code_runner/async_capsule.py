@@ -6,9 +6,20 @@ from collections.abc import Mapping
 from typing import final
 
 from .._capsule import AsyncCapsule as _BaseAsyncCapsule
+from .._client import AsyncWrennClient
 from .._code import DEFAULT_KERNEL, DEFAULT_TEMPLATE
+from .._models.code import Execution, ExecutionError, Result
 
-__all__ = ["AsyncCapsule"]
+__all__ = [
+    "AsyncCapsule",
+    "AsyncWrennClient",
+    "BaseAsyncCapsule",
+    "Execution",
+    "ExecutionError",
+    "Result",
+]
+
+BaseAsyncCapsule = _BaseAsyncCapsule  # the official module's name for wrenn.AsyncCapsule
 
 
 @final
@@ -45,3 +56,16 @@ class AsyncCapsule(_BaseAsyncCapsule):
         if kernel is not None and kernel != DEFAULT_KERNEL:
             capsule.use_kernel(kernel)
         return capsule
+
+    async def close(self) -> None:
+        """Close the kernel connections (official SDK); the capsule stays usable."""
+        await self.code.close()
+
+    @property
+    def _kernel_name(self) -> str:
+        # read by code written against the official SDK's internals
+        return self.code.kernel_name
+
+    @property
+    def _kernel_id(self) -> str | None:
+        return self.code.kernel_id

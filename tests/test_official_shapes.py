@@ -1,0 +1,130 @@
+"""The official SDK's shapes over our API, end to end against wrenn_local: streams and
+downloads iterated directly, PTY events and session blocks, class-level lifecycle calls,
+the official constructors and defaults. (Names and signatures: test_official_surface.py.)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import cast
+
+import anyio
+import pytest
+
+import wrenn
+from tests.localserver import server_process
+from wrenn import AsyncCapsule, AsyncWrennClient, Capsule, StreamExit, StreamStdout, WrennClient
+from wrenn.models import Status
+from wrenn.pty import PtyEventType
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[dict[str, str]]:
+    with server_process() as env:
+        yield env
+
+
+async def test_directly_iterated_streams_in_a_capsule_scope(server: dict[str, str]) -> None:
+    client = AsyncWrennClient(server["WRENN_API_KEY"], server["WRENN_BASE_URL"])
+    async with client, client.capsule() as cap:
+        events = [e async for e in cap.commands.stream("echo hi; exit 3")]
+        assert isinstance(events[-1], StreamExit)
+        assert events[-1].exit_code == 3
+        assert "".join(e.data for e in events if isinstance(e, StreamStdout)) == "hi\n"
+        quick = await cap.commands.run("echo quick", background=True)
+        with anyio.fail_after(10):
+            while quick.pid in [p.pid for p in await cap.commands.list()]:
+                await anyio.sleep(0.1)
+        # iterated directly, a process that is gone is an empty stream (official SDK) ...
+        assert [e async for e in cap.commands.connect(quick.pid)] == []
+        # ... entered, it is an error
+        with pytest.raises(wrenn.WrennNotFoundError):
+            async with cap.commands.connect(quick.pid) as run:
+                await run.wait()
+        await cap.files.write("d.bin", b"x" * 300_000)
+        chunks = [c async for c in cap.files.download_stream("d.bin")]
+        assert b"".join(chunks) == b"x" * 300_000
+        async with cap.pty("/bin/sh", None, 80, 24) as term:
+            await term.write("echo pty-$((6*7)); exit 4\n")
+            seen = [e async for e in term]
+        assert seen[-1].type is PtyEventType.exit
+        assert seen[-1].exit_code == 4
+        assert b"pty-42" in b"".join(e.data for e in seen if isinstance(e.data, bytes))
+        async with cap.pty("/bin/sh") as term, term:  # the session's own block kills
+            tag = term.tag
+        assert tag is not None
+        with anyio.fail_after(10):
+            while tag in [p.tag for p in await cap.commands.list()]:
+                await anyio.sleep(0.1)
+
+
+async def test_the_official_async_forms(server: dict[str, str]) -> None:
+    # a server process of its own: streams are left early here, and hypercorn under trio
+    # (the in-process server of this backend) can fail a connection closed mid-send
+    key, url = server["WRENN_API_KEY"], server["WRENN_BASE_URL"]
+    async with await AsyncCapsule.create(wait=True, api_key=key, base_url=url) as cap:
+        events = [e async for e in cap.commands.stream("echo", ["official"])]
+        assert [e.data for e in events if isinstance(e, StreamStdout)] == ["official\n"]
+        with anyio.fail_after(10):
+            async for _ in cap.commands.stream("for i in 1 2 3; do echo $i; sleep 1; done"):
+                break  # left early: the capsule's block closes it
+        capsule_id = cap.capsule_id
+        paused = await AsyncCapsule.pause(capsule_id, wait=True, api_key=key, base_url=url)
+        assert paused.status == Status.paused
+        await cap.resume(wait=True)
+        assert (await cap.get_info()).status is Status.running
+    info = await AsyncCapsule.get_info(capsule_id, api_key=key, base_url=url)
+    assert info.status in (Status.stopping, Status.stopped, Status.missing)
+    # no block at all: a directly iterated stream runs in the iterating task
+    bare = await AsyncCapsule.create(wait=True, api_key=key, base_url=url)
+    try:
+        assert [e.type async for e in bare.commands.stream("true")][-1] == "exit"
+        stream = bare.commands.stream("for i in 1 2 3; do echo $i; sleep 1; done")
+        async for _ in stream:
+            break
+        await stream.aclose()
+    finally:
+        await bare.destroy()
+        await bare.aclose()
+
+
+def test_the_official_sync_forms(server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WRENN_API_KEY", server["WRENN_API_KEY"])
+    monkeypatch.setenv("WRENN_BASE_URL", server["WRENN_BASE_URL"])
+    with Capsule(wait=True) as cap:
+        events = list(cap.commands.stream("echo hi"))
+        assert isinstance(events[-1], StreamExit)
+        cap.files.write("/tmp/d.bin", b"abc" * 1000)
+        assert b"".join(cap.files.download_stream("/tmp/d.bin")) == b"abc" * 1000
+        handle = cap.commands.run("sleep 30", background=True, timeout=None)
+        assert isinstance(cast("object", handle), wrenn.CommandHandle)  # as in the official SDK
+        cap.commands.kill(handle.pid)
+        with cap.pty("/bin/sh") as term:
+            term.write(b"exit 5\n")
+            kinds = [e.type for e in term]
+        assert kinds[-1] == "exit"
+        assert term.exit_code == 5
+        capsule_id = cap.capsule_id
+        assert Capsule.pause(capsule_id, wait=True).status == Status.paused
+        Capsule.resume(capsule_id, wait=True)
+        assert cap.is_running()
+    Capsule.destroy(capsule_id, wait=True)  # already destroyed by the block: still fine
+    assert Capsule.get_info(capsule_id).status in (Status.stopped, Status.missing)
+    with WrennClient(server["WRENN_API_KEY"], server["WRENN_BASE_URL"]) as client:
+        for event in client.events.stream():
+            assert event.event == "connected"
+            break
+
+
+def test_deprecated_aliases_warn() -> None:
+    with pytest.warns(FutureWarning, match="Sandbox"):
+        assert wrenn.Sandbox is Capsule
+    with pytest.warns(FutureWarning, match="WrennHostHasSandboxesError"):
+        alias = wrenn.WrennHostHasSandboxesError
+    assert alias is wrenn.WrennHostHasCapsulesError
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from wrenn.exceptions import GitError  # lazy, no warning
+
+    assert issubclass(GitError, wrenn.WrennError)
