@@ -276,7 +276,7 @@ class AsyncCapsule:
     async def is_running(self) -> bool:
         return (await self._get_info()).status is CapsuleStatus.RUNNING
 
-    async def wait_ready(self, timeout: float = READY_WAIT) -> Capsule:
+    async def wait_ready(self, timeout: float | None = READY_WAIT) -> Capsule:
         """Wait until the capsule runs (polling with backoff); see :func:`wait_for_status`.
 
         Raises :class:`WrennTimeoutError` (a ``TimeoutError``) when it does not run in
@@ -293,7 +293,7 @@ class AsyncCapsule:
         """Reset the inactivity timer."""
         await self._session.capsules.ping(self.capsule_id)
 
-    async def _pause(self, wait: bool = False, *, timeout: float = DEFAULT_WAIT) -> Capsule:
+    async def _pause(self, wait: bool = False, *, timeout: float | None = DEFAULT_WAIT) -> Capsule:
         """Pause the capsule; with ``wait``, until it is paused."""
         self.info = await self._session.capsules.pause(self.capsule_id)
         if wait:
@@ -306,7 +306,7 @@ class AsyncCapsule:
 
     pause = DualMethod(_pause, pause_by_id)
 
-    async def _resume(self, wait: bool = False, *, timeout: float = DEFAULT_WAIT) -> Capsule:
+    async def _resume(self, wait: bool = False, *, timeout: float | None = DEFAULT_WAIT) -> Capsule:
         """Resume the capsule; with ``wait``, until it runs."""
         self.info = await self._session.capsules.resume(self.capsule_id)
         if wait:
@@ -315,7 +315,7 @@ class AsyncCapsule:
 
     resume = DualMethod(_resume, resume_by_id)
 
-    async def _destroy(self, wait: bool = False, *, timeout: float = DEFAULT_WAIT) -> None:
+    async def _destroy(self, wait: bool = False, *, timeout: float | None = DEFAULT_WAIT) -> None:
         """Destroy the capsule; with ``wait``, until it is stopped (or gone)."""
         await self._session.capsules.destroy(self.capsule_id)
         if wait:
@@ -342,8 +342,8 @@ class AsyncCapsule:
         self,
         code: str,
         language: str = "python",
-        timeout: float = 30.0,
-        jupyter_timeout: float = 30.0,
+        timeout: float | None = 30.0,
+        jupyter_timeout: float | None = 30.0,
         on_result: Callable[[Result], Awaitable[None] | None] | None = None,
         on_stdout: Callable[[str], Awaitable[None] | None] | None = None,
         on_stderr: Callable[[str], Awaitable[None] | None] | None = None,
@@ -473,7 +473,7 @@ async def create_capsule(
 
 
 async def connect_capsule(
-    session: Session, capsule_id: str, *, ready_timeout: float = DEFAULT_WAIT
+    session: Session, capsule_id: str, *, ready_timeout: float | None = DEFAULT_WAIT
 ) -> AsyncCapsule:
     """Attach to an existing capsule: resumed (after a pause in progress) and waited for."""
     info = await session.capsules.get(capsule_id)
@@ -529,7 +529,7 @@ async def capsule_scope(
     disk_size_mb: int | None = None,
     timeout: int | None = None,
     metadata: Mapping[str, str] | None = None,
-    ready_timeout: float = DEFAULT_WAIT,
+    ready_timeout: float | None = DEFAULT_WAIT,
     keepalive: bool | float = False,
 ) -> AsyncIterator[AsyncCapsule]:
     """The scope behind ``client.capsule(...)``: create (shielded), wait until running,

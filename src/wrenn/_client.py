@@ -128,7 +128,7 @@ class AsyncWrennClient:
         disk_size_mb: int | None = None,
         timeout: int | None = None,
         metadata: Mapping[str, str] | None = None,
-        ready_timeout: float = 60.0,
+        ready_timeout: float | None = 60.0,
         keepalive: bool | float = False,
     ) -> AbstractAsyncContextManager[AsyncCapsule]:
         """A capsule for the duration of an ``async with`` block::
@@ -167,7 +167,7 @@ class AsyncWrennClient:
         """
         return open_pool(self._session, size, capsule)
 
-    async def connect(self, capsule_id: str, *, ready_timeout: float = 60.0) -> AsyncCapsule:
+    async def connect(self, capsule_id: str, *, ready_timeout: float | None = 60.0) -> AsyncCapsule:
         """Attach to an existing capsule (resumed and waited for if paused).
 
         The capsule is not destroyed by this client; call ``destroy()`` when done.

@@ -22,6 +22,7 @@ from typing import Any, Final, final
 import anyio
 import anyio.abc
 
+from ._config import check_seconds
 from ._exceptions import (
     WrennConnectionError,
     WrennError,
@@ -245,8 +246,8 @@ class AsyncCodeRunner:
         *,
         language: str = "python",
         context: CodeContext | str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        jupyter_timeout: float = JUPYTER_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        jupyter_timeout: float | None = JUPYTER_TIMEOUT,
         on_stdout: Callable[[str], Awaitable[None] | None] | None = None,
         on_stderr: Callable[[str], Awaitable[None] | None] | None = None,
         on_result: Callable[[Result], Awaitable[None] | None] | None = None,
@@ -291,8 +292,8 @@ class AsyncCodeRunner:
         *,
         language: str = "python",
         context: CodeContext | str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        jupyter_timeout: float = JUPYTER_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        jupyter_timeout: float | None = JUPYTER_TIMEOUT,
     ) -> AsyncIterator[AsyncCodeRun]:
         """Run ``code`` and stream its outputs::
 
@@ -307,8 +308,8 @@ class AsyncCodeRunner:
         _check_language(language)
         if not isinstance(code, str):
             raise WrennValidationError("code must be a string")
-        if timeout <= 0:
-            raise WrennValidationError("timeout must be positive")
+        timeout = check_seconds(timeout)
+        jupyter_timeout = check_seconds(jupyter_timeout, name="jupyter_timeout")
         ctx = await self._resolve(context, jupyter_timeout)
         for attempt in (1, 2):
             async with self._link(ctx.id, jupyter_timeout) as link, link.lock:
@@ -334,12 +335,13 @@ class AsyncCodeRunner:
         language: str = "python",
         cwd: str | None = None,
         kernel: str | None = None,
-        jupyter_timeout: float = JUPYTER_TIMEOUT,
+        jupyter_timeout: float | None = JUPYTER_TIMEOUT,
     ) -> CodeContext:
         """Start a new kernel: a context with state of its own.
 
         ``cwd`` is the working directory of its cells (created if missing).
         """
+        jupyter_timeout = check_seconds(jupyter_timeout, name="jupyter_timeout")
         _check_language(language)
         name = kernel or self._kernel_name
         answer = await self._jupyter("POST", "/api/kernels", {"name": name}, jupyter_timeout)
@@ -360,8 +362,11 @@ class AsyncCodeRunner:
                 )
         return context
 
-    async def list_contexts(self, *, jupyter_timeout: float = JUPYTER_TIMEOUT) -> list[CodeContext]:
+    async def list_contexts(
+        self, *, jupyter_timeout: float | None = JUPYTER_TIMEOUT
+    ) -> list[CodeContext]:
         """The kernels running in the capsule."""
+        jupyter_timeout = check_seconds(jupyter_timeout, name="jupyter_timeout")
         answer = await self._jupyter("GET", "/api/kernels", None, jupyter_timeout)
         if not isinstance(answer, list):
             raise WrennError("Jupyter's kernel list is not a JSON array")
@@ -372,16 +377,21 @@ class AsyncCodeRunner:
         ]
 
     async def restart_context(
-        self, context: CodeContext | str | None = None, *, jupyter_timeout: float = JUPYTER_TIMEOUT
+        self,
+        context: CodeContext | str | None = None,
+        *,
+        jupyter_timeout: float | None = JUPYTER_TIMEOUT,
     ) -> None:
         """Restart a kernel (the default one when none is given): its state is lost."""
+        jupyter_timeout = check_seconds(jupyter_timeout, name="jupyter_timeout")
         kernel_id = (await self._resolve(context, jupyter_timeout)).id
         await self._jupyter("POST", f"/api/kernels/{kernel_id}/restart", None, jupyter_timeout)
 
     async def remove_context(
-        self, context: CodeContext | str, *, jupyter_timeout: float = JUPYTER_TIMEOUT
+        self, context: CodeContext | str, *, jupyter_timeout: float | None = JUPYTER_TIMEOUT
     ) -> None:
         """Shut a kernel down and forget it."""
+        jupyter_timeout = check_seconds(jupyter_timeout, name="jupyter_timeout")
         kernel_id = _context_id(context)
         await self._jupyter("DELETE", f"/api/kernels/{kernel_id}", None, jupyter_timeout)
         self._drop_link(kernel_id)

@@ -15,13 +15,13 @@ import anyio
 import anyio.abc
 import attrs
 
+from ._config import check_seconds
 from ._exceptions import (
     CommandExitError,
     WrennAgentError,
     WrennError,
     WrennNotFoundError,
     WrennTimeoutError,
-    WrennValidationError,
 )
 from ._models import CommandResult, ProcessInfo
 from ._models.streams import StreamEvent, StreamStderr, StreamStdout
@@ -63,22 +63,6 @@ def _marked_argv(cmd: str, args: Sequence[str] | None, marker: str) -> tuple[str
     if args is None:
         return "/bin/sh", ["-c", cmd, "sh", marker]
     return "/bin/sh", ["-c", 'shift; exec "$@"', "sh", marker, cmd, *args]
-
-
-def check_timeout(timeout: float | None, *, name: str = "timeout") -> float:
-    """A ``timeout`` argument as seconds (``math.inf`` for None); refuses anything else."""
-    if timeout is None:
-        return math.inf
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not timeout > 0
-        or math.isnan(timeout)
-    ):
-        raise WrennValidationError(
-            f"{name} must be a positive number of seconds or None (no limit), not {timeout!r}"
-        )
-    return float(timeout)
 
 
 def server_timer(deadline: float) -> int:
@@ -252,7 +236,7 @@ class AsyncCommands:
         command (``background=True``) is not waited for and is left running; ``timeout``
         bounds only its start.
         """
-        deadline = check_timeout(timeout)
+        deadline = check_seconds(timeout)
         if background:
             program, argv = _argv(cmd, args)
             started = await self._processes.start(

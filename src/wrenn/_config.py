@@ -7,20 +7,24 @@ Credentials are held in :class:`Secret`, whose ``repr`` and ``str`` never show t
 
 from __future__ import annotations
 
+import enum
 import math
 import os
 from collections.abc import Mapping
-from typing import Final, final
+from typing import Final, Literal, final
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from ._exceptions import WrennConfigurationError
+from ._exceptions import WrennConfigurationError, WrennValidationError
 
 __all__ = [
+    "CLIENT_DEFAULT",
     "DEFAULT_BASE_URL",
     "ClientConfig",
     "Secret",
+    "Timeout",
+    "check_seconds",
     "normalize_base_url",
     "resolve_proxy_domain",
 ]
@@ -108,6 +112,38 @@ def resolve_proxy_domain(base_url: str, proxy_domain: str | None) -> str:
     return parts.netloc
 
 
+class _Default(enum.Enum):
+    CLIENT_DEFAULT = "the client's timeout"
+
+    def __repr__(self) -> str:
+        return "CLIENT_DEFAULT"
+
+
+CLIENT_DEFAULT: Final = _Default.CLIENT_DEFAULT
+"""The default ``timeout`` of a REST call: the client's own ``timeout``."""
+
+Timeout = float | None | Literal[_Default.CLIENT_DEFAULT]
+"""What a call's ``timeout`` accepts: seconds, ``None`` (no limit), or the client's."""
+
+
+def check_seconds(timeout: float | None, *, name: str = "timeout") -> float:
+    """A ``timeout`` argument as seconds (``math.inf`` for None); anything else but a
+    positive number is refused with :class:`WrennValidationError` (a ``ValueError``)."""
+    if timeout is None:
+        return math.inf
+    value: object = timeout
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or math.isnan(value)
+        or not value > 0
+    ):
+        raise WrennValidationError(
+            f"{name} must be a positive number of seconds or None (no limit), not {timeout!r}"
+        )
+    return float(value)
+
+
 @attrs.frozen
 class ClientConfig:
     """Resolved, immutable configuration of one client.
@@ -170,6 +206,13 @@ class ClientConfig:
             ping_interval=None if ping_interval is None else float(ping_interval),
             ping_timeout=float(ping_timeout),
         )
+
+    def deadline(self, timeout: Timeout) -> float:
+        """A call's ``timeout`` as seconds: the client's for :data:`CLIENT_DEFAULT`,
+        ``math.inf`` for ``None`` (no limit)."""
+        if timeout is CLIENT_DEFAULT:
+            return self.timeout
+        return check_seconds(timeout)
 
     @property
     def has_credentials(self) -> bool:

@@ -166,7 +166,7 @@ class AsyncGit:
         args: Sequence[str],
         *,
         cwd: str | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
         username: str | None = None,
         password: str | None = None,
         envs: Mapping[str, str] | None = None,
@@ -213,7 +213,7 @@ class AsyncGit:
         dangerously_store_credentials: bool = False,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 300,
+        timeout: float | None = 300,
     ) -> CommandResult:
         """``git clone``. Credentials reach git through a one-off askpass helper, never
         argv or ``.git/config`` — unless ``dangerously_store_credentials=True``, which
@@ -257,7 +257,7 @@ class AsyncGit:
         *,
         cwd: str | None,
         envs: Mapping[str, str] | None,
-        timeout: int | None,
+        timeout: float | None,
     ) -> CommandResult:
         """Run a fixed shell script whose variable parts travel in the environment."""
         env = {"GIT_TERMINAL_PROMPT": "0", **(envs or {}), **values}
@@ -281,7 +281,7 @@ class AsyncGit:
         *,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> None:
         """Store credentials for ``host`` in git's plaintext credential store
         (``credential.helper=store``, global), as the official SDK does: every later git
@@ -314,7 +314,7 @@ class AsyncGit:
         initial_branch: str | None = None,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> CommandResult:
         args = ["init"] + (["--initial-branch", initial_branch] if initial_branch else [])
         return await self._git(
@@ -326,7 +326,7 @@ class AsyncGit:
         *,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> GitStatus:
         result = await self._git(
             ["status", "--porcelain=v1", "--branch"], cwd=cwd, envs=envs, timeout=timeout
@@ -340,7 +340,7 @@ class AsyncGit:
         all: bool = False,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> CommandResult:
         if all:
             return await self._git(["add", "-A"], cwd=cwd, envs=envs, timeout=timeout)
@@ -357,7 +357,7 @@ class AsyncGit:
         author_email: str | None = None,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> CommandResult:
         args: list[str] = []
         if author_name:
@@ -372,7 +372,7 @@ class AsyncGit:
         *,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> builtins.list[GitBranch]:
         result = await self._git(
             ["branch", "--format=%(refname:short)\t%(HEAD)"], cwd=cwd, envs=envs, timeout=timeout
@@ -390,7 +390,7 @@ class AsyncGit:
         start_point: str | None = None,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> CommandResult:
         return await self._git(
             ["checkout", "-b", name] + ([start_point] if start_point else []),
@@ -405,7 +405,7 @@ class AsyncGit:
         *,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> CommandResult:
         return await self._git(["checkout", name], cwd=cwd, envs=envs, timeout=timeout)
 
@@ -416,7 +416,7 @@ class AsyncGit:
         force: bool = False,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> CommandResult:
         return await self._git(
             ["branch", "-D" if force else "-d", name], cwd=cwd, envs=envs, timeout=timeout
@@ -433,7 +433,7 @@ class AsyncGit:
         password: str | None = None,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 60,
+        timeout: float | None = 60,
     ) -> CommandResult:
         args = ["push"] + (["--force"] if force else []) + (["-u"] if set_upstream else [])
         args += [remote] + ([branch] if branch else [])
@@ -452,7 +452,7 @@ class AsyncGit:
         password: str | None = None,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 60,
+        timeout: float | None = 60,
     ) -> CommandResult:
         args = ["pull"] + (["--rebase"] if rebase else []) + (["--ff-only"] if ff_only else [])
         args += [remote] + ([branch] if branch else [])
@@ -468,7 +468,7 @@ class AsyncGit:
         fetch: bool = False,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> CommandResult:
         return await self._git(
             ["remote", "add"] + (["-f"] if fetch else []) + [name, url],
@@ -483,7 +483,7 @@ class AsyncGit:
         *,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> str | None:
         try:
             return (
@@ -500,7 +500,7 @@ class AsyncGit:
         scope: Literal["local", "global", "system"] = "local",
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> CommandResult:
         return await self._git(
             ["config", f"--{scope}", key, value], cwd=cwd, envs=envs, timeout=timeout
@@ -513,7 +513,7 @@ class AsyncGit:
         scope: Literal["local", "global", "system"] = "local",
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> str | None:
         try:
             return (
@@ -532,7 +532,7 @@ class AsyncGit:
         scope: Literal["local", "global", "system"] = "global",
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> None:
         await self.set_config("user.name", name, scope=scope, cwd=cwd, envs=envs, timeout=timeout)
         await self.set_config("user.email", email, scope=scope, cwd=cwd, envs=envs, timeout=timeout)
@@ -545,7 +545,7 @@ class AsyncGit:
         paths: Sequence[str] | None = None,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> CommandResult:
         if mode is not None and mode not in ("soft", "mixed", "hard", "merge", "keep"):
             raise WrennValidationError("mode must be soft, mixed, hard, merge or keep")
@@ -563,7 +563,7 @@ class AsyncGit:
         source: str | None = None,
         cwd: str | None = None,
         envs: Mapping[str, str] | None = None,
-        timeout: int | None = 30,
+        timeout: float | None = 30,
     ) -> CommandResult:
         args = ["restore"] + (["--worktree"] if worktree else []) + (["--staged"] if staged else [])
         args += ([f"--source={source}"] if source else []) + ["--", *paths]

@@ -7,6 +7,7 @@ from typing import Final
 
 import anyio
 
+from ._config import check_seconds
 from ._exceptions import WrennCapsuleFailedError, WrennNotFoundError, WrennTimeoutError
 from ._models import Capsule, CapsuleStatus
 from ._resources import AsyncCapsules
@@ -22,7 +23,7 @@ async def wait_for_status(
     capsule_id: str,
     wanted: CapsuleStatus,
     *,
-    timeout: float,
+    timeout: float | None,
     missing_ok: bool = False,
     fail_on: Collection[CapsuleStatus] = (
         CapsuleStatus.ERROR,
@@ -39,8 +40,9 @@ async def wait_for_status(
         WrennTimeoutError: ``timeout`` seconds passed first.
         WrennCapsuleFailedError: the capsule reached one of ``fail_on`` instead.
     """
+    limit = check_seconds(timeout)
     interval = FIRST_POLL
-    with anyio.move_on_after(timeout):
+    with anyio.move_on_after(limit):
         while True:
             try:
                 capsule = await capsules.get(capsule_id)
@@ -56,4 +58,4 @@ async def wait_for_status(
                 )
             await anyio.sleep(interval)
             interval = min(interval * 2, MAX_POLL)
-    raise WrennTimeoutError(f"capsule {capsule_id} did not become {wanted} within {timeout:g} s")
+    raise WrennTimeoutError(f"capsule {capsule_id} did not become {wanted} within {limit:g} s")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, final
 
+from .._config import CLIENT_DEFAULT, Timeout
 from .._exceptions import WrennValidationError
 from .._models import APIKey, Session, SignupResult
 from .._transport.http import HTTPTransport, api_path, response_json
@@ -24,7 +25,7 @@ class AsyncAuth:
         self._http = http
 
     async def signup(
-        self, email: str, password: str, name: str, *, timeout: float | None = None
+        self, email: str, password: str, name: str, *, timeout: Timeout = CLIENT_DEFAULT
     ) -> SignupResult:
         """``POST /v1/auth/signup``. The account may need activation before login."""
         if "@" not in email or len(email) < 3:
@@ -43,7 +44,9 @@ class AsyncAuth:
         data: Any = response_json(resp, what="signup")
         return structure(data if isinstance(data, dict) else {}, SignupResult)
 
-    async def login(self, email: str, password: str, *, timeout: float | None = None) -> Session:
+    async def login(
+        self, email: str, password: str, *, timeout: Timeout = CLIENT_DEFAULT
+    ) -> Session:
         """``POST /v1/auth/login``. ``Session.token`` is the JWT (pass it as ``token=``)."""
         resp = await self._http.request(
             "POST",
@@ -62,7 +65,7 @@ class AsyncAPIKeys:
     def __init__(self, http: HTTPTransport) -> None:
         self._http = http
 
-    async def create(self, name: str | None = None, *, timeout: float | None = None) -> APIKey:
+    async def create(self, name: str | None = None, *, timeout: Timeout = CLIENT_DEFAULT) -> APIKey:
         """``POST /v1/api-keys``. The returned ``APIKey.key`` is the only time the secret is
         shown; store it safely."""
         body = {"name": name} if name is not None else {}
@@ -71,12 +74,12 @@ class AsyncAPIKeys:
         )
         return structure(response_json(resp, what="API key create"), APIKey)
 
-    async def list(self, *, timeout: float | None = None) -> list[APIKey]:
+    async def list(self, *, timeout: Timeout = CLIENT_DEFAULT) -> list[APIKey]:
         """``GET /v1/api-keys`` (without the secrets)."""
         resp = await self._http.request("GET", api_path("api-keys"), auth="bearer", timeout=timeout)
         return structure_list(response_json(resp, what="API key list"), APIKey)
 
-    async def delete(self, key_id: str, *, timeout: float | None = None) -> None:
+    async def delete(self, key_id: str, *, timeout: Timeout = CLIENT_DEFAULT) -> None:
         """``DELETE /v1/api-keys/{id}``."""
         await self._http.request(
             "DELETE", api_path("api-keys", key_id), auth="bearer", timeout=timeout

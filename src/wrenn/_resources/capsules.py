@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, final
 
+from .._config import CLIENT_DEFAULT, Timeout
 from .._exceptions import WrennNotFoundError, WrennValidationError
 from .._models import Capsule, CapsuleMetrics, CapsuleStats, CapsuleStatus, CapsuleUsage
 from .._owner import Owner, owner_is_gone
@@ -85,7 +86,7 @@ class AsyncCapsules:
         *,
         disk_size_mb: int | None = None,
         metadata: Mapping[str, str] | None = None,
-        timeout: float | None = None,
+        timeout: Timeout = CLIENT_DEFAULT,
     ) -> Capsule:
         """``POST /v1/capsules``. Returns at once with status ``starting`` (or ``running``).
 
@@ -114,17 +115,19 @@ class AsyncCapsules:
         )
         return structure(response_json(resp, what="create"), Capsule)
 
-    async def list(self, *, timeout: float | None = None) -> list[Capsule]:
+    async def list(self, *, timeout: Timeout = CLIENT_DEFAULT) -> list[Capsule]:
         """``GET /v1/capsules``: the team's capsules, newest first (stopped ones left out)."""
         resp = await self._http.request("GET", api_path("capsules"), timeout=timeout)
         return structure_list(response_json(resp, what="list"), Capsule)
 
-    async def get(self, capsule_id: str, *, timeout: float | None = None) -> Capsule:
+    async def get(self, capsule_id: str, *, timeout: Timeout = CLIENT_DEFAULT) -> Capsule:
         """``GET /v1/capsules/{id}``. Raises :class:`WrennNotFoundError` for an unknown id."""
         resp = await self._http.request("GET", api_path("capsules", capsule_id), timeout=timeout)
         return structure(response_json(resp, what="get"), Capsule)
 
-    async def destroy(self, capsule_id: str, *, timeout: float | None = None) -> Capsule | None:
+    async def destroy(
+        self, capsule_id: str, *, timeout: Timeout = CLIENT_DEFAULT
+    ) -> Capsule | None:
         """``DELETE /v1/capsules/{id}``. Returns the capsule (``stopping``) if the server
         sends it, else ``None``. Idempotent: retried on transport failures."""
         resp = await self._http.request("DELETE", api_path("capsules", capsule_id), timeout=timeout)
@@ -171,21 +174,21 @@ class AsyncCapsules:
                     pass  # gone in the meantime
         return found
 
-    async def pause(self, capsule_id: str, *, timeout: float | None = None) -> Capsule:
+    async def pause(self, capsule_id: str, *, timeout: Timeout = CLIENT_DEFAULT) -> Capsule:
         """``POST /v1/capsules/{id}/pause``: returns the capsule, ``pausing`` or ``paused``."""
         resp = await self._http.request(
             "POST", api_path("capsules", capsule_id, "pause"), json_body={}, timeout=timeout
         )
         return structure(response_json(resp, what="pause"), Capsule)
 
-    async def resume(self, capsule_id: str, *, timeout: float | None = None) -> Capsule:
+    async def resume(self, capsule_id: str, *, timeout: Timeout = CLIENT_DEFAULT) -> Capsule:
         """``POST /v1/capsules/{id}/resume``: returns the capsule, ``resuming`` or ``running``."""
         resp = await self._http.request(
             "POST", api_path("capsules", capsule_id, "resume"), json_body={}, timeout=timeout
         )
         return structure(response_json(resp, what="resume"), Capsule)
 
-    async def ping(self, capsule_id: str, *, timeout: float | None = None) -> None:
+    async def ping(self, capsule_id: str, *, timeout: Timeout = CLIENT_DEFAULT) -> None:
         """``POST /v1/capsules/{id}/ping``: reset the inactivity timer (safe to retry)."""
         await self._http.request(
             "POST",
@@ -196,7 +199,7 @@ class AsyncCapsules:
         )
 
     async def metrics(
-        self, capsule_id: str, range: str | None = None, *, timeout: float | None = None
+        self, capsule_id: str, range: str | None = None, *, timeout: Timeout = CLIENT_DEFAULT
     ) -> CapsuleMetrics:
         """``GET /v1/capsules/{id}/metrics``: CPU, memory and disk samples over ``range``."""
         params = {}
@@ -210,7 +213,7 @@ class AsyncCapsules:
         return structure(response_json(resp, what="metrics"), CapsuleMetrics)
 
     async def stats(
-        self, range: str | None = None, *, timeout: float | None = None
+        self, range: str | None = None, *, timeout: Timeout = CLIENT_DEFAULT
     ) -> CapsuleStats:
         """``GET /v1/capsules/stats``: team-wide counts and reservations."""
         params = {}
@@ -228,7 +231,7 @@ class AsyncCapsules:
         from_: dt.date | str | None = None,
         to: dt.date | str | None = None,
         *,
-        timeout: float | None = None,
+        timeout: Timeout = CLIENT_DEFAULT,
     ) -> CapsuleUsage:
         """``GET /v1/capsules/usage``: daily CPU and memory minutes (at most 92 days)."""
         params = {}

@@ -10,6 +10,7 @@ from typing import Final, Self, final
 
 import anyio
 
+from .._config import CLIENT_DEFAULT, Timeout
 from .._exceptions import WrennConnectionError, WrennProtocolError
 from .._models import Event
 from .._protocol.sse import SSEParser
@@ -94,7 +95,7 @@ class AsyncEvents:
     def stream(
         self,
         *,
-        open_timeout: float | None = None,
+        open_timeout: Timeout = CLIENT_DEFAULT,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> ScopedIterable[EventStream, Event]:
         """``GET /v1/events/stream`` as an async context manager::
@@ -113,7 +114,7 @@ class AsyncEvents:
 
     @asynccontextmanager
     async def _open(
-        self, open_timeout: float | None, idle_timeout: float | None
+        self, open_timeout: Timeout, idle_timeout: float | None
     ) -> AsyncIterator[EventStream]:
         path = api_path("events", "stream")
         async with self._http.stream(

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final, final
 
+from .._config import CLIENT_DEFAULT, Timeout
 from .._exceptions import (
     WrennNotFoundError,
     WrennProtocolError,
@@ -41,7 +42,7 @@ class AsyncFiles:
         self._http = http
 
     async def write(
-        self, capsule_id: str, path: str, data: bytes | str, *, timeout: float | None = None
+        self, capsule_id: str, path: str, data: bytes | str, *, timeout: Timeout = CLIENT_DEFAULT
     ) -> None:
         """Write a whole file (parents created, existing file replaced). At most 100 MiB."""
         payload = data.encode() if isinstance(data, str) else bytes(data)
@@ -59,7 +60,7 @@ class AsyncFiles:
             idempotent=True,  # writing the same bytes twice leaves the same file
         )
 
-    async def read(self, capsule_id: str, path: str, *, timeout: float | None = None) -> bytes:
+    async def read(self, capsule_id: str, path: str, *, timeout: Timeout = CLIENT_DEFAULT) -> bytes:
         """Read a whole file as bytes. Missing: :class:`WrennNotFoundError`."""
         resp = await self._http.request(
             "POST",
@@ -71,7 +72,7 @@ class AsyncFiles:
         return resp.content
 
     async def list(
-        self, capsule_id: str, path: str, *, depth: int = 1, timeout: float | None = None
+        self, capsule_id: str, path: str, *, depth: int = 1, timeout: Timeout = CLIENT_DEFAULT
     ) -> builtins.list[FileEntry]:
         """Entries under a directory, ``depth`` levels deep, as a flat list."""
         if not isinstance(depth, int) or depth < 1:
@@ -89,7 +90,7 @@ class AsyncFiles:
         return structure_list(data.get("entries") or [], FileEntry)
 
     async def make_dir(
-        self, capsule_id: str, path: str, *, timeout: float | None = None
+        self, capsule_id: str, path: str, *, timeout: Timeout = CLIENT_DEFAULT
     ) -> FileEntry:
         """Create a directory and its parents. Existing: :class:`WrennConflictError`."""
         resp = await self._http.request(
@@ -103,7 +104,9 @@ class AsyncFiles:
             raise WrennProtocolError("mkdir answer has no entry")
         return structure(data["entry"], FileEntry)
 
-    async def remove(self, capsule_id: str, path: str, *, timeout: float | None = None) -> None:
+    async def remove(
+        self, capsule_id: str, path: str, *, timeout: Timeout = CLIENT_DEFAULT
+    ) -> None:
         """Remove a file or a directory tree."""
         await self._http.request(
             "POST",

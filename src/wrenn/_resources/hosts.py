@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 from typing import Any, final
 
+from .._config import CLIENT_DEFAULT, Timeout
 from .._exceptions import WrennValidationError
 from .._models import CreatedHost, Host, HostDeletePreview, HostToken, HostType
 from .._transport.http import HTTPTransport, api_path, response_json
@@ -27,7 +28,7 @@ class AsyncHosts:
         team_id: str | None = None,
         provider: str | None = None,
         availability_zone: str | None = None,
-        timeout: float | None = None,
+        timeout: Timeout = CLIENT_DEFAULT,
     ) -> CreatedHost:
         """``POST /v1/hosts``: a host and its one-time registration token."""
         if str(type) not in ("regular", "byoc"):
@@ -44,18 +45,18 @@ class AsyncHosts:
         )
         return structure(response_json(resp, what="host create"), CreatedHost)
 
-    async def list(self, *, timeout: float | None = None) -> list[Host]:
+    async def list(self, *, timeout: Timeout = CLIENT_DEFAULT) -> list[Host]:
         resp = await self._http.request("GET", api_path("hosts"), auth="bearer", timeout=timeout)
         return structure_list(response_json(resp, what="host list"), Host)
 
-    async def get(self, host_id: str, *, timeout: float | None = None) -> Host:
+    async def get(self, host_id: str, *, timeout: Timeout = CLIENT_DEFAULT) -> Host:
         resp = await self._http.request(
             "GET", api_path("hosts", host_id), auth="bearer", timeout=timeout
         )
         return structure(response_json(resp, what="host"), Host)
 
     async def delete(
-        self, host_id: str, *, force: bool = False, timeout: float | None = None
+        self, host_id: str, *, force: bool = False, timeout: Timeout = CLIENT_DEFAULT
     ) -> None:
         """``DELETE /v1/hosts/{id}``. Without ``force``, a host with capsules raises
         :class:`WrennHostHasCapsulesError` listing them in ``capsule_ids``."""
@@ -68,7 +69,7 @@ class AsyncHosts:
         )
 
     async def delete_preview(
-        self, host_id: str, *, timeout: float | None = None
+        self, host_id: str, *, timeout: Timeout = CLIENT_DEFAULT
     ) -> HostDeletePreview:
         """``GET /v1/hosts/{id}/delete-preview``: what a forced delete would stop."""
         resp = await self._http.request(
@@ -76,7 +77,9 @@ class AsyncHosts:
         )
         return structure(response_json(resp, what="host delete preview"), HostDeletePreview)
 
-    async def regenerate_token(self, host_id: str, *, timeout: float | None = None) -> HostToken:
+    async def regenerate_token(
+        self, host_id: str, *, timeout: Timeout = CLIENT_DEFAULT
+    ) -> HostToken:
         """``POST /v1/hosts/{id}/token``: a new registration token for a pending host."""
         resp = await self._http.request(
             "POST",
@@ -87,7 +90,7 @@ class AsyncHosts:
         )
         return structure(response_json(resp, what="host token"), HostToken)
 
-    async def tags(self, host_id: str, *, timeout: float | None = None) -> builtins.list[str]:
+    async def tags(self, host_id: str, *, timeout: Timeout = CLIENT_DEFAULT) -> builtins.list[str]:
         resp = await self._http.request(
             "GET", api_path("hosts", host_id, "tags"), auth="bearer", timeout=timeout
         )
@@ -96,7 +99,7 @@ class AsyncHosts:
             data = []
         return [str(tag) for tag in data]
 
-    async def add_tag(self, host_id: str, tag: str, *, timeout: float | None = None) -> None:
+    async def add_tag(self, host_id: str, tag: str, *, timeout: Timeout = CLIENT_DEFAULT) -> None:
         await self._http.request(
             "POST",
             api_path("hosts", host_id, "tags"),
@@ -106,7 +109,9 @@ class AsyncHosts:
             idempotent=True,
         )
 
-    async def remove_tag(self, host_id: str, tag: str, *, timeout: float | None = None) -> None:
+    async def remove_tag(
+        self, host_id: str, tag: str, *, timeout: Timeout = CLIENT_DEFAULT
+    ) -> None:
         await self._http.request(
             "DELETE", api_path("hosts", host_id, "tags", tag), auth="bearer", timeout=timeout
         )

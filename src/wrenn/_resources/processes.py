@@ -14,6 +14,7 @@ from typing import Any, Final, Literal, final
 
 import anyio
 
+from .._config import CLIENT_DEFAULT, Timeout
 from .._exceptions import WrennNotFoundError, WrennProtocolError, WrennValidationError
 from .._models import BackgroundProcess, CommandResult, ProcessInfo
 from .._protocol.exec_stream import exec_request, start_frame
@@ -76,14 +77,14 @@ class AsyncProcesses:
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
         timeout_sec: int | None = DEFAULT_COMMAND_TIMEOUT,
-        timeout: float | None = None,
+        timeout: Timeout = CLIENT_DEFAULT,
     ) -> CommandResult:
         """``POST /v1/capsules/{id}/exec``: run a command and wait for it to finish.
 
         ``timeout_sec`` bounds the command in the capsule (the server kills it and answers
         :class:`WrennAgentError`); ``timeout_sec=None`` sends no limit (the server's own
-        applies). The HTTP call is bounded by ``timeout`` (default: 10 s beyond
-        ``timeout_sec``, a day without it; ``math.inf`` for none). The call is never
+        applies). The HTTP call is bounded by ``timeout`` (by default 10 s beyond
+        ``timeout_sec``, a day without it; ``None`` for no limit). The call is never
         retried once it may have reached the server (the command could run twice).
         Cancelling it abandons the answer; the command may still run to its end
         (``capsule.commands.run`` ends it).
@@ -101,7 +102,7 @@ class AsyncProcesses:
             json_body=body,
             timeout=(
                 (NO_LIMIT if timeout_sec is None else timeout_sec + HTTP_SLACK)
-                if timeout is None
+                if timeout is CLIENT_DEFAULT
                 else timeout
             ),
         )
@@ -116,7 +117,7 @@ class AsyncProcesses:
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
         tag: str | None = None,
-        timeout: float | None = None,
+        timeout: Timeout = CLIENT_DEFAULT,
     ) -> BackgroundProcess:
         """Start a command in the background; returns its pid and tag at once."""
         body = exec_request(cmd, args, envs, cwd)
@@ -151,7 +152,7 @@ class AsyncProcesses:
             pass
 
     async def list(
-        self, capsule_id: str, *, timeout: float | None = None
+        self, capsule_id: str, *, timeout: Timeout = CLIENT_DEFAULT
     ) -> builtins.list[ProcessInfo]:
         """``GET /v1/capsules/{id}/processes``: every process the capsule tracks."""
         resp = await self._http.request(
@@ -214,7 +215,7 @@ class AsyncProcesses:
         selector: int | str,
         *,
         signal: Literal["SIGKILL", "SIGTERM"] = "SIGKILL",
-        timeout: float | None = None,
+        timeout: Timeout = CLIENT_DEFAULT,
     ) -> None:
         """Signal a process by pid or tag. Unknown ones raise :class:`WrennNotFoundError`."""
         if signal not in ("SIGKILL", "SIGTERM"):

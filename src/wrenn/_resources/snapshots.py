@@ -7,6 +7,7 @@ from typing import Any, final
 
 import anyio
 
+from .._config import CLIENT_DEFAULT, Timeout, check_seconds
 from .._exceptions import WrennTimeoutError, WrennValidationError
 from .._models import Capsule, PendingSnapshot, Template, TemplateType
 from .._transport.http import HTTPTransport, api_path, response_json
@@ -29,7 +30,7 @@ class AsyncSnapshots:
         name: str | None = None,
         overwrite: bool = False,
         *,
-        timeout: float | None = None,
+        timeout: Timeout = CLIENT_DEFAULT,
     ) -> PendingSnapshot:
         """``POST /v1/snapshots``: start writing a snapshot of a running or paused capsule.
 
@@ -61,7 +62,7 @@ class AsyncSnapshots:
         return PendingSnapshot(name=name)
 
     async def list(
-        self, type: TemplateType | str | None = None, *, timeout: float | None = None
+        self, type: TemplateType | str | None = None, *, timeout: Timeout = CLIENT_DEFAULT
     ) -> list[Template]:
         """``GET /v1/snapshots``: the team's templates and the platform's, newest first.
 
@@ -77,14 +78,14 @@ class AsyncSnapshots:
         )
         return structure_list(response_json(resp, what="snapshot list"), Template)
 
-    async def get(self, name: str, *, timeout: float | None = None) -> Template | None:
+    async def get(self, name: str, *, timeout: Timeout = CLIENT_DEFAULT) -> Template | None:
         """The template called ``name``, or ``None`` if there is none (a list call)."""
         for template in await self.list(timeout=timeout):
             if template.name == name:
                 return template
         return None
 
-    async def delete(self, name: str, *, timeout: float | None = None) -> None:
+    async def delete(self, name: str, *, timeout: Timeout = CLIENT_DEFAULT) -> None:
         """``DELETE /v1/snapshots/{name}``.
 
         Platform templates raise :class:`WrennForbiddenError`.
@@ -97,7 +98,7 @@ class AsyncSnapshots:
         self,
         snapshot: PendingSnapshot | str,
         *,
-        timeout: float = 300.0,
+        timeout: float | None = 300.0,
         poll_interval: float = 0.25,
         max_interval: float = 5.0,
     ) -> Template:
@@ -112,12 +113,13 @@ class AsyncSnapshots:
             name = snapshot.name
         else:
             name = snapshot
+        limit = check_seconds(timeout)
         interval = poll_interval
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(limit):
             while True:
                 found = await self.get(name)
                 if found is not None:
                     return found
                 await anyio.sleep(interval)
                 interval = min(interval * 2, max_interval)
-        raise WrennTimeoutError(f"snapshot {name!r} did not appear within {timeout:g} s")
+        raise WrennTimeoutError(f"snapshot {name!r} did not appear within {limit:g} s")

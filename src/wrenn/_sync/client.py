@@ -548,7 +548,7 @@ class WrennClient:
         disk_size_mb: int | None = None,
         timeout: int | None = None,
         metadata: Mapping[str, str] | None = None,
-        ready_timeout: float = 60.0,
+        ready_timeout: float | None = 60.0,
         keepalive: bool | float = False,
     ) -> Iterator[Capsule]:
         """A capsule for the block: created and waited for on entry, destroyed on exit
@@ -579,7 +579,7 @@ class WrennClient:
         with self._scope(lambda: self._async.pool(size, **capsule)) as apool:
             yield CapsulePool(self._runner, apool)
 
-    def connect(self, capsule_id: str, *, ready_timeout: float = 60.0) -> Capsule:
+    def connect(self, capsule_id: str, *, ready_timeout: float | None = 60.0) -> Capsule:
         """Attach to an existing capsule (resumed if paused); this client never destroys
         it — call ``destroy()`` when done."""
         acap = self._runner.call(self._async.connect, capsule_id, ready_timeout=ready_timeout)

@@ -72,8 +72,8 @@ class CodeRunner(Facet[AsyncCodeRunner]):
         *,
         language: str = "python",
         context: CodeContext | str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        jupyter_timeout: float = JUPYTER_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        jupyter_timeout: float | None = JUPYTER_TIMEOUT,
     ) -> Iterator[CodeRun]:
         """``with cap.code.stream(code) as run: for item in run`` — see
         :meth:`wrenn.AsyncCodeRunner.stream`. Leaving early interrupts the cell."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final, Literal, final
@@ -24,7 +25,7 @@ from urllib.parse import quote
 import anyio
 import httpx2 as httpx
 
-from .._config import ClientConfig
+from .._config import CLIENT_DEFAULT, ClientConfig, Timeout
 from .._exceptions import (
     WrennProtocolError,
     WrennTimeoutError,
@@ -220,7 +221,7 @@ class HTTPTransport:
         data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         auth: AuthMode = "api",
-        timeout: float | None = None,
+        timeout: Timeout = CLIENT_DEFAULT,
         idempotent: bool | None = None,
     ) -> httpx.Response:
         """Send a request and read its whole answer; raise the mapped error on 4xx/5xx.
@@ -238,7 +239,7 @@ class HTTPTransport:
         is_idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         request_headers = self._headers(auth, headers)
         context = f"{method} {path}"
-        deadline = self.config.timeout if timeout is None else timeout
+        deadline = self.config.deadline(timeout)
         with anyio.move_on_after(deadline) as scope:
             return await self._attempts(
                 method,
@@ -314,7 +315,10 @@ class HTTPTransport:
             files=kwargs["files"],
             data=kwargs["data"],
             headers=kwargs["headers"],
-            timeout=httpx.Timeout(read_timeout, connect=self.config.connect_timeout),
+            timeout=httpx.Timeout(
+                None if math.isinf(read_timeout) else read_timeout,
+                connect=self.config.connect_timeout,
+            ),
         )
 
     @asynccontextmanager
@@ -328,7 +332,7 @@ class HTTPTransport:
         content: Any = None,
         headers: Mapping[str, str] | None = None,
         auth: AuthMode = "api",
-        open_timeout: float | None = None,
+        open_timeout: Timeout = CLIENT_DEFAULT,
         read_timeout: float | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """Open a streaming answer; its body is read by the caller inside the block.
@@ -341,7 +345,7 @@ class HTTPTransport:
         method = method.upper()
         context = f"{method} {path}"
         request_headers = self._headers(auth, headers)
-        opening = self.config.timeout if open_timeout is None else open_timeout
+        opening = self.config.deadline(open_timeout)
         request = self._client.build_request(
             method,
             path,
