@@ -55,6 +55,26 @@ def ensure_sandbox_tools(session: nox.Session) -> None:
             return
 
 
+def official_sdk_venv(session: nox.Session, where: Path, *extra: str) -> Path:
+    """A virtual environment holding the official wrenn 0.3.0 SDK (also called ``wrenn``,
+    so never in ours), plus ``extra`` packages; made once. Returns its python."""
+    python = where / "bin" / "python"
+    if not python.exists():
+        session.run("python", "-m", "venv", str(where))
+        session.run(
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--ignore-requires-python",
+            "wrenn==0.3.0",
+            *extra,
+            external=True,
+        )
+    return python
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     ensure_sandbox_tools(session)
@@ -181,22 +201,9 @@ def official_suites(session: nox.Session) -> None:
     with tarfile.open(archive) as tar:
         tar.extractall(sdist_dir, filter="data")
     suites = sdist_dir / "wrenn-0.3.0"
-    official = tmp / "official-venv"
-    official_python = official / "bin" / "python"
-    if not official_python.exists():
-        session.run("python", "-m", "venv", str(official))
-        session.run(
-            str(official_python),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--ignore-requires-python",
-            "wrenn==0.3.0",
-            "pytest>=8.4",
-            "pytest-asyncio>=1.0",
-            external=True,
-        )
+    official_python = official_sdk_venv(
+        session, tmp / "official-venv", "pytest>=8.4", "pytest-asyncio>=1.0"
+    )
     server, reach = start_local_server(
         session.virtualenv.bin + "/python", {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     )
@@ -273,20 +280,7 @@ def bench(session: nox.Session) -> None:
     session.install(
         "-e", ".[local,code]", "httpx>=0.28.1", "httpx-ws>=0.9", "matplotlib>=3.8", *group("test")
     )
-    official = Path(session.virtualenv.location).parent / "bench-official"
-    python = official / "bin" / "python"
-    if not python.exists():
-        session.run("python", "-m", "venv", str(official))
-        session.run(
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--ignore-requires-python",
-            "wrenn==0.3.0",
-            external=True,
-        )
+    python = official_sdk_venv(session, Path(session.virtualenv.location).parent / "bench-official")
     session.run(
         "python",
         "benchmarks/run.py",

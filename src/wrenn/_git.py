@@ -17,17 +17,25 @@ from urllib.parse import quote
 
 import attrs
 
-from ._exceptions import GitAuthError, GitCommandError, WrennError, WrennValidationError
+from ._exceptions import GitAuthError as GitAuthError
+from ._exceptions import GitCommandError as GitCommandError
+from ._exceptions import GitError as GitError
+from ._exceptions import WrennError, WrennValidationError
 from ._models import CommandResult
 
 if TYPE_CHECKING:
     from ._commands import AsyncCommands
     from ._files import AsyncCapsuleFiles
 
+# the official SDK's private wrenn._git also names the git errors; they live in the one
+# exception tree and are re-exported here for code that imports them from there
 __all__ = [
     "AsyncGit",
     "FileStatus",
+    "GitAuthError",
     "GitBranch",
+    "GitCommandError",
+    "GitError",
     "GitStatus",
 ]
 
