@@ -43,7 +43,7 @@ class ExecStream:
 
     def __enter__(self) -> ExecStream:
         if self._cm is not None:
-            raise RuntimeError("this stream is already open")
+            raise WrennError("this stream is already open: enter it once (with ... as run)")
         cm = self._runner.enter(self._factory)
         self._async = cm.__enter__()
         self._cm = cm
