@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .._agent_client import FileDownload, FileUpload
+from .._agent_client import AgentFailure, FileDownload, FileUpload
 from .._capsules import CapsuleRecord
 from .._errors import ApiError, bad_request, error_response, json_response
-from ._http import capsules_of, endpoint, principal_of, read_json
+from ._http import agent_error, capsules_of, endpoint, principal_of, read_json
 
 __all__ = ["routes"]
 
@@ -192,7 +192,10 @@ async def _drain(request: Request, *, max_bytes: int = 256 << 20, seconds: float
 async def _write(request: Request, limit: int | None) -> Response:
     record = capsules_of(request).running(principal_of(request), request.path_params["id"])
     try:
-        await _upload(request, record, limit=limit)
+        try:
+            await _upload(request, record, limit=limit)
+        except AgentFailure as failure:  # refused by the agent (permissions, a directory)
+            raise agent_error(failure) from None
     except ApiError as exc:
         # The rest of the body was not read. Clients send the whole body before reading
         # the answer, so discard what remains (bounded in bytes and time), then close the
