@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 
-from tests.localserver import local_http, new_capsule, sh
+from tests.localserver import local_http, new_capsule, server_process, sh
 from tests.test_local_files import multipart
+from wrenn_local import ServerOptions
 
 
 def full_only(server: object) -> None:
@@ -115,3 +117,106 @@ async def test_files_api_has_only_the_capsule_users_rights() -> None:
             assert (await read(http, cid, "/tmp/mine")).content == b"ok"
     finally:
         os.unlink(hidden)
+
+
+async def test_requests_under_other_names_are_refused() -> None:
+    """DNS rebinding: a page under the attacker's name reaches 127.0.0.1 with its own
+    Host; a cross-site page sends its Origin. Both are refused before any route."""
+    async with local_http() as (server, http):
+        cid = await new_capsule(http)
+        for headers in (
+            {"Host": "evil.example"},
+            {"Host": f"evil.example:{server.port}"},
+            {"Host": f"8000-{cid}.evil.example:{server.port}"},
+            {"Origin": "http://evil.example"},
+            {"Origin": f"http://localhost.evil.example:{server.port}"},
+            {"Origin": "null"},
+        ):
+            resp = await http.get("/v1/capsules", headers=headers)
+            assert resp.status_code == 403, headers
+            resp = await http.post(
+                f"/v1/capsules/{cid}/exec", json={"cmd": "/bin/true"}, headers=headers
+            )
+            assert resp.status_code == 403, headers
+        for headers in (
+            {"Host": f"localhost:{server.port}"},
+            {"Host": f"127.0.0.1:{server.port}"},
+            {"Origin": f"http://localhost:{server.port}"},
+            {"Origin": f"http://127.0.0.1:{server.port}"},
+        ):
+            assert (await http.get("/v1/capsules", headers=headers)).status_code == 200
+        # a WebSocket from a foreign page never upgrades
+        async with await anyio.connect_tcp(server.host, server.port) as sock:
+            await sock.send(
+                (
+                    f"GET /v1/capsules/{cid}/exec/stream HTTP/1.1\r\n"
+                    f"Host: {server.host}:{server.port}\r\nOrigin: http://evil.example\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    f"X-API-Key: {server.api_key}\r\n\r\n"
+                ).encode()
+            )
+            with anyio.fail_after(5):
+                answer = await sock.receive()
+            assert answer.startswith(b"HTTP/1.1 403"), answer[:40]
+
+
+async def test_signup_is_off_unless_asked_for() -> None:
+    body = {"email": "x@y.io", "password": "long enough", "name": "X"}
+    async with local_http(options=ServerOptions()) as (_, http):
+        resp = await http.post("/v1/auth/signup", json=body)
+        assert (resp.status_code, resp.json()["error"]["code"]) == (403, "forbidden")
+        assert (await http.post("/v1/auth/login", json=body)).status_code == 401
+    async with local_http(options=ServerOptions(allow_signup=True)) as (_, http):
+        assert (await http.post("/v1/auth/signup", json=body)).status_code == 201
+
+
+async def test_a_login_flood_neither_stalls_the_server_nor_goes_unthrottled() -> None:
+    async with (
+        local_http(options=ServerOptions(allow_signup=True)) as (server, http),
+        httpx.AsyncClient(base_url=server.base_url) as probe,
+    ):
+        body = {"email": "x@y.io", "password": "long enough", "name": "X"}
+        assert (await http.post("/v1/auth/signup", json=body)).status_code == 201
+        assert (await probe.get("/health")).status_code == 200  # its connection is open
+        statuses: list[int] = []
+        worst = 0.0
+
+        async def login() -> None:
+            resp = await http.post("/v1/auth/login", json={**body, "password": "wrong guess"})
+            statuses.append(resp.status_code)
+
+        async def health() -> None:
+            nonlocal worst
+            await anyio.sleep(0.1)  # the flood is under way
+            for _ in range(20):
+                start = anyio.current_time()
+                assert (await probe.get("/health")).status_code == 200
+                worst = max(worst, anyio.current_time() - start)
+                await anyio.sleep(0.02)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(60):
+                tg.start_soon(login)
+            tg.start_soon(health)
+        # each PBKDF2 takes ~0.1 s: ten of them on the event loop would stall it ~1 s
+        assert worst < 0.3, worst
+        assert statuses.count(401) <= 10  # the burst; the rest are throttled
+        assert statuses.count(429) >= 50
+        assert set(statuses) == {401, 429}
+
+
+def test_the_api_key_comes_from_a_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "wrn_" + secrets.token_hex(16)
+    key_file = tmp_path / "key"
+    key_file.write_text(key + "\n")
+    with server_process("--api-key-file", str(key_file)) as env:
+        assert env["WRENN_API_KEY"] == key
+        resp = httpx.get(env["WRENN_BASE_URL"] + "/v1/capsules", headers={"X-API-Key": key})
+        assert resp.status_code == 200
+    other = "wrn_" + secrets.token_hex(16)
+    monkeypatch.setenv("WRENN_LOCAL_API_KEY", other)
+    with server_process() as env:
+        assert env["WRENN_API_KEY"] == other
