@@ -220,3 +220,32 @@ def test_the_api_key_comes_from_a_file_or_the_environment(
     monkeypatch.setenv("WRENN_LOCAL_API_KEY", other)
     with server_process() as env:
         assert env["WRENN_API_KEY"] == other
+
+
+async def test_refused_uploads_answer_4xx_and_leave_no_half_read_connection() -> None:
+    """Uploads of 300 KiB refused for every reason: a 4xx (never 500), and the
+    connection is either closed or clean for the next request."""
+    async with local_http() as (server, http):
+        cid = await new_capsule(http)
+        await sh(http, cid, "mkdir -p ~/dir")
+        data = os.urandom(300 * 1024)
+        cases: list[tuple[str, str, bytes, str, int]] = []
+        for path, status in (("~/dir", 400), ("/etc/x", 403), ("/root/x", 403)):
+            body, ctype = multipart(path, data)
+            cases.append((f"/v1/capsules/{cid}/files/write", ctype, body, path, status))
+        body, ctype = multipart("~/ok", data)
+        cases.append(("/v1/capsules/cl-" + "0" * 25 + "/files/write", ctype, body, "", 404))
+        cases.append((f"/v1/capsules/{cid}/files/write", "text/plain", data, "", 400))
+        cases.append((f"/v1/capsules/{cid}/files/write", ctype, b"--x\r\n" + data, "", 400))
+        cases.append((f"/v1/capsules/{cid}/files/write", ctype, body, "wrong key", 401))
+        for url, ctype, body, path, status in cases:
+            if server.isolation != "full" and status == 403:
+                continue
+            key = "wrn_" + "0" * 32 if status == 401 else server.api_key
+            async with httpx.AsyncClient(
+                base_url=server.base_url, headers={"X-API-Key": key}, timeout=30
+            ) as client:
+                resp = await client.post(url, content=body, headers={"Content-Type": ctype})
+                assert resp.status_code == status, (url, path, resp.status_code, resp.text)
+                # the same client again: a fresh or a clean connection either way
+                assert (await client.get("/health")).status_code == 200
