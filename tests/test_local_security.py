@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from shlex import quote as shell_quote
 
 import anyio
 import httpx
@@ -249,3 +250,73 @@ async def test_refused_uploads_answer_4xx_and_leave_no_half_read_connection() ->
                 assert resp.status_code == status, (url, path, resp.status_code, resp.text)
                 # the same client again: a fresh or a clean connection either way
                 assert (await client.get("/health")).status_code == 200
+
+
+async def test_quick_ones_hosts_names_proxy_headers_and_non_http_ports() -> None:
+    async with local_http() as (server, http):
+        full_only(server)
+        cid = await new_capsule(http)
+        # file names of 236 to 255 bytes are writable, as for a shell
+        for length in (236, 255):
+            name = "n" * length
+            body, ctype = multipart(f"/tmp/{name}", b"long")
+            resp = await http.post(
+                f"/v1/capsules/{cid}/files/write", content=body, headers={"Content-Type": ctype}
+            )
+            assert resp.status_code == 204, (length, resp.text)
+            assert (await read(http, cid, f"/tmp/{name}")).content == b"long"
+        # the port proxy strips every credential header before the capsule
+        echo = (
+            "import http.server as h\n"
+            "class E(h.BaseHTTPRequestHandler):\n"
+            " def do_GET(s):\n"
+            "  b=str(s.headers).encode(); s.send_response(200)\n"
+            "  s.send_header('Content-Length',str(len(b))); s.end_headers(); s.wfile.write(b)\n"
+            "h.HTTPServer(('127.0.0.1',8000),E).serve_forever()\n"
+        )
+        garbage = (
+            "import socket\ns=socket.create_server(('127.0.0.1',8001))\n"
+            "while True:\n c,_=s.accept(); c.recv(65536); c.sendall(b'SSH-2.0-nope\\r\\n\\0\\1');"
+            " c.close()\n"
+        )
+        for script in (echo, garbage):
+            await sh(http, cid, f"python3 -c {shell_quote(script)}", background=True)
+        await sh(http, cid, "sleep 1")
+        proxy = {"X-API-Key": server.api_key}
+        resp = await http.get(
+            "/",
+            headers={
+                **proxy,
+                "Host": f"8000-{cid}.localhost:{server.port}",
+                "Authorization": "Bearer team-secret",
+                "Proxy-Authorization": "Basic team-secret",
+            },
+        )
+        assert resp.status_code == 200, resp.text
+        assert "team-secret" not in resp.text
+        assert server.api_key not in resp.text
+        resp = await http.get("/", headers={**proxy, "Host": f"8001-{cid}.localhost:{server.port}"})
+        assert resp.status_code == 502, resp.text
+    # hosts: a team sees the shared local host and its own, never another team's
+    async with local_http() as (server, http):
+        jwts = []
+        for email in ("a@x.io", "b@x.io"):
+            body = {"email": email, "password": "long enough", "name": "U"}
+            assert (await http.post("/v1/auth/signup", json=body)).status_code == 201
+            login = await http.post("/v1/auth/login", json=body)
+            jwts.append({"Authorization": f"Bearer {login.json()['token']}"})
+        a, b = jwts
+        made = await http.post("/v1/hosts", json={"type": "byoc"}, headers=a)
+        host_id = made.json()["host"]["id"]
+        listed_b = (await http.get("/v1/hosts", headers=b)).json()
+        assert host_id not in {h["id"] for h in listed_b}
+        assert len(listed_b) == 1  # the local host
+        for method, path in (
+            ("GET", f"/v1/hosts/{host_id}"),
+            ("GET", f"/v1/hosts/{host_id}/tags"),
+            ("DELETE", f"/v1/hosts/{host_id}"),
+        ):
+            assert (await http.request(method, path, headers=b)).status_code == 404
+        team_a = (await http.get(f"/v1/hosts/{host_id}", headers=a)).json()["team_id"]
+        foreign = await http.post("/v1/hosts", json={"type": "byoc", "team_id": team_a}, headers=b)
+        assert foreign.status_code == 403

@@ -27,6 +27,7 @@ BEYOND_THE_SCHEMA = {
     ("POST", "/v1/capsules"),
     ("POST", "/v1/auth/signup"),
     ("POST", "/v1/auth/login"),
+    ("POST", "/v1/hosts"),  # a team_id other than the caller's own: 403
 }
 SCHEMA = Path(wrenn_local.__file__).parent / "openapi.yaml"
 schema = schemathesis.openapi.from_path(SCHEMA).exclude(path="/v1/events/stream")

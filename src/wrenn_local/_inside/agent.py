@@ -604,7 +604,8 @@ class Agent:
         if os.path.isdir(host):
             raise AgentError("invalid_request", "path is a directory")
         self._makedirs(os.path.dirname(host))
-        tmp = f"{host}.wrenn-{secrets.token_hex(4)}.part"
+        # a short name beside the target: a 255-byte file name must still be writable
+        tmp = os.path.join(os.path.dirname(host), f".wrenn-{secrets.token_hex(4)}.part")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         ok = False
         try:
