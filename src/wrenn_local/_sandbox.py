@@ -243,7 +243,7 @@ class Sandbox:
             python, site = sys.executable, str(self.spec.jupyter_site)
         port = self.ports.get(JUPYTER_PORT, JUPYTER_PORT)
         await launch(self.agent, python, site, port)
-        await wait_until_serving(self.agent)
+        await wait_until_serving(self.agent, stopped=self.stop_requested)
 
     def _command(self) -> list[str]:
         if self.isolation is Isolation.FULL:
