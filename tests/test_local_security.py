@@ -301,9 +301,9 @@ async def test_quick_ones_hosts_names_proxy_headers_and_non_http_ports() -> None
     async with local_http() as (server, http):
         jwts = []
         for email in ("a@x.io", "b@x.io"):
-            body = {"email": email, "password": "long enough", "name": "U"}
-            assert (await http.post("/v1/auth/signup", json=body)).status_code == 201
-            login = await http.post("/v1/auth/login", json=body)
+            account = {"email": email, "password": "long enough", "name": "U"}
+            assert (await http.post("/v1/auth/signup", json=account)).status_code == 201
+            login = await http.post("/v1/auth/login", json=account)
             jwts.append({"Authorization": f"Bearer {login.json()['token']}"})
         a, b = jwts
         made = await http.post("/v1/hosts", json={"type": "byoc"}, headers=a)
