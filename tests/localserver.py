@@ -12,7 +12,8 @@ import httpx
 import wrenn_local
 from wrenn_local import ServerOptions
 
-FAST = ServerOptions(min_timeout_sec=1, reaper_interval=0.2, sample_interval=0.2)
+# Test servers opt in to sign-up (off by default: anyone reaching the port could sign up).
+FAST = ServerOptions(min_timeout_sec=1, reaper_interval=0.2, sample_interval=0.2, allow_signup=True)
 
 
 @asynccontextmanager

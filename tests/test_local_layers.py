@@ -50,7 +50,15 @@ LAYERS: list[tuple[str, list[str]]] = [
         ],
     ),
     # the wire: HTTP and WebSocket routes, and the capsule port proxy
-    ("routes", ["wrenn_local._routes", "wrenn_local._routes.*", "wrenn_local._proxy"]),
+    (
+        "routes",
+        [
+            "wrenn_local._routes",
+            "wrenn_local._routes.*",
+            "wrenn_local._proxy",
+            "wrenn_local._guard",
+        ],
+    ),
     ("app and server", ["wrenn_local._app", "wrenn_local._server"]),
     ("public package and CLI", ["wrenn_local", "wrenn_local._cli", "wrenn_local.__main__"]),
 ]

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 from typing import Any, Final
 
@@ -24,7 +25,7 @@ import attrs
 from ._errors import ApiError
 from ._ids import is_valid, new_id
 
-__all__ = ["Accounts", "ApiKey", "Principal", "User"]
+__all__ = ["Accounts", "ApiKey", "AttemptThrottle", "Principal", "User"]
 
 JWT_LIFETIME: Final = 6 * 3600
 PBKDF2_ROUNDS: Final = 120_000
@@ -98,6 +99,7 @@ class Principal:
 class Accounts:
     def __init__(self) -> None:
         self._secret = secrets.token_bytes(32)
+        self._signup_lock = threading.Lock()
         self.users: dict[str, User] = {}
         self.by_email: dict[str, User] = {}
         self.keys: dict[str, ApiKey] = {}
@@ -144,6 +146,7 @@ class Accounts:
         return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PBKDF2_ROUNDS)
 
     def signup(self, email: str, password: str, name: str) -> User:
+        """Create a user. Slow (PBKDF2): call it from a worker thread; thread-safe."""
         if email.lower() in self.by_email:
             raise ApiError(409, "email_taken", "an account with this email already exists")
         salt = secrets.token_bytes(16)
@@ -155,11 +158,15 @@ class Accounts:
             password_hash=self._hash(password, salt),
             salt=salt,
         )
-        self.users[user.id] = user
-        self.by_email[email.lower()] = user
+        with self._signup_lock:  # two sign-ups with one address: one wins
+            if email.lower() in self.by_email:
+                raise ApiError(409, "email_taken", "an account with this email already exists")
+            self.users[user.id] = user
+            self.by_email[email.lower()] = user
         return user
 
     def login(self, email: str, password: str) -> User:
+        """The user with these credentials. Slow (PBKDF2): call it from a worker thread."""
         user = self.by_email.get(email.lower())
         if user is None:
             self._hash(password, b"\0" * 16)  # same cost whether or not the user exists
@@ -210,3 +217,37 @@ class Accounts:
         if user is None:
             raise ApiError(401, "unauthorized", "user not found")
         return user
+
+
+class AttemptThrottle:
+    """Sign-up and log-in attempts per client address: a token bucket per address.
+
+    ``burst`` attempts at once, then one per ``interval`` seconds; :meth:`take` answers
+    how long to wait (0 when the attempt may go ahead). Bounded: at most ``max_clients``
+    addresses are remembered; full buckets are dropped first.
+    """
+
+    def __init__(self, burst: int, interval: float, *, max_clients: int = 10_000) -> None:
+        self.burst = max(burst, 1)
+        self.interval = max(interval, 1e-3)
+        self.max_clients = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, client: str, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        tokens, stamp = self._buckets.get(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - stamp) / self.interval)
+        if tokens < 1:
+            self._buckets[client] = (tokens, now)
+            return (1 - tokens) * self.interval
+        self._buckets[client] = (tokens - 1, now)
+        if len(self._buckets) > self.max_clients:
+            self._prune(now)
+        return 0.0
+
+    def _prune(self, now: float) -> None:
+        for key, (tokens, stamp) in list(self._buckets.items()):
+            if tokens + (now - stamp) / self.interval >= self.burst:
+                del self._buckets[key]
+        while len(self._buckets) > self.max_clients:  # all busy: forget the oldest
+            del self._buckets[next(iter(self._buckets))]

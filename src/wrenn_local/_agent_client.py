@@ -283,6 +283,7 @@ class AgentClient:
         """Open a file for writing; it appears only when :meth:`FileUpload.finish` is
         called, and nothing is written when the block is left without it."""
         async with self._open({"op": "write", "path": path}) as channel:
+            await channel.receive_json()  # ready, or the refusal (AgentFailure)
             yield FileUpload(channel)
 
     async def list_dir(self, path: str, depth: int) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -12,11 +13,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import Scope
 
-from ._accounts import Accounts
+from ._accounts import Accounts, AttemptThrottle
 from ._capsules import CapsuleManager
 from ._events import EventHub
 from ._hosts import Hosts
 from ._isolation import HostSupport
+from ._options import ServerOptions
 from ._routes import http_routes, utility_routes, websocket_routes
 
 __all__ = ["build_app"]
@@ -69,6 +71,7 @@ def build_app(
     capsules: CapsuleManager,
     events: EventHub,
     support: HostSupport,
+    options: ServerOptions | None = None,
     sse_keepalive: float = 15.0,
     pty_ping_interval: float = 30.0,
 ) -> Starlette:
@@ -81,7 +84,11 @@ def build_app(
     ]
     handlers: dict[Any, Any] = {404: not_found, 405: not_allowed, HTTPException: http_error}
     app = Starlette(routes=routes, exception_handlers=handlers)
+    options = options or ServerOptions()
     app.state.accounts = accounts
+    app.state.options = options
+    app.state.auth_throttle = AttemptThrottle(options.auth_burst, options.auth_interval)
+    app.state.hashing = anyio.CapacityLimiter(2)  # PBKDF2 threads at once
     app.state.capsules = capsules
     app.state.events = events
     app.state.support = support

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -110,14 +111,22 @@ async def launch(agent: AgentClient, python: str, site: str, port: int) -> None:
     )
 
 
-async def wait_until_serving(agent: AgentClient, *, timeout: float = READY_TIMEOUT) -> None:
+async def wait_until_serving(
+    agent: AgentClient,
+    *,
+    timeout: float = READY_TIMEOUT,
+    stopped: Callable[[], bool] = lambda: False,
+) -> None:
     """Poll ``GET /api/status`` on port 8888 through the agent until Jupyter answers 200.
 
-    Raises ``TimeoutError`` when it does not within ``timeout`` seconds.
+    Raises ``TimeoutError`` when it does not within ``timeout`` seconds, and
+    ``RuntimeError`` as soon as ``stopped()`` (the sandbox was stopped meanwhile).
     """
     request = b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     with anyio.fail_after(timeout):
         while True:
+            if stopped():
+                raise RuntimeError("the sandbox was stopped while its services started")
             try:
                 async with agent.connect(JUPYTER_PORT) as relay:
                     await relay.send(request)

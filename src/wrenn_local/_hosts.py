@@ -43,13 +43,18 @@ class Hosts:
         }
         self.tags: dict[str, set[str]] = {self.local_id: set()}
 
-    def get(self, host_id: str) -> dict[str, Any]:
+    def get(self, host_id: str, team_id: str) -> dict[str, Any]:
+        """A host this team may see: the shared local host, or one of the team's own."""
         if not is_valid("host", host_id):
             raise bad_request("invalid host ID")
         host = self.hosts.get(host_id)
-        if host is None:
+        if host is None or not self.visible(host, team_id):
             raise not_found("host not found")
         return host
+
+    @staticmethod
+    def visible(host: dict[str, Any], team_id: str) -> bool:
+        return host["team_id"] is None or host["team_id"] == team_id
 
 
 def _memory_mb() -> int | None:

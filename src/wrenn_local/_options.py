@@ -16,3 +16,10 @@ class ServerOptions:
     reaper_interval: float = 2.0
     sample_interval: float = 1.0
     max_capsules: int = 512
+    # Anyone who reaches the port could sign up and run code: off unless asked for.
+    allow_signup: bool = False
+    # Names besides IP literals and localhost that Host/Origin may carry (_guard.py).
+    allowed_hosts: tuple[str, ...] = ()
+    # Sign-up and log-in attempts per client address: a burst, then one per interval.
+    auth_burst: int = 10
+    auth_interval: float = 1.0

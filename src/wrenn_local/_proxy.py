@@ -11,8 +11,8 @@ namespace, so two capsules serving the same port are each reached.
   the client is accepted and messages are relayed both ways until either side closes.
 * Auth: an ``X-API-Key`` of the capsule's team is required unless the server was started
   with ``proxy_auth=False`` (the v0.1.5 behaviour). The key and any ``Authorization``
-  header are removed before the request enters the capsule: code in the VM never sees the
-  team's credential.
+  and ``Proxy-Authorization`` header are removed before the request enters the capsule:
+  code in the VM never sees the team's credential.
 * Errors are ``text/plain`` as in the protocol: 400 invalid port / sandbox ID, 401, 404
   sandbox not found, 409 not running, 502 proxy error.
 """
@@ -54,6 +54,7 @@ HOP_BY_HOP: Final = frozenset(
         b"trailer",
         b"x-api-key",
         b"authorization",
+        b"proxy-authorization",
         b"content-length",
     }
 )
@@ -167,7 +168,10 @@ class PortProxy:
         async with anyio.create_task_group() as tg:
             tg.start_soon(upload)
             while True:
-                event = conn.next_event()
+                try:
+                    event = conn.next_event()
+                except h11.ProtocolError:
+                    break  # not HTTP: a 502 if nothing was sent yet, else the body ends
                 if event is h11.NEED_DATA:
                     data = await relay.receive()
                     conn.receive_data(b"" if data is None else data)
@@ -190,7 +194,7 @@ class PortProxy:
                     break
             tg.cancel_scope.cancel()
         if not started:
-            await _plain(send, 502, "proxy error: no response from the service")
+            await _plain(send, 502, "proxy error: no HTTP response from the service")
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,7 +186,13 @@ def prepare_base(base: Path) -> None:
 
 
 def _filtered_etc(src: Path, dst: Path) -> None:
-    """Copy the host's /etc without its secrets (ETC_SECRETS) and without sockets."""
+    """Copy the host's /etc: only what every account may read, and never ETC_SECRETS.
+
+    The allow-list is the host's own permissions: a file is copied only if it is
+    world-readable (a directory, only if world-listable), so a ``0640`` file that the
+    host keeps from other accounts is kept from capsules too. Sockets, FIFOs and devices
+    are never copied.
+    """
 
     def ignore(directory: str, names: list[str]) -> set[str]:
         rel = os.path.relpath(directory, src)
@@ -195,11 +202,18 @@ def _filtered_etc(src: Path, dst: Path) -> None:
             if path in ETC_SECRETS:
                 skip.add(name)
                 continue
-            full = os.path.join(directory, name)
-            if not (os.path.isdir(full) or os.path.isfile(full) or os.path.islink(full)):
-                skip.add(name)  # sockets, fifos, devices
-            elif not os.path.islink(full) and not os.access(full, os.R_OK):
+            try:
+                st = os.lstat(os.path.join(directory, name))
+            except OSError:
                 skip.add(name)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                continue  # a link shows only what its target's own rules allow
+            if stat.S_ISDIR(st.st_mode):
+                if st.st_mode & 0o005 != 0o005:  # not listable by everyone
+                    skip.add(name)
+            elif not stat.S_ISREG(st.st_mode) or not st.st_mode & stat.S_IROTH:
+                skip.add(name)  # sockets, fifos, devices, and files not world-readable
         return skip
 
     shutil.copytree(src, dst, symlinks=True, ignore=ignore, ignore_dangling_symlinks=True)

@@ -23,10 +23,11 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.abc
@@ -53,7 +54,15 @@ from ._rootfs import (
     rmtree,
 )
 
-__all__ = ["Sandbox", "SandboxSpec"]
+__all__ = ["BOOT_ENV", "Sandbox", "SandboxSpec"]
+
+# The whole environment of a capsule's first processes (boot, bubblewrap, the agent):
+# nothing of the server's environment is passed on, since /proc/1/environ is readable
+# inside.
+BOOT_ENV: Final = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
 
 
 @attrs.define
@@ -91,6 +100,7 @@ class Sandbox:
             self.ports[JUPYTER_PORT] = free_port()
         self._stop_requested = False
         self._stopped = False
+        self._listener: socket.socket | None = None
 
     @property
     def isolation(self) -> Isolation:
@@ -158,8 +168,7 @@ class Sandbox:
             "/proc",
             "--dev",
             "/dev",
-            "--bind",
-            str(self.run_dir),
+            "--tmpfs",
             "/run/wrenn",
             *self._service_binds(),
             "--chdir",
@@ -175,7 +184,7 @@ class Sandbox:
             self.support.capsule_python,
             "-I",
             "/run/wrenn/agent.py",
-            "/run/wrenn/agent.sock",
+            f"fd:{self._listen_fd()}",
             "/run/wrenn/agent.json",
         ]
         procs = (
@@ -189,7 +198,33 @@ class Sandbox:
             "hide": self.spec.hide,
             "cgroups": procs,
             "argv": argv,
+            "env": BOOT_ENV,
+            "data_dir": str(self.base.parent),
+            "data": [
+                [str(self.run_dir / "agent.py"), "/run/wrenn/agent.py"],
+                [str(self.run_dir / "agent.json"), "/run/wrenn/agent.json"],
+            ],
         }
+
+    def _listen_fd(self) -> int:
+        """The agent's listening socket, made here and inherited by the agent.
+
+        Nothing of the host is bound into the capsule for it: the socket file lives in
+        the host's run directory, and the agent only holds the descriptor.
+        """
+        if self._listener is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            dir_fd = os.open(self.run_dir, os.O_PATH | os.O_DIRECTORY)
+            try:  # a deep data directory would exceed the 108-byte socket path limit
+                listener.bind(f"/proc/self/fd/{dir_fd}/{self.socket_path.name}")
+            finally:
+                os.close(dir_fd)
+            os.chmod(self.socket_path, 0o600)
+            listener.listen(64)
+            self._listener = listener
+        return self._listener.fileno()
 
     def _service_binds(self) -> list[str]:
         if "jupyter" in self.spec.services and self.spec.jupyter_site is not None:
@@ -208,7 +243,7 @@ class Sandbox:
             python, site = sys.executable, str(self.spec.jupyter_site)
         port = self.ports.get(JUPYTER_PORT, JUPYTER_PORT)
         await launch(self.agent, python, site, port)
-        await wait_until_serving(self.agent)
+        await wait_until_serving(self.agent, stopped=self.stop_requested)
 
     def _command(self) -> list[str]:
         if self.isolation is Isolation.FULL:
@@ -242,13 +277,20 @@ class Sandbox:
             raise RuntimeError("sandbox was stopped before it started")
         await anyio.to_thread.run_sync(self._prepare_dirs)
         command = await anyio.to_thread.run_sync(self._command)
-        self.process = await anyio.open_process(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        try:
+            self.process = await anyio.open_process(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                env=dict(BOOT_ENV),
+                pass_fds=(self._listener.fileno(),) if self._listener is not None else (),
+            )
+        finally:
+            if self._listener is not None:  # the agent holds it now
+                self._listener.close()
+                self._listener = None
         if self.stop_requested():  # a stop raced the spawn (another task): honour it
             await self.stop()
             raise RuntimeError("sandbox was stopped while starting")

@@ -17,6 +17,7 @@ from ._app import build_app
 from ._asgi import serve_asgi
 from ._capsules import CapsuleManager
 from ._events import EventHub
+from ._guard import HostGuard
 from ._isolation import HostSupport, Isolation
 from ._options import ServerOptions
 from ._proxy import PortProxy
@@ -96,6 +97,7 @@ async def serve(
         key = api_key or Accounts.generate_key()
         accounts.add_key(key, accounts.default_team, "local server key", None)
         events = EventHub()
+        options = options or ServerOptions()
         error: Exception | None = None
         async with anyio.create_task_group() as tg:
             capsules = CapsuleManager(
@@ -103,21 +105,24 @@ async def serve(
                 data_dir=root,
                 task_group=tg,
                 events=events,
-                options=options or ServerOptions(),
+                options=options,
             )
             app = build_app(
                 accounts=accounts,
                 capsules=capsules,
                 events=events,
                 support=support,
+                options=options,
                 sse_keepalive=sse_keepalive,
                 pty_ping_interval=pty_ping_interval,
             )
             proxied = PortProxy(app, capsules=capsules, accounts=accounts, require_key=proxy_auth)
+            bound_names = () if host in ("0.0.0.0", "::", "") else (host,)
+            guarded = HostGuard(proxied, allowed_hosts=(*bound_names, *options.allowed_hosts))
             tg.start_soon(reaper, capsules)
             tg.start_soon(sampler, capsules)
             try:
-                async with serve_asgi(proxied, host=host, port=port) as (bound_host, bound_port):
+                async with serve_asgi(guarded, host=host, port=port) as (bound_host, bound_port):
                     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
                     yield LocalServer(
                         base_url=f"http://{shown}:{bound_port}",

@@ -205,6 +205,7 @@ class Agent:
         self.procs: dict[int, Proc] = {}
         self.by_tag: dict[str, Proc] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.files: FilesWorker | None = None  # file operations as the capsule user
 
     def _background(self, coro: Any) -> None:
         """Run ``coro`` as a task the agent keeps a reference to until it ends."""
@@ -574,7 +575,8 @@ class Agent:
         host = self.config.host_path(str(req.get("path", "")), must_exist=True)
         try:
             nofollow = os.O_NOFOLLOW if self.config.root != "/" else 0
-            fd = os.open(host, os.O_RDONLY | nofollow)
+            # O_NONBLOCK: a FIFO planted by capsule code must not stall the open
+            fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | nofollow)
         except FileNotFoundError:
             raise AgentError("not_found", f"file not found: {req.get('path')}") from None
         except IsADirectoryError:
@@ -583,6 +585,10 @@ class Agent:
         if stat.S_ISDIR(st.st_mode):
             os.close(fd)
             raise AgentError("invalid_request", "path is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise AgentError("invalid_request", "not a regular file")
+        os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", buffering=0) as fh:
             writer.write(jframe({"size": st.st_size}))
             while True:
@@ -598,10 +604,14 @@ class Agent:
         if os.path.isdir(host):
             raise AgentError("invalid_request", "path is a directory")
         self._makedirs(os.path.dirname(host))
-        tmp = f"{host}.wrenn-{secrets.token_hex(4)}.part"
+        # a short name beside the target: a 255-byte file name must still be writable
+        tmp = os.path.join(os.path.dirname(host), f".wrenn-{secrets.token_hex(4)}.part")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         ok = False
         try:
+            # the file can be written: the server may send its data now (a refusal came
+            # as an error frame before any data was sent)
+            writer.write(jframe({"ready": True}))
             with os.fdopen(fd, "wb", buffering=0) as fh:
                 while True:
                     got = await read_frame(reader)
@@ -735,12 +745,50 @@ class Agent:
                 task.cancel()
             up_writer.close()
 
+    async def serve_connection(self, conn: socket.socket) -> None:
+        """One connection: its first frame read exactly, then the operation.
+
+        File operations are handed to the files worker, which runs as the capsule's user
+        with no capabilities: the connection's descriptor and its request travel over a
+        socket pair, so the worker answers the server directly.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            head = await recv_exactly(loop, conn, HEADER.size)
+            length, kind = HEADER.unpack(head) if head else (0, 0)
+            fits = head is not None and length <= MAX_FRAME
+            payload = await recv_exactly(loop, conn, length) if fits else None
+        except OSError:
+            payload = None
+        if payload is None:
+            conn.close()
+            return
+        if self.files is not None and kind == ord("J") and _op_of(payload) in FILE_OPS:
+            try:
+                await self.files.hand_over(conn, payload)
+                return
+            except OSError:
+                pass  # answered below, never done as root instead
+            finally:
+                conn.close()
+            return
+        reader, writer = await asyncio.open_unix_connection(sock=conn, limit=MAX_FRAME)
+        await self.dispatch(kind, payload, reader, writer)
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             got = await read_frame(reader)
-            if got is None:
-                return
-            kind, payload = got
+        except AgentError:
+            got = None
+        if got is None:
+            writer.close()
+            return
+        await self.dispatch(got[0], got[1], reader, writer)
+
+    async def dispatch(
+        self, kind: int, payload: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
             try:
                 request = json.loads(payload) if kind == ord("J") else None
                 if not isinstance(request, dict):
@@ -766,6 +814,141 @@ class Agent:
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
+
+
+FILE_OPS = frozenset({"read", "write", "list", "stat", "mkdir", "remove"})
+HANDOFF_MAX = 64 * 1024  # a file operation's request (a path and a few fields)
+
+
+def _op_of(payload: bytes) -> str | None:
+    try:
+        request = json.loads(payload)
+    except ValueError:
+        return None
+    return str(request.get("op")) if isinstance(request, dict) else None
+
+
+async def recv_exactly(
+    loop: asyncio.AbstractEventLoop, conn: socket.socket, n: int
+) -> bytes | None:
+    """Exactly ``n`` bytes (never more: the rest stays in the socket), or None at EOF."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await loop.sock_recv(conn, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+class FilesWorker:
+    """The process that carries out file operations as the capsule's user.
+
+    It is this program again (``--files-worker``), started as ``wrenn-user`` with no
+    supplementary groups and no capabilities, so the files API can do exactly what a
+    shell in the capsule could: root-only files, symlinks planted towards them and
+    directories the user cannot write are refused by the kernel. If capsule code kills
+    it (it may: same user), the next file operation starts a new one.
+    """
+
+    def __init__(self, config: Config, config_path: str) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.channel: socket.socket | None = None
+        self.process: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> socket.socket:
+        async with self._lock:
+            if (
+                self.channel is not None
+                and self.process is not None
+                and self.process.returncode is None
+            ):
+                return self.channel
+            if self.channel is not None:
+                self.channel.close()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                self.process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-I",
+                    os.path.abspath(__file__),
+                    "--files-worker",
+                    str(theirs.fileno()),
+                    self.config_path,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    pass_fds=(theirs.fileno(),),
+                    env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                    cwd="/",
+                    start_new_session=True,
+                    user=self.config.uid,
+                    group=self.config.gid,
+                    extra_groups=[],
+                )
+            finally:
+                theirs.close()
+            ours.setblocking(False)
+            self.channel = ours
+            return ours
+
+    async def hand_over(self, conn: socket.socket, request: bytes) -> None:
+        if len(request) > HANDOFF_MAX:
+            raise OSError(errno.EMSGSIZE, "request too large")
+        for attempt in range(2):
+            channel = await self._ensure()
+            deadline = time.monotonic() + 5
+            try:
+                while True:
+                    try:
+                        socket.send_fds(channel, [request], [conn.fileno()])
+                        return
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.005)
+            except (BrokenPipeError, ConnectionError):
+                if attempt:
+                    raise
+                if self.process is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        self.process.kill()
+                    await self.process.wait()
+
+
+async def files_worker_main(fd: int, config_path: str) -> None:
+    """The files worker: serve each connection handed over by the agent, as this user."""
+    with open(config_path) as fh:
+        raw = json.load(fh)
+    agent = Agent(Config({**raw, "switch_user": False}))
+    channel = socket.socket(fileno=fd)
+    channel.setblocking(False)
+    loop = asyncio.get_running_loop()
+    readable = asyncio.Event()
+    loop.add_reader(channel.fileno(), readable.set)
+    while True:
+        await readable.wait()
+        try:
+            request, fds, _flags, _addr = socket.recv_fds(channel, HANDOFF_MAX, 1)
+        except BlockingIOError:
+            readable.clear()
+            continue
+        except OSError:
+            return
+        if not request and not fds:
+            return  # the agent is gone
+        if not fds:
+            continue
+        agent._background(_serve_handed(agent, socket.socket(fileno=fds[0]), request))
+
+
+async def _serve_handed(agent: Agent, conn: socket.socket, request: bytes) -> None:
+    try:
+        reader, writer = await asyncio.open_unix_connection(sock=conn, limit=MAX_FRAME)
+    except OSError:
+        conn.close()
+        return
+    await agent.dispatch(ord("J"), request, reader, writer)
 
 
 async def write_all(fd: int, data: bytes) -> None:
@@ -801,19 +984,45 @@ async def main(socket_path: str, config_path: str) -> None:
     with open(config_path) as fh:
         config = Config(json.load(fh))
     agent = Agent(config)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(socket_path)
-    server = await asyncio.start_unix_server(agent.handle, path=socket_path, limit=MAX_FRAME)
-    os.chmod(socket_path, 0o600)
+    if config.switch_user:
+        agent.files = FilesWorker(config, config_path)
+    if socket_path.startswith("fd:"):  # a listening socket made by the server
+        listener = socket.socket(fileno=int(socket_path[3:]))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(socket_path)
+        os.chmod(socket_path, 0o600)
+        listener.listen(64)
+    listener.setblocking(False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with server:
-        await stop.wait()
+
+    async def accept() -> None:
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError:
+                await asyncio.sleep(0.01)
+                continue
+            agent._background(agent.serve_connection(conn))
+
+    acceptor = asyncio.ensure_future(accept())
+    await stop.wait()
+    acceptor.cancel()
+    listener.close()
     for proc in list(agent.procs.values()):
         agent.signal(proc, signal.SIGKILL)
+    if agent.files is not None and agent.files.process is not None:
+        with contextlib.suppress(ProcessLookupError):
+            agent.files.process.kill()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    if sys.argv[1] == "--files-worker":
+        asyncio.run(files_worker_main(int(sys.argv[2]), sys.argv[3]))
+    else:
+        asyncio.run(main(sys.argv[1], sys.argv[2]))

@@ -22,8 +22,19 @@ def mount_overlay(lowers: list[str], upper: str, work: str, target: str) -> None
     os.makedirs(upper, exist_ok=True)
     os.makedirs(work, exist_ok=True)
     os.makedirs(target, exist_ok=True)
+    # Overlay options show in the capsule's /proc/*/mountinfo as given: paths under the
+    # data directory are given relative to it (the working directory), so its location
+    # never shows inside.
+    lowers, upper, work = [_relative(p) for p in lowers], _relative(upper), _relative(work)
     options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
     subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, target], check=True)
+
+
+def _relative(path: str) -> str:
+    cwd = os.getcwd()
+    if path == cwd or path.startswith(cwd.rstrip("/") + "/"):
+        return os.path.relpath(path, cwd)
+    return path
 
 
 def main(plan_path: str) -> None:
@@ -31,6 +42,7 @@ def main(plan_path: str) -> None:
         plan = json.load(fh)
     subprocess.run(["mount", "--make-rprivate", "/"], check=True)
     merged = plan["merged"]
+    os.chdir(plan["data_dir"])
     for layer in plan["overlays"]:
         mount_overlay(layer["lowers"], layer["upper"], layer["work"], merged + layer["target"])
     for hidden in plan.get("hide", []):
@@ -42,7 +54,25 @@ def main(plan_path: str) -> None:
     for procs_file in plan.get("cgroups", []):
         with open(procs_file, "w") as fh:
             fh.write(str(os.getpid()))
-    os.execvp(plan["argv"][0], plan["argv"])
+    # bubblewrap is the capsule's pid 1: its command line is readable inside, so it reads
+    # its options (host paths among them) from a pipe and shows only ``bwrap --args N``
+    # and the command it runs, which names paths inside the capsule only.
+    argv = plan["argv"]
+    split = argv.index("--")
+    options, command = argv[1:split], argv[split + 1 :]
+    # Files the capsule reads at boot (the agent and its configuration) are copied in by
+    # bubblewrap from descriptors, not bound from the host: a bind mount would show its
+    # host path in mountinfo.
+    for source, target in plan.get("data", []):
+        fd = os.open(source, os.O_RDONLY)
+        os.set_inheritable(fd, True)
+        options += ["--perms", "0644", "--ro-bind-data", str(fd), target]
+    encoded = b"".join(arg.encode() + b"\0" for arg in options)
+    read_end, write_end = os.pipe()
+    os.write(write_end, encoded)  # far below a pipe's buffer
+    os.close(write_end)
+    os.set_inheritable(read_end, True)
+    os.execve(argv[0], [argv[0], "--args", str(read_end), *command], plan.get("env", {}))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, Literal
 
+import anyio
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
+from starlette.types import Message, Receive
 
 from .._accounts import Accounts, Principal
 from .._agent_client import AgentFailure
@@ -85,19 +87,66 @@ def accounts_of(request: HTTPConnection) -> Accounts:
     return found
 
 
+class _BodyTracker:
+    """The ASGI ``receive`` of a request, noting when its body has been read whole."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.done = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.done = True
+        return message
+
+
+async def _refusal(request: Request, body: _BodyTracker, response: Response) -> Response:
+    """An error answer to a request whose body may be unread (an upload refused early).
+
+    Clients send the whole body before reading the answer, and closing a socket with
+    unread data resets it, losing the answer: so discard what remains (bounded in bytes
+    and time), then close the connection rather than leave it for the next request.
+    """
+    has_body = request.headers.get("content-length", "0") not in ("", "0") or (
+        "transfer-encoding" in request.headers
+    )
+    if has_body and not body.done:
+        await drain(body)
+        response.headers["Connection"] = "close"
+    return response
+
+
+async def drain(receive: Receive, *, max_bytes: int = 256 << 20, seconds: float = 10) -> None:
+    drained = 0
+    with anyio.move_on_after(seconds):
+        while drained < max_bytes:
+            try:
+                message = await receive()
+            except Exception:
+                return
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body"):
+                return
+
+
 def endpoint(kind: AuthKind) -> Callable[[Endpoint], Endpoint]:
     """Authenticate, then run the handler; every failure becomes the JSON envelope."""
 
     def decorate(handler: Endpoint) -> Endpoint:
         @wraps(handler)
         async def run(request: Request) -> Response:
+            body = _BodyTracker(request.receive)
+            request = Request(request.scope, body)
             try:
                 request.state.principal = authenticate(request.app.state.accounts, request, kind)
                 return await handler(request)
             except ApiError as exc:
-                return error_response(exc)
+                return await _refusal(request, body, error_response(exc))
             except AgentFailure as exc:
-                return error_response(agent_error(exc))
+                return await _refusal(request, body, error_response(agent_error(exc)))
             except ClientDisconnect:
                 # the client went away mid-request: nobody is left to answer
                 log.info("client disconnected during %s %s", request.method, request.url.path)

@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .._accounts import Accounts
-from .._errors import bad_request, json_response
+from .._accounts import Accounts, AttemptThrottle, User
+from .._errors import ApiError, bad_request, json_response
 from .._ids import is_valid
 from ._http import accounts_of, endpoint, principal_of, read_json
 
 __all__ = ["routes"]
 
 
+def _throttle(request: Request) -> None:
+    throttle: AttemptThrottle = request.app.state.auth_throttle
+    client = request.client.host if request.client else "?"
+    wait = throttle.take(client)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many sign-up or log-in attempts; retry in {wait:.0f} s",
+        )
+
+
+async def _slow(request: Request, fn: Callable[..., User], *args: str) -> User:
+    """PBKDF2 in a worker thread, at most two at once (``app.state.hashing``): a flood of
+    log-ins neither stalls the event loop nor takes every thread."""
+    user: User = await anyio.to_thread.run_sync(fn, *args, limiter=request.app.state.hashing)
+    return user
+
+
 @endpoint("none")
 async def signup(request: Request) -> Response:
+    if not request.app.state.options.allow_signup:
+        raise ApiError(
+            403,
+            "forbidden",
+            "sign-up is disabled on this server (start it with --allow-signup)",
+        )
+    _throttle(request)
     body = await read_json(request)
     email, password, name = body.get("email"), body.get("password"), body.get("name")
     if not isinstance(email, str) or "@" not in email or len(email) < 3:
@@ -24,7 +53,7 @@ async def signup(request: Request) -> Response:
         raise bad_request("password must be at least 8 characters")
     if not isinstance(name, str) or not 1 <= len(name) <= 100:
         raise bad_request("name must be 1 to 100 characters")
-    accounts_of(request).signup(email, password, name)
+    await _slow(request, accounts_of(request).signup, email, password, name)
     return json_response(
         {"message": "Account created. This local server has no mail: log in right away."}, 201
     )
@@ -32,11 +61,12 @@ async def signup(request: Request) -> Response:
 
 @endpoint("none")
 async def login(request: Request) -> Response:
+    _throttle(request)
     body = await read_json(request)
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not isinstance(password, str):
         raise bad_request("email and password are required")
-    user = accounts_of(request).login(email, password)
+    user = await _slow(request, accounts_of(request).login, email, password)
     return json_response(
         {
             "token": accounts_of(request).issue_jwt(user),

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from .._agent_client import FileDownload, FileUpload
 from .._capsules import CapsuleRecord
-from .._errors import ApiError, bad_request, error_response, json_response
+from .._errors import ApiError, bad_request, json_response
 from ._http import capsules_of, endpoint, principal_of, read_json
 
 __all__ = ["routes"]
@@ -174,33 +174,10 @@ async def _pump_upload(
     return upload.file
 
 
-async def _drain(request: Request, *, max_bytes: int = 256 << 20, seconds: float = 10) -> None:
-    drained = 0
-    with anyio.move_on_after(seconds):
-        while drained < max_bytes:
-            try:
-                message = await request.receive()
-            except Exception:
-                return
-            if message["type"] != "http.request":
-                return
-            drained += len(message.get("body", b""))
-            if not message.get("more_body"):
-                return
-
-
 async def _write(request: Request, limit: int | None) -> Response:
+    # A refusal before the body is read whole is drained and closed by ``endpoint``.
     record = capsules_of(request).running(principal_of(request), request.path_params["id"])
-    try:
-        await _upload(request, record, limit=limit)
-    except ApiError as exc:
-        # The rest of the body was not read. Clients send the whole body before reading
-        # the answer, so discard what remains (bounded in bytes and time), then close the
-        # connection rather than leave it for the next request to trip over.
-        await _drain(request)
-        response = error_response(exc)
-        response.headers["Connection"] = "close"
-        return response
+    await _upload(request, record, limit=limit)
     return Response(status_code=204)
 
 

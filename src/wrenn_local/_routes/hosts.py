@@ -47,7 +47,9 @@ async def create_host(request: Request) -> Response:
             raise bad_request(f"{field} must be a string")
     stamp = rfc3339(now_utc())
     principal = principal_of(request)
-    team_id = team_id or principal.team_id
+    if team_id not in (None, principal.team_id):
+        raise ApiError(403, "forbidden", "hosts can only be registered for your own team")
+    team_id = principal.team_id
     host = {
         "id": new_id("host"),
         "type": kind,
@@ -72,31 +74,46 @@ async def create_host(request: Request) -> Response:
 
 @endpoint("jwt")
 async def list_hosts(request: Request) -> Response:
-    return json_response([_host_json(request, h) for h in hosts(request).hosts.values()])
+    team_id = principal_of(request).team_id
+    return json_response(
+        [
+            _host_json(request, h)
+            for h in hosts(request).hosts.values()
+            if hosts(request).visible(h, team_id)
+        ]
+    )
 
 
 @endpoint("jwt")
 async def get_host(request: Request) -> Response:
-    return json_response(_host_json(request, hosts(request).get(request.path_params["host_id"])))
+    return json_response(
+        _host_json(
+            request,
+            hosts(request).get(request.path_params["host_id"], principal_of(request).team_id),
+        )
+    )
 
 
 def _capsules_on(request: Request, host_id: str) -> list[str]:
     if host_id != hosts(request).local_id:
         return []
+    team_id = principal_of(request).team_id
     return [
-        r.id for r in capsules_of(request).capsules.values() if r.status not in ("stopped", "error")
+        r.id
+        for r in capsules_of(request).capsules.values()
+        if r.status not in ("stopped", "error") and r.team_id == team_id
     ]
 
 
 @endpoint("jwt")
 async def delete_preview(request: Request) -> Response:
-    host = hosts(request).get(request.path_params["host_id"])
+    host = hosts(request).get(request.path_params["host_id"], principal_of(request).team_id)
     return json_response({"host": host, "sandbox_ids": _capsules_on(request, host["id"])})
 
 
 @endpoint("jwt")
 async def delete_host(request: Request) -> Response:
-    host = hosts(request).get(request.path_params["host_id"])
+    host = hosts(request).get(request.path_params["host_id"], principal_of(request).team_id)
     if host["id"] == hosts(request).local_id:
         running = _capsules_on(request, host["id"])
         if running and request.query_params.get("force") != "true":
@@ -111,7 +128,7 @@ async def delete_host(request: Request) -> Response:
 
 @endpoint("jwt")
 async def regenerate_token(request: Request) -> Response:
-    host = hosts(request).get(request.path_params["host_id"])
+    host = hosts(request).get(request.path_params["host_id"], principal_of(request).team_id)
     if host["status"] != "pending":
         raise ApiError(409, "conflict", "host is not pending")
     return json_response({"host": host, "registration_token": secrets.token_hex(32)}, 201)
@@ -119,13 +136,13 @@ async def regenerate_token(request: Request) -> Response:
 
 @endpoint("jwt")
 async def list_tags(request: Request) -> Response:
-    host = hosts(request).get(request.path_params["host_id"])
+    host = hosts(request).get(request.path_params["host_id"], principal_of(request).team_id)
     return json_response(sorted(hosts(request).tags[host["id"]]))
 
 
 @endpoint("jwt")
 async def add_tag(request: Request) -> Response:
-    host = hosts(request).get(request.path_params["host_id"])
+    host = hosts(request).get(request.path_params["host_id"], principal_of(request).team_id)
     body = await read_json(request)
     tag = body.get("tag")
     if not isinstance(tag, str) or not tag or len(tag) > 64:
@@ -136,7 +153,7 @@ async def add_tag(request: Request) -> Response:
 
 @endpoint("jwt")
 async def remove_tag(request: Request) -> Response:
-    host = hosts(request).get(request.path_params["host_id"])
+    host = hosts(request).get(request.path_params["host_id"], principal_of(request).team_id)
     hosts(request).tags[host["id"]].discard(request.path_params["tag"])
     return Response(status_code=204)
 
