@@ -51,8 +51,10 @@ def background(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
 
 def test_serve_takes_the_documented_options_and_prints_exports(tmp_path: Path) -> None:
     with subprocess.Popen(
-        [sys.executable, "-m", "wrenn", "local", "serve", "--port", "0", "--env"]
-        + ["--api-key", "wrn_" + "ab" * 16, "--data-dir", str(tmp_path / "d")],
+        [
+            *(sys.executable, "-m", "wrenn", "local", "serve", "--port", "0", "--env"),
+            *("--api-key", "wrn_" + "ab" * 16, "--data-dir", str(tmp_path / "d")),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
