@@ -108,6 +108,13 @@ def resolve_proxy_domain(base_url: str, proxy_domain: str | None) -> str:
     return parts.netloc
 
 
+_ORIGINS: Final = {
+    "argument": "given as base_url",
+    "environment": f"from {ENV_BASE_URL}",
+    "default": f"the default; set {ENV_BASE_URL} for another server",
+}
+
+
 @attrs.frozen
 class ClientConfig:
     """Resolved, immutable configuration of one client.
@@ -122,6 +129,7 @@ class ClientConfig:
     timeout: float
     connect_timeout: float
     max_retries: int
+    base_url_origin: str = "argument"  # "argument", "environment" or "default"
 
     @classmethod
     def resolve(
@@ -139,6 +147,7 @@ class ClientConfig:
         env = os.environ if environ is None else environ
         key = api_key if api_key is not None else env.get(ENV_API_KEY) or None
         tok = token if token is not None else env.get(ENV_TOKEN) or None
+        origin = "argument" if base_url else "environment" if env.get(ENV_BASE_URL) else "default"
         url = normalize_base_url(base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
         domain = resolve_proxy_domain(url, proxy_domain or env.get(ENV_PROXY_DOMAIN))
         for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
@@ -159,7 +168,12 @@ class ClientConfig:
             timeout=float(timeout),
             connect_timeout=float(connect_timeout),
             max_retries=max_retries,
+            base_url_origin=origin,
         )
+
+    def describe_server(self) -> str:
+        """The base URL and where it came from, for messages about reaching it."""
+        return f"{self.base_url} ({_ORIGINS.get(self.base_url_origin, self.base_url_origin)})"
 
     @property
     def has_credentials(self) -> bool:
