@@ -49,7 +49,7 @@ class AsyncCapsule:
         self.commands = AsyncCommands(session.processes, info.id)
         self.files = AsyncCapsuleFiles(session.files, info.id)
         self.git = AsyncGit(self.commands, self.files)
-        self.code = AsyncCodeRunner(session, info.id, kernel=kernel)
+        self.code = AsyncCodeRunner(session, info.id, kernel=kernel, template=info.template)
         self.detached = False
 
     def __repr__(self) -> str:
@@ -272,7 +272,9 @@ class AsyncCapsule:
 
     def use_kernel(self, kernel: str) -> None:
         """Run code with another kernelspec from now on (a fresh default context)."""
-        self.code = AsyncCodeRunner(self._session, self.capsule_id, kernel=kernel)
+        self.code = AsyncCodeRunner(
+            self._session, self.capsule_id, kernel=kernel, template=self.info.template
+        )
 
     def detach(self) -> None:
         """Keep the capsule when the ``client.capsule(...)`` block ends."""
