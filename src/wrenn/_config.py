@@ -96,8 +96,10 @@ def _redact_url(url: str) -> str:
 def resolve_proxy_domain(base_url: str, proxy_domain: str | None) -> str:
     """Domain of the capsule port proxy (``{port}-{capsule_id}.{domain}``).
 
-    An explicit value wins; the cloud host ``app.wrenn.dev`` maps to ``wrenn.dev``;
-    any other base URL uses its own ``host:port``.
+    An explicit value wins; the cloud host ``app.wrenn.dev`` maps to ``wrenn.dev``; a
+    server on IPv4 loopback (a local server) maps to ``localhost:{port}``, whose
+    ``{port}-{id}.localhost`` names browsers resolve to loopback themselves; any other
+    base URL uses its own ``host:port``.
     """
     if proxy_domain:
         return proxy_domain.strip().strip(".")
@@ -105,6 +107,8 @@ def resolve_proxy_domain(base_url: str, proxy_domain: str | None) -> str:
     host = parts.hostname or ""
     if host == "app.wrenn.dev":
         return "wrenn.dev"
+    if host in ("127.0.0.1", "localhost") and parts.port:
+        return f"localhost:{parts.port}"
     return parts.netloc
 
 
