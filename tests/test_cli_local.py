@@ -215,3 +215,31 @@ def terminate_and_check(proc: subprocess.Popen[str], scratch: Path) -> None:
     while any(scratch.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert list(scratch.iterdir()) == []
+
+
+def test_a_spinner_shows_a_long_wait_on_a_terminal_only(tmp_path: Path) -> None:
+    import pty
+
+    env = clean_env(XDG_RUNTIME_DIR=str(tmp_path))
+    pid, master = pty.fork()
+    if pid == 0:
+        os.execve(sys.executable, [sys.executable, "-m", "wrenn", "local", "start"], env)
+    seen = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        os.close(master)
+        wrenn("local", "stop", env=env)
+    text = seen.decode()
+    assert "starting the local server" in text  # the boot took more than half a second
+    assert "\r\x1b[K" in text  # and its line was wiped before the result
+    assert "local server started" in text

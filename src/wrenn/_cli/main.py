@@ -363,9 +363,10 @@ async def cmd_ls(client: AsyncWrennClient, args: argparse.Namespace) -> int:
 
 async def cmd_kill(client: AsyncWrennClient, args: argparse.Namespace) -> int:
     done = []
-    for capsule_id in args.capsule_ids:
-        await client.capsules.destroy(capsule_id)
-        done.append(capsule_id)
+    async with output.spinner(f"destroying {' '.join(args.capsule_ids)}", quiet=args.json):
+        for capsule_id in args.capsule_ids:
+            await client.capsules.destroy(capsule_id)
+            done.append(capsule_id)
     emit(
         args,
         {"destroyed": done},
@@ -431,8 +432,9 @@ async def cmd_get(client: AsyncWrennClient, args: argparse.Namespace) -> int:
 
 
 async def cmd_snapshot(client: AsyncWrennClient, args: argparse.Namespace) -> int:
-    pending = await client.snapshots.create(args.capsule_id, name=args.name)
-    template = await client.snapshots.wait(pending, timeout=600)
+    async with output.spinner(f"snapshot {args.name}", quiet=args.json):
+        pending = await client.snapshots.create(args.capsule_id, name=args.name)
+        template = await client.snapshots.wait(pending, timeout=600)
     emit(
         args,
         {"name": template.name, "size_bytes": template.size_bytes},
