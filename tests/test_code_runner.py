@@ -19,7 +19,7 @@ from wrenn import (
     CodeStdout,
     ExecutionError,
     Result,
-    WrennTimeoutError,
+    WrennConfigurationError,
     WrennValidationError,
 )
 
@@ -155,10 +155,15 @@ async def test_cancelling_a_cell_leaves_the_kernel_usable(client: AsyncWrennClie
             assert (await cap.run_code("n + 2")).text == "3"
 
 
-async def test_a_capsule_without_jupyter_gives_a_clear_error(client: AsyncWrennClient) -> None:
+async def test_a_capsule_without_jupyter_fails_at_once_and_says_what_to_do(
+    client: AsyncWrennClient,
+) -> None:
     async with client.capsule() as cap:  # the minimal template runs no Jupyter
-        with pytest.raises(WrennTimeoutError, match="Jupyter was not available"):
-            await cap.run_code("1", jupyter_timeout=1)
+        with anyio.fail_after(10):  # not the 30 s wait for a Jupyter that never comes
+            with pytest.raises(WrennConfigurationError) as caught:
+                await cap.run_code("1")
+    assert 'template="code-runner-beta"' in caught.value.message
+    assert cap.info.template in caught.value.message
 
 
 @pytest.mark.async_only  # drives the official classes itself, async and sync

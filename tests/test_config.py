@@ -55,7 +55,9 @@ def test_base_url_with_credentials_is_refused_without_echoing_them() -> None:
     ("base", "explicit", "expected"),
     [
         ("https://app.wrenn.dev/api", None, "wrenn.dev"),
-        ("http://127.0.0.1:8080", None, "127.0.0.1:8080"),
+        ("http://127.0.0.1:8080", None, "localhost:8080"),
+        ("http://localhost:8080", None, "localhost:8080"),
+        ("http://10.0.0.5:8080", None, "10.0.0.5:8080"),
         ("https://example.com/api", None, "example.com"),
         ("https://app.wrenn.dev/api", "proxy.local:9000", "proxy.local:9000"),
     ],

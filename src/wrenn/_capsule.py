@@ -149,7 +149,13 @@ class AsyncCapsule:
         self.commands = AsyncCommands(session.processes, info.id, owner=lambda: self._services)
         self.files = AsyncCapsuleFiles(session.files, info.id, owner=lambda: self._services)
         self.git = AsyncGit(self.commands, self.files)
-        self.code = AsyncCodeRunner(session, info.id, kernel=kernel, owner=lambda: self._services)
+        self.code = AsyncCodeRunner(
+            session,
+            info.id,
+            kernel=kernel,
+            template=info.template,
+            owner=lambda: self._services,
+        )
         self.detached = False
         # the task group of the capsule's scope (None outside `client.capsule()`): long-
         # lived connections such as kernel WebSockets run there and end with the scope
@@ -417,7 +423,11 @@ class AsyncCapsule:
     def use_kernel(self, kernel: str) -> None:
         """Run code with another kernelspec from now on (a fresh default context)."""
         self.code = AsyncCodeRunner(
-            self._session, self.capsule_id, kernel=kernel, owner=lambda: self._services
+            self._session,
+            self.capsule_id,
+            kernel=kernel,
+            template=self.info.template,
+            owner=lambda: self._services,
         )
 
     def detach(self) -> None:

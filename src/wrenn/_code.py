@@ -24,6 +24,7 @@ import anyio.abc
 
 from ._config import check_seconds
 from ._exceptions import (
+    WrennConfigurationError,
     WrennConnectionError,
     WrennError,
     WrennTimeoutError,
@@ -209,8 +210,12 @@ class AsyncCodeRunner:
         *,
         kernel: str = DEFAULT_KERNEL,
         owner: Callable[[], anyio.abc.TaskGroup | None] = lambda: None,
+        template: str | None = None,
     ) -> None:
         self._port = session.port(capsule_id, JUPYTER_PORT)
+        self._templates = session.snapshots
+        self._template = template or None  # the capsule's, to say when it has no runner
+        self._template_checked = False
         self._kernel_name = kernel
         self._session = uuid.uuid4().hex
         # the task group of the capsule's scope (None outside a scope): kernel WebSockets
@@ -456,6 +461,7 @@ class AsyncCodeRunner:
                     )
                 except WrennConnectionError as exc:
                     last = exc
+                    await self._refuse_without_runner()
                 else:
                     if response.status_code < 400:
                         return response.json() if response.content else None
@@ -465,9 +471,35 @@ class AsyncCodeRunner:
                     if response.status_code < 500:
                         raise error
                     last = error
+                    await self._refuse_without_runner()
                 await anyio.sleep(RETRY_EVERY)
         raise WrennTimeoutError(
             f"Jupyter was not available within {jupyter_timeout:g} s ({context}): {last}"
+        )
+
+    async def _refuse_without_runner(self) -> None:
+        """After a first failure, fail at once (rather than wait for a Jupyter that will
+        never come) when the capsule's template is a platform base template without a
+        code runner. Snapshots and custom templates cannot be told apart: they wait."""
+        if self._template is None or self._template_checked:
+            return
+        self._template_checked = True
+        try:
+            found = await self._templates.get(self._template)
+        except WrennError:
+            return
+        if (
+            found is None
+            or not found.platform
+            or str(found.type) != "base"
+            or found.name.startswith("code-runner")
+            or {"kernel", "jupyter_port"} & set(found.metadata)
+        ):
+            return
+        raise WrennConfigurationError(
+            f"this capsule's template {found.name!r} has no code runner (Jupyter): create "
+            f'the capsule with template="{DEFAULT_TEMPLATE}" (wrenn.code_runner '
+            "capsules use it by default) to run code"
         )
 
     async def _interrupt_quietly(self, kernel_id: str) -> None:

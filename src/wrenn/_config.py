@@ -100,8 +100,10 @@ def _redact_url(url: str) -> str:
 def resolve_proxy_domain(base_url: str, proxy_domain: str | None) -> str:
     """Domain of the capsule port proxy (``{port}-{capsule_id}.{domain}``).
 
-    An explicit value wins; the cloud host ``app.wrenn.dev`` maps to ``wrenn.dev``;
-    any other base URL uses its own ``host:port``.
+    An explicit value wins; the cloud host ``app.wrenn.dev`` maps to ``wrenn.dev``; a
+    server on IPv4 loopback (a local server) maps to ``localhost:{port}``, whose
+    ``{port}-{id}.localhost`` names browsers resolve to loopback themselves; any other
+    base URL uses its own ``host:port``.
     """
     if proxy_domain:
         return proxy_domain.strip().strip(".")
@@ -109,6 +111,8 @@ def resolve_proxy_domain(base_url: str, proxy_domain: str | None) -> str:
     host = parts.hostname or ""
     if host == "app.wrenn.dev":
         return "wrenn.dev"
+    if host in ("127.0.0.1", "localhost") and parts.port:
+        return f"localhost:{parts.port}"
     return parts.netloc
 
 
@@ -144,6 +148,13 @@ def check_seconds(timeout: float | None, *, name: str = "timeout") -> float:
     return float(value)
 
 
+_ORIGINS: Final = {
+    "argument": "given as base_url",
+    "environment": f"from {ENV_BASE_URL}",
+    "default": f"the default; set {ENV_BASE_URL} for another server",
+}
+
+
 @attrs.frozen
 class ClientConfig:
     """Resolved, immutable configuration of one client.
@@ -160,6 +171,7 @@ class ClientConfig:
     max_retries: int
     ping_interval: float | None = 20.0
     ping_timeout: float = 20.0
+    base_url_origin: str = "argument"  # "argument", "environment" or "default"
 
     @classmethod
     def resolve(
@@ -179,6 +191,7 @@ class ClientConfig:
         env = os.environ if environ is None else environ
         key = api_key if api_key is not None else env.get(ENV_API_KEY) or None
         tok = token if token is not None else env.get(ENV_TOKEN) or None
+        origin = "argument" if base_url else "environment" if env.get(ENV_BASE_URL) else "default"
         url = normalize_base_url(base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
         domain = resolve_proxy_domain(url, proxy_domain or env.get(ENV_PROXY_DOMAIN))
         for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
@@ -205,6 +218,7 @@ class ClientConfig:
             max_retries=max_retries,
             ping_interval=None if ping_interval is None else float(ping_interval),
             ping_timeout=float(ping_timeout),
+            base_url_origin=origin,
         )
 
     def deadline(self, timeout: Timeout) -> float:
@@ -213,6 +227,10 @@ class ClientConfig:
         if timeout is CLIENT_DEFAULT:
             return self.timeout
         return check_seconds(timeout)
+
+    def describe_server(self) -> str:
+        """The base URL and where it came from, for messages about reaching it."""
+        return f"{self.base_url} ({_ORIGINS.get(self.base_url_origin, self.base_url_origin)})"
 
     @property
     def has_credentials(self) -> bool:

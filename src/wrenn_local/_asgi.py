@@ -71,15 +71,24 @@ async def serve_asgi(
 
     backend = current_backend()
     error: Exception | None = None
+    # Hypercorn is shielded from the caller's cancellation (Ctrl-C, SIGTERM, a deadline):
+    # cancelled mid-shutdown it fails with errors of its own. Leaving the block always
+    # shuts it down gracefully instead, bounded by graceful_timeout and a margin.
+    shield = anyio.CancelScope(shield=True)
+
+    async def run_hypercorn() -> None:
+        with shield:
+            if backend == "trio":
+                from hypercorn.trio import serve as trio_serve
+
+                await trio_serve(app, config, shutdown_trigger=trigger)
+            else:
+                from hypercorn.asyncio import serve as asyncio_serve
+
+                await asyncio_serve(app, config, shutdown_trigger=trigger)
+
     async with anyio.create_task_group() as tg:
-        if backend == "trio":
-            from hypercorn.trio import serve as trio_serve
-
-            tg.start_soon(lambda: trio_serve(app, config, shutdown_trigger=trigger))
-        else:
-            from hypercorn.asyncio import serve as asyncio_serve
-
-            tg.start_soon(lambda: asyncio_serve(app, config, shutdown_trigger=trigger))
+        tg.start_soon(run_hypercorn)
         try:
             yield host, bound_port
         except Exception as exc:
@@ -89,5 +98,6 @@ async def serve_asgi(
             error = exc
         finally:
             stop.set()
+            shield.deadline = anyio.current_time() + graceful_timeout + 5
     if error is not None:
         raise error

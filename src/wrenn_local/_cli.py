@@ -1,35 +1,50 @@
-"""``python -m wrenn_local serve``: the local server as a process.
+"""``python -m wrenn_local serve`` (also ``wrenn local serve``): the local server as a process.
 
-Prints exactly two lines first on stdout once it accepts connections::
+Prints three lines first on stdout once it accepts connections::
 
     WRENN_BASE_URL=http://127.0.0.1:8080
     WRENN_API_KEY=wrn_...
+    WRENN_PROXY_DOMAIN=localhost:8080
 
-then serves until SIGINT or SIGTERM, destroys every capsule and exits 0.
+(``--env``: the same as ``export`` lines), then serves until SIGINT or SIGTERM,
+destroys every capsule and exits 0. A port already in use is one line on stderr and
+exit 1. ``--state-file PATH`` writes the address, key and pid there (mode 0600) once
+ready and removes it on exit: how ``wrenn local start`` finds its background server.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import logging
 import os
+import shlex
 import signal
 import sys
+from pathlib import Path
 
 import anyio
 
 from ._options import ServerOptions
-from ._server import serve
+from ._server import LocalServer, serve
+
+EXIT_ERROR = 1
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(prog: str = "python -m wrenn_local") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m wrenn_local",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the local Wrenn server")
+    add_serve_arguments(s)
+    return p
+
+
+def add_serve_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free)")
     s.add_argument(
@@ -59,7 +74,50 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not use namespaces even where available",
     )
-    return p
+    s.add_argument(
+        "--env",
+        action="store_true",
+        help="print the variables as `export` lines for a POSIX shell",
+    )
+    s.add_argument(
+        "--state-file",
+        default=None,
+        metavar="PATH",
+        help="write address, key and pid here (0600) once ready; removed on exit",
+    )
+
+
+def announce(server: LocalServer, *, export: bool) -> str:
+    values = {**server.environ(), "WRENN_PROXY_DOMAIN": server.proxy_domain}
+    prefix = "export " if export else ""
+    return "".join(f"{prefix}{k}={shlex.quote(v) if export else v}\n" for k, v in values.items())
+
+
+def write_state(path: Path, server: LocalServer) -> None:
+    """The background server's address and key, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state = {
+        "pid": os.getpid(),
+        "base_url": server.base_url,
+        "api_key": server.api_key,
+        "proxy_domain": server.proxy_domain,
+        "data_dir": str(server.data_dir),
+        "isolation": str(server.isolation),
+    }
+    partial = path.with_name(path.name + ".part")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(state, f)
+    partial.replace(path)
+
+
+def remove_state(path: Path) -> None:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if state.get("pid") == os.getpid():  # never another server's file
+        path.unlink(missing_ok=True)
 
 
 def api_key_of(args: argparse.Namespace) -> str | None:
@@ -80,6 +138,7 @@ def api_key_of(args: argparse.Namespace) -> str | None:
 
 async def run_server(args: argparse.Namespace) -> None:
     options = ServerOptions(allow_signup=args.allow_signup, allowed_hosts=tuple(args.allowed_host))
+    state = Path(args.state_file) if args.state_file else None
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with serve(
             host=args.host,
@@ -89,22 +148,58 @@ async def run_server(args: argparse.Namespace) -> None:
             data_dir=args.data_dir,
             force_reduced_isolation=args.reduced_isolation,
         ) as server:
-            sys.stdout.write(f"WRENN_BASE_URL={server.base_url}\n")
-            sys.stdout.write(f"WRENN_API_KEY={server.api_key}\n")
-            sys.stdout.flush()
-            logging.getLogger("wrenn_local").info(
-                "serving on %s (isolation: %s)", server.base_url, server.isolation
-            )
-            async for _ in signals:
-                break
+            try:
+                if state is not None:
+                    write_state(state, server)
+                sys.stdout.write(announce(server, export=args.env))
+                sys.stdout.flush()
+                logging.getLogger("wrenn_local").info(
+                    "serving on %s, capsule ports on *.%s (isolation: %s)",
+                    server.base_url,
+                    server.proxy_domain,
+                    server.isolation,
+                )
+                async for _ in signals:
+                    break
+            finally:
+                if state is not None:
+                    remove_state(state)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def main(argv: list[str] | None = None, *, prog: str = "python -m wrenn_local") -> int:
+    args = parser(prog).parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    anyio.run(run_server, args, backend=args.backend)
+    try:
+        anyio.run(run_server, args, backend=args.backend)
+    except (OSError, ValueError, BaseExceptionGroup) as exc:
+        leaves = _leaves(exc)
+        busy = [e for e in leaves if isinstance(e, OSError) and e.errno == errno.EADDRINUSE]
+        if busy:
+            sys.stderr.write(
+                f"{prog}: port {args.port} on {args.host} is already in use; "
+                "choose another with --port N (--port 0: any free port)\n"
+            )
+            return EXIT_ERROR
+        expected = [e for e in leaves if isinstance(e, OSError | ValueError)]
+        if expected and len(expected) == len(leaves):
+            sys.stderr.write(f"{prog}: {_describe(expected[0])}\n")
+            return EXIT_ERROR
+        raise
     return 0
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)

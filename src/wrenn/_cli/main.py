@@ -1,66 +1,113 @@
 """The ``wrenn`` command line: capsules from a terminal or a script.
 
-Every command talks to the server named by ``WRENN_BASE_URL`` / ``WRENN_API_KEY``, or,
-with ``--local``, to an embedded local server that lives as long as the command (``wrenn
-demo`` always uses one). Expected failures print one line on stderr and exit 1 (2 for
-usage errors, 130 after Ctrl-C); ``--json`` prints machine-readable output instead of
-tables. ``wrenn run`` exits with the command's own exit code.
+Every command talks to the server named by ``WRENN_BASE_URL`` / ``WRENN_API_KEY``; when
+neither is set, to the background server of ``wrenn local start``; with ``--local``, to
+that background server or else an embedded one that lives as long as the command
+(``wrenn demo`` always uses one). Expected failures print one line on stderr and exit 1
+(2 for usage errors, 130 after Ctrl-C, 143 after SIGTERM); ``--debug`` adds the
+traceback. ``--json`` prints exactly one JSON document on stdout. ``wrenn run`` and
+``wrenn exec`` exit with the command's own exit code.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import errno
+import os
+import signal
 import sys
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 
 from .._client import AsyncWrennClient
-from .._exceptions import WrennConfigurationError, WrennError
-from .._models.streams import StreamExit, StreamStderr, StreamStdout
-from . import output
+from .._exceptions import WrennConfigurationError, WrennConnectionError, WrennError
+from .._version import __version__
+from . import local as local_server
+from . import output, verbs
+from .common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    UsageError,
+    emit,
+    split_target,
+)
 
 __all__ = ["main"]
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EPILOG = """\
+examples:
+  wrenn local start                      a local server in the background
+  ID=$(wrenn create)                     a capsule that stays; prints its ID
+  wrenn exec $ID -- python3 -c 'print(42)'
+  wrenn put data.csv $ID:data.csv        wrenn get $ID:out.txt .
+  wrenn shell $ID                        your terminal in it (Ctrl-D ends)
+  wrenn snapshot $ID my-env              wrenn create --template my-env
+  wrenn kill $ID                         wrenn local stop
+  wrenn run --local -- uname -a          a throwaway capsule for one command
+
+environment:
+  WRENN_BASE_URL      the server (default https://app.wrenn.dev/api)
+  WRENN_API_KEY       its API key (WRENN_TOKEN: a user token instead)
+  WRENN_PROXY_DOMAIN  domain of the capsule port proxy (default: from the base URL)
+  with neither WRENN_BASE_URL nor WRENN_API_KEY set, commands use the server of
+  `wrenn local start`; --local uses it too, or else an embedded one for the command.
+
+exit codes: a command's own code (run, exec, shell; 127: no such program), 1 for an
+error, 2 for a usage error, 124 after --timeout, 130 after Ctrl-C, 143 after SIGTERM.
+"""
 
 
-class UsageError(Exception):
-    """Bad command-line input (exit 2)."""
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="wrenn", description="Work with Wrenn capsules from the command line."
+        prog="wrenn",
+        description="Work with Wrenn capsules from the command line.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    top.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    top.add_argument("--version", action="version", version=f"wrenn {__version__}")
+    top.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="event loop to run on (trio needs the trio extra)",
+    )
+    top.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument(
-            "--local", action="store_true", help="use an embedded local server for this command"
+            "--local",
+            action="store_true",
+            help="use the background local server, or an embedded one for this command",
         )
-        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
         return p
 
-    local = sub.add_parser("local", help="the embedded local server")
-    local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
-    serve = local_sub.add_parser("serve", help="run the local Wrenn server until Ctrl-C")
-    serve.add_argument("rest", nargs=argparse.REMAINDER, help="options of python -m wrenn_local")
+    local_server.add_parsers(sub)
 
     run = command("run", "run a command in a fresh capsule, streaming its output")
     run.add_argument("--template", default=None)
-    run.add_argument("--env", action="append", default=[], metavar="K=V")
-    run.add_argument("--cwd", default=None)
-    run.add_argument("--timeout", type=int, default=None, help="capsule TTL in seconds")
-    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    run.add_argument(
+        "--ttl", type=int, default=None, metavar="S", help="capsule inactivity TTL in seconds"
+    )
+    verbs.add_command_options(run)
 
     shell = command("shell", "an interactive terminal in a capsule (a fresh one by default)")
     shell.add_argument("capsule_id", nargs="?", default=None)
@@ -89,22 +136,56 @@ def parser() -> argparse.ArgumentParser:
     snap = command("snapshot", "snapshot a capsule into a template")
     snap.add_argument("capsule_id", metavar="ID")
     snap.add_argument("name")
+    verbs.add_parsers(command, sub)
     demo = sub.add_parser("demo", help="fan a job out over capsules on an embedded server")
-    demo.add_argument("--capsules", type=int, default=4, help="how many capsules (default 4)")
+    demo.add_argument("--capsules", type=_count, default=4, help="how many capsules (default 4)")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.command == "local":
-        import wrenn_local
-
-        return wrenn_local.main(["serve", *args.rest])
+    top = parser()
+    args, extra = top.parse_known_args(argv)
+    forwarded = args.command == "local" and args.local_command in ("serve", "start")
+    if extra and not forwarded:
+        top.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "local" and args.local_command == "serve":
+        try:
+            import wrenn_local
+        except ImportError:
+            sys.stderr.write("wrenn: the local server needs: pip install 'wrenn[local]'\n")
+            return EXIT_USAGE
+        return wrenn_local.main(["serve", *extra], prog="wrenn local")
     try:
-        code: int = anyio.run(dispatch, args, backend=args.backend)
+        code: int = anyio.run(_until_terminated, args, extra, backend=args.backend)
     except BaseException as exc:
-        return _report(exc)
+        return _report(exc, debug=args.debug)
     return code
+
+
+class Terminated(WrennError):
+    """SIGTERM or SIGHUP arrived: the command was cancelled and cleaned up (exit 143)."""
+
+
+async def _until_terminated(args: argparse.Namespace, extra: list[str]) -> int:
+    """The command, cancelled (so capsules and an embedded server are cleaned up) when
+    SIGTERM or SIGHUP arrives, as Ctrl-C already does."""
+    result: list[int] = []
+    terminated = False
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+        async with anyio.create_task_group() as tg:
+
+            async def body() -> None:
+                result.append(await dispatch(args, extra))
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(body)
+            async for _ in signals:
+                terminated = True
+                tg.cancel_scope.cancel()
+                break
+    if terminated and not result:
+        raise Terminated("terminated")
+    return result[0]
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -113,25 +194,45 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _report(exc: BaseException) -> int:
-    """One line on stderr and the exit code for an expected failure; anything else (a
-    bug) keeps its traceback."""
+def _report(exc: BaseException, *, debug: bool = False) -> int:
+    """One line on stderr and the exit code for an expected failure (``--debug``: the
+    traceback first); anything else (a bug) keeps its traceback."""
     leaves = _leaves(exc)
-    for kind, code in ((KeyboardInterrupt, EXIT_INTERRUPTED), (UsageError, EXIT_USAGE)):
+    expected = [leaf for leaf in leaves if isinstance(leaf, WrennError | OSError)]
+    if debug and expected:
+        traceback.print_exception(exc, file=sys.stderr)
+    for kind, code, text in (
+        (KeyboardInterrupt, EXIT_INTERRUPTED, "interrupted"),
+        (Terminated, EXIT_TERMINATED, "terminated"),
+    ):
         if any(isinstance(leaf, kind) for leaf in leaves):
-            found = next(leaf for leaf in leaves if isinstance(leaf, kind))
-            sys.stderr.write(
-                "wrenn: interrupted\n" if code == EXIT_INTERRUPTED else f"wrenn: {found}\n"
-            )
+            sys.stderr.write(f"wrenn: {text}\n")
             return code
-    errors = [leaf for leaf in leaves if isinstance(leaf, WrennError)]
-    if errors and len(errors) == len(leaves):
-        sys.stderr.write(f"wrenn: error: {errors[0]}\n")
+    usage = [leaf for leaf in leaves if isinstance(leaf, UsageError)]
+    if usage:
+        sys.stderr.write(f"wrenn: {usage[0].message}\n")
+        return EXIT_USAGE
+    if expected and len(expected) == len(leaves):
+        sys.stderr.write(f"wrenn: error: {_describe(expected[0])}\n")
         return EXIT_ERROR
     raise exc
 
 
-async def dispatch(args: argparse.Namespace) -> int:
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, local_server.LocalServerError):
+        return exc.message
+    if isinstance(exc, WrennError):
+        return str(exc)
+    assert isinstance(exc, OSError)
+    if exc.errno == errno.EPIPE:
+        return "output closed"
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
+async def dispatch(args: argparse.Namespace, extra: list[str] | None = None) -> int:
+    if args.command == "local":
+        return await local_server.dispatch(args, extra or [])
     if args.command == "demo":
         from .demo import run_demo
 
@@ -145,91 +246,94 @@ async def dispatch(args: argparse.Namespace) -> int:
         "get": cmd_get,
         "snapshot": cmd_snapshot,
         "shell": cmd_shell,
+        **verbs.HANDLERS,
     }
     check_arguments(args)  # bad input fails before any server is started or reached
-    async with target(local=args.local) as client:
+    async with target(local=args.local, lasting=args.command == "create") as client:
         return await handlers[args.command](client, args)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
     if args.command == "run":
-        args.argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-        if not args.argv:
-            raise UsageError("nothing to run: wrenn run [options] -- CMD [ARGS...]")
-        for item in args.env:
-            key, sep, _ = item.partition("=")
-            if not sep or not key:
-                raise UsageError(f"--env takes K=V, got {item!r}")
+        verbs.check_command(args)
     elif args.command == "put":
-        _split_target(args.target)
+        split_target(args.target)
         if not Path(args.source).is_file():
             raise UsageError(f"{args.source} is not a file")
     elif args.command == "get":
-        _split_target(args.source)
+        split_target(args.source)
+        folder = Path(args.target)
+        folder = folder if folder.is_dir() else folder.parent
+        if not folder.is_dir():
+            raise UsageError(f"{folder} is not a directory")
     elif args.command == "shell" and args.json:
         raise UsageError("shell is interactive; --json does not apply")
+    verbs.check(args)
+
+
+NO_SERVER = (
+    "no server: start a local one with `wrenn local start`, pass --local for one that "
+    "lasts this command, or set WRENN_API_KEY (and WRENN_BASE_URL) for a Wrenn server"
+)
 
 
 @asynccontextmanager
-async def target(*, local: bool) -> AsyncIterator[AsyncWrennClient]:
-    """A client for the configured server, or for an embedded one (``--local``)."""
+async def target(*, local: bool, lasting: bool = False) -> AsyncIterator[AsyncWrennClient]:
+    """A client for the configured server; with neither variable set, for the background
+    local server; with ``--local``, for that one or else an embedded one."""
+    configured = any(os.environ.get(v) for v in ("WRENN_BASE_URL", "WRENN_API_KEY"))
+    background = local_server.running() if local or not configured else None
+    if background is not None:
+        async with AsyncWrennClient(
+            api_key=background.api_key,
+            base_url=background.base_url,
+            proxy_domain=background.proxy_domain or None,
+        ) as client:
+            try:
+                yield client
+            except WrennConnectionError as exc:
+                raise WrennConnectionError(
+                    f"{exc.message}; is the local server still up? (wrenn local status)"
+                ) from exc
+        return
     if not local:
         try:
             client = AsyncWrennClient()
             client.config.auth_headers()  # fail now, with the variable named
-        except WrennConfigurationError as exc:
-            raise UsageError(f"{exc} (or pass --local for an embedded server)") from None
+        except WrennConfigurationError:
+            raise UsageError(NO_SERVER) from None
         async with client:
             yield client
         return
+    if lasting:
+        raise UsageError(
+            "a capsule on an embedded server ends with the command: "
+            "start a background server first (wrenn local start)"
+        )
     try:
         import wrenn_local
     except ImportError:
         raise UsageError("--local needs the local server: pip install 'wrenn[local]'") from None
     async with (
         wrenn_local.serve() as server,
-        AsyncWrennClient(api_key=server.api_key, base_url=server.base_url) as client,
+        AsyncWrennClient(
+            api_key=server.api_key, base_url=server.base_url, proxy_domain=server.proxy_domain
+        ) as client,
     ):
         yield client
-
-
-def _out(args: argparse.Namespace, data: Any, human: Callable[[], object]) -> None:
-    if args.json:
-        sys.stdout.write(json.dumps(data, default=str) + "\n")
-    else:
-        human()
-
-
-def _split_target(text: str) -> tuple[str, str]:
-    capsule_id, sep, path = text.partition(":")
-    if not sep or not capsule_id or not path:
-        raise UsageError(f"expected ID:PATH, got {text!r}")
-    return capsule_id, path
 
 
 # --- commands ------------------------------------------------------------------------------
 
 
 async def cmd_run(client: AsyncWrennClient, args: argparse.Namespace) -> int:
-    argv = args.argv
-    envs = dict(item.split("=", 1) for item in args.env)
-    stdout = sys.stdout.buffer
-    stderr = sys.stderr.buffer
-    async with client.capsule(template=args.template, timeout=args.timeout) as cap:
-        async with cap.commands.stream(argv[0], args=argv[1:], envs=envs, cwd=args.cwd) as run:
-            async for event in run:
-                if isinstance(event, StreamStdout):
-                    stdout.write(event.data.encode())
-                    stdout.flush()
-                elif isinstance(event, StreamStderr):
-                    stderr.write(event.data.encode())
-                    stderr.flush()
-                elif isinstance(event, StreamExit):
-                    break
-        code = run.exit_code if run.exit_code is not None else EXIT_ERROR
-    if args.json:
-        sys.stdout.write(json.dumps({"capsule_id": cap.capsule_id, "exit_code": code}) + "\n")
-    return code if 0 <= code <= 255 else EXIT_ERROR
+    async with output.spinner("starting a capsule", quiet=args.json) as spin:
+        try:
+            async with client.capsule(template=args.template, timeout=args.ttl) as cap:
+                spin.stop()  # the command's own output follows
+                return await verbs.stream_command(cap, args)
+        finally:
+            spin.resume("cleaning up")
 
 
 async def cmd_ls(client: AsyncWrennClient, args: argparse.Namespace) -> int:
@@ -264,16 +368,17 @@ async def cmd_ls(client: AsyncWrennClient, args: argparse.Namespace) -> int:
         }
         for c in capsules
     ]
-    _out(args, rows, human)
+    emit(args, rows, human)
     return 0
 
 
 async def cmd_kill(client: AsyncWrennClient, args: argparse.Namespace) -> int:
     done = []
-    for capsule_id in args.capsule_ids:
-        await client.capsules.destroy(capsule_id)
-        done.append(capsule_id)
-    _out(
+    async with output.spinner(f"destroying {' '.join(args.capsule_ids)}", quiet=args.json):
+        for capsule_id in args.capsule_ids:
+            await client.capsules.destroy(capsule_id)
+            done.append(capsule_id)
+    emit(
         args,
         {"destroyed": done},
         lambda: sys.stdout.write("".join(f"{i} destroyed\n" for i in done)),
@@ -306,12 +411,12 @@ async def cmd_reap(client: AsyncWrennClient, args: argparse.Namespace) -> int:
         output.print_table(sys.stdout, headers, cells, width=200)
         sys.stdout.write(f"{len(rows)} capsule(s): {verb}\n")
 
-    _out(args, {"destroyed" if args.yes else "would_destroy": rows}, human)
+    emit(args, {"destroyed" if args.yes else "would_destroy": rows}, human)
     return 0
 
 
 async def cmd_put(client: AsyncWrennClient, args: argparse.Namespace) -> int:
-    capsule_id, path = _split_target(args.target)
+    capsule_id, path = split_target(args.target)
     source = anyio.Path(args.source)
     if not await source.is_file():
         raise UsageError(f"{source} is not a file")
@@ -328,7 +433,7 @@ async def cmd_put(client: AsyncWrennClient, args: argparse.Namespace) -> int:
                     yield chunk
 
             await cap.files.write(path, chunks())
-    _out(
+    emit(
         args,
         {"capsule_id": capsule_id, "path": path, "bytes": size},
         lambda: sys.stdout.write(f"{source} -> {capsule_id}:{path} ({size} bytes)\n"),
@@ -337,7 +442,7 @@ async def cmd_put(client: AsyncWrennClient, args: argparse.Namespace) -> int:
 
 
 async def cmd_get(client: AsyncWrennClient, args: argparse.Namespace) -> int:
-    capsule_id, path = _split_target(args.source)
+    capsule_id, path = split_target(args.source)
     cap = await client.connect(capsule_id)
     target_path = anyio.Path(args.target)
     if await target_path.is_dir():
@@ -358,7 +463,7 @@ async def cmd_get(client: AsyncWrennClient, args: argparse.Namespace) -> int:
     finally:
         with anyio.CancelScope(shield=True):
             await partial.unlink(missing_ok=True)
-    _out(
+    emit(
         args,
         {"capsule_id": capsule_id, "path": path, "bytes": total, "file": str(target_path)},
         lambda: sys.stdout.write(f"{capsule_id}:{path} -> {target_path} ({total} bytes)\n"),
@@ -367,9 +472,10 @@ async def cmd_get(client: AsyncWrennClient, args: argparse.Namespace) -> int:
 
 
 async def cmd_snapshot(client: AsyncWrennClient, args: argparse.Namespace) -> int:
-    pending = await client.snapshots.create(args.capsule_id, name=args.name)
-    template = await client.snapshots.wait(pending, timeout=600)
-    _out(
+    async with output.spinner(f"snapshot {args.name}", quiet=args.json):
+        pending = await client.snapshots.create(args.capsule_id, name=args.name)
+        template = await client.snapshots.wait(pending, timeout=600)
+    emit(
         args,
         {"name": template.name, "size_bytes": template.size_bytes},
         lambda: sys.stdout.write(f"snapshot {template.name} ready ({template.size_bytes} bytes)\n"),

@@ -9,11 +9,25 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Protocol, TextIO
 
-__all__ = ["Progress", "has_rich", "is_terminal", "live_view", "print_table", "progress"]
+import anyio
+
+from .._concurrency import helper_tasks
+
+__all__ = [
+    "Progress",
+    "has_rich",
+    "is_terminal",
+    "live_view",
+    "print_table",
+    "progress",
+    "spinner",
+]
 
 
 def has_rich() -> bool:
@@ -136,3 +150,65 @@ def live_view(out: TextIO) -> LiveView | None:
     if is_terminal(out) and has_rich():
         return _RichLive(out)
     return None
+
+
+_FRAMES = "|/-\\"
+
+
+class Spinner:
+    """One status line on a terminal: ``label``, a turning bar and the seconds waited,
+    drawn once a wait has lasted ``delay`` seconds and wiped when it ends."""
+
+    def __init__(self, out: TextIO | None, label: str, delay: float) -> None:
+        self._out = out  # None: draw nothing
+        self._label = label
+        self._delay = delay
+        self._since = time.monotonic()
+        self._active = True
+        self._drawn = False
+
+    def stop(self) -> None:
+        """Stop drawing (and wipe the line), e.g. before a command's own output."""
+        self._active = False
+        self._wipe()
+
+    def resume(self, label: str) -> None:
+        """Wait for something else, e.g. clean-up: drawn again after ``delay``."""
+        self._label, self._since, self._active = label, time.monotonic(), True
+
+    def _wipe(self) -> None:
+        if self._drawn and self._out is not None:
+            self._out.write("\r\x1b[K")
+            self._out.flush()
+            self._drawn = False
+
+    async def _spin(self) -> None:
+        frame = 0
+        while True:
+            await anyio.sleep(0.1)
+            waited = time.monotonic() - self._since
+            if self._out is None or not self._active or waited < self._delay:
+                continue
+            self._out.write(f"\r{_FRAMES[frame % 4]} {self._label}… ({waited:.0f}s)\x1b[K")
+            self._out.flush()
+            self._drawn = True
+            frame += 1
+
+
+@asynccontextmanager
+async def spinner(
+    label: str, *, quiet: bool, out: TextIO | None = None, delay: float = 0.5
+) -> AsyncIterator[Spinner]:
+    """A :class:`Spinner` on stderr for the block. Nothing at all is drawn under
+    ``--json`` (``quiet``) or when the stream is not a terminal."""
+    stream = sys.stderr if out is None else out
+    if quiet or not is_terminal(stream):
+        yield Spinner(None, label, delay)
+        return
+    spin = Spinner(stream, label, delay)
+    try:
+        async with helper_tasks() as tg:
+            tg.start_soon(spin._spin)
+            yield spin
+    finally:
+        spin._wipe()

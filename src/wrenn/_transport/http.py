@@ -270,7 +270,7 @@ class HTTPTransport:
         attempt = 0
         while True:
             try:
-                with map_transport_errors(context):
+                with map_transport_errors(context, server=self.config.describe_server()):
                     response = await self._send_once(method, path, read_timeout, **kwargs)
             except (WrennTransportError, WrennTimeoutError) as exc:
                 cause = exc.__cause__
@@ -356,7 +356,7 @@ class HTTPTransport:
             timeout=httpx.Timeout(read_timeout, connect=self.config.connect_timeout),
         )
         response: httpx.Response | None = None
-        with map_transport_errors(context):
+        with map_transport_errors(context, server=self.config.describe_server()):
             with anyio.move_on_after(opening) as scope:
                 response = await self._client.send(request, stream=True)
             if scope.cancelled_caught or response is None:
@@ -364,7 +364,10 @@ class HTTPTransport:
         try:
             if response.status_code >= 400:
                 body = b""
-                with map_transport_errors(context), anyio.move_on_after(opening):
+                with (
+                    map_transport_errors(context, server=self.config.describe_server()),
+                    anyio.move_on_after(opening),
+                ):
                     body = await response.aread()
                 raise error_from_response(
                     response.status_code,

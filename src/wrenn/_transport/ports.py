@@ -65,13 +65,22 @@ def port_endpoint(
     headers = config.auth_headers()
     if _needs_host_header(config.proxy_domain):
         headers["Host"] = virtual_host
-        return f"{scheme}://{config.proxy_domain}{path}", headers
+        return f"{scheme}://{_loopback(config.proxy_domain)}{path}", headers
     return f"{scheme}://{virtual_host}{path}", headers
+
+
+def _loopback(domain: str) -> str:
+    """``localhost[:port]`` as ``127.0.0.1[:port]``: resolved here, not by the system
+    (whose ``localhost`` may be IPv6 first while a local server listens on IPv4)."""
+    parts = urlsplit(f"//{domain}")
+    if parts.hostname != "localhost":
+        return domain
+    return f"127.0.0.1:{parts.port}" if parts.port else "127.0.0.1"
 
 
 def _needs_host_header(domain: str) -> bool:
     host = urlsplit(f"//{domain}").hostname or ""
-    if host == "localhost":
+    if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
         ipaddress.ip_address(host)

@@ -1,0 +1,260 @@
+"""The verbs that give a capsule a life longer than one command: ``create``, ``exec``,
+``connect``, ``pause``, ``resume``, ``templates ls|rm``, and the command streaming that
+``run`` and ``exec`` share."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from .._capsule import AsyncCapsule
+from .._client import AsyncWrennClient
+from .._models.enums import CapsuleStatus
+from .._models.streams import StreamExit, StreamStderr, StreamStdout
+from .._wait import wait_for_status
+from . import output
+from .common import EXIT_ERROR, UsageError, emit
+
+__all__ = ["EXIT_TIMED_OUT", "HANDLERS", "add_parsers", "check_command", "stream_command"]
+
+EXIT_TIMED_OUT = 124  # as timeout(1) does
+
+
+def add_command_options(p: argparse.ArgumentParser) -> None:
+    """The options of a command run in a capsule (``run``, ``exec``)."""
+    p.add_argument("--env", action="append", default=[], metavar="K=V", help="set a variable")
+    p.add_argument("--cwd", default=None, help="working directory in the capsule")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"stop the command after S seconds (exit {EXIT_TIMED_OUT})",
+    )
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+
+
+def add_parsers(command: Callable[[str, str], argparse.ArgumentParser], sub: Any) -> None:
+    create = command("create", "create a capsule that outlives the command; prints its ID")
+    create.add_argument("--template", default=None, help="template or snapshot name")
+    create.add_argument("--vcpus", type=int, default=None)
+    create.add_argument("--memory-mb", type=int, default=None)
+    create.add_argument(
+        "--ttl", type=int, default=None, metavar="S", help="pause after S idle seconds"
+    )
+    create.add_argument("--keep", action="store_true", help="never pause it for inactivity")
+    ex = command("exec", "run a command in an existing capsule: wrenn exec ID -- CMD [ARGS...]")
+    ex.add_argument("capsule_id", metavar="ID")
+    add_command_options(ex)
+    conn = command("connect", "your terminal in an existing capsule (wrenn shell ID)")
+    conn.add_argument("capsule_id", metavar="ID")
+    conn.add_argument("--cmd", default="/bin/bash", help="program to run (default /bin/bash)")
+    for name, text in (("pause", "pause capsules"), ("resume", "resume paused capsules")):
+        p = command(name, text)
+        p.add_argument("capsule_ids", nargs="+", metavar="ID")
+    templates = command("templates", "templates and snapshots: ls, rm NAME...")
+    templates.add_argument("action", choices=("ls", "rm"))
+    templates.add_argument("names", nargs="*", metavar="NAME")
+
+
+def check_command(args: argparse.Namespace) -> None:
+    """``run``/``exec``: a command after ``--`` and well-formed ``--env``."""
+    args.argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not args.argv:
+        raise UsageError(f"nothing to run: wrenn {args.command} [options] -- CMD [ARGS...]")
+    for item in args.env:
+        key, sep, _ = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env takes K=V, got {item!r}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError("--timeout takes a positive number of seconds")
+
+
+def check(args: argparse.Namespace) -> None:
+    if args.command == "exec":
+        check_command(args)
+    elif args.command == "templates":
+        if args.action == "rm" and not args.names:
+            raise UsageError("wrenn templates rm NAME...")
+        if args.action == "ls" and args.names:
+            raise UsageError("wrenn templates ls takes no names")
+    elif args.command == "create":
+        if args.keep and args.ttl is not None:
+            raise UsageError("--keep and --ttl contradict each other")
+        if args.ttl is not None and args.ttl <= 0:
+            raise UsageError("--ttl takes a positive number of seconds")
+    elif args.command == "connect" and args.json:
+        raise UsageError("connect is interactive; --json does not apply")
+
+
+async def stream_command(cap: AsyncCapsule, args: argparse.Namespace) -> int:
+    """Run ``args.argv`` in ``cap``: output live (collected into one JSON document under
+    ``--json``); the command's exit code, or 124 after ``--timeout``."""
+    argv: list[str] = args.argv
+    envs = dict(item.split("=", 1) for item in args.env)
+    out: list[str] = []
+    err: list[str] = []
+    code: int | None = None
+    timed_out = False
+    with anyio.move_on_after(args.timeout if args.timeout else float("inf")) as scope:
+        # through `exec` in a shell, as a shell runs it: a missing program exits 127
+        shell_argv = ["-c", 'exec "$@"', "sh", *argv]
+        async with cap.commands.stream("/bin/sh", args=shell_argv, envs=envs, cwd=args.cwd) as run:
+            async for event in run:
+                if isinstance(event, StreamStdout):
+                    _deliver(args.json, out, sys.stdout, event.data)
+                elif isinstance(event, StreamStderr):
+                    _deliver(args.json, err, sys.stderr, event.data)
+                elif isinstance(event, StreamExit):
+                    break
+        code = run.exit_code
+    if scope.cancelled_caught:
+        timed_out = True
+        code = EXIT_TIMED_OUT
+        if not args.json:
+            sys.stderr.write(f"wrenn: the command did not finish within {args.timeout:g} s\n")
+    if code is None:
+        code = EXIT_ERROR
+    elif code < 0 or code > 255:  # killed: -1 from the server; shells say 128+9
+        code = 137 if code == -1 else EXIT_ERROR
+    emit(
+        args,
+        {
+            "capsule_id": cap.capsule_id,
+            "exit_code": code,
+            "stdout": "".join(out),
+            "stderr": "".join(err),
+            "timed_out": timed_out,
+        },
+        lambda: None,
+    )
+    return code
+
+
+def _deliver(collect: bool, into: list[str], stream: Any, data: str) -> None:
+    if collect:
+        into.append(data)
+        return
+    stream.buffer.write(data.encode())
+    stream.buffer.flush()
+
+
+async def cmd_create(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    ttl = 0 if args.keep else args.ttl
+    async with (
+        output.spinner("creating a capsule", quiet=args.json),
+        client.capsule(
+            template=args.template, vcpus=args.vcpus, memory_mb=args.memory_mb, timeout=ttl
+        ) as cap,
+    ):
+        cap.detach()  # it outlives this command: `wrenn kill ID` ends it
+        info = cap.info
+    emit(
+        args,
+        {
+            "id": info.id,
+            "status": str(info.status),
+            "template": info.template,
+            "timeout_sec": info.timeout_sec,
+        },
+        lambda: sys.stdout.write(info.id + "\n"),
+    )
+    return 0
+
+
+async def cmd_exec(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    async with output.spinner(f"waiting for {args.capsule_id}", quiet=args.json):
+        cap = await client.connect(args.capsule_id)
+    return await stream_command(cap, args)
+
+
+async def cmd_connect(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    from .shell import attach
+
+    async with output.spinner(f"waiting for {args.capsule_id}", quiet=False):
+        cap = await client.connect(args.capsule_id)
+    return await attach(cap, args.cmd)
+
+
+async def cmd_pause(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    return await _each(client, args, "pause", "paused")
+
+
+async def cmd_resume(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    return await _each(client, args, "resume", "resumed")
+
+
+async def _each(client: AsyncWrennClient, args: argparse.Namespace, verb: str, done: str) -> int:
+    finished = []
+    async with output.spinner(f"{verb} {' '.join(args.capsule_ids)}", quiet=args.json):
+        for capsule_id in args.capsule_ids:
+            if verb == "pause":
+                await client.capsules.pause(capsule_id)
+                wanted = CapsuleStatus.PAUSED
+            else:
+                await client.capsules.resume(capsule_id)
+                wanted = CapsuleStatus.RUNNING
+            await wait_for_status(client.capsules, capsule_id, wanted, timeout=120)
+            finished.append(capsule_id)
+    emit(
+        args,
+        {done: finished},
+        lambda: sys.stdout.write("".join(f"{i} {done}\n" for i in finished)),
+    )
+    return 0
+
+
+async def cmd_templates(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    if args.action == "rm":
+        for name in args.names:
+            await client.snapshots.delete(name)
+        emit(
+            args,
+            {"deleted": args.names},
+            lambda: sys.stdout.write("".join(f"{n} deleted\n" for n in args.names)),
+        )
+        return 0
+    templates = await client.snapshots.list()
+    rows = [
+        {
+            "name": t.name,
+            "type": str(t.type),
+            "vcpus": t.vcpus,
+            "memory_mb": t.memory_mb,
+            "size_bytes": t.size_bytes,
+            "platform": t.platform,
+            "created_at": t.created_at.isoformat() if t.created_at else None,
+        }
+        for t in templates
+    ]
+
+    def human() -> None:
+        cells = [
+            [
+                str(r["name"]),
+                str(r["type"]),
+                "-" if r["vcpus"] is None else str(r["vcpus"]),
+                "-" if r["memory_mb"] is None else f"{r['memory_mb']} MiB",
+                str(r["size_bytes"]),
+            ]
+            for r in rows
+        ]
+        headers = ("NAME", "TYPE", "VCPUS", "MEMORY", "BYTES")
+        output.print_table(sys.stdout, headers, cells, width=200)
+
+    emit(args, rows, human)
+    return 0
+
+
+HANDLERS: dict[str, Callable[[AsyncWrennClient, argparse.Namespace], Awaitable[int]]] = {
+    "create": cmd_create,
+    "exec": cmd_exec,
+    "connect": cmd_connect,
+    "pause": cmd_pause,
+    "resume": cmd_resume,
+    "templates": cmd_templates,
+}
