@@ -159,7 +159,7 @@ def test_failures_are_one_line_and_debug_shows_the_traceback(
     gone = "cl-" + "0" * 25
     failed = wrenn("exec", gone, "--", "true", env=background)
     assert failed.returncode == 1
-    assert failed.stderr.startswith("wrenn: error: [404")
+    assert failed.stderr.startswith("wrenn: error: capsule not found")
     assert len(failed.stderr.splitlines()) == 1
     debug = wrenn("--debug", "exec", gone, "--", "true", env=background)
     assert debug.returncode == 1

@@ -43,8 +43,10 @@ async def test_state_logs_errors_and_rich_outputs(client: AsyncWrennClient) -> N
         first = await cap.run_code(
             "x = 21\nprint('hello')\nimport sys; print('warn', file=sys.stderr)"
         )
-        assert first.logs.stdout == ["hello\n"]
-        assert first.logs.stderr == ["warn\n"]
+        # the kernel may flush a line in more than one message under load: the text is
+        # what is promised, not the chunking
+        assert "".join(first.logs.stdout) == "hello\n"
+        assert "".join(first.logs.stderr) == "warn\n"
         assert first.results == []
         assert first.text is None
         assert first.error is None

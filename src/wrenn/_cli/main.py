@@ -16,6 +16,7 @@ import errno
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -169,6 +170,9 @@ class Terminated(WrennError):
 async def _until_terminated(args: argparse.Namespace, extra: list[str]) -> int:
     """The command, cancelled (so capsules and an embedded server are cleaned up) when
     SIGTERM or SIGHUP arrives, as Ctrl-C already does."""
+    if threading.current_thread() is not threading.main_thread():
+        # signals reach only the main thread (the CLI driven from a program's thread)
+        return await dispatch(args, extra)
     result: list[int] = []
     terminated = False
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
