@@ -857,6 +857,7 @@ class FilesWorker:
         self.channel: socket.socket | None = None
         self.process: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
+        self._handing = asyncio.Lock()  # one hand-over and its acknowledgement at a time
 
     async def _ensure(self) -> socket.socket:
         async with self._lock:
@@ -893,24 +894,27 @@ class FilesWorker:
             return ours
 
     async def hand_over(self, conn: socket.socket, request: bytes) -> None:
+        """Give the connection to the worker; returns once the worker has taken it.
+
+        The worker acknowledges each connection: one that dies with connections still
+        queued (capsule code may kill it) loses none, they are given to its successor.
+        """
         if len(request) > HANDOFF_MAX:
             raise OSError(errno.EMSGSIZE, "request too large")
-        for attempt in range(2):
-            channel = await self._ensure()
-            deadline = time.monotonic() + 5
-            try:
-                while True:
-                    try:
-                        socket.send_fds(channel, [request], [conn.fileno()])
+        loop = asyncio.get_running_loop()
+        async with self._handing:
+            for attempt in range(2):
+                channel = await self._ensure()
+                try:
+                    socket.send_fds(channel, [request], [conn.fileno()])
+                    ack = await asyncio.wait_for(loop.sock_recv(channel, 16), 10)
+                    if ack:
                         return
-                    except BlockingIOError:
-                        if time.monotonic() > deadline:
-                            raise
-                        await asyncio.sleep(0.005)
-            except (BrokenPipeError, ConnectionError):
+                except (OSError, asyncio.TimeoutError):  # noqa: UP041 (older capsule Pythons)
+                    pass
                 if attempt:
-                    raise
-                if self.process is not None:
+                    raise OSError(errno.EPIPE, "the files worker is not answering")
+                if self.process is not None and self.process.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         self.process.kill()
                     await self.process.wait()
@@ -939,6 +943,8 @@ async def files_worker_main(fd: int, config_path: str) -> None:
             return  # the agent is gone
         if not fds:
             continue
+        with contextlib.suppress(OSError):
+            channel.send(b"k")  # taken (the agent waits for this before letting go)
         agent._background(_serve_handed(agent, socket.socket(fileno=fds[0]), request))
 
 
