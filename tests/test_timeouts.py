@@ -97,6 +97,19 @@ def test_every_public_timeout_is_a_deadline_in_seconds_or_none() -> None:
     assert odd == {}, "a timeout must be `float | None` (or `Timeout` on REST calls)"
 
 
+def test_sync_rest_calls_default_to_the_clients_timeout_like_their_async_twins() -> None:
+    """A sync facet written by hand must not turn the client's default into None (which
+    means no limit): its timeouts have the same shape as the async call's."""
+    found = timeout_parameters()
+    differ = {
+        name: (annotation, found.get("Async" + name.removeprefix("sync.")))
+        for name, annotation in found.items()
+        if name.startswith("sync.")
+        and found.get("Async" + name.removeprefix("sync.")) not in (None, annotation)
+    }
+    assert differ == {}
+
+
 def test_every_listed_exception_still_exists() -> None:
     assert set(OFFICIAL_MEANINGS) <= set(timeout_parameters())
 

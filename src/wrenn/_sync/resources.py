@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
 from typing import Any, final
 
+from .._config import CLIENT_DEFAULT, Timeout
 from .._models import Event
 from .._resources.accounts import AsyncAPIKeys, AsyncAuth
 from .._resources.capsules import AsyncCapsules
@@ -74,7 +75,7 @@ class Events(Facet[AsyncEvents]):
     __slots__ = ()
 
     def stream(
-        self, *, open_timeout: float | None = None, idle_timeout: float | None = 90.0
+        self, *, open_timeout: Timeout = CLIENT_DEFAULT, idle_timeout: float | None = 90.0
     ) -> EventIterator:
         """``with client.events.stream() as events: for event in events``, or
         ``for event in client.events.stream()`` (the official SDK's form).
