@@ -12,18 +12,30 @@ site-packages is bind-mounted read-only at :data:`SITE_IN_CAPSULE` and run by th
 capsule's ``/usr/bin/python3`` (same minor version required, for compiled wheels);
 under reduced isolation the server's interpreter runs it directly, and port 8888 is
 mapped by the agent to a free host port so that capsules do not collide.
+
+The ``code`` extra also brings the scientific stack (numpy, pandas, matplotlib, seaborn,
+requests), which the kernel imports from the same read-only site-packages: nothing of it
+is copied per capsule. matplotlib's font list is built once per server process
+(:func:`matplotlib_font_cache`) and written into each capsule's ``~/.cache/matplotlib``,
+so a capsule's first chart does not scan the fonts again.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
 import socket
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 import anyio
+import anyio.to_thread
 import attrs
 
 from ._agent_client import AgentClient, AgentFailure
@@ -36,8 +48,11 @@ __all__ = [
     "TEMPLATE",
     "JupyterSupport",
     "launch",
+    "matplotlib_font_cache",
     "wait_until_serving",
 ]
+
+log = logging.getLogger("wrenn_local.code_runner")
 
 TEMPLATE: Final = "code-runner-beta"
 KERNEL_NAME: Final = "wrenn"
@@ -100,8 +115,78 @@ def free_port() -> int:
         return port
 
 
+_FONT_CACHE_LOCK = threading.Lock()
+_FONT_CACHE: list[tuple[str, bytes] | None] = []  # empty until built (or found missing)
+FONT_CACHE_TIMEOUT: Final = 300.0
+
+
+def matplotlib_font_cache() -> tuple[str, bytes] | None:
+    """matplotlib's font list (file name, content), built once per server process.
+
+    Blocking (run it in a worker thread); later calls return the first result at once.
+    None when matplotlib is not installed or the build failed (each capsule then builds
+    its own on its first chart). Bundled fonts are stored relative to matplotlib's data
+    directory and system fonts by their ``/usr`` paths, which capsules see too; ``HOME``
+    is a scratch directory so that fonts of the server's own user are not listed.
+    """
+    with _FONT_CACHE_LOCK:
+        if not _FONT_CACHE:
+            _FONT_CACHE.append(_build_font_cache())
+        return _FONT_CACHE[0]
+
+
+def _build_font_cache() -> tuple[str, bytes] | None:
+    import subprocess
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return None
+    log.info("code runner: building matplotlib's font cache (once, for every capsule)...")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="wrenn-mpl-") as scratch:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": scratch,
+            "MPLCONFIGDIR": scratch,
+            "PYTHONNOUSERSITE": "1",
+        }
+        try:
+            subprocess.run(
+                [sys.executable, "-c", "import matplotlib.font_manager"],
+                env=env,
+                capture_output=True,
+                timeout=FONT_CACHE_TIMEOUT,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("code runner: matplotlib's font cache could not be built: %s", exc)
+            return None
+        built = sorted(Path(scratch).glob("fontlist-*.json"))
+        if not built:
+            log.warning("code runner: matplotlib wrote no font cache")
+            return None
+        result = (built[-1].name, built[-1].read_bytes())
+    log.info("code runner: matplotlib's font cache built in %.1f s", time.monotonic() - started)
+    return result
+
+
+async def seed_font_cache(agent: AgentClient) -> None:
+    """Write the server's matplotlib font list into the capsule user's cache directory."""
+    cache = await anyio.to_thread.run_sync(matplotlib_font_cache, abandon_on_cancel=True)
+    if cache is None:
+        return
+    name, content = cache
+    try:
+        async with agent.write_file(f"~/.cache/matplotlib/{name}") as upload:
+            for at in range(0, len(content), 64 * 1024):
+                await upload.send(content[at : at + 64 * 1024])
+            await upload.finish()
+    except AgentFailure as exc:  # the capsule builds its own on its first chart
+        log.warning("code runner: the font cache could not be written: %s", exc)
+
+
 async def launch(agent: AgentClient, python: str, site: str, port: int) -> None:
     """Start Jupyter in the capsule as the background process tagged ``jupyter``."""
+    await seed_font_cache(agent)
     source = await anyio.Path(JUPYTER).read_text()
     await agent.exec_background(
         python,
