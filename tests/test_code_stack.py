@@ -1,6 +1,7 @@
 """The code runner's scientific stack (the ``code`` extra): charts come back as images,
-DataFrames as HTML tables, through a real Jupyter kernel in a wrenn_local capsule — via
-the async API and (the ``client`` fixture's ``sync`` case) the sync one."""
+DataFrames as HTML tables, a chart's data as :class:`wrenn.Chart`, through a real Jupyter
+kernel in a wrenn_local capsule — via the async API and (the ``client`` fixture's ``sync``
+case) the sync one."""
 
 from __future__ import annotations
 
@@ -43,6 +44,12 @@ async def test_charts_come_back_as_png_and_svg(client: AsyncWrennClient) -> None
         assert height > 100
         assert chart.text is not None
         assert "Figure" in chart.text
+        # beside the image, the chart's data
+        assert chart.chart is not None
+        assert (chart.chart.type, chart.chart.title) == ("line", "squares")
+        (series,) = chart.chart.elements
+        assert series["label"] == "squares"
+        assert series["points"] == [[0, 1], [1, 4], [2, 9], [3, 16]]
         # a figure as the cell's last expression is the main result, as an image
         last = await cap.run_code("fig, ax = plt.subplots()\nax.bar(['a', 'b'], [3, 5])\nfig")
         assert last.error is None, last.error
@@ -51,6 +58,23 @@ async def test_charts_come_back_as_png_and_svg(client: AsyncWrennClient) -> None
         main_png = main[0].data("png")
         assert main_png is not None
         assert main_png.startswith(PNG_MAGIC)
+        bars = main[0].chart
+        assert bars is not None
+        assert bars.type == "bar"
+        assert [(e["label"], e["value"]) for e in bars.elements] == [("a", 3), ("b", 5)]
+        # several axes: a superchart of charts
+        grid = await cap.run_code(
+            "fig, (left, right) = plt.subplots(1, 2)\n"
+            "left.scatter([1, 2], [3, 4]); right.pie([1, 3], labels=['x', 'y'])\n"
+            "fig.suptitle('both'); plt.show()"
+        )
+        (both,) = [r.chart for r in grid.results if r.chart is not None]
+        assert (both.type, both.title) == ("superchart", "both")
+        scatter, pie = both.elements
+        assert scatter.type == "scatter"
+        assert scatter.elements[0]["points"] == [[1, 3], [2, 4]]
+        assert pie.type == "pie"
+        assert [(e["label"], e["share"]) for e in pie.elements] == [("x", 0.25), ("y", 0.75)]
         vector = await cap.run_code(
             "from matplotlib_inline.backend_inline import set_matplotlib_formats\n"
             "set_matplotlib_formats('svg')\n"
