@@ -111,3 +111,18 @@ async def test_dataframes_come_back_as_html_tables(client: AsyncWrennClient) -> 
         )
         assert stack.error is None, stack.error
         assert stack.text == "('Session', 11.875)"
+
+
+async def test_a_bash_kernel_context(client: AsyncWrennClient) -> None:
+    async with client.capsule(template="code-runner-beta") as cap:
+        bash = await cap.code.create_context(kernel="bash")
+        assert bash.kernel_name == "bash"
+        first = await cap.run_code("N=6; cd /tmp && echo $((N * 7)) in $(pwd)", context=bash)
+        assert first.error is None, first.error
+        assert "".join(first.logs.stdout).strip() == "42 in /tmp"
+        # state is kept between cells, as in a shell
+        second = await cap.run_code("echo $N $(pwd); [ -d /nowhere ]", context=bash)
+        assert "".join(second.logs.stdout).strip() == "6 /tmp"
+        assert second.error is not None  # a failing last command fails the cell
+        # the python default context is still python
+        assert (await cap.run_code("6 * 7")).text == "42"

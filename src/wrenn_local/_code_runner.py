@@ -23,6 +23,7 @@ so a capsule's first chart does not scan the fonts again.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import socket
@@ -42,6 +43,7 @@ from ._agent_client import AgentClient, AgentFailure
 from ._inside import JUPYTER
 
 __all__ = [
+    "BASH_KERNEL",
     "CHART_MIME",
     "JUPYTER_PORT",
     "KERNEL_NAME",
@@ -341,10 +343,28 @@ del _wrenn_register_charts
 """
 
 
+BASH_KERNEL: Final = "bash"
+BASH_KERNELSPEC: Final = f"~/.local/share/jupyter/kernels/{BASH_KERNEL}/kernel.json"
+
+
+def bash_kernelspec(python: str, site: str) -> bytes:
+    """The kernelspec of ``bash_kernel`` (in the ``code`` extra): a context made with
+    ``create_code_context(kernel="bash")`` runs its cells in bash."""
+    spec = {
+        "argv": [python, "-m", "bash_kernel", "-f", "{connection_file}"],
+        "display_name": "Bash (wrenn)",
+        "language": "bash",
+        "env": {"PYTHONPATH": site, "PYTHONNOUSERSITE": "1"},
+    }
+    return json.dumps(spec).encode()
+
+
 async def launch(agent: AgentClient, python: str, site: str, port: int) -> None:
     """Start Jupyter in the capsule as the background process tagged ``jupyter``."""
     await seed_font_cache(agent)
     await _write(agent, CHARTS_STARTUP_FILE, CHARTS_STARTUP.encode())
+    if importlib.util.find_spec("bash_kernel") is not None:
+        await _write(agent, BASH_KERNELSPEC, bash_kernelspec(python, site))
     source = await anyio.Path(JUPYTER).read_text()
     await agent.exec_background(
         python,
