@@ -3,10 +3,15 @@
 A recipe is a text file of instructions, one a line (a line ending in ``\\`` goes on
 with the next; ``#`` starts a comment line)::
 
-    FROM code-runner-beta          # optional: the base template (else the server's default)
-    ENV GREETING=hello             # later RUN steps see it (KEY=VALUE or KEY VALUE)
-    WORKDIR /home/wrenn-user/app   # created; later RUN steps run there
+    # a comment line
+    FROM code-runner-beta
+    ENV GREETING=hello
+    WORKDIR /home/wrenn-user/app
     RUN echo "$GREETING" > greeting.txt
+
+``FROM`` names the base template (else the server's default); ``ENV`` (``KEY=VALUE`` or
+``KEY VALUE``) is seen by later RUN steps; ``WORKDIR`` is created and later steps run
+there. Comments are whole lines, as in a Dockerfile.
 
 The build drives a capsule through the SDK, so it works against any Wrenn server: a
 capsule of the base template, each ``RUN`` step through ``/bin/sh -c`` with its output
