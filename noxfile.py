@@ -146,9 +146,6 @@ OFFICIAL_SUITES = [
     "tests/test_integration_advanced.py",
     "tests/test_code_runner_e2e.py",
 ]
-# what the code-runner-beta template of wrenn_local offers (the kernel runs in the
-# server's environment)
-SCIENTIFIC_STACK = ["numpy", "pandas", "matplotlib", "seaborn"]
 
 
 def start_local_server(
@@ -177,9 +174,8 @@ def official_suites(session: nox.Session) -> None:
     time, never committed) against wrenn_local: once with the official SDK, in an
     environment of its own, and once with ours installed as ``wrenn``. Both must pass."""
     ensure_sandbox_tools(session)
-    session.install(
-        "-e", ".[local,code]", "pytest>=8.4", "pytest-asyncio>=1.0", "pip", *SCIENTIFIC_STACK
-    )
+    # the `code` extra brings the code runner's scientific stack (numpy, pandas, ...)
+    session.install("-e", ".[local,code]", "pytest>=8.4", "pytest-asyncio>=1.0", "pip")
     tmp = Path(session.create_tmp()).resolve()
     sdist_dir = tmp / "sdist"
     shutil.rmtree(sdist_dir, ignore_errors=True)

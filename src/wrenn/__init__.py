@@ -33,6 +33,7 @@ from ._git import GitStatus as GitStatus
 from ._models import CommandResult as CommandResult
 from ._models import FileEntry as FileEntry
 from ._models import ProcessInfo as ProcessInfo
+from ._models.code import Chart as Chart
 from ._models.code import CodeContext as CodeContext
 from ._models.code import CodeOutput as CodeOutput
 from ._models.code import CodeStderr as CodeStderr
@@ -106,6 +107,7 @@ __all__ = [
     "Capsule",
     "CapsuleFiles",
     "CapsulePool",
+    "Chart",
     "ClientConfig",
     "CodeContext",
     "CodeOutput",
@@ -184,6 +186,7 @@ StreamStderrEvent = StreamStderr
 StreamExitEvent = StreamExit
 
 for _name in (
+    "Chart",
     "AsyncCodeRunner",
     "AsyncCodeRun",
     "CodeContext",

@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     top = parser()
     args, extra = top.parse_known_args(argv)
     forwarded = args.command == "local" and args.local_command in ("serve", "start")
+    if extra and args.command == "templates" and not any(e.startswith("-") for e in extra):
+        args.names += extra  # names after options: `templates build -f RECIPE NAME`
+        extra = []
     if extra and not forwarded:
         top.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "local" and args.local_command == "serve":

@@ -1,5 +1,5 @@
 """The verbs that give a capsule a life longer than one command: ``create``, ``exec``,
-``connect``, ``pause``, ``resume``, ``templates ls|rm``, and the command streaming that
+``connect``, ``pause``, ``resume``, ``templates ls|rm|build``, and the command streaming that
 ``run`` and ``exec`` share."""
 
 from __future__ import annotations
@@ -56,9 +56,17 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser], sub: Any
     for name, text in (("pause", "pause capsules"), ("resume", "resume paused capsules")):
         p = command(name, text)
         p.add_argument("capsule_ids", nargs="+", metavar="ID")
-    templates = command("templates", "templates and snapshots: ls, rm NAME...")
-    templates.add_argument("action", choices=("ls", "rm"))
+    templates = command(
+        "templates", "templates and snapshots: ls, rm NAME..., build -f RECIPE NAME"
+    )
+    templates.add_argument("action", choices=("ls", "rm", "build"))
     templates.add_argument("names", nargs="*", metavar="NAME")
+    templates.add_argument(
+        "-f", "--file", default=None, metavar="RECIPE", help="build: the recipe (- for stdin)"
+    )
+    templates.add_argument(
+        "--from", dest="base", default=None, metavar="TEMPLATE", help="build: base template"
+    )
 
 
 def check_command(args: argparse.Namespace) -> None:
@@ -82,6 +90,12 @@ def check(args: argparse.Namespace) -> None:
             raise UsageError("wrenn templates rm NAME...")
         if args.action == "ls" and args.names:
             raise UsageError("wrenn templates ls takes no names")
+        if args.action == "build":
+            if args.file is None or len(args.names) != 1:
+                raise UsageError("wrenn templates build -f RECIPE NAME")
+            from .build import read_recipe
+
+            args.recipe = read_recipe(args.file)
     elif args.command == "create":
         if args.keep and args.ttl is not None:
             raise UsageError("--keep and --ttl contradict each other")
@@ -209,6 +223,10 @@ async def _each(client: AsyncWrennClient, args: argparse.Namespace, verb: str, d
 
 
 async def cmd_templates(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    if args.action == "build":
+        from .build import cmd_build
+
+        return await cmd_build(client, args)
     if args.action == "rm":
         for name in args.names:
             await client.snapshots.delete(name)

@@ -11,6 +11,8 @@ import attrs
 from .._exceptions import WrennValidationError
 
 __all__ = [
+    "CHART_MIME",
+    "Chart",
     "CodeContext",
     "CodeOutput",
     "CodeStderr",
@@ -37,6 +39,8 @@ MIME_FIELDS: Final = {
     "application/vnd.plotly.v1+json": "plotly",
 }
 _BINARY: Final = frozenset({"png", "jpeg", "gif", "pdf"})
+# The chart data wrenn_local's code runner sends beside a matplotlib figure's image.
+CHART_MIME: Final = "application/vnd.wrenn.chart+json"
 
 
 def _text(value: Any) -> str:
@@ -44,6 +48,47 @@ def _text(value: Any) -> str:
     if isinstance(value, list):
         return "".join(str(v) for v in value)
     return str(value)
+
+
+def _optional_text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@final
+@attrs.frozen
+class Chart:
+    """A chart's data, read from a matplotlib figure by the code runner (wrenn_local).
+
+    ``type`` is ``"line"``, ``"scatter"``, ``"bar"``, ``"pie"``, ``"superchart"`` (a
+    figure of several axes: ``elements`` are :class:`Chart` values) or ``"unknown"``
+    (axes that are none of these; title and labels only), or a type a newer server
+    sends. ``elements`` are dicts as sent: line and scatter ``{"label", "points":
+    [[x, y], ...], "truncated"}`` (at most 5,000 points a series), bar ``{"label",
+    "value", "group"}``, pie ``{"label", "angle", "share", "radius"}``.
+    """
+
+    type: str
+    title: str | None = None
+    x_label: str | None = None
+    y_label: str | None = None
+    elements: list[Any] = attrs.field(factory=list)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Chart | None:
+        """The chart in ``data`` (the MIME bundle's value), or None if it is not one."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("type"), str):
+            return None
+        raw = data.get("elements")
+        elements: list[Any] = list(raw) if isinstance(raw, list) else []
+        if data["type"] == "superchart":
+            elements = [c for c in (cls.from_json(e) for e in elements) if c is not None]
+        return cls(
+            type=data["type"],
+            title=_optional_text(data.get("title")),
+            x_label=_optional_text(data.get("x_label")),
+            y_label=_optional_text(data.get("y_label")),
+            elements=elements,
+        )
 
 
 @final
@@ -86,6 +131,12 @@ class Result:
             else:
                 fields[name] = _text(value).strip() if name in _BINARY else _text(value)
         return cls(**fields, extra=extra, is_main_result=is_main_result)
+
+    @property
+    def chart(self) -> Chart | None:
+        """The chart's data when this result is a matplotlib figure shown by wrenn_local's
+        code runner (its ``application/vnd.wrenn.chart+json`` output), else None."""
+        return Chart.from_json(self.extra.get(CHART_MIME))
 
     def formats(self) -> list[str]:
         """The names of the fields that are set (``["text", "png"]``), then extra MIME types."""
