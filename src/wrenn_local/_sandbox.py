@@ -274,7 +274,7 @@ class Sandbox:
     async def start(self, *, timeout: float = 30.0) -> None:
         """Boot the sandbox and wait until its agent answers."""
         if self.stop_requested():
-            raise RuntimeError("sandbox was stopped before it started")
+            raise RuntimeError("capsule was stopped before it started")
         await anyio.to_thread.run_sync(self._prepare_dirs)
         command = await anyio.to_thread.run_sync(self._command)
         try:
@@ -293,7 +293,7 @@ class Sandbox:
                 self._listener = None
         if self.stop_requested():  # a stop raced the spawn (another task): honour it
             await self.stop()
-            raise RuntimeError("sandbox was stopped while starting")
+            raise RuntimeError("capsule was stopped while starting")
         with anyio.fail_after(timeout):
             while True:
                 if self.process.returncode is not None:
@@ -301,7 +301,7 @@ class Sandbox:
                     if self.process.stderr is not None:
                         with anyio.move_on_after(1):
                             err = await self.process.stderr.receive()
-                    raise RuntimeError(f"sandbox failed to boot: {err.decode(errors='replace')}")
+                    raise RuntimeError(f"capsule failed to boot: {err.decode(errors='replace')}")
                 if self.socket_path.exists() and await self.agent.ping():
                     return
                 await anyio.sleep(0.02)
