@@ -257,13 +257,14 @@ def terminate_and_check(proc: subprocess.Popen[str], scratch: Path) -> None:
     assert list(scratch.iterdir()) == []
 
 
-def test_a_spinner_shows_a_long_wait_on_a_terminal_only(tmp_path: Path) -> None:
+def on_a_terminal(env: dict[str, str], *args: str) -> str:
+    """What ``wrenn ARGS`` writes to a terminal (stdout and stderr both); then stops
+    any background server it started."""
     import pty
 
-    env = clean_env(XDG_RUNTIME_DIR=str(tmp_path))
     pid, master = pty.fork()
     if pid == 0:
-        os.execve(sys.executable, [sys.executable, "-m", "wrenn", "local", "start"], env)
+        os.execve(sys.executable, [sys.executable, "-m", "wrenn", *args], env)
     seen = b""
     try:
         while True:
@@ -279,7 +280,18 @@ def test_a_spinner_shows_a_long_wait_on_a_terminal_only(tmp_path: Path) -> None:
     finally:
         os.close(master)
         wrenn("local", "stop", env=env)
-    text = seen.decode()
+    return seen.decode()
+
+
+def test_json_on_a_terminal_is_one_document_and_no_spinner(tmp_path: Path) -> None:
+    text = on_a_terminal(clean_env(XDG_RUNTIME_DIR=str(tmp_path)), "local", "start", "--json")
+    assert "starting the local server" not in text
+    assert "\x1b" not in text
+    assert json.loads(text)["started"] is True
+
+
+def test_a_spinner_shows_a_long_wait_on_a_terminal_only(tmp_path: Path) -> None:
+    text = on_a_terminal(clean_env(XDG_RUNTIME_DIR=str(tmp_path)), "local", "start")
     assert "starting the local server" in text  # the boot took more than half a second
     assert "\r\x1b[K" in text  # and its line was wiped before the result
     assert "local server started" in text
