@@ -20,8 +20,9 @@ import pytest
 import wrenn_local
 from tests.fakeapi import FakeAPI
 from tests.localserver import FAST, local_http, new_capsule
-from tests.test_local_proxy import ECHO_HTTP, start_service
-from wrenn import AsyncWrennClient, WrennNotFoundError
+from tests.test_local_proxy import ECHO_HTTP, ECHO_WS, start_service
+from wrenn import AsyncWrennClient, WrennAuthenticationError, WrennNotFoundError
+from wrenn._transport.websocket import connect_websocket
 from wrenn_local import ServerOptions
 
 pytestmark = pytest.mark.anyio
@@ -205,3 +206,31 @@ async def test_browser_url_without_the_extension_is_the_plain_url(fake_api: Fake
         fake_api.answer("POST", path, 404, {"error": {"code": "not_found", "message": "gone"}})
         with pytest.raises(WrennNotFoundError):
             await cap.browser_url(8000)
+
+
+async def test_the_cookie_opens_the_ports_websockets_too() -> None:
+    """A page opened through a link keeps working when it opens a WebSocket (Jupyter
+    does): the browser sends the cookie with the upgrade, and no key."""
+    async with local_http() as (server, http):
+        cid = await new_capsule(http)
+        await start_service(http, cid, ECHO_WS, "8765")
+        async with browser() as web:
+            # the trade alone: this service answers only WebSockets
+            traded = await web.get(await link(http, cid, 8765), follow_redirects=False)
+            assert traded.status_code == 303
+            (cookie,) = [c for c in web.cookies.jar if c.name == "wrenn_port"]
+        url = server.base_url.replace("http://", "ws://") + "/chat"
+        name = f"8765-{cid}.localhost:{server.port}"
+        headers = {"Host": name, "Cookie": f"wrenn_port={cookie.value}"}
+        async with connect_websocket(url, headers=headers) as ws:
+            await ws.send_text("shout")
+            with anyio.fail_after(10):
+                assert await ws.receive() == "SHOUT"
+        for refused in (
+            {"Host": name},  # no cookie, no key
+            {**headers, "Host": f"8766-{cid}.localhost:{server.port}"},  # another port
+        ):
+            with pytest.raises(WrennAuthenticationError) as caught:
+                async with connect_websocket(url, headers=refused):
+                    pass
+            assert caught.value.status_code == 401
