@@ -46,6 +46,9 @@ def ensure_sandbox_tools(session: nox.Session) -> None:
     if not shutil.which("apt-get") or os.geteuid() != 0:
         session.log("bubblewrap not installed and apt-get unavailable: reduced isolation")
         return
+    session.log(
+        "installing bubblewrap with apt-get (once): the local server isolates capsules with it"
+    )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "bubblewrap"]):
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 
@@ -151,6 +152,38 @@ def test_a_capsule_that_lives_between_commands(background: dict[str, str]) -> No
     assert json.loads(wrenn("ls", "--json", env=background).stdout) == []
 
 
+def test_url_prints_a_link_the_proxy_takes(background: dict[str, str]) -> None:
+    """``wrenn url ID PORT``: a link whose token the port proxy trades for a cookie
+    (the whole browser flow: tests/test_port_links.py)."""
+    cid = wrenn("create", env=background).stdout.strip()
+    try:
+        printed = wrenn("url", cid, "8000", "--path", "/app", env=background)
+        assert printed.returncode == 0, printed.stderr
+        url = printed.stdout.strip()
+        assert url.startswith(f"http://8000-{cid}.localhost:")
+        assert "/app?wrenn_token=" in url
+        name = url.split("/")[2]
+        port = name.rpartition(":")[2]
+        # what a browser does with the name: loopback, the name as Host
+        answer = httpx.get(
+            f"http://127.0.0.1:{port}" + url.partition(name)[2], headers={"Host": name}
+        )
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/app"
+        assert answer.headers["set-cookie"].startswith("wrenn_port=")
+        as_json = json.loads(wrenn("url", "--json", cid, "8000", env=background).stdout)
+        assert (as_json["capsule_id"], as_json["port"]) == (cid, 8000)
+        assert "wrenn_token=" in as_json["url"]
+        assert wrenn("url", cid, "70000", env=background).returncode == 2
+        gone = wrenn("url", "cl-" + "0" * 25, "8000", env=background)
+        assert (gone.returncode, gone.stderr.startswith("wrenn: error: capsule not found")) == (
+            1,
+            True,
+        )
+    finally:
+        wrenn("kill", cid, env=background)
+
+
 def test_failures_are_one_line_and_debug_shows_the_traceback(
     background: dict[str, str], tmp_path: Path
 ) -> None:
@@ -183,6 +216,13 @@ def test_without_a_server_the_command_says_how_to_get_one(tmp_path: Path) -> Non
     assert "wrenn local start" in done.stderr
     assert "WRENN_API_KEY" in done.stderr
     assert "api_key=" not in done.stderr
+    # messages written for Python callers are told in command-line terms
+    bad_url = wrenn(
+        "ls", env=clean_env(WRENN_BASE_URL="http://u:p@127.0.0.1:9", WRENN_API_KEY="wrn_0000")
+    )
+    assert bad_url.returncode == 2
+    assert "must not carry credentials; set WRENN_API_KEY" in bad_url.stderr
+    assert "=" not in bad_url.stderr.partition("credentials")[2]
     assert wrenn("create", "--local", env=env).returncode == 2  # would die with the command
     status = wrenn("local", "status", env=env)
     assert status.returncode == 3
@@ -217,13 +257,14 @@ def terminate_and_check(proc: subprocess.Popen[str], scratch: Path) -> None:
     assert list(scratch.iterdir()) == []
 
 
-def test_a_spinner_shows_a_long_wait_on_a_terminal_only(tmp_path: Path) -> None:
+def on_a_terminal(env: dict[str, str], *args: str) -> str:
+    """What ``wrenn ARGS`` writes to a terminal (stdout and stderr both); then stops
+    any background server it started."""
     import pty
 
-    env = clean_env(XDG_RUNTIME_DIR=str(tmp_path))
     pid, master = pty.fork()
     if pid == 0:
-        os.execve(sys.executable, [sys.executable, "-m", "wrenn", "local", "start"], env)
+        os.execve(sys.executable, [sys.executable, "-m", "wrenn", *args], env)
     seen = b""
     try:
         while True:
@@ -239,7 +280,18 @@ def test_a_spinner_shows_a_long_wait_on_a_terminal_only(tmp_path: Path) -> None:
     finally:
         os.close(master)
         wrenn("local", "stop", env=env)
-    text = seen.decode()
+    return seen.decode()
+
+
+def test_json_on_a_terminal_is_one_document_and_no_spinner(tmp_path: Path) -> None:
+    text = on_a_terminal(clean_env(XDG_RUNTIME_DIR=str(tmp_path)), "local", "start", "--json")
+    assert "starting the local server" not in text
+    assert "\x1b" not in text
+    assert json.loads(text)["started"] is True
+
+
+def test_a_spinner_shows_a_long_wait_on_a_terminal_only(tmp_path: Path) -> None:
+    text = on_a_terminal(clean_env(XDG_RUNTIME_DIR=str(tmp_path)), "local", "start")
     assert "starting the local server" in text  # the boot took more than half a second
     assert "\r\x1b[K" in text  # and its line was wiped before the result
     assert "local server started" in text

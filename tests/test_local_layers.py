@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "domain",
         [
             "wrenn_local._accounts",
+            "wrenn_local._port_links",
             "wrenn_local._events",
             "wrenn_local._hosts",
             "wrenn_local._templates",

@@ -115,7 +115,7 @@ async def test_proxy_errors_are_plain_text() -> None:
         assert nothing.text.startswith("proxy error:")
         assert nothing.headers["content-type"].startswith("text/plain")
         unknown = await http.get("/", headers=host(8000, "cl-" + "0" * 25, server))
-        assert (unknown.status_code, unknown.text) == (404, "sandbox not found\n")
+        assert (unknown.status_code, unknown.text) == (404, "capsule not found\n")
         bad = await http.get("/", headers=host(70000, cid, server))
         assert (bad.status_code, bad.text) == (400, "invalid port\n")
         no_key = await http.get("/", headers={**host(8000, cid, server), "X-API-Key": ""})
@@ -125,7 +125,7 @@ async def test_proxy_errors_are_plain_text() -> None:
         paused = await http.get("/", headers=host(8000, cid, server))
         assert (paused.status_code, paused.text) == (
             409,
-            "sandbox is not running (status: paused)\n",
+            "capsule is not running (status: paused)\n",
         )
 
 

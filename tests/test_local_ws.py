@@ -137,7 +137,7 @@ async def test_exec_stream_errors_and_auth() -> None:
         async with peer(base + "/exec/stream", {}) as ws:
             await ws.send({"type": "auth", "token": token})
             # W's team does not own the capsule: authenticated, but not found for W
-            assert await ws.recv_json() == {"type": "error", "data": "sandbox not found"}
+            assert await ws.recv_json() == {"type": "error", "data": "capsule not found"}
         with pytest.raises(InvalidStatus) as info:
             async with peer(base.replace(cid, "cl-bad") + "/exec/stream", key):
                 pass
@@ -148,7 +148,7 @@ async def test_exec_stream_errors_and_auth() -> None:
                 await anyio.sleep(0.05)
         async with peer(base + "/exec/stream", key) as ws:
             frame = await ws.recv_json()
-            assert frame["data"] == "sandbox is not running (status: paused)"
+            assert frame["data"] == "capsule is not running (status: paused)"
 
 
 async def test_stop_detaches_without_killing() -> None:

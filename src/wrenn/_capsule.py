@@ -25,7 +25,7 @@ import anyio.lowlevel
 from ._code import DEFAULT_KERNEL, AsyncCodeRunner
 from ._commands import AsyncCommands
 from ._concurrency import helper_tasks
-from ._exceptions import WrennError, WrennNotFoundError
+from ._exceptions import WrennError, WrennNotFoundError, WrennValidationError
 from ._files import AsyncCapsuleFiles
 from ._git import AsyncGit
 from ._models import Capsule, CapsuleStatus, PendingSnapshot
@@ -393,6 +393,26 @@ class AsyncCapsule:
         config = self._session.config
         scheme = "http" if config.base_url.startswith("http://") else "https"
         return f"{scheme}://{port}-{self.capsule_id}.{config.proxy_domain}"
+
+    async def browser_url(self, port: int, path: str = "/") -> str:
+        """A URL of ``port`` inside the capsule that a browser can open (not in the
+        official SDK).
+
+        A browser cannot send the API key the port proxy asks for. A local server
+        (``wrenn_local``) gives a short-lived link instead: its token (valid 10 minutes,
+        usable once) is traded by the proxy for a cookie that opens this capsule's port
+        only, and the browser is redirected to the same URL without it. Against a server
+        without that extension (the Wrenn cloud) this is :meth:`get_url` plus ``path``.
+
+        Treat the URL as a credential for that port until it is used or expires.
+        """
+        if not path.startswith("/"):
+            raise WrennValidationError(f"path must start with '/', got {path!r}")
+        token = await self._session.capsules.browser_token(self.capsule_id, port)
+        url = self.get_url(port) + path
+        if token is None:
+            return url
+        return f"{url}{'&' if '?' in path else '?'}wrenn_token={token}"
 
     def pty(
         self,

@@ -19,6 +19,7 @@ from ._events import EventHub
 from ._hosts import Hosts
 from ._isolation import HostSupport
 from ._options import ServerOptions
+from ._port_links import PortLinks
 from ._routes import http_routes, utility_routes, websocket_routes
 
 __all__ = ["build_app"]
@@ -74,6 +75,7 @@ def build_app(
     options: ServerOptions | None = None,
     sse_keepalive: float = 15.0,
     pty_ping_interval: float = 30.0,
+    port_links: PortLinks | None = None,
 ) -> Starlette:
     api: list[BaseRoute] = [*http_routes(), *websocket_routes()]
     routes: list[BaseRoute] = [
@@ -95,4 +97,5 @@ def build_app(
     app.state.hosts = Hosts()
     app.state.sse_keepalive = sse_keepalive
     app.state.pty_ping_interval = pty_ping_interval
+    app.state.port_links = port_links or PortLinks(options.browser_link_seconds)
     return app

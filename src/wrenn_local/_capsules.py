@@ -140,7 +140,7 @@ class CapsuleManager:
 
     def get(self, principal: Principal, capsule_id: str) -> CapsuleRecord:
         if not is_valid("cl", capsule_id):
-            raise bad_request("invalid sandbox ID")
+            raise bad_request("invalid capsule ID")
         record = self.capsules.get(capsule_id)
         if record is None or record.team_id != principal.team_id:
             raise not_found("capsule not found")
@@ -373,7 +373,7 @@ class CapsuleManager:
         if not isinstance(capsule_id, str) or not capsule_id:
             raise bad_request("sandbox_id is required")
         if not is_valid("cl", capsule_id):
-            raise bad_request("invalid sandbox ID")
+            raise bad_request("invalid capsule ID")
         name = body.get("name")
         if name is None or name == "":  # omitted: the server picks one, as the real one
             name = new_tag("template")

@@ -389,7 +389,7 @@ async def wait_until_serving(
     with anyio.fail_after(timeout):
         while True:
             if stopped():
-                raise RuntimeError("the sandbox was stopped while its services started")
+                raise RuntimeError("the capsule was stopped while its services started")
             try:
                 async with agent.connect(JUPYTER_PORT) as relay:
                     await relay.send(request)

@@ -23,3 +23,5 @@ class ServerOptions:
     # Sign-up and log-in attempts per client address: a burst, then one per interval.
     auth_burst: int = 10
     auth_interval: float = 1.0
+    # How long a browser link to a capsule port stays valid (_port_links.py).
+    browser_link_seconds: float = 600.0

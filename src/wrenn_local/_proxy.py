@@ -13,8 +13,12 @@ namespace, so two capsules serving the same port are each reached.
   with ``proxy_auth=False`` (the v0.1.5 behaviour). The key and any ``Authorization``
   and ``Proxy-Authorization`` header are removed before the request enters the capsule:
   code in the VM never sees the team's credential.
-* Errors are ``text/plain`` as in the protocol: 400 invalid port / sandbox ID, 401, 404
-  sandbox not found, 409 not running, 502 proxy error.
+* Browser links (``_port_links.py``): a ``?wrenn_token=`` issued by the API is accepted
+  once and traded for a cookie bound to that capsule and port, with a redirect to the
+  same URL without the token; the cookie then stands for the key. Neither ever reaches
+  the capsule.
+* Errors are ``text/plain`` as in the protocol: 400 invalid port / capsule ID, 401, 404
+  capsule not found, 409 not running, 502 proxy error.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from ._accounts import Accounts
 from ._agent_client import AgentFailure, TcpRelay
 from ._capsules import CapsuleManager
 from ._ids import is_valid
+from ._port_links import PortLinks, split_query, without_cookie
 
 __all__ = ["PortProxy"]
 
@@ -71,12 +76,19 @@ class ProxyError(Exception):
 
 class PortProxy:
     def __init__(
-        self, app: ASGIApp, *, capsules: CapsuleManager, accounts: Accounts, require_key: bool
+        self,
+        app: ASGIApp,
+        *,
+        capsules: CapsuleManager,
+        accounts: Accounts,
+        require_key: bool,
+        links: PortLinks | None = None,
     ) -> None:
         self.app = app
         self.capsules = capsules
         self.accounts = accounts
         self.require_key = require_key
+        self.links = links or PortLinks()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
@@ -105,20 +117,49 @@ class PortProxy:
         if not 1 <= port <= 65535:
             raise ProxyError(400, "invalid port")
         if not is_valid("cl", capsule_id):
-            raise ProxyError(400, "invalid sandbox ID")
+            raise ProxyError(400, "invalid capsule ID")
         record = self.capsules.capsules.get(capsule_id)
         if self.require_key:
             key = dict(scope.get("headers", [])).get(b"x-api-key")
             found = self.accounts.check_key(key.decode("latin-1")) if key else None
-            if found is None:
-                raise ProxyError(401, "X-API-Key required")
-            if record is not None and record.team_id != found.team_id:
+            cookies = [v for k, v in scope.get("headers", []) if k == b"cookie"]
+            if found is None and not self.links.cookie_opens(cookies, capsule_id, port):
+                raise ProxyError(401, "X-API-Key or a browser link (wrenn url ID PORT) required")
+            if found is not None and record is not None and record.team_id != found.team_id:
                 record = None
         if record is None or record.status in ("stopped", "error"):
-            raise ProxyError(404, "sandbox not found")
+            raise ProxyError(404, "capsule not found")
         if record.status != "running" or record.sandbox is None:
-            raise ProxyError(409, f"sandbox is not running (status: {record.status})")
+            raise ProxyError(409, f"capsule is not running (status: {record.status})")
         return port, record
+
+    async def _trade(
+        self, scope: dict[str, Any], send: Any, target: tuple[str, str], query: bytes, token: str
+    ) -> None:
+        """A browser link: a valid token (once) becomes a cookie for this capsule and port,
+        and the browser is sent to the same URL without the token."""
+        port_text, capsule_id = target
+        port = int(port_text)
+        if not 1 <= port <= 65535:
+            raise ProxyError(400, "invalid port")
+        if not is_valid("cl", capsule_id):
+            raise ProxyError(400, "invalid capsule ID")
+        headers = [(b"cache-control", b"no-store"), (b"referrer-policy", b"no-referrer")]
+        if self.require_key:
+            cookies = [v for k, v in scope.get("headers", []) if k == b"cookie"]
+            if self.links.redeem(token, capsule_id, port):
+                secure = scope.get("scheme") in ("https", "wss")
+                cookie = self.links.cookie(capsule_id, port, secure=secure)
+                headers.append((b"set-cookie", cookie.encode()))
+            elif not self.links.cookie_opens(cookies, capsule_id, port):
+                raise ProxyError(
+                    401, "this link has expired or was used already: ask for a new one"
+                )
+        path = scope.get("raw_path") or scope["path"].encode()
+        location = path + (b"?" + query if query else b"")
+        headers += [(b"location", location), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 303, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
 
     # --- HTTP -----------------------------------------------------------------------
 
@@ -126,9 +167,13 @@ class PortProxy:
         self, scope: dict[str, Any], receive: Any, send: Any, target: tuple[str, str]
     ) -> None:
         try:
+            query, token = split_query(scope.get("query_string", b""))
+            if token is not None:
+                await self._trade(scope, send, target, query, token)
+                return
             port, record = self._resolve(scope, *target)
             async with record.sandbox.agent.connect(port) as relay:
-                await self._forward_http(scope, receive, send, relay)
+                await self._forward_http(_for_capsule(scope), receive, send, relay)
         except ProxyError as exc:
             await _plain(send, exc.status, exc.text)
         except AgentFailure as exc:
@@ -207,7 +252,7 @@ class PortProxy:
         try:
             port, record = self._resolve(scope, *target)
             async with record.sandbox.agent.connect(port) as relay:
-                await self._relay_ws(scope, receive, send, relay)
+                await self._relay_ws(_for_capsule(scope), receive, send, relay)
         except ProxyError as exc:
             await _deny(send, exc.status, exc.text)
         except AgentFailure as exc:
@@ -303,6 +348,19 @@ class PortProxy:
 
             tg.start_soon(run, downstream)
             tg.start_soon(run, upstream_pump)
+
+
+def _for_capsule(scope: dict[str, Any]) -> dict[str, Any]:
+    """The request as the capsule sees it: no link token in the query, no link cookie."""
+    headers = []
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            value = without_cookie(value)
+            if not value:
+                continue
+        headers.append((name, value))
+    query, _ = split_query(scope.get("query_string", b""))
+    return {**scope, "headers": headers, "query_string": query}
 
 
 async def _plain(send: Any, status: int, text: str) -> None:

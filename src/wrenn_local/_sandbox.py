@@ -274,7 +274,7 @@ class Sandbox:
     async def start(self, *, timeout: float = 30.0) -> None:
         """Boot the sandbox and wait until its agent answers."""
         if self.stop_requested():
-            raise RuntimeError("sandbox was stopped before it started")
+            raise RuntimeError("capsule was stopped before it started")
         await anyio.to_thread.run_sync(self._prepare_dirs)
         command = await anyio.to_thread.run_sync(self._command)
         try:
@@ -293,7 +293,7 @@ class Sandbox:
                 self._listener = None
         if self.stop_requested():  # a stop raced the spawn (another task): honour it
             await self.stop()
-            raise RuntimeError("sandbox was stopped while starting")
+            raise RuntimeError("capsule was stopped while starting")
         with anyio.fail_after(timeout):
             while True:
                 if self.process.returncode is not None:
@@ -301,7 +301,7 @@ class Sandbox:
                     if self.process.stderr is not None:
                         with anyio.move_on_after(1):
                             err = await self.process.stderr.receive()
-                    raise RuntimeError(f"sandbox failed to boot: {err.decode(errors='replace')}")
+                    raise RuntimeError(f"capsule failed to boot: {err.decode(errors='replace')}")
                 if self.socket_path.exists() and await self.agent.ping():
                     return
                 await anyio.sleep(0.02)
@@ -372,8 +372,7 @@ class Sandbox:
                     for pid in self._tree_pids():
                         with contextlib.suppress(OSError):
                             os.kill(pid, signal.SIGKILL)
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
+                kill_unreaped(self.process)
                 await self.process.wait()
             if self.process.stderr is not None:
                 await self.process.stderr.aclose()
@@ -385,3 +384,18 @@ class Sandbox:
         self.agent.close()
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(rmtree, self.spec.directory)
+
+
+def kill_unreaped(process: anyio.abc.Process) -> None:
+    """SIGKILL a child without reaping it.
+
+    ``Popen.kill()`` polls first (CPython 3.9+, against signalling a reused pid), and that
+    poll reaps a child that has just died. Under asyncio the child watcher's thread is
+    waiting for that child too; it then finds no child and logs "Unknown child process pid
+    …, will report returncode 255" — and the exit status is lost. ``os.kill`` only
+    signals: until the watcher has reaped it, the pid is still this child's (a zombie at
+    worst), so it cannot name another process.
+    """
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)

@@ -20,6 +20,7 @@ from ._events import EventHub
 from ._guard import HostGuard
 from ._isolation import HostSupport, Isolation
 from ._options import ServerOptions
+from ._port_links import PortLinks
 from ._proxy import PortProxy
 from ._rootfs import prepare_base
 from ._upkeep import reaper, sampler
@@ -98,6 +99,7 @@ async def serve(
         accounts.add_key(key, accounts.default_team, "local server key", None)
         events = EventHub()
         options = options or ServerOptions()
+        links = PortLinks(options.browser_link_seconds)
         error: Exception | None = None
         async with anyio.create_task_group() as tg:
             capsules = CapsuleManager(
@@ -115,8 +117,11 @@ async def serve(
                 options=options,
                 sse_keepalive=sse_keepalive,
                 pty_ping_interval=pty_ping_interval,
+                port_links=links,
             )
-            proxied = PortProxy(app, capsules=capsules, accounts=accounts, require_key=proxy_auth)
+            proxied = PortProxy(
+                app, capsules=capsules, accounts=accounts, require_key=proxy_auth, links=links
+            )
             bound_names = () if host in ("0.0.0.0", "::", "") else (host,)
             guarded = HostGuard(proxied, allowed_hosts=(*bound_names, *options.allowed_hosts))
             tg.start_soon(reaper, capsules)

@@ -27,8 +27,8 @@ import anyio
 from .._client import AsyncWrennClient
 from .._exceptions import WrennConfigurationError, WrennConnectionError, WrennError
 from .._version import __version__
+from . import completion, output, verbs
 from . import local as local_server
-from . import output, verbs
 from .common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -49,6 +49,7 @@ examples:
   wrenn put data.csv $ID:data.csv        wrenn get $ID:out.txt .
   wrenn shell $ID                        your terminal in it (Ctrl-D ends)
   wrenn snapshot $ID my-env              wrenn create --template my-env
+  wrenn url $ID 8000                     a link to port 8000 for your browser
   wrenn kill $ID                         wrenn local stop
   wrenn run --local -- uname -a          a throwaway capsule for one command
 
@@ -138,6 +139,14 @@ def parser() -> argparse.ArgumentParser:
     snap.add_argument("capsule_id", metavar="ID")
     snap.add_argument("name")
     verbs.add_parsers(command, sub)
+    done = sub.add_parser(
+        "completion",
+        help="print a shell completion script: wrenn completion bash|zsh|fish",
+        description='Print a completion script. bash: eval "$(wrenn completion bash)" in '
+        '~/.bashrc; zsh: eval "$(wrenn completion zsh)" in ~/.zshrc; fish: wrenn completion '
+        "fish > ~/.config/fish/completions/wrenn.fish",
+    )
+    done.add_argument("shell", choices=completion.SHELLS)
     demo = sub.add_parser("demo", help="fan a job out over capsules on an embedded server")
     demo.add_argument("--capsules", type=_count, default=4, help="how many capsules (default 4)")
     return top
@@ -152,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         extra = []
     if extra and not forwarded:
         top.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "completion":
+        sys.stdout.write(completion.script(args.shell, top, _serve_parser()))
+        return 0
     if args.command == "local" and args.local_command == "serve":
         try:
             import wrenn_local
@@ -164,6 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:
         return _report(exc, debug=args.debug)
     return code
+
+
+def _serve_parser() -> argparse.ArgumentParser | None:
+    """The options of ``wrenn local serve`` (wrenn_local's own), if it is installed."""
+    try:
+        from wrenn_local._cli import add_serve_arguments
+    except ImportError:
+        return None
+    serve = argparse.ArgumentParser(add_help=False)
+    add_serve_arguments(serve)
+    return serve
 
 
 class Terminated(WrennError):
@@ -229,12 +252,24 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, local_server.LocalServerError):
         return exc.message
     if isinstance(exc, WrennError):
-        return str(exc)
+        return _cli_words(str(exc))
     assert isinstance(exc, OSError)
     if exc.errno == errno.EPIPE:
         return "output closed"
     where = f": {exc.filename}" if exc.filename else ""
     return f"{exc.strerror or exc}{where}"
+
+
+def _cli_words(text: str) -> str:
+    """A message written for Python callers, told in command-line terms."""
+    for python, shell in (
+        ("pass api_key= (or token=) or set the", "set"),
+        ("pass api_key= or set", "set"),
+        ("pass api_key=", "set WRENN_API_KEY"),
+        (" or pass base_url=", ""),
+    ):
+        text = text.replace(python, shell)
+    return text
 
 
 async def dispatch(args: argparse.Namespace, extra: list[str] | None = None) -> int:
@@ -307,8 +342,10 @@ async def target(*, local: bool, lasting: bool = False) -> AsyncIterator[AsyncWr
         try:
             client = AsyncWrennClient()
             client.config.auth_headers()  # fail now, with the variable named
-        except WrennConfigurationError:
-            raise UsageError(NO_SERVER) from None
+        except WrennConfigurationError as exc:
+            if exc.message.startswith("no credentials"):
+                raise UsageError(NO_SERVER) from None
+            raise UsageError(_cli_words(exc.message)) from None
         async with client:
             yield client
         return

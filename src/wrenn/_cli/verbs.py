@@ -1,6 +1,6 @@
 """The verbs that give a capsule a life longer than one command: ``create``, ``exec``,
-``connect``, ``pause``, ``resume``, ``templates ls|rm|build``, and the command streaming that
-``run`` and ``exec`` share."""
+``connect``, ``pause``, ``resume``, ``templates ls|rm|build``, ``url``, and the command
+streaming that ``run`` and ``exec`` share."""
 
 from __future__ import annotations
 
@@ -56,6 +56,10 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser], sub: Any
     for name, text in (("pause", "pause capsules"), ("resume", "resume paused capsules")):
         p = command(name, text)
         p.add_argument("capsule_ids", nargs="+", metavar="ID")
+    url = command("url", "a link to a capsule's port that a browser can open: wrenn url ID PORT")
+    url.add_argument("capsule_id", metavar="ID")
+    url.add_argument("port", type=int, metavar="PORT")
+    url.add_argument("--path", default="/", help="path to open (default /)")
     templates = command(
         "templates", "templates and snapshots: ls, rm NAME..., build -f RECIPE NAME"
     )
@@ -101,6 +105,11 @@ def check(args: argparse.Namespace) -> None:
             raise UsageError("--keep and --ttl contradict each other")
         if args.ttl is not None and args.ttl <= 0:
             raise UsageError("--ttl takes a positive number of seconds")
+    elif args.command == "url":
+        if not 1 <= args.port <= 65535:
+            raise UsageError(f"PORT must be 1-65535, got {args.port}")
+        if not args.path.startswith("/"):
+            raise UsageError(f"--path must start with '/', got {args.path!r}")
     elif args.command == "connect" and args.json:
         raise UsageError("connect is interactive; --json does not apply")
 
@@ -268,6 +277,17 @@ async def cmd_templates(client: AsyncWrennClient, args: argparse.Namespace) -> i
     return 0
 
 
+async def cmd_url(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    cap = await client.connect(args.capsule_id)
+    link = await cap.browser_url(args.port, args.path)
+    emit(
+        args,
+        {"capsule_id": cap.capsule_id, "port": args.port, "url": link},
+        lambda: sys.stdout.write(link + "\n"),
+    )
+    return 0
+
+
 HANDLERS: dict[str, Callable[[AsyncWrennClient, argparse.Namespace], Awaitable[int]]] = {
     "create": cmd_create,
     "exec": cmd_exec,
@@ -275,4 +295,5 @@ HANDLERS: dict[str, Callable[[AsyncWrennClient, argparse.Namespace], Awaitable[i
     "pause": cmd_pause,
     "resume": cmd_resume,
     "templates": cmd_templates,
+    "url": cmd_url,
 }

@@ -9,7 +9,12 @@ from collections.abc import Mapping
 from typing import Any, Final, final
 
 from .._config import CLIENT_DEFAULT, Timeout
-from .._exceptions import WrennNotFoundError, WrennValidationError
+from .._exceptions import (
+    WrennAPIError,
+    WrennNotFoundError,
+    WrennProtocolError,
+    WrennValidationError,
+)
 from .._models import Capsule, CapsuleMetrics, CapsuleStats, CapsuleStatus, CapsuleUsage
 from .._owner import Owner, owner_is_gone
 from .._owner import this_host as _host
@@ -197,6 +202,39 @@ class AsyncCapsules:
             timeout=timeout,
             idempotent=True,
         )
+
+    async def browser_token(
+        self, capsule_id: str, port: int, *, timeout: Timeout = CLIENT_DEFAULT
+    ) -> str | None:
+        """``POST /v1/capsules/{id}/ports/{port}/browser-token`` (a ``wrenn_local``
+        extension): a short-lived token that lets a browser open ``port`` of the capsule.
+
+        Returns ``None`` when the server has no such route (the Wrenn cloud): it answers
+        the plain ``404 page not found`` of an unknown path, or 405.
+        """
+        _check_int("port", port, minimum=1)
+        if port > 65535:
+            raise WrennValidationError(f"port must be 1-65535, got {port}")
+        try:
+            response = await self._http.request(
+                "POST",
+                api_path("capsules", capsule_id, "ports", str(port), "browser-token"),
+                json_body={},
+                timeout=timeout,
+            )
+        except WrennNotFoundError as exc:
+            if exc.message.startswith("404 page not found"):
+                return None
+            raise
+        except WrennAPIError as exc:
+            if exc.status_code == 405:
+                return None
+            raise
+        body = response_json(response, what="browser-token")
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise WrennProtocolError("the server's browser-token answer has no token")
+        return token
 
     async def metrics(
         self, capsule_id: str, range: str | None = None, *, timeout: Timeout = CLIENT_DEFAULT

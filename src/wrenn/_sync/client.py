@@ -264,6 +264,7 @@ class Capsule(Facet[AsyncCapsule]):
     list_code_contexts = blocking(AsyncCapsule.list_code_contexts)
     restart_code_context = blocking(AsyncCapsule.restart_code_context)
     remove_code_context = blocking(AsyncCapsule.remove_code_context)
+    browser_url = blocking(AsyncCapsule.browser_url)
 
     def use_kernel(self, kernel: str) -> None:
         """Run code with another kernelspec from now on (a fresh default context)."""

@@ -51,6 +51,7 @@ class Capsules(Facet[AsyncCapsules]):
     pause = blocking(AsyncCapsules.pause)
     resume = blocking(AsyncCapsules.resume)
     ping = blocking(AsyncCapsules.ping)
+    browser_token = blocking(AsyncCapsules.browser_token)
     metrics = blocking(AsyncCapsules.metrics)
     stats = blocking(AsyncCapsules.stats)
     usage = blocking(AsyncCapsules.usage)

@@ -53,7 +53,7 @@ async def open_capsule(ws: WebSocket, *, fatal: bool) -> tuple[Principal, Capsul
     capsule_id = ws.path_params["id"]
     if not is_valid("cl", capsule_id):
         await ws.send_denial_response(
-            error_response(ApiError(400, "invalid_request", "invalid sandbox ID"))
+            error_response(ApiError(400, "invalid_request", "invalid capsule ID"))
         )
         return None
     accounts = accounts_of(ws)
@@ -80,12 +80,12 @@ async def open_capsule(ws: WebSocket, *, fatal: bool) -> tuple[Principal, Capsul
     try:
         record = capsules_of(ws).get(principal, capsule_id)
     except ApiError:
-        await end(ws, {"type": "error", "data": "sandbox not found", **extra})
+        await end(ws, {"type": "error", "data": "capsule not found", **extra})
         return None
     if record.status != "running" or record.sandbox is None:
         await end(
             ws,
-            {"type": "error", "data": f"sandbox is not running (status: {record.status})", **extra},
+            {"type": "error", "data": f"capsule is not running (status: {record.status})", **extra},
         )
         return None
     return principal, record

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from .._accounts import rfc3339
 from .._errors import ApiError, bad_request, json_response
 from .._metrics import RANGES
+from .._port_links import QUERY, PortLinks
 from ._http import capsules_of, endpoint, principal_of, read_json
 
 __all__ = ["routes"]
@@ -72,7 +73,7 @@ async def metrics(request: Request) -> Response:
     record = capsules_of(request).get(principal_of(request), request.path_params["id"])
     if record.status not in ("running", "paused"):
         raise ApiError(
-            404, "not_found", f"metrics not available for sandbox in state: {record.status}"
+            404, "not_found", f"metrics not available for capsule in state: {record.status}"
         )
     points = record.metrics.window(range_name, time.time())
     return json_response({"sandbox_id": record.id, "range": range_name, "points": points})
@@ -138,6 +139,25 @@ async def usage(request: Request) -> Response:
     return json_response({"from": start.isoformat(), "to": end.isoformat(), "points": points})
 
 
+@endpoint("key_or_jwt")
+async def browser_token(request: Request) -> Response:
+    """A local extension: a short-lived link to a capsule's port that a browser can open
+    (``_port_links.py``); the proxy trades its token for a cookie."""
+    text = request.path_params["port"]
+    port = int(text) if text.isdigit() and len(text) <= 5 else 0
+    if not 1 <= port <= 65535:
+        raise bad_request("invalid port")
+    record = capsules_of(request).get(principal_of(request), request.path_params["id"])
+    if record.status in ("stopped", "error"):
+        raise ApiError(404, "not_found", "capsule not found")
+    links: PortLinks = request.app.state.port_links
+    token, expires = links.issue(record.id, port)
+    server_port = request.url.port or request.scope.get("server", (None, 80))[1]
+    url = f"http://{port}-{record.id}.localhost:{server_port}/?{QUERY}={token}"
+    expires_at = rfc3339(dt.datetime.fromtimestamp(expires, dt.UTC))
+    return json_response({"token": token, "url": url, "expires_at": expires_at})
+
+
 class _CapsuleSegment(Convertor[str]):
     """A path segment naming a capsule: anything but the static siblings ``stats`` and
     ``usage``, so ``DELETE /v1/capsules/stats`` is a 405 (as the real router), not a bad ID."""
@@ -166,4 +186,5 @@ def routes() -> list[Route]:
         Route("/v1/capsules/{id}/resume", resume, methods=["POST"]),
         Route("/v1/capsules/{id}/ping", ping, methods=["POST"]),
         Route("/v1/capsules/{id}/metrics", metrics, methods=["GET"]),
+        Route("/v1/capsules/{id}/ports/{port}/browser-token", browser_token, methods=["POST"]),
     ]
