@@ -62,7 +62,7 @@ def test_bash_completes_every_verb_and_nested_verbs(bash_script: str) -> None:
     assert {"--version", "--debug", "--backend"} <= set(complete(bash_script, "wrenn -"))
     assert complete(bash_script, "wrenn lo") == ["local"]
     assert complete(bash_script, "wrenn local st") == ["start", "status", "stop"]
-    assert complete(bash_script, "wrenn templates ") == ["ls", "rm"]
+    assert complete(bash_script, "wrenn templates ") == ["build", "ls", "rm"]
     assert complete(bash_script, "wrenn completion ") == ["bash", "fish", "zsh"]
 
 
