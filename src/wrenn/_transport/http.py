@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, Literal, final
+from typing import TYPE_CHECKING, Any, Final, Literal, final
 from urllib.parse import quote
 
 import anyio
@@ -37,7 +37,10 @@ from .._version import __version__
 from .errors import map_transport_errors, not_sent
 from .retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
 from .tls import Verify, ssl_context
-from .websocket import WebSocket, connect_websocket
+
+# wsproto is loaded with the first WebSocket, not with the SDK.
+if TYPE_CHECKING:
+    from .websocket import WebSocket
 
 __all__ = [
     "AuthMode",
@@ -163,6 +166,8 @@ class HTTPTransport:
             headers = {**self.config.auth_headers(), **(headers or {})}
         else:
             url = url_or_path
+        from .websocket import connect_websocket  # wsproto on first use
+
         return connect_websocket(
             url,
             headers=headers,
