@@ -51,6 +51,22 @@ def child(kind: str, client: str, n: int, base: str, key: str) -> dict[str, Any]
 def sync_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
     from wrenn import WrennClient
 
+    if kind in ("upload", "download"):
+        chunk = b"w" * MIB
+        with WrennClient(api_key=key, base_url=base, timeout=300) as client:
+            with client.capsule() as cap:
+                if kind == "download":
+                    cap.files.write("/tmp/big.bin", (chunk for _ in range(n)))
+                c0, t0 = cpu(), time.perf_counter()
+                total = 0
+                if kind == "upload":
+                    cap.files.write("/tmp/big.bin", (chunk for _ in range(n)))
+                    total = n * MIB
+                else:
+                    with cap.files.read_stream("/tmp/big.bin", chunk_size=MIB) as parts:
+                        for part in parts:
+                            total += len(part)
+                return {"bytes": total, "wall_s": time.perf_counter() - t0, "cpu_s": cpu() - c0}
     assert kind == "exec"
     with WrennClient(api_key=key, base_url=base) as client, client.capsule() as cap:
         for _ in range(10):
