@@ -55,18 +55,29 @@ class _Batches:
 
 
 def pulled(stream: Iterable[bytes]) -> AsyncGenerator[bytes, None]:
-    """An iterable of byte chunks as an async generator for the portal: each chunk is
-    read in a worker thread, one at a time, only as fast as the consumer goes."""
+    """An iterable of byte chunks as an async generator for the portal. The chunks are
+    read in a worker thread, about :data:`BATCH_BYTES` per trip to it (one trip per chunk
+    cost more CPU than the upload), and only as fast as the consumer goes."""
     chunks = iter(stream)
-    done = object()
 
-    async def pull() -> AsyncGenerator[bytes, None]:
-        while (chunk := await anyio.to_thread.run_sync(next, chunks, done)) is not done:
+    def take() -> list[bytes]:
+        batch: list[bytes] = []
+        size = 0
+        for chunk in chunks:
             if not isinstance(chunk, bytes | bytearray | memoryview):
                 raise WrennValidationError(
                     f"upload chunks must be bytes, not {type(chunk).__name__}"
                 )
-            yield bytes(chunk)
+            batch.append(bytes(chunk))
+            size += len(chunk)
+            if size >= BATCH_BYTES:
+                break
+        return batch
+
+    async def pull() -> AsyncGenerator[bytes, None]:
+        while batch := await anyio.to_thread.run_sync(take):
+            for chunk in batch:
+                yield chunk
 
     return pull()
 
