@@ -988,9 +988,9 @@ def _group_name(gid: int) -> str:
 
 
 def watch_children_with_pidfds() -> None:
-    """(In the running loop.) Python 3.11 watches each child with a thread of its own (1,000 streams, 1,000
-    threads); a pidfd per child is watched by the event loop instead. 3.12 does this by
-    itself; without pidfds (Linux < 5.3) the default stays."""
+    """(In the running loop.) Python 3.11 watches each child with a thread of its own
+    (1,000 streams, 1,000 threads); a pidfd per child is watched by the event loop
+    instead. 3.12 does this by itself; without pidfds (Linux < 5.3) the default stays."""
     if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
         return
     try:
