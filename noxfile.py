@@ -277,7 +277,12 @@ def bench(session: nox.Session) -> None:
     0.3.0 SDK, which is also called ``wrenn``, gets a virtual environment of its own."""
     ensure_sandbox_tools(session)
     session.install(
-        "-e", ".[local,code]", "httpx>=0.28.1", "httpx-ws>=0.9", "matplotlib>=3.8", *group("test")
+        "-e",
+        ".[local,code,fast]",
+        "httpx>=0.28.1",
+        "httpx-ws>=0.9",
+        "matplotlib>=3.8",
+        *group("test"),
     )
     python = official_sdk_venv(session, Path(session.virtualenv.location).parent / "bench-official")
     session.run(

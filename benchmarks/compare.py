@@ -6,10 +6,12 @@ the other, against the same server:
            official (sync, async)
   fanout   N capsules x 10 commands at once: ours (asyncio, trio; client.map), official
            (asyncio.gather); throughput, p50/p99, peak RSS
-  stream   256 MiB of stdout through the exec stream: ours (asyncio, trio), a raw
+  stream   256 MiB of stdout through the exec stream: ours (asyncio, trio; asyncio-json
+           without the optional orjson codec), a raw
            ``websockets`` client, official (sync); MiB/s and CPU seconds per GiB
   files    1 GiB streamed upload and download: ours, raw httpx streaming, official
-  scale    1,000 exec streams open at once: client RSS, threads, fds (ours)
+  scale    1,000 exec streams open at once: client RSS, threads, fds (ours), and the
+           threads of one capsule's agent
   import   ``import wrenn`` in a fresh interpreter: ours, official (minus bare start-up)
 The official SDK is skipped when ``--official-python`` (or WRENN_OFFICIAL_PYTHON) is not
 given. Prints one JSON line per figure.
@@ -45,12 +47,35 @@ def child(kind: str, client: str, n: int, base: str, key: str) -> dict[str, Any]
         return sync_child(kind, n, base, key)
     import anyio
 
+    if client == "asyncio-json":  # ours without the optional orjson codec (the `fast` extra)
+        from wrenn._protocol import exec_stream
+
+        exec_stream._orjson = None  # type: ignore[assignment]
+        client = "asyncio"
     return anyio.run(async_child, kind, n, base, key, backend=client)
 
 
 def sync_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
     from wrenn import WrennClient
 
+    if kind in ("upload", "download"):
+        chunk = b"w" * MIB
+        with (
+            WrennClient(api_key=key, base_url=base, timeout=300) as client,
+            client.capsule() as cap,
+        ):
+            if kind == "download":
+                cap.files.write("/tmp/big.bin", (chunk for _ in range(n)))
+            c0, t0 = cpu(), time.perf_counter()
+            total = 0
+            if kind == "upload":
+                cap.files.write("/tmp/big.bin", (chunk for _ in range(n)))
+                total = n * MIB
+            else:
+                with cap.files.read_stream("/tmp/big.bin", chunk_size=MIB) as parts:
+                    for part in parts:
+                        total += len(part)
+            return {"bytes": total, "wall_s": time.perf_counter() - t0, "cpu_s": cpu() - c0}
     assert kind == "exec"
     with WrennClient(api_key=key, base_url=base) as client, client.capsule() as cap:
         for _ in range(10):
@@ -147,7 +172,10 @@ async def async_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
                             tg.start_soon(one, cap)
                     with anyio.fail_after(240):
                         await all_started.wait()
+                    # this command's shell is a child of the agent: its parent's threads
+                    probe = await caps[0].commands.run("grep Threads: /proc/$PPID/status")
                     sampled = {
+                        "agent_threads": int(probe.stdout.split()[1]),
                         "streams": ready,
                         "rss_mib": round(rss_mib(), 1),
                         "rss_per_stream_kib": round((rss_mib() - base_rss) * 1024 / ready, 1),
@@ -261,10 +289,13 @@ def raw_stream(base: str, key: str, cid: str, n: int) -> dict[str, Any]:
 
 
 class Runner:
-    def __init__(self, base: str, key: str, official: str | None) -> None:
+    def __init__(
+        self, base: str, key: str, official: str | None, baseline: str | None = None
+    ) -> None:
         self.base = base
         self.key = key
         self.official = official
+        self.baseline = baseline
         port = base.rsplit(":", 1)[1].split("/")[0]
         self.env = {
             **os.environ,
@@ -273,9 +304,15 @@ class Runner:
             "WRENN_PROXY_DOMAIN": f"localhost:{port}",
         }
 
-    def ours(self, kind: str, client: str, n: int) -> dict[str, Any]:
-        cmd = [sys.executable, __file__, "--child", kind, client, str(n), self.base, self.key]
+    def ours(self, kind: str, client: str, n: int, python: str = sys.executable) -> dict[str, Any]:
+        cmd = [python, __file__, "--child", kind, client, str(n), self.base, self.key]
         return self._run(cmd)
+
+    def before(self, kind: str, client: str, n: int) -> list[tuple[str, dict[str, Any]]]:
+        """The same measurement with the baseline build (``--baseline-python``), if any."""
+        if not self.baseline:
+            return []
+        return [(f"baseline {client}", self.ours(kind, client, n, self.baseline))]
 
     def theirs(self, kind: str, client: str, n: int) -> dict[str, Any] | None:
         if not self.official:
@@ -355,7 +392,8 @@ def transfer_row(figure: str, name: str, res: dict[str, Any], mib: int) -> None:
 
 
 def run_stream(r: Runner, mib: int) -> None:
-    rows = [(f"ours {c}", r.ours("stream", c, mib)) for c in ("asyncio", "trio")]
+    rows = [(f"ours {c}", r.ours("stream", c, mib)) for c in ("asyncio", "trio", "asyncio-json")]
+    rows += r.before("stream", "asyncio", mib)
     rows.append(("raw websockets (floor)", r.ours("stream", "raw", mib)))
     if (got := r.theirs("stream", "sync", mib)) is not None:
         rows.append(("official sync", got))
@@ -365,7 +403,8 @@ def run_stream(r: Runner, mib: int) -> None:
 
 def run_files(r: Runner, mib: int) -> None:
     for direction in ("upload", "download"):
-        rows = [("ours asyncio", r.ours(direction, "asyncio", mib))]
+        rows = [(f"ours {c}", r.ours(direction, c, mib)) for c in ("asyncio", "sync")]
+        rows += r.before(direction, "asyncio", mib)
         rows.append(("raw httpx (floor)", r.ours(direction, "raw", mib)))
         if (got := r.theirs(direction, "sync", mib)) is not None:
             rows.append(("official sync", got))
@@ -410,6 +449,11 @@ def main() -> None:
     parser.add_argument("--only", default="exec,fanout,stream,files,scale,import")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--official-python", default=os.environ.get("WRENN_OFFICIAL_PYTHON"))
+    parser.add_argument(
+        "--baseline-python",
+        default=os.environ.get("WRENN_BASELINE_PYTHON"),
+        help="a build to compare with (e.g. today's main): its rows are named 'baseline'",
+    )
     args = parser.parse_args()
     if args.child:
         kind, client, n, base, key = args.child
@@ -419,7 +463,9 @@ def main() -> None:
         return
     only = set(args.only.split(","))
     with wrenn_local.server_process() as env:
-        r = Runner(env["WRENN_BASE_URL"], env["WRENN_API_KEY"], args.official_python)
+        r = Runner(
+            env["WRENN_BASE_URL"], env["WRENN_API_KEY"], args.official_python, args.baseline_python
+        )
         if "exec" in only:
             run_exec(r, 50 if args.quick else 300)
         if "fanout" in only:

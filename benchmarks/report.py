@@ -46,6 +46,14 @@ INTRO = {
     "http_churn": "Cancellation churn: requests cancelled at random points; connections "
     "leaked or wedged afterwards (the reason for httpx2, docs/design/dependencies.md).",
     "server_memory": "wrenn_local's own memory while 1 GiB goes up and down.",
+    "startup:import": "`import wrenn` minus `python -c pass` of the same interpreter, "
+    "interleaved rounds (wall and the child's CPU, median and min–max); `baseline` is the "
+    "build in WRENN_BASELINE_PYTHON (e.g. today's main) when set.",
+    "startup:wrenn --help": "`wrenn --help` minus `python -c pass` (target: 60 ms).",
+    "startup:wrenn --version": "`wrenn --version` minus `python -c pass`.",
+    "startup:pytest start-up added by the plugin": "What the auto-loaded pytest plugin adds "
+    "to every pytest run: `import pytest, wrenn.pytest_plugin` minus `import pytest` "
+    "(target: 20 ms).",
 }
 
 

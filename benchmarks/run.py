@@ -21,6 +21,7 @@ SUITES = [
     ("ws_throughput", [sys.executable, str(HERE / "ws_throughput.py"), "--mib", "256"]),
     ("http_churn", [sys.executable, str(HERE / "http_churn.py"), "--all", "--requests", "4000"]),
     ("server_memory", [sys.executable, str(HERE / "server_memory.py"), "--mib", "1024"]),
+    ("startup", [sys.executable, str(HERE / "startup.py"), "--rounds", "15"]),
 ]
 
 

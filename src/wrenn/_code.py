@@ -17,7 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 import anyio.abc
@@ -40,9 +40,12 @@ from ._models.code import (
     ExecutionError,
     Result,
 )
-from ._protocol.jupyter import CellReader, execute_request
 from ._session import Session
-from ._transport.websocket import WebSocket
+
+# wsproto and the Jupyter message reader are loaded with the first cell, not with the SDK.
+if TYPE_CHECKING:
+    from ._protocol.jupyter import CellReader
+    from ._transport.websocket import WebSocket
 
 __all__ = ["DEFAULT_KERNEL", "DEFAULT_TEMPLATE", "AsyncCodeRun", "AsyncCodeRunner"]
 
@@ -114,6 +117,8 @@ class AsyncCodeRun:
         self.finished = False
 
     async def _send(self, code: str) -> None:
+        from ._protocol.jupyter import CellReader, execute_request
+
         msg_id, frame = execute_request(code, session=self._runner._session)
         self._reader = CellReader(msg_id)
         try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Final, final
+from typing import TYPE_CHECKING, Final, final
 
 import anyio
 import anyio.lowlevel
@@ -30,7 +30,10 @@ from ._models.base import WireModel
 from ._models.enums import LenientStrEnum
 from ._protocol import pty as protocol
 from ._transport.http import HTTPTransport, api_path
-from ._transport.websocket import WebSocket
+
+# wsproto is loaded with the first WebSocket, not with the SDK.
+if TYPE_CHECKING:
+    from ._transport.websocket import WebSocket
 
 __all__ = ["AsyncPtySession", "PtyEvent", "PtyEventType", "PtyOutput", "open_pty"]
 

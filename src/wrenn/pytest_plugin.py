@@ -21,14 +21,18 @@ Async fixtures need an async test runner; with anyio's plugin mark the tests
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
-import attrs
 import pytest
 
-from ._capsule import AsyncCapsule
-from ._client import AsyncWrennClient
-from ._sync.client import Capsule, WrennClient
+# pytest loads this module at start-up in every project that installed wrenn: it imports
+# the SDK only inside the fixtures, so a test run that uses none of them pays nothing.
+if TYPE_CHECKING:
+    from ._capsule import AsyncCapsule
+    from ._client import AsyncWrennClient
+    from ._sync.client import Capsule, WrennClient
 
 __all__ = [
     "LocalServerInfo",
@@ -41,12 +45,12 @@ __all__ = [
 ]
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class LocalServerInfo:
     """Where the session's local server listens. ``api_key`` is a throwaway local key."""
 
     base_url: str
-    api_key: str = attrs.field(repr=False)
+    api_key: str = dataclasses.field(repr=False)
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +79,8 @@ def wrenn_env(
 @pytest.fixture
 async def wrenn_client(wrenn_local_server: LocalServerInfo) -> AsyncIterator[AsyncWrennClient]:
     """An async client of the local server (closed after the test)."""
+    from ._client import AsyncWrennClient
+
     async with AsyncWrennClient(
         api_key=wrenn_local_server.api_key, base_url=wrenn_local_server.base_url
     ) as client:
@@ -91,6 +97,8 @@ async def wrenn_capsule(wrenn_client: AsyncWrennClient) -> AsyncIterator[AsyncCa
 @pytest.fixture
 def wrenn_sync_client(wrenn_local_server: LocalServerInfo) -> Iterator[WrennClient]:
     """A sync client of the local server (closed after the test)."""
+    from ._sync.client import WrennClient
+
     with WrennClient(
         api_key=wrenn_local_server.api_key, base_url=wrenn_local_server.base_url
     ) as client:

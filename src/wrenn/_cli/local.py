@@ -12,6 +12,7 @@ is ignored and removed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -21,9 +22,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import anyio
-import attrs
 
 from .._exceptions import WrennError
 from . import output
@@ -38,13 +36,13 @@ class LocalServerError(WrennError):
     """The background local server could not be started or stopped (one line, exit 1)."""
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class BackgroundServer:
     """What ``wrenn local start`` recorded about the server it started."""
 
     pid: int
     base_url: str
-    api_key: str = attrs.field(repr=False)
+    api_key: str = dataclasses.field(repr=False)
     proxy_domain: str
     data_dir: str
     isolation: str
@@ -161,6 +159,8 @@ async def start(serve_options: list[str], *, quiet: bool) -> tuple[BackgroundSer
             stderr=log_out,
             start_new_session=True,  # Ctrl-C in this terminal does not reach it
         )
+    import anyio
+
     deadline = time.monotonic() + START_TIMEOUT
     async with output.spinner("starting the local server", quiet=quiet):
         while True:
@@ -184,6 +184,8 @@ async def stop(*, quiet: bool) -> BackgroundServer | None:
     server = running()
     if server is None:
         return None
+    import anyio
+
     os.kill(server.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     async with output.spinner("stopping the local server (destroying its capsules)", quiet=quiet):

@@ -21,10 +21,8 @@ import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
-
-from .._client import AsyncWrennClient
 from .._exceptions import WrennConfigurationError, WrennConnectionError, WrennError
 from .._version import __version__
 from . import completion, output, verbs
@@ -40,6 +38,11 @@ from .common import (
 )
 
 __all__ = ["main"]
+
+# The SDK and anyio are imported once the arguments are parsed: `wrenn --help`, `wrenn
+# --version` and usage errors answer without loading them.
+if TYPE_CHECKING:
+    from .._client import AsyncWrennClient
 
 EPILOG = """\
 examples:
@@ -171,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write("wrenn: the local server needs: pip install 'wrenn[local]'\n")
             return EXIT_USAGE
         return wrenn_local.main(["serve", *extra], prog="wrenn local")
+    import anyio
+
     try:
         code: int = anyio.run(_until_terminated, args, extra, backend=args.backend)
     except BaseException as exc:
@@ -196,6 +201,8 @@ class Terminated(WrennError):
 async def _until_terminated(args: argparse.Namespace, extra: list[str]) -> int:
     """The command, cancelled (so capsules and an embedded server are cleaned up) when
     SIGTERM or SIGHUP arrives, as Ctrl-C already does."""
+    import anyio
+
     if threading.current_thread() is not threading.main_thread():
         # signals reach only the main thread (the CLI driven from a program's thread)
         return await dispatch(args, extra)
@@ -323,6 +330,8 @@ NO_SERVER = (
 async def target(*, local: bool, lasting: bool = False) -> AsyncIterator[AsyncWrennClient]:
     """A client for the configured server; with neither variable set, for the background
     local server; with ``--local``, for that one or else an embedded one."""
+    from .._client import AsyncWrennClient
+
     configured = any(os.environ.get(v) for v in ("WRENN_BASE_URL", "WRENN_API_KEY"))
     background = local_server.running() if local or not configured else None
     if background is not None:
@@ -460,6 +469,8 @@ async def cmd_reap(client: AsyncWrennClient, args: argparse.Namespace) -> int:
 
 
 async def cmd_put(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    import anyio
+
     capsule_id, path = split_target(args.target)
     source = anyio.Path(args.source)
     if not await source.is_file():
@@ -486,6 +497,8 @@ async def cmd_put(client: AsyncWrennClient, args: argparse.Namespace) -> int:
 
 
 async def cmd_get(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    import anyio
+
     capsule_id, path = split_target(args.source)
     cap = await client.connect(capsule_id)
     target_path = anyio.Path(args.target)

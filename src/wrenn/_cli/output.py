@@ -15,10 +15,6 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Protocol, TextIO
 
-import anyio
-
-from .._concurrency import helper_tasks
-
 __all__ = [
     "Progress",
     "has_rich",
@@ -183,6 +179,8 @@ class Spinner:
             self._drawn = False
 
     async def _spin(self) -> None:
+        import anyio
+
         frame = 0
         while True:
             await anyio.sleep(0.1)
@@ -205,6 +203,8 @@ async def spinner(
     if quiet or not is_terminal(stream):
         yield Spinner(None, label, delay)
         return
+    from .._concurrency import helper_tasks  # on first use: `wrenn --help` stays quick
+
     spin = Spinner(stream, label, delay)
     try:
         async with helper_tasks() as tg:

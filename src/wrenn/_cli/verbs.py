@@ -7,17 +7,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from .._capsule import AsyncCapsule
-from .._client import AsyncWrennClient
-from .._models.enums import CapsuleStatus
-from .._models.streams import StreamExit, StreamStderr, StreamStdout
-from .._wait import wait_for_status
 from . import output
 from .common import EXIT_ERROR, UsageError, emit
+
+# The SDK is imported where a verb runs, not here: parsing arguments (`--help`) stays quick.
+if TYPE_CHECKING:
+    from .._capsule import AsyncCapsule
+    from .._client import AsyncWrennClient
 
 __all__ = ["EXIT_TIMED_OUT", "HANDLERS", "add_parsers", "check_command", "stream_command"]
 
@@ -117,6 +115,10 @@ def check(args: argparse.Namespace) -> None:
 async def stream_command(cap: AsyncCapsule, args: argparse.Namespace) -> int:
     """Run ``args.argv`` in ``cap``: output live (collected into one JSON document under
     ``--json``); the command's exit code, or 124 after ``--timeout``."""
+    import anyio
+
+    from .._models.streams import StreamExit, StreamStderr, StreamStdout
+
     argv: list[str] = args.argv
     envs = dict(item.split("=", 1) for item in args.env)
     out: list[str] = []
@@ -212,6 +214,9 @@ async def cmd_resume(client: AsyncWrennClient, args: argparse.Namespace) -> int:
 
 
 async def _each(client: AsyncWrennClient, args: argparse.Namespace, verb: str, done: str) -> int:
+    from .._models.enums import CapsuleStatus
+    from .._wait import wait_for_status
+
     finished = []
     async with output.spinner(f"{verb} {' '.join(args.capsule_ids)}", quiet=args.json):
         for capsule_id in args.capsule_ids:

@@ -26,7 +26,29 @@ from .._exceptions import (
 )
 from .._models.streams import StreamEvent, StreamExit, StreamStart, StreamStderr, StreamStdout
 
-__all__ = ["ExecStreamProtocol", "exec_request", "in_band_error", "start_frame"]
+try:  # optional, `pip install 'wrenn[fast]'`: output frames decode 5-8x faster
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None  # type: ignore[assignment]
+
+__all__ = ["ExecStreamProtocol", "decode_frame", "exec_request", "in_band_error", "start_frame"]
+
+
+def decode_frame(message: str) -> Any:
+    """One JSON frame. Output frames are mostly one long escaped string, where the
+    stdlib decoder spends most of a stream's client CPU; orjson, when installed, does
+    it several times faster. What orjson refuses and the stdlib accepts (a lone
+    surrogate escape) is decoded by the stdlib, so both give the same events.
+
+    Raises:
+        ValueError: the message is not JSON.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.loads(message)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(message)
 
 
 _NOT_FOUND: Final = (
@@ -77,7 +99,7 @@ class ExecStreamProtocol:
         if isinstance(message, bytes):
             return None  # exec streams carry JSON text only
         try:
-            frame = json.loads(message)
+            frame = decode_frame(message)
         except ValueError as exc:
             self.state = State.FAILED
             raise WrennProtocolError("exec stream frame is not JSON") from exc

@@ -6,7 +6,7 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
 import anyio.lowlevel
@@ -15,7 +15,10 @@ from .._exceptions import WrennError, WrennWebSocketClosedError
 from .._models.streams import StreamEvent
 from .._protocol.exec_stream import ExecStreamProtocol, State
 from .._transport.http import HTTPTransport, api_path
-from .._transport.websocket import WebSocket
+
+# wsproto is loaded with the first WebSocket, not with the SDK.
+if TYPE_CHECKING:
+    from .._transport.websocket import WebSocket
 
 __all__ = ["AsyncExecStream", "attach_path", "exec_path", "open_stream"]
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 from contextlib import AbstractAsyncContextManager
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 from urllib.parse import urlsplit
 
 from .._config import ClientConfig
 from .http import HTTPTransport, httpx
-from .websocket import WebSocket
+
+# wsproto is loaded with the first WebSocket, not with the SDK.
+if TYPE_CHECKING:
+    from .websocket import WebSocket
 
 __all__ = ["CapsulePort", "port_endpoint"]
 
