@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import argparse
 import shlex
-
-import attrs
+from dataclasses import dataclass, field
 
 __all__ = ["SHELLS", "script"]
 
 SHELLS = ("bash", "zsh", "fish")
 
 
-@attrs.define
+@dataclass
 class Node:
-    """One command level: what may be typed there."""
+    """One command level: what may be typed there (a dataclass: ``wrenn --help`` loads no
+    attrs)."""
 
     path: str  # "" for the top, "local", "local/serve", ...
-    options: list[str] = attrs.Factory(list)
-    valued: list[str] = attrs.Factory(list)  # options that take a value
-    choices: dict[str, list[str]] = attrs.Factory(dict)  # option → its values
-    words: list[str] = attrs.Factory(list)  # positional choices
-    children: dict[str, Node] = attrs.Factory(dict)
+    options: list[str] = field(default_factory=list)
+    valued: list[str] = field(default_factory=list)  # options that take a value
+    choices: dict[str, list[str]] = field(default_factory=dict)  # option → its values
+    words: list[str] = field(default_factory=list)  # positional choices
+    children: dict[str, Node] = field(default_factory=dict)
 
 
 def tree(parser: argparse.ArgumentParser, path: str = "") -> Node:
