@@ -210,6 +210,31 @@ async def test_sudo_options_exit_codes_descriptors_and_environment() -> None:
         )
 
 
+async def test_capsule_root_installs_a_package_with_dpkg_and_the_host_is_untouched() -> None:
+    async with local_http() as (server, http):
+        full_only(server)
+        if not Path("/usr/bin/dpkg-deb").exists():
+            pytest.skip("no dpkg on this host")
+        cid = await new_capsule(http)
+        name = "wrenn-demo-" + secrets.token_hex(3)
+        control = (
+            f"Package: {name}\\nVersion: 1.0\\nArchitecture: all\\n"
+            "Maintainer: t <t@example.invalid>\\nDescription: t\\n"
+        )
+        out = await ok(
+            http,
+            cid,
+            f"mkdir -p /tmp/p/DEBIAN /tmp/p/usr/share/{name} && echo hi > /tmp/p/usr/share/{name}/f"
+            f" && printf '{control}' > /tmp/p/DEBIAN/control"
+            " && dpkg-deb --build /tmp/p /tmp/p.deb >/dev/null"
+            " && sudo dpkg -i /tmp/p.deb >/dev/null"
+            f" && dpkg-query -W -f '${{Status}}' {name} && cat /usr/share/{name}/f",
+        )
+        assert out.splitlines() == ["install ok installedhi"]
+        assert name not in Path("/var/lib/dpkg/status").read_text()
+        assert not Path(f"/usr/share/{name}").exists()
+
+
 async def test_the_sudo_socket_refuses_a_peer_outside_the_capsule() -> None:
     async with local_http() as (server, http):
         full_only(server)

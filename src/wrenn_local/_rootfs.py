@@ -36,6 +36,9 @@ __all__ = [
 ]
 
 SYSTEM_DIRS: Final = ("usr", "etc")
+# The package manager's state, over the host's (which describes the host's /usr): with
+# it, capsule root can run dpkg and apt-get on the capsule's copy-on-write view.
+PACKAGE_DIRS: Final = ("var/lib/dpkg", "var/cache/debconf")
 # Host files under /etc that must never show inside a capsule.
 ETC_SECRETS: Final = (
     "shadow",
@@ -62,7 +65,8 @@ def overlay_plan(layers: Sequence[Path], base: Path, directory: Path) -> list[di
     and work directories under ``directory``.
     """
     overlays = []
-    for target in ("", *(f"/{name}" for name in SYSTEM_DIRS)):
+    extra = [name for name in PACKAGE_DIRS if Path(f"/{name}").is_dir()]
+    for target in ("", *(f"/{name}" for name in (*SYSTEM_DIRS, *extra))):
         key = target.strip("/") or "root"
         lowers = [str(layer / key) for layer in layers if (layer / key).is_dir()]
         if key == "root":
@@ -166,6 +170,7 @@ def prepare_base(base: Path) -> None:
         ("var/cache", 0o755),
         ("var/lib", 0o755),
         ("var/lock", 0o1777),
+        *((name, 0o755) for name in PACKAGE_DIRS),
     ):
         (skeleton / rel).mkdir(parents=True, exist_ok=True)
         os.chmod(skeleton / rel, mode)
