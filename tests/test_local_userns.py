@@ -218,7 +218,7 @@ async def test_capsule_root_installs_a_package_with_dpkg_and_the_host_is_untouch
         cid = await new_capsule(http)
         name = "wrenn-demo-" + secrets.token_hex(3)
         control = (
-            f"Package: {name}\\nVersion: 1.0\\nArchitecture: all\\n"
+            f"Package: {name}\\nVersion: 1.0\\nArchitecture: all\\nDepends: dpkg\\n"
             "Maintainer: t <t@example.invalid>\\nDescription: t\\n"
         )
         out = await ok(
