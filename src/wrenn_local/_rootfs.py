@@ -38,7 +38,7 @@ __all__ = [
 SYSTEM_DIRS: Final = ("usr", "etc")
 # The package manager's state, over the host's (which describes the host's /usr): with
 # it, capsule root can run dpkg and apt-get on the capsule's copy-on-write view.
-PACKAGE_DIRS: Final = ("var/lib/dpkg", "var/cache/debconf")
+PACKAGE_DIRS: Final = ("var/lib/dpkg",)
 # Host files under /etc that must never show inside a capsule.
 ETC_SECRETS: Final = (
     "shadow",

@@ -27,7 +27,6 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import sys
 import time
 
@@ -58,6 +57,26 @@ def _check(result: int) -> int:
 
 def _syscall(number: int, *args: object) -> int:
     return _check(_libc.syscall(ctypes.c_long(number), *args))
+
+
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, options: str = "", flags: int = 0
+) -> None:
+    """mount(2) directly: no ``mount`` process per mount (boot time is measured)."""
+    _check(
+        _libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            flags,
+            options.encode() if options else None,
+        )
+    )
 
 
 def make_user_namespace(base: int, size: int) -> int:
@@ -167,7 +186,7 @@ def mount_overlay(
     # never shows inside.
     lowers, upper, work = [_relative(p) for p in lowers], _relative(upper), _relative(work)
     options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, target], check=True)
+    mount("overlay", target, "overlay", options)
 
 
 def _relative(path: str) -> str:
@@ -187,8 +206,7 @@ def stage(merged: str, binds: list[list[str]], where: dict[str, str]) -> None:
     """
     root = _syscall(SYS_OPEN_TREE, AT_FDCWD, merged.encode(), os.O_CLOEXEC)  # the mount itself
     sources = [(detached_tree(src, readonly=True), name) for src, name in binds]
-    tmpfs = ["mount", "-t", "tmpfs", "-o", "size=64k,mode=755", "tmpfs", where["tmpfs"]]
-    subprocess.run(tmpfs, check=True)
+    mount("tmpfs", where["tmpfs"], "tmpfs", "size=64k,mode=755")
     attach(root, where["root"])
     for fd, name in sources:
         attach(fd, f"{where['binds']}/{name}")
@@ -197,7 +215,7 @@ def stage(merged: str, binds: list[list[str]], where: dict[str, str]) -> None:
 def main(plan_path: str) -> None:
     with open(plan_path) as fh:
         plan = json.load(fh)
-    subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+    mount(None, "/", None, flags=MS_REC | MS_PRIVATE)
     merged = plan["merged"]
     os.chdir(plan["data_dir"])
     ids = plan.get("userns")
@@ -218,9 +236,7 @@ def main(plan_path: str) -> None:
     for hidden in plan.get("hide", []):
         target = merged + hidden
         if os.path.isdir(target):
-            subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", "size=4k,mode=000", "tmpfs", target], check=True
-            )
+            mount("tmpfs", target, "tmpfs", "size=4k,mode=000")
     stage(merged, plan.get("binds", []), plan["stage"])
     for procs_file in plan.get("cgroups", []):
         with open(procs_file, "w") as fh:
@@ -259,7 +275,7 @@ def probe(scratch: str) -> None:
     Run by the server at start-up, in a mount namespace of its own; exits non-zero with
     the reason on standard error if it cannot.
     """
-    subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+    mount(None, "/", None, flags=MS_REC | MS_PRIVATE)
     base = 2**31
     for name in ("lower", "upper", "work", "merged", "idmap"):
         os.makedirs(os.path.join(scratch, name), exist_ok=True)
