@@ -18,6 +18,7 @@ import secrets
 import socket
 import struct
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -444,3 +445,62 @@ async def test_dev_shm_is_writable_and_bounded() -> None:
         assert out["stdout"].split("\n")[0] != "0"
         size_mb = int(out["stdout"].splitlines()[-1].split()[1])
         assert size_mb == 64  # half the capsule's memory
+
+
+# -- id ranges ---------------------------------------------------------------------------
+
+
+def test_id_ranges_are_held_host_wide_and_skip_host_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wrenn_local import _userns
+
+    first = _userns.IdRange.acquire(tmp_path)
+    second = _userns.IdRange.acquire(tmp_path)
+    assert (first.base, second.base) == (FIRST_BASE, FIRST_BASE + RANGE)
+    # another process (another server on this host) sees both ranges as taken
+    script = (
+        "import sys; from pathlib import Path; from wrenn_local._userns import IdRange;"
+        f" print(IdRange.acquire(Path({str(tmp_path)!r})).base)"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert int(other.stdout) == FIRST_BASE + 2 * RANGE
+    first.release()
+    third = _userns.IdRange.acquire(tmp_path)
+    assert third.base == FIRST_BASE  # freed by its holder, taken again
+    # /etc/passwd et al. cannot be edited here: a host id in the next free range is
+    # injected instead, and that range is skipped
+    monkeypatch.setattr(_userns, "_host_ids", lambda: {FIRST_BASE + 2 * RANGE + 77})
+    fourth = _userns.IdRange.acquire(tmp_path)
+    assert fourth.base == FIRST_BASE + 3 * RANGE
+    for held in (second, third, fourth):
+        held.release()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_a_snapshot_layer_gets_ids_0_to_65535_back(tmp_path: Path) -> None:
+    from wrenn_local._userns import shift_tree
+
+    base = FIRST_BASE + 7 * RANGE
+    files = {"root-file": base, "user-file": base + 1000, "whiteout-like": 0}
+    (tmp_path / "dir").mkdir()
+    for name, owner in files.items():
+        path = tmp_path / "dir" / name
+        path.write_text(name)
+        os.chown(path, owner, owner)
+    os.chmod(tmp_path / "dir" / "root-file", 0o4755)
+    os.chown(tmp_path / "dir", base, base)
+    os.symlink("root-file", tmp_path / "dir" / "link")
+    os.lchown(tmp_path / "dir" / "link", base + 1000, base + 1000)
+    shift_tree(tmp_path / "dir", base)
+    owners = {p.name: (p.lstat().st_uid, p.lstat().st_gid) for p in (tmp_path / "dir").iterdir()}
+    assert owners == {
+        "root-file": (0, 0),
+        "user-file": (1000, 1000),
+        "whiteout-like": (0, 0),
+        "link": (1000, 1000),
+    }
+    assert (tmp_path / "dir").stat().st_uid == 0
+    assert (tmp_path / "dir" / "root-file").stat().st_mode & 0o7777 == 0o4755
