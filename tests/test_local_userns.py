@@ -16,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import struct
 import subprocess
@@ -307,6 +308,20 @@ async def test_snapshots_keep_ownership_across_id_ranges() -> None:
         owners = await ok(http, second, "stat -c %U /opt/by-root /home/wrenn-user/by-user")
         assert owners.split() == ["root", "wrenn-user"]
         assert (await ok(http, second, "sudo rm /opt/by-root && echo gone")).strip() == "gone"
+
+
+async def test_a_data_directory_under_run_still_boots() -> None:
+    """boot.py covers the host's /run with its staging tmpfs: only after it is done."""
+    if os.geteuid() != 0:
+        pytest.skip("full isolation needs root")
+    data_dir = Path("/run") / f"wrenn-userns-test-{secrets.token_hex(4)}"
+    try:
+        async with local_http(data_dir=data_dir) as (server, http):
+            full_only(server)
+            cid = await new_capsule(http)
+            assert (await ok(http, cid, "sudo whoami; id -un")).split() == ["root", "wrenn-user"]
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # -- the syscall filter ------------------------------------------------------------------

@@ -237,7 +237,6 @@ def main(plan_path: str) -> None:
         target = merged + hidden
         if os.path.isdir(target):
             mount("tmpfs", target, "tmpfs", "size=4k,mode=000")
-    stage(merged, plan.get("binds", []), plan["stage"])
     for procs_file in plan.get("cgroups", []):
         with open(procs_file, "w") as fh:
             fh.write(str(os.getpid()))
@@ -259,6 +258,9 @@ def main(plan_path: str) -> None:
         fd = os.open(plan["seccomp"], os.O_RDONLY)
         os.set_inheritable(fd, True)
         options += ["--seccomp", str(fd)]
+    # last of all: the staging tmpfs covers the host's /run, where the data directory
+    # (and the files opened above) may be
+    stage(merged, plan.get("binds", []), plan["stage"])
     if userns is not None:
         enter_user_namespace(userns)
     encoded = b"".join(arg.encode() + b"\0" for arg in options)
