@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -111,6 +112,19 @@ async def test_each_capsule_has_its_own_host_id_range_that_no_host_account_can_e
             if line.count(":") >= 2
         }
         assert not host_accounts & {uid_a, uid_b}
+        # own user and network namespaces; the network one belongs to the host's (ours)
+        ours = os.stat("/proc/self/ns/user").st_ino
+        assert os.stat(f"/proc/{pid_a}/ns/user").st_ino != ours
+        assert os.stat(f"/proc/{pid_a}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+        net = os.open(f"/proc/{pid_a}/ns/net", os.O_RDONLY)
+        try:
+            owner = fcntl.ioctl(net, 0xB701)  # NS_GET_USERNS: a descriptor of the owner
+            try:
+                assert os.fstat(owner).st_ino == ours
+            finally:
+                os.close(owner)
+        finally:
+            os.close(net)
         # inside, the ids are the usual ones
         assert (await ok(http, a, "id -u; id -un")).split() == ["1000", "wrenn-user"]
         mapping = (await ok(http, a, "cat /proc/self/uid_map")).split()

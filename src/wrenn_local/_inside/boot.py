@@ -138,9 +138,16 @@ def new_network_namespace() -> None:
     Made here, by host root, so it belongs to the host's initial user namespace: root
     inside the capsule (root of the capsule's own user namespace only) can use it but
     not reconfigure it (no interfaces, routes or filters of its own). Bubblewrap and
-    everything in the capsule inherit it.
+    everything in the capsule inherit it. If boot already runs in a network namespace
+    other than its parent's (the server started it with ``unshare -n``, e.g. to attach
+    outbound networking), that one is kept: the capsule never shares the server's.
     """
-    _check(_libc.unshare(CLONE_NEWNET))
+    try:
+        inherited = os.readlink("/proc/self/ns/net") == os.readlink(f"/proc/{os.getppid()}/ns/net")
+    except OSError:
+        inherited = True  # the parent is gone: make one, never risk sharing
+    if inherited:
+        _check(_libc.unshare(CLONE_NEWNET))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = struct.pack("16sH22x", b"lo", 0)
         flags = struct.unpack("16sH22x", fcntl.ioctl(sock, 0x8913, request))[1]  # SIOCGIFFLAGS
