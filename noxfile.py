@@ -129,15 +129,6 @@ def compat(session: nox.Session) -> None:
 # Tests of the official suites that need what this machine or wrenn_local cannot give yet;
 # docs/migration.md lists each with its reason.
 OFFICIAL_DESELECTED = [
-    *(
-        f"tests/test_integration_advanced.py::TestCommandEnvironment::{name}"
-        for name in (
-            "test_sudo_available",
-            "test_sudo_runs_without_password",
-            "test_sudo_can_write_to_protected_path",
-            "test_sudo_can_read_root_owned_file",
-        )
-    ),
     "tests/test_integration_advanced.py::TestLongRunningCommands::test_apt_get_install",
     "tests/test_integration_advanced.py::TestLongRunningCommands::test_apt_installed_binary_runs",
     "tests/test_integration_advanced.py::TestGitClone",

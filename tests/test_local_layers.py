@@ -32,6 +32,8 @@ LAYERS: list[tuple[str, list[str]]] = [
             "wrenn_local._agent_client",
             "wrenn_local._code_runner",
             "wrenn_local._cgroups",
+            "wrenn_local._seccomp",
+            "wrenn_local._userns",
             "wrenn_local._isolation",
             "wrenn_local._rootfs",
             "wrenn_local._sandbox",

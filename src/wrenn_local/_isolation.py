@@ -1,8 +1,9 @@
 """What this host lets the server do, found once at start-up: the isolation level.
 
 Full isolation needs root, bubblewrap, util-linux ``unshare``, ``/usr/bin/python3`` and a
-working overlayfs; anything missing gives reduced isolation, with the reasons reported in
-``/health``, the log and capsule metadata.
+working overlayfs over idmapped layers (user namespaces, Linux 5.19+); anything missing
+gives reduced isolation, with the reasons reported in ``/health``, the log and capsule
+metadata.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 import attrs
 
 from ._cgroups import detect_cgroups
+from ._inside import BOOT
+from ._seccomp import program as seccomp_program
 
 __all__ = ["HostSupport", "Isolation"]
 
@@ -38,6 +41,8 @@ class HostSupport:
     capsule_python: str
     cgroup_version: int | None  # 1, 2 or None
     cgroup_controllers: frozenset[str]
+    # the capsule's syscall filter (full isolation), None where this arch has no table
+    seccomp: bytes | None = None
 
     @classmethod
     def detect(cls, scratch: Path, *, force_reduced: bool = False) -> HostSupport:
@@ -61,8 +66,15 @@ class HostSupport:
             overlay_ok, why = _probe_overlay(unshare or "unshare", scratch)
             if not overlay_ok:
                 reasons.append(f"overlayfs is not usable: {why}")
+            else:
+                overlay_ok, why = _probe_idmap(unshare or "unshare", python, scratch)
+                if not overlay_ok:
+                    reasons.append(f"idmapped mounts (user namespaces) are not usable: {why}")
         version, controllers = detect_cgroups() if is_root else (None, frozenset[str]())
         full = not reasons and overlay_ok
+        seccomp = seccomp_program() if full else None
+        if full and seccomp is None:
+            reasons.append("no syscall filter for this architecture (x86_64 only)")
         return cls(
             isolation=Isolation.FULL if full else Isolation.REDUCED,
             reasons=tuple(reasons),
@@ -71,6 +83,7 @@ class HostSupport:
             capsule_python=python if full else sys.executable,
             cgroup_version=version,
             cgroup_controllers=controllers,
+            seccomp=seccomp,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -79,6 +92,8 @@ class HostSupport:
             "reasons": list(self.reasons),
             "cgroups": f"v{self.cgroup_version}" if self.cgroup_version else "unavailable",
             "controllers": sorted(self.cgroup_controllers),
+            "user_namespaces": self.isolation is Isolation.FULL,
+            "syscall_filter": self.isolation is Isolation.FULL and self.seccomp is not None,
         }
 
 
@@ -100,3 +115,23 @@ def _probe_overlay(unshare: str, scratch: Path) -> tuple[bool, str]:
     finally:
         shutil.rmtree(probe, ignore_errors=True)
     return result.returncode == 0, result.stderr.strip()
+
+
+def _probe_idmap(unshare: str, python: str, scratch: Path) -> tuple[bool, str]:
+    """Whether overlayfs takes idmapped lower layers here (Linux 5.19 or later)."""
+    probe = scratch / "idmap-probe"
+    shutil.rmtree(probe, ignore_errors=True)
+    probe.mkdir(parents=True)
+    try:
+        result = subprocess.run(
+            [unshare, "-m", python, "-I", str(BOOT), "--probe", str(probe)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    lines = result.stderr.strip().splitlines()
+    return result.returncode == 0, lines[-1] if lines else ""

@@ -1,7 +1,8 @@
 """A capsule's root filesystem: the base template, layers, overlay plans, copies.
 
-* ``prepare_base``: the base template, a root skeleton and a filtered copy of the host's
-  ``/etc`` (no password hashes, private keys or sudoers; ``wrenn-user`` added).
+* ``prepare_base``: the base template, a root skeleton, a filtered copy of the host's
+  ``/etc`` (no password hashes, private keys or sudoers; ``wrenn-user`` added) and a
+  ``/usr`` layer with the capsule's ``sudo`` (``_inside/sudo.py``, not setuid).
 * ``overlay_plan``: the overlayfs mounts of a capsule (template layers over the host's
   ``/usr`` and the filtered ``/etc``, with per-capsule upper directories) for ``boot.py``.
 * ``populate_reduced_root``: the plain directory that stands in for the root in reduced
@@ -19,6 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from ._inside import SUDO
+from ._userns import FIRST_BASE, shift_tree
+
 __all__ = [
     "USER_HOME",
     "USER_NAME",
@@ -32,6 +36,9 @@ __all__ = [
 ]
 
 SYSTEM_DIRS: Final = ("usr", "etc")
+# The package manager's state, over the host's (which describes the host's /usr): with
+# it, capsule root can run dpkg and apt-get on the capsule's copy-on-write view.
+PACKAGE_DIRS: Final = ("var/lib/dpkg",)
 # Host files under /etc that must never show inside a capsule.
 ETC_SECRETS: Final = (
     "shadow",
@@ -58,7 +65,8 @@ def overlay_plan(layers: Sequence[Path], base: Path, directory: Path) -> list[di
     and work directories under ``directory``.
     """
     overlays = []
-    for target in ("", *(f"/{name}" for name in SYSTEM_DIRS)):
+    extra = [name for name in PACKAGE_DIRS if Path(f"/{name}").is_dir()]
+    for target in ("", *(f"/{name}" for name in (*SYSTEM_DIRS, *extra))):
         key = target.strip("/") or "root"
         lowers = [str(layer / key) for layer in layers if (layer / key).is_dir()]
         if key == "root":
@@ -66,6 +74,8 @@ def overlay_plan(layers: Sequence[Path], base: Path, directory: Path) -> list[di
         elif key == "etc":
             lowers.append(str(base / "etc"))
         else:
+            if (base / key).is_dir():  # the base template's own files (sudo)
+                lowers.append(str(base / key))
             lowers.append(target)
         overlays.append(
             {
@@ -98,12 +108,23 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 
 def copy_layers(capsule_upper: Path, target: Path, names: Sequence[str]) -> None:
-    """Copy a capsule's upper directories into a template layer (whiteouts included)."""
+    """Copy a capsule's upper directories into a template layer (whiteouts included).
+
+    Under a user namespace the capsule's files are owned by its host id range (the
+    owner of its upper root is the range's base): the layer gets them back as ids
+    0..65535, the form every capsule sees template layers in.
+    """
     target.mkdir(parents=True, exist_ok=True)
+    try:
+        owner = (capsule_upper / "root").stat().st_uid
+    except OSError:
+        owner = 0
     for name in names:
         src = capsule_upper / name
         if src.is_dir():
             _copy_tree(src, target / name)
+            if owner >= FIRST_BASE:
+                shift_tree(target / name, owner)
 
 
 def du(path: Path) -> int:
@@ -149,6 +170,7 @@ def prepare_base(base: Path) -> None:
         ("var/cache", 0o755),
         ("var/lib", 0o755),
         ("var/lock", 0o1777),
+        *((name, 0o755) for name in PACKAGE_DIRS),
     ):
         (skeleton / rel).mkdir(parents=True, exist_ok=True)
         os.chmod(skeleton / rel, mode)
@@ -176,6 +198,10 @@ def prepare_base(base: Path) -> None:
     shadow = [f"{line.split(':')[0]}:*:19000:0:99999:7:::" for line in passwd]
     (etc / "shadow").write_text("\n".join(shadow) + "\n")
     os.chmod(etc / "shadow", 0o640)
+    sudo = base / "usr" / "bin" / "sudo"
+    sudo.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SUDO, sudo)
+    os.chmod(sudo, 0o755)  # never setuid: it asks the agent (see _inside/sudo.py)
     if Path("/usr/bin/sudo").exists():
         sudoers = etc / "sudoers.d"
         sudoers.mkdir(exist_ok=True)

@@ -53,6 +53,7 @@ from ._rootfs import (
     populate_reduced_root,
     rmtree,
 )
+from ._userns import IdRange
 
 __all__ = ["BOOT_ENV", "Sandbox", "SandboxSpec"]
 
@@ -63,6 +64,10 @@ BOOT_ENV: Final = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG": "C.UTF-8",
 }
+# Where boot.py moves the capsule's root and bind sources (a tmpfs of its own mount
+# namespace) so that it can still reach them from the capsule's user namespace.
+STAGE: Final = {"tmpfs": "/run", "root": "/run/wrenn-root", "binds": "/run/wrenn-binds"}
+SUDO_SOCKET: Final = "/run/wrenn/sudo.sock"
 
 
 @attrs.define
@@ -101,6 +106,7 @@ class Sandbox:
         self._stop_requested = False
         self._stopped = False
         self._listener: socket.socket | None = None
+        self.ids: IdRange | None = None  # the capsule's host id range (full isolation)
 
     @property
     def isolation(self) -> Isolation:
@@ -128,6 +134,7 @@ class Sandbox:
                 "env": env,
                 "switch_user": True,
                 "ports": self.ports,
+                "sudo": SUDO_SOCKET,
             }
         root = self.upper_dir / "root"
         return {
@@ -143,6 +150,8 @@ class Sandbox:
 
     def _prepare_dirs(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.isolation is Isolation.FULL and self.ids is None:
+            self.ids = IdRange.acquire()
         shutil.copyfile(AGENT, self.run_dir / "agent.py")
         (self.run_dir / "agent.json").write_text(json.dumps(self._agent_config()))
         if self.isolation is Isolation.REDUCED:
@@ -155,19 +164,19 @@ class Sandbox:
             self.support.bwrap or "bwrap",
             "--die-with-parent",
             "--unshare-pid",
-            "--unshare-net",
             "--unshare-ipc",
             "--unshare-uts",
             "--unshare-cgroup-try",
             "--hostname",
             self.spec.capsule_id[:28],
             "--bind",
-            merged,
+            STAGE["root"],
             "/",
             "--proc",
             "/proc",
             "--dev",
             "/dev",
+            *self._shm(),
             "--tmpfs",
             "/run/wrenn",
             *self._service_binds(),
@@ -192,9 +201,18 @@ class Sandbox:
             if (self.cgroups)
             else []
         )
+        seccomp = None
+        if self.support.seccomp is not None:
+            seccomp = str(self.run_dir / "seccomp.bpf")
+            Path(seccomp).write_bytes(self.support.seccomp)
         return {
             "merged": merged,
             "overlays": overlays,
+            "userns": {"base": self.ids.base, "size": self.ids.size} if self.ids else None,
+            "idmap_dir": str(self.spec.directory / "idmap"),
+            "stage": STAGE,
+            "binds": self._bind_sources(),
+            "seccomp": seccomp,
             "hide": self.spec.hide,
             "cgroups": procs,
             "argv": argv,
@@ -228,8 +246,23 @@ class Sandbox:
 
     def _service_binds(self) -> list[str]:
         if "jupyter" in self.spec.services and self.spec.jupyter_site is not None:
-            return ["--ro-bind", str(self.spec.jupyter_site), SITE_IN_CAPSULE]
+            return ["--ro-bind", f"{STAGE['binds']}/site", SITE_IN_CAPSULE]
         return []
+
+    def _bind_sources(self) -> list[list[str]]:
+        """Host directories boot.py mounts read-only under ``STAGE['binds']``."""
+        if "jupyter" in self.spec.services and self.spec.jupyter_site is not None:
+            return [[str(self.spec.jupyter_site), "site"]]
+        return []
+
+    def _shm(self) -> list[str]:
+        """A writable ``/dev/shm``: a tmpfs of half the capsule's memory.
+
+        Its pages are charged to the memory cgroup of the process that writes them (a
+        process of the capsule), so it counts against the capsule's memory limit too.
+        """
+        size = max(self.spec.memory_mb, 2) * 1024 * 1024 // 2
+        return ["--size", str(size), "--perms", "1777", "--tmpfs", "/dev/shm"]
 
     async def start_services(self) -> None:
         """Start what the template runs at boot and wait until it serves."""
@@ -384,6 +417,9 @@ class Sandbox:
         self.agent.close()
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(rmtree, self.spec.directory)
+        if self.ids is not None:  # its files are gone: the range may serve another capsule
+            self.ids.release()
+            self.ids = None
 
 
 def kill_unreaped(process: anyio.abc.Process) -> None:

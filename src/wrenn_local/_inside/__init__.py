@@ -8,6 +8,8 @@ standard library and nothing of ``wrenn_local``. The server only needs their pat
   cgroups and becomes bubblewrap (full isolation only).
 * :data:`AGENT`: the capsule's first process; serves the agent socket (the frame format
   is described there, the server's side is ``_agent_client.py``).
+* :data:`SUDO`: the capsule's ``/usr/bin/sudo``: asks the agent to run a command as
+  root of the capsule's user namespace (not setuid).
 * :data:`JUPYTER`: writes the ``wrenn`` kernelspec and becomes Jupyter Server
   (the code-runner template).
 """
@@ -17,9 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-__all__ = ["AGENT", "BOOT", "JUPYTER"]
+__all__ = ["AGENT", "BOOT", "JUPYTER", "SUDO"]
 
 _HERE: Final = Path(__file__).parent
 AGENT: Final = _HERE / "agent.py"
 BOOT: Final = _HERE / "boot.py"
 JUPYTER: Final = _HERE / "jupyter.py"
+SUDO: Final = _HERE / "sudo.py"

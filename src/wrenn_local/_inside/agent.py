@@ -107,6 +107,7 @@ class Config:
         self.switch_user: bool = bool(raw.get("switch_user", False))
         # capsule port -> host port, when capsules share the host's network (reduced)
         self.ports: dict[int, int] = {int(k): int(v) for k, v in raw.get("ports", {}).items()}
+        self.sudo: str = raw.get("sudo", "")  # the sudo socket's path (full isolation)
 
     def host_path(self, path: str, *, must_exist: bool = False) -> str:
         """Map a path the user gave to a path the agent can open."""
@@ -1034,6 +1035,8 @@ async def main(socket_path: str, config_path: str) -> None:
             agent._background(agent.serve_connection(conn))
 
     acceptor = asyncio.ensure_future(accept())
+    if config.sudo and config.switch_user:
+        agent._background(serve_sudo(config.sudo))
     await stop.wait()
     acceptor.cancel()
     listener.close()
@@ -1042,6 +1045,149 @@ async def main(socket_path: str, config_path: str) -> None:
     if agent.files is not None and agent.files.process is not None:
         with contextlib.suppress(ProcessLookupError):
             agent.files.process.kill()
+
+
+# --- sudo ------------------------------------------------------------------------------
+# The capsule's /usr/bin/sudo (_inside/sudo.py) is not setuid: it sends its request and
+# its standard descriptors here, and the agent (root of the capsule's user namespace,
+# never host root) runs the command. Only processes of this capsule may ask: the peer
+# must be visible in the capsule's pid namespace (SO_PEERCRED gives pid 0 otherwise).
+
+SUDO_REQUEST_MAX = 1 << 20
+SUDO_SIGNALS = {1, 2, 3, 10, 12, 15}  # HUP INT QUIT USR1 USR2 TERM, passed on
+
+
+async def serve_sudo(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    os.chmod(path, 0o666)  # every user of the capsule may use sudo, as on the cloud
+    listener.listen(16)
+    listener.setblocking(False)
+    loop = asyncio.get_running_loop()
+    sessions: set[asyncio.Task[None]] = set()
+    while True:
+        try:
+            conn, _ = await loop.sock_accept(listener)
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        task = loop.create_task(_sudo_session(conn))
+        sessions.add(task)
+        task.add_done_callback(sessions.discard)
+
+
+async def _sudo_session(conn: socket.socket) -> None:
+    fds: list[int] = []
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        pid, _uid, _gid = struct.unpack("3i", creds)
+        if pid <= 0:
+            conn.sendall(b'{"error": "refused: the caller is not a process of this capsule"}\n')
+            return
+        conn.setblocking(False)
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(conn.fileno(), ready)
+        try:
+            await asyncio.wait_for(readable, 30)
+        finally:
+            loop.remove_reader(conn.fileno())
+        data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 8)
+        if len(fds) != 4 or len(data) < 4:
+            raise ValueError("malformed request")
+        size = struct.unpack(">I", data[:4])[0]
+        if size > SUDO_REQUEST_MAX:
+            raise ValueError("request too large")
+        data = data[4:]
+        while len(data) < size:
+            chunk = await asyncio.wait_for(loop.sock_recv(conn, size - len(data)), 30)
+            if not chunk:
+                return
+            data += chunk
+        request = json.loads(data)
+        await _sudo_run(conn, request, fds)
+    except (OSError, ValueError, KeyError, TypeError, asyncio.TimeoutError) as exc:  # noqa: UP041
+        with contextlib.suppress(OSError):
+            conn.setblocking(True)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            conn.sendall(json.dumps({"error": reason or type(exc).__name__}).encode() + b"\n")
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        conn.close()
+
+
+async def _sudo_run(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+    loop = asyncio.get_running_loop()
+    path, argv = str(request["path"]), [str(a) for a in request["argv"]]
+    env = {str(k): str(v) for k, v in dict(request["env"]).items()}
+    try:
+        user = pwd.getpwnam(str(request["user"]))
+    except KeyError:
+        raise ValueError(f"unknown user {request['user']}") from None
+    gid = user.pw_gid
+    if request.get("group"):
+        try:
+            gid = grp.getgrnam(str(request["group"])).gr_gid
+        except KeyError:
+            raise ValueError(f"unknown group {request['group']}") from None
+    cwd = f"/proc/self/fd/{fds[3]}"  # the caller's working directory, whatever its path
+    if request.get("chdir"):
+        cwd = os.path.join(cwd, str(request["chdir"]))
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            executable=path,
+            stdin=fds[0],
+            stdout=fds[1],
+            stderr=fds[2],
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            user=user.pw_uid,
+            group=gid,
+            extra_groups=os.getgrouplist(user.pw_name, gid),
+        )
+    except FileNotFoundError:
+        raise ValueError(f"{argv[0]}: command not found") from None
+    except PermissionError:
+        raise ValueError(f"{argv[0]}: permission denied") from None
+    for fd in fds:  # the command holds them now; the caller must see EOF when it exits
+        os.close(fd)
+    fds.clear()
+
+    async def watch() -> None:
+        buffer = b""
+        while True:
+            chunk = await loop.sock_recv(conn, 4096)
+            if not chunk:  # the caller is gone (killed): so is its command
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                return
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    signum = int(json.loads(line)["signal"])
+                    if signum in SUDO_SIGNALS:
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(process.pid, signum)
+
+    watcher = loop.create_task(watch())
+    code = await process.wait()
+    watcher.cancel()
+    with contextlib.suppress(OSError):
+        conn.setblocking(True)
+        status = code if code >= 0 else 128 - code
+        conn.sendall(json.dumps({"exit": status}).encode() + b"\n")
 
 
 if __name__ == "__main__":
