@@ -184,6 +184,9 @@ class CapsuleManager:
         if 0 < timeout_sec < self.options.min_timeout_sec:
             timeout_sec = self.options.min_timeout_sec
         metadata = _check_metadata(body.get("metadata"))
+        network = body.get("network", True)  # an extension of wrenn_local: _network.py
+        if not isinstance(network, bool):
+            raise bad_request("network must be a boolean")
         template = self.templates.for_capsule(principal.team_id, template_name)
         if template.vcpus:
             vcpus = template.vcpus
@@ -199,6 +202,7 @@ class CapsuleManager:
         if live >= self.options.max_capsules:
             raise ApiError(503, "no_hosts_available", "no servers available — try again later")
         metadata.update(self._system_metadata())
+        metadata.update(self._network_metadata(network))
         stamp = now_utc()
         record = CapsuleRecord(
             id=new_id("cl"),
@@ -224,6 +228,7 @@ class CapsuleManager:
                 hide=[str(self.data_dir)],
                 services=template.services,
                 jupyter_site=jupyter_site,
+                network=network and self.support.network.available,
             ),
             self.support,
             self.base,
@@ -245,6 +250,14 @@ class CapsuleManager:
             f"v{self.support.cgroup_version}" if self.support.cgroup_version else "unavailable"
         )
         return meta
+
+    def _network_metadata(self, wanted: bool) -> dict[str, str]:
+        if not wanted:
+            return {"network": "off"}
+        if not self.support.network.available:
+            reasons = "; ".join(self.support.network.reasons)[:64]
+            return {"network": "off", "network_reasons": reasons}
+        return {"network": "on"}
 
     async def _boot(self, record: CapsuleRecord, principal: Principal) -> None:
         assert record.sandbox is not None

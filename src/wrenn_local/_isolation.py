@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from ._cgroups import detect_cgroups
+from ._network import NetworkTools
 
 __all__ = ["HostSupport", "Isolation"]
 
@@ -38,9 +39,15 @@ class HostSupport:
     capsule_python: str
     cgroup_version: int | None  # 1, 2 or None
     cgroup_controllers: frozenset[str]
+    # outbound network for capsules (_network.py), or why there is none
+    network: NetworkTools = attrs.field(
+        factory=lambda: NetworkTools(None, None, None, None, ("not detected",))
+    )
 
     @classmethod
-    def detect(cls, scratch: Path, *, force_reduced: bool = False) -> HostSupport:
+    def detect(
+        cls, scratch: Path, *, force_reduced: bool = False, network: bool = True
+    ) -> HostSupport:
         reasons: list[str] = []
         bwrap = shutil.which("bwrap")
         unshare = shutil.which("unshare")
@@ -71,6 +78,7 @@ class HostSupport:
             capsule_python=python if full else sys.executable,
             cgroup_version=version,
             cgroup_controllers=controllers,
+            network=NetworkTools.detect(full_isolation=full, disabled=not network),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -79,6 +87,8 @@ class HostSupport:
             "reasons": list(self.reasons),
             "cgroups": f"v{self.cgroup_version}" if self.cgroup_version else "unavailable",
             "controllers": sorted(self.cgroup_controllers),
+            "network": "on" if self.network.available else "off",
+            "network_reasons": list(self.network.reasons),
         }
 
 

@@ -23,3 +23,5 @@ class ServerOptions:
     # Sign-up and log-in attempts per client address: a burst, then one per interval.
     auth_burst: int = 10
     auth_interval: float = 1.0
+    # Outbound network for capsules (pasta + an nftables filter; _network.py). False: none.
+    network: bool = True

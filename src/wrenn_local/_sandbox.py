@@ -44,6 +44,7 @@ from ._code_runner import (
 )
 from ._inside import AGENT, BOOT
 from ._isolation import HostSupport, Isolation
+from ._network import CapsuleNetwork, write_resolv_conf
 from ._rootfs import (
     USER_HOME,
     USER_NAME,
@@ -76,6 +77,7 @@ class SandboxSpec:
     hide: list[str]  # host paths that must not show inside (the data dir)
     services: tuple[str, ...] = ()  # started at boot: "jupyter" (code-runner template)
     jupyter_site: Path | None = None  # host site-packages with jupyter, for "jupyter"
+    network: bool = False  # outbound network (_network.py), where the host has it
 
 
 class Sandbox:
@@ -101,6 +103,7 @@ class Sandbox:
         self._stop_requested = False
         self._stopped = False
         self._listener: socket.socket | None = None
+        self.network = self._network_hook()
 
     @property
     def isolation(self) -> Isolation:
@@ -145,6 +148,8 @@ class Sandbox:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(AGENT, self.run_dir / "agent.py")
         (self.run_dir / "agent.json").write_text(json.dumps(self._agent_config()))
+        if self.network is not None:
+            write_resolv_conf(self.upper_dir / "etc")
         if self.isolation is Isolation.REDUCED:
             populate_reduced_root(self.upper_dir / "root", self.spec.layers)
 
@@ -155,7 +160,7 @@ class Sandbox:
             self.support.bwrap or "bwrap",
             "--die-with-parent",
             "--unshare-pid",
-            "--unshare-net",
+            *([] if self.network else ["--unshare-net"]),  # else made by unshare -n
             "--unshare-ipc",
             "--unshare-uts",
             "--unshare-cgroup-try",
@@ -252,6 +257,7 @@ class Sandbox:
             return [
                 self.support.unshare or "unshare",
                 "-m",
+                *(["-n"] if self.network else []),  # a netns of the host's root: _network.py
                 "--propagation",
                 "private",
                 self.support.capsule_python,
@@ -303,6 +309,8 @@ class Sandbox:
                             err = await self.process.stderr.receive()
                     raise RuntimeError(f"sandbox failed to boot: {err.decode(errors='replace')}")
                 if self.socket_path.exists() and await self.agent.ping():
+                    if self.network is not None:  # before any capsule code runs
+                        await self.network.attach(self.process.pid)
                     return
                 await anyio.sleep(0.02)
 
@@ -377,9 +385,18 @@ class Sandbox:
                 await self.process.wait()
             if self.process.stderr is not None:
                 await self.process.stderr.aclose()
+            if self.network is not None:
+                await self.network.close()
             if self.cgroups is not None:
                 await anyio.to_thread.run_sync(self.cgroups.remove)
             self._stopped = True
+
+    def _network_hook(self) -> CapsuleNetwork | None:
+        """The capsule's outbound network (``_network.py``), or None: only its loopback."""
+        tools = self.support.network
+        if not self.spec.network or self.isolation is not Isolation.FULL or not tools.available:
+            return None
+        return CapsuleNetwork(tools, self.run_dir)
 
     async def remove_files(self) -> None:
         self.agent.close()
