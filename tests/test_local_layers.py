@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "wrenn_local._agent_client",
             "wrenn_local._code_runner",
             "wrenn_local._cgroups",
+            "wrenn_local._network",
             "wrenn_local._isolation",
             "wrenn_local._rootfs",
             "wrenn_local._sandbox",
