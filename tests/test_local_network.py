@@ -18,11 +18,13 @@ import subprocess
 import time
 from typing import Any
 
+import anyio
 import attrs
 import httpx
 import pytest
 
 from tests.localserver import FAST, local_http, new_capsule, server_process, sh
+from wrenn import AsyncWrennClient
 from wrenn_local import LocalServer
 from wrenn_local._network import DNS_FORWARDER, host_addresses
 
@@ -302,3 +304,19 @@ def _server_pid(env: dict[str, str]) -> int:
     match = re.search(r"pid=(\d+)", out.stdout)
     assert match, out.stdout
     return int(match.group(1))
+
+
+async def test_the_sdk_asks_for_a_capsule_without_network(client: AsyncWrennClient) -> None:
+    # sent only when given, so requests to the cloud are unchanged
+    quiet = await client.capsules.create(network=False)
+    default = await client.capsules.create()
+    try:
+        with anyio.fail_after(20):
+            while (await client.capsules.get(quiet.id)).status != "running":
+                await anyio.sleep(0.05)
+        assert (await client.capsules.get(quiet.id)).metadata["network"] == "off"
+        meta = (await client.capsules.get(default.id)).metadata
+        assert meta["network"] == ("off" if "network_reasons" in meta else "on")
+    finally:
+        await client.capsules.destroy(quiet.id)
+        await client.capsules.destroy(default.id)

@@ -55,6 +55,8 @@ RESERVED_META: Final = frozenset(
         "isolation_reasons",
         "cgroups",
         "disk_limit",
+        "network",
+        "network_reasons",
     }
 )
 LIVE: Final = frozenset(
@@ -184,7 +186,9 @@ class CapsuleManager:
         if 0 < timeout_sec < self.options.min_timeout_sec:
             timeout_sec = self.options.min_timeout_sec
         metadata = _check_metadata(body.get("metadata"))
-        network = body.get("network", True)  # an extension of wrenn_local: _network.py
+        network = body.get("network")  # an extension of wrenn_local: _network.py
+        if network is None:
+            network = True
         if not isinstance(network, bool):
             raise bad_request("network must be a boolean")
         template = self.templates.for_capsule(principal.team_id, template_name)
