@@ -197,10 +197,18 @@ class CapsuleNetwork:
     async def attach(self, pid: int, *, timeout: float = 10.0) -> None:
         """Filter, then connect, the network namespace of process ``pid``.
 
-        Refuses a namespace that is the server's own (the boot chain not yet in its
-        namespace): the filter must never land on the host.
+        ``pid`` is the capsule's boot process (``unshare -m -n``): this waits until it is
+        in a network namespace other than the server's, so the filter never lands on the
+        host, and runs while the rest of the capsule boots. Raises ``RuntimeError`` if the
+        process goes away first or a step fails. Cancellation leaves pasta running until
+        :meth:`close`.
         """
-        fd = await anyio.to_thread.run_sync(_open_netns, pid)
+        with anyio.fail_after(timeout):
+            while True:  # procfs only: cheap enough to poll from the event loop
+                fd = _open_netns(pid)
+                if fd is not None:
+                    break
+                await anyio.sleep(0.002)
         try:
             await anyio.to_thread.run_sync(self._filter, fd)
             await self._start_pasta(fd, timeout)
@@ -224,6 +232,7 @@ class CapsuleNetwork:
     async def _start_pasta(self, fd: int, timeout: float) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()
+        log = self.pid_file.with_name("pasta.log")
         pasta = [
             self.tools.pasta or "pasta",
             "--foreground",
@@ -247,22 +256,20 @@ class CapsuleNetwork:
             "--netns",
             f"/proc/self/fd/{fd}",
         ]
-        self.holder = await anyio.open_process(
-            [sys.executable, "-I", "-c", _HOLDER, str(os.getpid()), *pasta],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            pass_fds=(fd,),
-            start_new_session=True,
-        )
+        with log.open("wb") as err:  # a file: a pipe nobody reads could stall pasta
+            self.holder = await anyio.open_process(
+                [sys.executable, "-I", "-c", _HOLDER, str(os.getpid()), *pasta],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                pass_fds=(fd,),
+                start_new_session=True,
+            )
         with anyio.fail_after(timeout):
             while not (self.pid_file.exists() and self.pid_file.read_text().strip()):
                 if self.holder.returncode is not None:
-                    err = b""
-                    if self.holder.stderr is not None:
-                        with anyio.move_on_after(1):
-                            err = await self.holder.stderr.receive()
-                    raise RuntimeError(f"pasta failed: {err.decode(errors='replace').strip()}")
+                    why = log.read_text(errors="replace").strip()[-300:]
+                    raise RuntimeError(f"pasta failed (exit {self.holder.returncode}): {why}")
                 await anyio.sleep(0.005)
 
     async def close(self) -> None:
@@ -275,13 +282,15 @@ class CapsuleNetwork:
                 with contextlib.suppress(ProcessLookupError):
                     holder.send_signal(signal.SIGKILL)
             await holder.wait()
-            if holder.stderr is not None:
-                await holder.stderr.aclose()
 
 
-def _open_netns(pid: int) -> int:
-    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+def _open_netns(pid: int) -> int | None:
+    """A descriptor of ``pid``'s network namespace; None while it is still the server's."""
+    try:
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        raise RuntimeError("the capsule stopped before its network was attached") from exc
     if os.fstat(fd).st_ino == os.stat("/proc/self/ns/net").st_ino:
         os.close(fd)
-        raise RuntimeError("the capsule has no network namespace of its own")
+        return None
     return fd

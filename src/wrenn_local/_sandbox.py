@@ -300,6 +300,8 @@ class Sandbox:
         if self.stop_requested():  # a stop raced the spawn (another task): honour it
             await self.stop()
             raise RuntimeError("sandbox was stopped while starting")
+        if self.network is not None:  # while the capsule boots, before any capsule code
+            await self.network.attach(self.process.pid)
         with anyio.fail_after(timeout):
             while True:
                 if self.process.returncode is not None:
@@ -309,8 +311,6 @@ class Sandbox:
                             err = await self.process.stderr.receive()
                     raise RuntimeError(f"sandbox failed to boot: {err.decode(errors='replace')}")
                 if self.socket_path.exists() and await self.agent.ping():
-                    if self.network is not None:  # before any capsule code runs
-                        await self.network.attach(self.process.pid)
                     return
                 await anyio.sleep(0.02)
 
