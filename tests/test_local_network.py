@@ -10,12 +10,16 @@ the server gives.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -320,3 +324,48 @@ async def test_the_sdk_asks_for_a_capsule_without_network(client: AsyncWrennClie
     finally:
         await client.capsules.destroy(quiet.id)
         await client.capsules.destroy(default.id)
+
+
+OFFLINE = """
+import json, anyio, httpx, wrenn_local
+from tests.localserver import FAST, new_capsule, sh
+async def main():
+    async with wrenn_local.serve(options=FAST) as server, httpx.AsyncClient(
+        base_url=server.base_url, headers={"X-API-Key": server.api_key}, timeout=30
+    ) as http:
+        health = (await http.get("/health")).json()
+        cid = await new_capsule(http)
+        meta = (await http.get(f"/v1/capsules/{cid}")).json()["metadata"]
+        out = await sh(http, cid, "echo offline-ok; ip -br link")
+        print(json.dumps({"health": health, "meta": meta, "out": out["stdout"]}))
+anyio.run(main)
+"""
+
+
+def test_an_offline_host_still_runs_capsules_and_says_why_there_is_no_network() -> None:
+    # a host with no interface but loopback: the server and the test client run together
+    # in a fresh network namespace (nothing is sent anywhere)
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for an offline network namespace")
+    result = subprocess.run(
+        [
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            'ip link set lo up && exec "$0" -c "$1"',
+            sys.executable,
+            OFFLINE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert result.returncode == 0, result.stderr[-1500:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    if report["health"]["isolation"] != "full" or report["health"]["network"] != "on":
+        pytest.skip(f"no capsule network here: {report['health']['network_reasons']}")
+    assert report["meta"]["network"] == "off"
+    assert "interface" in report["meta"]["network_reasons"], report["meta"]
+    assert report["out"].split()[:2] == ["offline-ok", "lo"], report

@@ -263,6 +263,12 @@ class CapsuleManager:
             return {"network": "off", "network_reasons": reasons}
         return {"network": "on"}
 
+    def _network_failed(self, record: CapsuleRecord) -> None:
+        network = record.sandbox.network if record.sandbox is not None else None
+        if network is not None and network.problem is not None:
+            log.warning("capsule %s has no network: %s", record.id, network.problem)
+            record.metadata.update({"network": "off", "network_reasons": network.problem[:64]})
+
     async def _boot(self, record: CapsuleRecord, principal: Principal) -> None:
         assert record.sandbox is not None
         try:
@@ -270,6 +276,7 @@ class CapsuleManager:
                 with anyio.CancelScope() as record.boot_scope:
                     await self._hold()
                     await record.sandbox.start()
+                    self._network_failed(record)
                     await record.sandbox.start_services()
                 record.boot_scope = None
                 if record.status != "starting":  # destroyed while booting: do not leak it

@@ -193,6 +193,8 @@ class CapsuleNetwork:
         self.tools = tools
         self.pid_file = run_dir / "pasta.pid"
         self.holder: anyio.abc.Process | None = None
+        # why the capsule ended up without network (no usable host interface: offline)
+        self.problem: str | None = None
 
     async def attach(self, pid: int, *, timeout: float = 10.0) -> None:
         """Filter, then connect, the network namespace of process ``pid``.
@@ -200,8 +202,9 @@ class CapsuleNetwork:
         ``pid`` is the capsule's boot process (``unshare -m -n``): this waits until it is
         in a network namespace other than the server's, so the filter never lands on the
         host, and runs while the rest of the capsule boots. Raises ``RuntimeError`` if the
-        process goes away first or a step fails. Cancellation leaves pasta running until
-        :meth:`close`.
+        process goes away first. If the filter or pasta fails (a host with no usable
+        interface, say: offline), the capsule keeps only its loopback and ``problem`` says
+        why. Cancellation leaves pasta running until :meth:`close`.
         """
         with anyio.fail_after(timeout):
             while True:  # procfs only: cheap enough to poll from the event loop
@@ -212,6 +215,9 @@ class CapsuleNetwork:
         try:
             await anyio.to_thread.run_sync(self._filter, fd)
             await self._start_pasta(fd, timeout)
+        except (RuntimeError, OSError, subprocess.SubprocessError, TimeoutError) as exc:
+            self.problem = str(exc) or type(exc).__name__
+            await self.close()
         finally:
             os.close(fd)
 
@@ -268,7 +274,8 @@ class CapsuleNetwork:
         with anyio.fail_after(timeout):
             while not (self.pid_file.exists() and self.pid_file.read_text().strip()):
                 if self.holder.returncode is not None:
-                    why = log.read_text(errors="replace").strip()[-300:]
+                    lines = log.read_text(errors="replace").splitlines()
+                    why = "; ".join(x.strip() for x in lines if x.strip() and "syslog" not in x)
                     raise RuntimeError(f"pasta failed (exit {self.holder.returncode}): {why}")
                 await anyio.sleep(0.005)
 
