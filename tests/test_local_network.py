@@ -9,6 +9,7 @@ the server gives.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -70,6 +71,19 @@ def in_netns(pid: int, *argv: str) -> str:
         timeout=10,
         check=True,
     ).stdout
+
+
+def owner_userns(pid: int) -> int:
+    """The inode of the user namespace owning ``pid``'s network namespace."""
+    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+    try:
+        owner = fcntl.ioctl(fd, 0xB701)  # NS_GET_USERNS: a descriptor of the owner
+    finally:
+        os.close(fd)
+    try:
+        return os.fstat(owner).st_ino
+    finally:
+        os.close(owner)
 
 
 def pasta_pids() -> dict[int, list[str]]:
@@ -209,12 +223,16 @@ async def test_the_filter_cannot_be_changed_from_inside() -> None:
         cid = await new_capsule(http)
         pid = boot_pid(server, cid)
         before = in_netns(pid, "nft", "list", "ruleset")
+        # the namespace belongs to the server's (the host's) user namespace: no root of a
+        # capsule user namespace (sudo inside, or `unshare -r`) holds CAP_NET_ADMIN over it
+        assert owner_userns(pid) == os.stat("/proc/self/ns/user").st_ino
         # as root of the capsule where sudo works (a capsule user namespace), else as its user
         attack = (
             "if sudo -n true 2>/dev/null; then S='sudo -n'; else S=; fi; "
             "$S nft flush ruleset; $S nft delete table inet wrenn_capsule; "
             "$S ip route del default; $S ip link set eth0 down; "
-            "$S ip route add 10.0.0.0/8 dev lo; true"
+            "$S ip route add 10.0.0.0/8 dev lo; "
+            "unshare -r nft flush ruleset; unshare -r ip route del default; true"
         )
         await sh(http, cid, attack, timeout=20)
         assert in_netns(pid, "nft", "list", "ruleset") == before
