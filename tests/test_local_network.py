@@ -28,7 +28,7 @@ import attrs
 import httpx
 import pytest
 
-from tests.localserver import FAST, local_http, new_capsule, server_process, sh
+from tests.localserver import FAST, local_http, new_capsule, server_process, sh, wait_status
 from wrenn import AsyncWrennClient
 from wrenn_local import LocalServer
 from wrenn_local._network import DNS_FORWARDER, host_addresses
@@ -387,3 +387,18 @@ def test_an_offline_host_still_runs_capsules_and_says_why_there_is_no_network() 
     assert report["meta"]["network"] == "off"
     assert "interface" in report["meta"]["network_reasons"], report["meta"]
     assert report["out"].split()[:2] == ["offline-ok", "lo"], report
+
+
+async def test_pause_keeps_the_network_and_resume_uses_it() -> None:
+    async with local_http() as (server, http):
+        await networked(server, http)
+        cid = await new_capsule(http)
+        before = set(pasta_pids()) & _children(os.getpid())
+        assert before, "the capsule's pasta was not found"
+        assert (await http.post(f"/v1/capsules/{cid}/pause")).status_code in (200, 202)
+        await wait_status(http, cid, "paused")
+        assert before <= set(pasta_pids())  # pasta is outside the capsule's cgroup
+        assert (await http.post(f"/v1/capsules/{cid}/resume")).status_code in (200, 202)
+        await wait_status(http, cid, "running")
+        out = await sh(http, cid, f'python3 -c "{RESOLVE}"', timeout=20)
+        assert out["exit_code"] == 0, out
