@@ -402,3 +402,19 @@ async def test_pause_keeps_the_network_and_resume_uses_it() -> None:
         await wait_status(http, cid, "running")
         out = await sh(http, cid, f'python3 -c "{RESOLVE}"', timeout=20)
         assert out["exit_code"] == 0, out
+
+
+async def test_pasta_outlives_the_thread_that_spawned_it(anyio_backend_name: str) -> None:
+    # trio spawns processes from worker threads, which exit after 10 s idle: a lifetime
+    # tied to the spawning thread (a parent-death signal) would cut the network then
+    if anyio_backend_name != "trio":
+        pytest.skip("asyncio spawns from the event loop's own thread")
+    async with local_http() as (server, http):
+        await networked(server, http)
+        cid = await new_capsule(http)
+        ours = set(pasta_pids()) & _children(os.getpid())
+        assert ours, "the capsule's pasta was not found"
+        await anyio.sleep(12)  # past trio's idle-thread timeout (10 s)
+        assert ours <= set(pasta_pids())
+        out = await sh(http, cid, f'python3 -c "{RESOLVE}"', timeout=20)
+        assert out["exit_code"] == 0, out

@@ -16,10 +16,10 @@ code), the server, from the host side:
    direction) and ``--dns-forward`` (the capsule's ``/etc/resolv.conf`` names that
    address; pasta sends those queries to the host's resolver).
 
-pasta runs as the child of a small holder, pid 1 of a PID namespace of its own, which
-dies with the server (parent-death signal): killing the holder, or the server dying,
-kills pasta. pasta is not in the capsule's cgroup, so pause leaves it running and the
-capsule's open connections resume with it.
+pasta runs under a small holder, in a PID namespace of its own, which ends it when the
+server closes its end of a pipe or dies (the pipe's end of file): destroy, stop and a
+killed server all end pasta. pasta is not in the capsule's cgroup, so pause leaves it
+running and the capsule's open connections resume with it.
 
 slirp4netns would do too; pasta was chosen because it configures the namespace itself
 (no tap set-up inside), forwards DNS to the host's resolver by address mapping, has every
@@ -74,27 +74,35 @@ BLOCKED: Final = (
     "ff00::/8",  # multicast
 )
 TABLE: Final = "wrenn_capsule"
-# The holder: pasta's parent, pid 1 of a new PID namespace, killed with the server.
+# The holder: pasta's grandparent. It makes a PID namespace whose init is pasta's parent
+# (init dies with the holder: parent-death signal; the kernel then kills pasta) and
+# watches its stdin, a pipe whose other end only the server holds: end of file means the
+# server is gone, however it ended. (A parent-death signal on the holder itself would
+# follow the *thread* that spawned it, and trio spawns from worker threads.)
 _HOLDER: Final = """
-import ctypes, os, signal, sys
+import ctypes, os, select, signal, sys
 libc = ctypes.CDLL(None, use_errno=True)
-parent = int(sys.argv[1])
-libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the server
-if os.getppid() != parent:
-    os._exit(3)
 if libc.unshare(0x20000000) != 0:  # CLONE_NEWPID
     os._exit(4)
 init = os.fork()
-if init == 0:  # pid 1 of the new namespace: when it dies, the kernel kills pasta
-    libc.prctl(1, signal.SIGKILL)
+if init == 0:  # pid 1 of the new namespace
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the holder is single-threaded
     child = os.fork()
     if child == 0:
+        os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # pasta refuses an ignored SIGPIPE
-        os.execv(sys.argv[2], sys.argv[2:])
+        os.execv(sys.argv[1], sys.argv[1:])
     _, status = os.waitpid(child, 0)
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
-_, status = os.waitpid(init, 0)
-os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+while True:
+    ready, _, _ = select.select([0], [], [], 0.5)
+    if ready and not os.read(0, 64):  # the server is gone
+        os.kill(init, signal.SIGKILL)
+        os.waitpid(init, 0)
+        os._exit(0)
+    pid, status = os.waitpid(init, os.WNOHANG)
+    if pid:
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 """
 
 
@@ -193,6 +201,7 @@ class CapsuleNetwork:
         self.tools = tools
         self.pid_file = run_dir / "pasta.pid"
         self.holder: anyio.abc.Process | None = None
+        self._lifeline: int | None = None  # closing it (or the server dying) ends pasta
         # why the capsule ended up without network (no usable host interface: offline)
         self.problem: str | None = None
 
@@ -262,15 +271,19 @@ class CapsuleNetwork:
             "--netns",
             f"/proc/self/fd/{fd}",
         ]
-        with log.open("wb") as err:  # a file: a pipe nobody reads could stall pasta
-            self.holder = await anyio.open_process(
-                [sys.executable, "-I", "-c", _HOLDER, str(os.getpid()), *pasta],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                pass_fds=(fd,),
-                start_new_session=True,
-            )
+        lifeline, self._lifeline = os.pipe()  # the holder's stdin; ours is not inherited
+        try:
+            with log.open("wb") as err:  # a file: a pipe nobody reads could stall pasta
+                self.holder = await anyio.open_process(
+                    [sys.executable, "-I", "-c", _HOLDER, *pasta],
+                    stdin=lifeline,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    pass_fds=(fd,),
+                    start_new_session=True,
+                )
+        finally:
+            os.close(lifeline)
         with anyio.fail_after(timeout):
             while not (self.pid_file.exists() and self.pid_file.read_text().strip()):
                 if self.holder.returncode is not None:
@@ -282,6 +295,9 @@ class CapsuleNetwork:
     async def close(self) -> None:
         """Kill pasta (through its holder) and wait for it; bounded and shielded."""
         holder, self.holder = self.holder, None
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
         if holder is None:
             return
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
