@@ -418,3 +418,10 @@ async def test_pasta_outlives_the_thread_that_spawned_it(anyio_backend_name: str
         assert ours <= set(pasta_pids())
         out = await sh(http, cid, f'python3 -c "{RESOLVE}"', timeout=20)
         assert out["exit_code"] == 0, out
+
+
+def test_the_no_network_flag_of_serve() -> None:
+    with server_process("--no-network") as env:
+        health = httpx.get(env["WRENN_BASE_URL"] + "/health", timeout=10).json()
+    assert health["network"] == "off"
+    assert any("turned off" in reason for reason in health["network_reasons"]), health
