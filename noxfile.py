@@ -35,13 +35,18 @@ def group(name: str) -> list[str]:
     return list(nox.project.dependency_groups(PYPROJECT, name))
 
 
+# capsule networking (wrenn_local/_network.py): pasta and nft; without them, no network
+NETWORK_PACKAGES = ("passt", "nftables")
+SANDBOX_INSTALL = ["apt-get", "install", "-y", "-qq", "bubblewrap", *NETWORK_PACKAGES]
+
+
 def ensure_sandbox_tools(session: nox.Session) -> None:
     """Install bubblewrap for the local server's capsule sandboxes where apt is available.
 
     Guarded: without apt, or without root, the local server runs in its reduced-isolation
     mode and says so.
     """
-    if shutil.which("bwrap"):
+    if shutil.which("bwrap") and all(shutil.which(tool) for tool in ("pasta", "nft")):
         return
     if not shutil.which("apt-get") or os.geteuid() != 0:
         session.log("bubblewrap not installed and apt-get unavailable: reduced isolation")
@@ -50,7 +55,7 @@ def ensure_sandbox_tools(session: nox.Session) -> None:
         "installing bubblewrap with apt-get (once): the local server isolates capsules with it"
     )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "bubblewrap"]):
+    for cmd in (["apt-get", "update", "-qq"], SANDBOX_INSTALL):
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             session.log(f"{' '.join(cmd)} failed; continuing with reduced isolation")

@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "wrenn_local._cgroups",
             "wrenn_local._seccomp",
             "wrenn_local._userns",
+            "wrenn_local._network",
             "wrenn_local._isolation",
             "wrenn_local._rootfs",
             "wrenn_local._sandbox",

@@ -55,6 +55,8 @@ RESERVED_META: Final = frozenset(
         "isolation_reasons",
         "cgroups",
         "disk_limit",
+        "network",
+        "network_reasons",
     }
 )
 LIVE: Final = frozenset(
@@ -184,6 +186,11 @@ class CapsuleManager:
         if 0 < timeout_sec < self.options.min_timeout_sec:
             timeout_sec = self.options.min_timeout_sec
         metadata = _check_metadata(body.get("metadata"))
+        network = body.get("network")  # an extension of wrenn_local: _network.py
+        if network is None:
+            network = True
+        if not isinstance(network, bool):
+            raise bad_request("network must be a boolean")
         template = self.templates.for_capsule(principal.team_id, template_name)
         if template.vcpus:
             vcpus = template.vcpus
@@ -199,6 +206,7 @@ class CapsuleManager:
         if live >= self.options.max_capsules:
             raise ApiError(503, "no_hosts_available", "no servers available — try again later")
         metadata.update(self._system_metadata())
+        metadata.update(self._network_metadata(network))
         stamp = now_utc()
         record = CapsuleRecord(
             id=new_id("cl"),
@@ -224,6 +232,7 @@ class CapsuleManager:
                 hide=[str(self.data_dir)],
                 services=template.services,
                 jupyter_site=jupyter_site,
+                network=network and self.support.network.available,
             ),
             self.support,
             self.base,
@@ -246,6 +255,20 @@ class CapsuleManager:
         )
         return meta
 
+    def _network_metadata(self, wanted: bool) -> dict[str, str]:
+        if not wanted:
+            return {"network": "off"}
+        if not self.support.network.available:
+            reasons = "; ".join(self.support.network.reasons)[:64]
+            return {"network": "off", "network_reasons": reasons}
+        return {"network": "on"}
+
+    def _network_failed(self, record: CapsuleRecord) -> None:
+        network = record.sandbox.network if record.sandbox is not None else None
+        if network is not None and network.problem is not None:
+            log.warning("capsule %s has no network: %s", record.id, network.problem)
+            record.metadata.update({"network": "off", "network_reasons": network.problem[:64]})
+
     async def _boot(self, record: CapsuleRecord, principal: Principal) -> None:
         assert record.sandbox is not None
         try:
@@ -253,6 +276,7 @@ class CapsuleManager:
                 with anyio.CancelScope() as record.boot_scope:
                     await self._hold()
                     await record.sandbox.start()
+                    self._network_failed(record)
                     await record.sandbox.start_services()
                 record.boot_scope = None
                 if record.status != "starting":  # destroyed while booting: do not leak it

@@ -75,6 +75,11 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
         help="do not use namespaces even where available",
     )
     s.add_argument(
+        "--no-network",
+        action="store_true",
+        help="capsules get no outbound network (only their own loopback)",
+    )
+    s.add_argument(
         "--env",
         action="store_true",
         help="print the variables as `export` lines for a POSIX shell",
@@ -138,6 +143,7 @@ def api_key_of(args: argparse.Namespace) -> str | None:
 
 async def run_server(args: argparse.Namespace) -> None:
     options = ServerOptions(allow_signup=args.allow_signup, allowed_hosts=tuple(args.allowed_host))
+    options.network = not getattr(args, "no_network", False)
     state = Path(args.state_file) if args.state_file else None
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with serve(

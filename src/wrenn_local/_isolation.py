@@ -20,6 +20,7 @@ import attrs
 
 from ._cgroups import detect_cgroups
 from ._inside import BOOT
+from ._network import NetworkTools
 from ._seccomp import program as seccomp_program
 
 __all__ = ["HostSupport", "Isolation"]
@@ -43,9 +44,15 @@ class HostSupport:
     cgroup_controllers: frozenset[str]
     # the capsule's syscall filter (full isolation), None where this arch has no table
     seccomp: bytes | None = None
+    # outbound network for capsules (_network.py), or why there is none
+    network: NetworkTools = attrs.field(
+        factory=lambda: NetworkTools(None, None, None, None, ("not detected",))
+    )
 
     @classmethod
-    def detect(cls, scratch: Path, *, force_reduced: bool = False) -> HostSupport:
+    def detect(
+        cls, scratch: Path, *, force_reduced: bool = False, network: bool = True
+    ) -> HostSupport:
         reasons: list[str] = []
         bwrap = shutil.which("bwrap")
         unshare = shutil.which("unshare")
@@ -84,6 +91,7 @@ class HostSupport:
             cgroup_version=version,
             cgroup_controllers=controllers,
             seccomp=seccomp,
+            network=NetworkTools.detect(full_isolation=full, disabled=not network),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -94,6 +102,8 @@ class HostSupport:
             "controllers": sorted(self.cgroup_controllers),
             "user_namespaces": self.isolation is Isolation.FULL,
             "syscall_filter": self.isolation is Isolation.FULL and self.seccomp is not None,
+            "network": "on" if self.network.available else "off",
+            "network_reasons": list(self.network.reasons),
         }
 
 

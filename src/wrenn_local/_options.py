@@ -25,3 +25,5 @@ class ServerOptions:
     auth_interval: float = 1.0
     # How long a browser link to a capsule port stays valid (_port_links.py).
     browser_link_seconds: float = 600.0
+    # Outbound network for capsules (pasta + an nftables filter; _network.py). False: none.
+    network: bool = True

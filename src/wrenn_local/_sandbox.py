@@ -44,6 +44,7 @@ from ._code_runner import (
 )
 from ._inside import AGENT, BOOT
 from ._isolation import HostSupport, Isolation
+from ._network import CapsuleNetwork, write_resolv_conf
 from ._rootfs import (
     USER_HOME,
     USER_NAME,
@@ -81,6 +82,7 @@ class SandboxSpec:
     hide: list[str]  # host paths that must not show inside (the data dir)
     services: tuple[str, ...] = ()  # started at boot: "jupyter" (code-runner template)
     jupyter_site: Path | None = None  # host site-packages with jupyter, for "jupyter"
+    network: bool = False  # outbound network (_network.py), where the host has it
 
 
 class Sandbox:
@@ -107,6 +109,7 @@ class Sandbox:
         self._stopped = False
         self._listener: socket.socket | None = None
         self.ids: IdRange | None = None  # the capsule's host id range (full isolation)
+        self.network = self._network_hook()
 
     @property
     def isolation(self) -> Isolation:
@@ -154,6 +157,8 @@ class Sandbox:
             self.ids = IdRange.acquire()
         shutil.copyfile(AGENT, self.run_dir / "agent.py")
         (self.run_dir / "agent.json").write_text(json.dumps(self._agent_config()))
+        if self.network is not None:
+            write_resolv_conf(self.upper_dir / "etc")
         if self.isolation is Isolation.REDUCED:
             populate_reduced_root(self.upper_dir / "root", self.spec.layers)
 
@@ -285,6 +290,7 @@ class Sandbox:
             return [
                 self.support.unshare or "unshare",
                 "-m",
+                *(["-n"] if self.network else []),  # a netns of the host's root: _network.py
                 "--propagation",
                 "private",
                 self.support.capsule_python,
@@ -327,6 +333,8 @@ class Sandbox:
         if self.stop_requested():  # a stop raced the spawn (another task): honour it
             await self.stop()
             raise RuntimeError("capsule was stopped while starting")
+        if self.network is not None:  # while the capsule boots, before any capsule code
+            await self.network.attach(self.process.pid)
         with anyio.fail_after(timeout):
             while True:
                 if self.process.returncode is not None:
@@ -409,9 +417,18 @@ class Sandbox:
                 await self.process.wait()
             if self.process.stderr is not None:
                 await self.process.stderr.aclose()
+            if self.network is not None:
+                await self.network.close()
             if self.cgroups is not None:
                 await anyio.to_thread.run_sync(self.cgroups.remove)
             self._stopped = True
+
+    def _network_hook(self) -> CapsuleNetwork | None:
+        """The capsule's outbound network (``_network.py``), or None: only its loopback."""
+        tools = self.support.network
+        if not self.spec.network or self.isolation is not Isolation.FULL or not tools.available:
+            return None
+        return CapsuleNetwork(tools, self.run_dir)
 
     async def remove_files(self) -> None:
         self.agent.close()

@@ -89,7 +89,11 @@ async def serve(
     root = await anyio.to_thread.run_sync(_make_root, data_dir)
     try:
         support = await anyio.to_thread.run_sync(
-            lambda: HostSupport.detect(root, force_reduced=force_reduced_isolation)
+            lambda: HostSupport.detect(
+                root,
+                force_reduced=force_reduced_isolation,
+                network=options is None or options.network,
+            )
         )
         if support.isolation is Isolation.REDUCED:
             log.warning("capsules run with reduced isolation: %s", "; ".join(support.reasons))

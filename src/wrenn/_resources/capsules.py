@@ -91,12 +91,15 @@ class AsyncCapsules:
         *,
         disk_size_mb: int | None = None,
         metadata: Mapping[str, str] | None = None,
+        network: bool | None = None,
         timeout: Timeout = CLIENT_DEFAULT,
     ) -> Capsule:
         """``POST /v1/capsules``. Returns at once with status ``starting`` (or ``running``).
 
         Only the arguments that are not ``None`` are sent. ``timeout_sec`` is the
         inactivity auto-pause TTL (0 = never; the cloud raises 1-59 to 60).
+        ``network=False`` asks for a capsule without outbound network: an extension that
+        ``wrenn_local`` honours; the cloud's create body has no such field.
         Never retried once the request may have reached the server.
         """
         body: dict[str, Any] = {}
@@ -115,6 +118,8 @@ class AsyncCapsules:
         body.update({key: value for key, value in sizes.items() if value is not None})
         if metadata:
             body["metadata"] = _check_metadata(metadata)
+        if network is not None:
+            body["network"] = bool(network)
         resp = await self._http.request(
             "POST", api_path("capsules"), json_body=body, timeout=timeout
         )

@@ -1,0 +1,319 @@
+"""Outbound network for one capsule: pasta in a network namespace the server owns.
+
+The capsule's network namespace is made by ``unshare -n`` (run by the server as host
+root, before bubblewrap), so it belongs to the host's initial user namespace: nothing in
+the capsule — not even root of a capsule user namespace — holds ``CAP_NET_ADMIN`` over it.
+Once the agent answers and before the capsule turns ``running`` (so before any capsule
+code), the server, from the host side:
+
+1. brings the capsule's loopback up and loads an nftables filter into that namespace
+   (``nsenter --net=… nft -f -``): output to the host's loopback, link-local, private,
+   shared-address, multicast and reserved ranges, and to every address of the host, is
+   rejected; only the DNS forwarder's address is allowed, on UDP port 53;
+2. starts ``pasta`` (Debian ``passt``) attached to it with ``--config-net`` (address and
+   routes copied from the host), ``--no-map-gw`` (the gateway address does not lead to
+   the host's loopback), ``-t none -u none -T none -U none`` (no port forwarded in either
+   direction) and ``--dns-forward`` (the capsule's ``/etc/resolv.conf`` names that
+   address; pasta sends those queries to the host's resolver).
+
+pasta runs under a small holder, in a PID namespace of its own, which ends it when the
+server closes its end of a pipe or dies (the pipe's end of file): destroy, stop and a
+killed server all end pasta. pasta is not in the capsule's cgroup, so pause leaves it
+running and the capsule's open connections resume with it.
+
+slirp4netns would do too; pasta was chosen because it configures the namespace itself
+(no tap set-up inside), forwards DNS to the host's resolver by address mapping, has every
+port forwarding off by switch, and splices TCP instead of running a guest TCP stack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Final
+
+import anyio
+import anyio.abc
+import attrs
+
+__all__ = [
+    "BLOCKED",
+    "DNS_FORWARDER",
+    "CapsuleNetwork",
+    "NetworkTools",
+    "host_addresses",
+    "ruleset",
+]
+
+# The address the capsule's resolv.conf names; pasta maps it to the host's resolver.
+DNS_FORWARDER: Final = "169.254.1.53"
+# Destinations no capsule may send to, beside every address of the host itself.
+BLOCKED: Final = (
+    "0.0.0.0/8",  # "this network"
+    "10.0.0.0/8",  # private
+    "100.64.0.0/10",  # shared address space (carrier-grade NAT)
+    "127.0.0.0/8",  # loopback
+    "169.254.0.0/16",  # link-local, the cloud metadata address
+    "172.16.0.0/12",  # private
+    "192.0.0.0/24",  # IETF protocol assignments
+    "192.168.0.0/16",  # private
+    "198.18.0.0/15",  # benchmarking
+    "224.0.0.0/3",  # multicast, reserved, broadcast
+    "::/127",  # unspecified and loopback
+    "::ffff:0:0/96",  # IPv4-mapped
+    "64:ff9b::/96",  # NAT64: would lead to the IPv4 ranges above
+    "fc00::/7",  # unique local
+    "fe80::/10",  # link-local
+    "ff00::/8",  # multicast
+)
+TABLE: Final = "wrenn_capsule"
+# The holder: pasta's grandparent. It makes a PID namespace whose init is pasta's parent
+# (init dies with the holder: parent-death signal; the kernel then kills pasta) and
+# watches its stdin, a pipe whose other end only the server holds: end of file means the
+# server is gone, however it ended. (A parent-death signal on the holder itself would
+# follow the *thread* that spawned it, and trio spawns from worker threads.)
+_HOLDER: Final = """
+import ctypes, os, select, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x20000000) != 0:  # CLONE_NEWPID
+    os._exit(4)
+init = os.fork()
+if init == 0:  # pid 1 of the new namespace
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the holder is single-threaded
+    child = os.fork()
+    if child == 0:
+        os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # pasta refuses an ignored SIGPIPE
+        os.execv(sys.argv[1], sys.argv[1:])
+    _, status = os.waitpid(child, 0)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+while True:
+    ready, _, _ = select.select([0], [], [], 0.5)
+    if ready and not os.read(0, 64):  # the server is gone
+        os.kill(init, signal.SIGKILL)
+        os.waitpid(init, 0)
+        os._exit(0)
+    pid, status = os.waitpid(init, os.WNOHANG)
+    if pid:
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+"""
+
+
+@attrs.frozen
+class NetworkTools:
+    """The host programs capsule networking needs, or why it is off."""
+
+    pasta: str | None
+    nft: str | None
+    nsenter: str | None
+    ip: str | None
+    reasons: tuple[str, ...]
+
+    @classmethod
+    def detect(cls, *, full_isolation: bool, disabled: bool = False) -> NetworkTools:
+        tools = {name: shutil.which(name) for name in ("pasta", "nft", "nsenter", "ip")}
+        reasons = []
+        if disabled:
+            reasons.append("network turned off for this server")
+        if not full_isolation:
+            reasons.append("needs full isolation (reduced: capsules share the host's network)")
+        if tools["pasta"] is None:
+            reasons.append("pasta is not installed (Debian package passt)")
+        if tools["nft"] is None:
+            reasons.append("nft is not installed (Debian package nftables)")
+        if tools["nsenter"] is None or tools["ip"] is None:
+            reasons.append("util-linux nsenter or iproute2 ip is not installed")
+        return cls(reasons=tuple(reasons), **tools)
+
+    @property
+    def available(self) -> bool:
+        return not self.reasons
+
+
+def host_addresses() -> list[str]:
+    """Every address of the host's interfaces (``ip -j addr``); empty if unreadable."""
+    try:
+        out = subprocess.run(
+            ["ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout
+        links = json.loads(out)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    found = []
+    for link in links:
+        for info in link.get("addr_info", []):
+            local = info.get("local")
+            if isinstance(local, str):
+                found.append(local.split("%")[0])
+    return found
+
+
+def ruleset(extra: list[str]) -> str:
+    """The capsule namespace's nftables filter; ``extra`` are the host's own addresses."""
+    nets4: list[ipaddress.IPv4Network] = []
+    nets6: list[ipaddress.IPv6Network] = []
+    for text in (*BLOCKED, *extra):
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            continue
+        if isinstance(net, ipaddress.IPv4Network):
+            nets4.append(net)
+        else:
+            nets6.append(net)
+    v4 = ", ".join(str(n) for n in ipaddress.collapse_addresses(nets4))
+    v6 = ", ".join(str(n) for n in ipaddress.collapse_addresses(nets6))
+    return f"""table inet {TABLE} {{
+  set blocked4 {{ type ipv4_addr; flags interval; elements = {{ {v4} }}; }}
+  set blocked6 {{ type ipv6_addr; flags interval; elements = {{ {v6} }}; }}
+  chain output {{
+    type filter hook output priority filter; policy accept;
+    oifname "lo" accept
+    ip daddr {DNS_FORWARDER} udp dport 53 accept
+    ip daddr @blocked4 reject with icmpx type admin-prohibited
+    ip6 daddr @blocked6 reject with icmpx type admin-prohibited
+  }}
+}}
+"""
+
+
+def write_resolv_conf(etc_upper: Path) -> None:
+    """Point the capsule's resolver at the DNS forwarder (in its own ``/etc`` layer)."""
+    etc_upper.mkdir(parents=True, exist_ok=True)
+    target = etc_upper / "resolv.conf"
+    with contextlib.suppress(FileNotFoundError):
+        target.unlink()  # a symlink copied from the host would lead elsewhere
+    target.write_text(f"nameserver {DNS_FORWARDER}\noptions timeout:2 attempts:2\n")
+    target.chmod(0o644)
+
+
+class CapsuleNetwork:
+    """One capsule's network: its filter and its pasta, from attach to close."""
+
+    def __init__(self, tools: NetworkTools, run_dir: Path) -> None:
+        self.tools = tools
+        self.pid_file = run_dir / "pasta.pid"
+        self.holder: anyio.abc.Process | None = None
+        self._lifeline: int | None = None  # closing it (or the server dying) ends pasta
+        # why the capsule ended up without network (no usable host interface: offline)
+        self.problem: str | None = None
+
+    async def attach(self, pid: int, *, timeout: float = 10.0) -> None:
+        """Filter, then connect, the network namespace of process ``pid``.
+
+        ``pid`` is the capsule's boot process (``unshare -m -n``): this waits until it is
+        in a network namespace other than the server's, so the filter never lands on the
+        host, and runs while the rest of the capsule boots. Raises ``RuntimeError`` if the
+        process goes away first. If the filter or pasta fails (a host with no usable
+        interface, say: offline), the capsule keeps only its loopback and ``problem`` says
+        why. Cancellation leaves pasta running until :meth:`close`.
+        """
+        with anyio.fail_after(timeout):
+            while True:  # procfs only: cheap enough to poll from the event loop
+                fd = _open_netns(pid)
+                if fd is not None:
+                    break
+                await anyio.sleep(0.002)
+        try:
+            await anyio.to_thread.run_sync(self._filter, fd)
+            await self._start_pasta(fd, timeout)
+        except (RuntimeError, OSError, subprocess.SubprocessError, TimeoutError) as exc:
+            self.problem = str(exc) or type(exc).__name__
+            await self.close()
+        finally:
+            os.close(fd)
+
+    def _filter(self, fd: int) -> None:
+        ns = f"--net=/proc/self/fd/{fd}"
+        nsenter = self.tools.nsenter or "nsenter"
+        rules = ruleset(host_addresses())
+        for argv, data in (
+            ([nsenter, ns, self.tools.ip or "ip", "link", "set", "lo", "up"], None),
+            ([nsenter, ns, self.tools.nft or "nft", "-f", "-"], rules),
+        ):
+            result = subprocess.run(
+                argv, input=data, capture_output=True, text=True, pass_fds=(fd,), timeout=10
+            )
+            if result.returncode != 0:
+                raise RuntimeError(f"capsule network filter failed: {result.stderr.strip()}")
+
+    async def _start_pasta(self, fd: int, timeout: float) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file.unlink()
+        log = self.pid_file.with_name("pasta.log")
+        pasta = [
+            self.tools.pasta or "pasta",
+            "--foreground",
+            "--quiet",
+            "--runas",
+            "0:0",  # as nobody it could not enter a namespace of the host's root
+            "--config-net",
+            "--no-map-gw",
+            "-t",
+            "none",
+            "-u",
+            "none",
+            "-T",
+            "none",
+            "-U",
+            "none",
+            "--dns-forward",
+            DNS_FORWARDER,
+            "--pid",
+            str(self.pid_file),
+            "--netns",
+            f"/proc/self/fd/{fd}",
+        ]
+        lifeline, self._lifeline = os.pipe()  # the holder's stdin; ours is not inherited
+        try:
+            with log.open("wb") as err:  # a file: a pipe nobody reads could stall pasta
+                self.holder = await anyio.open_process(
+                    [sys.executable, "-I", "-c", _HOLDER, *pasta],
+                    stdin=lifeline,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    pass_fds=(fd,),
+                    start_new_session=True,
+                )
+        finally:
+            os.close(lifeline)
+        with anyio.fail_after(timeout):
+            while not (self.pid_file.exists() and self.pid_file.read_text().strip()):
+                if self.holder.returncode is not None:
+                    lines = log.read_text(errors="replace").splitlines()
+                    why = "; ".join(x.strip() for x in lines if x.strip() and "syslog" not in x)
+                    raise RuntimeError(f"pasta failed (exit {self.holder.returncode}): {why}")
+                await anyio.sleep(0.005)
+
+    async def close(self) -> None:
+        """Kill pasta (through its holder) and wait for it; bounded and shielded."""
+        holder, self.holder = self.holder, None
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+        if holder is None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            if holder.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    holder.send_signal(signal.SIGKILL)
+            await holder.wait()
+
+
+def _open_netns(pid: int) -> int | None:
+    """A descriptor of ``pid``'s network namespace; None while it is still the server's."""
+    try:
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        raise RuntimeError("the capsule stopped before its network was attached") from exc
+    if os.fstat(fd).st_ino == os.stat("/proc/self/ns/net").st_ino:
+        os.close(fd)
+        return None
+    return fd
