@@ -36,29 +36,37 @@ def group(name: str) -> list[str]:
 
 
 # capsule networking (wrenn_local/_network.py): pasta and nft; without them, no network
-NETWORK_PACKAGES = ("passt", "nftables")
+NETWORK_PACKAGES = ("passt", "nftables", "iproute2")
 SANDBOX_INSTALL = ["apt-get", "install", "-y", "-qq", "bubblewrap", *NETWORK_PACKAGES]
 
 
 def ensure_sandbox_tools(session: nox.Session) -> None:
-    """Install bubblewrap for the local server's capsule sandboxes where apt is available.
+    """Install what the local server's capsules use where apt is available: bubblewrap
+    (isolation), passt's pasta, nftables and iproute2 (outbound network with the host
+    filtered out).
 
     Guarded: without apt, or without root, the local server runs in its reduced-isolation
-    mode and says so.
+    mode, or without capsule network, and says why.
     """
-    if shutil.which("bwrap") and all(shutil.which(tool) for tool in ("pasta", "nft")):
+    tools = {"bwrap": "bubblewrap", "pasta": "passt", "nft": "nftables", "ip": "iproute2"}
+    missing = [package for tool, package in tools.items() if not shutil.which(tool)]
+    if not missing:
         return
     if not shutil.which("apt-get") or os.geteuid() != 0:
-        session.log("bubblewrap not installed and apt-get unavailable: reduced isolation")
+        session.log(
+            f"not installed: {', '.join(missing)}, and apt-get is unavailable (or not root): "
+            "the local server runs with what it finds and says what it lacks"
+        )
         return
     session.log(
-        "installing bubblewrap with apt-get (once): the local server isolates capsules with it"
+        f"installing {', '.join(missing)} with apt-get (once): the local server isolates "
+        "capsules with bubblewrap and gives them a filtered network with pasta and nftables"
     )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-qq"], SANDBOX_INSTALL):
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            session.log(f"{' '.join(cmd)} failed; continuing with reduced isolation")
+            session.log(f"{' '.join(cmd)} failed; continuing with what is installed")
             session.log(result.stderr[-500:])
             return
 
@@ -134,8 +142,6 @@ def compat(session: nox.Session) -> None:
 # Tests of the official suites that need what this machine or wrenn_local cannot give yet;
 # docs/migration.md lists each with its reason.
 OFFICIAL_DESELECTED = [
-    "tests/test_integration_advanced.py::TestLongRunningCommands::test_apt_get_install",
-    "tests/test_integration_advanced.py::TestLongRunningCommands::test_apt_installed_binary_runs",
     "tests/test_integration_advanced.py::TestGitClone",
     "tests/test_integration_advanced.py::TestGitErrors::test_clone_with_branch",
     "tests/test_code_runner_e2e.py::TestCodeRunnerMimeTypes::test_requests_status_code",
