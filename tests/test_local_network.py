@@ -425,3 +425,12 @@ def test_the_no_network_flag_of_serve() -> None:
         health = httpx.get(env["WRENN_BASE_URL"] + "/health", timeout=10).json()
     assert health["network"] == "off"
     assert any("turned off" in reason for reason in health["network_reasons"]), health
+
+
+async def test_a_capsule_scope_without_network(client: AsyncWrennClient) -> None:
+    # `client.capsule(network=False)` (and the sync client's, through the facade) reaches
+    # the server as the create field; the default scope sends nothing and gets the default
+    async with client.capsule(network=False) as quiet:
+        assert quiet.info.metadata["network"] == "off"
+        out = await quiet.commands.run("cat /proc/net/dev | tail -n +3 | cut -d: -f1")
+        assert out.stdout.split() == ["lo"]

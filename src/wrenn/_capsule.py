@@ -561,6 +561,7 @@ async def capsule_scope(
     metadata: Mapping[str, str] | None = None,
     ready_timeout: float | None = DEFAULT_WAIT,
     keepalive: bool | float = False,
+    network: bool | None = None,
 ) -> AsyncIterator[AsyncCapsule]:
     """The scope behind ``client.capsule(...)``: create (shielded), wait until running,
     run the block with the capsule's service task group, destroy (shielded, bounded)."""
@@ -572,6 +573,7 @@ async def capsule_scope(
         disk_size_mb=disk_size_mb,
         timeout_sec=timeout,
         metadata=metadata,
+        network=network,
     )
     capsule = AsyncCapsule(session, info)
     try:

@@ -130,6 +130,7 @@ class AsyncWrennClient:
         metadata: Mapping[str, str] | None = None,
         ready_timeout: float | None = 60.0,
         keepalive: bool | float = False,
+        network: bool | None = None,
     ) -> AbstractAsyncContextManager[AsyncCapsule]:
         """A capsule for the duration of an ``async with`` block::
 
@@ -141,7 +142,9 @@ class AsyncWrennClient:
         shielded from cancellation and bounded (30 s). ``cap.detach()`` keeps the capsule.
         ``timeout`` is the inactivity auto-pause TTL in seconds (0 or None: never).
         ``keepalive=True`` (or a number of seconds) pings the capsule in the background,
-        within its TTL, for as long as the block runs.
+        within its TTL, for as long as the block runs. ``network=False`` asks for a capsule
+        without outbound network (a ``wrenn_local`` extension; None: the server's default,
+        and nothing is sent).
         """
         return capsule_scope(
             self._session,
@@ -153,6 +156,7 @@ class AsyncWrennClient:
             metadata=metadata,
             ready_timeout=ready_timeout,
             keepalive=keepalive,
+            network=network,
         )
 
     def pool(self, size: int, **capsule: Any) -> AbstractAsyncContextManager[AsyncCapsulePool]:

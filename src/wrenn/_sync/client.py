@@ -551,6 +551,7 @@ class WrennClient:
         metadata: Mapping[str, str] | None = None,
         ready_timeout: float | None = 60.0,
         keepalive: bool | float = False,
+        network: bool | None = None,
     ) -> Iterator[Capsule]:
         """A capsule for the block: created and waited for on entry, destroyed on exit
         (also on error and Ctrl-C); see :meth:`AsyncWrennClient.capsule`."""
@@ -564,6 +565,7 @@ class WrennClient:
                 metadata=metadata,
                 ready_timeout=ready_timeout,
                 keepalive=keepalive,
+                network=network,
             )
         ) as acap:
             yield Capsule._wrap(self._runner, acap)
