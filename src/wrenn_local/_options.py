@@ -23,3 +23,7 @@ class ServerOptions:
     # Sign-up and log-in attempts per client address: a burst, then one per interval.
     auth_burst: int = 10
     auth_interval: float = 1.0
+    # Output a foreground exec answer carries (stdout and stderr together); the rest is
+    # read and dropped, and the answer says ``"truncated": true`` (the server holds about
+    # four copies of it while answering: JSON text, bytes, the socket's buffer).
+    exec_output_limit: int = 8 << 20

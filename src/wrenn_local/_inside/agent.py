@@ -41,6 +41,10 @@ from typing import Any
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 8 << 20
 CHUNK = 64 * 1024
+# Output chunks waiting for one reader of a process (exec, attach, pty): at most 1 MiB.
+# When a reader's queue is full the pump stops reading the pipe, so a process whose
+# output nobody reads blocks on write instead of growing the agent's memory.
+QUEUED_CHUNKS = 16
 
 
 # Filesystem errors that are the caller's doing map to client errors, not agent failures.
@@ -177,22 +181,31 @@ class Proc:
         self.master_fd: int | None = None
         self.process: asyncio.subprocess.Process | None = None
 
-    def publish(self, kind: bytes, data: bytes) -> None:
+    async def publish(self, kind: bytes, data: bytes) -> None:
+        """Queue output for every reader; waits while one of them is full (backpressure)."""
         for queue in list(self.subscribers):
-            queue.put_nowait((kind, data))
+            if queue in self.subscribers:
+                await queue.put((kind, data))
 
     def subscribe(self) -> asyncio.Queue[tuple[bytes, bytes] | None]:
-        queue: asyncio.Queue[tuple[bytes, bytes] | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[bytes, bytes] | None] = asyncio.Queue(QUEUED_CHUNKS + 1)
         self.subscribers.add(queue)
         if self.exit_code is not None:
             queue.put_nowait(None)
         return queue
 
-    def finish(self, code: int) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[tuple[bytes, bytes] | None]) -> None:
+        """Drop a reader, and what it left unread (so a pump waiting on it moves on)."""
+        self.subscribers.discard(queue)
+        while not queue.empty():
+            queue.get_nowait()
+
+    async def finish(self, code: int) -> None:
         self.exit_code = code
         self.done.set()
         for queue in list(self.subscribers):
-            queue.put_nowait(None)
+            if queue in self.subscribers:
+                await queue.put(None)
 
 
 def exit_code_of(returncode: int) -> int:
@@ -309,11 +322,11 @@ class Agent:
                 data = await stream.read(CHUNK)
                 if not data:
                     return
-                proc.publish(kind, data)
+                await proc.publish(kind, data)
 
         await asyncio.gather(copy(process.stdout, b"O"), copy(process.stderr, b"E"))
         code = await process.wait()
-        proc.finish(exit_code_of(code))
+        await proc.finish(exit_code_of(code))
         self._forget_later(proc)
 
     async def spawn_pty(self, req: dict[str, Any]) -> Proc:
@@ -374,14 +387,14 @@ class Agent:
                     break
                 if not data:
                     break
-                proc.publish(b"O", data)
+                await proc.publish(b"O", data)
         finally:
             loop.remove_reader(master)
         code = await process.wait()
         with contextlib.suppress(OSError):
             os.close(master)
         proc.master_fd = None
-        proc.finish(exit_code_of(code))
+        await proc.finish(exit_code_of(code))
         self._forget_later(proc)
 
     def signal(self, proc: Proc, signum: int) -> None:
@@ -401,7 +414,9 @@ class Agent:
         writer.write(jframe({"pid": proc.pid, "tag": proc.tag}))
         timeout = req.get("timeout")
         deadline = None if not timeout else time.monotonic() + float(timeout)
-        detach = asyncio.ensure_future(reader.read(1)) if req.get("stream") else None
+        # The process belongs to this connection: the server closing it (its client went
+        # away) kills the process; only a ``detach`` frame (exec stream "stop") leaves it.
+        detach = asyncio.ensure_future(_detached_or_gone(reader))
         try:
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -410,14 +425,13 @@ class Agent:
                     writer.write(jframe({"error": "timeout", "message": "command timed out"}))
                     return
                 getter = asyncio.ensure_future(queue.get())
-                waiters = {getter} | ({detach} if detach else set())
                 done, _ = await asyncio.wait(
-                    waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    {getter, detach}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter not in done:
                     getter.cancel()
-                    if detach is not None and detach in done:
-                        return  # the client went away: detach, the process keeps running
+                    if detach in done:
+                        return
                     continue
                 item = getter.result()
                 if item is None:
@@ -426,9 +440,11 @@ class Agent:
                 writer.write(frame(*item))
                 await writer.drain()
         finally:
-            proc.subscribers.discard(queue)
-            if detach is not None:
-                detach.cancel()
+            proc.unsubscribe(queue)
+            kept = detach.done() and not detach.cancelled() and detach.result()
+            detach.cancel()
+            if not kept and proc.exit_code is None:
+                self.signal(proc, signal.SIGKILL)
 
     async def op_attach(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
         proc = self.find(str(req.get("selector", "")))
@@ -496,7 +512,7 @@ class Agent:
                 writer.write(frame(*item))
                 await writer.drain()
         finally:
-            proc.subscribers.discard(queue)
+            proc.unsubscribe(queue)
             inbound_task.cancel()
 
     async def op_ps(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
@@ -818,6 +834,21 @@ class Agent:
 
 FILE_OPS = frozenset({"read", "write", "list", "stat", "mkdir", "remove"})
 HANDOFF_MAX = 64 * 1024  # a file operation's request (a path and a few fields)
+
+
+async def _detached_or_gone(reader: asyncio.StreamReader) -> bool:
+    """Wait for the server's word on a running exec: ``True`` for a ``detach`` frame,
+    ``False`` when the connection closed (or sent anything else: never a detach)."""
+    try:
+        got = await read_frame(reader)
+    except AgentError:
+        return False
+    if got is None or got[0] != ord("J"):
+        return False
+    try:
+        return bool(json.loads(got[1]).get("type") == "detach")
+    except (ValueError, AttributeError):
+        return False
 
 
 def _op_of(payload: bytes) -> str | None:

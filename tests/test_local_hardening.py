@@ -1,0 +1,211 @@
+"""More attacks on wrenn_local (issue 17): output floods, clients that walk away.
+
+Like ``test_local_security.py``, each test attacks one protection and fails if the
+attack works. Memory is measured on a server in a process of its own (``VmHWM``, its
+peak resident set), never time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+import wsproto
+from websockets.sync.client import connect
+from wsproto.events import AcceptConnection, Request, TextMessage
+
+from tests.localserver import local_http, new_capsule, server_process, sh
+from tests.test_local_ws import peer
+
+MIB = 1 << 20
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def _server_pid() -> int:
+    """The ``wrenn_local serve`` child of this process (started by ``server_process``)."""
+    me = str(os.getpid())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[1] == me and b"wrenn_local\0serve" in cmdline:
+            return int(entry.name)
+    raise AssertionError("server process not found")
+
+
+@asynccontextmanager
+async def _own_server() -> AsyncIterator[tuple[int, httpx.AsyncClient]]:
+    with server_process() as env:
+        async with httpx.AsyncClient(
+            base_url=env["WRENN_BASE_URL"],
+            headers={"X-API-Key": env["WRENN_API_KEY"]},
+            timeout=120,
+        ) as http:
+            yield _server_pid(), http
+
+
+def _ws_read_all(url: str, key: str, script: str) -> int:
+    """Run ``script`` on the exec stream, read it to ``exit``; the bytes of output."""
+    received = 0
+    with connect(url, additional_headers={"X-API-Key": key}, max_size=None) as ws:
+        ws.send(json.dumps({"type": "start", "cmd": "/bin/sh", "args": ["-c", script]}))
+        while True:
+            frame = json.loads(ws.recv(timeout=120))
+            if frame["type"] in ("stdout", "stderr"):
+                received += len(frame["data"])
+            elif frame["type"] in ("exit", "error"):
+                assert frame == {"type": "exit", "exit_code": 0}, frame
+                return received
+
+
+async def test_a_command_printing_200_mib_does_not_grow_the_server() -> None:
+    flood = "head -c 200M /dev/zero | base64 -w 0"  # 267 MiB of text
+    async with _own_server() as (pid, http):
+        cid = await new_capsule(http)
+        await sh(http, cid, "true")
+        before = _status_kib(pid, "VmHWM")
+        # foreground: the answer keeps the first 8 MiB and says it was cut
+        resp = await http.post(
+            f"/v1/capsules/{cid}/exec",
+            json={"cmd": "/bin/sh", "args": ["-c", flood], "timeout_sec": 120},
+        )
+        assert resp.status_code == 200, resp.text[:200]
+        body = resp.json()
+        assert body["exit_code"] == 0
+        assert body["truncated"] is True
+        assert len(body["stdout"]) == 8 * MIB
+        assert body["stdout"][:8] == "AAAAAAAA"
+        del resp, body
+        # streamed over the WebSocket, read whole by a client
+        url = str(http.base_url).replace("http", "ws", 1) + f"/v1/capsules/{cid}/exec/stream"
+        key = http.headers["X-API-Key"]
+        received = await anyio.to_thread.run_sync(_ws_read_all, url, key, flood)
+        assert received == (200 * MIB + 2) // 3 * 4
+        growth_mib = (_status_kib(pid, "VmHWM") - before) / 1024
+        assert growth_mib < 64, growth_mib
+
+
+def _open_exec_stream_and_never_read(
+    base_url: str, key: str, start: dict[str, Any]
+) -> socket.socket:
+    """An exec stream opened over a plain socket with a small receive buffer (so the
+    kernel cannot soak up the output on the client's behalf), started, then never read."""
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # before connect
+    sock.settimeout(10)
+    sock.connect((host, int(port)))
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    target = urlsplit(base_url).netloc
+    path = f"/v1/capsules/{start.pop('cid')}/exec/stream"
+    sock.sendall(
+        ws.send(Request(host=target, target=path, extra_headers=[(b"x-api-key", key.encode())]))
+    )
+    while True:
+        data = sock.recv(4096)
+        assert data, "closed during the handshake"
+        ws.receive_data(data)
+        if any(isinstance(event, AcceptConnection) for event in ws.events()):
+            break
+    sock.sendall(ws.send(TextMessage(json.dumps(start))))
+    return sock
+
+
+async def test_output_nobody_reads_blocks_the_command_not_the_memory() -> None:
+    """A streamed command whose client does not read: the agent stops reading its pipe,
+    so the command blocks on write after a bounded amount (the buffers on the way)."""
+    writer = (
+        "import os,sys\n"
+        "n=0\nblock=b'x'*65536\n"
+        "while n < 300*2**20:\n"
+        " sys.stdout.buffer.write(block); sys.stdout.flush(); n+=len(block)\n"
+        " if n % 2**20 == 0: open('/tmp/count.tmp','w').write(str(n)); "
+        "os.rename('/tmp/count.tmp','/tmp/count')\n"
+    )
+    async with local_http() as (server, http):
+        cid = await new_capsule(http)
+        start = {"cid": cid, "type": "start", "cmd": "python3", "args": ["-c", writer]}
+        sock = await anyio.to_thread.run_sync(
+            _open_exec_stream_and_never_read, server.base_url, server.api_key, start
+        )
+        try:
+            await anyio.sleep(3)
+            written = int((await sh(http, cid, "cat /tmp/count || echo 0"))["stdout"])
+        finally:
+            sock.close()
+        # the sockets on the way, the agent's queue and the pipe hold a few MiB; without
+        # backpressure the agent reads all 300 MiB within the 3 s
+        assert written < 32 * MIB, written / MIB
+
+
+async def _running(http: httpx.AsyncClient, cid: str, marker: str) -> bool:
+    # the bracket keeps pgrep from finding its own shell's command line
+    pattern = f"sleep [{marker[0]}]{marker[1:]}"
+    out = await sh(http, cid, f"pgrep -f '{pattern}' || true")
+    return bool(out["stdout"].strip())
+
+
+async def _wait_running(http: httpx.AsyncClient, cid: str, marker: str, running: bool) -> None:
+    with anyio.fail_after(10):
+        while await _running(http, cid, marker) != running:
+            await anyio.sleep(0.1)
+
+
+async def test_a_client_that_goes_away_takes_its_foreground_command_with_it() -> None:
+    async with local_http() as (server, http):
+        cid = await new_capsule(http)
+        # a foreground exec whose HTTP client disconnects
+        marker = f"1000.{secrets.randbelow(10**6)}"
+        async with (
+            httpx.AsyncClient(
+                base_url=server.base_url, headers={"X-API-Key": server.api_key}, timeout=60
+            ) as victim,
+            anyio.create_task_group() as tg,
+        ):
+            body: dict[str, Any] = {"cmd": "/bin/sh", "args": ["-c", f"sleep {marker}; true"]}
+            tg.start_soon(partial(victim.post, f"/v1/capsules/{cid}/exec", json=body))
+            await _wait_running(http, cid, marker, True)
+            tg.cancel_scope.cancel()  # the request is abandoned; the client closes below
+        await _wait_running(http, cid, marker, False)
+
+        # an exec stream closed without "stop"
+        marker = f"1000.{secrets.randbelow(10**6)}"
+        url = server.base_url.replace("http", "ws", 1) + f"/v1/capsules/{cid}/exec/stream"
+        async with peer(url, {"X-API-Key": server.api_key}) as ws:
+            await ws.send({"type": "start", "cmd": "/bin/sh", "args": ["-c", f"sleep {marker}"]})
+            assert (await ws.recv_json())["type"] == "start"
+            await _wait_running(http, cid, marker, True)
+        await _wait_running(http, cid, marker, False)
+
+        # a background command outlives its request, and "stop" detaches (not a kill)
+        marker = f"1000.{secrets.randbelow(10**6)}"
+        await sh(http, cid, f"sleep {marker}", background=True)
+        marker2 = f"1000.{secrets.randbelow(10**6)}"
+        async with peer(url, {"X-API-Key": server.api_key}) as ws:
+            await ws.send({"type": "start", "cmd": "/bin/sh", "args": ["-c", f"sleep {marker2}"]})
+            assert (await ws.recv_json())["type"] == "start"
+            await ws.send({"type": "stop"})
+            assert await ws.closed()
+        await anyio.sleep(1)
+        assert await _running(http, cid, marker)
+        assert await _running(http, cid, marker2)
