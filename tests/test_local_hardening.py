@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from shlex import quote as shell_quote
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ import wsproto
 from websockets.sync.client import connect
 from wsproto.events import AcceptConnection, Request, TextMessage
 
+import wrenn_local
 from tests.localserver import local_http, new_capsule, server_process, sh
 from tests.test_local_ws import peer
 
@@ -209,3 +211,56 @@ async def test_a_client_that_goes_away_takes_its_foreground_command_with_it() ->
         await anyio.sleep(1)
         assert await _running(http, cid, marker)
         assert await _running(http, cid, marker2)
+
+
+async def _jupyter_refuses_strangers(server: wrenn_local.LocalServer, port: int) -> None:
+    """Jupyter without its token: 403, and no CORS header for a web page's Origin."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as direct:
+        for method in ("GET", "POST"):
+            resp = await direct.request(method, "/api/kernels")
+            assert resp.status_code == 403, (method, resp.status_code)
+            # a web page's request: refused (Jupyter answers 404 to a foreign Origin),
+            # and no CORS header that would let the page read an answer
+            resp = await direct.request(
+                method, "/api/kernels", headers={"Origin": "http://evil.example"}
+            )
+            assert resp.status_code in (403, 404), (method, resp.status_code)
+            assert not resp.headers.get("access-control-allow-origin")  # absent or empty
+        # the server's key is no Jupyter credential either
+        resp = await direct.get(
+            "/api/kernels", headers={"Authorization": f"token {server.api_key}"}
+        )
+        assert resp.status_code == 403
+
+
+async def test_jupyter_answers_only_through_the_server() -> None:
+    # reduced isolation: Jupyter listens on a host loopback port any local account or
+    # web page can reach
+    async with local_http(force_reduced_isolation=True) as (server, http):
+        cid = await new_capsule(http, template="code-runner-beta")
+        # the host port Jupyter got (an internal: nothing on the wire names it)
+        record = server.capsules.capsules[cid]
+        assert record.sandbox is not None
+        await _jupyter_refuses_strangers(server, record.sandbox.ports[8888])
+        # through the port proxy, with the team's key: the server adds the token
+        proxied = {"X-API-Key": server.api_key, "Host": f"8888-{cid}.{server.proxy_domain}"}
+        resp = await http.get("/api/kernels", headers=proxied)
+        assert resp.status_code == 200, resp.text
+        assert not resp.headers.get("access-control-allow-origin")  # absent or empty
+        resp = await http.post("/api/kernels", headers=proxied, json={})
+        assert resp.status_code == 201, resp.text
+    # full isolation: from inside the capsule, Jupyter wants its token too
+    async with local_http() as (server, http):
+        if server.isolation != "full":
+            return
+        cid = await new_capsule(http, template="code-runner-beta")
+        probe = (
+            "import urllib.request as u\n"
+            "r=u.Request('http://127.0.0.1:8888/api/kernels',data=b'{}',method='POST')\n"
+            "try: print(u.urlopen(r).status)\n"
+            "except Exception as e: print(getattr(e,'code',e))\n"
+        )
+        out = await sh(http, cid, f"python3 -c {shell_quote(probe)}")
+        assert out["stdout"].strip() == "403", out
+        proxied = {"X-API-Key": server.api_key, "Host": f"8888-{cid}.{server.proxy_domain}"}
+        assert (await http.get("/api/kernels", headers=proxied)).status_code == 200

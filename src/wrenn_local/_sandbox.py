@@ -38,8 +38,10 @@ from ._cgroups import CgroupSet
 from ._code_runner import (
     JUPYTER_PORT,
     SITE_IN_CAPSULE,
+    auth_header,
     free_port,
     launch,
+    new_token,
     wait_until_serving,
 )
 from ._inside import AGENT, BOOT
@@ -98,6 +100,11 @@ class Sandbox:
         self.ports: dict[int, int] = {}
         if "jupyter" in spec.services and support.isolation is not Isolation.FULL:
             self.ports[JUPYTER_PORT] = free_port()
+        # headers the port proxy adds for a port (Jupyter's token: clients never hold it)
+        self.port_headers: dict[int, list[tuple[bytes, bytes]]] = {}
+        self._jupyter_token = new_token() if "jupyter" in spec.services else ""
+        if self._jupyter_token:
+            self.port_headers[JUPYTER_PORT] = [auth_header(self._jupyter_token)]
         self._stop_requested = False
         self._stopped = False
         self._listener: socket.socket | None = None
@@ -242,8 +249,8 @@ class Sandbox:
         else:
             python, site = sys.executable, str(self.spec.jupyter_site)
         port = self.ports.get(JUPYTER_PORT, JUPYTER_PORT)
-        await launch(self.agent, python, site, port)
-        await wait_until_serving(self.agent, stopped=self.stop_requested)
+        await launch(self.agent, python, site, port, self._jupyter_token)
+        await wait_until_serving(self.agent, self._jupyter_token, stopped=self.stop_requested)
 
     def _command(self) -> list[str]:
         if self.isolation is Isolation.FULL:
