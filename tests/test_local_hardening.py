@@ -7,9 +7,11 @@ peak resident set), never time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +28,7 @@ from websockets.sync.client import connect
 from wsproto.events import AcceptConnection, Request, TextMessage
 
 import wrenn_local
-from tests.localserver import local_http, new_capsule, server_process, sh
+from tests.localserver import local_http, new_capsule, server_process, sh, wait_status
 from tests.test_local_ws import peer
 
 MIB = 1 << 20
@@ -264,3 +266,65 @@ async def test_jupyter_answers_only_through_the_server() -> None:
         assert out["stdout"].strip() == "403", out
         proxied = {"X-API-Key": server.api_key, "Host": f"8888-{cid}.{server.proxy_domain}"}
         assert (await http.get("/api/kernels", headers=proxied)).status_code == 200
+
+
+def _agent_pids(server: wrenn_local.LocalServer, cid: str) -> list[int]:
+    """The host pids of a capsule's agent (and its files worker); found from the
+    sandbox's process, an internal: nothing on the wire names host pids."""
+    sandbox = server.capsules.capsules[cid].sandbox
+    assert sandbox is not None
+    assert sandbox.process is not None
+    found = []
+    for pid in _walk(sandbox.process.pid):
+        with contextlib.suppress(OSError):
+            if b"agent.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+def _walk(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+async def test_a_memory_hog_dies_not_the_agent() -> None:
+    async with local_http() as (server, http):
+        if server.isolation != "full":
+            return  # reduced isolation: the agent is an ordinary process of the server's user
+        cid = await new_capsule(http, memory_mb=128)
+        # the OOM killer's view: the agent never (-1000; or 0 where the host grants no
+        # CAP_SYS_RESOURCE, as in many containers), a command first (100; else 1000)
+        agent = {Path(f"/proc/{p}/oom_score_adj").read_text() for p in _agent_pids(server, cid)}
+        command = (await sh(http, cid, "cat /proc/self/oom_score_adj"))["stdout"]
+        assert (agent, command) in (({"-1000\n"}, "100\n"), ({"0\n"}, "1000\n")), (agent, command)
+        hog = await http.post(
+            f"/v1/capsules/{cid}/exec",
+            json={"cmd": "python3", "args": ["-c", "b = b'x' * (1 << 30)"], "timeout_sec": 60},
+        )
+        assert hog.status_code == 200, hog.text
+        assert hog.json()["exit_code"] == -1  # SIGKILLed by the OOM killer
+        assert (await sh(http, cid, "echo alive"))["stdout"] == "alive\n"
+        assert (await http.get(f"/v1/capsules/{cid}")).json()["status"] == "running"
+
+
+async def test_a_dead_agent_turns_the_capsule_to_error_with_a_reason() -> None:
+    async with local_http() as (server, http):
+        cid = await new_capsule(http)
+        for pid in _agent_pids(server, cid):
+            os.kill(pid, signal.SIGKILL)
+        body = await wait_status(http, cid, "error")
+        assert "agent exited" in body["metadata"]["error"]
+        resp = await http.post(f"/v1/capsules/{cid}/exec", json={"cmd": "true"})
+        assert resp.status_code == 409  # not running: said at once, not a hang or a 502

@@ -55,6 +55,7 @@ RESERVED_META: Final = frozenset(
         "isolation_reasons",
         "cgroups",
         "disk_limit",
+        "error",
     }
 )
 LIVE: Final = frozenset(
@@ -272,6 +273,25 @@ class CapsuleManager:
             return
         self._emit(record, "capsule.create", principal, outcome="success")
         self._state_changed(record, "starting", "running")
+        self.tg.start_soon(self._watch, record)
+
+    async def _watch(self, record: CapsuleRecord) -> None:
+        """A capsule whose sandbox ends by itself (its agent died: killed, out of
+        memory) turns ``error``, with the reason in ``metadata.error``, and is cleaned up."""
+        sandbox = record.sandbox
+        assert sandbox is not None
+        assert sandbox.process is not None
+        code = await sandbox.process.wait()
+        if sandbox.stop_requested() or record.status in ("stopping", "stopped", "error"):
+            return
+        reason = f"capsule agent exited (status {code})"
+        log.warning("capsule %s: %s", record.id, reason)
+        previous = record.set_status("error")
+        record.metadata["error"] = reason
+        with anyio.CancelScope(shield=True):
+            await sandbox.stop()
+            await sandbox.remove_files()
+        self._state_changed(record, previous, "error", reason="agent_exited")
 
     async def _hold(self) -> None:
         if self.options.transition_delay:

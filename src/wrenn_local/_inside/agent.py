@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import fcntl
 import grp
@@ -300,6 +301,7 @@ class Agent:
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
+                preexec_fn=oom_first,
                 **self._user_kwargs(),
             )
         except FileNotFoundError:
@@ -344,6 +346,7 @@ class Agent:
 
         def child_setup() -> None:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            oom_first()
 
         try:
             process = await asyncio.create_subprocess_exec(
@@ -834,6 +837,37 @@ class Agent:
 
 FILE_OPS = frozenset({"read", "write", "list", "stat", "mkdir", "remove"})
 HANDOFF_MAX = 64 * 1024  # a file operation's request (a path and a few fields)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_DUMPABLE = 4
+
+
+def _command_oom_score() -> bytes:
+    """100 (as envd) when the agent is out of the OOM killer's reach (-1000, set by
+    boot.py); else 1000, which puts any command above the agent within the capsule's
+    memory limit."""
+    try:
+        with open("/proc/self/oom_score_adj") as fh:
+            return b"100" if fh.read().strip() == "-1000" else b"1000"
+    except OSError:
+        return b"1000"
+
+
+COMMAND_OOM_SCORE = _command_oom_score()
+
+
+def oom_first() -> None:
+    """In a child before ``exec``: the OOM killer picks it before the agent. Raising
+    one's own score needs no privilege, but after the switch to the capsule's user
+    ``/proc/self`` belongs to root until ``exec``, unless made dumpable again."""
+    _LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    with contextlib.suppress(OSError):
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        try:
+            os.write(fd, COMMAND_OOM_SCORE)
+        finally:
+            os.close(fd)
 
 
 async def _detached_or_gone(reader: asyncio.StreamReader) -> bool:

@@ -12,6 +12,7 @@ Usage: python -I boot.py <plan.json>   (the plan is written by ``_sandbox.py``)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -54,6 +55,12 @@ def main(plan_path: str) -> None:
     for procs_file in plan.get("cgroups", []):
         with open(procs_file, "w") as fh:
             fh.write(str(os.getpid()))
+    # The OOM killer never picks bubblewrap or the agent (inherited by both); the agent
+    # raises every command it starts, so a memory hog goes first. Lowering a score needs
+    # CAP_SYS_RESOURCE, which a container may not grant: then the agent stays at 0 and
+    # raises commands to the top instead (agent.py, ``oom_first``).
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as fh:
+        fh.write("-1000")
     # bubblewrap is the capsule's pid 1: its command line is readable inside, so it reads
     # its options (host paths among them) from a pipe and shows only ``bwrap --args N``
     # and the command it runs, which names paths inside the capsule only.
