@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -328,3 +329,66 @@ async def test_a_dead_agent_turns_the_capsule_to_error_with_a_reason() -> None:
         assert "agent exited" in body["metadata"]["error"]
         resp = await http.post(f"/v1/capsules/{cid}/exec", json={"cmd": "true"})
         assert resp.status_code == 409  # not running: said at once, not a hang or a 502
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie (dead, waiting for its parent; the
+    container's init may be slow to reap what is reparented to it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return False
+    return not any(line.startswith("State:\tZ") for line in status)
+
+
+def test_a_server_on_a_killed_servers_data_dir_reaps_what_it_left(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+
+    def capsule(env: dict[str, str], path: str, **kw: Any) -> httpx.Response:
+        return httpx.request(
+            kw.pop("method", "GET"),
+            env["WRENN_BASE_URL"] + path,
+            headers={"X-API-Key": env["WRENN_API_KEY"]},
+            timeout=60,
+            **kw,
+        )
+
+    def wait_for(env: dict[str, str], cid: str, status: str) -> None:
+        deadline = 200
+        while capsule(env, f"/v1/capsules/{cid}").json()["status"] != status:
+            deadline -= 1
+            assert deadline, status
+            time.sleep(0.1)
+
+    with server_process("--data-dir", str(data_dir)) as env:
+        cid = capsule(env, "/v1/capsules", method="POST", json={}).json()["id"]
+        wait_for(env, cid, "running")
+        body = {"cmd": "/bin/sh", "args": ["-c", "sleep 1000"], "background": True}
+        assert capsule(env, f"/v1/capsules/{cid}/exec", method="POST", json=body).is_success
+        capsule(env, f"/v1/capsules/{cid}/pause", method="POST")
+        wait_for(env, cid, "paused")
+        os.kill(_server_pid(), signal.SIGKILL)
+        time.sleep(0.5)
+        groups = [
+            p
+            for p in (
+                Path("/sys/fs/cgroup") / "wrenn-local" / cid,
+                *Path("/sys/fs/cgroup").glob(f"*/wrenn-local/{cid}"),
+            )
+            if p.is_dir()
+        ]
+        left = {int(p) for g in groups for p in (g / "cgroup.procs").read_text().split()}
+    # the attack's premise: frozen processes outlive their killed server
+    if groups:
+        assert left, "a paused capsule's processes should have outlived the server"
+    assert (data_dir / "capsules" / cid).exists()
+    with server_process("--data-dir", str(data_dir)) as env:
+        assert [p for p in groups if p.exists()] == []
+        alive = [pid for pid in left if _alive(pid)]
+        assert alive == []
+        assert not (data_dir / "capsules" / cid).exists()
+        mounts = Path("/proc/self/mountinfo").read_text()
+        assert str(data_dir) not in mounts
+        # and the new server works on the same directory
+        cid = capsule(env, "/v1/capsules", method="POST", json={}).json()["id"]
+        wait_for(env, cid, "running")

@@ -19,6 +19,7 @@ from ._capsules import CapsuleManager
 from ._events import EventHub
 from ._guard import HostGuard
 from ._isolation import HostSupport, Isolation
+from ._leftovers import reap_leftovers
 from ._options import ServerOptions
 from ._proxy import PortProxy
 from ._rootfs import prepare_base
@@ -92,6 +93,8 @@ async def serve(
         )
         if support.isolation is Isolation.REDUCED:
             log.warning("capsules run with reduced isolation: %s", "; ".join(support.reasons))
+        if not own_dir:  # a killed predecessor may have left capsules behind
+            await anyio.to_thread.run_sync(reap_leftovers, root)
         await anyio.to_thread.run_sync(prepare_base, root / "base")
         accounts = Accounts()
         key = api_key or Accounts.generate_key()
