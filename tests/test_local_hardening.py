@@ -392,3 +392,27 @@ def test_a_server_on_a_killed_servers_data_dir_reaps_what_it_left(tmp_path: Path
         # and the new server works on the same directory
         cid = capsule(env, "/v1/capsules", method="POST", json={}).json()["id"]
         wait_for(env, cid, "running")
+
+
+async def test_limits_are_checked_against_the_host() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    meminfo = Path("/proc/meminfo").read_text().split()
+    host_mb = int(meminfo[meminfo.index("MemTotal:") + 1]) // 1024
+    async with local_http() as (server, http):
+        for body, says in (
+            ({"memory_mb": 10**9}, f"memory_mb must be at most {host_mb}"),
+            ({"vcpus": 1000}, f"vcpus must be at most {cpus}"),
+            ({"vcpus": cpus + 1}, f"vcpus must be at most {cpus}"),
+        ):
+            resp = await http.post("/v1/capsules", json=body)
+            assert resp.status_code == 400, (body, resp.text)
+            assert says in resp.json()["error"]["message"]
+        cid = await new_capsule(http, vcpus=cpus, memory_mb=min(host_mb, 256))
+        # a capsule's share of the host's pids: a sixteenth of pid_max (256..4096)
+        pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+        for pids_max in (
+            Path("/sys/fs/cgroup") / "wrenn-local" / cid / "pids.max",
+            Path("/sys/fs/cgroup/pids/wrenn-local") / cid / "pids.max",
+        ):
+            if server.isolation == "full" and pids_max.exists():
+                assert int(pids_max.read_text()) == max(256, min(4096, pid_max // 16))

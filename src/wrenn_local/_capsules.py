@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import time
 from collections import deque
@@ -177,6 +178,7 @@ class CapsuleManager:
         vcpus = _positive_int(body.get("vcpus"), "vcpus", default=1)
         memory_mb = _positive_int(body.get("memory_mb"), "memory_mb", default=512)
         disk_size_mb = _positive_int(body.get("disk_size_mb"), "disk_size_mb", default=5120)
+        _within_host(vcpus, memory_mb)
         timeout_sec = body.get("timeout_sec")
         if timeout_sec is None:
             timeout_sec = 0
@@ -547,6 +549,20 @@ def _positive_int(value: Any, name: str, *, default: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise bad_request(f"{name} must be an integer")
     return value if value > 0 else default
+
+
+def _within_host(vcpus: int, memory_mb: int) -> None:
+    """A capsule asks for at most this host's CPUs and memory (a clear 400 otherwise)."""
+    cpus = len(os.sched_getaffinity(0))
+    if vcpus > cpus:
+        raise bad_request(f"vcpus must be at most {cpus} (this host's CPUs)")
+    try:
+        meminfo = Path("/proc/meminfo").read_text().split()
+        host_mb = int(meminfo[meminfo.index("MemTotal:") + 1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return
+    if memory_mb > host_mb:
+        raise bad_request(f"memory_mb must be at most {host_mb} (this host's memory)")
 
 
 def _check_metadata(raw: Any) -> dict[str, str]:
