@@ -417,3 +417,31 @@ async def test_limits_are_checked_against_the_host() -> None:
         limits = [int(f.read_text()) for f in files if f.exists()]
         if server.isolation == "full":
             assert limits == [max(256, min(4096, pid_max // 16))], limits
+
+
+async def test_a_huge_listing_is_cut_off_and_does_not_tie_the_agent() -> None:
+    async with local_http() as (_server, http):
+        cid = await new_capsule(http)
+        # 120 directories of 100 files: 12,120 entries at depth 2
+        await sh(
+            http,
+            cid,
+            "mkdir -p ~/tree && cd ~/tree && for i in $(seq 120); do mkdir d$i;"
+            " (cd d$i && touch $(seq 100)); done",
+            timeout_sec=120,
+        )
+        answers: dict[str, httpx.Response] = {}
+
+        async def call(name: str, body: dict[str, Any]) -> None:
+            answers[name] = await http.post(f"/v1/capsules/{cid}/files/list", json=body)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "deep", {"path": "~/tree", "depth": 5})
+            tg.start_soon(call, "small", {"path": "~/tree/d7", "depth": 1})
+        assert answers["deep"].status_code == 400, answers["deep"].text[:200]
+        assert "stopped at 10000 entries" in answers["deep"].json()["error"]["message"]
+        assert answers["small"].status_code == 200
+        assert len(answers["small"].json()["entries"]) == 100
+        # a listing within the bound still answers whole
+        resp = await http.post(f"/v1/capsules/{cid}/files/list", json={"path": "~/tree"})
+        assert len(resp.json()["entries"]) == 120

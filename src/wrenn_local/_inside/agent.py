@@ -46,6 +46,9 @@ CHUNK = 64 * 1024
 # When a reader's queue is full the pump stops reading the pipe, so a process whose
 # output nobody reads blocks on write instead of growing the agent's memory.
 QUEUED_CHUNKS = 16
+# A files/list answer holds at most this many entries and walks for at most this long.
+LIST_MAX_ENTRIES = 10_000
+LIST_SECONDS = 5.0
 
 
 # Filesystem errors that are the caller's doing map to client errors, not agent failures.
@@ -664,13 +667,28 @@ class Agent:
             raise AgentError("invalid_request", "path is not a directory")
         depth = max(int(req.get("depth") or 1), 1)
         entries: list[dict[str, Any]] = []
+        deadline = time.monotonic() + LIST_SECONDS
 
+        # Bounded in entries and time, and walked in a thread: a huge or deep tree
+        # planted by capsule code neither ties up the agent nor fills its memory.
         def walk(directory: str, level: int) -> None:
             try:
                 names = sorted(os.listdir(directory))
             except OSError:
                 return
             for name in names:
+                if len(entries) >= LIST_MAX_ENTRIES:
+                    raise AgentError(
+                        "invalid_request",
+                        f"listing stopped at {LIST_MAX_ENTRIES} entries: "
+                        "list with a smaller depth, or a deeper path",
+                    )
+                if time.monotonic() > deadline:
+                    raise AgentError(
+                        "invalid_request",
+                        f"listing took longer than {LIST_SECONDS:g} s: "
+                        "list with a smaller depth, or a deeper path",
+                    )
                 full = os.path.join(directory, name)
                 try:
                     entry = self._entry(full, name)
@@ -680,7 +698,7 @@ class Agent:
                 if level < depth and os.path.isdir(full) and not os.path.islink(full):
                     walk(full, level + 1)
 
-        walk(host, 1)
+        await asyncio.get_running_loop().run_in_executor(None, walk, host, 1)
         writer.write(jframe({"entries": entries}))
 
     async def op_stat(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
