@@ -445,3 +445,57 @@ async def test_a_huge_listing_is_cut_off_and_does_not_tie_the_agent() -> None:
         # a listing within the bound still answers whole
         resp = await http.post(f"/v1/capsules/{cid}/files/list", json={"path": "~/tree"})
         assert len(resp.json()["entries"]) == 120
+
+
+def test_accounts_and_snapshots_outlive_the_server_with_a_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+
+    def call(env: dict[str, str], method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = kw.pop("headers", {"X-API-Key": env["WRENN_API_KEY"]})
+        return httpx.request(
+            method, env["WRENN_BASE_URL"] + path, headers=headers, timeout=60, **kw
+        )
+
+    def wait_for(env: dict[str, str], cid: str, status: str) -> None:
+        for _ in range(300):
+            if call(env, "GET", f"/v1/capsules/{cid}").json()["status"] == status:
+                return
+            time.sleep(0.1)
+        raise AssertionError(status)
+
+    person = {"email": "p@x.io", "password": "correct horse", "name": "P"}
+    with server_process("--data-dir", str(data_dir), "--allow-signup") as first:
+        assert call(first, "POST", "/v1/auth/signup", json=person).status_code == 201
+        login = {"email": person["email"], "password": person["password"]}
+        token = call(first, "POST", "/v1/auth/login", json=login).json()["token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        made = call(first, "POST", "/v1/api-keys", json={"name": "ci"}, headers=bearer).json()
+        cid = call(first, "POST", "/v1/capsules", json={}).json()["id"]
+        wait_for(first, cid, "running")
+        body = {"cmd": "/bin/sh", "args": ["-c", "echo kept > ~/note"]}
+        assert call(first, "POST", f"/v1/capsules/{cid}/exec", json=body).status_code == 200
+        snap = call(first, "POST", "/v1/snapshots", json={"sandbox_id": cid, "name": "kept"})
+        assert snap.status_code in (200, 201, 202), snap.text
+        for _ in range(300):
+            names = [t["name"] for t in call(first, "GET", "/v1/snapshots").json()]
+            if "kept" in names:
+                break
+            time.sleep(0.1)
+        time.sleep(1.5)  # the state is written within a second of a change
+        os.kill(_server_pid(), signal.SIGKILL)  # not even a clean stop
+    with server_process("--data-dir", str(data_dir)) as second:  # a new server key
+        names = [t["name"] for t in call(second, "GET", "/v1/snapshots").json()]
+        assert "kept" in names
+        cid = call(second, "POST", "/v1/capsules", json={"template": "kept"}).json()["id"]
+        wait_for(second, cid, "running")
+        body = {"cmd": "/bin/sh", "args": ["-c", "cat ~/note"]}
+        assert call(second, "POST", f"/v1/capsules/{cid}/exec", json=body).json()["stdout"] == (
+            "kept\n"
+        )
+        # the user, their JWT and the key they made still work
+        assert call(second, "GET", "/v1/api-keys", headers=bearer).status_code == 200
+        assert call(second, "POST", "/v1/auth/login", json=login).status_code == 200
+        user_key = {"X-API-Key": made["key"]}
+        assert call(second, "GET", "/v1/capsules", headers=user_key).status_code == 200
+    state = data_dir / "state.json"
+    assert state.stat().st_mode & 0o777 == 0o600

@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "wrenn_local._hosts",
             "wrenn_local._templates",
             "wrenn_local._capsules",
+            "wrenn_local._persist",
             "wrenn_local._upkeep",
         ],
     ),
