@@ -499,3 +499,24 @@ def test_accounts_and_snapshots_outlive_the_server_with_a_data_dir(tmp_path: Pat
         assert call(second, "GET", "/v1/capsules", headers=user_key).status_code == 200
     state = data_dir / "state.json"
     assert state.stat().st_mode & 0o777 == 0o600
+
+
+async def test_writes_past_the_disk_size_fail_inside_the_capsule() -> None:
+    async with local_http() as (server, http):
+        if server.isolation != "full":
+            return  # reduced isolation: recorded, not enforced (said in metadata)
+        cid = await new_capsule(http, disk_size_mb=64)
+        info = (await http.get(f"/v1/capsules/{cid}")).json()
+        if info["metadata"]["disk_limit"] != "enforced":
+            assert info["metadata"]["disk_limit"].startswith("recorded, not enforced: ")
+            return  # this host refuses loop mounts: said, not pretended
+        out = await sh(http, cid, "dd if=/dev/zero of=$HOME/big bs=1M count=100 2>&1; echo rc=$?")
+        assert "No space left on device" in out["stdout"], out
+        assert "rc=0" not in out["stdout"]
+        # the default size leaves room to work, and the disk is counted
+        cid = await new_capsule(http)
+        out = await sh(http, cid, "dd if=/dev/zero of=$HOME/ok bs=1M count=20 2>&1; echo rc=$?")
+        assert "rc=0" in out["stdout"], out
+        await anyio.sleep(0.5)
+        used = (await http.get(f"/v1/capsules/{cid}")).json()["disk_used_mb"]
+        assert used >= 19, used

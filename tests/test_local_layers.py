@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "wrenn_local._code_runner",
             "wrenn_local._cgroups",
             "wrenn_local._isolation",
+            "wrenn_local._disk",
             "wrenn_local._leftovers",
             "wrenn_local._rootfs",
             "wrenn_local._sandbox",

@@ -227,6 +227,7 @@ class CapsuleManager:
                 hide=[str(self.data_dir)],
                 services=template.services,
                 jupyter_site=jupyter_site,
+                disk_size_mb=disk_size_mb,
             ),
             self.support,
             self.base,
@@ -256,6 +257,7 @@ class CapsuleManager:
                 with anyio.CancelScope() as record.boot_scope:
                     await self._hold()
                     await record.sandbox.start()
+                    record.metadata["disk_limit"] = record.sandbox.disk_limit[:64]
                     await record.sandbox.start_services()
                 record.boot_scope = None
                 if record.status != "starting":  # destroyed while booting: do not leak it

@@ -44,6 +44,7 @@ from ._code_runner import (
     new_token,
     wait_until_serving,
 )
+from ._disk import disk_quota_problem, make_image
 from ._inside import AGENT, BOOT
 from ._isolation import HostSupport, Isolation
 from ._rootfs import (
@@ -78,6 +79,7 @@ class SandboxSpec:
     hide: list[str]  # host paths that must not show inside (the data dir)
     services: tuple[str, ...] = ()  # started at boot: "jupyter" (code-runner template)
     jupyter_site: Path | None = None  # host site-packages with jupyter, for "jupyter"
+    disk_size_mb: int | None = None  # the writable layer's size (full isolation, _disk.py)
 
 
 class Sandbox:
@@ -107,6 +109,8 @@ class Sandbox:
             self.port_headers[JUPYTER_PORT] = [auth_header(self._jupyter_token)]
         self._stop_requested = False
         self._stopped = False
+        self._disk_image = False
+        self.disk_limit = "recorded, not enforced"
         self._listener: socket.socket | None = None
 
     @property
@@ -115,7 +119,11 @@ class Sandbox:
 
     @property
     def upper_dir(self) -> Path:
-        return self.spec.directory / "upper"
+        upper = self.spec.directory / "upper"
+        if self._disk_image and self.process is not None and self.process.returncode is None:
+            # on the capsule's disk image, mounted only in its own mount namespace
+            return Path(f"/proc/{self.process.pid}/root") / str(upper).lstrip("/")
+        return upper
 
     # -- start
 
@@ -150,6 +158,14 @@ class Sandbox:
 
     def _prepare_dirs(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.isolation is Isolation.FULL and self.spec.disk_size_mb:
+            problem = disk_quota_problem(self.support.unshare)
+            if problem is None:
+                make_image(self.spec.directory / "disk.img", self.spec.disk_size_mb)
+                self._disk_image = True
+                self.disk_limit = "enforced"
+            else:
+                self.disk_limit = f"recorded, not enforced: {problem}"
         shutil.copyfile(AGENT, self.run_dir / "agent.py")
         (self.run_dir / "agent.json").write_text(json.dumps(self._agent_config()))
         if self.isolation is Isolation.REDUCED:
@@ -207,6 +223,16 @@ class Sandbox:
             "argv": argv,
             "env": BOOT_ENV,
             "data_dir": str(self.base.parent),
+            "disk": (
+                {
+                    "image": str(self.spec.directory / "disk.img"),
+                    "mount": str(self.spec.directory / "disk"),
+                    "binds": ["upper", "work"],
+                    "directory": str(self.spec.directory),
+                }
+                if self._disk_image
+                else None
+            ),
             "data": [
                 [str(self.run_dir / "agent.py"), "/run/wrenn/agent.py"],
                 [str(self.run_dir / "agent.json"), "/run/wrenn/agent.json"],

@@ -44,6 +44,21 @@ def main(plan_path: str) -> None:
     subprocess.run(["mount", "--make-rprivate", "/"], check=True)
     merged = plan["merged"]
     os.chdir(plan["data_dir"])
+    disk = plan.get("disk")
+    if disk:  # the writable layers on the capsule's size-limited image (_disk.py)
+        os.makedirs(disk["mount"], exist_ok=True)
+        subprocess.run(["mount", "-o", "loop", disk["image"], disk["mount"]], check=True)
+        # overlayfs wants upper and work under one mount: both go to the image's own
+        # mount; the capsule's ``upper`` shows the same files (the server reads them)
+        for name in disk["binds"]:
+            inner, outer = os.path.join(disk["mount"], name), os.path.join(disk["directory"], name)
+            os.makedirs(inner, exist_ok=True)
+            os.makedirs(outer, exist_ok=True)
+            subprocess.run(["mount", "--bind", inner, outer], check=True)
+            for layer in plan["overlays"]:
+                for key in ("upper", "work"):
+                    if layer[key].startswith(outer + "/"):
+                        layer[key] = inner + layer[key][len(outer) :]
     for layer in plan["overlays"]:
         mount_overlay(layer["lowers"], layer["upper"], layer["work"], merged + layer["target"])
     for hidden in plan.get("hide", []):
