@@ -86,7 +86,9 @@ def _ws_read_all(url: str, key: str, script: str) -> int:
 async def test_a_command_printing_200_mib_does_not_grow_the_server() -> None:
     flood = "head -c 200M /dev/zero | base64 -w 0"  # 267 MiB of text
     async with _own_server() as (pid, http):
-        cid = await new_capsule(http)
+        resp = await http.post("/v1/capsules", json={})
+        cid = resp.json()["id"]
+        await wait_status(http, cid, "running", timeout=60)
         await sh(http, cid, "true")
         before = _status_kib(pid, "VmHWM")
         # foreground: the answer keeps the first 8 MiB and says it was cut
@@ -354,7 +356,7 @@ def test_a_server_on_a_killed_servers_data_dir_reaps_what_it_left(tmp_path: Path
         )
 
     def wait_for(env: dict[str, str], cid: str, status: str) -> None:
-        deadline = 200
+        deadline = 600  # a minute: a loaded machine boots capsules slowly
         while capsule(env, f"/v1/capsules/{cid}").json()["status"] != status:
             deadline -= 1
             assert deadline, status
@@ -457,7 +459,7 @@ def test_accounts_and_snapshots_outlive_the_server_with_a_data_dir(tmp_path: Pat
         )
 
     def wait_for(env: dict[str, str], cid: str, status: str) -> None:
-        for _ in range(300):
+        for _ in range(600):  # a minute: a loaded machine boots capsules slowly
             if call(env, "GET", f"/v1/capsules/{cid}").json()["status"] == status:
                 return
             time.sleep(0.1)
