@@ -41,13 +41,13 @@ def ensure_sandbox_tools(session: nox.Session) -> None:
     Guarded: without apt, or without root, the local server runs in its reduced-isolation
     mode and says so.
     """
-    if shutil.which("bwrap"):
+    if shutil.which("bwrap") and shutil.which("mkfs.ext4"):  # e2fsprogs: disk quotas
         return
     if not shutil.which("apt-get") or os.geteuid() != 0:
         session.log("bubblewrap not installed and apt-get unavailable: reduced isolation")
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "bubblewrap"]):
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "bubblewrap", "e2fsprogs"]):
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             session.log(f"{' '.join(cmd)} failed; continuing with reduced isolation")
