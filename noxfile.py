@@ -47,7 +47,10 @@ def ensure_sandbox_tools(session: nox.Session) -> None:
         session.log("bubblewrap not installed and apt-get unavailable: reduced isolation")
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "bubblewrap", "e2fsprogs"]):
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "bubblewrap", "e2fsprogs"],
+    ):
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             session.log(f"{' '.join(cmd)} failed; continuing with reduced isolation")
