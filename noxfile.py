@@ -37,18 +37,25 @@ def group(name: str) -> list[str]:
 
 # capsule networking (wrenn_local/_network.py): pasta and nft; without them, no network
 NETWORK_PACKAGES = ("passt", "nftables", "iproute2")
-SANDBOX_INSTALL = ["apt-get", "install", "-y", "-qq", "bubblewrap", *NETWORK_PACKAGES]
+# e2fsprogs: mkfs.ext4 for the per-capsule disk images that enforce disk_size_mb
+SANDBOX_INSTALL = ["apt-get", "install", "-y", "-qq", "bubblewrap", "e2fsprogs", *NETWORK_PACKAGES]
 
 
 def ensure_sandbox_tools(session: nox.Session) -> None:
     """Install what the local server's capsules use where apt is available: bubblewrap
-    (isolation), passt's pasta, nftables and iproute2 (outbound network with the host
-    filtered out).
+    (isolation), e2fsprogs (disk quotas), passt's pasta, nftables and iproute2 (outbound
+    network with the host filtered out).
 
     Guarded: without apt, or without root, the local server runs in its reduced-isolation
     mode, or without capsule network, and says why.
     """
-    tools = {"bwrap": "bubblewrap", "pasta": "passt", "nft": "nftables", "ip": "iproute2"}
+    tools = {
+        "bwrap": "bubblewrap",
+        "mkfs.ext4": "e2fsprogs",
+        "pasta": "passt",
+        "nft": "nftables",
+        "ip": "iproute2",
+    }
     missing = [package for tool, package in tools.items() if not shutil.which(tool)]
     if not missing:
         return
@@ -60,7 +67,8 @@ def ensure_sandbox_tools(session: nox.Session) -> None:
         return
     session.log(
         f"installing {', '.join(missing)} with apt-get (once): the local server isolates "
-        "capsules with bubblewrap and gives them a filtered network with pasta and nftables"
+        "capsules with bubblewrap, caps their disks with ext4 images and gives them a filtered "
+        "network with pasta and nftables"
     )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-qq"], SANDBOX_INSTALL):

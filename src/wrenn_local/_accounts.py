@@ -106,6 +106,25 @@ class Accounts:
         self._by_digest: dict[bytes, ApiKey] = {}
         self.default_team = new_id("team")
 
+    # -- persistence (``_persist.py``)
+
+    def saved(self) -> tuple[bytes, str, list[User], list[ApiKey]]:
+        """What a restart must keep: the JWT secret, the default team, users, keys."""
+        return self._secret, self.default_team, list(self.users.values()), list(self.keys.values())
+
+    def restore(
+        self, *, secret: bytes, default_team: str, users: list[User], keys: list[ApiKey]
+    ) -> None:
+        """Take back what :meth:`saved` gave (on a fresh instance, before any key)."""
+        self._secret = secret
+        self.default_team = default_team
+        for user in users:
+            self.users[user.id] = user
+            self.by_email[user.email.lower()] = user
+        for key in keys:
+            self.keys[key.id] = key
+            self._by_digest[key.digest] = key
+
     # -- API keys
 
     def add_key(self, raw: str, team_id: str, name: str, created_by: str | None) -> ApiKey:

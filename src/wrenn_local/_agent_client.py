@@ -370,6 +370,11 @@ class ProcessStream:
                     raise AgentFailure(str(message["error"]), str(message.get("message", "")))
                 return Exited(int(message["exit_code"]))
 
+    async def detach(self) -> None:
+        """Leave the process running when this stream closes (exec stream ``stop``); a
+        stream closed without it kills the command it started."""
+        await self._channel.send_json({"type": "detach"})
+
 
 class PtySession:
     """A terminal: its output and exit one way, input, resizes and kill the other."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import time
 from collections import deque
@@ -57,6 +58,7 @@ RESERVED_META: Final = frozenset(
         "disk_limit",
         "network",
         "network_reasons",
+        "error",
     }
 )
 LIVE: Final = frozenset(
@@ -178,6 +180,7 @@ class CapsuleManager:
         vcpus = _positive_int(body.get("vcpus"), "vcpus", default=1)
         memory_mb = _positive_int(body.get("memory_mb"), "memory_mb", default=512)
         disk_size_mb = _positive_int(body.get("disk_size_mb"), "disk_size_mb", default=5120)
+        _within_host(vcpus, memory_mb)
         timeout_sec = body.get("timeout_sec")
         if timeout_sec is None:
             timeout_sec = 0
@@ -233,6 +236,7 @@ class CapsuleManager:
                 services=template.services,
                 jupyter_site=jupyter_site,
                 network=network and self.support.network.available,
+                disk_size_mb=disk_size_mb,
             ),
             self.support,
             self.base,
@@ -277,6 +281,7 @@ class CapsuleManager:
                     await self._hold()
                     await record.sandbox.start()
                     self._network_failed(record)
+                    record.metadata["disk_limit"] = record.sandbox.disk_limit[:64]
                     await record.sandbox.start_services()
                 record.boot_scope = None
                 if record.status != "starting":  # destroyed while booting: do not leak it
@@ -296,6 +301,25 @@ class CapsuleManager:
             return
         self._emit(record, "capsule.create", principal, outcome="success")
         self._state_changed(record, "starting", "running")
+        self.tg.start_soon(self._watch, record)
+
+    async def _watch(self, record: CapsuleRecord) -> None:
+        """A capsule whose sandbox ends by itself (its agent died: killed, out of
+        memory) turns ``error``, with the reason in ``metadata.error``, and is cleaned up."""
+        sandbox = record.sandbox
+        assert sandbox is not None
+        assert sandbox.process is not None
+        code = await sandbox.process.wait()
+        if sandbox.stop_requested() or record.status in ("stopping", "stopped", "error"):
+            return
+        reason = f"capsule agent exited (status {code})"
+        log.warning("capsule %s: %s", record.id, reason)
+        previous = record.set_status("error")
+        record.metadata["error"] = reason
+        with anyio.CancelScope(shield=True):
+            await sandbox.stop()
+            await sandbox.remove_files()
+        self._state_changed(record, previous, "error", reason="agent_exited")
 
     async def _hold(self) -> None:
         if self.options.transition_delay:
@@ -551,6 +575,20 @@ def _positive_int(value: Any, name: str, *, default: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise bad_request(f"{name} must be an integer")
     return value if value > 0 else default
+
+
+def _within_host(vcpus: int, memory_mb: int) -> None:
+    """A capsule asks for at most this host's CPUs and memory (a clear 400 otherwise)."""
+    cpus = len(os.sched_getaffinity(0))
+    if vcpus > cpus:
+        raise bad_request(f"vcpus must be at most {cpus} (this host's CPUs)")
+    try:
+        meminfo = Path("/proc/meminfo").read_text().split()
+        host_mb = int(meminfo[meminfo.index("MemTotal:") + 1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return
+    if memory_mb > host_mb:
+        raise bad_request(f"memory_mb must be at most {host_mb} (this host's memory)")
 
 
 def _check_metadata(raw: Any) -> dict[str, str]:

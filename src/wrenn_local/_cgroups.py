@@ -17,7 +17,7 @@ from typing import Final
 
 import anyio
 
-__all__ = ["CGROUP_ROOT", "CgroupSet", "detect_cgroups", "remove_cgroup_parents"]
+__all__ = ["CGROUP_ROOT", "CgroupSet", "detect_cgroups", "pids_limit", "remove_cgroup_parents"]
 
 log = logging.getLogger("wrenn_local.sandbox")
 
@@ -60,12 +60,12 @@ class CgroupSet:
                 (parent / "cgroup.subtree_control").write_text("+cpu +memory +pids")
             self._write("unified", "memory.max", str(memory_mb * 1024 * 1024))
             self._write("unified", "cpu.max", f"{vcpus * 100000} 100000")
-            self._write("unified", "pids.max", "4096")
+            self._write("unified", "pids.max", str(pids_limit()))
         else:
             self._write("memory", "memory.limit_in_bytes", str(memory_mb * 1024 * 1024))
             self._write("cpu", "cpu.cfs_period_us", "100000")
             self._write("cpu", "cpu.cfs_quota_us", str(vcpus * 100000))
-            self._write("pids", "pids.max", "4096")
+            self._write("pids", "pids.max", str(pids_limit()))
         return [str(path / "cgroup.procs") for path in self._dirs.values()]
 
     def _write(self, controller: str, name: str, value: str) -> None:
@@ -143,6 +143,17 @@ class CgroupSet:
                 except OSError:
                     _kill_cgroup(path)
                     time.sleep(0.02)
+
+
+def pids_limit() -> int:
+    """Processes (threads included) one capsule may have: a sixteenth of the host's
+    ``pid_max``, between 256 and 4,096, so that a fork bomb in one capsule leaves the
+    host and the other capsules room to work."""
+    try:
+        pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        pid_max = 32768
+    return max(256, min(4096, pid_max // 16))
 
 
 def remove_cgroup_parents() -> None:

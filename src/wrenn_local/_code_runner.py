@@ -1,8 +1,9 @@
 """The ``code-runner-beta`` template: a real Jupyter Server in every capsule (PROTOCOL §14).
 
 Capsules of this template (and snapshots made from them) start Jupyter Server with
-ipykernel on port 8888 inside the capsule, as the user ``wrenn-user``, with no Jupyter
-auth (access goes through the port proxy, which requires the team's key), a kernelspec
+ipykernel on port 8888 inside the capsule, as the user ``wrenn-user``, with a random
+token per capsule that only the server knows (its port proxy, which requires the team's
+key, adds it to every request for port 8888) and no CORS headers, a kernelspec
 named ``wrenn`` as the default, and the user's home as the root directory. The capsule is
 reported ``running`` only once Jupyter answers ``GET /api/status``.
 
@@ -26,6 +27,7 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import socket
 import sys
 import tempfile
@@ -50,8 +52,10 @@ __all__ = [
     "SITE_IN_CAPSULE",
     "TEMPLATE",
     "JupyterSupport",
+    "auth_header",
     "launch",
     "matplotlib_font_cache",
+    "new_token",
     "wait_until_serving",
 ]
 
@@ -359,8 +363,19 @@ def bash_kernelspec(python: str, site: str) -> bytes:
     return json.dumps(spec).encode()
 
 
-async def launch(agent: AgentClient, python: str, site: str, port: int) -> None:
-    """Start Jupyter in the capsule as the background process tagged ``jupyter``."""
+def new_token() -> str:
+    """A Jupyter token for one capsule."""
+    return secrets.token_urlsafe(32)
+
+
+def auth_header(token: str) -> tuple[bytes, bytes]:
+    """The header that opens Jupyter (the proxy adds it; clients never see the token)."""
+    return (b"authorization", b"token " + token.encode())
+
+
+async def launch(agent: AgentClient, python: str, site: str, port: int, token: str) -> None:
+    """Start Jupyter in the capsule as the background process tagged ``jupyter``; it
+    reads its token from the environment (never from argv)."""
     await seed_font_cache(agent)
     await _write(agent, CHARTS_STARTUP_FILE, CHARTS_STARTUP.encode())
     if importlib.util.find_spec("bash_kernel") is not None:
@@ -369,13 +384,14 @@ async def launch(agent: AgentClient, python: str, site: str, port: int) -> None:
     await agent.exec_background(
         python,
         args=["-c", source, site, str(port)],
-        envs={"PYTHONPATH": site, "PYTHONNOUSERSITE": "1"},
+        envs={"PYTHONPATH": site, "PYTHONNOUSERSITE": "1", "JUPYTER_TOKEN": token},
         tag="jupyter",
     )
 
 
 async def wait_until_serving(
     agent: AgentClient,
+    token: str,
     *,
     timeout: float = READY_TIMEOUT,
     stopped: Callable[[], bool] = lambda: False,
@@ -385,7 +401,14 @@ async def wait_until_serving(
     Raises ``TimeoutError`` when it does not within ``timeout`` seconds, and
     ``RuntimeError`` as soon as ``stopped()`` (the sandbox was stopped meanwhile).
     """
-    request = b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    name, value = auth_header(token)
+    request = (
+        b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        + name
+        + b": "
+        + value
+        + b"\r\n\r\n"
+    )
     with anyio.fail_after(timeout):
         while True:
             if stopped():

@@ -27,3 +27,7 @@ class ServerOptions:
     browser_link_seconds: float = 600.0
     # Outbound network for capsules (pasta + an nftables filter; _network.py). False: none.
     network: bool = True
+    # Output a foreground exec answer carries (stdout and stderr together); the rest is
+    # read and dropped, and the answer says ``"truncated": true`` (the server holds about
+    # four copies of it while answering: JSON text, bytes, the socket's buffer).
+    exec_output_limit: int = 8 << 20

@@ -173,20 +173,27 @@ class PortProxy:
                 return
             port, record = self._resolve(scope, *target)
             async with record.sandbox.agent.connect(port) as relay:
-                await self._forward_http(_for_capsule(scope), receive, send, relay)
+                added = record.sandbox.port_headers.get(port, [])
+                await self._forward_http(_for_capsule(scope), receive, send, relay, added)
         except ProxyError as exc:
             await _plain(send, exc.status, exc.text)
         except AgentFailure as exc:
             await _plain(send, 502, f"proxy error: {exc.message}")
 
     async def _forward_http(
-        self, scope: dict[str, Any], receive: Any, send: Any, relay: TcpRelay
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        relay: TcpRelay,
+        added: list[tuple[bytes, bytes]],
     ) -> None:
         conn = h11.Connection(h11.CLIENT)
         path = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             path += b"?" + scope["query_string"]
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_BY_HOP]
+        headers += added  # the server's own credential for this port (Jupyter's token)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:  # keep the client's framing when it gave one
             headers.append((b"content-length", length))
@@ -252,14 +259,20 @@ class PortProxy:
         try:
             port, record = self._resolve(scope, *target)
             async with record.sandbox.agent.connect(port) as relay:
-                await self._relay_ws(_for_capsule(scope), receive, send, relay)
+                added = record.sandbox.port_headers.get(port, [])
+                await self._relay_ws(_for_capsule(scope), receive, send, relay, added)
         except ProxyError as exc:
             await _deny(send, exc.status, exc.text)
         except AgentFailure as exc:
             await _deny(send, 502, f"proxy error: {exc.message}")
 
     async def _relay_ws(
-        self, scope: dict[str, Any], receive: Any, send: Any, relay: TcpRelay
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        relay: TcpRelay,
+        added: list[tuple[bytes, bytes]],
     ) -> None:
         upstream = WSConnection(ConnectionType.CLIENT)
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
@@ -272,7 +285,7 @@ class PortProxy:
             b"sec-websocket-version",
             b"sec-websocket-extensions",
         }
-        extra = [(k, v) for k, v in scope["headers"] if k.lower() not in skip]
+        extra = [(k, v) for k, v in scope["headers"] if k.lower() not in skip] + added
         await relay.send(upstream.send(Request(host=host, target=path, extra_headers=extra)))
         pending = []
         while True:

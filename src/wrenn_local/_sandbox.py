@@ -38,10 +38,13 @@ from ._cgroups import CgroupSet
 from ._code_runner import (
     JUPYTER_PORT,
     SITE_IN_CAPSULE,
+    auth_header,
     free_port,
     launch,
+    new_token,
     wait_until_serving,
 )
+from ._disk import disk_quota_problem, make_image
 from ._inside import AGENT, BOOT
 from ._isolation import HostSupport, Isolation
 from ._network import CapsuleNetwork, write_resolv_conf
@@ -83,6 +86,7 @@ class SandboxSpec:
     services: tuple[str, ...] = ()  # started at boot: "jupyter" (code-runner template)
     jupyter_site: Path | None = None  # host site-packages with jupyter, for "jupyter"
     network: bool = False  # outbound network (_network.py), where the host has it
+    disk_size_mb: int | None = None  # the writable layer's size (full isolation, _disk.py)
 
 
 class Sandbox:
@@ -105,8 +109,15 @@ class Sandbox:
         self.ports: dict[int, int] = {}
         if "jupyter" in spec.services and support.isolation is not Isolation.FULL:
             self.ports[JUPYTER_PORT] = free_port()
+        # headers the port proxy adds for a port (Jupyter's token: clients never hold it)
+        self.port_headers: dict[int, list[tuple[bytes, bytes]]] = {}
+        self._jupyter_token = new_token() if "jupyter" in spec.services else ""
+        if self._jupyter_token:
+            self.port_headers[JUPYTER_PORT] = [auth_header(self._jupyter_token)]
         self._stop_requested = False
         self._stopped = False
+        self._disk_image = False
+        self.disk_limit = "recorded, not enforced"
         self._listener: socket.socket | None = None
         self.ids: IdRange | None = None  # the capsule's host id range (full isolation)
         self.network = self._network_hook()
@@ -117,7 +128,11 @@ class Sandbox:
 
     @property
     def upper_dir(self) -> Path:
-        return self.spec.directory / "upper"
+        upper = self.spec.directory / "upper"
+        if self._disk_image and self.process is not None and self.process.returncode is None:
+            # on the capsule's disk image, mounted only in its own mount namespace
+            return Path(f"/proc/{self.process.pid}/root") / str(upper).lstrip("/")
+        return upper
 
     # -- start
 
@@ -155,6 +170,14 @@ class Sandbox:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.isolation is Isolation.FULL and self.ids is None:
             self.ids = IdRange.acquire()
+        if self.isolation is Isolation.FULL and self.spec.disk_size_mb:
+            problem = disk_quota_problem(self.support.unshare)
+            if problem is None:
+                make_image(self.spec.directory / "disk.img", self.spec.disk_size_mb)
+                self._disk_image = True
+                self.disk_limit = "enforced"
+            else:
+                self.disk_limit = f"recorded, not enforced: {problem}"
         shutil.copyfile(AGENT, self.run_dir / "agent.py")
         (self.run_dir / "agent.json").write_text(json.dumps(self._agent_config()))
         if self.network is not None:
@@ -223,6 +246,16 @@ class Sandbox:
             "argv": argv,
             "env": BOOT_ENV,
             "data_dir": str(self.base.parent),
+            "disk": (
+                {
+                    "image": str(self.spec.directory / "disk.img"),
+                    "mount": str(self.spec.directory / "disk"),
+                    "binds": ["upper", "work"],
+                    "directory": str(self.spec.directory),
+                }
+                if self._disk_image
+                else None
+            ),
             "data": [
                 [str(self.run_dir / "agent.py"), "/run/wrenn/agent.py"],
                 [str(self.run_dir / "agent.json"), "/run/wrenn/agent.json"],
@@ -280,8 +313,8 @@ class Sandbox:
         else:
             python, site = sys.executable, str(self.spec.jupyter_site)
         port = self.ports.get(JUPYTER_PORT, JUPYTER_PORT)
-        await launch(self.agent, python, site, port)
-        await wait_until_serving(self.agent, stopped=self.stop_requested)
+        await launch(self.agent, python, site, port, self._jupyter_token)
+        await wait_until_serving(self.agent, self._jupyter_token, stopped=self.stop_requested)
 
     def _command(self) -> list[str]:
         if self.isolation is Isolation.FULL:

@@ -19,7 +19,9 @@ from ._capsules import CapsuleManager
 from ._events import EventHub
 from ._guard import HostGuard
 from ._isolation import HostSupport, Isolation
+from ._leftovers import reap_leftovers
 from ._options import ServerOptions
+from ._persist import keep_saved, read_state, restore_accounts, restore_templates
 from ._port_links import PortLinks
 from ._proxy import PortProxy
 from ._rootfs import prepare_base
@@ -97,8 +99,12 @@ async def serve(
         )
         if support.isolation is Isolation.REDUCED:
             log.warning("capsules run with reduced isolation: %s", "; ".join(support.reasons))
+        if not own_dir:  # a killed predecessor may have left capsules behind
+            await anyio.to_thread.run_sync(reap_leftovers, root)
         await anyio.to_thread.run_sync(prepare_base, root / "base")
         accounts = Accounts()
+        state = None if own_dir else await anyio.to_thread.run_sync(read_state, root)
+        restore_accounts(accounts, state)
         key = api_key or Accounts.generate_key()
         accounts.add_key(key, accounts.default_team, "local server key", None)
         events = EventHub()
@@ -128,6 +134,9 @@ async def serve(
             )
             bound_names = () if host in ("0.0.0.0", "::", "") else (host,)
             guarded = HostGuard(proxied, allowed_hosts=(*bound_names, *options.allowed_hosts))
+            if not own_dir:  # accounts and snapshots outlive the server (_persist.py)
+                restore_templates(capsules.templates, state, root)
+                tg.start_soon(keep_saved, accounts, capsules.templates, root)
             tg.start_soon(reaper, capsules)
             tg.start_soon(sampler, capsules)
             try:

@@ -159,6 +159,14 @@ class TemplateStore:
         template.created_at = now_utc()
         template.ready = True
 
+    def snapshots(self) -> list[TemplateRecord]:
+        """The teams' ready snapshots (what ``_persist.py`` keeps across restarts)."""
+        return [t for t in self._templates.values() if t.team_id is not None and t.ready]
+
+    def restore(self, template: TemplateRecord) -> None:
+        """Take back a saved snapshot (at start-up)."""
+        self._templates[(template.team_id, template.name)] = template
+
     def discard(self, template: TemplateRecord) -> None:
         """Forget a snapshot that failed (its files are the caller's to remove)."""
         self._templates.pop((template.team_id, template.name), None)

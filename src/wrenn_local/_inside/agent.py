@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import fcntl
 import grp
@@ -42,6 +43,13 @@ HEADER = struct.Struct(">IB")
 MAX_FRAME = 8 << 20
 CHUNK = 64 * 1024
 FILE_CHUNK = 256 * 1024  # file reads: fewer, larger frames for bulk bytes
+# Output chunks waiting for one reader of a process (exec, attach, pty): at most 1 MiB.
+# When a reader's queue is full the pump stops reading the pipe, so a process whose
+# output nobody reads blocks on write instead of growing the agent's memory.
+QUEUED_CHUNKS = 16
+# A files/list answer holds at most this many entries and walks for at most this long.
+LIST_MAX_ENTRIES = 10_000
+LIST_SECONDS = 5.0
 
 
 # Filesystem errors that are the caller's doing map to client errors, not agent failures.
@@ -179,22 +187,31 @@ class Proc:
         self.master_fd: int | None = None
         self.process: asyncio.subprocess.Process | None = None
 
-    def publish(self, kind: bytes, data: bytes) -> None:
+    async def publish(self, kind: bytes, data: bytes) -> None:
+        """Queue output for every reader; waits while one of them is full (backpressure)."""
         for queue in list(self.subscribers):
-            queue.put_nowait((kind, data))
+            if queue in self.subscribers:
+                await queue.put((kind, data))
 
     def subscribe(self) -> asyncio.Queue[tuple[bytes, bytes] | None]:
-        queue: asyncio.Queue[tuple[bytes, bytes] | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[bytes, bytes] | None] = asyncio.Queue(QUEUED_CHUNKS + 1)
         self.subscribers.add(queue)
         if self.exit_code is not None:
             queue.put_nowait(None)
         return queue
 
-    def finish(self, code: int) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[tuple[bytes, bytes] | None]) -> None:
+        """Drop a reader, and what it left unread (so a pump waiting on it moves on)."""
+        self.subscribers.discard(queue)
+        while not queue.empty():
+            queue.get_nowait()
+
+    async def finish(self, code: int) -> None:
         self.exit_code = code
         self.done.set()
         for queue in list(self.subscribers):
-            queue.put_nowait(None)
+            if queue in self.subscribers:
+                await queue.put(None)
 
 
 def exit_code_of(returncode: int) -> int:
@@ -289,6 +306,7 @@ class Agent:
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
+                preexec_fn=oom_first,
                 **self._user_kwargs(),
             )
         except FileNotFoundError:
@@ -311,11 +329,11 @@ class Agent:
                 data = await stream.read(CHUNK)
                 if not data:
                     return
-                proc.publish(kind, data)
+                await proc.publish(kind, data)
 
         await asyncio.gather(copy(process.stdout, b"O"), copy(process.stderr, b"E"))
         code = await process.wait()
-        proc.finish(exit_code_of(code))
+        await proc.finish(exit_code_of(code))
         self._forget_later(proc)
 
     async def spawn_pty(self, req: dict[str, Any]) -> Proc:
@@ -333,6 +351,7 @@ class Agent:
 
         def child_setup() -> None:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            oom_first()
 
         try:
             process = await asyncio.create_subprocess_exec(
@@ -376,14 +395,14 @@ class Agent:
                     break
                 if not data:
                     break
-                proc.publish(b"O", data)
+                await proc.publish(b"O", data)
         finally:
             loop.remove_reader(master)
         code = await process.wait()
         with contextlib.suppress(OSError):
             os.close(master)
         proc.master_fd = None
-        proc.finish(exit_code_of(code))
+        await proc.finish(exit_code_of(code))
         self._forget_later(proc)
 
     def signal(self, proc: Proc, signum: int) -> None:
@@ -403,7 +422,9 @@ class Agent:
         writer.write(jframe({"pid": proc.pid, "tag": proc.tag}))
         timeout = req.get("timeout")
         deadline = None if not timeout else time.monotonic() + float(timeout)
-        detach = asyncio.ensure_future(reader.read(1)) if req.get("stream") else None
+        # The process belongs to this connection: the server closing it (its client went
+        # away) kills the process; only a ``detach`` frame (exec stream "stop") leaves it.
+        detach = asyncio.ensure_future(_detached_or_gone(reader))
         try:
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -412,14 +433,13 @@ class Agent:
                     writer.write(jframe({"error": "timeout", "message": "command timed out"}))
                     return
                 getter = asyncio.ensure_future(queue.get())
-                waiters = {getter} | ({detach} if detach else set())
                 done, _ = await asyncio.wait(
-                    waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    {getter, detach}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter not in done:
                     getter.cancel()
-                    if detach is not None and detach in done:
-                        return  # the client went away: detach, the process keeps running
+                    if detach in done:
+                        return
                     continue
                 item = getter.result()
                 if item is None:
@@ -428,9 +448,11 @@ class Agent:
                 writer.write(frame(*item))
                 await writer.drain()
         finally:
-            proc.subscribers.discard(queue)
-            if detach is not None:
-                detach.cancel()
+            proc.unsubscribe(queue)
+            kept = detach.done() and not detach.cancelled() and detach.result()
+            detach.cancel()
+            if not kept and proc.exit_code is None:
+                self.signal(proc, signal.SIGKILL)
 
     async def op_attach(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
         proc = self.find(str(req.get("selector", "")))
@@ -498,7 +520,7 @@ class Agent:
                 writer.write(frame(*item))
                 await writer.drain()
         finally:
-            proc.subscribers.discard(queue)
+            proc.unsubscribe(queue)
             inbound_task.cancel()
 
     async def op_ps(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
@@ -647,13 +669,28 @@ class Agent:
             raise AgentError("invalid_request", "path is not a directory")
         depth = max(int(req.get("depth") or 1), 1)
         entries: list[dict[str, Any]] = []
+        deadline = time.monotonic() + LIST_SECONDS
 
+        # Bounded in entries and time, and walked in a thread: a huge or deep tree
+        # planted by capsule code neither ties up the agent nor fills its memory.
         def walk(directory: str, level: int) -> None:
             try:
                 names = sorted(os.listdir(directory))
             except OSError:
                 return
             for name in names:
+                if len(entries) >= LIST_MAX_ENTRIES:
+                    raise AgentError(
+                        "invalid_request",
+                        f"listing stopped at {LIST_MAX_ENTRIES} entries: "
+                        "list with a smaller depth, or a deeper path",
+                    )
+                if time.monotonic() > deadline:
+                    raise AgentError(
+                        "invalid_request",
+                        f"listing took longer than {LIST_SECONDS:g} s: "
+                        "list with a smaller depth, or a deeper path",
+                    )
                 full = os.path.join(directory, name)
                 try:
                     entry = self._entry(full, name)
@@ -663,7 +700,7 @@ class Agent:
                 if level < depth and os.path.isdir(full) and not os.path.islink(full):
                     walk(full, level + 1)
 
-        walk(host, 1)
+        await asyncio.get_running_loop().run_in_executor(None, walk, host, 1)
         writer.write(jframe({"entries": entries}))
 
     async def op_stat(self, req: dict[str, Any], reader: Any, writer: Any) -> None:
@@ -820,6 +857,52 @@ class Agent:
 
 FILE_OPS = frozenset({"read", "write", "list", "stat", "mkdir", "remove"})
 HANDOFF_MAX = 64 * 1024  # a file operation's request (a path and a few fields)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_DUMPABLE = 4
+
+
+def _command_oom_score() -> bytes:
+    """100 (as envd) when the agent is out of the OOM killer's reach (-1000, set by
+    boot.py); else 1000, which puts any command above the agent within the capsule's
+    memory limit."""
+    try:
+        with open("/proc/self/oom_score_adj") as fh:
+            return b"100" if fh.read().strip() == "-1000" else b"1000"
+    except OSError:
+        return b"1000"
+
+
+COMMAND_OOM_SCORE = _command_oom_score()
+
+
+def oom_first() -> None:
+    """In a child before ``exec``: the OOM killer picks it before the agent. Raising
+    one's own score needs no privilege, but after the switch to the capsule's user
+    ``/proc/self`` belongs to root until ``exec``, unless made dumpable again."""
+    _LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    with contextlib.suppress(OSError):
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        try:
+            os.write(fd, COMMAND_OOM_SCORE)
+        finally:
+            os.close(fd)
+
+
+async def _detached_or_gone(reader: asyncio.StreamReader) -> bool:
+    """Wait for the server's word on a running exec: ``True`` for a ``detach`` frame,
+    ``False`` when the connection closed (or sent anything else: never a detach)."""
+    try:
+        got = await read_frame(reader)
+    except AgentError:
+        return False
+    if got is None or got[0] != ord("J"):
+        return False
+    try:
+        return bool(json.loads(got[1]).get("type") == "detach")
+    except (ValueError, AttributeError):
+        return False
 
 
 def _op_of(payload: bytes) -> str | None:

@@ -21,12 +21,15 @@ Usage: python -I boot.py <plan.json>   (the plan is written by ``_sandbox.py``)
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import json
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -230,6 +233,22 @@ def main(plan_path: str) -> None:
     idmap_dir = plan.get("idmap_dir", "")
     if idmap_dir:
         os.makedirs(idmap_dir, exist_ok=True)
+    disk = plan.get("disk")
+    if disk:  # the writable layers on the capsule's size-limited image (_disk.py)
+        os.makedirs(disk["mount"], exist_ok=True)
+        subprocess.run(["mount", "-o", "loop", disk["image"], disk["mount"]], check=True)
+        # overlayfs wants upper and work under one mount: both go to the image's own
+        # mount; the capsule's ``upper`` shows the same files (the server reads them)
+        for name in disk["binds"]:
+            inner, outer = os.path.join(disk["mount"], name), os.path.join(disk["directory"], name)
+            os.makedirs(outer, exist_ok=True)
+            # what the server put there before boot (resolv.conf, say) moves onto the image
+            shutil.copytree(outer, inner, symlinks=True, dirs_exist_ok=True)
+            subprocess.run(["mount", "--bind", inner, outer], check=True)
+            for layer in plan["overlays"]:
+                for key in ("upper", "work"):
+                    if layer[key].startswith(outer + "/"):
+                        layer[key] = inner + layer[key][len(outer) :]
     for layer in plan["overlays"]:
         mount_overlay(
             layer["lowers"],
@@ -248,6 +267,12 @@ def main(plan_path: str) -> None:
         with open(procs_file, "w") as fh:
             fh.write(str(os.getpid()))
     new_network_namespace()
+    # The OOM killer never picks bubblewrap or the agent (inherited by both); the agent
+    # raises every command it starts, so a memory hog goes first. Lowering a score needs
+    # CAP_SYS_RESOURCE, which a container may not grant: then the agent stays at 0 and
+    # raises commands to the top instead (agent.py, ``oom_first``).
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as fh:
+        fh.write("-1000")
     # bubblewrap is the capsule's pid 1: its command line is readable inside, so it reads
     # its options (host paths among them) from a pipe and shows only ``bwrap --args N``
     # and the command it runs, which names paths inside the capsule only.

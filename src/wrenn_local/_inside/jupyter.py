@@ -1,7 +1,11 @@
 """The code-runner template's service, run inside the capsule as ``python -c <this file>``.
 
 Writes the ``wrenn`` kernelspec into the user's home, then replaces itself with Jupyter
-Server on 127.0.0.1:<port> with no Jupyter auth (access goes through the port proxy).
+Server on 127.0.0.1:<port>. Jupyter requires the token the server put in
+``JUPYTER_TOKEN`` (never on a command line, which ``ps`` shows; the server's port proxy
+adds it to every request) and sends no CORS headers, so neither a web page nor another
+local account can drive it, even where its port is on the host's loopback (reduced
+isolation).
 
 Usage: python -c "$(cat jupyter.py)" <site-packages> <port>
 """
@@ -39,10 +43,7 @@ def main(site: str, port: str) -> None:
             "--ServerApp.ip=127.0.0.1",
             "--ServerApp.port=" + port,
             "--ServerApp.port_retries=0",
-            "--IdentityProvider.token=",
-            "--ServerApp.password=",
-            "--ServerApp.disable_check_xsrf=True",
-            "--ServerApp.allow_origin=*",
+            # the Host is the proxy's name for the port; the token is the lock
             "--ServerApp.allow_remote_access=True",
             "--ServerApp.open_browser=False",
             "--ServerApp.root_dir=" + home,

@@ -3,7 +3,13 @@ process list, kill, and the attach WebSocket.
 
 Every relay runs in a task group of its own connection: leaving the handler (client gone,
 process ended, server stopping) cancels both directions and closes the agent connection.
-Closing an exec or attach stream detaches from the process, it does not kill it.
+A command belongs to the call that started it: a foreground exec whose client goes away,
+and an exec stream closed without ``stop``, kill it (the agent does, when its connection
+closes). ``stop`` detaches; closing an attach stream leaves the process alone.
+
+Output never piles up in the server: the agent sends it in bounded frames and stops
+reading a command's pipe while the server does not take them (the command blocks on
+write); a foreground answer keeps the first ``exec_output_limit`` bytes and drops the rest.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .._agent_client import AgentFailure, Output, ProcessStream
+from .._agent_client import AgentFailure, Exited, Output, ProcessStream
 from .._capsules import CapsuleRecord
 from .._errors import ApiError, bad_request, json_response
 from ._http import capsules_of, endpoint, principal_of, read_json
@@ -32,7 +38,7 @@ __all__ = ["routes", "websocket_routes"]
 # --- HTTP -------------------------------------------------------------------------------
 
 
-def _text_or_base64(stdout: bytes, stderr: bytes) -> tuple[str, str, str]:
+def _text_or_base64(stdout: bytearray, stderr: bytearray) -> tuple[str, str, str]:
     try:
         return stdout.decode("utf-8"), stderr.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -74,40 +80,79 @@ async def exec_command(request: Request) -> Response:
             {"sandbox_id": record.id, "cmd": cmd, "pid": started.pid, "tag": started.tag}, 202
         )
     begun = time.perf_counter()
-    output = {"stdout": bytearray(), "stderr": bytearray()}
-    async with agent.exec(cmd, args=args, envs=envs, cwd=cwd, timeout=timeout) as process:
-        with anyio.fail_after(timeout + 10):
-            while True:
-                try:
-                    event = await process.next()
-                except AgentFailure as exc:
-                    if exc.code == "timeout":
-                        raise ApiError(
-                            502,
-                            "agent_error",
-                            f"command timed out after {timeout}s and was killed",
-                        ) from None
-                    raise
-                if event is None:
-                    raise AgentFailure("agent_error", "the command's stream broke")
-                if isinstance(event, Output):
-                    output[event.stream] += event.data
-                else:
-                    exit_code = event.exit_code
-                    break
+    limit = request.app.state.options.exec_output_limit
+    collected: _Collected | None = None
+    failure: Exception | None = None
+    # a client that goes away takes its command with it: leaving this block closes the
+    # agent connection, and the agent kills the process
+    async with (
+        agent.exec(cmd, args=args, envs=envs, cwd=cwd, timeout=timeout) as process,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_cancel_on_disconnect, request, tg.cancel_scope)
+        try:
+            collected = await _collect(process, timeout, limit)
+        except Exception as exc:  # raised below, outside the task group (no group)
+            failure = exc
+        tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    if collected is None:  # the client went away: nobody reads this answer
+        return Response(status_code=499)
+    output, exit_code, truncated = collected
+    del collected  # the output is let go of as soon as it is text
     record.touch()
-    stdout, stderr, encoding = _text_or_base64(bytes(output["stdout"]), bytes(output["stderr"]))
-    return json_response(
-        {
-            "sandbox_id": record.id,
-            "cmd": cmd,
-            "stdout": stdout,
-            "stderr": stderr,
-            "exit_code": exit_code,
-            "duration_ms": int((time.perf_counter() - begun) * 1000),
-            "encoding": encoding,
-        }
-    )
+    stdout, stderr, encoding = _text_or_base64(output["stdout"], output["stderr"])
+    del output
+    answer: dict[str, Any] = {
+        "sandbox_id": record.id,
+        "cmd": cmd,
+        "stdout": stdout,
+        "stderr": stderr,
+        "exit_code": exit_code,
+        "duration_ms": int((time.perf_counter() - begun) * 1000),
+        "encoding": encoding,
+    }
+    if truncated:
+        answer["truncated"] = True
+    del stdout, stderr
+    return json_response(answer)
+
+
+_Collected = tuple[dict[str, bytearray], int, bool]
+
+
+async def _collect(process: ProcessStream, timeout: float, limit: int) -> _Collected:
+    """A foreground command's output (its first ``limit`` bytes), exit code, and whether
+    output was dropped."""
+    output = {"stdout": bytearray(), "stderr": bytearray()}
+    room = limit
+    truncated = False
+    with anyio.fail_after(timeout + 10):
+        while True:
+            try:
+                event = await process.next()
+            except AgentFailure as exc:
+                if exc.code == "timeout":
+                    raise ApiError(
+                        502, "agent_error", f"command timed out after {timeout}s and was killed"
+                    ) from None
+                raise
+            if event is None:
+                raise AgentFailure("agent_error", "the command's stream broke")
+            if isinstance(event, Exited):
+                return output, event.exit_code, truncated
+            kept = event.data[: max(room, 0)]
+            output[event.stream] += kept
+            room -= len(kept)
+            truncated = truncated or len(kept) < len(event.data)
+
+
+async def _cancel_on_disconnect(request: Request, scope: anyio.CancelScope) -> None:
+    """Cancel ``scope`` when the HTTP client goes away (its body was read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 @endpoint("key_or_jwt")
@@ -171,12 +216,15 @@ async def _relay_output(ws: WebSocket, process: ProcessStream) -> None:
             return
 
 
-async def _watch_client(ws: WebSocket, scope: anyio.CancelScope) -> None:
-    """Read client frames of an exec/attach stream: ``stop`` or a disconnect detaches."""
+async def _watch_client(ws: WebSocket, process: ProcessStream, scope: anyio.CancelScope) -> None:
+    """Read client frames of an exec/attach stream until ``stop`` (which detaches: the
+    process keeps running) or a disconnect (which ends the stream; for an exec stream,
+    the agent then kills the command)."""
     try:
         while True:
             message = await receive_json(ws)
             if message and message.get("type") == "stop":
+                await process.detach()
                 break
     except WebSocketDisconnect:
         pass
@@ -197,7 +245,7 @@ async def _follow(
                 start["pid"] = process.started.pid
             await ws.send_json(start)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_watch_client, ws, tg.cancel_scope)
+                tg.start_soon(_watch_client, ws, process, tg.cancel_scope)
                 await _relay_output(ws, process)
                 tg.cancel_scope.cancel()
         await end_quietly(ws)
