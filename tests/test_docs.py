@@ -2,7 +2,8 @@
 
 Complete programs run as written. Fragments (an ``await`` at the top, names that the
 surrounding prose introduces) run inside a small harness that gives them those names:
-``client`` (entered), ``job`` and ``items``; a test file (docs/testing.md) runs under
+``client`` (entered), ``cap`` (a capsule of the template the fragment needs), ``job``
+and ``items``; a test file (docs/testing.md) runs under
 pytest with the project's plugin and the one helper it mentions, ``my_agent``.
 """
 
@@ -63,7 +64,12 @@ def program(code: str) -> str:
     """A program for ``python -c``, or (a test file) the text of a pytest module."""
     if "def test_" in code:
         return code + TEST_FILE_HELPERS
-    if "import " not in code:  # a fragment: the names it uses come from the prose
+    if not re.search(r"^(import|from) \w", code, re.M):  # a fragment: names from the prose
+        if re.search(r"\bcap\b", code) and "as cap" not in code:  # the prose's capsule
+            template = "code-runner-beta" if "run_code" in code else "minimal-ubuntu"
+            code = f'async with client.capsule(template="{template}") as cap:\n' + (
+                textwrap.indent(code, " " * 4)
+            )
         return FRAGMENT.format(body=textwrap.indent(code, " " * 8))
     return code
 

@@ -56,4 +56,6 @@ def test_the_sdk_uses_only_the_public_entry_points_of_the_local_server() -> None
         for p, line, mod in _imports("wrenn")
         if mod.startswith("wrenn_local.")
     ]
-    assert bad == [], "use wrenn_local's public names (serve, server_process, main)"
+    assert bad == [], (
+        "use wrenn_local's public names (serve, server_process, main, add_serve_arguments)"
+    )

@@ -12,6 +12,7 @@ shell: ``python -m wrenn_local serve --port 0`` (the same as ``wrenn_local.main(
 
 from __future__ import annotations
 
+from ._cli import add_serve_arguments as add_serve_arguments
 from ._cli import main as main
 from ._isolation import Isolation as Isolation
 from ._options import ServerOptions as ServerOptions
@@ -19,4 +20,12 @@ from ._process import server_process as server_process
 from ._server import LocalServer as LocalServer
 from ._server import serve as serve
 
-__all__ = ["Isolation", "LocalServer", "ServerOptions", "main", "serve", "server_process"]
+__all__ = [
+    "Isolation",
+    "LocalServer",
+    "ServerOptions",
+    "add_serve_arguments",
+    "main",
+    "serve",
+    "server_process",
+]

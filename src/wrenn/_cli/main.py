@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve_parser() -> argparse.ArgumentParser | None:
     """The options of ``wrenn local serve`` (wrenn_local's own), if it is installed."""
     try:
-        from wrenn_local._cli import add_serve_arguments
+        from wrenn_local import add_serve_arguments
     except ImportError:
         return None
     serve = argparse.ArgumentParser(add_help=False)
