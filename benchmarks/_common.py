@@ -23,11 +23,25 @@ def peak_mib() -> float:
 
 def rss_mib() -> float:
     """This process's resident memory now, MiB."""
-    with open("/proc/self/status") as f:
+    return rss_kib("self") / 1024
+
+
+def rss_kib(pid: int | str) -> int:
+    """The resident memory of process ``pid`` (or ``"self"``) now, KiB."""
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+                return int(line.split()[1])
+    return 0
+
+
+async def sample_peak(pid: int, peak: list[int], stop: Any, interval: float = 0.02) -> None:
+    """Keep ``peak[0]`` at the highest RSS (KiB) of ``pid`` seen until ``stop`` is set."""
+    import anyio
+
+    while not stop.is_set():
+        peak[0] = max(peak[0], rss_kib(pid))
+        await anyio.sleep(interval)
 
 
 def _resolve(host: Any, *args: Any, **kwargs: Any) -> Any:

@@ -21,24 +21,12 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import anyio
 import httpx
 from websockets.asyncio.client import connect
 
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-async def sample(pid: int, peak: list[int], stop: anyio.Event) -> None:
-    while not stop.is_set():
-        peak[0] = max(peak[0], rss_kib(pid))
-        await anyio.sleep(0.02)
+from _common import rss_kib, sample_peak
 
 
 async def measure(base: str, key: str, pid: int, mib: int) -> dict[str, object]:
@@ -55,7 +43,7 @@ async def measure(base: str, key: str, pid: int, mib: int) -> dict[str, object]:
             stop = anyio.Event()
             received = 0
             async with anyio.create_task_group() as tg:
-                tg.start_soon(sample, pid, peak, stop)
+                tg.start_soon(sample_peak, pid, peak, stop)
                 started = time.perf_counter()
                 if how == "foreground":
                     resp = await http.post(

@@ -19,23 +19,11 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
 import httpx
 
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-async def sample(pid: int, peak: list[int], stop: anyio.Event) -> None:
-    while not stop.is_set():
-        peak[0] = max(peak[0], rss_kib(pid))
-        await anyio.sleep(0.05)
+from _common import rss_kib, sample_peak
 
 
 async def measure(base: str, key: str, pid: int, mib: int) -> dict[str, object]:
@@ -66,7 +54,7 @@ async def measure(base: str, key: str, pid: int, mib: int) -> dict[str, object]:
             peak = [rss_kib(pid)]
             stop = anyio.Event()
             async with anyio.create_task_group() as tg:
-                tg.start_soon(sample, pid, peak, stop)
+                tg.start_soon(sample_peak, pid, peak, stop, 0.05)
                 started = time.perf_counter()
                 if direction == "upload":
                     resp = await http.post(
