@@ -28,14 +28,16 @@ def server() -> Iterator[dict[str, str]]:
 
 
 def wrenn(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """``python -m wrenn ARGS`` with none of the caller's ``WRENN_*`` variables but ``env``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("WRENN_")}
     return subprocess.run(
         [sys.executable, "-m", "wrenn", *args],
         capture_output=True,
         text=True,
         env={**base, **(env or {})},
+        input=stdin,
         timeout=timeout,
         check=False,
     )

@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 
-from tests.localserver import server_process
+from tests import test_cli
 from wrenn import AsyncWrennClient
 from wrenn._cli.build import TemplateBuildError, build_template, parse_recipe
 from wrenn._cli.common import UsageError
+
+server = test_cli.server  # the module-scoped server fixture (one server per module)
+wrenn = test_cli.wrenn
 
 RECIPE = """\
 # a template with a tool and its configuration
@@ -31,27 +30,6 @@ RUN mkdir -p bin && \\
     printf '#!/bin/sh\\necho tool says "$@"\\n' > bin/tool && chmod +x bin/tool
 RUN echo "$GREETING" > greeting.txt && echo built in $(pwd)
 """
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[dict[str, str]]:
-    with server_process() as env:
-        yield env
-
-
-def wrenn(
-    *args: str, env: dict[str, str], stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("WRENN_")}
-    return subprocess.run(
-        [sys.executable, "-m", "wrenn", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **env},
-        input=stdin,
-        timeout=180,
-        check=False,
-    )
 
 
 def no_capsules_left(server: dict[str, str]) -> bool:
