@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 from shlex import quote as shell_quote
 
@@ -179,36 +180,51 @@ async def test_signup_is_off_unless_asked_for() -> None:
         assert (await http.post("/v1/auth/signup", json=body)).status_code == 201
 
 
-async def test_a_login_flood_neither_stalls_the_server_nor_goes_unthrottled() -> None:
+async def test_a_login_flood_neither_stalls_the_server_nor_goes_unthrottled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each PBKDF2 takes ~0.1 s: on the event loop, ten of them would stall every tenant
+    # for a second. The hash is spied on (the server runs in this process) to prove none
+    # runs on the event loop's thread; how long /health waits meanwhile is a figure for
+    # benchmarks/login_flood.py, not an assertion here.
+    from wrenn_local import _accounts
+
+    hashed_on: list[threading.Thread] = []
+    real_hash = _accounts.Accounts._hash
+
+    def spy(self: _accounts.Accounts, password: str, salt: bytes) -> bytes:
+        hashed_on.append(threading.current_thread())
+        return real_hash(self, password, salt)
+
+    monkeypatch.setattr(_accounts.Accounts, "_hash", spy)
+    loop_thread = threading.current_thread()
     async with (
         local_http(options=ServerOptions(allow_signup=True)) as (server, http),
         httpx.AsyncClient(base_url=server.base_url) as probe,
     ):
         body = {"email": "x@y.io", "password": "long enough", "name": "X"}
         assert (await http.post("/v1/auth/signup", json=body)).status_code == 201
-        assert (await probe.get("/health")).status_code == 200  # its connection is open
         statuses: list[int] = []
-        worst = 0.0
+        healthy: list[int] = []
 
         async def login() -> None:
             resp = await http.post("/v1/auth/login", json={**body, "password": "wrong guess"})
             statuses.append(resp.status_code)
 
         async def health() -> None:
-            nonlocal worst
             await anyio.sleep(0.1)  # the flood is under way
-            for _ in range(20):
-                start = anyio.current_time()
-                assert (await probe.get("/health")).status_code == 200
-                worst = max(worst, anyio.current_time() - start)
+            for _ in range(10):
+                healthy.append((await probe.get("/health")).status_code)
                 await anyio.sleep(0.02)
 
         async with anyio.create_task_group() as tg:
             for _ in range(60):
                 tg.start_soon(login)
             tg.start_soon(health)
-        # each PBKDF2 takes ~0.1 s: ten of them on the event loop would stall it ~1 s
-        assert worst < 0.3, worst
+        assert healthy == [200] * 10
+        assert hashed_on, "the spy saw no hash"
+        assert loop_thread not in hashed_on  # every PBKDF2 ran in a worker thread
+        assert len(hashed_on) <= 11  # the sign-up and the burst of ten log-ins
         assert statuses.count(401) <= 10  # the burst; the rest are throttled
         assert statuses.count(429) >= 50
         assert set(statuses) == {401, 429}
