@@ -30,6 +30,8 @@ import anyio.abc
 import attrs
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from ._unix_stream import connect_unix
+
 __all__ = [
     "AgentChannel",
     "AgentClient",
@@ -60,7 +62,7 @@ class AgentFailure(Exception):
 class AgentChannel:
     """One operation's connection to the agent."""
 
-    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self._stream = stream
         self._reader = BufferedByteReceiveStream(stream)
         self._send_lock = anyio.Lock()
@@ -138,7 +140,7 @@ class AgentClient:
     async def _open(self, request: dict[str, Any]) -> AsyncIterator[AgentChannel]:
         """Connect, send the request frame, and yield the channel; always closes it."""
         try:
-            stream = await anyio.connect_unix(self._address())
+            stream = await connect_unix(self._address())
         except OSError as exc:
             raise AgentFailure("host_unavailable", f"capsule agent unreachable: {exc}") from exc
         channel = AgentChannel(stream)
