@@ -166,7 +166,11 @@ async def test_capsule_root_owns_its_root_filesystem_and_nothing_of_the_host() -
             "root",
             "root",
         ]
-        upper = next(Path(server.data_dir).glob(f"capsules/{cid}/upper"))
+        # the server's view of the capsule's writable layer (on its disk image, which is
+        # mounted in the capsule's mount namespace only)
+        sandbox = server.capsules.capsules[cid].sandbox
+        assert sandbox is not None
+        upper = sandbox.upper_dir
         on_host = (upper / "etc" / name).stat()
         assert on_host.st_uid >= FIRST_BASE  # the capsule's range, not host root
         assert (on_host.st_uid - FIRST_BASE) % RANGE == 0

@@ -49,6 +49,7 @@ def fill(path: str, cid: str) -> str:
         "key_id": "key-" + "0" * 25,
         "host_id": "host-" + "0" * 25,
         "tag": "t",
+        "port": "8000",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
