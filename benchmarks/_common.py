@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import resource
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _getaddrinfo = socket.getaddrinfo
@@ -55,3 +59,23 @@ def resolve_localhost_names() -> None:
     """Make ``*.localhost`` resolve to loopback in this process (RFC 6761), as wildcard
     DNS does for the cloud's capsule proxy; plain glibc does not."""
     socket.getaddrinfo = _resolve
+
+
+@contextmanager
+def local_server(*options: str) -> Iterator[tuple[str, str, int]]:
+    """``python -m wrenn_local serve --port 0 [options]`` for the block, in a process of its
+    own (so its memory can be read): yields its base URL, API key and pid; stopped after."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as server:
+        try:
+            assert server.stdout is not None
+            base = server.stdout.readline().strip().split("=", 1)[1]
+            key = server.stdout.readline().strip().split("=", 1)[1]
+            yield base, key, server.pid
+        finally:
+            server.terminate()
+            server.wait(30)

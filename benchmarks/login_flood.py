@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from collections import Counter
 
 import anyio
 import httpx
+
+from _common import local_server
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -79,20 +79,8 @@ def main() -> None:
     parser.add_argument("--logins", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    with subprocess.Popen(
-        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0", "--allow-signup"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as server:
-        try:
-            assert server.stdout is not None
-            base = server.stdout.readline().strip().split("=", 1)[1]
-            server.stdout.readline()  # the API key: log-ins need none
-            print(json.dumps(anyio.run(measure, base, args.logins, args.rounds)))
-        finally:
-            server.terminate()
-            server.wait(30)
+    with local_server("--allow-signup") as (base, _key, _pid):
+        print(json.dumps(anyio.run(measure, base, args.logins, args.rounds)))
 
 
 if __name__ == "__main__":

@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 
 import anyio
 import httpx
 
-from _common import rss_kib, sample_peak
+from _common import local_server, rss_kib, sample_peak
 
 
 async def measure(base: str, key: str, pid: int, mib: int) -> dict[str, object]:
@@ -89,20 +87,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mib", type=int, default=1024)
     args = parser.parse_args()
-    with subprocess.Popen(
-        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as server:
-        try:
-            assert server.stdout is not None
-            base = server.stdout.readline().strip().split("=", 1)[1]
-            key = server.stdout.readline().strip().split("=", 1)[1]
-            print(json.dumps(anyio.run(measure, base, key, server.pid, args.mib)))
-        finally:
-            server.terminate()
-            server.wait(30)
+    with local_server() as (base, key, pid):
+        print(json.dumps(anyio.run(measure, base, key, pid, args.mib)))
 
 
 if __name__ == "__main__":
