@@ -286,21 +286,62 @@ def bench(session: nox.Session) -> None:
     """Every benchmark side by side (never part of the test suite). The official wrenn
     0.3.0 SDK, which is also called ``wrenn``, gets a virtual environment of its own."""
     ensure_sandbox_tools(session)
+    # not editable: start-up figures must be those of an installed wheel, as users have it
     session.install(
-        "-e",
-        ".[local,code,fast]",
+        ".[local,code,cli,fast]",
         "httpx>=0.28.1",
         "httpx-ws>=0.9",
         "matplotlib>=3.8",
         *group("test"),
+        env={"UV_COMPILE_BYTECODE": "1"},  # pip compiles on install; uv only when asked
     )
     python = official_sdk_venv(session, Path(session.virtualenv.location).parent / "bench-official")
-    session.run(
-        "python",
-        "benchmarks/run.py",
-        *session.posargs,
-        env={"WRENN_OFFICIAL_PYTHON": str(python)},
+    env = {"WRENN_OFFICIAL_PYTHON": str(python)}
+    baseline = baseline_venv(session, os.environ.get("WRENN_BASELINE_REF", BENCH_BASELINE_REF))
+    if baseline is not None:
+        env["WRENN_BASELINE_PYTHON"] = str(baseline)
+    session.run("python", "benchmarks/run.py", *session.posargs, env=env)
+
+
+# "today's main" in issue 20's targets: main when the work on it started
+BENCH_BASELINE_REF = "ab40185"
+
+
+def baseline_venv(session: nox.Session, ref: str) -> Path | None:
+    """A virtual environment holding this project as of git ``ref`` (the benchmarks'
+    "baseline" rows), made once per ref. None, with the reason, outside a git clone that
+    has the ref (e.g. a shallow clone or an sdist)."""
+    where = Path(session.virtualenv.location).parent / f"bench-baseline-{ref}"
+    python = where / "bin" / "python"
+    if python.exists():
+        return python
+    found = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        capture_output=True,
+        check=False,
     )
+    if found.returncode != 0:
+        session.warn(f"no baseline rows: git ref {ref} is not in this checkout")
+        return None
+    source = where.with_name(where.name + "-src")
+    shutil.rmtree(source, ignore_errors=True)
+    source.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    session.run("python", "-m", "venv", str(where))
+    session.run(
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        f"{source}[local,code,cli,trio,fast]",
+        "pytest",  # the start-up figure times the pytest plugin
+        external=True,
+    )
+    return python
 
 
 @nox.session

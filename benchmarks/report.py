@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import targets
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results" / "latest.jsonl"
@@ -210,6 +212,13 @@ def main() -> None:
         "server, each client in a fresh process. Ratios compare to the row named in the "
         "column.\n",
         "\n".join(machine()) + "\n",
+    ]
+    parts += [
+        "## Targets (issue 20)\n",
+        "Each target against its floor or peer, measured in the same run. "
+        + targets.summary(groups)
+        + "\n",
+        table(targets.rows(groups)),
     ]
     if drew:
         parts.append(f"![benchmarks]({CHART.name})\n")

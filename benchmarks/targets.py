@@ -1,0 +1,202 @@
+"""Issue 20's targets, checked against one results file: each row names its figure, its
+floor or peer, the ratio measured in the same run, the target and whether it is met.
+
+Used by ``report.py`` (the first table of docs/benchmarks.md); can be run alone to check
+a partial run: ``python benchmarks/targets.py``. A figure missing from the results is
+reported as "not measured", never guessed.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any
+
+Groups = dict[str, list[dict[str, Any]]]
+#: (what was measured, against what, ratio) or None when the results do not have it
+Found = tuple[str, str, float] | None
+
+
+def _rows(groups: Groups, key: str, **match: Any) -> list[dict[str, Any]]:
+    return [r for r in groups.get(key, []) if all(r.get(k) == v for k, v in match.items())]
+
+
+def _one(groups: Groups, key: str, client: str, **match: Any) -> dict[str, Any] | None:
+    found = _rows(groups, key, client=client, **match)
+    return found[0] if found else None
+
+
+def _ratio(
+    groups: Groups, key: str, field: str, ours: str, peer: str, unit: str, **match: Any
+) -> Found:
+    a, b = _one(groups, key, ours, **match), _one(groups, key, peer, **match)
+    if not a or not b or not a.get(field) or not b.get(field):
+        return None
+    return f"{a[field]:g} {unit}", f"{peer}: {b[field]:g} {unit}", a[field] / b[field]
+
+
+def _field(groups: Groups, key: str, client: str, field: str, unit: str, note: str) -> Found:
+    row = _one(groups, key, client)
+    if not row or row.get(field) is None:
+        return None
+    return f"{row[field]:g} {unit}", note, float(row[field])
+
+
+def _boot_serial(g: Groups) -> Found:
+    return _ratio(g, "boot:create", "p50_ms", "ours", "bare bwrap (floor)", "ms")
+
+
+def _boot_concurrent(g: Groups) -> Found:
+    return _ratio(g, "boot:concurrent", "wall_s", "ours", "baseline", "s")
+
+
+def _exec(client: str) -> Callable[[Groups], Found]:
+    return lambda g: _ratio(g, "compare:exec", "p50_ms", client, "raw httpx (floor)", "ms")
+
+
+def _exec_cpu(client: str) -> Callable[[Groups], Found]:
+    return lambda g: _ratio(g, "compare:exec", "cpu_ms_per_call", client, "official sync", "ms")
+
+
+def _per_gib(key: str, client: str) -> Callable[[Groups], Found]:
+    return lambda g: _ratio(g, key, "cpu_s_per_gib", client, "official sync", "CPU s/GiB")
+
+
+def _fanout(client: str) -> Callable[[Groups], Found]:
+    return lambda g: _ratio(
+        g, "compare:fanout", "commands_per_s", client, "official async", "cmd/s", capsules=64
+    )
+
+
+def _startup(key: str, note: str) -> Callable[[Groups], Found]:
+    return lambda g: _field(g, key, "ours", "ms", "ms", note)
+
+
+def _import(g: Groups) -> Found:
+    return _ratio(g, "startup:import", "ms", "ours", "official", "ms")
+
+
+def _streams(field: str, unit: str) -> Callable[[Groups], Found]:
+    def found(g: Groups) -> Found:
+        values = [r[field] for r in g.get("compare:scale", []) if r.get(field) is not None]
+        if not values:
+            return None
+        worst = max(values)
+        return f"{worst:g} {unit}", "worst of the scale rows", float(worst)
+
+    return found
+
+
+#: (figure, how to find it, target as text, comparison, bound)
+TARGETS: list[tuple[str, Callable[[Groups], Found], str, Callable[[float, float], bool], float]] = [
+    ("capsule create→running, serial p50", _boot_serial, "≤ 3×", operator.le, 3.0),
+    ("32 concurrent creates, wall", _boot_concurrent, "≤ 0.5× today's main", operator.le, 0.5),
+    *[
+        (f"exec `true` round trip p50, {c}", _exec(f"ours {c}"), "≤ 1.05×", operator.le, 1.05)
+        for c in ("asyncio", "trio", "sync")
+    ],
+    *[
+        (f"exec client CPU per call, {c}", _exec_cpu(f"ours {c}"), "≤ 1.0×", operator.le, 1.0)
+        for c in ("asyncio", "trio", "sync")
+    ],
+    *[
+        (
+            f"stream 256 MiB, client CPU/GiB, {c}",
+            _per_gib("compare:stream", f"ours {c}"),
+            "≤ 0.3×",
+            operator.le,
+            0.3,
+        )
+        for c in ("asyncio", "trio")
+    ],
+    *[
+        (
+            f"{d}, client CPU/GiB, {c} API",
+            _per_gib(f"compare:files {d}", f"ours {c}"),
+            f"≤ {bound}×",
+            operator.le,
+            bound,
+        )
+        for d in ("download", "upload")
+        for c, bound in (("asyncio", 1.0), ("sync", 1.15))
+    ],
+    *[
+        (f"fan-out 64 × 10, commands/s, {c}", _fanout(f"ours {c}"), "≥ 2×", operator.ge, 2.0)
+        for c in ("asyncio", "trio")
+    ],
+    (
+        "`wrenn --help`, added to `python -c pass`",
+        _startup("startup:wrenn --help", "added to python -c pass"),
+        "≤ 60 ms",
+        operator.le,
+        60.0,
+    ),
+    (
+        "pytest start-up added by the plugin",
+        _startup("startup:pytest start-up added by the plugin", "added to pytest"),
+        "≤ 20 ms",
+        operator.le,
+        20.0,
+    ),
+    ("`import wrenn`", _import, "≤ 0.5×", operator.le, 0.5),
+    (
+        "1,000 open streams: agent threads",
+        _streams("agent_threads", "threads"),
+        "≤ 10",
+        operator.le,
+        10.0,
+    ),
+    (
+        "1,000 open streams: server growth per stream",
+        _streams("server_rss_per_stream_kib", "KiB"),
+        "≤ 40 KiB",
+        operator.le,
+        40.0,
+    ),
+]
+
+
+def rows(groups: Groups) -> list[dict[str, Any]]:
+    """One row per target: measured, against, ratio (or value), target, met."""
+    out = []
+    for figure, find, target, compare, bound in TARGETS:
+        found = find(groups)
+        if found is None:
+            out.append(
+                {
+                    "figure": figure,
+                    "measured": None,
+                    "against": None,
+                    "ratio or value": None,
+                    "target": target,
+                    "met": "not measured",
+                }
+            )
+            continue
+        measured, against, value = found
+        out.append(
+            {
+                "figure": figure,
+                "measured": measured,
+                "against": against,
+                "ratio or value": round(value, 2),
+                "target": target,
+                "met": "yes" if compare(value, bound) else "no",
+            }
+        )
+    return out
+
+
+def summary(groups: Groups) -> str:
+    table = rows(groups)
+    met = sum(r["met"] == "yes" for r in table)
+    missing = sum(r["met"] == "not measured" for r in table)
+    return f"{met} of {len(table)} targets met" + (f", {missing} not measured." if missing else ".")
+
+
+if __name__ == "__main__":
+    import report
+
+    groups = report.group(report.load())
+    print(report.table(rows(groups)))
+    print(summary(groups))
