@@ -172,8 +172,13 @@ async def async_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
                             tg.start_soon(one, cap)
                     with anyio.fail_after(240):
                         await all_started.wait()
-                    # this command's shell is a child of the agent: its parent's threads
-                    probe = await caps[0].commands.run("grep Threads: /proc/$PPID/status")
+                    # this command's shell is a child of the agent's spawner (or of the
+                    # agent): the first root process up the tree is the agent
+                    probe = await caps[0].commands.run(
+                        "P=$PPID; while ! grep -q '^Uid:\t0\t' /proc/$P/status; do "
+                        "P=$(grep PPid: /proc/$P/status | cut -f2); done; "
+                        "grep Threads: /proc/$P/status"
+                    )
                     sampled = {
                         "agent_threads": int(probe.stdout.split()[1]),
                         "streams": ready,

@@ -343,11 +343,11 @@ class Agent:
             os.close(err_w)
         proc = Proc(pid, tag, cmd, args, pty=False)
         self._register(proc)
-        self._background(self._pump_spawned(proc, out_r, err_r, exited))
+        self._background(self._pump_spawned(proc, out_r, err_r, spawner, exited))
         return proc
 
     async def _pump_spawned(
-        self, proc: Proc, out_fd: int, err_fd: int, exited: asyncio.Future[int]
+        self, proc: Proc, out_fd: int, err_fd: int, spawner: Spawner, exited: asyncio.Future[int]
     ) -> None:
         loop = asyncio.get_running_loop()
 
@@ -371,7 +371,7 @@ class Agent:
                 os.close(fd)
 
         await asyncio.gather(copy(out_fd, b"O"), copy(err_fd, b"E"))
-        code = await exited
+        code = await spawner.exit_status(exited)
         await proc.finish(exit_code_of(code))
         self._forget_later(proc)
 
@@ -1347,6 +1347,7 @@ async def _sudo_run(conn: socket.socket, request: dict[str, Any], fds: list[int]
 # takes the direct path and the next one starts a new spawner.
 
 SPAWN_REPLY_SECONDS = 10.0
+SPAWN_CHECK_SECONDS = 0.25  # how often a spawner that has not answered yet is looked at
 SPAWN_MESSAGE_MAX = 200 * 1024  # argv + env of one command; larger ones go direct
 
 
@@ -1422,6 +1423,8 @@ class Spawner:
                             waiter[0].set_result(int(msg["code"]))
                     continue
                 exited: asyncio.Future[int] | None = None
+                if "pid" in msg and int(msg["pid"]) in (0, 1, os.getpid()):
+                    return  # not a pid it could have started: never trusted again
                 if "pid" in msg:  # registered here, before any exit record can be read
                     exited = loop.create_future()
                     self._exits[int(msg["pid"])] = (exited, fds[0] if fds else None)
@@ -1432,7 +1435,6 @@ class Spawner:
                 if reply is not None and not reply.done():
                     reply.set_result((msg, exited))
         finally:
-            loop.remove_reader(channel.fileno())
             self._gone(channel)
 
     def _gone(self, channel: socket.socket) -> None:
@@ -1440,12 +1442,18 @@ class Spawner:
         if self.channel is not channel:
             return
         self.channel = None
+        loop = asyncio.get_running_loop()
+        # the loop forgets the descriptor before it is closed: the next spawner's channel
+        # may get the same number
+        loop.remove_reader(channel.fileno())
         channel.close()
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()
+        self._reader = None
         for reply in self._replies.values():
             if not reply.done():
                 reply.set_exception(SpawnerUnavailable())
         self._replies.clear()
-        loop = asyncio.get_running_loop()
         if self._pidfd is not None and self.pid is not None:
             pidfd, pid, self._pidfd = self._pidfd, self.pid, None
             with contextlib.suppress(OSError):
@@ -1479,8 +1487,10 @@ class Spawner:
     ) -> tuple[int, asyncio.Future[int]]:
         """Start ``argv`` as the capsule user: its pid and a future of its exit status.
 
-        Raises :class:`SpawnerUnavailable` (the command was not started) when the spawner
-        cannot be started, does not answer in time, or could not start the command.
+        Raises :class:`SpawnerUnavailable` (the command was not started: take the direct
+        path) when the spawner cannot be started or reached, or could not start the
+        command; :class:`AgentError` when it went away (killed or stopped by capsule
+        code) after it was sent the command, which may then be running.
         """
         message = json.dumps({"id": self._next, "argv": argv, "env": env, "cwd": cwd}).encode()
         if len(message) > SPAWN_MESSAGE_MAX:
@@ -1501,19 +1511,53 @@ class Spawner:
                     socket.send_fds(channel, [message], [out, err])
                     break
                 except BlockingIOError:  # a spawner that reads nothing (stopped)
-                    if loop.time() > deadline:
+                    if loop.time() > deadline or self._stopped():
                         raise asyncio.TimeoutError() from None  # noqa: UP041
                     await asyncio.sleep(0.005)
-            msg, exited = await asyncio.wait_for(
-                asyncio.shield(reply), max(deadline - loop.time(), 0.001)
-            )
         except (OSError, asyncio.TimeoutError):  # noqa: UP041 (older capsule Pythons)
             self._replies.pop(ident, None)
             self._gone(channel)
-            raise SpawnerUnavailable() from None
+            raise SpawnerUnavailable() from None  # not sent: the direct path may start it
+        # Sent: from here on the command may be running even if no answer comes (the
+        # spawner killed just after starting it), so it is never started a second time.
+        try:
+            while True:
+                # capsule code may stop it (same user): not answering for a while and
+                # stopped, or not answering at all, it is replaced
+                step = min(SPAWN_CHECK_SECONDS, deadline - loop.time())
+                if step <= 0 or (not reply.done() and self._stopped()):
+                    raise asyncio.TimeoutError()  # noqa: UP041
+                with contextlib.suppress(asyncio.TimeoutError):
+                    msg, exited = await asyncio.wait_for(asyncio.shield(reply), step)
+                    break
+        except (SpawnerUnavailable, asyncio.TimeoutError):  # noqa: UP041
+            self._replies.pop(ident, None)
+            self._gone(channel)
+            raise AgentError(
+                "agent_error", "the command's starter went away before reporting it started"
+            ) from None
         if exited is None:  # it could not start it: the direct path gives the same error
             raise SpawnerUnavailable()
         return int(msg["pid"]), exited
+
+    async def exit_status(self, exited: asyncio.Future[int]) -> int:
+        """The exit status of a command it started; should the spawner be stopped before
+        reporting it, the spawner is replaced (and the status is -1, see :meth:`_gone`)."""
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(exited), 4 * SPAWN_CHECK_SECONDS)
+            except asyncio.TimeoutError:  # noqa: UP041 (older capsule Pythons)
+                if self.channel is not None and self._stopped():
+                    self._gone(self.channel)
+
+    def _stopped(self) -> bool:
+        """Whether the spawner is stopped (SIGSTOP, or traced): it will not answer."""
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state in (b"T", b"t")
 
     def close(self) -> None:
         if self.channel is not None:
@@ -1550,6 +1594,12 @@ def spawner_main(fd: int, uid: int, gid: int) -> None:
     def send(obj: dict[str, Any], fds: list[int] | None = None) -> None:
         socket.send_fds(channel, [json.dumps(obj).encode()], fds or [])
 
+    def close(fds: list[int]) -> None:
+        for got in fds:
+            with contextlib.suppress(OSError):
+                os.close(got)
+        fds.clear()
+
     def reap() -> None:
         while True:
             try:
@@ -1565,6 +1615,8 @@ def spawner_main(fd: int, uid: int, gid: int) -> None:
             send({"exit": pid, "code": code})
 
     def start(request: dict[str, Any], fds: list[int]) -> None:
+        """Start one command; closes ``fds`` before answering (a spawner stopped after its
+        answer must hold no end of the command's pipes)."""
         try:
             popen = subprocess.Popen(
                 [str(a) for a in request["argv"]],
@@ -1576,8 +1628,10 @@ def spawner_main(fd: int, uid: int, gid: int) -> None:
                 start_new_session=True,
             )
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            close(fds)
             send({"id": request.get("id"), "error": type(exc).__name__})
             return
+        close(fds)
         running[popen.pid] = popen
         pidfd = os.pidfd_open(popen.pid)
         try:
@@ -1600,13 +1654,12 @@ def spawner_main(fd: int, uid: int, gid: int) -> None:
                 return  # the agent is gone
             try:
                 request = json.loads(data)
-                if isinstance(request, dict) and len(fds) == 2:
-                    start(request, fds)
             except ValueError:
-                pass
-            finally:
-                for got in fds:
-                    os.close(got)
+                request = None
+            if isinstance(request, dict) and len(fds) == 2:
+                start(request, fds)
+            else:
+                close(fds)
 
 
 if __name__ == "__main__":
