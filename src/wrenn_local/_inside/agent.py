@@ -1369,7 +1369,6 @@ class Spawner:
             int, asyncio.Future[tuple[dict[str, Any], asyncio.Future[int] | None]]
         ] = {}
         self._exits: dict[int, tuple[asyncio.Future[int], int | None]] = {}
-        self._reader: asyncio.Task[None] | None = None
 
     @staticmethod
     def usable() -> bool:
@@ -1389,53 +1388,53 @@ class Spawner:
         ours.setblocking(False)
         self.pid, self.channel = pid, ours
         self._pidfd = os.pidfd_open(pid)
-        self._reader = asyncio.get_running_loop().create_task(self._read(ours))
+        asyncio.get_running_loop().add_reader(ours.fileno(), self._readable, ours)
         return ours
 
-    async def _read(self, channel: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        readable = asyncio.Event()
-        loop.add_reader(channel.fileno(), readable.set)
-        try:
-            while True:
-                try:
-                    data, fds, _flags, _addr = socket.recv_fds(channel, 4096, 1)
-                except BlockingIOError:
-                    readable.clear()
-                    await readable.wait()
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    for fd in fds:
-                        os.close(fd)
-                    return  # the spawner is gone
-                try:
-                    msg = json.loads(data)
-                except ValueError:
-                    msg = {}
-                if "exit" in msg:
-                    waiter = self._exits.pop(int(msg["exit"]), None)
-                    if waiter is not None:
-                        if waiter[1] is not None:
-                            os.close(waiter[1])
-                        if not waiter[0].done():
-                            waiter[0].set_result(int(msg["code"]))
-                    continue
-                exited: asyncio.Future[int] | None = None
-                if "pid" in msg and int(msg["pid"]) in (0, 1, os.getpid()):
-                    return  # not a pid it could have started: never trusted again
-                if "pid" in msg:  # registered here, before any exit record can be read
-                    exited = loop.create_future()
-                    self._exits[int(msg["pid"])] = (exited, fds[0] if fds else None)
-                else:
-                    for fd in fds:
-                        os.close(fd)
-                reply = self._replies.pop(int(msg.get("id", -1)), None)
-                if reply is not None and not reply.done():
-                    reply.set_result((msg, exited))
-        finally:
-            self._gone(channel)
+    def _readable(self, channel: socket.socket) -> None:
+        """(A loop callback.) Take every message waiting on the channel."""
+        while self.channel is channel:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(channel, 4096, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                break
+            if not data:
+                for fd in fds:
+                    os.close(fd)
+                break  # the spawner is gone
+            try:
+                if not self._take(json.loads(data), fds):
+                    break
+            except (ValueError, TypeError, KeyError, AttributeError):
+                for fd in fds:
+                    os.close(fd)
+        self._gone(channel)
+
+    def _take(self, msg: dict[str, Any], fds: list[int]) -> bool:
+        """One message of the spawner: an exit status, or the answer to a request."""
+        if "exit" in msg:
+            waiter = self._exits.pop(int(msg["exit"]), None)
+            if waiter is not None:
+                if waiter[1] is not None:
+                    os.close(waiter[1])
+                if not waiter[0].done():
+                    waiter[0].set_result(int(msg["code"]))
+            return True
+        exited: asyncio.Future[int] | None = None
+        if "pid" in msg and int(msg["pid"]) in (0, 1, os.getpid()):
+            return False  # not a pid it could have started: never trusted again
+        if "pid" in msg:  # registered here, before any exit record can be read
+            exited = asyncio.get_running_loop().create_future()
+            self._exits[int(msg["pid"])] = (exited, fds[0] if fds else None)
+        else:
+            for fd in fds:
+                os.close(fd)
+        reply = self._replies.pop(int(msg.get("id", -1)), None)
+        if reply is not None and not reply.done():
+            reply.set_result((msg, exited))
+        return True
 
     def _gone(self, channel: socket.socket) -> None:
         """The spawner died or was stopped: drop it (the next command starts another)."""
@@ -1447,9 +1446,6 @@ class Spawner:
         # may get the same number
         loop.remove_reader(channel.fileno())
         channel.close()
-        if self._reader is not None and self._reader is not asyncio.current_task():
-            self._reader.cancel()
-        self._reader = None
         for reply in self._replies.values():
             if not reply.done():
                 reply.set_exception(SpawnerUnavailable())
@@ -1527,8 +1523,9 @@ class Spawner:
                 step = min(SPAWN_CHECK_SECONDS, deadline - loop.time())
                 if step <= 0 or (not reply.done() and self._stopped()):
                     raise asyncio.TimeoutError()  # noqa: UP041
-                with contextlib.suppress(asyncio.TimeoutError):
-                    msg, exited = await asyncio.wait_for(asyncio.shield(reply), step)
+                await asyncio.wait((reply,), timeout=step)  # leaves it pending on timeout
+                if reply.done():
+                    msg, exited = reply.result()  # SpawnerUnavailable: the spawner is gone
                     break
         except (SpawnerUnavailable, asyncio.TimeoutError):  # noqa: UP041
             self._replies.pop(ident, None)
@@ -1543,12 +1540,11 @@ class Spawner:
     async def exit_status(self, exited: asyncio.Future[int]) -> int:
         """The exit status of a command it started; should the spawner be stopped before
         reporting it, the spawner is replaced (and the status is -1, see :meth:`_gone`)."""
-        while True:
-            try:
-                return await asyncio.wait_for(asyncio.shield(exited), 4 * SPAWN_CHECK_SECONDS)
-            except asyncio.TimeoutError:  # noqa: UP041 (older capsule Pythons)
-                if self.channel is not None and self._stopped():
-                    self._gone(self.channel)
+        while not exited.done():
+            await asyncio.wait((exited,), timeout=4 * SPAWN_CHECK_SECONDS)
+            if not exited.done() and self.channel is not None and self._stopped():
+                self._gone(self.channel)
+        return exited.result()
 
     def _stopped(self) -> bool:
         """Whether the spawner is stopped (SIGSTOP, or traced): it will not answer."""
