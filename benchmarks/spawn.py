@@ -13,6 +13,8 @@ Per spawn: ``start`` = request until the child has exec'd (the agent holds its p
 ``round`` = request until its exit is known, ``cpu`` = the agent process's CPU (plus the
 spawner's, spread over its spawns). ``--baseline-python`` (or WRENN_BASELINE_PYTHON, e.g.
 today's main) runs the same children with that build's agent, interleaved with ours.
+Then ``exec true`` over HTTP (raw httpx POST, as the user) against one server per build,
+interleaved rounds: the whole round trip a user waits for.
 Prints one JSON line per row: medians over all spawns, the spread (min–max of the
 per-child medians), and ratios to the floor and to the baseline.
 Run: python benchmarks/spawn.py [--children 3] [--rounds 200]
@@ -111,6 +113,63 @@ def run_child(python: str, rounds: int) -> dict[str, Any]:
     return result
 
 
+def http_round_trips(builds: dict[str, str], rounds: int, per_round: int) -> None:
+    """``POST /exec {"cmd": "true"}`` (raw httpx) against one server per build, interleaved:
+    the whole path a user waits for, with each build's server and agent."""
+    import contextlib
+
+    import httpx
+
+    samples: dict[str, list[float]] = {name: [] for name in builds}
+    with contextlib.ExitStack() as stack:
+        clients = {}
+        for name, python in builds.items():
+            server = stack.enter_context(
+                subprocess.Popen(
+                    [python, "-m", "wrenn_local", "serve", "--port", "0"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                    cwd="/",
+                )
+            )
+            stack.callback(server.terminate)
+            assert server.stdout is not None
+            env = dict(server.stdout.readline().strip().split("=", 1) for _ in range(2))
+            http = stack.enter_context(
+                httpx.Client(
+                    base_url=env["WRENN_BASE_URL"],
+                    headers={"X-API-Key": env["WRENN_API_KEY"]},
+                    timeout=60,
+                )
+            )
+            cid = http.post("/v1/capsules", json={}).json()["id"]
+            while http.get(f"/v1/capsules/{cid}").json()["status"] != "running":
+                time.sleep(0.05)
+            clients[name] = (http, cid)
+        for _ in range(rounds):
+            for name, (http, cid) in clients.items():
+                for i in range(per_round + 5):
+                    t0 = time.perf_counter()
+                    resp = http.post(f"/v1/capsules/{cid}/exec", json={"cmd": "true"})
+                    if resp.status_code != 200:
+                        raise SystemExit(f"exec failed: {resp.text}")
+                    if i >= 5:  # the first few warm the connection
+                        samples[name].append(time.perf_counter() - t0)
+    for name, values in samples.items():
+        row: dict[str, Any] = {
+            "figure": "exec true over HTTP (as the user)",
+            "client": name,
+            "p50_ms": round(statistics.median(values) * 1000, 3),
+            "p90_ms": round(statistics.quantiles(values, n=10)[-1] * 1000, 3),
+        }
+        if name != "baseline" and "baseline" in samples:
+            row["p50_vs_baseline"] = round(
+                statistics.median(values) / statistics.median(samples["baseline"]), 2
+            )
+        print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", action="store_true")
@@ -122,7 +181,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(child(args.rounds))))
         return
     if os.geteuid() != 0:
-        print(json.dumps({"figure": "spawn", "skipped": "needs root (it switches users)"}))
+        print(json.dumps({"figure": "agent spawn", "skipped": "needs root (it switches users)"}))
         return
     builds = {"ours": sys.executable}
     if args.baseline_python:
@@ -144,7 +203,7 @@ def main() -> None:
     table: dict[tuple[str, str], dict[str, float]] = {}
     for name in builds:
         for mode in MODES:
-            row: dict[str, Any] = {"figure": "spawn", "client": f"{name} {mode}"}
+            row: dict[str, Any] = {"figure": "agent spawn", "client": f"{name} {mode}"}
             if mode == "user":
                 row["via"] = "spawner" if runs[name][0]["spawner"] else "direct"
             for what in ("start", "round", "cpu"):
@@ -164,6 +223,7 @@ def main() -> None:
             for what in ("start", "round", "cpu"):
                 row[f"{what}_vs_baseline"] = round(row[f"{what}_ms"] / before[f"{what}_ms"], 2)
         print(json.dumps(row), flush=True)
+    http_round_trips(builds, rounds=args.children, per_round=50)
 
 
 if __name__ == "__main__":
