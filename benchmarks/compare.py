@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import wrenn_local
-from _common import cpu, peak_mib, rss_mib
+from _common import cpu, peak_mib, rss_kib, rss_mib
 
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
@@ -166,19 +166,32 @@ async def async_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
             async with anyio.create_task_group() as outer:
                 caps = [await outer.start(_hold_capsule, client) for _ in range(4)]
                 base_rss = rss_mib()
+                server = int(os.environ.get("WRENN_SERVER_PID") or 0)
+                server_base = rss_kib(server) if server else 0
                 async with anyio.create_task_group() as tg:
                     for cap in caps:
                         for _ in range(per_capsule):
                             tg.start_soon(one, cap)
                     with anyio.fail_after(240):
                         await all_started.wait()
-                    # this command's shell is a child of the agent: its parent's threads
-                    probe = await caps[0].commands.run("grep Threads: /proc/$PPID/status")
+                    # this command's shell is a child of the agent's spawner (or of the
+                    # agent): the first root process up the tree is the agent
+                    probe = await caps[0].commands.run(
+                        "P=$PPID; while ! grep -q '^Uid:\t0\t' /proc/$P/status; do "
+                        "P=$(grep PPid: /proc/$P/status | cut -f2); done; "
+                        "grep Threads: /proc/$P/status"
+                    )
                     sampled = {
                         "agent_threads": int(probe.stdout.split()[1]),
                         "streams": ready,
                         "rss_mib": round(rss_mib(), 1),
                         "rss_per_stream_kib": round((rss_mib() - base_rss) * 1024 / ready, 1),
+                        # the server's growth (RSS): its side of each stream
+                        "server_rss_per_stream_kib": round(
+                            (rss_kib(server) - server_base) / ready, 1
+                        )
+                        if server
+                        else None,
                         "threads": threading.active_count(),
                         "fds": len(os.listdir("/proc/self/fd")),
                         "tasks": len(anyio.get_running_tasks()),
@@ -302,6 +315,7 @@ class Runner:
             "WRENN_BASE_URL": base,
             "WRENN_API_KEY": key,
             "WRENN_PROXY_DOMAIN": f"localhost:{port}",
+            "WRENN_SERVER_PID": str(_server_pid()),
         }
 
     def ours(self, kind: str, client: str, n: int, python: str = sys.executable) -> dict[str, Any]:
@@ -325,6 +339,21 @@ class Runner:
             raise SystemExit(f"{cmd[1:3]} failed:\n{out.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
         return result
+
+
+def _server_pid() -> int:
+    """The local server started last by this process (a child of ours), 0 if none."""
+    found: list[tuple[int, int]] = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as fh:
+            for pid in fh.read().split():
+                with open(f"/proc/{pid}/cmdline", "rb") as cmd:
+                    if b"wrenn_local\0serve" not in cmd.read():
+                        continue
+                with open(f"/proc/{pid}/stat") as stat:
+                    started = int(stat.read().rsplit(")", 1)[1].split()[19])
+                found.append((started, int(pid)))
+    return max(found)[1] if found else 0
 
 
 def emit(figure: str, **fields: Any) -> None:
@@ -414,8 +443,15 @@ def run_files(r: Runner, mib: int) -> None:
 
 def run_scale(r: Runner, n: int) -> None:
     for client in ("asyncio", "trio"):
-        res = r.ours("scale", client, n)
+        # a fresh server each: its RSS grows once and stays (a warm one shows no growth)
+        with wrenn_local.server_process() as env:
+            fresh = Runner(env["WRENN_BASE_URL"], env["WRENN_API_KEY"], None, None)
+            res = fresh.ours("scale", client, n)
         res.pop("peak_rss_mib", None)
+        # issue 20's targets: agent threads <= 10, server growth <= 40 KiB per stream
+        res["agent_threads_vs_target"] = round(res["agent_threads"] / 10, 2)
+        if res.get("server_rss_per_stream_kib") is not None:
+            res["server_kib_vs_target"] = round(res["server_rss_per_stream_kib"] / 40, 2)
         emit("scale", client=f"ours {client}", **res)
 
 

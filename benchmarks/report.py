@@ -56,6 +56,14 @@ INTRO = {
     "startup:pytest start-up added by the plugin": "What the auto-loaded pytest plugin adds "
     "to every pytest run: `import pytest, wrenn.pytest_plugin` minus `import pytest` "
     "(target: 20 ms).",
+    "spawn:agent spawn": "The agent starting `/bin/true` as the capsule user, on the host as root "
+    "(agent-level; ms per spawn): through the spawner, the direct path it replaces, and a "
+    "bare vfork spawn (the floor); start = request until the child runs, round = until its "
+    "exit is known, cpu = the agent's (plus the spawner's); `baseline` is the build in "
+    "WRENN_BASELINE_PYTHON (today's main).",
+    "spawn:exec true over HTTP (as the user)": '`POST /exec {"cmd": "true"}` with raw '
+    "httpx against one server per build (ours, and today's main as `baseline`), interleaved "
+    "rounds; p50 and p90 in ms.",
 }
 
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from tests.localserver import local_http, new_capsule, sh
 
-# This command's shell is a child of the agent: its parent's thread count is the agent's.
-AGENT_THREADS = "grep Threads: /proc/$PPID/status; tr '\\0' ' ' < /proc/$PPID/cmdline"
+# This command's shell is a child of the agent's spawner (a child of the agent) or, on
+# the direct path, of the agent: the first root process up the tree is the agent.
+AGENT = (
+    "P=$PPID; while ! grep -q '^Uid:\t0\t' /proc/$P/status; do "
+    "P=$(grep PPid: /proc/$P/status | cut -f2); done; "
+)
+AGENT_THREADS = AGENT + "grep Threads: /proc/$P/status; tr '\\0' ' ' < /proc/$P/cmdline"
 
 
 async def test_children_are_watched_without_a_thread_each() -> None:

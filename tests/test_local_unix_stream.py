@@ -100,3 +100,42 @@ async def test_closing_wakes_a_waiting_receive(tmp_path: Path) -> None:
 async def test_nobody_listening_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(OSError):  # noqa: PT011 - the server turns any into "unreachable"
         await connect_unix(str(tmp_path / "nobody"))
+
+
+async def test_connects_beyond_a_full_backlog_are_retried_not_broken(tmp_path: Path) -> None:
+    # Many streams at once (1,000 exec streams) overflow the agent's listen backlog; a
+    # non-blocking UNIX connect then fails with EAGAIN and is *not* in progress, so it
+    # must be tried again: taken as connected, its first send fails with ENOTCONN.
+    path = str(tmp_path / "s")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    listener.setblocking(False)
+    count = 8
+    answered: list[bytes] = []
+
+    async def client(i: int) -> None:
+        stream = await connect_unix(path)
+        await stream.send(b"%d" % i)
+        answered.append(await stream.receive())
+        await stream.aclose()
+
+    async def answer(peer: UnixStream) -> None:
+        await peer.send(b"ok " + await peer.receive())
+        await peer.aclose()
+
+    with listener:
+        async with anyio.create_task_group() as tg:
+            for i in range(count):
+                tg.start_soon(client, i)
+            await anyio.sleep(0.05)  # every client has tried: the backlog is full
+            served = 0
+            while served < count:
+                try:
+                    peer, _ = listener.accept()
+                except BlockingIOError:
+                    await anyio.wait_readable(listener)
+                    continue
+                tg.start_soon(answer, UnixStream(peer))
+                served += 1
+    assert sorted(answered) == sorted(b"ok %d" % i for i in range(count))

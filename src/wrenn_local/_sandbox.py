@@ -278,7 +278,7 @@ class Sandbox:
             finally:
                 os.close(dir_fd)
             os.chmod(self.socket_path, 0o600)
-            listener.listen(64)
+            listener.listen(socket.SOMAXCONN)  # bursts of streams (connect_unix retries)
             self._listener = listener
         return self._listener.fileno()
 

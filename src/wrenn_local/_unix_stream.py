@@ -92,14 +92,19 @@ async def connect_unix(path: str) -> UnixStream:
     """Connect to the UNIX socket at ``path`` (an ``OSError`` if nobody listens there)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setblocking(False)
+    pause = 0.001
     try:
-        try:
-            sock.connect(path)
-        except BlockingIOError:  # the listener's backlog is full: wait until accepted
-            await anyio.wait_writable(sock)
-            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if error:
-                raise OSError(error, f"connecting to {path} failed") from None
+        while True:
+            try:
+                sock.connect(path)
+                break
+            except BlockingIOError:
+                # The listener's backlog is full. Unlike TCP's EINPROGRESS, a UNIX socket's
+                # EAGAIN means nothing was started (the socket is writable at once, and a
+                # send would fail with ENOTCONN): try again shortly, until the caller's
+                # deadline or cancellation.
+                await anyio.sleep(pause)
+                pause = min(pause * 2, 0.05)
     except BaseException:
         sock.close()
         raise

@@ -225,6 +225,7 @@ class Agent:
         self.by_tag: dict[str, Proc] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.files: FilesWorker | None = None  # file operations as the capsule user
+        self.spawner: Spawner | None = None  # commands as the capsule user (fast path)
 
     def _background(self, coro: Any) -> None:
         """Run ``coro`` as a task the agent keeps a reference to until it ends."""
@@ -296,6 +297,10 @@ class Agent:
         tag = req.get("tag") or self._new_tag(tag_prefix)
         if tag in self.by_tag and self.by_tag[tag].exit_code is None:
             raise AgentError("conflict", f"a running process already has tag {tag!r}")
+        if self.spawner is not None:
+            spawned = await self._spawn_as_user(self.spawner, tag, cmd, args, env, cwd)
+            if spawned is not None:
+                return spawned
         try:
             process = await asyncio.create_subprocess_exec(
                 cmd,
@@ -320,6 +325,55 @@ class Agent:
         self._register(proc)
         self._background(self._pump(proc, process))
         return proc
+
+    async def _spawn_as_user(
+        self, spawner: Spawner, tag: str, cmd: str, args: list[str], env: dict[str, str], cwd: str
+    ) -> Proc | None:
+        """Start a command through the spawner; None: take the direct path instead."""
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid, exited = await spawner.spawn([cmd, *args], env, cwd, out_w, err_w)
+        except SpawnerUnavailable:
+            os.close(out_r)
+            os.close(err_r)
+            return None
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        proc = Proc(pid, tag, cmd, args, pty=False)
+        self._register(proc)
+        self._background(self._pump_spawned(proc, out_r, err_r, spawner, exited))
+        return proc
+
+    async def _pump_spawned(
+        self, proc: Proc, out_fd: int, err_fd: int, spawner: Spawner, exited: asyncio.Future[int]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def copy(fd: int, kind: bytes) -> None:
+            os.set_blocking(fd, False)
+            readable = asyncio.Event()
+            loop.add_reader(fd, readable.set)
+            try:
+                while True:
+                    try:
+                        data = os.read(fd, CHUNK)
+                    except BlockingIOError:
+                        readable.clear()
+                        await readable.wait()
+                        continue
+                    if not data:
+                        return
+                    await proc.publish(kind, data)
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+
+        await asyncio.gather(copy(out_fd, b"O"), copy(err_fd, b"E"))
+        code = await spawner.exit_status(exited)
+        await proc.finish(exit_code_of(code))
+        self._forget_later(proc)
 
     async def _pump(self, proc: Proc, process: asyncio.subprocess.Process) -> None:
         async def copy(stream: asyncio.StreamReader | None, kind: bytes) -> None:
@@ -1093,6 +1147,8 @@ async def main(socket_path: str, config_path: str) -> None:
     agent = Agent(config)
     if config.switch_user:
         agent.files = FilesWorker(config, config_path)
+        if Spawner.usable():
+            agent.spawner = Spawner(config.uid, config.gid)
     if socket_path.startswith("fd:"):  # a listening socket made by the server
         listener = socket.socket(fileno=int(socket_path[3:]))
     else:
@@ -1128,6 +1184,8 @@ async def main(socket_path: str, config_path: str) -> None:
     if agent.files is not None and agent.files.process is not None:
         with contextlib.suppress(ProcessLookupError):
             agent.files.process.kill()
+    if agent.spawner is not None:
+        agent.spawner.close()
 
 
 # --- sudo ------------------------------------------------------------------------------
@@ -1271,6 +1329,333 @@ async def _sudo_run(conn: socket.socket, request: dict[str, Any], fds: list[int]
         conn.setblocking(True)
         status = code if code >= 0 else 128 - code
         conn.sendall(json.dumps({"exit": status}).encode() + b"\n")
+
+
+# --- spawner ---------------------------------------------------------------------------
+# ``Popen`` with ``user=``/``group=``/``extra_groups=`` (or a ``preexec_fn``) cannot use
+# CPython's vfork fast path: every command as the capsule user paid a full fork of the
+# agent. The spawner is a fork of the agent that dropped to the capsule user once (no
+# supplementary groups, no capabilities, not dumpable: capsule code can neither trace it
+# nor take its descriptors) and raised its OOM score to the commands' (inherited by every
+# child, so no code has to run between fork and exec). The agent sends it each command
+# over a socket pair (argv, env and cwd as JSON, stdout/stderr pipes by SCM_RIGHTS); it
+# starts the command with the fast path and answers with the pid and a pidfd, then the
+# exit status when it reaps the child. The agent keeps every power it has over the
+# command (root of the capsule's user namespace: ``killpg`` reaches the whole group).
+# Whatever the spawner does (it may be killed or stopped by capsule code, same user), the
+# agent never waits on it for long: a spawner that does not answer is killed, the command
+# takes the direct path and the next one starts a new spawner.
+
+SPAWN_REPLY_SECONDS = 10.0
+SPAWN_CHECK_SECONDS = 0.25  # how often a spawner that has not answered yet is looked at
+SPAWN_MESSAGE_MAX = 200 * 1024  # argv + env of one command; larger ones go direct
+
+
+class SpawnerUnavailable(Exception):
+    """The spawner could not start this command: the caller takes the direct path."""
+
+
+class Spawner:
+    """The agent's side of the spawner (see the section comment above)."""
+
+    def __init__(self, uid: int, gid: int) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.pid: int | None = None
+        self.channel: socket.socket | None = None
+        self._pidfd: int | None = None
+        self._next = 0
+        self._replies: dict[
+            int, asyncio.Future[tuple[dict[str, Any], asyncio.Future[int] | None]]
+        ] = {}
+        self._exits: dict[int, tuple[asyncio.Future[int], int | None]] = {}
+
+    @staticmethod
+    def usable() -> bool:
+        return hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+
+    def _start(self) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the spawner process
+            code = 1
+            try:
+                spawner_main(theirs.fileno(), self.uid, self.gid)
+                code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        ours.setblocking(False)
+        self.pid, self.channel = pid, ours
+        self._pidfd = os.pidfd_open(pid)
+        asyncio.get_running_loop().add_reader(ours.fileno(), self._readable, ours)
+        return ours
+
+    def _readable(self, channel: socket.socket) -> None:
+        """(A loop callback.) Take every message waiting on the channel."""
+        while self.channel is channel:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(channel, 4096, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                break
+            if not data:
+                for fd in fds:
+                    os.close(fd)
+                break  # the spawner is gone
+            try:
+                if not self._take(json.loads(data), fds):
+                    break
+            except (ValueError, TypeError, KeyError, AttributeError):
+                for fd in fds:
+                    os.close(fd)
+        self._gone(channel)
+
+    def _take(self, msg: dict[str, Any], fds: list[int]) -> bool:
+        """One message of the spawner: an exit status, or the answer to a request."""
+        if "exit" in msg:
+            waiter = self._exits.pop(int(msg["exit"]), None)
+            if waiter is not None:
+                if waiter[1] is not None:
+                    os.close(waiter[1])
+                if not waiter[0].done():
+                    waiter[0].set_result(int(msg["code"]))
+            return True
+        exited: asyncio.Future[int] | None = None
+        if "pid" in msg and int(msg["pid"]) in (0, 1, os.getpid()):
+            return False  # not a pid it could have started: never trusted again
+        if "pid" in msg:  # registered here, before any exit record can be read
+            exited = asyncio.get_running_loop().create_future()
+            self._exits[int(msg["pid"])] = (exited, fds[0] if fds else None)
+        else:
+            for fd in fds:
+                os.close(fd)
+        reply = self._replies.pop(int(msg.get("id", -1)), None)
+        if reply is not None and not reply.done():
+            reply.set_result((msg, exited))
+        return True
+
+    def _gone(self, channel: socket.socket) -> None:
+        """The spawner died or was stopped: drop it (the next command starts another)."""
+        if self.channel is not channel:
+            return
+        self.channel = None
+        loop = asyncio.get_running_loop()
+        # the loop forgets the descriptor before it is closed: the next spawner's channel
+        # may get the same number
+        loop.remove_reader(channel.fileno())
+        channel.close()
+        for reply in self._replies.values():
+            if not reply.done():
+                reply.set_exception(SpawnerUnavailable())
+        self._replies.clear()
+        if self._pidfd is not None and self.pid is not None:
+            pidfd, pid, self._pidfd = self._pidfd, self.pid, None
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+
+            def reaped() -> None:  # our own child: reaped once it is gone
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+
+            loop.add_reader(pidfd, reaped)
+        # Commands it started run on; their exit status died with it. Each one's pidfd
+        # says when it ends (-1: the status is lost, as for a killed command).
+        exits, self._exits = self._exits, {}
+        for future, child_fd in exits.values():
+            if child_fd is None:
+                future.set_result(-1)
+                continue
+
+            def ended(future: asyncio.Future[int] = future, fd: int = child_fd) -> None:
+                loop.remove_reader(fd)
+                os.close(fd)
+                if not future.done():
+                    future.set_result(-1)
+
+            loop.add_reader(child_fd, ended)
+
+    async def spawn(
+        self, argv: list[str], env: dict[str, str], cwd: str, out: int, err: int
+    ) -> tuple[int, asyncio.Future[int]]:
+        """Start ``argv`` as the capsule user: its pid and a future of its exit status.
+
+        Raises :class:`SpawnerUnavailable` (the command was not started: take the direct
+        path) when the spawner cannot be started or reached, or could not start the
+        command; :class:`AgentError` when it went away (killed or stopped by capsule
+        code) after it was sent the command, which may then be running.
+        """
+        message = json.dumps({"id": self._next, "argv": argv, "env": env, "cwd": cwd}).encode()
+        if len(message) > SPAWN_MESSAGE_MAX:
+            raise SpawnerUnavailable()
+        loop = asyncio.get_running_loop()
+        try:
+            channel = self.channel if self.channel is not None else self._start()
+        except OSError:
+            raise SpawnerUnavailable() from None
+        ident, self._next = self._next, self._next + 1
+        reply: asyncio.Future[tuple[dict[str, Any], asyncio.Future[int] | None]]
+        reply = loop.create_future()
+        self._replies[ident] = reply
+        deadline = loop.time() + SPAWN_REPLY_SECONDS
+        try:
+            while True:
+                try:
+                    socket.send_fds(channel, [message], [out, err])
+                    break
+                except BlockingIOError:  # a spawner that reads nothing (stopped)
+                    if loop.time() > deadline or self._stopped():
+                        raise asyncio.TimeoutError() from None  # noqa: UP041
+                    await asyncio.sleep(0.005)
+        except (OSError, asyncio.TimeoutError):  # noqa: UP041 (older capsule Pythons)
+            self._replies.pop(ident, None)
+            self._gone(channel)
+            raise SpawnerUnavailable() from None  # not sent: the direct path may start it
+        # Sent: from here on the command may be running even if no answer comes (the
+        # spawner killed just after starting it), so it is never started a second time.
+        try:
+            while True:
+                # capsule code may stop it (same user): not answering for a while and
+                # stopped, or not answering at all, it is replaced
+                step = min(SPAWN_CHECK_SECONDS, deadline - loop.time())
+                if step <= 0 or (not reply.done() and self._stopped()):
+                    raise asyncio.TimeoutError()  # noqa: UP041
+                await asyncio.wait((reply,), timeout=step)  # leaves it pending on timeout
+                if reply.done():
+                    msg, exited = reply.result()  # SpawnerUnavailable: the spawner is gone
+                    break
+        except (SpawnerUnavailable, asyncio.TimeoutError):  # noqa: UP041
+            self._replies.pop(ident, None)
+            self._gone(channel)
+            raise AgentError(
+                "agent_error", "the command's starter went away before reporting it started"
+            ) from None
+        if exited is None:  # it could not start it: the direct path gives the same error
+            raise SpawnerUnavailable()
+        return int(msg["pid"]), exited
+
+    async def exit_status(self, exited: asyncio.Future[int]) -> int:
+        """The exit status of a command it started; should the spawner be stopped before
+        reporting it, the spawner is replaced (and the status is -1, see :meth:`_gone`)."""
+        while not exited.done():
+            await asyncio.wait((exited,), timeout=4 * SPAWN_CHECK_SECONDS)
+            if not exited.done() and self.channel is not None and self._stopped():
+                self._gone(self.channel)
+        return exited.result()
+
+    def _stopped(self) -> bool:
+        """Whether the spawner is stopped (SIGSTOP, or traced): it will not answer."""
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state in (b"T", b"t")
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self._gone(self.channel)
+
+
+def spawner_main(fd: int, uid: int, gid: int) -> None:
+    """The spawner process (forked from the agent): drop to the capsule user, then start
+    each command it is sent with ``Popen``'s fast path and report its exit status."""
+    import select
+    import subprocess
+
+    signal.set_wakeup_fd(-1)  # the agent's loop owns that descriptor, not us
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+    os.closerange(3, fd)
+    os.closerange(fd + 1, 1 << 20)
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "wb", buffering=0) as fh:
+        fh.write(COMMAND_OOM_SCORE)  # inherited by every command
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)  # for good: capabilities and dumpable go with it
+    os.chdir("/")
+    channel = socket.socket(fileno=fd)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    running: dict[int, subprocess.Popen[bytes]] = {}
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+
+    def send(obj: dict[str, Any], fds: list[int] | None = None) -> None:
+        socket.send_fds(channel, [json.dumps(obj).encode()], fds or [])
+
+    def close(fds: list[int]) -> None:
+        for got in fds:
+            with contextlib.suppress(OSError):
+                os.close(got)
+        fds.clear()
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            popen = running.pop(pid, None)
+            if popen is not None:
+                popen.returncode = code  # so Popen never reaps (or waits for) it itself
+            send({"exit": pid, "code": code})
+
+    def start(request: dict[str, Any], fds: list[int]) -> None:
+        """Start one command; closes ``fds`` before answering (a spawner stopped after its
+        answer must hold no end of the command's pipes)."""
+        try:
+            popen = subprocess.Popen(
+                [str(a) for a in request["argv"]],
+                stdin=devnull,
+                stdout=fds[0],
+                stderr=fds[1],
+                cwd=str(request["cwd"]),
+                env={str(k): str(v) for k, v in dict(request["env"]).items()},
+                start_new_session=True,
+            )
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            close(fds)
+            send({"id": request.get("id"), "error": type(exc).__name__})
+            return
+        close(fds)
+        running[popen.pid] = popen
+        pidfd = os.pidfd_open(popen.pid)
+        try:
+            send({"id": request.get("id"), "pid": popen.pid}, [pidfd])
+        finally:
+            os.close(pidfd)
+
+    while True:
+        for ready, _events in poller.poll():
+            if ready == wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 4096)
+                reap()
+                continue
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(channel, SPAWN_MESSAGE_MAX, 2)
+            except BlockingIOError:
+                continue
+            if not data and not fds:
+                return  # the agent is gone
+            try:
+                request = json.loads(data)
+            except ValueError:
+                request = None
+            if isinstance(request, dict) and len(fds) == 2:
+                start(request, fds)
+            else:
+                close(fds)
 
 
 if __name__ == "__main__":
