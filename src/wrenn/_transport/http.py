@@ -18,7 +18,7 @@ import json
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, Literal, final
 from urllib.parse import quote
@@ -182,6 +182,7 @@ class HTTPTransport:
         *,
         headers: Mapping[str, str] | None = None,
         open_timeout: float | None = None,
+        subprotocols: Sequence[str] = (),
     ) -> AbstractAsyncContextManager[WebSocket]:
         """A WebSocket for the duration of a block, with this client's TLS context.
 
@@ -190,7 +191,8 @@ class HTTPTransport:
         bounded by ``open_timeout`` (default: connect plus call timeout). Every
         WebSocket gets the client's liveness check: a ping after ``ping_interval``
         seconds of silence, and :class:`WrennConnectionError` when nothing answers it
-        within ``ping_timeout``.
+        within ``ping_timeout``. ``subprotocols`` are offered on the upgrade; the
+        server's choice is the WebSocket's ``subprotocol``.
         """
         if url_or_path.startswith("/"):
             url = self.ws_url(url_or_path)
@@ -210,6 +212,7 @@ class HTTPTransport:
             ),
             ping_interval=self.config.ping_interval,
             ping_timeout=self.config.ping_timeout,
+            subprotocols=subprotocols,
         )
 
     async def send(
