@@ -54,6 +54,12 @@ INTRO = {
     "startup:pytest start-up added by the plugin": "What the auto-loaded pytest plugin adds "
     "to every pytest run: `import pytest, wrenn.pytest_plugin` minus `import pytest` "
     "(target: 20 ms).",
+    "wire:exec": 'Serial `commands.run("true")`, interleaved rounds, each client in a fresh '
+    "process: round-trip p50 against a bare httpx POST (target 1.05x) and the client's CPU "
+    "per call against the official sync SDK (target 1.0x); median and min-max of the rounds.",
+    "wire:stream": "Exec-stream stdout, interleaved rounds: client CPU per GiB with binary "
+    "output frames (the default against wrenn_local) and on the JSON wire, against the "
+    "official sync SDK (target 0.3x).",
 }
 
 
