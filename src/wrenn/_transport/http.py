@@ -26,6 +26,7 @@ from urllib.parse import quote
 import anyio
 import httpcore2
 import httpx2 as httpx
+from httpx2._transports.default import map_httpcore_exceptions
 
 from .._config import CLIENT_DEFAULT, ClientConfig, Timeout
 from .._exceptions import (
@@ -159,6 +160,12 @@ class HTTPTransport:
             follow_redirects=False,
             trust_env=False,
         )
+        # The connection pool behind the client, for requests that skip httpx's layers.
+        self._pool = _plain_pool(self._client) if transport is None else None
+        base = httpx.URL(config.base_url)
+        self._origin = (base.raw_scheme, base.raw_host, base.port)
+        self._prefix = base.raw_path.rstrip(b"/")
+        self._default_headers = [(b"Host", base.netloc), *self._client.headers.raw]
 
     def __repr__(self) -> str:
         return f"<HTTPTransport base_url={self.config.base_url!r}>"
@@ -345,6 +352,19 @@ class HTTPTransport:
     async def _send_once(
         self, method: str, path: str, read_timeout: float, **kwargs: Any
     ) -> httpx.Response:
+        content = kwargs["content"]
+        if (
+            self._pool is not None
+            and kwargs["params"] is None
+            and kwargs["files"] is None
+            and kwargs["data"] is None
+            and (content is None or isinstance(content, bytes))
+            and path.startswith("/")
+            and path.isascii()
+        ):
+            return await self._send_direct(
+                method, path, read_timeout, kwargs["json_body"], content, kwargs["headers"]
+            )
         return await self._client.request(
             method,
             path,
@@ -359,6 +379,60 @@ class HTTPTransport:
                 connect=self.config.connect_timeout,
             ),
         )
+
+    async def _send_direct(
+        self,
+        method: str,
+        path: str,
+        read_timeout: float,
+        json_body: Any,
+        content: bytes | None,
+        headers: Mapping[str, str],
+    ) -> httpx.Response:
+        """One request straight through the client's connection pool (httpcore2), read
+        whole: the bytes on the wire are the ones httpx would send, without the
+        per-call cost of its URL merging, request and response models, auth and
+        redirect layers — most of a small call's client CPU. Failures are httpx's own
+        exceptions, as from the client."""
+        body = content
+        if json_body is not None:
+            body = json.dumps(
+                json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode()
+        ours = {name.lower() for name in headers}
+        raw = [(k, v) for k, v in self._default_headers if k.decode().lower() not in ours]
+        raw += [(k.encode("ascii"), v.encode("ascii")) for k, v in headers.items()]
+        if body is not None:
+            raw.append((b"Content-Length", str(len(body)).encode()))
+            if json_body is not None:
+                raw.append((b"Content-Type", b"application/json"))
+        elif method in ("POST", "PUT", "PATCH"):
+            raw.append((b"Content-Length", b"0"))
+        read = None if math.isinf(read_timeout) else read_timeout
+        scheme, host, port = self._origin
+        request = httpcore2.Request(
+            method.encode("ascii"),
+            httpcore2.URL(scheme=scheme, host=host, port=port, target=self._prefix + path.encode()),
+            headers=raw,
+            content=body,
+            extensions={
+                "timeout": {
+                    "connect": self.config.connect_timeout,
+                    "read": read,
+                    "write": read,
+                    "pool": read,
+                }
+            },
+        )
+        assert self._pool is not None
+        with map_httpcore_exceptions():
+            answer = await self._pool.handle_async_request(request)
+            try:
+                data = b"".join([chunk async for chunk in answer.aiter_stream()])
+            finally:
+                await answer.aclose()
+        # content= decodes a Content-Encoding the server chose, as the client would
+        return httpx.Response(answer.status, headers=answer.headers, content=data)
 
     @asynccontextmanager
     async def stream(
@@ -418,3 +492,13 @@ class HTTPTransport:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await response.aclose()
+
+
+def _plain_pool(client: httpx.AsyncClient) -> httpcore2.AsyncConnectionPool | None:
+    """The httpcore2 pool of a client with httpx's own transport and no proxy or mount;
+    None otherwise (requests then go through the client)."""
+    inner = getattr(client, "_transport", None)
+    if type(inner) is not httpx.AsyncHTTPTransport or getattr(client, "_mounts", None):
+        return None
+    pool = getattr(inner, "_pool", None)
+    return pool if type(pool) is httpcore2.AsyncConnectionPool else None
