@@ -431,8 +431,14 @@ class HTTPTransport:
                 data = b"".join([chunk async for chunk in answer.aiter_stream()])
             finally:
                 await answer.aclose()
-        # content= decodes a Content-Encoding the server chose, as the client would
-        return httpx.Response(answer.status, headers=answer.headers, content=data)
+        response = httpx.Response(
+            answer.status, headers=answer.headers, stream=httpx.ByteStream(data)
+        )
+        if any(name.lower() == b"content-encoding" for name, _ in answer.headers):
+            response.read()  # decoded as the client would
+        else:
+            response._content = data  # as read() would set it, without its decoder walk
+        return response
 
     @asynccontextmanager
     async def stream(
