@@ -10,7 +10,8 @@ within its round, so a machine loaded by something else moves both sides:
           the measured calls / calls).
   stream  stdout through the exec stream: ours with binary output frames (the default
           against wrenn_local), ours on the JSON wire (with and without orjson), the
-          baseline build, the official sync SDK; CPU seconds per GiB and its ratio.
+          baseline build, the official sync SDK; CPU seconds per GiB and its ratio, and
+          the server process's CPU per GiB meanwhile (capsule creation included).
 Each row gives the median of the rounds and their min–max.
 Run: python benchmarks/wire.py [--rounds 5] [--calls 200] [--mib 128]
      [--official-python P] [--baseline-python P]
@@ -24,7 +25,7 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-import wrenn_local
+from _common import local_server
 from compare import MIB, Runner, emit
 
 
@@ -81,7 +82,14 @@ def exec_rounds(r: Runner, rounds: int, calls: int) -> None:
         )
 
 
-def stream_rounds(r: Runner, rounds: int, mib: int) -> None:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stream_rounds(r: Runner, rounds: int, mib: int, server_pid: int) -> None:
     clients: list[tuple[str, Any]] = [
         ("ours asyncio, binary frames", lambda: r.ours("stream", "asyncio", mib)),
         ("ours trio, binary frames", lambda: r.ours("stream", "trio", mib)),
@@ -95,15 +103,21 @@ def stream_rounds(r: Runner, rounds: int, mib: int) -> None:
             ("baseline asyncio", lambda: r.ours("stream", "asyncio", mib, r.baseline or ""))
         )
     per_gib: dict[str, list[float]] = defaultdict(list)
+    server_per_gib: dict[str, list[float]] = defaultdict(list)
     speed: dict[str, list[float]] = defaultdict(list)
     vs_peer: dict[str, list[float]] = defaultdict(list)
     for i in range(rounds):
         turn = clients[i % len(clients) :] + clients[: i % len(clients)]
-        got = {name: run() for name, run in turn}
+        got = {}
+        for name, run in turn:
+            s0 = process_cpu(server_pid)
+            got[name] = run()
+            got[name]["server_cpu_s"] = process_cpu(server_pid) - s0  # start-up included
         peer = got.get("official sync")
         for name, res in got.items():
             gib = res["bytes"] / (1024 * MIB)
             per_gib[name].append(res["cpu_s"] / gib)
+            server_per_gib[name].append(res["server_cpu_s"] / gib)
             speed[name].append(res["bytes"] / MIB / res["wall_s"])
             if peer is not None:
                 vs_peer[name].append(
@@ -116,6 +130,7 @@ def stream_rounds(r: Runner, rounds: int, mib: int) -> None:
             rounds=rounds,
             mib=mib,
             cpu_s_per_gib=spread(per_gib[name], 2),
+            server_cpu_s_per_gib=spread(server_per_gib[name], 2),
             mib_per_s=spread(speed[name], 1),
             cpu_vs_official_sync=spread(vs_peer[name], 2) if vs_peer[name] else None,
         )
@@ -131,14 +146,12 @@ def main() -> None:
     parser.add_argument("--baseline-python", default=os.environ.get("WRENN_BASELINE_PYTHON"))
     args = parser.parse_args()
     only = set(args.only.split(","))
-    with wrenn_local.server_process() as env:
-        r = Runner(
-            env["WRENN_BASE_URL"], env["WRENN_API_KEY"], args.official_python, args.baseline_python
-        )
+    with local_server() as (base, key, pid):
+        r = Runner(base, key, args.official_python, args.baseline_python)
         if "exec" in only:
             exec_rounds(r, args.rounds, args.calls)
         if "stream" in only:
-            stream_rounds(r, max(1, args.rounds - 2), args.mib)
+            stream_rounds(r, max(1, args.rounds - 2), args.mib, pid)
 
 
 if __name__ == "__main__":
