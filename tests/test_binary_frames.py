@@ -238,3 +238,20 @@ def test_binary_frames_setting() -> None:
     assert resolve({"WRENN_BINARY_FRAMES": "1"}) is True
     assert resolve({"WRENN_BINARY_FRAMES": "0"}, True) is True
     assert resolve({}, False) is False
+
+
+def test_server_frames_encode_the_same_with_or_without_orjson(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from wrenn_local._routes import _ws
+
+    values: list[dict[str, Any]] = [
+        {"type": "stdout", "data": 'a\x00b\ufffd€\n"\\'},
+        {"type": "exit", "exit_code": -1},
+        {"type": "error", "data": "lone \udc80 surrogate"},  # orjson refuses: the stdlib
+    ]
+    fast = [_ws.dumps(v) for v in values]
+    monkeypatch.setattr(_ws, "_orjson", None)
+    plain = [_ws.dumps(v) for v in values]
+    assert fast == plain
+    assert [json.loads(text) for text in plain] == values
