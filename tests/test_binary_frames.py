@@ -10,6 +10,8 @@ a peer of the other side that is not ours (the `websockets` library).
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -255,3 +257,19 @@ def test_server_frames_encode_the_same_with_or_without_orjson(
     plain = [_ws.dumps(v) for v in values]
     assert fast == plain
     assert [json.loads(text) for text in plain] == values
+
+
+async def test_cli_exec_writes_the_exact_bytes() -> None:
+    async with (
+        wrenn_local.serve(options=FAST) as server,
+        AsyncWrennClient(api_key=server.api_key, base_url=server.base_url) as client,
+        client.capsule() as cap,
+    ):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WRENN_")}
+        env.update(WRENN_BASE_URL=server.base_url, WRENN_API_KEY=server.api_key)
+        done = await anyio.run_process(
+            [sys.executable, "-m", "wrenn", "exec", cap.capsule_id, "--", "sh", "-c", SCRIPT],
+            env=env,
+            check=False,
+        )
+        assert (done.returncode, done.stdout, done.stderr) == (3, OUT, ERR)
