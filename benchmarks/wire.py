@@ -12,6 +12,8 @@ within its round, so a machine loaded by something else moves both sides:
           against wrenn_local), ours on the JSON wire (with and without orjson), the
           baseline build, the official sync SDK; CPU seconds per GiB and its ratio, and
           the server process's CPU per GiB meanwhile (capsule creation included).
+  server  with the baseline build: the same JSON-wire stream served by this server and
+          by the baseline's, alternating; the server process's CPU per GiB.
 Each row gives the median of the rounds and their min–max.
 Run: python benchmarks/wire.py [--rounds 5] [--calls 200] [--mib 128]
      [--official-python P] [--baseline-python P]
@@ -136,9 +138,40 @@ def stream_rounds(r: Runner, rounds: int, mib: int, server_pid: int) -> None:
         )
 
 
+def server_rounds(r: Runner, rounds: int, mib: int, pid: int, baseline_python: str) -> None:
+    """The server's encoding, before and after: the same JSON-wire stream (the official
+    SDK's, or ours with binary frames off) from this server and from a baseline build's
+    server, alternating; the server process's CPU per GiB."""
+    per_gib: dict[str, list[float]] = defaultdict(list)
+    with local_server(python=baseline_python) as (base, key, base_pid):
+        old = Runner(base, key, r.official, None)
+        servers = [("this server", r, pid), ("baseline server", old, base_pid)]
+        client = "official sync" if r.official else "ours asyncio, JSON wire"
+        for i in range(rounds):
+            for name, runner, server_pid in servers[i % 2 :] + servers[: i % 2]:
+                s0 = process_cpu(server_pid)
+                if r.official:
+                    res = runner.theirs("stream", "sync", mib)
+                else:
+                    res = runner.ours("stream", "asyncio-jsonwire", mib)
+                assert res is not None
+                per_gib[name].append((process_cpu(server_pid) - s0) / (res["bytes"] / (1024 * MIB)))
+    ratio = [a / b for a, b in zip(per_gib["this server"], per_gib["baseline server"], strict=True)]
+    for name, _, _ in servers:
+        emit(
+            "server",
+            server=name,
+            client=client,
+            rounds=rounds,
+            mib=mib,
+            server_cpu_s_per_gib=spread(per_gib[name], 2),
+            cpu_vs_baseline=spread(ratio, 2) if name == "this server" else None,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="exec,stream")
+    parser.add_argument("--only", default="exec,stream,server")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--mib", type=int, default=128)
@@ -152,6 +185,8 @@ def main() -> None:
             exec_rounds(r, args.rounds, args.calls)
         if "stream" in only:
             stream_rounds(r, max(1, args.rounds - 2), args.mib, pid)
+        if "server" in only and args.baseline_python:
+            server_rounds(r, max(2, args.rounds - 1), args.mib, pid, args.baseline_python)
 
 
 if __name__ == "__main__":

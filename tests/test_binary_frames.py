@@ -252,11 +252,12 @@ def test_server_frames_encode_the_same_with_or_without_orjson(
         {"type": "exit", "exit_code": -1},
         {"type": "error", "data": "lone \udc80 surrogate"},  # orjson refuses: the stdlib
     ]
-    fast = [_ws.dumps(v) for v in values]
+    texts = ["y\n" * 5000, 'a log line, é €\t"q"\n' * 500, "\x00\x1f", "x" * 9000]
+    fast = [_ws.dumps(v) for v in values] + [_ws.dumps_text(t) for t in texts]
     monkeypatch.setattr(_ws, "_orjson", None)
-    plain = [_ws.dumps(v) for v in values]
+    plain = [_ws.dumps(v) for v in values] + [_ws.dumps_text(t) for t in texts]
     assert fast == plain
-    assert [json.loads(text) for text in plain] == values
+    assert [json.loads(text) for text in plain] == [*values, *texts]
 
 
 async def test_cli_exec_writes_the_exact_bytes() -> None:

@@ -9,6 +9,7 @@ malformed capsule ID is refused before the upgrade with the JSON 400.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring as _encode_text  # the C encoder where built
 from typing import Any, Final
 
 import anyio
@@ -30,6 +31,7 @@ __all__ = [
     "StreamEnd",
     "binary_offer",
     "dumps",
+    "dumps_text",
     "end",
     "end_quietly",
     "open_capsule",
@@ -52,6 +54,18 @@ def dumps(value: Any) -> str:
         except TypeError:  # orjson.JSONEncodeError: e.g. a lone surrogate
             pass
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def dumps_text(text: str) -> str:
+    """``text`` as a JSON string (an output frame's ``data``), by the faster encoder for
+    it: orjson is 4-15x faster on text with few escapes, but slower than the stdlib's C
+    encoder where they are dense (``yes`` output: every other character a newline)."""
+    if _orjson is not None and text.count("\n") * 5 < len(text):
+        try:
+            return _orjson.dumps(text).decode()
+        except TypeError:  # orjson.JSONEncodeError: e.g. a lone surrogate
+            pass
+    return _encode_text(text)
 
 
 async def send_frame(ws: WebSocket, message: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ from ._http import capsules_of, endpoint, principal_of, read_json
 from ._ws import (
     StreamEnd,
     binary_offer,
-    dumps,
+    dumps_text,
     end,
     end_quietly,
     open_capsule,
@@ -228,7 +228,7 @@ async def _relay_output(ws: WebSocket, process: ProcessStream, *, binary: bool =
                 continue
             text = decoders[event.stream](event.data)
             if text:  # the hot path: only the text is encoded
-                await ws.send_text(_HEADS[event.stream] + dumps(text) + "}")
+                await ws.send_text(_HEADS[event.stream] + dumps_text(text) + "}")
         else:
             await send_frame(ws, {"type": "exit", "exit_code": event.exit_code})
             return
