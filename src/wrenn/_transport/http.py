@@ -68,6 +68,10 @@ if httpcore2.AsyncHTTP11Connection.READ_NUM_BYTES < READ_SIZE:
     httpcore2.AsyncHTTP11Connection.READ_NUM_BYTES = READ_SIZE
 
 
+# JSON request bodies as httpx encodes them (one encoder, not one per call)
+_JSON_BODY: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def api_path(*segments: str) -> str:
     """Join ``/v1`` with URL-quoted segments; an empty segment is refused.
 
@@ -165,7 +169,10 @@ class HTTPTransport:
         base = httpx.URL(config.base_url)
         self._origin = (base.raw_scheme, base.raw_host, base.port)
         self._prefix = base.raw_path.rstrip(b"/")
-        self._default_headers = [(b"Host", base.netloc), *self._client.headers.raw]
+        self._default_headers = [
+            (k.decode("latin-1").lower(), k, v)
+            for k, v in [(b"Host", base.netloc), *self._client.headers.raw]
+        ]
 
     def __repr__(self) -> str:
         return f"<HTTPTransport base_url={self.config.base_url!r}>"
@@ -396,11 +403,9 @@ class HTTPTransport:
         exceptions, as from the client."""
         body = content
         if json_body is not None:
-            body = json.dumps(
-                json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-            ).encode()
+            body = _JSON_BODY.encode(json_body).encode()
         ours = {name.lower() for name in headers}
-        raw = [(k, v) for k, v in self._default_headers if k.decode().lower() not in ours]
+        raw = [(k, v) for low, k, v in self._default_headers if low not in ours]
         raw += [(k.encode("ascii"), v.encode("ascii")) for k, v in headers.items()]
         if body is not None:
             raw.append((b"Content-Length", str(len(body)).encode()))
