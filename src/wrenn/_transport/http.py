@@ -26,7 +26,13 @@ from urllib.parse import quote
 import anyio
 import httpcore2
 import httpx2 as httpx
-from httpx2._transports.default import map_httpcore_exceptions
+
+try:  # an httpx2 internal: without it, every request goes through the client
+    from httpx2._transports.default import map_httpcore_exceptions
+
+    _DIRECT = True
+except ImportError:  # pragma: no cover - depends on the httpx2 version
+    _DIRECT = False
 
 from .._config import CLIENT_DEFAULT, ClientConfig, Timeout
 from .._exceptions import (
@@ -509,6 +515,8 @@ def _plain_pool(client: httpx.AsyncClient) -> httpcore2.AsyncConnectionPool | No
     """The httpcore2 pool of a client with httpx's own transport and no proxy or mount;
     None otherwise (requests then go through the client)."""
     inner = getattr(client, "_transport", None)
+    if not _DIRECT:
+        return None
     if type(inner) is not httpx.AsyncHTTPTransport or getattr(client, "_mounts", None):
         return None
     pool = getattr(inner, "_pool", None)
