@@ -62,11 +62,12 @@ def resolve_localhost_names() -> None:
 
 
 @contextmanager
-def local_server(*options: str) -> Iterator[tuple[str, str, int]]:
+def local_server(*options: str, python: str = sys.executable) -> Iterator[tuple[str, str, int]]:
     """``python -m wrenn_local serve --port 0 [options]`` for the block, in a process of its
-    own (so its memory can be read): yields its base URL, API key and pid; stopped after."""
+    own (so its memory can be read): yields its base URL, API key and pid; stopped after.
+    ``python``: the interpreter (another build's, for a before/after)."""
     with subprocess.Popen(
-        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0", *options],
+        [python, "-m", "wrenn_local", "serve", "--port", "0", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -28,10 +28,12 @@ def main() -> None:
             for _ in range(10):
                 cap.commands.run("true")
             samples = []
+            c0 = cpu()
             for _ in range(n):
                 t0 = time.perf_counter()
                 cap.commands.run("true")
                 samples.append(time.perf_counter() - t0)
+            out["cpu_s"] = cpu() - c0
         out["samples"] = samples
     elif kind == "exec":
 
@@ -41,10 +43,12 @@ def main() -> None:
                 for _ in range(10):
                     await cap.commands.run("true")
                 samples = []
+                c0 = cpu()
                 for _ in range(n):
                     t0 = time.perf_counter()
                     await cap.commands.run("true")
                     samples.append(time.perf_counter() - t0)
+                out["cpu_s"] = cpu() - c0
                 return samples
             finally:
                 await cap.destroy()

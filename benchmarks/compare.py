@@ -6,9 +6,10 @@ the other, against the same server:
            official (sync, async)
   fanout   N capsules x 10 commands at once: ours (asyncio, trio; client.map), official
            (asyncio.gather); throughput, p50/p99, peak RSS
-  stream   256 MiB of stdout through the exec stream: ours (asyncio, trio; asyncio-json
-           without the optional orjson codec), a raw
-           ``websockets`` client, official (sync); MiB/s and CPU seconds per GiB
+  stream   256 MiB of stdout through the exec stream: ours (asyncio, trio: binary output
+           frames; asyncio-jsonwire: the JSON wire with orjson; asyncio-json: the JSON
+           wire without the optional orjson codec), a raw ``websockets`` client,
+           official (sync); MiB/s and CPU seconds per GiB
   files    1 GiB streamed upload and download: ours, raw httpx streaming, official
   scale    1,000 exec streams open at once: client RSS, threads, fds (ours), and the
            threads of one capsule's agent
@@ -47,10 +48,13 @@ def child(kind: str, client: str, n: int, base: str, key: str) -> dict[str, Any]
         return sync_child(kind, n, base, key)
     import anyio
 
+    if client in ("asyncio-json", "asyncio-jsonwire"):
+        os.environ["WRENN_BINARY_FRAMES"] = "0"  # the JSON wire (as against the cloud)
     if client == "asyncio-json":  # ours without the optional orjson codec (the `fast` extra)
         from wrenn._protocol import exec_stream
 
         exec_stream._orjson = None  # type: ignore[assignment]
+    if client in ("asyncio-json", "asyncio-jsonwire"):
         client = "asyncio"
     return anyio.run(async_child, kind, n, base, key, backend=client)
 
@@ -81,11 +85,13 @@ def sync_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
         for _ in range(10):
             cap.commands.run("true")
         samples = []
+        c0 = cpu()
         for _ in range(n):
             t0 = time.perf_counter()
             cap.commands.run("true")
             samples.append(time.perf_counter() - t0)
-    return {"samples": samples}
+        cpu_s = cpu() - c0
+    return {"samples": samples, "cpu_s": cpu_s}
 
 
 async def async_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
@@ -99,11 +105,13 @@ async def async_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
                 for _ in range(10):
                     await cap.commands.run("true")
                 samples = []
+                c0 = cpu()
                 for _ in range(n):
                     t0 = time.perf_counter()
                     await cap.commands.run("true")
                     samples.append(time.perf_counter() - t0)
-            return {"samples": samples}
+                cpu_s = cpu() - c0
+            return {"samples": samples, "cpu_s": cpu_s}
         if kind == "fanout":
             latencies: list[float] = []
 
@@ -225,11 +233,12 @@ def raw_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
                 for _ in range(10):
                     http.post(f"/v1/capsules/{cid}/exec", json=body)
                 samples = []
+                c0 = cpu()
                 for _ in range(n):
                     t0 = time.perf_counter()
                     http.post(f"/v1/capsules/{cid}/exec", json=body).json()
                     samples.append(time.perf_counter() - t0)
-                return {"samples": samples}
+                return {"samples": samples, "cpu_s": cpu() - c0}
             if kind == "stream":
                 return raw_stream(base, key, cid, n)
             if kind in ("upload", "download"):
@@ -377,14 +386,21 @@ def run_exec(r: Runner, n: int) -> None:
     official = [(f"official {c}", r.theirs("exec", c, n)) for c in ("sync", "async")]
     rows.extend((name, got) for name, got in official if got is not None)
     floor = statistics.median(dict(rows)["raw httpx (floor)"]["samples"])
+    peer = dict(rows).get("official sync")
+    peer_cpu = peer["cpu_s"] / n if peer and peer.get("cpu_s") else None
     for name, got in rows:
         stats = latency(got["samples"])
+        per_call = got["cpu_s"] / n if got.get("cpu_s") is not None else None
         emit(
             "exec",
             client=name,
             calls=n,
             **stats,
             p50_vs_floor=round(statistics.median(got["samples"]) / floor, 2),
+            cpu_ms_per_call=round(per_call * 1000, 3) if per_call is not None else None,
+            cpu_vs_official_sync=(
+                round(per_call / peer_cpu, 2) if per_call is not None and peer_cpu else None
+            ),
         )
 
 
@@ -408,8 +424,14 @@ def run_fanout(r: Runner, sizes: list[int]) -> None:
             )
 
 
-def transfer_row(figure: str, name: str, res: dict[str, Any], mib: int) -> None:
+def transfer_row(
+    figure: str, name: str, res: dict[str, Any], mib: int, peer: dict[str, Any] | None = None
+) -> None:
     gib = res["bytes"] / (1024 * MIB)
+    extra: dict[str, Any] = {}
+    if peer is not None and gib and peer["bytes"] and peer["cpu_s"]:
+        peer_per_gib = peer["cpu_s"] / (peer["bytes"] / (1024 * MIB))
+        extra["cpu_vs_official_sync"] = round(res["cpu_s"] / gib / peer_per_gib, 2)
     emit(
         figure,
         client=name,
@@ -417,17 +439,20 @@ def transfer_row(figure: str, name: str, res: dict[str, Any], mib: int) -> None:
         mib_per_s=round(res["bytes"] / MIB / res["wall_s"], 1),
         cpu_s_per_gib=round(res["cpu_s"] / gib, 2) if gib else None,
         peak_rss_mib=res["peak_rss_mib"],
+        **extra,
     )
 
 
 def run_stream(r: Runner, mib: int) -> None:
-    rows = [(f"ours {c}", r.ours("stream", c, mib)) for c in ("asyncio", "trio", "asyncio-json")]
+    clients = ("asyncio", "trio", "asyncio-jsonwire", "asyncio-json")
+    rows = [(f"ours {c}", r.ours("stream", c, mib)) for c in clients]
     rows += r.before("stream", "asyncio", mib)
     rows.append(("raw websockets (floor)", r.ours("stream", "raw", mib)))
     if (got := r.theirs("stream", "sync", mib)) is not None:
         rows.append(("official sync", got))
+    peer = dict(rows).get("official sync")
     for name, res in rows:
-        transfer_row("stream", name, res, mib)
+        transfer_row("stream", name, res, mib, peer)
 
 
 def run_files(r: Runner, mib: int) -> None:

@@ -64,6 +64,12 @@ INTRO = {
     "spawn:exec true over HTTP (as the user)": '`POST /exec {"cmd": "true"}` with raw '
     "httpx against one server per build (ours, and today's main as `baseline`), interleaved "
     "rounds; p50 and p90 in ms.",
+    "wire:exec": 'Serial `commands.run("true")`, interleaved rounds, each client in a fresh '
+    "process: round-trip p50 against a bare httpx POST (target 1.05x) and the client's CPU "
+    "per call against the official sync SDK (target 1.0x); median and min-max of the rounds.",
+    "wire:stream": "Exec-stream stdout, interleaved rounds: client CPU per GiB with binary "
+    "output frames (the default against wrenn_local) and on the JSON wire, against the "
+    "official sync SDK (target 0.3x).",
 }
 
 

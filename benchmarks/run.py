@@ -23,6 +23,7 @@ SUITES = [
     ("server_memory", [sys.executable, str(HERE / "server_memory.py"), "--mib", "1024"]),
     ("startup", [sys.executable, str(HERE / "startup.py"), "--rounds", "15"]),
     ("spawn", [sys.executable, str(HERE / "spawn.py"), "--children", "5", "--rounds", "200"]),
+    ("wire", [sys.executable, str(HERE / "wire.py"), "--rounds", "5", "--mib", "256"]),
 ]
 
 

@@ -48,6 +48,13 @@ class AsyncWrennClient:
             after this many seconds with nothing received; ``None`` turns it off.
         ping_timeout: Seconds to wait for an answer to that ping before the connection
             fails with :class:`WrennConnectionError` (a peer gone without FIN or RST).
+        binary_frames: Offer binary output frames on exec and attach streams (the
+            ``wrenn.output.v1`` WebSocket subprotocol): a server that accepts the offer
+            (wrenn_local) sends stdout/stderr as raw bytes instead of JSON text, so the
+            events also carry the exact bytes (``event.raw``); any other server (the
+            cloud, an older wrenn_local) ignores it and the stream stays JSON. Defaults
+            to ``WRENN_BINARY_FRAMES`` (``0``/``false``/``no``/``off`` turn it off),
+            then on. See docs/wire.md.
 
     Credentials are checked before the first call that needs them; a missing one raises
     :class:`WrennConfigurationError` naming the variable to set. They never appear in
@@ -72,6 +79,7 @@ class AsyncWrennClient:
         http_transport: httpx.AsyncBaseTransport | None = None,
         ping_interval: float | None = 20.0,
         ping_timeout: float = 20.0,
+        binary_frames: bool | None = None,
     ) -> None:
         self._session = Session.from_options(
             api_key=api_key,
@@ -85,6 +93,7 @@ class AsyncWrennClient:
             http_transport=http_transport,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
+            binary_frames=binary_frames,
         )
         self._config = self._session.config
         self.capsules = self._session.capsules

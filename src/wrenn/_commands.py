@@ -313,16 +313,25 @@ class AsyncCommands:
     ) -> CommandResult:
         out: builtins.list[str] = []
         err: builtins.list[str] = []
+        # the exact bytes, when the stream has binary output frames (None: it has not)
+        out_raw: builtins.list[bytes] | None = []
+        err_raw: builtins.list[bytes] | None = []
         started = anyio.current_time()
         code: int | None = None
         with anyio.move_on_after(deadline) as scope:
             async with self._stream(program, argv, envs, cwd) as run:
+                if not run.binary_frames:
+                    out_raw = err_raw = None
                 async for event in run:
                     if isinstance(event, StreamStdout):
                         out.append(event.data)
+                        if out_raw is not None and event.raw is not None:
+                            out_raw.append(event.raw)
                         await _call(on_stdout, event.data)
                     elif isinstance(event, StreamStderr):
                         err.append(event.data)
+                        if err_raw is not None and event.raw is not None:
+                            err_raw.append(event.raw)
                         await _call(on_stderr, event.data)
                 code = run.exit_code
         if scope.cancelled_caught and code is None:
@@ -333,8 +342,8 @@ class AsyncCommands:
             stderr=stderr,
             exit_code=-1 if code is None else code,
             duration_ms=int((anyio.current_time() - started) * 1000),
-            stdout_bytes=stdout.encode(),
-            stderr_bytes=stderr.encode(),
+            stdout_bytes=stdout.encode() if out_raw is None else b"".join(out_raw),
+            stderr_bytes=stderr.encode() if err_raw is None else b"".join(err_raw),
         )
 
     def stream(

@@ -34,6 +34,8 @@ ENV_API_KEY: Final = "WRENN_API_KEY"
 ENV_TOKEN: Final = "WRENN_TOKEN"
 ENV_BASE_URL: Final = "WRENN_BASE_URL"
 ENV_PROXY_DOMAIN: Final = "WRENN_PROXY_DOMAIN"
+ENV_BINARY_FRAMES: Final = "WRENN_BINARY_FRAMES"
+_OFF: Final = frozenset({"0", "false", "no", "off"})
 
 
 @final
@@ -172,6 +174,9 @@ class ClientConfig:
     ping_interval: float | None = 20.0
     ping_timeout: float = 20.0
     base_url_origin: str = "argument"  # "argument", "environment" or "default"
+    # Offer binary output frames on exec/attach streams (taken only by a server that
+    # accepts the offer; every other server keeps sending JSON text).
+    binary_frames: bool = True
 
     @classmethod
     def resolve(
@@ -187,8 +192,11 @@ class ClientConfig:
         ping_interval: float | None = 20.0,
         ping_timeout: float = 20.0,
         environ: Mapping[str, str] | None = None,
+        binary_frames: bool | None = None,
     ) -> ClientConfig:
         env = os.environ if environ is None else environ
+        if binary_frames is None:
+            binary_frames = env.get(ENV_BINARY_FRAMES, "").strip().lower() not in _OFF
         key = api_key if api_key is not None else env.get(ENV_API_KEY) or None
         tok = token if token is not None else env.get(ENV_TOKEN) or None
         origin = "argument" if base_url else "environment" if env.get(ENV_BASE_URL) else "default"
@@ -219,6 +227,7 @@ class ClientConfig:
             ping_interval=None if ping_interval is None else float(ping_interval),
             ping_timeout=float(ping_timeout),
             base_url_origin=origin,
+            binary_frames=bool(binary_frames),
         )
 
     def deadline(self, timeout: Timeout) -> float:

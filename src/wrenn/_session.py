@@ -68,6 +68,7 @@ class Session:
         http_transport: httpx.AsyncBaseTransport | None = None,
         ping_interval: float | None = 20.0,
         ping_timeout: float = 20.0,
+        binary_frames: bool | None = None,
     ) -> Session:
         """A session from explicit options and the environment (see the client)."""
         config = ClientConfig.resolve(
@@ -80,6 +81,7 @@ class Session:
             max_retries=max_retries,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
+            binary_frames=binary_frames,
         )
         return cls(config, verify=verify, http_transport=http_transport)
 

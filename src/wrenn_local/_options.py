@@ -31,3 +31,7 @@ class ServerOptions:
     # read and dropped, and the answer says ``"truncated": true`` (the server holds about
     # four copies of it while answering: JSON text, bytes, the socket's buffer).
     exec_output_limit: int = 8 << 20
+    # Accept a client's offer of binary output frames on exec/attach streams (the
+    # ``wrenn.output.v1`` subprotocol). False: answer every client in JSON text, as the
+    # cloud does (tests use it to check the client's fallback against a real peer).
+    binary_frames: bool = True

@@ -131,9 +131,9 @@ async def stream_command(cap: AsyncCapsule, args: argparse.Namespace) -> int:
         async with cap.commands.stream("/bin/sh", args=shell_argv, envs=envs, cwd=args.cwd) as run:
             async for event in run:
                 if isinstance(event, StreamStdout):
-                    _deliver(args.json, out, sys.stdout, event.data)
+                    _deliver(args.json, out, sys.stdout, event.data, event.raw)
                 elif isinstance(event, StreamStderr):
-                    _deliver(args.json, err, sys.stderr, event.data)
+                    _deliver(args.json, err, sys.stderr, event.data, event.raw)
                 elif isinstance(event, StreamExit):
                     break
         code = run.exit_code
@@ -160,11 +160,14 @@ async def stream_command(cap: AsyncCapsule, args: argparse.Namespace) -> int:
     return code
 
 
-def _deliver(collect: bool, into: list[str], stream: Any, data: str) -> None:
+def _deliver(
+    collect: bool, into: list[str], stream: Any, data: str, raw: bytes | None = None
+) -> None:
     if collect:
         into.append(data)
         return
-    stream.buffer.write(data.encode())
+    # the exact bytes when the stream has binary output frames
+    stream.buffer.write(data.encode() if raw is None else raw)
     stream.buffer.flush()
 
 

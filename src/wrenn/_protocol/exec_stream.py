@@ -9,6 +9,7 @@ that ends before its ``exit`` frame is an error, never a finish.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Mapping, Sequence
 from enum import Enum
@@ -31,7 +32,21 @@ try:  # optional, `pip install 'wrenn[fast]'`: output frames decode 5-8x faster
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None  # type: ignore[assignment]
 
-__all__ = ["ExecStreamProtocol", "decode_frame", "exec_request", "in_band_error", "start_frame"]
+__all__ = [
+    "BINARY_OUTPUT",
+    "ExecStreamProtocol",
+    "decode_frame",
+    "exec_request",
+    "in_band_error",
+    "start_frame",
+]
+
+BINARY_OUTPUT: Final = "wrenn.output.v1"
+"""The WebSocket subprotocol a client offers for binary output frames. A server that
+accepts it sends each stdout/stderr chunk as one binary message: a tag byte (1 stdout,
+2 stderr) and the raw bytes. Every other frame stays JSON text."""
+_STDOUT_TAG: Final = 1
+_STDERR_TAG: Final = 2
 
 
 def decode_frame(message: str) -> Any:
@@ -81,12 +96,19 @@ class State(Enum):
 
 
 class ExecStreamProtocol:
-    """One exec or attach stream. ``exit_code`` is set once ``exit`` arrived."""
+    """One exec or attach stream. ``exit_code`` is set once ``exit`` arrived.
 
-    def __init__(self) -> None:
+    ``binary``: the server accepted :data:`BINARY_OUTPUT`, so output arrives as binary
+    messages, turned into text here (a character split between two chunks stays whole).
+    """
+
+    def __init__(self, *, binary: bool = False) -> None:
         self.state = State.WAITING
         self.pid: int | None = None
         self.exit_code: int | None = None
+        self.binary = binary
+        self._out = _utf8() if binary else None
+        self._err = _utf8() if binary else None
 
     def receive(self, message: str | bytes) -> StreamEvent | None:
         """Parse one message. Returns an event, or None for frames to ignore.
@@ -97,7 +119,7 @@ class ExecStreamProtocol:
         if self.state in (State.EXITED, State.FAILED):
             return None
         if isinstance(message, bytes):
-            return None  # exec streams carry JSON text only
+            return self._output(message) if self.binary else None
         try:
             frame = decode_frame(message)
         except ValueError as exc:
@@ -126,6 +148,17 @@ class ExecStreamProtocol:
             raise in_band_error(data if isinstance(data, str) else "stream error")
         return None  # unknown frame types are ignored, for forward compatibility
 
+    def _output(self, message: bytes) -> StreamEvent | None:
+        """A binary output message: its tag byte, then the chunk's raw bytes."""
+        if not message:
+            return None
+        tag, raw = message[0], message[1:]
+        if tag == _STDOUT_TAG and self._out is not None:
+            return StreamStdout(self._out.decode(raw), raw=raw)
+        if tag == _STDERR_TAG and self._err is not None:
+            return StreamStderr(self._err.decode(raw), raw=raw)
+        return None  # an unknown tag is ignored, for forward compatibility
+
     def ended(self, close_code: int | None, reason: str = "") -> None:
         """The connection is gone. Fine after ``exit``; an error before it."""
         if self.state is State.EXITED:
@@ -136,6 +169,10 @@ class ExecStreamProtocol:
             f"the stream ended before the process exited{detail}"
             + (f": {reason}" if reason else "")
         )
+
+
+def _utf8() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
 
 
 def exec_request(

@@ -13,7 +13,7 @@ import anyio.lowlevel
 
 from .._exceptions import WrennError, WrennWebSocketClosedError
 from .._models.streams import StreamEvent
-from .._protocol.exec_stream import ExecStreamProtocol, State
+from .._protocol.exec_stream import BINARY_OUTPUT, ExecStreamProtocol, State
 from .._transport.http import HTTPTransport, api_path
 
 # wsproto is loaded with the first WebSocket, not with the SDK.
@@ -39,12 +39,17 @@ class AsyncExecStream:
 
     def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
-        self._protocol = ExecStreamProtocol()
+        self._protocol = ExecStreamProtocol(binary=ws.subprotocol == BINARY_OUTPUT)
         self._pending: deque[StreamEvent] = deque()  # read ahead by wait_started
 
     @property
     def pid(self) -> int | None:
         return self._protocol.pid
+
+    @property
+    def binary_frames(self) -> bool:
+        """Whether the server accepted binary output frames (events carry ``raw``)."""
+        return self._protocol.binary
 
     @property
     def exit_code(self) -> int | None:
@@ -122,7 +127,8 @@ async def open_stream(
     entry included — ``on_early_exit(pid)`` is awaited (shielded; it bounds itself),
     else the server is asked to stop streaming."""
     starts = first is not None and first.get("type") == "start" and "cmd" in first
-    async with http.websocket(path) as ws:
+    offer = (BINARY_OUTPUT,) if http.config.binary_frames else ()
+    async with http.websocket(path, subprotocols=offer) as ws:
         stream = AsyncExecStream(ws)
         sending = False
         try:

@@ -383,6 +383,7 @@ class WrennClient:
         http_transport: httpx.AsyncBaseTransport | None = None,
         ping_interval: float | None = 20.0,
         ping_timeout: float = 20.0,
+        binary_frames: bool | None = None,
         backend: Backend = "asyncio",
     ) -> None:
         self._runner = runner = PortalRunner(backend)
@@ -400,6 +401,7 @@ class WrennClient:
                 http_transport=http_transport,
                 ping_interval=ping_interval,
                 ping_timeout=ping_timeout,
+                binary_frames=binary_frames,
             )
 
         try:

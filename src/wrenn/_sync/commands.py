@@ -77,6 +77,11 @@ class ExecStream:
     def exit_code(self) -> int | None:
         return self._async.exit_code if self._async else None
 
+    @property
+    def binary_frames(self) -> bool:
+        """Whether the server accepted binary output frames (events carry ``raw``)."""
+        return self._async.binary_frames if self._async else False
+
     def wait(self) -> int:
         """Read the rest of the stream; return the exit code."""
         if self._async is not None:

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, Literal, final
 from urllib.parse import quote
@@ -26,6 +26,13 @@ from urllib.parse import quote
 import anyio
 import httpcore2
 import httpx2 as httpx
+
+try:  # an httpx2 internal: without it, every request goes through the client
+    from httpx2._transports.default import map_httpcore_exceptions
+
+    _DIRECT = True
+except ImportError:  # pragma: no cover - depends on the httpx2 version
+    _DIRECT = False
 
 from .._config import CLIENT_DEFAULT, ClientConfig, Timeout
 from .._exceptions import (
@@ -65,6 +72,10 @@ USER_AGENT: Final = f"wrenn-python/{__version__}"
 READ_SIZE: Final = 256 * 1024
 if httpcore2.AsyncHTTP11Connection.READ_NUM_BYTES < READ_SIZE:
     httpcore2.AsyncHTTP11Connection.READ_NUM_BYTES = READ_SIZE
+
+
+# JSON request bodies as httpx encodes them (one encoder, not one per call)
+_JSON_BODY: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def api_path(*segments: str) -> str:
@@ -159,6 +170,15 @@ class HTTPTransport:
             follow_redirects=False,
             trust_env=False,
         )
+        # The connection pool behind the client, for requests that skip httpx's layers.
+        self._pool = _plain_pool(self._client) if transport is None else None
+        base = httpx.URL(config.base_url)
+        self._origin = (base.raw_scheme, base.raw_host, base.port)
+        self._prefix = base.raw_path.rstrip(b"/")
+        self._default_headers = [
+            (k.decode("latin-1").lower(), k, v)
+            for k, v in [(b"Host", base.netloc), *self._client.headers.raw]
+        ]
 
     def __repr__(self) -> str:
         return f"<HTTPTransport base_url={self.config.base_url!r}>"
@@ -182,6 +202,7 @@ class HTTPTransport:
         *,
         headers: Mapping[str, str] | None = None,
         open_timeout: float | None = None,
+        subprotocols: Sequence[str] = (),
     ) -> AbstractAsyncContextManager[WebSocket]:
         """A WebSocket for the duration of a block, with this client's TLS context.
 
@@ -190,7 +211,8 @@ class HTTPTransport:
         bounded by ``open_timeout`` (default: connect plus call timeout). Every
         WebSocket gets the client's liveness check: a ping after ``ping_interval``
         seconds of silence, and :class:`WrennConnectionError` when nothing answers it
-        within ``ping_timeout``.
+        within ``ping_timeout``. ``subprotocols`` are offered on the upgrade; the
+        server's choice is the WebSocket's ``subprotocol``.
         """
         if url_or_path.startswith("/"):
             url = self.ws_url(url_or_path)
@@ -210,6 +232,7 @@ class HTTPTransport:
             ),
             ping_interval=self.config.ping_interval,
             ping_timeout=self.config.ping_timeout,
+            subprotocols=subprotocols,
         )
 
     async def send(
@@ -342,6 +365,19 @@ class HTTPTransport:
     async def _send_once(
         self, method: str, path: str, read_timeout: float, **kwargs: Any
     ) -> httpx.Response:
+        content = kwargs["content"]
+        if (
+            self._pool is not None
+            and kwargs["params"] is None
+            and kwargs["files"] is None
+            and kwargs["data"] is None
+            and (content is None or isinstance(content, bytes))
+            and path.startswith("/")
+            and path.isascii()
+        ):
+            return await self._send_direct(
+                method, path, read_timeout, kwargs["json_body"], content, kwargs["headers"]
+            )
         return await self._client.request(
             method,
             path,
@@ -356,6 +392,64 @@ class HTTPTransport:
                 connect=self.config.connect_timeout,
             ),
         )
+
+    async def _send_direct(
+        self,
+        method: str,
+        path: str,
+        read_timeout: float,
+        json_body: Any,
+        content: bytes | None,
+        headers: Mapping[str, str],
+    ) -> httpx.Response:
+        """One request straight through the client's connection pool (httpcore2), read
+        whole: the bytes on the wire are the ones httpx would send, without the
+        per-call cost of its URL merging, request and response models, auth and
+        redirect layers — most of a small call's client CPU. Failures are httpx's own
+        exceptions, as from the client."""
+        body = content
+        if json_body is not None:
+            body = _JSON_BODY.encode(json_body).encode()
+        ours = {name.lower() for name in headers}
+        raw = [(k, v) for low, k, v in self._default_headers if low not in ours]
+        raw += [(k.encode("ascii"), v.encode("ascii")) for k, v in headers.items()]
+        if body is not None:
+            raw.append((b"Content-Length", str(len(body)).encode()))
+            if json_body is not None:
+                raw.append((b"Content-Type", b"application/json"))
+        elif method in ("POST", "PUT", "PATCH"):
+            raw.append((b"Content-Length", b"0"))
+        read = None if math.isinf(read_timeout) else read_timeout
+        scheme, host, port = self._origin
+        request = httpcore2.Request(
+            method.encode("ascii"),
+            httpcore2.URL(scheme=scheme, host=host, port=port, target=self._prefix + path.encode()),
+            headers=raw,
+            content=body,
+            extensions={
+                "timeout": {
+                    "connect": self.config.connect_timeout,
+                    "read": read,
+                    "write": read,
+                    "pool": read,
+                }
+            },
+        )
+        assert self._pool is not None
+        with map_httpcore_exceptions():
+            answer = await self._pool.handle_async_request(request)
+            try:
+                data = b"".join([chunk async for chunk in answer.aiter_stream()])
+            finally:
+                await answer.aclose()
+        response = httpx.Response(
+            answer.status, headers=answer.headers, stream=httpx.ByteStream(data)
+        )
+        if any(name.lower() == b"content-encoding" for name, _ in answer.headers):
+            response.read()  # decoded as the client would
+        else:
+            response._content = data  # as read() would set it, without its decoder walk
+        return response
 
     @asynccontextmanager
     async def stream(
@@ -415,3 +509,15 @@ class HTTPTransport:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await response.aclose()
+
+
+def _plain_pool(client: httpx.AsyncClient) -> httpcore2.AsyncConnectionPool | None:
+    """The httpcore2 pool of a client with httpx's own transport and no proxy or mount;
+    None otherwise (requests then go through the client)."""
+    inner = getattr(client, "_transport", None)
+    if not _DIRECT:
+        return None
+    if type(inner) is not httpx.AsyncHTTPTransport or getattr(client, "_mounts", None):
+        return None
+    pool = getattr(inner, "_pool", None)
+    return pool if type(pool) is httpcore2.AsyncConnectionPool else None

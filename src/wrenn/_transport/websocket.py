@@ -36,7 +36,7 @@ import math
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Final, NoReturn, final
 from urllib.parse import urlsplit
@@ -146,6 +146,7 @@ class WebSocket:
         self._ping_timeout = ping_timeout
         self._last_received = time.monotonic()
         self._activity = anyio.Event()
+        self.subprotocol: str | None = None  # what the server chose of those offered
 
     def __repr__(self) -> str:
         state = "closed" if self._closed_event.is_set() else "open"
@@ -544,8 +545,11 @@ def _parse_url(url: str) -> tuple[str, str, int, str, bool]:
     return parts.hostname, host_header, port, target, secure
 
 
-async def _handshake(stream: anyio.abc.ByteStream, ws: WSConnection, url: str) -> list[Event]:
-    """Read until the handshake is decided; return the events that came after the 101."""
+async def _handshake(
+    stream: anyio.abc.ByteStream, ws: WSConnection, url: str
+) -> tuple[list[Event], str | None]:
+    """Read until the handshake is decided; return the events that came after the 101
+    and the subprotocol the server chose (None: none)."""
     reject_status: int | None = None
     reject_headers: dict[bytes, bytes] = {}
     body = bytearray()
@@ -561,7 +565,7 @@ async def _handshake(stream: anyio.abc.ByteStream, ws: WSConnection, url: str) -
             raise WrennProtocolError(f"bad WebSocket handshake from {url}: {exc}") from exc
         for index, event in enumerate(events):
             if isinstance(event, AcceptConnection):
-                return events[index + 1 :]
+                return events[index + 1 :], event.subprotocol
             if isinstance(event, RejectConnection):
                 reject_status = event.status_code
                 reject_headers = {k.lower(): v for k, v in event.headers}
@@ -597,6 +601,7 @@ async def connect_websocket(
     max_queued_bytes: int = 4 * 1024 * 1024,
     ping_interval: float | None = None,
     ping_timeout: float = 20.0,
+    subprotocols: Sequence[str] = (),
 ) -> AsyncIterator[WebSocket]:
     """Open a WebSocket for the duration of the block.
 
@@ -612,6 +617,9 @@ async def connect_websocket(
         ping_interval: Ping after this many seconds with nothing received (``None``: never).
         ping_timeout: With ``ping_interval``: seconds to wait for any frame after a ping
             before the connection fails with :class:`WrennConnectionError`.
+        subprotocols: Offered in ``Sec-WebSocket-Protocol``; the one the server chose
+            is ``.subprotocol`` (None when it chose none, as servers that do not know
+            the offer do).
 
     Raises:
         WrennAPIError: the server refused the upgrade (mapped like a REST error).
@@ -624,6 +632,7 @@ async def connect_websocket(
         raise WrennConfigurationError("ping_interval and ping_timeout must be positive")
     stream: anyio.abc.ByteStream | None = None
     leftover: list[Event] = []
+    chosen: str | None = None
     ws = WSConnection(ConnectionType.CLIENT)
     try:
         with anyio.fail_after(open_timeout):
@@ -650,9 +659,14 @@ async def connect_websocket(
             # A caller may name the Host itself (routing through a proxy by Host header).
             host_value = next((given.pop(k) for k in list(given) if k.lower() == "host"), None)
             extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in given.items()]
-            request = Request(host=host_value or host_header, target=target, extra_headers=extra)
+            request = Request(
+                host=host_value or host_header,
+                target=target,
+                extra_headers=extra,
+                subprotocols=list(subprotocols),
+            )
             await stream.send(ws.send(request))
-            leftover = await _handshake(stream, ws, url)
+            leftover, chosen = await _handshake(stream, ws, url)
     except TimeoutError as exc:
         if stream is not None:
             await anyio.aclose_forcefully(stream)
@@ -672,6 +686,7 @@ async def connect_websocket(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
     )
+    conn.subprotocol = chosen
     async with helper_tasks() as tg:  # the body's exception leaves bare
         tg.start_soon(conn._reader, leftover)
         if ping_interval is not None:

@@ -9,6 +9,7 @@ malformed capsule ID is refused before the upgrade with the JSON 400.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring as _encode_text  # the C encoder where built
 from typing import Any, Final
 
 import anyio
@@ -20,9 +21,65 @@ from .._errors import ApiError, error_response
 from .._ids import is_valid
 from ._http import accounts_of, authenticate, capsules_of
 
-__all__ = ["StreamEnd", "end", "end_quietly", "open_capsule", "receive_json"]
+try:  # optional (the `fast` extra): frames encode several times faster
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None  # type: ignore[assignment]
+
+__all__ = [
+    "BINARY_OUTPUT",
+    "StreamEnd",
+    "binary_offer",
+    "dumps",
+    "dumps_text",
+    "end",
+    "end_quietly",
+    "open_capsule",
+    "receive_json",
+    "send_frame",
+]
 
 AUTH_DEADLINE: Final = 5.0
+BINARY_OUTPUT: Final = "wrenn.output.v1"
+"""The subprotocol a client offers for binary output frames on exec and attach streams:
+each stdout/stderr chunk is one binary message, a tag byte (1 stdout, 2 stderr) and the
+raw bytes; every other frame stays JSON text. Clients that do not offer it get JSON."""
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, with orjson when installed (the stdlib for what it refuses)."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value).decode()
+        except TypeError:  # orjson.JSONEncodeError: e.g. a lone surrogate
+            pass
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def dumps_text(text: str) -> str:
+    """``text`` as a JSON string (an output frame's ``data``), by the faster encoder for
+    it: orjson is 4-15x faster on text with few escapes, but slower than the stdlib's C
+    encoder where they are dense (``yes`` output: every other character a newline).
+    The first 512 characters decide (counting the whole text would cost what it saves)."""
+    if _orjson is not None and text.count("\n", 0, 512) * 5 < min(len(text), 512):
+        try:
+            return _orjson.dumps(text).decode()
+        except TypeError:  # orjson.JSONEncodeError: e.g. a lone surrogate
+            pass
+    return _encode_text(text)
+
+
+async def send_frame(ws: WebSocket, message: dict[str, Any]) -> None:
+    """One JSON text frame."""
+    await ws.send_text(dumps(message))
+
+
+def binary_offer(ws: WebSocket) -> str | None:
+    """The binary output subprotocol, if the client offered it and this server takes it."""
+    if not ws.app.state.options.binary_frames:
+        return None
+    offered = ws.scope.get("subprotocols") or ()
+    return BINARY_OUTPUT if BINARY_OUTPUT in offered else None
 
 
 class StreamEnd(Exception):
@@ -48,8 +105,11 @@ async def receive_json(ws: WebSocket) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-async def open_capsule(ws: WebSocket, *, fatal: bool) -> tuple[Principal, CapsuleRecord] | None:
-    """Authenticate and find the running capsule; on failure answer as §2.2 and §7.2 say."""
+async def open_capsule(
+    ws: WebSocket, *, fatal: bool, subprotocol: str | None = None
+) -> tuple[Principal, CapsuleRecord] | None:
+    """Authenticate and find the running capsule; on failure answer as §2.2 and §7.2 say.
+    ``subprotocol`` (one the client offered) is accepted with the upgrade."""
     capsule_id = ws.path_params["id"]
     if not is_valid("cl", capsule_id):
         await ws.send_denial_response(
@@ -61,7 +121,7 @@ async def open_capsule(ws: WebSocket, *, fatal: bool) -> tuple[Principal, Capsul
         principal = authenticate(accounts, ws, "key_or_jwt")
     except ApiError:
         principal = None
-    await ws.accept()
+    await ws.accept(subprotocol=subprotocol)
     extra = {"fatal": True} if fatal else {}
     if principal is None:
         token = None
@@ -93,7 +153,7 @@ async def open_capsule(ws: WebSocket, *, fatal: bool) -> tuple[Principal, Capsul
 
 async def end(ws: WebSocket, message: dict[str, Any], code: int = 1000) -> None:
     try:
-        await ws.send_json(message)
+        await send_frame(ws, message)
         await ws.close(code)
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass

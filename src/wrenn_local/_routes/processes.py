@@ -30,7 +30,16 @@ from .._agent_client import AgentFailure, Exited, Output, ProcessStream
 from .._capsules import CapsuleRecord
 from .._errors import ApiError, bad_request, json_response
 from ._http import capsules_of, endpoint, principal_of, read_json
-from ._ws import StreamEnd, end, end_quietly, open_capsule, receive_json
+from ._ws import (
+    StreamEnd,
+    binary_offer,
+    dumps_text,
+    end,
+    end_quietly,
+    open_capsule,
+    receive_json,
+    send_frame,
+)
 
 __all__ = ["routes", "websocket_routes"]
 
@@ -197,8 +206,13 @@ class _Text:
         return self._decoder.decode(data)
 
 
-async def _relay_output(ws: WebSocket, process: ProcessStream) -> None:
-    """Process output to exec-style JSON frames, until ``exit`` (then close)."""
+_TAGS = {"stdout": b"\x01", "stderr": b"\x02"}  # binary output frames (_ws.BINARY_OUTPUT)
+_HEADS = {"stdout": '{"type":"stdout","data":', "stderr": '{"type":"stderr","data":'}
+
+
+async def _relay_output(ws: WebSocket, process: ProcessStream, *, binary: bool = False) -> None:
+    """Process output to exec-style frames, until ``exit`` (then close): JSON text, or
+    with ``binary`` (the client's offer accepted) one binary message per chunk."""
     decoders = {"stdout": _Text(), "stderr": _Text()}
     while True:
         try:
@@ -208,11 +222,15 @@ async def _relay_output(ws: WebSocket, process: ProcessStream) -> None:
         if event is None:
             raise StreamEnd({"type": "error", "data": "the process stream broke"})
         if isinstance(event, Output):
+            if binary:
+                if event.data:
+                    await ws.send_bytes(_TAGS[event.stream] + event.data)
+                continue
             text = decoders[event.stream](event.data)
-            if text:
-                await ws.send_json({"type": event.stream, "data": text})
+            if text:  # the hot path: only the text is encoded
+                await ws.send_text(_HEADS[event.stream] + dumps_text(text) + "}")
         else:
-            await ws.send_json({"type": "exit", "exit_code": event.exit_code})
+            await send_frame(ws, {"type": "exit", "exit_code": event.exit_code})
             return
 
 
@@ -235,6 +253,8 @@ async def _follow(
     ws: WebSocket,
     record: CapsuleRecord,
     opening: contextlib.AbstractAsyncContextManager[ProcessStream],
+    *,
+    binary: bool = False,
 ) -> None:
     """Relay a process (started or attached) to the client until it exits or detaches."""
     try:
@@ -243,10 +263,10 @@ async def _follow(
             start: dict[str, Any] = {"type": "start"}
             if process.started.pid:
                 start["pid"] = process.started.pid
-            await ws.send_json(start)
+            await send_frame(ws, start)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch_client, ws, process, tg.cancel_scope)
-                await _relay_output(ws, process)
+                await _relay_output(ws, process, binary=binary)
                 tg.cancel_scope.cancel()
         await end_quietly(ws)
     except AgentFailure as exc:
@@ -258,7 +278,8 @@ async def _follow(
 
 
 async def exec_stream(ws: WebSocket) -> None:
-    opened = await open_capsule(ws, fatal=False)
+    offer = binary_offer(ws)
+    opened = await open_capsule(ws, fatal=False, subprotocol=offer)
     if opened is None:
         return
     _, record = opened
@@ -294,16 +315,18 @@ async def exec_stream(ws: WebSocket) -> None:
         timeout=None,
         stream=True,
     )
-    await _follow(ws, record, opening)
+    await _follow(ws, record, opening, binary=offer is not None)
 
 
 async def process_stream(ws: WebSocket) -> None:
-    opened = await open_capsule(ws, fatal=False)
+    offer = binary_offer(ws)
+    opened = await open_capsule(ws, fatal=False, subprotocol=offer)
     if opened is None:
         return
     _, record = opened
     assert record.sandbox is not None
-    await _follow(ws, record, record.sandbox.agent.attach(ws.path_params["selector"]))
+    attaching = record.sandbox.agent.attach(ws.path_params["selector"])
+    await _follow(ws, record, attaching, binary=offer is not None)
 
 
 def routes() -> list[Route]:
