@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import json
 import os
@@ -62,6 +63,7 @@ def _syscall(number: int, *args: object) -> int:
     return _check(_libc.syscall(ctypes.c_long(number), *args))
 
 
+MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 _libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
@@ -80,6 +82,53 @@ def mount(
             options.encode() if options else None,
         )
     )
+
+
+LOOP_CTL_GET_FREE = 0x4C82
+LOOP_CONFIGURE = 0x4C0A
+LO_FLAGS_AUTOCLEAR = 4
+
+
+def mount_image(image: str, target: str) -> None:
+    """Loop-mount the ext4 ``image`` at ``target``, like ``mount -o loop`` but in-process.
+
+    A free loop device is configured in one ``LOOP_CONFIGURE`` ioctl (Linux 5.8) with
+    auto-clear, so it is released when the capsule's mount namespace drops the mount.
+    Another boot may take the same free device first (EBUSY): then the next free one is
+    tried. Kernels without ``LOOP_CONFIGURE`` use ``mount -o loop``.
+    """
+    backing = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for _ in range(64):
+            control = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+            try:
+                number = fcntl.ioctl(control, LOOP_CTL_GET_FREE)
+            finally:
+                os.close(control)
+            device = f"/dev/loop{number}"
+            loop = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                # struct loop_config: fd, block_size, loop_info64 (lo_flags at 52), reserved
+                config = bytearray(304)
+                struct.pack_into("II", config, 0, backing, 0)
+                struct.pack_into("I", config, 8 + 52, LO_FLAGS_AUTOCLEAR)
+                try:
+                    fcntl.ioctl(loop, LOOP_CONFIGURE, bytes(config))
+                except OSError as exc:
+                    if exc.errno == errno.EBUSY:
+                        continue  # taken by another boot between the two calls
+                    if exc.errno in (errno.EINVAL, errno.ENOTTY):
+                        subprocess.run(["mount", "-o", "loop", image, target], check=True)
+                        return
+                    raise
+                # the mount holds the device from here; auto-clear frees it after
+                mount(device, target, "ext4")
+                return
+            finally:
+                os.close(loop)
+        raise OSError(errno.EBUSY, "no free loop device")
+    finally:
+        os.close(backing)
 
 
 def make_user_namespace(base: int, size: int) -> int:
@@ -236,7 +285,7 @@ def main(plan_path: str) -> None:
     disk = plan.get("disk")
     if disk:  # the writable layers on the capsule's size-limited image (_disk.py)
         os.makedirs(disk["mount"], exist_ok=True)
-        subprocess.run(["mount", "-o", "loop", disk["image"], disk["mount"]], check=True)
+        mount_image(disk["image"], disk["mount"])
         # overlayfs wants upper and work under one mount: both go to the image's own
         # mount; the capsule's ``upper`` shows the same files (the server reads them)
         for name in disk["binds"]:
@@ -244,7 +293,7 @@ def main(plan_path: str) -> None:
             os.makedirs(outer, exist_ok=True)
             # what the server put there before boot (resolv.conf, say) moves onto the image
             shutil.copytree(outer, inner, symlinks=True, dirs_exist_ok=True)
-            subprocess.run(["mount", "--bind", inner, outer], check=True)
+            mount(inner, outer, None, flags=MS_BIND)
             for layer in plan["overlays"]:
                 for key in ("upper", "work"):
                     if layer[key].startswith(outer + "/"):
