@@ -75,7 +75,7 @@ BOOT_ENV: Final = {
 # namespace) so that it can still reach them from the capsule's user namespace.
 STAGE: Final = {"tmpfs": "/run", "root": "/run/wrenn-root", "binds": "/run/wrenn-binds"}
 SUDO_SOCKET: Final = "/run/wrenn/sudo.sock"
-IN_AGENT: Final = "/run/wrenn/agent.py"  # the agent's path inside (bytecode: + "c")
+IN_AGENT: Final = "/run/wrenn/agent.py"  # the agent's path inside
 
 
 @attrs.define
@@ -234,7 +234,7 @@ class Sandbox:
             self.support.capsule_python,
             "-I",
             "-S",  # the agent is stdlib only: no site-packages scan at each boot
-            IN_AGENT if self._agent_code is None else IN_AGENT + "c",
+            IN_AGENT,  # bytecode where compiled: python tells it by its magic number
             f"fd:{self._listen_fd()}",
             "/run/wrenn/agent.json",
         ]
@@ -271,11 +271,7 @@ class Sandbox:
                 else None
             ),
             "data": [
-                (
-                    [str(AGENT), IN_AGENT]
-                    if self._agent_code is None
-                    else [str(self._agent_code), IN_AGENT + "c"]
-                ),
+                [str(self._agent_code or AGENT), IN_AGENT],
                 [str(self.run_dir / "agent.json"), "/run/wrenn/agent.json"],
             ],
         }
@@ -527,7 +523,7 @@ def kill_unreaped(process: anyio.abc.Process) -> None:
 
 
 _compile_lock = threading.Lock()
-_compiled: dict[tuple[str, str, int], Path | None] = {}
+_compiled: dict[tuple[str, str, str, int], Path | None] = {}
 _COMPILE: Final = (
     "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2],"
     " dfile=sys.argv[3], doraise=True,"
@@ -539,15 +535,18 @@ def compiled(source: Path, python: str, cache: Path, shown_as: str) -> Path | No
     """``source`` compiled to bytecode by ``python`` (the capsule's), once per server.
 
     A script given to ``python`` is compiled at every start (~19 ms for the agent);
-    its bytecode, made by the same interpreter, starts at once. ``shown_as`` is the
+    its bytecode, made by the same interpreter, starts at once (it keeps the source's
+    name inside: the interpreter tells bytecode by its magic number). ``shown_as`` is the
     file name tracebacks show (the agent's path inside: no host path shows in the
     capsule). The file is keyed by the source's and the interpreter's contents, so
     an upgrade of either makes a new one. None if it cannot be made: the source runs.
     """
-    key = (str(source), python, source.stat().st_mtime_ns)
+    key = (str(source), python, str(cache), source.stat().st_mtime_ns)
     with _compile_lock:
         if key in _compiled:
-            return _compiled[key]
+            known = _compiled[key]
+            if known is None or known.exists():
+                return known
         target: Path | None = None
         try:
             py = os.stat(python)

@@ -30,7 +30,6 @@ import os
 import shutil
 import socket
 import struct
-import subprocess
 import sys
 import time
 
@@ -118,6 +117,8 @@ def mount_image(image: str, target: str) -> None:
                     if exc.errno == errno.EBUSY:
                         continue  # taken by another boot between the two calls
                     if exc.errno in (errno.EINVAL, errno.ENOTTY):
+                        import subprocess  # only here: its import is a boot cost
+
                         subprocess.run(["mount", "-o", "loop", image, target], check=True)
                         return
                     raise
