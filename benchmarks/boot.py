@@ -4,7 +4,8 @@ Run as root on a host with full isolation:
     python benchmarks/boot.py [--rounds 15] [--concurrent 32] [--baseline-python PY]
 
 Figures (one JSON line each):
-  create      serial create→running (POST, then GET every 2 ms until ``running``); rows
+  create      serial create→running (POST until the server's event stream says
+              ``running``: pushed, so no polling load skews either build); rows
               the floor — a bare ``bwrap … python3 -I -c pass`` with the same bwrap binary
               and a comparable minimal sandbox (own pid, ipc, uts and network namespaces,
               read-only root, /proc, /dev, a tmpfs) —, ours and the baseline build's
@@ -15,7 +16,9 @@ Figures (one JSON line each):
               alternately (``--concurrent-rounds`` each); median ``wall_s`` and
               ``wall_vs_baseline`` (the medians' ratio) with each row's spread.
   phases      where one of our boots goes (the server's ``WRENN_LOCAL_BOOT_TRACE``
-              timestamps, medians over the serial rounds, ms since the create).
+              timestamps, medians over the serial rounds, ms since the sandbox's start:
+              prepared = directories, disk image, plan; spawned = boot process started;
+              network = filter and pasta attached; ready = the agent answered).
 Each server is the build's own ``python -m wrenn_local serve`` with its own data directory,
 so the server is what is measured; the client here is the same plain httpx for both.
 """
@@ -104,32 +107,60 @@ def server(python: str, trace: Path | None = None) -> Iterator[tuple[str, str]]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-async def create_running(http: httpx.AsyncClient) -> tuple[str, float]:
-    start = time.perf_counter()
-    response = await http.post("/v1/capsules", json={})
-    response.raise_for_status()
-    cid = response.json()["id"]
-    while True:
-        status = (await http.get(f"/v1/capsules/{cid}")).json()["status"]
-        if status == "running":
-            return cid, time.perf_counter() - start
-        if status not in ("starting", "pending"):
+class Watcher:
+    """The server's event stream (``/v1/events/stream``): when each capsule turned
+    ``running`` (or failed). Pushed by the server, so no polling load skews the figure."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self.done: dict[str, tuple[float, str]] = {}
+        self.waiting: dict[str, anyio.Event] = {}
+        self.connected = anyio.Event()
+
+    async def run(self) -> None:
+        async with self.http.stream("GET", "/v1/events/stream", timeout=None) as stream:
+            async for line in stream.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                event = json.loads(line[6:])
+                if event["event"] == "connected":
+                    self.connected.set()
+                    continue
+                if event["event"] == "capsule.state.changed":
+                    to = event["metadata"].get("to")
+                elif event["event"] == "capsule.create" and event.get("outcome") == "error":
+                    to = "error"
+                else:
+                    continue
+                if to in ("running", "error"):
+                    cid = event["resource"]["id"]
+                    self.done[cid] = (time.perf_counter(), to)
+                    self.waiting.setdefault(cid, anyio.Event()).set()
+
+    async def create_running(self) -> tuple[str, float]:
+        start = time.perf_counter()
+        response = await self.http.post("/v1/capsules", json={})
+        response.raise_for_status()
+        cid = response.json()["id"]
+        await self.waiting.setdefault(cid, anyio.Event()).wait()
+        at, status = self.done[cid]
+        if status != "running":
             raise SystemExit(f"capsule {cid} ended {status}")
-        await anyio.sleep(0.002)
+        return cid, at - start
 
 
-async def one_create(http: httpx.AsyncClient) -> float:
-    cid, took = await create_running(http)
-    await http.delete(f"/v1/capsules/{cid}")
+async def one_create(watcher: Watcher) -> float:
+    cid, took = await watcher.create_running()
+    await watcher.http.delete(f"/v1/capsules/{cid}")
     await anyio.sleep(0.05)  # let its teardown finish outside the next measurement
     return took
 
 
-async def many_creates(http: httpx.AsyncClient, n: int) -> float:
+async def many_creates(watcher: Watcher, n: int) -> float:
     ids: list[str] = []
 
     async def one() -> None:
-        ids.append((await create_running(http))[0])
+        ids.append((await watcher.create_running())[0])
 
     start = time.perf_counter()
     async with anyio.create_task_group() as tg:
@@ -138,7 +169,7 @@ async def many_creates(http: httpx.AsyncClient, n: int) -> float:
     wall = time.perf_counter() - start
     async with anyio.create_task_group() as tg:
         for cid in ids:
-            tg.start_soon(http.delete, f"/v1/capsules/{cid}")
+            tg.start_soon(watcher.http.delete, f"/v1/capsules/{cid}")
     await anyio.sleep(1)
     return wall
 
@@ -168,63 +199,81 @@ async def main(args: argparse.Namespace) -> None:
         builds["baseline"] = args.baseline_python
     trace = Path(tempfile.mkdtemp(prefix="wrenn-boot-trace-")) / "trace.jsonl"
     with server(builds["ours"], trace) as ours, contextlib_server(builds.get("baseline")) as base:
-        http = {"ours": client(*ours)}
+        clients = {"ours": client(*ours)}
         if base is not None:
-            http["baseline"] = client(*base)
-        health = (await http["ours"].get("/health")).json()
-        for h in http.values():  # warm-up: first boots fill caches
-            for _ in range(2):
-                await one_create(h)
-        floor_once(bwrap)
-        trace.unlink(missing_ok=True)
-        times: dict[str, list[float]] = {"bare bwrap (floor)": [], **{k: [] for k in http}}
-        for _ in range(args.rounds):
-            times["bare bwrap (floor)"].append(floor_once(bwrap))
-            for name, h in http.items():
-                times[name].append(await one_create(h))
-        phases = read_trace(trace)
-        floor = statistics.median(times["bare bwrap (floor)"])
-        for name, values in times.items():
-            emit(
-                "create",
-                build=name,
-                rounds=args.rounds,
-                isolation=health.get("isolation"),
-                network=health.get("network"),
-                **stats_ms(values),
-                p50_vs_floor=round(statistics.median(values) / floor, 2),
-            )
-        if phases:
-            keys = [k for k in phases[0] if k != "start"]
-            emit(
-                "phases",
-                build="ours",
-                rounds=len(phases),
-                ms_since_boot_start={
-                    k: round(statistics.median(p[k] - p["start"] for p in phases) * 1000, 1)
-                    for k in keys
-                },
-            )
-        walls: dict[str, list[float]] = {k: [] for k in http}
-        for _ in range(args.concurrent_rounds):
-            for name, h in http.items():
-                walls[name].append(await many_creates(h, args.concurrent))
-        ref = statistics.median(walls["baseline"]) if "baseline" in walls else None
-        for name, values in walls.items():
-            emit(
-                "concurrent",
-                build=name,
-                capsules=args.concurrent,
-                rounds=len(values),
-                wall_s=round(statistics.median(values), 2),
-                wall_min_s=round(min(values), 2),
-                wall_max_s=round(max(values), 2),
-                wall_vs_baseline=(
-                    round(statistics.median(values) / ref, 2) if ref is not None else None
-                ),
-            )
-        for h in http.values():
+            clients["baseline"] = client(*base)
+        health = (await clients["ours"].get("/health")).json()
+        async with anyio.create_task_group() as tg:
+            http = {name: Watcher(h) for name, h in clients.items()}
+            for watcher in http.values():
+                tg.start_soon(watcher.run)
+                await watcher.connected.wait()
+            await measure(args, bwrap, trace, health, http)
+            tg.cancel_scope.cancel()
+        for h in clients.values():
             await h.aclose()
+
+
+async def measure(
+    args: argparse.Namespace,
+    bwrap: str,
+    trace: Path,
+    health: dict[str, Any],
+    http: dict[str, Watcher],
+) -> None:
+    for h in http.values():  # warm-up: first boots fill caches
+        for _ in range(2):
+            await one_create(h)
+    floor_once(bwrap)
+    trace.unlink(missing_ok=True)
+    times: dict[str, list[float]] = {"bare bwrap (floor)": [], **{k: [] for k in http}}
+    for _ in range(args.rounds):
+        times["bare bwrap (floor)"].append(floor_once(bwrap))
+        for name, h in http.items():
+            times[name].append(await one_create(h))
+    phases = read_trace(trace)
+    floor = statistics.median(times["bare bwrap (floor)"])
+    for name, values in times.items():
+        emit(
+            "create",
+            build=name,
+            rounds=args.rounds,
+            isolation=health.get("isolation"),
+            network=health.get("network"),
+            **stats_ms(values),
+            p50_vs_floor=round(statistics.median(values) / floor, 2),
+        )
+    if phases:
+        keys = [k for k in phases[0] if k != "start"]
+        emit(
+            "phases",
+            build="ours",
+            rounds=len(phases),
+            **{
+                f"{k}_ms": round(
+                    statistics.median(p[k] - p["start"] for p in phases if k in p) * 1e3, 1
+                )
+                for k in keys
+            },
+        )
+    walls: dict[str, list[float]] = {k: [] for k in http}
+    for _ in range(args.concurrent_rounds):
+        for name, h in http.items():
+            walls[name].append(await many_creates(h, args.concurrent))
+    ref = statistics.median(walls["baseline"]) if "baseline" in walls else None
+    for name, values in walls.items():
+        emit(
+            "concurrent",
+            build=name,
+            capsules=args.concurrent,
+            rounds=len(values),
+            wall_s=round(statistics.median(values), 2),
+            wall_min_s=round(min(values), 2),
+            wall_max_s=round(max(values), 2),
+            wall_vs_baseline=(
+                round(statistics.median(values) / ref, 2) if ref is not None else None
+            ),
+        )
 
 
 @contextmanager

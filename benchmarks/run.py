@@ -22,6 +22,7 @@ SUITES = [
     ("http_churn", [sys.executable, str(HERE / "http_churn.py"), "--all", "--requests", "4000"]),
     ("server_memory", [sys.executable, str(HERE / "server_memory.py"), "--mib", "1024"]),
     ("startup", [sys.executable, str(HERE / "startup.py"), "--rounds", "15"]),
+    ("boot", [sys.executable, str(HERE / "boot.py"), "--rounds", "15"]),
 ]
 
 

@@ -1,13 +1,14 @@
 """A capsule's disk quota: its writable layer on an ext4 image of ``disk_size_mb``.
 
 Under full isolation each capsule's upper and work directories (everything it writes)
-live on a sparse ext4 image (no journal, lazily initialised: ~40 ms and ~3 MB for
-5 GiB) that ``boot.py`` loop-mounts in the capsule's private mount namespace and binds
-over the capsule's ``upper``/``work`` directories. Writes past the size fail with ENOSPC
-inside the capsule. The mount exists only in that namespace, and the loop device is
-released when its last process exits. Where the host cannot (no ``mkfs.ext4``, no loop
-devices, a container that forbids them; checked once by mounting a small image), the
-size is recorded and not enforced, and capsule metadata says so.
+live on a sparse ext4 image (no journal, lazily initialised: ~40 ms and ~3 MB for 5 GiB,
+made once per size as a template that each capsule gets a sparse copy of, its own file:
+:func:`copy_image`) that ``boot.py`` loop-mounts in the capsule's private mount
+namespace and binds over the capsule's ``upper``/``work`` directories. Writes past the
+size fail with ENOSPC inside the capsule. The mount exists only in that namespace, and
+the loop device is released when its last process exits. Where the host cannot (no
+``mkfs.ext4``, no loop devices, a container that forbids them; checked once by mounting
+a small image), the size is recorded and not enforced, and capsule metadata says so.
 """
 
 from __future__ import annotations
