@@ -18,7 +18,9 @@ Figures (one JSON line each):
   phases      where one of our boots goes (the server's ``WRENN_LOCAL_BOOT_TRACE``
               timestamps, medians over the serial rounds, ms since the sandbox's start:
               prepared = directories, disk image, plan; spawned = boot process started;
-              network = filter and pasta attached; ready = the agent answered).
+              boot_started / boot_mounted / boot_exec = boot.py running (after its
+              interpreter's start-up), its mounts done, bubblewrap exec'd; network =
+              filter and pasta attached; ready = the agent answered).
 Each server is the build's own ``python -m wrenn_local serve`` with its own data directory,
 so the server is what is measured; the client here is the same plain httpx for both.
 """
@@ -244,17 +246,15 @@ async def measure(
             p50_vs_floor=round(statistics.median(values) / floor, 2),
         )
     if phases:
-        keys = [k for k in phases[0] if k != "start"]
+        since = {
+            k: round(statistics.median(p[k] - p["start"] for p in phases if k in p) * 1e3, 1)
+            for k in {k for p in phases for k in p} - {"start"}
+        }
         emit(
             "phases",
             build="ours",
             rounds=len(phases),
-            **{
-                f"{k}_ms": round(
-                    statistics.median(p[k] - p["start"] for p in phases if k in p) * 1e3, 1
-                )
-                for k in keys
-            },
+            **{f"{k}_ms": v for k, v in sorted(since.items(), key=lambda kv: kv[1])},
         )
     walls: dict[str, list[float]] = {k: [] for k in http}
     for _ in range(args.concurrent_rounds):

@@ -260,6 +260,8 @@ class Sandbox:
             "argv": argv,
             "env": BOOT_ENV,
             "data_dir": str(self.base.parent),
+            # boot's own timings (benchmarks/boot.py), only when the server traces boots
+            "trace": str(self.run_dir / "boot-trace.json") if _TRACE else None,
             "disk": (
                 {
                     "image": str(self.spec.directory / "disk.img"),
@@ -390,7 +392,8 @@ class Sandbox:
         with anyio.fail_after(timeout):
             await self._until_ready()
         self.phases["ready"] = time.monotonic()
-        _trace(self.phases)
+        if _TRACE:
+            _trace(self.phases, self.run_dir / "boot-trace.json")
 
     async def _until_ready(self) -> None:
         """Wait until the agent answers; fail at once (with boot's error) if it exits.
@@ -569,9 +572,13 @@ def compiled(source: Path, python: str, cache: Path, shown_as: str) -> Path | No
         return target
 
 
-def _trace(phases: dict[str, float]) -> None:
-    """Append one boot's phases to ``$WRENN_LOCAL_BOOT_TRACE`` (benchmarks/boot.py)."""
-    path = os.environ.get("WRENN_LOCAL_BOOT_TRACE")
-    if path:
-        with contextlib.suppress(OSError), open(path, "a") as fh:
-            fh.write(json.dumps(phases) + "\n")
+_TRACE: Final = os.environ.get("WRENN_LOCAL_BOOT_TRACE", "")
+
+
+def _trace(phases: dict[str, float], boot_marks: Path) -> None:
+    """Append one boot's phases (the server's and boot.py's, ``time.monotonic()`` of
+    one clock) to ``$WRENN_LOCAL_BOOT_TRACE`` (benchmarks/boot.py)."""
+    with contextlib.suppress(OSError, ValueError):
+        phases = {**phases, **json.loads(boot_marks.read_text())}
+    with contextlib.suppress(OSError), open(_TRACE, "a") as fh:
+        fh.write(json.dumps(phases) + "\n")

@@ -164,6 +164,39 @@ def make_user_namespace(base: int, size: int) -> int:
         os.waitpid(pid, 0)
 
 
+def join_cgroups(procs_files: list[str]) -> int | None:
+    """Move this process into the capsule's cgroups from a forked helper.
+
+    Each move waits for the kernel's cgroup lock (an RCU grace period per hierarchy:
+    ~10 ms on a cgroup v1 host), so a child makes them while this process mounts the
+    capsule's root; :func:`joined` waits for it. Returns the child's pid, or None if
+    there is nothing to join. (A thread would do, but the user namespace is joined
+    later and only a single-threaded process may join one.)
+    """
+    if not procs_files:
+        return None
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            for procs_file in procs_files:
+                with open(procs_file, "w") as fh:
+                    fh.write(str(parent))
+        except BaseException as exc:
+            os.write(2, f"joining the capsule's cgroups failed: {exc}\n".encode())
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+def joined(pid: int | None) -> None:
+    """Wait for :func:`join_cgroups`'s helper; raise if it failed."""
+    if pid is not None and os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        raise OSError("could not join the capsule's cgroups")
+
+
 def detached_tree(source: str, *, userns: int | None = None, readonly: bool = False) -> int:
     """A detached copy of the mount at ``source`` (idmapped and/or read-only)."""
     fd = _syscall(SYS_OPEN_TREE, AT_FDCWD, source.encode(), OPEN_TREE_CLONE | os.O_CLOEXEC)
@@ -273,6 +306,7 @@ def stage(merged: str, binds: list[list[str]], where: dict[str, str]) -> None:
 
 
 def main(plan_path: str) -> None:
+    marks = {"boot_started": time.monotonic()}  # boot timings, for benchmarks/boot.py
     with open(plan_path) as fh:
         plan = json.load(fh)
     mount(None, "/", None, flags=MS_REC | MS_PRIVATE)
@@ -283,6 +317,7 @@ def main(plan_path: str) -> None:
     idmap_dir = plan.get("idmap_dir", "")
     if idmap_dir:
         os.makedirs(idmap_dir, exist_ok=True)
+    joining = join_cgroups(plan.get("cgroups", []))  # while the mounts below are made
     disk = plan.get("disk")
     if disk:  # the writable layers on the capsule's size-limited image (_disk.py)
         os.makedirs(disk["mount"], exist_ok=True)
@@ -313,9 +348,8 @@ def main(plan_path: str) -> None:
         target = merged + hidden
         if os.path.isdir(target):
             mount("tmpfs", target, "tmpfs", "size=4k,mode=000")
-    for procs_file in plan.get("cgroups", []):
-        with open(procs_file, "w") as fh:
-            fh.write(str(os.getpid()))
+    joined(joining)
+    marks["boot_mounted"] = time.monotonic()
     new_network_namespace()
     # The OOM killer never picks bubblewrap or the agent (inherited by both); the agent
     # raises every command it starts, so a memory hog goes first. Lowering a score needs
@@ -340,6 +374,10 @@ def main(plan_path: str) -> None:
         fd = os.open(plan["seccomp"], os.O_RDONLY)
         os.set_inheritable(fd, True)
         options += ["--seccomp", str(fd)]
+    if plan.get("trace"):
+        marks["boot_exec"] = time.monotonic()
+        with open(plan["trace"], "w") as fh:
+            json.dump(marks, fh)
     # last of all: the staging tmpfs covers the host's /run, where the data directory
     # (and the files opened above) may be
     stage(merged, plan.get("binds", []), plan["stage"])
