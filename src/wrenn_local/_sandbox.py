@@ -409,8 +409,7 @@ class Sandbox:
             if self.process.returncode is None and await self.agent.ping():
                 return
             # ping failed: the agent is gone or (reduced isolation) not listening yet
-            with anyio.move_on_after(0.005):
-                await self.process.wait()
+            await anyio.sleep(0.005)
             if self.process.returncode is not None:
                 err = b""
                 if self.process.stderr is not None:
