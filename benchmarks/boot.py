@@ -260,8 +260,10 @@ async def measure(
     for _ in range(args.concurrent_rounds):
         for name, h in http.items():
             walls[name].append(await many_creates(h, args.concurrent))
-    ref = statistics.median(walls["baseline"]) if "baseline" in walls else None
+    ref = statistics.median(walls["baseline"]) if walls.get("baseline") else None
     for name, values in walls.items():
+        if not values:
+            continue
         emit(
             "concurrent",
             build=name,
