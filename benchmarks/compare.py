@@ -409,8 +409,10 @@ def run_fanout(r: Runner, sizes: list[int]) -> None:
         rows = [(f"ours {c}", r.ours("fanout", c, n)) for c in ("asyncio", "trio")]
         if (got := r.theirs("fanout", "async", n)) is not None:
             rows.append(("official async", got))
+        peer = dict(rows).get("official async")  # commands/s ratio: the target row
         for name, res in rows:
             stats = latency(res["latencies"])
+            rate = len(res["latencies"]) / res["wall_s"]
             emit(
                 "fanout",
                 client=name,
@@ -421,6 +423,9 @@ def run_fanout(r: Runner, sizes: list[int]) -> None:
                 p50_ms=stats["p50_ms"],
                 p99_ms=stats["p99_ms"],
                 peak_rss_mib=res.get("peak_rss_mib") or res.get("peak"),
+                vs_official_async=(
+                    round(rate / (len(peer["latencies"]) / peer["wall_s"]), 2) if peer else None
+                ),
             )
 
 

@@ -24,6 +24,7 @@ SUITES = [
     ("startup", [sys.executable, str(HERE / "startup.py"), "--rounds", "15"]),
     ("spawn", [sys.executable, str(HERE / "spawn.py"), "--children", "5", "--rounds", "200"]),
     ("wire", [sys.executable, str(HERE / "wire.py"), "--rounds", "5", "--mib", "256"]),
+    ("boot", [sys.executable, str(HERE / "boot.py"), "--rounds", "15"]),
 ]
 
 

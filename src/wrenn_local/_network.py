@@ -234,10 +234,8 @@ class CapsuleNetwork:
         ns = f"--net=/proc/self/fd/{fd}"
         nsenter = self.tools.nsenter or "nsenter"
         rules = ruleset(host_addresses())
-        for argv, data in (
-            ([nsenter, ns, self.tools.ip or "ip", "link", "set", "lo", "up"], None),
-            ([nsenter, ns, self.tools.nft or "nft", "-f", "-"], rules),
-        ):
+        # the loopback is brought up by boot.py (new_network_namespace), before bwrap
+        for argv, data in (([nsenter, ns, self.tools.nft or "nft", "-f", "-"], rules),):
             result = subprocess.run(
                 argv, input=data, capture_output=True, text=True, pass_fds=(fd,), timeout=10
             )
@@ -275,7 +273,7 @@ class CapsuleNetwork:
         try:
             with log.open("wb") as err:  # a file: a pipe nobody reads could stall pasta
                 self.holder = await anyio.open_process(
-                    [sys.executable, "-I", "-c", _HOLDER, *pasta],
+                    [sys.executable, "-I", "-S", "-c", _HOLDER, *pasta],
                     stdin=lifeline,
                     stdout=subprocess.DEVNULL,
                     stderr=err,

@@ -19,6 +19,7 @@ is no freezer); resume thaws it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,7 +47,7 @@ from ._code_runner import (
     new_token,
     wait_until_serving,
 )
-from ._disk import disk_quota_problem, make_image
+from ._disk import copy_image, disk_quota_problem
 from ._inside import AGENT, BOOT
 from ._isolation import HostSupport, Isolation
 from ._network import CapsuleNetwork, write_resolv_conf
@@ -72,6 +75,7 @@ BOOT_ENV: Final = {
 # namespace) so that it can still reach them from the capsule's user namespace.
 STAGE: Final = {"tmpfs": "/run", "root": "/run/wrenn-root", "binds": "/run/wrenn-binds"}
 SUDO_SOCKET: Final = "/run/wrenn/sudo.sock"
+IN_AGENT: Final = "/run/wrenn/agent.py"  # the agent's path inside
 
 
 @attrs.define
@@ -119,6 +123,11 @@ class Sandbox:
         self._disk_image = False
         self.disk_limit = "recorded, not enforced"
         self._listener: socket.socket | None = None
+        # bytecode of the agent and of boot.py, compiled once per server (full isolation)
+        self.cache = self.base.parent / "boot-cache"
+        self._agent_code: Path | None = None
+        self._boot_code: Path | None = None
+        self.phases: dict[str, float] = {}  # boot timestamps (time.monotonic), by phase
         self.ids: IdRange | None = None  # the capsule's host id range (full isolation)
         self.network = self._network_hook()
 
@@ -173,12 +182,16 @@ class Sandbox:
         if self.isolation is Isolation.FULL and self.spec.disk_size_mb:
             problem = disk_quota_problem(self.support.unshare)
             if problem is None:
-                make_image(self.spec.directory / "disk.img", self.spec.disk_size_mb)
+                copy_image(self.spec.directory / "disk.img", self.spec.disk_size_mb, self.cache)
                 self._disk_image = True
                 self.disk_limit = "enforced"
             else:
                 self.disk_limit = f"recorded, not enforced: {problem}"
-        shutil.copyfile(AGENT, self.run_dir / "agent.py")
+        if self.isolation is Isolation.FULL:
+            self._agent_code = compiled(AGENT, self.support.capsule_python, self.cache, IN_AGENT)
+            self._boot_code = compiled(BOOT, self.support.capsule_python, self.cache, str(BOOT))
+        else:
+            shutil.copyfile(AGENT, self.run_dir / "agent.py")
         (self.run_dir / "agent.json").write_text(json.dumps(self._agent_config()))
         if self.network is not None:
             write_resolv_conf(self.upper_dir / "etc")
@@ -220,7 +233,8 @@ class Sandbox:
             "--",
             self.support.capsule_python,
             "-I",
-            "/run/wrenn/agent.py",
+            "-S",  # the agent is stdlib only: no site-packages scan at each boot
+            IN_AGENT,  # bytecode where compiled: python tells it by its magic number
             f"fd:{self._listen_fd()}",
             "/run/wrenn/agent.json",
         ]
@@ -246,6 +260,8 @@ class Sandbox:
             "argv": argv,
             "env": BOOT_ENV,
             "data_dir": str(self.base.parent),
+            # boot's own timings (benchmarks/boot.py), only when the server traces boots
+            "trace": str(self.run_dir / "boot-trace.json") if _TRACE else None,
             "disk": (
                 {
                     "image": str(self.spec.directory / "disk.img"),
@@ -257,7 +273,7 @@ class Sandbox:
                 else None
             ),
             "data": [
-                [str(self.run_dir / "agent.py"), "/run/wrenn/agent.py"],
+                [str(self._agent_code or AGENT), IN_AGENT],
                 [str(self.run_dir / "agent.json"), "/run/wrenn/agent.json"],
             ],
         }
@@ -328,7 +344,8 @@ class Sandbox:
                 "private",
                 self.support.capsule_python,
                 "-I",
-                str(BOOT),
+                "-S",
+                str(self._boot_code or BOOT),
                 str(plan_path),
             ]
         return [
@@ -347,8 +364,10 @@ class Sandbox:
         """Boot the sandbox and wait until its agent answers."""
         if self.stop_requested():
             raise RuntimeError("capsule was stopped before it started")
+        self.phases = {"start": time.monotonic()}
         await anyio.to_thread.run_sync(self._prepare_dirs)
         command = await anyio.to_thread.run_sync(self._command)
+        self.phases["prepared"] = time.monotonic()
         try:
             self.process = await anyio.open_process(
                 command,
@@ -366,19 +385,37 @@ class Sandbox:
         if self.stop_requested():  # a stop raced the spawn (another task): honour it
             await self.stop()
             raise RuntimeError("capsule was stopped while starting")
+        self.phases["spawned"] = time.monotonic()
         if self.network is not None:  # while the capsule boots, before any capsule code
             await self.network.attach(self.process.pid)
+            self.phases["network"] = time.monotonic()
         with anyio.fail_after(timeout):
-            while True:
-                if self.process.returncode is not None:
-                    err = b""
-                    if self.process.stderr is not None:
-                        with anyio.move_on_after(1):
-                            err = await self.process.stderr.receive()
-                    raise RuntimeError(f"capsule failed to boot: {err.decode(errors='replace')}")
-                if self.socket_path.exists() and await self.agent.ping():
-                    return
-                await anyio.sleep(0.02)
+            await self._until_ready()
+        self.phases["ready"] = time.monotonic()
+        if _TRACE:
+            _trace(self.phases, self.run_dir / "boot-trace.json")
+
+    async def _until_ready(self) -> None:
+        """Wait until the agent answers; fail at once (with boot's error) if it exits.
+
+        Not polled: the listening socket exists before boot starts (the agent inherits
+        it), so a ping is queued in its backlog and answered the moment the agent
+        serves — the agent's first answer is the readiness signal. If the capsule dies
+        first, every holder of the listener is gone: the ping fails at once, and so
+        does the boot, with what boot wrote on standard error.
+        """
+        assert self.process is not None
+        while True:
+            if self.process.returncode is None and await self.agent.ping():
+                return
+            # ping failed: the agent is gone or (reduced isolation) not listening yet
+            await anyio.sleep(0.005)
+            if self.process.returncode is not None:
+                err = b""
+                if self.process.stderr is not None:
+                    with anyio.move_on_after(1):
+                        err = await self.process.stderr.receive()
+                raise RuntimeError(f"capsule failed to boot: {err.decode(errors='replace')}")
 
     # -- pause / resume
 
@@ -485,3 +522,62 @@ def kill_unreaped(process: anyio.abc.Process) -> None:
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGKILL)
+
+
+_compile_lock = threading.Lock()
+_compiled: dict[tuple[str, str, str, int], Path | None] = {}
+_COMPILE: Final = (
+    "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2],"
+    " dfile=sys.argv[3], doraise=True,"
+    " invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)"
+)
+
+
+def compiled(source: Path, python: str, cache: Path, shown_as: str) -> Path | None:
+    """``source`` compiled to bytecode by ``python`` (the capsule's), once per server.
+
+    A script given to ``python`` is compiled at every start (~19 ms for the agent);
+    its bytecode, made by the same interpreter, starts at once (it keeps the source's
+    name inside: the interpreter tells bytecode by its magic number). ``shown_as`` is the
+    file name tracebacks show (the agent's path inside: no host path shows in the
+    capsule). The file is keyed by the source's and the interpreter's contents, so
+    an upgrade of either makes a new one. None if it cannot be made: the source runs.
+    """
+    key = (str(source), python, str(cache), source.stat().st_mtime_ns)
+    with _compile_lock:
+        if key in _compiled:
+            known = _compiled[key]
+            if known is None or known.exists():
+                return known
+        target: Path | None = None
+        try:
+            py = os.stat(python)
+            digest = hashlib.sha256(source.read_bytes())
+            digest.update(f"{python}:{py.st_ino}:{py.st_size}:{py.st_mtime_ns}".encode())
+            target = cache / f"{source.stem}-{digest.hexdigest()[:20]}.pyc"
+            if not target.exists():
+                cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+                partial = target.with_suffix(f".{os.getpid()}.partial")
+                subprocess.run(
+                    [python, "-I", "-S", "-c", _COMPILE, str(source), str(partial), shown_as],
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )
+                partial.rename(target)
+        except (OSError, subprocess.SubprocessError):
+            target = None
+        _compiled[key] = target
+        return target
+
+
+_TRACE: Final = os.environ.get("WRENN_LOCAL_BOOT_TRACE", "")
+
+
+def _trace(phases: dict[str, float], boot_marks: Path) -> None:
+    """Append one boot's phases (the server's and boot.py's, ``time.monotonic()`` of
+    one clock) to ``$WRENN_LOCAL_BOOT_TRACE`` (benchmarks/boot.py)."""
+    with contextlib.suppress(OSError, ValueError):
+        phases = {**phases, **json.loads(boot_marks.read_text())}
+    with contextlib.suppress(OSError), open(_TRACE, "a") as fh:
+        fh.write(json.dumps(phases) + "\n")

@@ -19,6 +19,12 @@ that would leave that directory.
 
 from __future__ import annotations
 
+import sys
+
+# The agent speaks no TLS: without this, ``import asyncio`` loads ``ssl`` and OpenSSL's
+# libraries at every capsule boot (~9 ms of its start-up); asyncio does without them.
+sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+
 import asyncio
 import contextlib
 import ctypes
@@ -34,7 +40,6 @@ import signal
 import socket
 import stat
 import struct
-import sys
 import termios
 import time
 from typing import Any

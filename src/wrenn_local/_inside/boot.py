@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import json
 import os
 import shutil
 import socket
 import struct
-import subprocess
 import sys
 import time
 
@@ -62,6 +62,7 @@ def _syscall(number: int, *args: object) -> int:
     return _check(_libc.syscall(ctypes.c_long(number), *args))
 
 
+MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 _libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
@@ -80,6 +81,55 @@ def mount(
             options.encode() if options else None,
         )
     )
+
+
+LOOP_CTL_GET_FREE = 0x4C82
+LOOP_CONFIGURE = 0x4C0A
+LO_FLAGS_AUTOCLEAR = 4
+
+
+def mount_image(image: str, target: str) -> None:
+    """Loop-mount the ext4 ``image`` at ``target``, like ``mount -o loop`` but in-process.
+
+    A free loop device is configured in one ``LOOP_CONFIGURE`` ioctl (Linux 5.8) with
+    auto-clear, so it is released when the capsule's mount namespace drops the mount.
+    Another boot may take the same free device first (EBUSY): then the next free one is
+    tried. Kernels without ``LOOP_CONFIGURE`` use ``mount -o loop``.
+    """
+    backing = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for _ in range(64):
+            control = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+            try:
+                number = fcntl.ioctl(control, LOOP_CTL_GET_FREE)
+            finally:
+                os.close(control)
+            device = f"/dev/loop{number}"
+            loop = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                # struct loop_config: fd, block_size, loop_info64 (lo_flags at 52), reserved
+                config = bytearray(304)
+                struct.pack_into("II", config, 0, backing, 0)
+                struct.pack_into("I", config, 8 + 52, LO_FLAGS_AUTOCLEAR)
+                try:
+                    fcntl.ioctl(loop, LOOP_CONFIGURE, bytes(config))
+                except OSError as exc:
+                    if exc.errno == errno.EBUSY:
+                        continue  # taken by another boot between the two calls
+                    if exc.errno in (errno.EINVAL, errno.ENOTTY):
+                        import subprocess  # only here: its import is a boot cost
+
+                        subprocess.run(["mount", "-o", "loop", image, target], check=True)
+                        return
+                    raise
+                # the mount holds the device from here; auto-clear frees it after
+                mount(device, target, "ext4")
+                return
+            finally:
+                os.close(loop)
+        raise OSError(errno.EBUSY, "no free loop device")
+    finally:
+        os.close(backing)
 
 
 def make_user_namespace(base: int, size: int) -> int:
@@ -112,6 +162,39 @@ def make_user_namespace(base: int, size: int) -> int:
     finally:
         os.close(write_end)
         os.waitpid(pid, 0)
+
+
+def join_cgroups(procs_files: list[str]) -> int | None:
+    """Move this process into the capsule's cgroups from a forked helper.
+
+    Each move waits for the kernel's cgroup lock (an RCU grace period per hierarchy:
+    ~10 ms on a cgroup v1 host), so a child makes them while this process mounts the
+    capsule's root; :func:`joined` waits for it. Returns the child's pid, or None if
+    there is nothing to join. (A thread would do, but the user namespace is joined
+    later and only a single-threaded process may join one.)
+    """
+    if not procs_files:
+        return None
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            for procs_file in procs_files:
+                with open(procs_file, "w") as fh:
+                    fh.write(str(parent))
+        except BaseException as exc:
+            os.write(2, f"joining the capsule's cgroups failed: {exc}\n".encode())
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+def joined(pid: int | None) -> None:
+    """Wait for :func:`join_cgroups`'s helper; raise if it failed."""
+    if pid is not None and os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        raise OSError("could not join the capsule's cgroups")
 
 
 def detached_tree(source: str, *, userns: int | None = None, readonly: bool = False) -> int:
@@ -223,6 +306,7 @@ def stage(merged: str, binds: list[list[str]], where: dict[str, str]) -> None:
 
 
 def main(plan_path: str) -> None:
+    marks = {"boot_started": time.monotonic()}  # boot timings, for benchmarks/boot.py
     with open(plan_path) as fh:
         plan = json.load(fh)
     mount(None, "/", None, flags=MS_REC | MS_PRIVATE)
@@ -233,10 +317,11 @@ def main(plan_path: str) -> None:
     idmap_dir = plan.get("idmap_dir", "")
     if idmap_dir:
         os.makedirs(idmap_dir, exist_ok=True)
+    joining = join_cgroups(plan.get("cgroups", []))  # while the mounts below are made
     disk = plan.get("disk")
     if disk:  # the writable layers on the capsule's size-limited image (_disk.py)
         os.makedirs(disk["mount"], exist_ok=True)
-        subprocess.run(["mount", "-o", "loop", disk["image"], disk["mount"]], check=True)
+        mount_image(disk["image"], disk["mount"])
         # overlayfs wants upper and work under one mount: both go to the image's own
         # mount; the capsule's ``upper`` shows the same files (the server reads them)
         for name in disk["binds"]:
@@ -244,7 +329,7 @@ def main(plan_path: str) -> None:
             os.makedirs(outer, exist_ok=True)
             # what the server put there before boot (resolv.conf, say) moves onto the image
             shutil.copytree(outer, inner, symlinks=True, dirs_exist_ok=True)
-            subprocess.run(["mount", "--bind", inner, outer], check=True)
+            mount(inner, outer, None, flags=MS_BIND)
             for layer in plan["overlays"]:
                 for key in ("upper", "work"):
                     if layer[key].startswith(outer + "/"):
@@ -263,9 +348,8 @@ def main(plan_path: str) -> None:
         target = merged + hidden
         if os.path.isdir(target):
             mount("tmpfs", target, "tmpfs", "size=4k,mode=000")
-    for procs_file in plan.get("cgroups", []):
-        with open(procs_file, "w") as fh:
-            fh.write(str(os.getpid()))
+    joined(joining)
+    marks["boot_mounted"] = time.monotonic()
     new_network_namespace()
     # The OOM killer never picks bubblewrap or the agent (inherited by both); the agent
     # raises every command it starts, so a memory hog goes first. Lowering a score needs
@@ -290,6 +374,10 @@ def main(plan_path: str) -> None:
         fd = os.open(plan["seccomp"], os.O_RDONLY)
         os.set_inheritable(fd, True)
         options += ["--seccomp", str(fd)]
+    if plan.get("trace"):
+        marks["boot_exec"] = time.monotonic()
+        with open(plan["trace"], "w") as fh:
+            json.dump(marks, fh)
     # last of all: the staging tmpfs covers the host's /run, where the data directory
     # (and the files opened above) may be
     stage(merged, plan.get("binds", []), plan["stage"])

@@ -1,0 +1,102 @@
+"""The capsule boot path (issue 20): disk images copied from a template, bytecode agent,
+readiness from the inherited listener, boot failures reported at once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.localserver import local_http, new_capsule, sh, wait_status
+from wrenn_local import _sandbox
+
+
+async def test_disk_images_are_copies_no_capsule_shares_or_writes_the_template() -> None:
+    async with local_http() as (server, http):
+        if server.isolation != "full":
+            return  # reduced isolation: no disk image
+        a = await new_capsule(http, disk_size_mb=64)
+        info = (await http.get(f"/v1/capsules/{a}")).json()
+        if info["metadata"]["disk_limit"] != "enforced":
+            return  # this host refuses loop mounts (said in metadata)
+        template = server.data_dir / "boot-cache" / "disk-64.img"
+        before = template.stat()
+        b = await new_capsule(http, disk_size_mb=64)
+        out = await sh(http, a, "echo secret-of-a > $HOME/mine && sync && cat $HOME/mine")
+        assert out["stdout"].strip() == "secret-of-a", out
+        out = await sh(http, b, "cat $HOME/mine 2>&1; ls $HOME")
+        assert "secret-of-a" not in out["stdout"], out  # b's disk is not a's
+        images = [server.data_dir / "capsules" / cid / "disk.img" for cid in (a, b)]
+        inodes = {(p.stat().st_dev, p.stat().st_ino) for p in [*images, template]}
+        assert len(inodes) == 3  # three files: no hard link, no shared image
+        after = template.stat()
+        assert (after.st_mtime_ns, after.st_blocks) == (before.st_mtime_ns, before.st_blocks)
+        # each image is its own quota: a fills its disk, b still has room
+        out = await sh(http, a, "dd if=/dev/zero of=$HOME/big bs=1M count=100 2>&1; echo rc=$?")
+        assert "No space left on device" in out["stdout"], out
+        out = await sh(http, b, "dd if=/dev/zero of=$HOME/ok bs=1M count=8 2>&1; echo rc=$?")
+        assert "rc=0" in out["stdout"], out
+
+
+async def test_the_agent_runs_from_bytecode_under_its_own_name() -> None:
+    async with local_http() as (server, http):
+        if server.isolation != "full":
+            return  # reduced isolation runs the agent's source
+        cid = await new_capsule(http)
+        out = await sh(
+            http,
+            cid,
+            "tr '\\0' ' ' < /proc/1/cmdline; echo; tr '\\0' ' ' < /proc/2/cmdline; echo;"
+            " head -c 4 /run/wrenn/agent.py | od -An -tx1",
+        )
+        assert "/run/wrenn/agent.py" in out["stdout"], out
+        magic = out["stdout"].strip().splitlines()[-1].split()
+        assert magic[2:4] == ["0d", "0a"], out  # a .pyc header, not source text
+        # and nothing of the host's paths: not the cache, not the data directory
+        assert str(server.data_dir) not in out["stdout"], out
+
+
+async def test_an_agent_that_dies_before_ready_fails_the_boot_with_its_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A configuration the agent cannot read: the only way to make the real agent die
+    # at start-up from outside (its code is the product under test).
+    real = _sandbox.Sandbox._agent_config
+
+    def broken(self: _sandbox.Sandbox) -> dict[str, Any]:
+        config = real(self)
+        config["uid"] = "not-a-number"  # int() fails as the agent reads it
+        return config
+
+    monkeypatch.setattr(_sandbox.Sandbox, "_agent_config", broken)
+    caplog.set_level(logging.WARNING, logger="wrenn_local")
+    async with local_http() as (_, http):
+        resp = await http.post("/v1/capsules", json={})
+        assert resp.status_code == 202, resp.text
+        cid = resp.json()["id"]
+        # well before the 30 s readiness timeout: the boot sees the agent go
+        await wait_status(http, cid, "error", timeout=15)
+    failed = [r.getMessage() for r in caplog.records if "failed to start" in r.getMessage()]
+    assert failed, caplog.text
+    assert "capsule failed to boot" in failed[0], failed
+    assert "ValueError" in failed[0], failed
+
+
+def test_bytecode_is_compiled_once_and_keyed_by_its_source(tmp_path: Path) -> None:
+    source = tmp_path / "prog.py"
+    source.write_text("print('one')\n")
+    python = sys.executable
+    cache = tmp_path / "cache"
+    first = _sandbox.compiled(source, python, cache, "/inside/prog.py")
+    assert first is not None
+    assert first.read_bytes()[2:4] == b"\r\n"
+    assert _sandbox.compiled(source, python, cache, "/inside/prog.py") == first
+    source.write_text("print('two')\n")
+    os.utime(source, ns=(1, 1))  # another mtime: the source changed
+    second = _sandbox.compiled(source, python, cache, "/inside/prog.py")
+    assert second is not None
+    assert second != first
