@@ -23,7 +23,8 @@ def _rows(groups: Groups, key: str, **match: Any) -> list[dict[str, Any]]:
 
 
 def _one(groups: Groups, key: str, client: str, **match: Any) -> dict[str, Any] | None:
-    found = _rows(groups, key, client=client, **match)
+    """The row of ``client`` (named ``build`` in the boot suite's rows)."""
+    found = [r for r in _rows(groups, key, **match) if r.get("client", r.get("build")) == client]
     return found[0] if found else None
 
 
