@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "wrenn_local._asgi",
             "wrenn_local._process",
             "wrenn_local._unix_stream",
+            "wrenn_local._forker",
         ],
     ),
     # stdlib-only programs run inside a capsule by path (see also the test below)

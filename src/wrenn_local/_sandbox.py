@@ -48,6 +48,7 @@ from ._code_runner import (
     wait_until_serving,
 )
 from ._disk import copy_image, disk_quota_problem
+from ._forker import Child, open_child
 from ._inside import AGENT, BOOT
 from ._isolation import HostSupport, Isolation
 from ._network import CapsuleNetwork, write_resolv_conf
@@ -108,7 +109,7 @@ class Sandbox:
             self.cgroups = CgroupSet(
                 support.cgroup_version, support.cgroup_controllers, spec.capsule_id
             )
-        self.process: anyio.abc.Process | None = None
+        self.process: Child | None = None
         # reduced isolation shares the host's network: give Jupyter a port of its own
         self.ports: dict[int, int] = {}
         if "jupyter" in spec.services and support.isolation is not Isolation.FULL:
@@ -369,7 +370,8 @@ class Sandbox:
         command = await anyio.to_thread.run_sync(self._command)
         self.phases["prepared"] = time.monotonic()
         try:
-            self.process = await anyio.open_process(
+            # forked from a thread that outlives it: --die-with-parent follows the thread
+            self.process = await open_child(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -509,7 +511,7 @@ class Sandbox:
             self.ids = None
 
 
-def kill_unreaped(process: anyio.abc.Process) -> None:
+def kill_unreaped(process: Child | anyio.abc.Process) -> None:
     """SIGKILL a child without reaping it.
 
     ``Popen.kill()`` polls first (CPython 3.9+, against signalling a reused pid), and that
