@@ -182,3 +182,39 @@ async def test_a_user_cannot_use_the_spawner_to_get_root() -> None:
         assert report["stolen"] == "0", report
         assert report["ptrace"] == "False", report
         assert "spawned-as" not in report or report["spawned-as"] != "0", report
+
+
+async def test_two_hundred_concurrent_commands_through_the_spawner_all_finish() -> None:
+    # Every command's pipes, pidfd and exit record cross the one channel: 200 at once must
+    # neither deadlock it (each side's buffer full while the other sends) nor mix up answers.
+    async with local_http() as (server, http):
+        cid = await new_capsule(http)
+        spawner = await _spawner(http, cid)
+        results: dict[int, dict[str, object]] = {}
+        limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
+        async with httpx.AsyncClient(
+            base_url=server.base_url,
+            headers={"X-API-Key": server.api_key},
+            timeout=120,
+            limits=limits,
+        ) as many:
+
+            async def one(n: int) -> None:
+                body = {
+                    "cmd": "/bin/sh",
+                    "args": ["-c", f'echo {n}; echo "$PPID" >&2; exit {n % 100}'],
+                }
+                resp = await many.post(f"/v1/capsules/{cid}/exec", json=body)
+                assert resp.status_code == 200, resp.text
+                results[n] = resp.json()
+
+            with anyio.fail_after(120):
+                async with anyio.create_task_group() as tg:
+                    for n in range(200):
+                        tg.start_soon(one, n)
+        assert sorted(results) == list(range(200))
+        for n, got in results.items():
+            assert (got["stdout"], got["exit_code"]) == (f"{n}\n", n % 100), got
+            # started by the spawner, not by the direct path after a spawner failure
+            assert got["stderr"] == f"{spawner}\n", got
+        assert await _spawner(http, cid) == spawner
