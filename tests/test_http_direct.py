@@ -156,7 +156,7 @@ async def test_failures_map_to_the_same_error_without_the_key(
     assert len(errors) == 2, errors
     direct, through_httpx = errors
     assert type(direct) is type(through_httpx), (direct, through_httpx)
-    for exc in errors:
-        chain = list(_chain(exc))
+    for error in errors:
+        chain = list(_chain(error))
         assert not any(SECRET_KEY[4:16] in str(e) + repr(e) for e in chain), chain
     assert SECRET_KEY[4:16] not in caplog.text
