@@ -136,7 +136,8 @@ async def test_failures_map_to_the_same_error_without_the_key(
                 got += await stream.receive()
             if raw is None:
                 await anyio.sleep(30)
-            await stream.send(raw)
+            else:
+                await stream.send(raw)
 
     caplog.set_level(logging.DEBUG)
     async with serve_tcp(peer) as port:
