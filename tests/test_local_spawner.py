@@ -218,3 +218,35 @@ async def test_two_hundred_concurrent_commands_through_the_spawner_all_finish() 
             # started by the spawner, not by the direct path after a spawner failure
             assert got["stderr"] == f"{spawner}\n", got
         assert await _spawner(http, cid) == spawner
+
+
+# What a command inherits: the same through the spawner as on the direct path.
+INHERITED = (
+    "grep -E '^(Uid|Gid|Groups|Umask|SigBlk|SigIgn|CapInh|CapPrm|CapEff|CapBnd|CapAmb"
+    "|NoNewPrivs|Seccomp):' /proc/self/status; cat /proc/self/oom_score_adj; ulimit -a;"
+    " ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; env | cut -d= -f1 | sort | tr '\\n' ' ';"
+    ' echo; ps -o sid=,pgid= -p $$ | awk \'{print ($1 == $2) ? "own-session" : "shared"}\'; '
+    + PARENT
+)
+
+
+async def test_a_command_inherits_the_same_through_the_spawner_as_directly() -> None:
+    # An env too large for the spawner's message (SPAWN_MESSAGE_MAX) takes the direct
+    # path: the same command, started both ways, must see the same process attributes
+    # (ids, capabilities, no_new_privs, seccomp, signal mask, rlimits, OOM score),
+    # descriptors (0-2 and the one ls opens) and no variable of the agent's own.
+    async with local_http() as (_, http):
+        cid = await new_capsule(http)
+        big = {f"PAD{i}": "x" * 60_000 for i in range(4)}
+        spawned = await sh(http, cid, INHERITED, envs={"PAD0": "x"})
+        direct = await sh(http, cid, INHERITED, envs=big)
+        *same_spawned, parent_spawned = spawned["stdout"].splitlines()
+        *same_direct, parent_direct = direct["stdout"].splitlines()
+        assert (parent_spawned, parent_direct) == ("1000", "0"), (spawned, direct)
+        keys_spawned = set(same_spawned.pop(-2).split()) - {"PAD0"}
+        keys_direct = set(same_direct.pop(-2).split()) - set(big)
+        assert keys_spawned == keys_direct, (keys_spawned, keys_direct)
+        assert same_spawned == same_direct, (spawned["stdout"], direct["stdout"])
+        assert "NoNewPrivs:\t1" in same_spawned, spawned
+        assert "0 1 2 3 " in same_spawned, spawned  # stdin, out, err and ls's own
+        assert "own-session" in same_spawned, spawned
