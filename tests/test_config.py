@@ -110,6 +110,16 @@ def test_credentials_with_whitespace_are_refused_without_echo(bad: str) -> None:
     assert bad.strip() not in str(info.value)
 
 
+@pytest.mark.parametrize("bad", [f"{KEY}\u00e9", f"{KEY[:10]}\u200b{KEY[10:]}", f"{KEY}\x00"])
+def test_credentials_a_header_cannot_carry_are_refused_without_echo(bad: str) -> None:
+    # before: a UnicodeEncodeError at the first call (not a WrennError), whose repr held
+    # the whole key
+    for creds in ({"api_key": bad}, {"token": bad}):
+        with pytest.raises(WrennConfigurationError) as info:
+            resolve(**creds)
+        assert KEY[5:15] not in str(info.value) + repr(info.value)
+
+
 @pytest.mark.parametrize(
     ("name", "value"), [("timeout", 0), ("timeout", -1.0), ("max_retries", -1)]
 )

@@ -21,15 +21,20 @@ from wrenn._transport.http import HTTPTransport, api_path
 KEY = "wrn_0123456789abcdef0123456789abcdef"
 
 
-@pytest.mark.parametrize("pool_size", [2, 4])
-async def test_pool_survives_random_cancellation(fake_api: FakeAPI, pool_size: int) -> None:
+@pytest.mark.parametrize(("pool_size", "body"), [(2, 0), (4, 0), (2, 512 * 1024)])
+async def test_pool_survives_random_cancellation(
+    fake_api: FakeAPI, pool_size: int, body: int
+) -> None:
+    # body: a POST that large is cancelled while its body is being written, too
     rng = random.Random(pool_size)
+    method = "POST" if body else "GET"
 
-    async def jittery(_: Request) -> Response:
+    async def jittery(request: Request) -> Response:
+        assert len(await request.body()) == body
         await anyio.sleep(rng.random() * 0.004)
         return reply(200, [])
 
-    fake_api.on("GET", "/v1/capsules", jittery)
+    fake_api.on(method, "/v1/capsules", jittery)
     config = ClientConfig.resolve(
         api_key=KEY,
         token=None,
@@ -41,6 +46,8 @@ async def test_pool_survives_random_cancellation(fake_api: FakeAPI, pool_size: i
         environ={},
     )
     http = HTTPTransport(config, max_connections=pool_size)
+    assert http._pool is not None  # these requests take the direct path (_send_direct)
+    content = b"x" * body or None
     outcomes = {"ok": 0, "cancelled": 0}
     limiter = anyio.Semaphore(8)
 
@@ -50,7 +57,7 @@ async def test_pool_survives_random_cancellation(fake_api: FakeAPI, pool_size: i
         deadline = None if n % 4 == 0 else rng.random() * 0.06
         async with limiter:
             with anyio.move_on_after(deadline) as scope:
-                await http.request("GET", api_path("capsules"))
+                await http.request(method, api_path("capsules"), content=content, idempotent=True)
                 outcomes["ok"] += 1
             if scope.cancelled_caught:
                 outcomes["cancelled"] += 1
@@ -66,6 +73,6 @@ async def test_pool_survives_random_cancellation(fake_api: FakeAPI, pool_size: i
         assert busy == [], f"connections left busy after churn: {busy}"
         with anyio.fail_after(10):
             for _ in range(20):
-                await http.request("GET", api_path("capsules"), timeout=2)
+                await http.request(method, api_path("capsules"), content=content, timeout=2)
     finally:
         await http.aclose()

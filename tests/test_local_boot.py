@@ -3,8 +3,10 @@ readiness from the inherited listener, boot failures reported at once."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -100,3 +102,49 @@ def test_bytecode_is_compiled_once_and_keyed_by_its_source(tmp_path: Path) -> No
     second = _sandbox.compiled(source, python, cache, "/inside/prog.py")
     assert second is not None
     assert second != first
+
+
+# Inside a capsule, as its user and as its root (sudo): write the agent's bytecode (the
+# compile cache's file), remount it writable, find the cache, the template image or the
+# data directory in the mount table, and write through a loop device.
+TAMPER = r"""
+for f in /run/wrenn/agent.py /run/wrenn/agent.json; do
+  (printf 'x' >> $f) 2>/dev/null && echo "wrote $f"
+  (truncate -s 0 $f) 2>/dev/null && echo "truncated $f"
+done
+mount -o remount,rw /run/wrenn/agent.py 2>/dev/null && echo remounted
+mount -o remount,rw,bind /run/wrenn/agent.py 2>/dev/null && echo remounted-bind
+grep -E 'boot-cache|disk-[0-9]+\.img|DATA' /proc/self/mountinfo && echo found-in-mountinfo
+for d in /dev/loop*; do
+  [ -e "$d" ] && (printf x | dd of=$d conv=notrunc 2>/dev/null) && echo "wrote $d"
+done
+find / -xdev \( -name 'disk-*.img' -o -name 'boot-cache' \) 2>/dev/null | grep . && echo found-cache
+echo done
+"""
+
+
+async def test_a_capsule_cannot_write_the_compile_cache_or_the_template() -> None:
+    async with local_http() as (server, http):
+        if server.isolation != "full":
+            return  # reduced isolation: no compile cache, no disk image
+        cid = await new_capsule(http, disk_size_mb=64)
+        cache = server.data_dir / "boot-cache"
+        files = sorted(p for p in cache.iterdir() if p.is_file())
+        assert any(p.suffix == ".pyc" for p in files), files  # the agent's bytecode
+
+        def digests() -> dict[str, str]:
+            return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+        before = digests()
+        script = TAMPER.replace("DATA", re.escape(str(server.data_dir)))
+        for as_root in (False, True):
+            quoted = "'" + script.replace("'", "'\"'\"'") + "'"
+            got = await sh(http, cid, f"sudo -n sh -c {quoted}" if as_root else script)
+            lines = got["stdout"].splitlines()
+            assert lines[-1:] == ["done"], got  # the script ran to its end
+            assert lines == ["done"], (as_root, got)  # and none of the attempts worked
+        assert digests() == before
+        assert (cache.stat().st_mode & 0o077) == 0  # the cache is root's alone
+        # the next capsule boots from the same cache and runs commands
+        other = await new_capsule(http, disk_size_mb=64)
+        assert (await sh(http, other, "echo ok"))["stdout"] == "ok\n"

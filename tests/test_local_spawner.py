@@ -182,3 +182,71 @@ async def test_a_user_cannot_use_the_spawner_to_get_root() -> None:
         assert report["stolen"] == "0", report
         assert report["ptrace"] == "False", report
         assert "spawned-as" not in report or report["spawned-as"] != "0", report
+
+
+async def test_two_hundred_concurrent_commands_through_the_spawner_all_finish() -> None:
+    # Every command's pipes, pidfd and exit record cross the one channel: 200 at once must
+    # neither deadlock it (each side's buffer full while the other sends) nor mix up answers.
+    async with local_http() as (server, http):
+        cid = await new_capsule(http)
+        spawner = await _spawner(http, cid)
+        results: dict[int, dict[str, object]] = {}
+        limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
+        async with httpx.AsyncClient(
+            base_url=server.base_url,
+            headers={"X-API-Key": server.api_key},
+            timeout=120,
+            limits=limits,
+        ) as many:
+
+            async def one(n: int) -> None:
+                body = {
+                    "cmd": "/bin/sh",
+                    "args": ["-c", f'echo {n}; echo "$PPID" >&2; exit {n % 100}'],
+                }
+                resp = await many.post(f"/v1/capsules/{cid}/exec", json=body)
+                assert resp.status_code == 200, resp.text
+                results[n] = resp.json()
+
+            with anyio.fail_after(120):
+                async with anyio.create_task_group() as tg:
+                    for n in range(200):
+                        tg.start_soon(one, n)
+        assert sorted(results) == list(range(200))
+        for n, got in results.items():
+            assert (got["stdout"], got["exit_code"]) == (f"{n}\n", n % 100), got
+            # started by the spawner, not by the direct path after a spawner failure
+            assert got["stderr"] == f"{spawner}\n", got
+        assert await _spawner(http, cid) == spawner
+
+
+# What a command inherits: the same through the spawner as on the direct path.
+INHERITED = (
+    "grep -E '^(Uid|Gid|Groups|Umask|SigBlk|SigIgn|CapInh|CapPrm|CapEff|CapBnd|CapAmb"
+    "|NoNewPrivs|Seccomp):' /proc/self/status; cat /proc/self/oom_score_adj; ulimit -a;"
+    " ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; env | cut -d= -f1 | sort | tr '\\n' ' ';"
+    ' echo; ps -o sid=,pgid= -p $$ | awk \'{print ($1 == $2) ? "own-session" : "shared"}\'; '
+    + PARENT
+)
+
+
+async def test_a_command_inherits_the_same_through_the_spawner_as_directly() -> None:
+    # An env too large for the spawner's message (SPAWN_MESSAGE_MAX) takes the direct
+    # path: the same command, started both ways, must see the same process attributes
+    # (ids, capabilities, no_new_privs, seccomp, signal mask, rlimits, OOM score),
+    # descriptors (0-2 and the one ls opens) and no variable of the agent's own.
+    async with local_http() as (_, http):
+        cid = await new_capsule(http)
+        big = {f"PAD{i}": "x" * 60_000 for i in range(4)}
+        spawned = await sh(http, cid, INHERITED, envs={"PAD0": "x"})
+        direct = await sh(http, cid, INHERITED, envs=big)
+        *same_spawned, parent_spawned = spawned["stdout"].splitlines()
+        *same_direct, parent_direct = direct["stdout"].splitlines()
+        assert (parent_spawned, parent_direct) == ("1000", "0"), (spawned, direct)
+        keys_spawned = set(same_spawned.pop(-2).split()) - {"PAD0"}
+        keys_direct = set(same_direct.pop(-2).split()) - set(big)
+        assert keys_spawned == keys_direct, (keys_spawned, keys_direct)
+        assert same_spawned == same_direct, (spawned["stdout"], direct["stdout"])
+        assert "NoNewPrivs:\t1" in same_spawned, spawned
+        assert "0 1 2 3 " in same_spawned, spawned  # stdin, out, err and ls's own
+        assert "own-session" in same_spawned, spawned

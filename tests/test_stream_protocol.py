@@ -32,7 +32,6 @@ def test_a_whole_stream() -> None:
             "{}",
             '{"type":"stderr","data":"b"}',
             '{"type":"novel","x":1}',
-            b"\x00binary",
             '{"type":"stdout"}',
             '{"type":"exit","exit_code":3}',
             '{"type":"stdout","data":"late"}',
@@ -44,13 +43,18 @@ def test_a_whole_stream() -> None:
         None,
         StreamStderr("b"),
         None,
-        None,
         StreamStdout(""),
         StreamExit(3),
         None,
     ]
     assert (p.pid, p.exit_code) == (7, 3)
     p.ended(1006)  # after exit any close is fine
+    # a binary message on a JSON stream is output it would drop: an error, as for the
+    # official SDK (its receive_json); see also tests/test_binary_hostile.py
+    q = ExecStreamProtocol()
+    q.receive('{"type":"start","pid":7}')
+    with pytest.raises(WrennProtocolError, match="binary output subprotocol"):
+        q.receive(b"\x00binary")
 
 
 @pytest.mark.parametrize("close", [1000, 1006, None])

@@ -31,6 +31,7 @@ def websockets_server(
     *,
     ssl_context: ssl.SSLContext | None = None,
     process_request: Callable[..., Any] | None = None,
+    subprotocols: list[str] | None = None,
 ) -> Iterator[str]:
     from websockets.asyncio.server import serve
 
@@ -50,6 +51,7 @@ def websockets_server(
                 0,
                 ssl=ssl_context,
                 process_request=process_request,
+                subprotocols=subprotocols,  # type: ignore[arg-type]
                 ping_interval=None,
                 max_size=None,
             ) as server:

@@ -216,6 +216,11 @@ class ClientConfig:
                 raise WrennConfigurationError(
                     f"{label} contains whitespace or a line break; check how it was copied"
                 )
+            if cred is not None and not (cred.isascii() and cred.isprintable()):
+                # a header cannot carry it: the encoder's error would quote the secret whole
+                raise WrennConfigurationError(
+                    f"{label} has characters other than printable ASCII; check how it was copied"
+                )
         return cls(
             base_url=url,
             proxy_domain=domain,

@@ -44,6 +44,30 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _trio_send_race_taken_as_closed() -> None:
+    """Hypercorn's trio server (0.17) sends EOF when a connection closes without taking
+    the send lock its data sends hold: a send racing it (a WebSocket peer that closes
+    while frames are going out) fails with ``trio.BusyResourceError``, which nothing
+    catches, and that ends the whole server. Taken here as what it means: the connection
+    is going away, as hypercorn treats a broken one."""
+    import trio
+    from hypercorn.events import Closed
+    from hypercorn.trio import tcp_server
+
+    original = tcp_server.TCPServer.protocol_send
+    if getattr(original, "_wrenn_race", False):
+        return
+
+    async def protocol_send(self: Any, event: Any) -> None:
+        try:
+            await original(self, event)
+        except trio.BusyResourceError:
+            await self.protocol.handle(Closed())
+
+    protocol_send._wrenn_race = True  # type: ignore[attr-defined]
+    tcp_server.TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]
+
+
 @asynccontextmanager
 async def serve_asgi(
     app: ASGIApp,
@@ -81,6 +105,7 @@ async def serve_asgi(
             if backend == "trio":
                 from hypercorn.trio import serve as trio_serve
 
+                _trio_send_race_taken_as_closed()
                 await trio_serve(app, config, shutdown_trigger=trigger)
             else:
                 from hypercorn.asyncio import serve as asyncio_serve

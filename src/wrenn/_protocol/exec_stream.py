@@ -119,7 +119,12 @@ class ExecStreamProtocol:
         if self.state in (State.EXITED, State.FAILED):
             return None
         if isinstance(message, bytes):
-            return self._output(message) if self.binary else None
+            if not self.binary:  # output the caller would never see: not a silent loss
+                self.state = State.FAILED
+                raise WrennProtocolError(
+                    "exec stream sent a binary message without the binary output subprotocol"
+                )
+            return self._output(message)
         try:
             frame = decode_frame(message)
         except ValueError as exc:
@@ -149,15 +154,18 @@ class ExecStreamProtocol:
         return None  # unknown frame types are ignored, for forward compatibility
 
     def _output(self, message: bytes) -> StreamEvent | None:
-        """A binary output message: its tag byte, then the chunk's raw bytes."""
-        if not message:
-            return None
-        tag, raw = message[0], message[1:]
+        """A binary output message: its tag byte, then the chunk's raw bytes. An empty
+        message or an unknown tag is an error: output would be lost without a word (a
+        new kind of binary message comes with a new subprotocol version, never in v1)."""
+        tag = message[0] if message else None
+        raw = message[1:]
         if tag == _STDOUT_TAG and self._out is not None:
             return StreamStdout(self._out.decode(raw), raw=raw)
         if tag == _STDERR_TAG and self._err is not None:
             return StreamStderr(self._err.decode(raw), raw=raw)
-        return None  # an unknown tag is ignored, for forward compatibility
+        self.state = State.FAILED
+        what = "an empty binary message" if tag is None else f"a binary message tagged {tag}"
+        raise WrennProtocolError(f"exec stream sent {what} ({BINARY_OUTPUT} has 1 and 2)")
 
     def ended(self, close_code: int | None, reason: str = "") -> None:
         """The connection is gone. Fine after ``exit``; an error before it."""
