@@ -12,6 +12,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final, final
 
+import anyio
+
 from .._config import CLIENT_DEFAULT, Timeout
 from .._exceptions import (
     WrennNotFoundError,
@@ -115,9 +117,15 @@ class AsyncFiles:
             timeout=timeout,
         )
 
-    async def write_stream(self, capsule_id: str, path: str, chunks: AsyncIterable[bytes]) -> None:
+    async def write_stream(
+        self, capsule_id: str, path: str, chunks: AsyncIterable[bytes], *, size: int | None = None
+    ) -> None:
         """Stream chunks into a file as one multipart upload, in constant memory.
 
+        With ``size`` (the chunks' total, when known) the body goes with a
+        ``Content-Length`` and each chunk is sent as it is; without, in chunked encoding
+        (which copies every chunk once more). Chunks that add up to more or less than
+        ``size`` raise :class:`WrennValidationError` and the upload is abandoned.
         Bounded by one hour (bound it more with your own scope); cancelling abandons
         the upload and the server keeps no partial file.
         """
@@ -131,18 +139,38 @@ class AsyncFiles:
         ).encode()
         tail = f"\r\n--{boundary}--\r\n".encode()
 
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        if size is not None:
+            headers["Content-Length"] = str(len(head) + size + len(tail))
+
         async def body() -> AsyncIterator[bytes]:
             yield head
-            async for chunk in chunks:
-                if chunk:
-                    yield bytes(chunk)
+            sent = 0
+            iterator = aiter(chunks)
+            try:
+                async for chunk in iterator:
+                    if chunk:
+                        sent += len(chunk)
+                        if size is not None and sent > size:
+                            raise WrennValidationError(
+                                f"the data grew past {size} bytes while sent"
+                            )
+                        yield bytes(chunk)
+            except BaseException:
+                # abandoned (refused, failed or cancelled): finalised now, not by the GC
+                if (aclose := getattr(iterator, "aclose", None)) is not None:
+                    with anyio.CancelScope(shield=True):
+                        await aclose()
+                raise
+            if size is not None and sent != size:
+                raise WrennValidationError(f"the data ended after {sent} of {size} bytes")
             yield tail
 
         await self._http.request(
             "POST",
             api_path("capsules", capsule_id, "files", "stream", "write"),
             content=body(),  # type: ignore[arg-type]
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            headers=headers,
             timeout=3600.0,
         )
 
