@@ -197,13 +197,17 @@ class Files(Facet[AsyncFiles]):
     remove = blocking(AsyncFiles.remove)
     exists = blocking(AsyncFiles.exists)
 
-    def write_stream(self, capsule_id: str, path: str, chunks: Iterable[bytes]) -> None:
+    def write_stream(
+        self, capsule_id: str, path: str, chunks: Iterable[bytes], *, size: int | None = None
+    ) -> None:
         """Upload the chunks as one file in constant memory (read in a worker thread
-        only as fast as the upload goes). Ctrl-C cancels it; no partial file is kept."""
+        only as fast as the upload goes). ``size``: their total, when known (sent as a
+        Content-Length; a mismatch raises :class:`WrennValidationError`). Ctrl-C cancels
+        it; no partial file is kept."""
 
         async def upload() -> None:
             async with aclosing(pulled(chunks)) as gen:
-                await self._async.write_stream(capsule_id, path, gen)
+                await self._async.write_stream(capsule_id, path, gen, size=size)
 
         self._runner.call(upload)
 
