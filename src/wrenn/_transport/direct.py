@@ -52,13 +52,14 @@ class _DirectWriteStream(httpcore2.AsyncNetworkStream):
         await anyio.lowlevel.checkpoint_if_cancelled()
         waited = False
         try:
-            with anyio.fail_after(timeout):
-                while True:
-                    try:
-                        data = sock.recv(max_bytes)
-                        break
-                    except BlockingIOError:
-                        waited = True
+            while True:
+                try:
+                    data = sock.recv(max_bytes)
+                    break
+                except BlockingIOError:
+                    # a deadline scope only when there is something to wait for
+                    waited = True
+                    with anyio.fail_after(timeout):
                         await anyio.wait_readable(sock)
         except TimeoutError as exc:
             raise httpcore2.ReadTimeout(str(exc)) from exc
@@ -78,7 +79,7 @@ class _DirectWriteStream(httpcore2.AsyncNetworkStream):
         view = memoryview(buffer)
         waited = False
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(timeout):  # bounds the whole write, as httpcore2's does
                 while True:
                     try:
                         sent = sock.send(view)
