@@ -25,7 +25,7 @@ from .._models import FileEntry
 from .._transport.http import BodyChunks, HTTPTransport, api_path, response_json
 from .converter import structure, structure_list
 
-__all__ = ["AsyncFiles"]
+__all__ = ["AsyncFiles", "check_path", "stream_framing"]
 
 WRITE_LIMIT: Final = 100 * 1024 * 1024
 
@@ -34,6 +34,27 @@ def _path(path: str) -> str:
     if not isinstance(path, str) or not path or "\0" in path:
         raise WrennValidationError("path must be a non-empty string without NUL bytes")
     return path
+
+
+check_path = _path  # for the sync bulk client (wrenn._sync.bulk)
+
+
+def stream_framing(path: str, size: int | None) -> tuple[bytes, bytes, dict[str, str]]:
+    """What goes before and after the bytes of a streamed upload, and its headers (with
+    a ``Content-Length`` when ``size``, the bytes' total, is known)."""
+    if not path or "\r" in path or "\n" in path:
+        raise WrennValidationError("path must be non-empty and on one line")
+    boundary = secrets.token_hex(16)
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n{path}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="upload.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    if size is not None:
+        headers["Content-Length"] = str(len(head) + size + len(tail))
+    return head, tail, headers
 
 
 @final
@@ -129,19 +150,7 @@ class AsyncFiles:
         Bounded by one hour (bound it more with your own scope); cancelling abandons
         the upload and the server keeps no partial file.
         """
-        if not path or "\r" in path or "\n" in path:
-            raise WrennValidationError("path must be non-empty and on one line")
-        boundary = secrets.token_hex(16)
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n{path}\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            f'filename="upload.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
-        ).encode()
-        tail = f"\r\n--{boundary}--\r\n".encode()
-
-        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-        if size is not None:
-            headers["Content-Length"] = str(len(head) + size + len(tail))
+        head, tail, headers = stream_framing(path, size)
 
         async def body() -> AsyncIterator[bytes]:
             yield head

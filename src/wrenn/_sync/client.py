@@ -24,6 +24,7 @@ from .._pool import AsyncCapsulePool
 from .._transport.http import httpx
 from .._transport.tls import Verify
 from .adapt import Facet, blocking
+from .bulk import close_bulk, open_bulk
 from .code import CodeRunner
 from .commands import Commands
 from .exit import EXIT_JOIN, track, untrack
@@ -408,6 +409,7 @@ class WrennClient:
             runner.close()
             raise
         self._open_scopes: builtins.list[Any] = []
+        open_bulk(client._session.http)  # file transfers in the caller's thread
         self._capsules = Capsules(runner, client.capsules)
         self._snapshots = Snapshots(runner, client.snapshots)
         self._events = Events(runner, client.events)
@@ -491,6 +493,7 @@ class WrennClient:
                 self._open_scopes.pop().__exit__(None, None, None)
             self._runner.call(self._async.aclose)
         finally:
+            close_bulk(self._async._session.http)
             self._runner.close()
 
     def _close_at_exit(self) -> str:
@@ -510,6 +513,7 @@ class WrennClient:
             if not self._runner.closed:
                 self._runner.call(self._async.aclose)
         finally:
+            close_bulk(self._async._session.http)
             self._runner.close(timeout=EXIT_JOIN)
         done.append("connections closed")
         return ", ".join(done)

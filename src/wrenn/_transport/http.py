@@ -67,6 +67,8 @@ USER_AGENT: Final = f"wrenn-python/{__version__}"
 READ_SIZE: Final = 256 * 1024
 if httpcore2.AsyncHTTP11Connection.READ_NUM_BYTES < READ_SIZE:
     httpcore2.AsyncHTTP11Connection.READ_NUM_BYTES = READ_SIZE
+if httpcore2.HTTP11Connection.READ_NUM_BYTES < READ_SIZE:  # the sync API's (wrenn._sync.bulk)
+    httpcore2.HTTP11Connection.READ_NUM_BYTES = READ_SIZE
 
 
 def direct_write_transport(
@@ -164,6 +166,7 @@ class HTTPTransport:
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
+        self.own_transport = transport is None  # not a caller's (sync bulk may bypass it)
         if transport is None:
             transport = direct_write_transport(self.ssl_context, limits)
         self._client = httpx.AsyncClient(
