@@ -1,7 +1,9 @@
 """The synchronous API: the async core driven through one blocking portal per client.
 
 ``WrennClient`` starts a portal thread (asyncio by default, trio on request) and runs every
-call of the async core in it; nothing here re-implements the protocol. Usable from any
+call of the async core in it; nothing here re-implements the protocol, except file
+transfers, sent and received blocking in the caller's thread (:mod:`wrenn._sync.bulk`,
+closed with the client). Usable from any
 thread, from several at once, and from a thread that already runs an event loop
 (Jupyter). Ctrl-C during a call cancels that call cleanly; the client stays usable.
 Closing the client closes every capsule scope before the portal stops.

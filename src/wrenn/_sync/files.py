@@ -172,9 +172,13 @@ class CapsuleFiles(Facet[AsyncCapsuleFiles]):
     def upload_stream(self, path: str, stream: Iterable[bytes]) -> None:
         """Upload the chunks of ``stream`` as one file, in constant memory.
 
-        The iterable is read in a worker thread of the portal, one chunk at a time, only
-        as fast as the upload goes. Ctrl-C cancels the upload (the file is not written).
+        The iterable is read in the calling thread as the upload goes (over a transport
+        of the caller's own: in a worker thread of the portal). Ctrl-C cancels the
+        upload (the file is not written).
         """
+        if (bulk := self._bulk()) is not None:
+            bulk.write_stream(self._async._capsule_id, path, stream)
+            return
 
         async def upload() -> None:
             async with aclosing(pulled(stream)) as gen:

@@ -2,7 +2,8 @@
 ``.events``, ``.auth``, ``.api_keys``, ``.hosts``, ``.processes``, ``.files``).
 
 Each is a :class:`Facet` over the async resource; every method is the async one run
-through the client's portal, with the same parameters, errors and retries.
+through the client's portal, with the same parameters, errors and retries, except the
+file transfers of ``client.files``, done in the caller's thread (:mod:`wrenn._sync.bulk`).
 """
 
 from __future__ import annotations
