@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,38 @@ def test_connection_refused_and_timeouts_map_as_on_the_async_path() -> None:
             with pytest.raises(WrennTimeoutError), client.files.read_stream("cl-1", "x"):
                 pass
             assert _busy(client) == []
+
+
+def _peer(listener: socket.socket, pause: float, seen: threading.Event) -> None:
+    """Answers one request with headers and part of a body, the rest after ``pause``."""
+    conn, _ = listener.accept()
+    with conn:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + b"x" * 1000)
+        time.sleep(pause)
+        conn.sendall(b"y" * 1000)
+        seen.set()
+
+
+def test_a_download_waits_for_more_body_longer_than_the_call_timeout() -> None:
+    # As on the async path: the client's timeout bounds the opening, not each wait for
+    # more body (60 s).
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        done = threading.Event()
+        thread = threading.Thread(target=_peer, args=(listener, 0.6, done), daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with (
+            WrennClient(api_key="wrn_" + "x" * 32, base_url=url, timeout=0.3) as client,
+            client.files.read_stream("cl-1", "slow.bin") as chunks,
+        ):
+            assert b"".join(chunks) == b"x" * 1000 + b"y" * 1000
+        assert done.is_set()
+        thread.join(10)
 
 
 class _Stop(KeyboardInterrupt):

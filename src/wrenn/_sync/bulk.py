@@ -256,10 +256,15 @@ class SyncBulk:
             api,
             json={"path": check_path(path)},
             headers=self._config.auth_headers(),
-            timeout=self._timeout(min(opening, READ_WAIT)),
+            timeout=self._timeout(opening),
         )
         with map_transport_errors(context, server=server):
             response = self._client.send(request, stream=True)
+        # the answer came within the call's timeout; each wait for more body from now on
+        # is bounded by READ_WAIT (httpcore2 reads this when the body's first read starts)
+        timeouts = request.extensions.get("timeout")
+        if isinstance(timeouts, dict):
+            timeouts["read"] = READ_WAIT
         try:
             with map_transport_errors(context, server=server):
                 self._raise_for(response, context)
