@@ -36,6 +36,13 @@ INTRO = {
     "compare:files upload": "1 GiB streamed upload (constant memory); the floor is httpx "
     "streaming a hand-built multipart body.",
     "compare:files download": "1 GiB streamed download.",
+    "files_cpu:files upload": "Client CPU per GiB of a 256 MiB streamed upload (an "
+    "iterable of 1 MiB chunks), interleaved rounds, median and min–max; "
+    "`cpu_vs_official_sync` divides by the official sync SDK's CPU in the same round "
+    "(issue 20's target: ≤ 1.0 for our async API, ≤ 1.15 for our sync API); `baseline` "
+    "is the build in WRENN_BASELINE_PYTHON (e.g. today's main) when set.",
+    "files_cpu:files download": "Client CPU per GiB of a 256 MiB streamed download "
+    "(1 MiB chunks asked for), measured as the upload above.",
     "compare:scale": "1,000 exec streams open at once over 4 capsules.",
     "compare:import": "`import wrenn` in a fresh interpreter, minus the bare start-up.",
     "code_cell": "A trivial cell (`1 + 1`) through the code runner, serial.",

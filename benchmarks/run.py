@@ -18,6 +18,7 @@ SUITES = [
     ("compare", [sys.executable, str(HERE / "compare.py")]),
     ("code_cell", [sys.executable, str(HERE / "code_cell.py"), "--cells", "200"]),
     ("sync_overhead", [sys.executable, str(HERE / "sync_overhead.py")]),
+    ("files_cpu", [sys.executable, str(HERE / "files_cpu.py"), "--mib", "256", "--rounds", "5"]),
     ("ws_throughput", [sys.executable, str(HERE / "ws_throughput.py"), "--mib", "256"]),
     ("http_churn", [sys.executable, str(HERE / "http_churn.py"), "--all", "--requests", "4000"]),
     ("server_memory", [sys.executable, str(HERE / "server_memory.py"), "--mib", "1024"]),

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final, final
 
+import anyio
+
 from .._config import CLIENT_DEFAULT, Timeout
 from .._exceptions import (
     WrennNotFoundError,
@@ -23,7 +25,7 @@ from .._models import FileEntry
 from .._transport.http import BodyChunks, HTTPTransport, api_path, response_json
 from .converter import structure, structure_list
 
-__all__ = ["AsyncFiles"]
+__all__ = ["AsyncFiles", "check_path", "stream_framing"]
 
 WRITE_LIMIT: Final = 100 * 1024 * 1024
 
@@ -32,6 +34,27 @@ def _path(path: str) -> str:
     if not isinstance(path, str) or not path or "\0" in path:
         raise WrennValidationError("path must be a non-empty string without NUL bytes")
     return path
+
+
+check_path = _path  # for the sync bulk client (wrenn._sync.bulk)
+
+
+def stream_framing(path: str, size: int | None) -> tuple[bytes, bytes, dict[str, str]]:
+    """What goes before and after the bytes of a streamed upload, and its headers (with
+    a ``Content-Length`` when ``size``, the bytes' total, is known)."""
+    if not path or "\r" in path or "\n" in path:
+        raise WrennValidationError("path must be non-empty and on one line")
+    boundary = secrets.token_hex(16)
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n{path}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="upload.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    if size is not None:
+        headers["Content-Length"] = str(len(head) + size + len(tail))
+    return head, tail, headers
 
 
 @final
@@ -115,34 +138,48 @@ class AsyncFiles:
             timeout=timeout,
         )
 
-    async def write_stream(self, capsule_id: str, path: str, chunks: AsyncIterable[bytes]) -> None:
+    async def write_stream(
+        self, capsule_id: str, path: str, chunks: AsyncIterable[bytes], *, size: int | None = None
+    ) -> None:
         """Stream chunks into a file as one multipart upload, in constant memory.
 
+        With ``size`` (the chunks' total, when known) the body goes with a
+        ``Content-Length`` and each chunk is sent as it is; without, in chunked encoding
+        (which copies every chunk once more). Chunks that add up to more or less than
+        ``size`` raise :class:`WrennValidationError` and the upload is abandoned.
         Bounded by one hour (bound it more with your own scope); cancelling abandons
         the upload and the server keeps no partial file.
         """
-        if not path or "\r" in path or "\n" in path:
-            raise WrennValidationError("path must be non-empty and on one line")
-        boundary = secrets.token_hex(16)
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n{path}\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            f'filename="upload.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
-        ).encode()
-        tail = f"\r\n--{boundary}--\r\n".encode()
+        head, tail, headers = stream_framing(path, size)
 
         async def body() -> AsyncIterator[bytes]:
             yield head
-            async for chunk in chunks:
-                if chunk:
-                    yield bytes(chunk)
+            sent = 0
+            iterator = aiter(chunks)
+            try:
+                async for chunk in iterator:
+                    if chunk:
+                        sent += len(chunk)
+                        if size is not None and sent > size:
+                            raise WrennValidationError(
+                                f"the data grew past {size} bytes while sent"
+                            )
+                        yield bytes(chunk)
+            except BaseException:
+                # abandoned (refused, failed or cancelled): finalised now, not by the GC
+                if (aclose := getattr(iterator, "aclose", None)) is not None:
+                    with anyio.CancelScope(shield=True):
+                        await aclose()
+                raise
+            if size is not None and sent != size:
+                raise WrennValidationError(f"the data ended after {sent} of {size} bytes")
             yield tail
 
         await self._http.request(
             "POST",
             api_path("capsules", capsule_id, "files", "stream", "write"),
             content=body(),  # type: ignore[arg-type]
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            headers=headers,
             timeout=3600.0,
         )
 

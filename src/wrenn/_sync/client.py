@@ -1,7 +1,9 @@
 """The synchronous API: the async core driven through one blocking portal per client.
 
 ``WrennClient`` starts a portal thread (asyncio by default, trio on request) and runs every
-call of the async core in it; nothing here re-implements the protocol. Usable from any
+call of the async core in it; nothing here re-implements the protocol, except file
+transfers, sent and received blocking in the caller's thread (:mod:`wrenn._sync.bulk`,
+closed with the client). Usable from any
 thread, from several at once, and from a thread that already runs an event loop
 (Jupyter). Ctrl-C during a call cancels that call cleanly; the client stays usable.
 Closing the client closes every capsule scope before the portal stops.
@@ -24,6 +26,7 @@ from .._pool import AsyncCapsulePool
 from .._transport.http import httpx
 from .._transport.tls import Verify
 from .adapt import Facet, blocking
+from .bulk import close_bulk, open_bulk
 from .code import CodeRunner
 from .commands import Commands
 from .exit import EXIT_JOIN, track, untrack
@@ -410,6 +413,7 @@ class WrennClient:
             runner.close()
             raise
         self._open_scopes: builtins.list[Any] = []
+        open_bulk(client._session.http)  # file transfers in the caller's thread
         self._capsules = Capsules(runner, client.capsules)
         self._snapshots = Snapshots(runner, client.snapshots)
         self._events = Events(runner, client.events)
@@ -493,6 +497,7 @@ class WrennClient:
                 self._open_scopes.pop().__exit__(None, None, None)
             self._runner.call(self._async.aclose)
         finally:
+            close_bulk(self._async._session.http)
             self._runner.close()
 
     def _close_at_exit(self) -> str:
@@ -512,6 +517,7 @@ class WrennClient:
             if not self._runner.closed:
                 self._runner.call(self._async.aclose)
         finally:
+            close_bulk(self._async._session.http)
             self._runner.close(timeout=EXIT_JOIN)
         done.append("connections closed")
         return ", ".join(done)

@@ -9,8 +9,9 @@ from typing import BinaryIO, Final, Literal, cast, final, overload
 import anyio
 
 from .._exceptions import WrennValidationError
-from .._files import AsyncCapsuleFiles
+from .._files import FILE_READ, STREAM_THRESHOLD, AsyncCapsuleFiles, _remaining_size
 from .adapt import Facet, blocking
+from .bulk import SyncBulk, bulk_for
 
 __all__ = ["CapsuleFiles", "SyncData", "pulled"]
 
@@ -100,9 +101,41 @@ class CapsuleFiles(Facet[AsyncCapsuleFiles]):
         async def read() -> str | bytes:
             return await self._async.read(path, format=format)
 
+        if (bulk := self._bulk()) is not None:
+            data = bulk.read(self._async._capsule_id, path)
+            if format == "bytes":
+                return data
+            if format != "text":
+                raise WrennValidationError("format must be 'text' or 'bytes'")
+            return data.decode("utf-8", errors="replace")
         return self._runner.call(read)
 
-    read_bytes = blocking(AsyncCapsuleFiles.read_bytes)
+    def read_bytes(self, path: str) -> bytes:
+        """The whole file as bytes (the official SDK's name)."""
+        return self.read(path, format="bytes")
+
+    def _bulk(self) -> SyncBulk | None:
+        """The sync client's blocking transfer client (see :mod:`wrenn._sync.bulk`)."""
+        return bulk_for(self._async._files._http)
+
+    def _bulk_write(self, bulk: SyncBulk, path: str, data: SyncData | Iterable[bytes]) -> None:
+        """:meth:`write` in the calling thread (the async write's choices of framing)."""
+        cid = self._async._capsule_id
+        if isinstance(data, str):
+            data = data.encode()
+        if isinstance(data, bytes | bytearray | memoryview):
+            payload = bytes(data)
+            if len(payload) <= STREAM_THRESHOLD:
+                bulk.write(cid, path, payload)
+            else:
+                bulk.write_stream(cid, path, (payload,), size=len(payload))
+        elif hasattr(data, "read"):
+            fh = cast("BinaryIO", data)
+            chunks = iter(lambda: fh.read(FILE_READ), b"")
+            bulk.write_stream(cid, path, chunks, size=_remaining_size(fh))
+        else:
+            bulk.write_stream(cid, path, data)
+
     list = blocking(AsyncCapsuleFiles.list)
     make_dir = blocking(AsyncCapsuleFiles.make_dir)
     remove = blocking(AsyncCapsuleFiles.remove)
@@ -113,6 +146,12 @@ class CapsuleFiles(Facet[AsyncCapsuleFiles]):
         binary file object or an iterable of byte chunks. Large data, file objects and
         iterables are streamed in constant memory (see :meth:`upload_stream`). Ctrl-C
         abandons the write; the server keeps no partial file."""
+        if (bulk := self._bulk()) is not None and (
+            isinstance(data, str | bytes | bytearray | memoryview | Iterable)
+            or hasattr(data, "read")
+        ):
+            self._bulk_write(bulk, path, data)
+            return
         if isinstance(data, str | bytes | bytearray | memoryview):
             self._runner.call(self._async.write, path, data)
             return
@@ -133,9 +172,13 @@ class CapsuleFiles(Facet[AsyncCapsuleFiles]):
     def upload_stream(self, path: str, stream: Iterable[bytes]) -> None:
         """Upload the chunks of ``stream`` as one file, in constant memory.
 
-        The iterable is read in a worker thread of the portal, one chunk at a time, only
-        as fast as the upload goes. Ctrl-C cancels the upload (the file is not written).
+        The iterable is read in the calling thread as the upload goes (over a transport
+        of the caller's own: in a worker thread of the portal). Ctrl-C cancels the
+        upload (the file is not written).
         """
+        if (bulk := self._bulk()) is not None:
+            bulk.write_stream(self._async._capsule_id, path, stream)
+            return
 
         async def upload() -> None:
             async with aclosing(pulled(stream)) as gen:
@@ -153,7 +196,13 @@ class CapsuleFiles(Facet[AsyncCapsuleFiles]):
     def read_stream(self, path: str, *, chunk_size: int = 256 * 1024) -> Iterator[Iterator[bytes]]:
         """``with cap.files.read_stream(p) as chunks: for chunk in chunks`` (constant memory).
 
-        The chunks cross from the event loop's thread in batches of about 4 MiB."""
+        Read in the calling thread (see :mod:`wrenn._sync.bulk`); over a transport of
+        the caller's own, the chunks cross from the event loop's thread in batches of
+        about 4 MiB."""
+        if (bulk := self._bulk()) is not None:
+            with bulk.read_stream(self._async._capsule_id, path, chunk_size=chunk_size) as chunks:
+                yield chunks
+            return
         with self._runner.enter(lambda: self._async.read_stream(path, chunk_size=chunk_size)) as it:
             yield self._batched(_Batches(it))
 

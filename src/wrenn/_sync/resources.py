@@ -2,7 +2,8 @@
 ``.events``, ``.auth``, ``.api_keys``, ``.hosts``, ``.processes``, ``.files``).
 
 Each is a :class:`Facet` over the async resource; every method is the async one run
-through the client's portal, with the same parameters, errors and retries.
+through the client's portal, with the same parameters, errors and retries, except the
+file transfers of ``client.files``, done in the caller's thread (:mod:`wrenn._sync.bulk`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .._resources.hosts import AsyncHosts
 from .._resources.processes import AsyncProcesses
 from .._resources.snapshots import AsyncSnapshots
 from .adapt import Facet, blocking
+from .bulk import SyncBulk, bulk_for
 from .commands import ExecStream
 from .files import pulled
 from .portal import PortalRunner
@@ -190,20 +192,48 @@ class Files(Facet[AsyncFiles]):
     """``client.files``: whole-file REST calls by capsule ID."""
 
     __slots__ = ()
-    write = blocking(AsyncFiles.write)
-    read = blocking(AsyncFiles.read)
+    _write = blocking(AsyncFiles.write)
+    _read = blocking(AsyncFiles.read)
     list = blocking(AsyncFiles.list)
     make_dir = blocking(AsyncFiles.make_dir)
     remove = blocking(AsyncFiles.remove)
     exists = blocking(AsyncFiles.exists)
 
-    def write_stream(self, capsule_id: str, path: str, chunks: Iterable[bytes]) -> None:
+    def _bulk(self) -> SyncBulk | None:
+        """The sync client's blocking transfer client (see :mod:`wrenn._sync.bulk`)."""
+        return bulk_for(self._async._http)
+
+    def write(
+        self, capsule_id: str, path: str, data: bytes | str, *, timeout: Timeout = CLIENT_DEFAULT
+    ) -> None:
+        """Write a whole file (parents created, existing file replaced). At most 100 MiB.
+        Sent from the calling thread (see :mod:`wrenn._sync.bulk`)."""
+        if (bulk := self._bulk()) is not None:
+            bulk.write(capsule_id, path, data, timeout=timeout)
+        else:
+            self._write(capsule_id, path, data, timeout=timeout)
+
+    def read(self, capsule_id: str, path: str, *, timeout: Timeout = CLIENT_DEFAULT) -> bytes:
+        """Read a whole file as bytes (in the calling thread). Missing:
+        :class:`WrennNotFoundError`."""
+        if (bulk := self._bulk()) is not None:
+            return bulk.read(capsule_id, path, timeout=timeout)
+        return self._read(capsule_id, path, timeout=timeout)
+
+    def write_stream(
+        self, capsule_id: str, path: str, chunks: Iterable[bytes], *, size: int | None = None
+    ) -> None:
         """Upload the chunks as one file in constant memory (read in a worker thread
-        only as fast as the upload goes). Ctrl-C cancels it; no partial file is kept."""
+        only as fast as the upload goes). ``size``: their total, when known (sent as a
+        Content-Length; a mismatch raises :class:`WrennValidationError`). Ctrl-C cancels
+        it; no partial file is kept."""
+        if (bulk := self._bulk()) is not None:
+            bulk.write_stream(capsule_id, path, chunks, size=size)
+            return
 
         async def upload() -> None:
             async with aclosing(pulled(chunks)) as gen:
-                await self._async.write_stream(capsule_id, path, gen)
+                await self._async.write_stream(capsule_id, path, gen, size=size)
 
         self._runner.call(upload)
 
@@ -212,6 +242,10 @@ class Files(Facet[AsyncFiles]):
         self, capsule_id: str, path: str, *, chunk_size: int = 256 * 1024
     ) -> Iterator[Iterator[bytes]]:
         """``with client.files.read_stream(id, p) as chunks: for chunk in chunks``."""
+        if (bulk := self._bulk()) is not None:
+            with bulk.read_stream(capsule_id, path, chunk_size=chunk_size) as body:
+                yield body
+            return
         with self._runner.enter(
             lambda: self._async.read_stream(capsule_id, path, chunk_size=chunk_size)
         ) as body:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -43,6 +44,7 @@ from .._exceptions import (
     error_from_response,
 )
 from .._version import __version__
+from .direct import DirectWriteBackend
 from .errors import map_transport_errors, not_sent
 from .retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
 from .tls import Verify, ssl_context
@@ -72,6 +74,20 @@ USER_AGENT: Final = f"wrenn-python/{__version__}"
 READ_SIZE: Final = 256 * 1024
 if httpcore2.AsyncHTTP11Connection.READ_NUM_BYTES < READ_SIZE:
     httpcore2.AsyncHTTP11Connection.READ_NUM_BYTES = READ_SIZE
+if httpcore2.HTTP11Connection.READ_NUM_BYTES < READ_SIZE:  # the sync API's (wrenn._sync.bulk)
+    httpcore2.HTTP11Connection.READ_NUM_BYTES = READ_SIZE
+
+
+def direct_write_transport(
+    ssl_context: ssl.SSLContext, limits: httpx.Limits
+) -> httpx.AsyncHTTPTransport:
+    """httpx2's transport, its pool on :class:`DirectWriteBackend` (uploads sent from the
+    caller's buffers; see :mod:`wrenn._transport.direct`)."""
+    transport = httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
+    pool = transport._pool
+    if isinstance(pool, httpcore2.AsyncConnectionPool):
+        pool._network_backend = DirectWriteBackend()
+    return transport
 
 
 # JSON request bodies as httpx encodes them (one encoder, not one per call)
@@ -158,20 +174,24 @@ class HTTPTransport:
         # one TLS context for REST, WebSockets and capsule ports
         self.ssl_context = ssl_context(verify)
         self.retry = retry or RetryPolicy(config.max_retries)
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self.own_transport = transport is None  # not a caller's (sync bulk may bypass it)
+        if transport is None:
+            transport = direct_write_transport(self.ssl_context, limits)
         self._client = httpx.AsyncClient(
             base_url=config.base_url,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            limits=limits,
             transport=transport,
             verify=self.ssl_context,
             follow_redirects=False,
             trust_env=False,
         )
         # The connection pool behind the client, for requests that skip httpx's layers.
-        self._pool = _plain_pool(self._client) if transport is None else None
+        self._pool = _plain_pool(self._client) if self.own_transport else None
         base = httpx.URL(config.base_url)
         self._origin = (base.raw_scheme, base.raw_host, base.port)
         self._prefix = base.raw_path.rstrip(b"/")
