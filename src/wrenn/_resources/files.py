@@ -39,6 +39,17 @@ def _path(path: str) -> str:
 check_path = _path  # for the sync bulk client (wrenn._sync.bulk)
 
 
+def write_parts(path: str, data: bytes | str) -> Any:
+    """The multipart parts of a whole-file write; over 100 MiB is refused before sending.
+    ``path`` goes first: streaming servers read the parts in order."""
+    payload = data.encode() if isinstance(data, str) else bytes(data)
+    if len(payload) > WRITE_LIMIT:
+        raise WrennTooLargeError(
+            f"{len(payload)} bytes is over the 100 MiB limit of a single write"
+        )
+    return [("path", (None, _path(path))), ("file", ("upload", payload))]
+
+
 def stream_framing(path: str, size: int | None) -> tuple[bytes, bytes, dict[str, str]]:
     """What goes before and after the bytes of a streamed upload, and its headers (with
     a ``Content-Length`` when ``size``, the bytes' total, is known)."""
@@ -68,13 +79,7 @@ class AsyncFiles:
         self, capsule_id: str, path: str, data: bytes | str, *, timeout: Timeout = CLIENT_DEFAULT
     ) -> None:
         """Write a whole file (parents created, existing file replaced). At most 100 MiB."""
-        payload = data.encode() if isinstance(data, str) else bytes(data)
-        if len(payload) > WRITE_LIMIT:
-            raise WrennTooLargeError(
-                f"{len(payload)} bytes is over the 100 MiB limit of a single write"
-            )
-        # `path` goes first: streaming servers read the parts in order.
-        files: Any = [("path", (None, _path(path))), ("file", ("upload", payload))]
+        files = write_parts(path, data)
         await self._http.request(
             "POST",
             api_path("capsules", capsule_id, "files", "write"),

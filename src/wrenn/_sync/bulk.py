@@ -29,12 +29,11 @@ from typing import Any, Final, final
 from .._config import CLIENT_DEFAULT, Timeout
 from .._exceptions import (
     WrennTimeoutError,
-    WrennTooLargeError,
     WrennTransportError,
     WrennValidationError,
     error_from_response,
 )
-from .._resources.files import WRITE_LIMIT, check_path, stream_framing
+from .._resources.files import check_path, stream_framing, write_parts
 from .._transport.errors import map_transport_errors, not_sent
 from .._transport.http import USER_AGENT, HTTPTransport, api_path, httpx
 from .._transport.retry import parse_retry_after
@@ -185,12 +184,7 @@ class SyncBulk:
         self, capsule_id: str, path: str, data: bytes | str, *, timeout: Timeout = CLIENT_DEFAULT
     ) -> None:
         """A whole file in one request (see :meth:`wrenn.AsyncFiles.write`)."""
-        payload = data.encode() if isinstance(data, str) else bytes(data)
-        if len(payload) > WRITE_LIMIT:
-            raise WrennTooLargeError(
-                f"{len(payload)} bytes is over the 100 MiB limit of a single write"
-            )
-        files: Any = [("path", (None, check_path(path))), ("file", ("upload", payload))]
+        files = write_parts(path, data)
         self._idempotent(api_path("capsules", capsule_id, "files", "write"), timeout, files=files)
 
     def write_stream(
