@@ -60,16 +60,31 @@ class AgentFailure(Exception):
 
 
 class AgentChannel:
-    """One operation's connection to the agent."""
+    """One operation's connection to the agent.
+
+    A thousand of these can be open at once (one per exec stream), so they hold little:
+    slots, and the send lock only once a second frame is sent (the request frame goes out
+    before anyone else holds the channel).
+    """
+
+    __slots__ = ("_reader", "_send_lock", "_stream")
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self._stream = stream
         self._reader = BufferedByteReceiveStream(stream)
-        self._send_lock = anyio.Lock()
+        self._send_lock: anyio.Lock | None = None
 
     async def send(self, kind: bytes, payload: bytes = b"") -> None:
+        if self._send_lock is None:  # no await between the check and the assignment
+            self._send_lock = anyio.Lock()
         async with self._send_lock:
             await self._stream.send(HEADER.pack(len(payload), kind[0]) + payload)
+
+    async def send_request(self, obj: dict[str, Any]) -> None:
+        """The operation's first frame: sent before the channel is shared with any other
+        task, so without the send lock."""
+        payload = json.dumps(obj, separators=(",", ":")).encode()
+        await self._stream.send(HEADER.pack(len(payload), b"J"[0]) + payload)
 
     async def send_json(self, obj: dict[str, Any]) -> None:
         await self.send(b"J", json.dumps(obj, separators=(",", ":")).encode())
@@ -145,7 +160,8 @@ class AgentClient:
             raise AgentFailure("host_unavailable", f"capsule agent unreachable: {exc}") from exc
         channel = AgentChannel(stream)
         try:
-            await channel.send_json(request)
+            await channel.send_request(request)
+            del request  # not kept for the life of a stream
             yield channel
         finally:
             with anyio.CancelScope(shield=True):
@@ -219,7 +235,9 @@ class AgentClient:
         }
         if stream:
             request["stream"] = True
-        async with self._open(request) as channel:
+        opening = self._open(request)
+        del request, args, envs  # not kept for the life of a stream
+        async with opening as channel:
             yield ProcessStream(channel, Started.from_json(await channel.receive_json()))
 
     @asynccontextmanager
@@ -346,6 +364,8 @@ class Exited:
 
 class ProcessStream:
     """A command's output, then its exit."""
+
+    __slots__ = ("_channel", "started")
 
     def __init__(self, channel: AgentChannel, started: Started) -> None:
         self._channel = channel

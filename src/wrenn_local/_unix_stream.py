@@ -29,6 +29,8 @@ _CLOSED_ERRNOS = frozenset({9})  # EBADF: the socket was closed under us
 class UnixStream(anyio.abc.ByteStream):
     """A byte stream over a connected, non-blocking ``AF_UNIX`` socket."""
 
+    __slots__ = ("_closed", "_sock")
+
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self._sock = sock

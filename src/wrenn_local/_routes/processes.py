@@ -199,6 +199,8 @@ async def kill_process(request: Request) -> Response:
 class _Text:
     """Turns a byte stream into text without splitting multi-byte characters."""
 
+    __slots__ = ("_decoder",)
+
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
@@ -213,7 +215,7 @@ _HEADS = {"stdout": '{"type":"stdout","data":', "stderr": '{"type":"stderr","dat
 async def _relay_output(ws: WebSocket, process: ProcessStream, *, binary: bool = False) -> None:
     """Process output to exec-style frames, until ``exit`` (then close): JSON text, or
     with ``binary`` (the client's offer accepted) one binary message per chunk."""
-    decoders = {"stdout": _Text(), "stderr": _Text()}
+    decoders: dict[str, _Text] = {}  # made on a stream's first output (most streams wait)
     while True:
         try:
             event = await process.next()
@@ -226,7 +228,10 @@ async def _relay_output(ws: WebSocket, process: ProcessStream, *, binary: bool =
                 if event.data:
                     await ws.send_bytes(_TAGS[event.stream] + event.data)
                 continue
-            text = decoders[event.stream](event.data)
+            decoder = decoders.get(event.stream)
+            if decoder is None:
+                decoder = decoders[event.stream] = _Text()
+            text = decoder(event.data)
             if text:  # the hot path: only the text is encoded
                 await ws.send_text(_HEADS[event.stream] + dumps_text(text) + "}")
         else:
@@ -264,6 +269,7 @@ async def _follow(
             if process.started.pid:
                 start["pid"] = process.started.pid
             await send_frame(ws, start)
+            del start
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch_client, ws, process, tg.cancel_scope)
                 await _relay_output(ws, process, binary=binary)
@@ -315,6 +321,7 @@ async def exec_stream(ws: WebSocket) -> None:
         timeout=None,
         stream=True,
     )
+    del first, args, envs  # the start frame is not kept for the life of the stream
     await _follow(ws, record, opening, binary=offer is not None)
 
 
