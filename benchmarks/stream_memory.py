@@ -67,26 +67,28 @@ def client(base: str, key: str, n: int) -> None:
                             all_started.set()
                         await anyio.sleep_forever()
 
-        async with AsyncWrennClient(api_key=key, base_url=base, timeout=300) as c:
-            async with anyio.create_task_group() as outer:
-                caps = [await outer.start(hold, c) for _ in range(CAPSULES)]
-                # one stream opened and closed first: every code path is loaded
-                async with caps[0].commands.stream("true") as run:
-                    async for _ in run:
-                        pass
-                say("capsules")
+        async with (
+            AsyncWrennClient(api_key=key, base_url=base, timeout=300) as c,
+            anyio.create_task_group() as outer,
+        ):
+            caps = [await outer.start(hold, c) for _ in range(CAPSULES)]
+            # one stream opened and closed first: every code path is loaded
+            async with caps[0].commands.stream("true") as run:
+                async for _ in run:
+                    pass
+            say("capsules")
+            await line()
+            async with anyio.create_task_group() as tg:
+                for i in range(n):
+                    tg.start_soon(one, caps[i % CAPSULES])
+                with anyio.fail_after(240):
+                    await all_started.wait()
+                say("open")
                 await line()
-                async with anyio.create_task_group() as tg:
-                    for i in range(n):
-                        tg.start_soon(one, caps[i % CAPSULES])
-                    with anyio.fail_after(240):
-                        await all_started.wait()
-                    say("open")
-                    await line()
-                    tg.cancel_scope.cancel()
-                say("closed")
-                await line()
-                outer.cancel_scope.cancel()
+                tg.cancel_scope.cancel()
+            say("closed")
+            await line()
+            outer.cancel_scope.cancel()
 
     anyio.run(main)
 
@@ -152,13 +154,20 @@ def one_round(server_cmd: list[str], n: int, trace: str | None = None) -> dict[s
             env = dict(server.stdout.readline().strip().split("=", 1) for _ in range(2))
             pid = server.pid
             with subprocess.Popen(
-                [sys.executable, __file__, "--client", env["WRENN_BASE_URL"], env["WRENN_API_KEY"]]
-                + [str(n)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--client",
+                    env["WRENN_BASE_URL"],
+                    env["WRENN_API_KEY"],
+                    str(n),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
             ) as cl:
-                assert cl.stdin is not None and cl.stdout is not None
+                assert cl.stdin is not None
+                assert cl.stdout is not None
 
                 def expect(word: str) -> None:
                     got = cl.stdout.readline().strip()  # type: ignore[union-attr]
