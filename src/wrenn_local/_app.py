@@ -10,8 +10,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Match, Mount, Route
-from starlette.types import Scope
+from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from ._accounts import Accounts, AttemptThrottle
 from ._capsules import CapsuleManager
@@ -22,7 +23,7 @@ from ._options import ServerOptions
 from ._port_links import PortLinks
 from ._routes import http_routes, utility_routes, websocket_routes
 
-__all__ = ["build_app"]
+__all__ = ["WrennApp", "build_app"]
 
 OPENAPI = Path(__file__).with_name("openapi.yaml")
 
@@ -66,6 +67,46 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return Response(status_code=status)
 
 
+class WrennApp(Starlette):
+    """The application, with its WebSocket routes served straight from here.
+
+    A WebSocket lives as long as its stream, and so does every coroutine frame between
+    hypercorn and the endpoint: Starlette's error and exception middleware, the router and
+    the route's session wrapper hold two ``WebSocket`` objects, their closures and scope
+    copies (about 5 KiB per open stream; a thousand streams are a normal load). The
+    WebSocket routes (``/v1/...`` and ``/api/v1/...``) are matched here first and their
+    endpoint called directly: the same endpoint, the same ``path_params`` and ``app``,
+    and, as Starlette does for WebSockets, no error handling of its own (an exception
+    reaches hypercorn, which closes the connection). Everything else goes through
+    Starlette as before.
+    """
+
+    def __init__(self, *, websockets: list[WebSocketRoute], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._websockets = websockets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            path: str = scope["path"]
+            root = scope.get("root_path") or ""
+            if root and path.startswith(root + "/"):  # as Starlette's routing reads it
+                path = path[len(root) :]
+            if path.startswith("/api/"):
+                path = path[4:]
+            for route in self._websockets:
+                found = route.path_regex.match(path)
+                if found is not None:
+                    params = {
+                        key: route.param_convertors[key].convert(value)
+                        for key, value in found.groupdict().items()
+                    }
+                    scope["app"] = self
+                    scope["path_params"] = params
+                    await route.endpoint(WebSocket(scope, receive, send))
+                    return
+        await super().__call__(scope, receive, send)
+
+
 def build_app(
     *,
     accounts: Accounts,
@@ -77,7 +118,8 @@ def build_app(
     pty_ping_interval: float = 30.0,
     port_links: PortLinks | None = None,
 ) -> Starlette:
-    api: list[BaseRoute] = [*http_routes(), *websocket_routes()]
+    sockets = websocket_routes()
+    api: list[BaseRoute] = [*http_routes(), *sockets]
     routes: list[BaseRoute] = [
         *utility_routes(),
         Route("/openapi.yaml", openapi, methods=["GET"]),
@@ -85,7 +127,7 @@ def build_app(
         Mount("/api", routes=api),
     ]
     handlers: dict[Any, Any] = {404: not_found, 405: not_allowed, HTTPException: http_error}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    app = WrennApp(websockets=sockets, routes=routes, exception_handlers=handlers)
     options = options or ServerOptions()
     app.state.accounts = accounts
     app.state.options = options
