@@ -4,13 +4,19 @@ Each round starts a fresh server (``python -m wrenn_local serve``; with
 ``--baseline-python`` the baseline build's server runs in the same round, interleaved),
 creates 4 capsules from a client process of its own, reads the server's RSS once it has
 settled, opens ``--streams`` exec streams (``sleep 120``) spread over the capsules,
-reads the settled RSS again, closes every stream and reads the server's fds and RSS once
-more. It prints one JSON line per round and server, and a summary line with the median
-and the spread of the growth per stream.
+reads the settled RSS again, closes every stream and reads the server's RSS once more,
+and its fds once the client has exited (HTTP keep-alive connections the client closed stay
+open in hypercorn until its keep-alive timeout, 30 s: fds above the base count for at most
+that long). A round whose server or client fails is reported as failed; the others go
+on. It prints one JSON line per round and server, and a summary line with the median and
+the spread of the growth per stream.
 
 ``--trace DIR`` runs our server under tracemalloc instead and writes a snapshot before and
 after the streams open (DIR/before.snap, DIR/open.snap), then prints the biggest
 differences by line: where the server's per-stream memory goes.
+
+``--before-src DIR`` adds a server from another source tree (with this interpreter), e.g.
+``git archive <commit> src | tar -x -C DIR`` then ``--before-src DIR/src``.
 
 Run: python benchmarks/stream_memory.py --streams 1000 --rounds 3
 """
@@ -135,6 +141,12 @@ def settled_rss(pid: int, *, quiet: float = 1.0, longest: float = 15.0) -> int:
     return rss_kib(pid)
 
 
+def _stderr() -> Any:
+    """Where the server's log goes: ``WRENN_BENCH_SERVER_LOG`` (appended), else nowhere."""
+    path = os.environ.get("WRENN_BENCH_SERVER_LOG")
+    return open(path, "a") if path else subprocess.DEVNULL
+
+
 def _fds_settled(pid: int, target: int, longest: float = 10.0) -> int:
     """The server's open fds, once back at ``target`` (or after ``longest`` seconds)."""
     t0 = time.monotonic()
@@ -145,9 +157,12 @@ def _fds_settled(pid: int, target: int, longest: float = 10.0) -> int:
         time.sleep(0.1)
 
 
-def one_round(server_cmd: list[str], n: int, trace: str | None = None) -> dict[str, Any]:
+def one_round(
+    server_cmd: list[str], n: int, trace: str | None = None, src: str | None = None
+) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": src} if src else None
     with subprocess.Popen(
-        server_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        server_cmd, stdout=subprocess.PIPE, stderr=_stderr(), text=True, env=env
     ) as server:
         try:
             assert server.stdout is not None
@@ -172,6 +187,7 @@ def one_round(server_cmd: list[str], n: int, trace: str | None = None) -> dict[s
                 def expect(word: str) -> None:
                     got = cl.stdout.readline().strip()  # type: ignore[union-attr]
                     if got != word:
+                        cl.kill()
                         raise SystemExit(f"client said {got!r}, expected {word!r}")
 
                 def go() -> None:
@@ -242,6 +258,12 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline-python", default=os.environ.get("WRENN_BASELINE_PYTHON"))
+    parser.add_argument(
+        "--before-src",
+        metavar="DIR",
+        help="a source tree (e.g. `git archive <commit> src`) whose server runs as 'before' "
+        "with this interpreter, interleaved",
+    )
     parser.add_argument("--trace", metavar="DIR", help="tracemalloc the server instead")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
@@ -257,16 +279,25 @@ def main() -> None:
         print(json.dumps(one_round(cmd, args.streams, trace=args.trace)))
         show_trace(args.trace, args.streams, args.top)
         return
-    servers = {"ours": sys.executable}
+    servers: dict[str, tuple[str, str | None]] = {"ours": (sys.executable, None)}
+    if args.before_src:
+        servers["before"] = (sys.executable, args.before_src)
     if args.baseline_python:
-        servers["baseline"] = args.baseline_python
+        servers["baseline"] = (args.baseline_python, None)
     growth: dict[str, list[float]] = {name: [] for name in servers}
     for i in range(args.rounds):
-        for name, python in servers.items():
-            res = one_round([python, "-m", "wrenn_local", "serve", "--port", "0"], args.streams)
+        for name, (python, src) in servers.items():
+            cmd = [python, "-m", "wrenn_local", "serve", "--port", "0"]
+            try:
+                res = one_round(cmd, args.streams, src=src)
+            except SystemExit as exc:  # that server (or the client) failed: say so, go on
+                print(json.dumps({"round": i, "server": name, "failed": str(exc)}), flush=True)
+                continue
             growth[name].append(res["server_rss_per_stream_kib"])
             print(json.dumps({"round": i, "server": name, **res}), flush=True)
     for name, values in growth.items():
+        if not values:
+            continue
         print(
             json.dumps(
                 {
