@@ -175,7 +175,7 @@ async def async_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
                 caps = [await outer.start(_hold_capsule, client) for _ in range(4)]
                 base_rss = rss_mib()
                 server = int(os.environ.get("WRENN_SERVER_PID") or 0)
-                server_base = rss_kib(server) if server else 0
+                server_base = await _settled_kib(server) if server else 0
                 async with anyio.create_task_group() as tg:
                     for cap in caps:
                         for _ in range(per_capsule):
@@ -189,15 +189,14 @@ async def async_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
                         "P=$(grep PPid: /proc/$P/status | cut -f2); done; "
                         "grep Threads: /proc/$P/status"
                     )
+                    server_open = await _settled_kib(server) if server else 0
                     sampled = {
                         "agent_threads": int(probe.stdout.split()[1]),
                         "streams": ready,
                         "rss_mib": round(rss_mib(), 1),
                         "rss_per_stream_kib": round((rss_mib() - base_rss) * 1024 / ready, 1),
                         # the server's growth (RSS): its side of each stream
-                        "server_rss_per_stream_kib": round(
-                            (rss_kib(server) - server_base) / ready, 1
-                        )
+                        "server_rss_per_stream_kib": round((server_open - server_base) / ready, 1)
                         if server
                         else None,
                         "threads": threading.active_count(),
@@ -208,6 +207,23 @@ async def async_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
                 outer.cancel_scope.cancel()
             return sampled
     raise SystemExit(f"unknown measurement {kind}")
+
+
+async def _settled_kib(pid: int, quiet: float = 1.0, longest: float = 10.0) -> int:
+    """The RSS (KiB) of ``pid`` once it has not moved by more than 64 KiB for ``quiet``
+    seconds (or after ``longest``): a server still finishing its side of the streams
+    would otherwise be caught part-way."""
+    import anyio
+
+    last, since, end = rss_kib(pid), time.monotonic(), time.monotonic() + longest
+    while time.monotonic() < end:
+        await anyio.sleep(0.1)
+        now = rss_kib(pid)
+        if abs(now - last) > 64:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return rss_kib(pid)
 
 
 async def _hold_capsule(client: Any, *, task_status: Any) -> None:
