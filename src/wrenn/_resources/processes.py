@@ -122,7 +122,7 @@ class AsyncProcesses:
         )
         return decode_output(response_json(resp, what="exec"))
 
-    def run_blocking(
+    def _run_blocking(
         self,
         capsule_id: str,
         cmd: str,

@@ -244,7 +244,7 @@ class Commands(Facet[AsyncCommands]):
         marker = f"wrenn-run-{secrets.token_hex(8)}"
         program, argv = _marked_argv(cmd, args, marker)
         try:
-            return processes.run_blocking(
+            return processes._run_blocking(
                 capsule_id,
                 program,
                 args=argv,
