@@ -473,6 +473,16 @@ async def test_a_stalled_answer_times_out_on_both_paths(peer: Peer, point: str) 
         await http.aclose()
 
 
+async def test_a_host_name_is_resolved_and_its_addresses_tried_in_turn(peer: Peer) -> None:
+    # "localhost" may resolve to ::1 first, where nothing listens: the next address is tried
+    http = _transport(f"http://localhost:{peer.port}")
+    try:
+        assert await _call(http, 1) == {"n": 1}
+        assert await anyio.to_thread.run_sync(_call_sync, http, 2) == {"n": 2}
+    finally:
+        await http.aclose()
+
+
 def test_a_refused_connection_is_retried_and_then_a_connection_error() -> None:
     with socket.socket() as placeholder:  # a port with nothing listening
         placeholder.bind(("127.0.0.1", 0))
