@@ -234,6 +234,7 @@ class Peer:
         self.script: Callable[[int], list[bytes]] = _length
         self.requests: list[dict[str, Any]] = []
         self.connections = 0
+        self.closed = threading.Semaphore(0)  # released as the peer closes a connection
         self.stalled = threading.Event()
         self.client_left = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -313,6 +314,7 @@ class Peer:
             return
         finally:
             conn.close()
+            self.closed.release()
 
     @property
     def base_url(self) -> str:
@@ -471,6 +473,24 @@ async def test_a_stalled_answer_times_out_on_both_paths(peer: Peer, point: str) 
             assert await _call(http, 2) == {"n": 2}
     finally:
         await http.aclose()
+
+
+def _then_close(n: int) -> list[bytes]:
+    return [*_length(n), b"<close>"]  # a keep-alive answer, then the server's idle close
+
+
+async def test_an_idle_connection_the_server_closed_is_not_used_again(peer: Peer) -> None:
+    peer.script = _then_close
+    http = _transport(peer.base_url)
+    try:
+        for n in range(3):
+            assert await _call(http, n) == {"n": n}
+            assert await anyio.to_thread.run_sync(peer.closed.acquire, True, 10)
+            assert await anyio.to_thread.run_sync(_call_sync, http, 10 + n) == {"n": 10 + n}
+            assert await anyio.to_thread.run_sync(peer.closed.acquire, True, 10)
+    finally:
+        await http.aclose()
+    assert peer.connections == 6  # each call found its pooled connection closed, and dialled
 
 
 async def test_a_host_name_is_resolved_and_its_addresses_tried_in_turn(peer: Peer) -> None:

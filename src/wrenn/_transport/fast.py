@@ -59,11 +59,12 @@ def _alive(sock: socket.socket) -> bool:
     """An idle connection is usable: nothing to read on it (no close, nothing unasked).
     The socket must be non-blocking."""
     try:
-        return not sock.recv(1, socket.MSG_PEEK)
+        sock.recv(1, socket.MSG_PEEK)  # b"": the server closed it; bytes: unasked for
     except BlockingIOError:
-        return True
+        return True  # nothing to read: still open, in step
     except OSError:
-        return False
+        pass
+    return False
 
 
 def _new_socket(family: int) -> socket.socket:
