@@ -331,7 +331,9 @@ def peer() -> Iterator[Peer]:
         p.close()
 
 
-def _transport(base_url: str, timeout: float = 10, retries: int = 0) -> HTTPTransport:
+def _transport(
+    base_url: str, timeout: float = 10, retries: int = 0, max_connections: int = 100
+) -> HTTPTransport:
     config = ClientConfig.resolve(
         api_key="wrn_" + "k" * 32,
         token=None,
@@ -342,7 +344,7 @@ def _transport(base_url: str, timeout: float = 10, retries: int = 0) -> HTTPTran
         max_retries=retries,
         environ={},
     )
-    http = HTTPTransport(config)
+    http = HTTPTransport(config, max_connections=max_connections)
     assert http._fast is not None
     assert http._sync_fast is not None
     return http
@@ -491,6 +493,23 @@ async def test_an_idle_connection_the_server_closed_is_not_used_again(peer: Peer
     finally:
         await http.aclose()
     assert peer.connections == 6  # each call found its pooled connection closed, and dialled
+
+
+async def test_concurrent_calls_share_at_most_max_connections(peer: Peer) -> None:
+    http = _transport(peer.base_url, max_connections=2)
+    got: dict[int, Any] = {}
+
+    async def one(n: int) -> None:
+        got[n] = await _call(http, n)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for n in range(8):
+                tg.start_soon(one, n)
+    finally:
+        await http.aclose()
+    assert got == {n: {"n": n} for n in range(8)}
+    assert peer.connections <= 2
 
 
 async def test_a_host_name_is_resolved_and_its_addresses_tried_in_turn(peer: Peer) -> None:
