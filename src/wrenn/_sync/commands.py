@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, final, overload
 
@@ -243,6 +244,7 @@ class Commands(Facet[AsyncCommands]):
         processes, capsule_id = commands._processes, commands._capsule_id
         marker = f"wrenn-run-{secrets.token_hex(8)}"
         program, argv = _marked_argv(cmd, args, marker)
+        end = time.monotonic() + deadline
         try:
             return processes._run_blocking(
                 capsule_id,
@@ -261,6 +263,8 @@ class Commands(Facet[AsyncCommands]):
             raise
         except WrennTimeoutError as exc:
             self._end_marked(marker)
+            if time.monotonic() < end:  # not the call's deadline (e.g. connecting timed out)
+                raise
             raise WrennTimeoutError(
                 f"command did not finish within {deadline:g} s (ended)"
             ) from exc
