@@ -37,8 +37,10 @@ import pytest
 
 from tests.localserver import server_process
 from wrenn import WrennClient, WrennConnectionError, WrennError, WrennTimeoutError
+from wrenn._commands import AsyncCommands
 from wrenn._config import ClientConfig
 from wrenn._protocol.http1 import HTTP1Error, ResponseParser, encode_request
+from wrenn._sync.commands import Commands
 from wrenn._transport.http import HTTPTransport
 
 # --- the codec ---------------------------------------------------------------------------
@@ -232,6 +234,8 @@ class Peer:
 
     def __init__(self) -> None:
         self.script: Callable[[int], list[bytes]] = _length
+        # when set, answers by request line instead: router(method, target, body)
+        self.router: Callable[[bytes, bytes, dict[str, Any]], list[bytes]] | None = None
         self.requests: list[dict[str, Any]] = []
         self.connections = 0
         self.closed = threading.Semaphore(0)  # released as the peer closes a connection
@@ -296,7 +300,13 @@ class Peer:
                 body, buf = rest[:length], rest[length:]
                 request = json.loads(body) if body else {}
                 self.requests.append(request)
-                for piece in self.script(int(request.get("n", -1))):
+                method, target, _ = head.split(b" ", 2)
+                pieces = (
+                    self.router(method, target, request)
+                    if self.router
+                    else self.script(int(request.get("n", -1)))
+                )
+                for piece in pieces:
                     if piece == b"<close>":
                         return
                     if piece == b"<stall>":
@@ -568,6 +578,37 @@ def test_ctrl_c_in_a_blocking_call_drops_its_connection(peer: Peer, point: str) 
     finally:
         anyio.run(http.aclose)
     assert peer.connections == 2
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals need the main thread"
+)
+def test_ctrl_c_in_a_blocking_run_ends_the_command_it_started(peer: Peer) -> None:
+    # wrenn_local ends a foreground command itself when its connection closes, so only a
+    # server that does not (this peer) shows the client's own clean-up: after Ctrl-C the
+    # client finds the command by its marker and ends it, then lets the interrupt go on.
+    killed: list[bytes] = []
+    running: list[dict[str, Any]] = []
+
+    def router(method: bytes, target: bytes, body: dict[str, Any]) -> list[bytes]:
+        if method == b"POST" and target == b"/v1/capsules/cl-1/exec":
+            running.append({"pid": 42, "cmd": body["cmd"], "args": body["args"]})
+            return [b"<stall>"]
+        if method == b"GET" and target == b"/v1/capsules/cl-1/processes":
+            data = json.dumps({"processes": running}).encode()
+            return [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data) + data]
+        if method == b"DELETE" and target.startswith(b"/v1/capsules/cl-1/processes/42"):
+            killed.append(target)
+            running.clear()
+            return [b"HTTP/1.1 204 No Content\r\n\r\n"]
+        return [b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n"]
+
+    peer.router = router
+    with WrennClient(api_key="wrn_" + "k" * 32, base_url=peer.base_url) as client:
+        commands = Commands(client._runner, AsyncCommands(client._async.processes, "cl-1"))
+        with _sigint_when(peer.stalled), pytest.raises(KeyboardInterrupt):
+            commands.run("sleep 300")
+    assert killed == [b"/v1/capsules/cl-1/processes/42?signal=SIGTERM"]
 
 
 # --- end to end, against wrenn_local -----------------------------------------------------
