@@ -29,6 +29,31 @@ HTTP_SLACK: Final = 10.0  # the HTTP deadline exceeds the command's own by this 
 NO_LIMIT: Final = 86400.0  # "no timeout": a day, so a lost connection still ends the call
 
 
+def _run_body(
+    cmd: str,
+    args: Sequence[str] | None,
+    envs: Mapping[str, str] | None,
+    cwd: str | None,
+    timeout_sec: int | None,
+) -> dict[str, Any]:
+    """The body of a foreground ``exec`` (``timeout_sec`` checked)."""
+    if timeout_sec is not None and (
+        not isinstance(timeout_sec, int) or isinstance(timeout_sec, bool) or timeout_sec < 1
+    ):
+        raise WrennValidationError("timeout_sec must be a positive integer")
+    body = exec_request(cmd, args, envs, cwd)
+    if timeout_sec is not None:
+        body["timeout_sec"] = timeout_sec
+    return body
+
+
+def _run_timeout(timeout_sec: int | None, timeout: Timeout) -> Timeout:
+    """The HTTP deadline of a foreground ``exec``: by default the command's own plus slack."""
+    if timeout is not CLIENT_DEFAULT:
+        return timeout
+    return NO_LIMIT if timeout_sec is None else timeout_sec + HTTP_SLACK
+
+
 def _selects(process: ProcessInfo, selector: int | str) -> bool:
     return process.pid == selector or (process.tag is not None and process.tag == selector)
 
@@ -89,24 +114,35 @@ class AsyncProcesses:
         Cancelling it abandons the answer; the command may still run to its end
         (``capsule.commands.run`` ends it).
         """
-        if timeout_sec is not None and (
-            not isinstance(timeout_sec, int) or isinstance(timeout_sec, bool) or timeout_sec < 1
-        ):
-            raise WrennValidationError("timeout_sec must be a positive integer")
-        body = exec_request(cmd, args, envs, cwd)
-        if timeout_sec is not None:
-            body["timeout_sec"] = timeout_sec
         resp = await self._http.request(
             "POST",
             api_path("capsules", capsule_id, "exec"),
-            json_body=body,
-            timeout=(
-                (NO_LIMIT if timeout_sec is None else timeout_sec + HTTP_SLACK)
-                if timeout is CLIENT_DEFAULT
-                else timeout
-            ),
+            json_body=_run_body(cmd, args, envs, cwd, timeout_sec),
+            timeout=_run_timeout(timeout_sec, timeout),
         )
         return decode_output(response_json(resp, what="exec"))
+
+    def _run_blocking(
+        self,
+        capsule_id: str,
+        cmd: str,
+        *,
+        args: Sequence[str] | None = None,
+        envs: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout_sec: int | None = DEFAULT_COMMAND_TIMEOUT,
+        timeout: Timeout = CLIENT_DEFAULT,
+    ) -> CommandResult | None:
+        """:meth:`run` done blocking in the calling thread, for the sync API (see
+        ``HTTPTransport.request_blocking``); ``None`` when the transport cannot (then
+        :meth:`run` through the portal is the way)."""
+        resp = self._http.request_blocking(
+            "POST",
+            api_path("capsules", capsule_id, "exec"),
+            json_body=_run_body(cmd, args, envs, cwd, timeout_sec),
+            timeout=_run_timeout(timeout_sec, timeout),
+        )
+        return None if resp is None else decode_output(response_json(resp, what="exec"))
 
     async def start(
         self,

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
+import secrets
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, final, overload
 
-from .._commands import AsyncCommands, CommandHandle
-from .._exceptions import WrennError, WrennNotFoundError
+from .._commands import AsyncCommands, CommandHandle, _end_marked, _marked_argv, server_timer
+from .._config import check_seconds
+from .._exceptions import (
+    CommandExitError,
+    WrennAgentError,
+    WrennError,
+    WrennNotFoundError,
+    WrennTimeoutError,
+)
 from .._models import CommandResult
 from .._models.streams import StreamEvent
 from .._resources.streams import AsyncExecStream
@@ -185,7 +195,18 @@ class Commands(Facet[AsyncCommands]):
     ) -> CommandResult | SyncCommandHandle:
         """See :meth:`wrenn.AsyncCommands.run`. Callbacks run in the portal thread: keep
         them short (a slow callback slows the stream down, nothing is dropped). Ctrl-C
-        cancels the call; a streamed command is killed."""
+        cancels the call; a streamed command is killed.
+
+        A foreground command without callbacks is one HTTP call, made blocking in the
+        calling thread over plain http (no hand-over to the portal's loop); its
+        promises are the async ones: the deadline, the command ended in the capsule when
+        the call is left early (Ctrl-C included), the same errors."""
+        if not background and on_stdout is None and on_stderr is None:
+            done = self._run_here(cmd, args, envs, cwd, timeout)
+            if done is not None:
+                if check and done.exit_code != 0:
+                    raise CommandExitError(done)
+                return done
 
         async def run() -> CommandResult | CommandHandle:
             # `background` is a plain bool here, which none of the overloads take alone
@@ -207,6 +228,56 @@ class Commands(Facet[AsyncCommands]):
             return SyncCommandHandle(self._runner, result)
         assert isinstance(result, CommandResult)
         return result
+
+    def _run_here(
+        self,
+        cmd: str,
+        args: Sequence[str] | None,
+        envs: Mapping[str, str] | None,
+        cwd: str | None,
+        timeout: float | None,
+    ) -> CommandResult | None:
+        """A foreground run in this thread (see ``AsyncCommands._run_plain``, whose
+        steps these are); ``None`` when the transport has no blocking path."""
+        deadline = check_seconds(timeout)
+        commands = self._async
+        processes, capsule_id = commands._processes, commands._capsule_id
+        marker = f"wrenn-run-{secrets.token_hex(8)}"
+        program, argv = _marked_argv(cmd, args, marker)
+        end = time.monotonic() + deadline
+        try:
+            return processes._run_blocking(
+                capsule_id,
+                program,
+                args=argv,
+                envs=envs,
+                cwd=cwd,
+                timeout_sec=server_timer(deadline),
+                timeout=None if math.isinf(deadline) else deadline,
+            )
+        except WrennAgentError as exc:
+            if "timed out" in str(exc).lower():  # the server's backstop timer fired first
+                raise WrennTimeoutError(
+                    f"command did not finish within {deadline:g} s (ended by the server)"
+                ) from exc
+            raise
+        except WrennTimeoutError as exc:
+            self._end_marked(marker)
+            if time.monotonic() < end:  # not the call's deadline (e.g. connecting timed out)
+                raise
+            raise WrennTimeoutError(
+                f"command did not finish within {deadline:g} s (ended)"
+            ) from exc
+        except BaseException:  # Ctrl-C, a broken connection: the command belongs to the call
+            self._end_marked(marker)
+            raise
+
+    def _end_marked(self, marker: str) -> None:
+        """End the command carrying ``marker`` (through the portal, bounded)."""
+        try:
+            self._runner.call(_end_marked, self._async._processes, self._async._capsule_id, marker)
+        except WrennError:
+            pass  # the client is closed: nothing left to end it with
 
     def stream(
         self,

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import ssl
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -43,9 +44,11 @@ from .._exceptions import (
     WrennValidationError,
     error_from_response,
 )
+from .._protocol.http1 import HTTP1Error, encode_request
 from .._version import __version__
 from .direct import DirectWriteBackend
 from .errors import map_transport_errors, not_sent
+from .fast import AsyncFastPool, SyncFastPool
 from .retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
 from .tls import Verify, ssl_context
 
@@ -89,6 +92,9 @@ def direct_write_transport(
         pool._network_backend = DirectWriteBackend()
     return transport
 
+
+# the largest request body the fast path sends in one buffer
+FAST_BODY: Final = 64 * 1024
 
 # JSON request bodies as httpx encodes them (one encoder, not one per call)
 _JSON_BODY: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -199,6 +205,19 @@ class HTTPTransport:
             (k.decode("latin-1").lower(), k, v)
             for k, v in [(b"Host", base.netloc), *self._client.headers.raw]
         ]
+        # Small calls over plain http: one send, a lean parser (see wrenn._transport.fast)
+        self._fast: AsyncFastPool | None = None
+        self._sync_fast: SyncFastPool | None = None
+        if self._pool is not None and base.scheme == "http":
+            self._fast = AsyncFastPool(
+                base.host,
+                base.port or 80,
+                connect_timeout=config.connect_timeout,
+                max_connections=max_connections,
+            )
+            self._sync_fast = SyncFastPool(
+                base.host, base.port or 80, connect_timeout=config.connect_timeout
+            )
 
     def __repr__(self) -> str:
         return f"<HTTPTransport base_url={self.config.base_url!r}>"
@@ -208,6 +227,10 @@ class HTTPTransport:
         return self._client
 
     async def aclose(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+        if self._sync_fast is not None:
+            self._sync_fast.close()
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             await self._client.aclose()
 
@@ -395,6 +418,10 @@ class HTTPTransport:
             and path.startswith("/")
             and path.isascii()
         ):
+            if self._fast is not None and (content is None or len(content) <= FAST_BODY):
+                return await self._send_fast(
+                    method, path, kwargs["json_body"], content, kwargs["headers"]
+                )
             return await self._send_direct(
                 method, path, read_timeout, kwargs["json_body"], content, kwargs["headers"]
             )
@@ -427,18 +454,7 @@ class HTTPTransport:
         per-call cost of its URL merging, request and response models, auth and
         redirect layers — most of a small call's client CPU. Failures are httpx's own
         exceptions, as from the client."""
-        body = content
-        if json_body is not None:
-            body = _JSON_BODY.encode(json_body).encode()
-        ours = {name.lower() for name in headers}
-        raw = [(k, v) for low, k, v in self._default_headers if low not in ours]
-        raw += [(k.encode("ascii"), v.encode("ascii")) for k, v in headers.items()]
-        if body is not None:
-            raw.append((b"Content-Length", str(len(body)).encode()))
-            if json_body is not None:
-                raw.append((b"Content-Type", b"application/json"))
-        elif method in ("POST", "PUT", "PATCH"):
-            raw.append((b"Content-Length", b"0"))
+        body, raw = self._wire_request(method, json_body, content, headers)
         read = None if math.isinf(read_timeout) else read_timeout
         scheme, host, port = self._origin
         request = httpcore2.Request(
@@ -462,14 +478,117 @@ class HTTPTransport:
                 data = b"".join([chunk async for chunk in answer.aiter_stream()])
             finally:
                 await answer.aclose()
-        response = httpx.Response(
-            answer.status, headers=answer.headers, stream=httpx.ByteStream(data)
-        )
-        if any(name.lower() == b"content-encoding" for name, _ in answer.headers):
-            response.read()  # decoded as the client would
-        else:
-            response._content = data  # as read() would set it, without its decoder walk
-        return response
+        return _response(answer.status, answer.headers, data)
+
+    def _wire_request(
+        self, method: str, json_body: Any, content: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[bytes | None, list[tuple[bytes, bytes]]]:
+        """The body and headers of a request as httpx would send them."""
+        body = content
+        if json_body is not None:
+            body = _JSON_BODY.encode(json_body).encode()
+        ours = {name.lower() for name in headers}
+        raw = [(k, v) for low, k, v in self._default_headers if low not in ours]
+        raw += [(k.encode("ascii"), v.encode("ascii")) for k, v in headers.items()]
+        if body is not None:
+            raw.append((b"Content-Length", str(len(body)).encode()))
+            if json_body is not None:
+                raw.append((b"Content-Type", b"application/json"))
+        elif method in ("POST", "PUT", "PATCH"):
+            raw.append((b"Content-Length", b"0"))
+        return body, raw
+
+    def _fast_request(
+        self,
+        method: str,
+        path: str,
+        json_body: Any,
+        content: bytes | None,
+        headers: Mapping[str, str],
+    ) -> bytes:
+        body, raw = self._wire_request(method, json_body, content, headers)
+        try:
+            return encode_request(method.encode("ascii"), self._prefix + path.encode(), raw, body)
+        except HTTP1Error as exc:
+            raise httpx.LocalProtocolError(str(exc)) from exc
+
+    async def _send_fast(
+        self,
+        method: str,
+        path: str,
+        json_body: Any,
+        content: bytes | None,
+        headers: Mapping[str, str],
+    ) -> httpx.Response:
+        """One small request over the fast path (see :mod:`wrenn._transport.fast`): the
+        bytes httpx would send, in one buffer; bounded by the caller's deadline."""
+        assert self._fast is not None
+        request = self._fast_request(method, path, json_body, content, headers)
+        answer = await self._fast.exchange(request, head=method == "HEAD")
+        return _response(answer.status, answer.headers, answer.body)
+
+    def request_blocking(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        timeout: Timeout = CLIENT_DEFAULT,
+        idempotent: bool | None = None,
+    ) -> httpx.Response | None:
+        """The sync API's form of :meth:`request` for a small JSON call, done blocking in
+        the caller's thread: the same headers, deadline, retries and errors. ``None``
+        when this transport has no fast path (a caller's transport, or https): then the
+        call goes through the portal as before.
+
+        ``KeyboardInterrupt`` in the caller's thread abandons the call and closes its
+        connection (never reused half-read)."""
+        pool = self._sync_fast
+        if pool is None:
+            return None
+        method = method.upper()
+        is_idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        context = f"{method} {path}"
+        deadline = self.config.deadline(timeout)
+        end = time.monotonic() + deadline
+        request = self._fast_request(method, path, json_body, None, self._headers("api", None))
+        attempt = 0
+        while True:
+            try:
+                with map_transport_errors(context, server=self.config.describe_server()):
+                    answer = pool.exchange(request, end=end, head=method == "HEAD")
+            except (WrennTransportError, WrennTimeoutError) as exc:
+                cause = exc.__cause__
+                sent_maybe = not (isinstance(cause, Exception) and not_sent(cause))
+                if isinstance(exc, WrennTimeoutError) and time.monotonic() >= end:
+                    raise WrennTimeoutError(
+                        f"no complete answer within {deadline:g} s ({context})"
+                    ) from exc
+                if (
+                    attempt >= self.retry.max_retries
+                    or (sent_maybe and not is_idempotent)
+                    or (isinstance(exc, WrennTimeoutError) and sent_maybe)
+                ):
+                    raise
+                log.debug("%s failed (%s), retrying", context, exc.code)
+                _sleep_until(self.retry.delay(attempt), end, deadline, context)
+                attempt += 1
+                continue
+            status = answer.status
+            log.debug("%s -> %d", context, status)
+            response = _response(status, answer.headers, answer.body)
+            if status < 400:
+                return response
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if attempt < self.retry.max_retries and self.retry.may_retry_status(
+                method, status, idempotent=is_idempotent
+            ):
+                _sleep_until(self.retry.delay(attempt, retry_after), end, deadline, context)
+                attempt += 1
+                continue
+            raise error_from_response(
+                status, response.content, retry_after=retry_after, context=context
+            )
 
     @asynccontextmanager
     async def stream(
@@ -529,6 +648,23 @@ class HTTPTransport:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await response.aclose()
+
+
+def _response(status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> httpx.Response:
+    """An httpx response read whole, as the client would have made it."""
+    response = httpx.Response(status, headers=headers, stream=httpx.ByteStream(data))
+    if any(name.lower() == b"content-encoding" for name, _ in headers):
+        response.read()  # decoded as the client would
+    else:
+        response._content = data  # as read() would set it, without its decoder walk
+    return response
+
+
+def _sleep_until(wait: float, end: float, deadline: float, context: str) -> None:
+    """The sync retry's backoff; past the call's deadline it is a timeout."""
+    if time.monotonic() + wait >= end:
+        raise WrennTimeoutError(f"no complete answer within {deadline:g} s ({context})")
+    time.sleep(wait)
 
 
 def _plain_pool(client: httpx.AsyncClient) -> httpcore2.AsyncConnectionPool | None:
