@@ -37,6 +37,7 @@ import anyio.abc
 import attrs
 
 from ._agent_client import AgentClient
+from ._boot_process import BootChild, boot_process_for
 from ._cgroups import CgroupSet
 from ._code_runner import (
     JUPYTER_PORT,
@@ -109,7 +110,7 @@ class Sandbox:
             self.cgroups = CgroupSet(
                 support.cgroup_version, support.cgroup_controllers, spec.capsule_id
             )
-        self.process: Child | None = None
+        self.process: Child | BootChild | None = None
         # reduced isolation shares the host's network: give Jupyter a port of its own
         self.ports: dict[int, int] = {}
         if "jupyter" in spec.services and support.isolation is not Isolation.FULL:
@@ -369,17 +370,25 @@ class Sandbox:
         await anyio.to_thread.run_sync(self._prepare_dirs)
         command = await anyio.to_thread.run_sync(self._command)
         self.phases["prepared"] = time.monotonic()
+        boot = boot_process_for(self.base.parent) if self.isolation is Isolation.FULL else None
         try:
-            # forked from a thread that outlives it: --die-with-parent follows the thread
-            self.process = await open_child(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                env=dict(BOOT_ENV),
-                pass_fds=(self._listener.fileno(),) if self._listener is not None else (),
-            )
+            if boot is not None:  # a fork of the server's boot process (_boot_process.py)
+                self.process = await boot.spawn(
+                    self.run_dir / "plan.json",
+                    network=self.network is not None,
+                    pass_fds=(self._listener.fileno(),) if self._listener is not None else (),
+                )
+            else:
+                # forked from a thread that outlives it: --die-with-parent follows the thread
+                self.process = await open_child(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    env=dict(BOOT_ENV),
+                    pass_fds=(self._listener.fileno(),) if self._listener is not None else (),
+                )
         finally:
             if self._listener is not None:  # the agent holds it now
                 self._listener.close()
@@ -511,7 +520,7 @@ class Sandbox:
             self.ids = None
 
 
-def kill_unreaped(process: Child | anyio.abc.Process) -> None:
+def kill_unreaped(process: Child | BootChild | anyio.abc.Process) -> None:
     """SIGKILL a child without reaping it.
 
     ``Popen.kill()`` polls first (CPython 3.9+, against signalling a reused pid), and that
