@@ -60,13 +60,17 @@ class BootChild:
     status is known): ``pid`` names this child as long as ``returncode`` is None.
     """
 
-    def __init__(self, pid: int, status_fd: int, stderr_fd: int) -> None:
+    def __init__(self, pid: int, status_fd: int, stderr_fd: int | None) -> None:
         self.pid = pid
         # a socket, so that the status can be peeked at by any caller, in any thread
         self._status: socket.socket | None = socket.socket(fileno=status_fd)
         self._returncode: int | None = None
         self._lock = threading.Lock()  # returncode may be read from worker threads
-        self.stderr = _PipeReceiveStream(os.fdopen(stderr_fd, "rb", buffering=0))
+        self.stderr = (
+            _PipeReceiveStream(os.fdopen(stderr_fd, "rb", buffering=0))
+            if stderr_fd is not None
+            else None
+        )
 
     @property
     def returncode(self) -> int | None:
@@ -153,6 +157,17 @@ class BootProcess:
             theirs.close()
         self._control = ours
 
+    async def hold(
+        self, argv: Sequence[str], *, stderr: int, pass_fds: Sequence[int] = ()
+    ) -> BootChild:
+        """Fork a child that runs ``argv`` (pasta) in a pid namespace that dies with it.
+
+        What ``_network.py`` otherwise starts a Python holder for (a start-up per
+        capsule): the namespace ends when the child is killed, or when the boot process
+        dies. ``stderr`` (a descriptor) is its standard error.
+        """
+        return await self._spawn({"hold": list(argv)}, pass_fds, stderr)
+
     async def spawn(self, plan: Path, *, network: bool, pass_fds: Sequence[int] = ()) -> BootChild:
         """Fork a child of the boot process that boots the capsule planned in ``plan``.
 
@@ -161,6 +176,11 @@ class BootProcess:
         restarted once; if that fails too, :class:`BootFailed`. Like
         :func:`~wrenn_local._forker.open_child`, a cancelled caller still gets the child.
         """
+        return await self._spawn({"plan": str(plan), "network": network}, pass_fds, None)
+
+    async def _spawn(
+        self, request: dict[str, object], pass_fds: Sequence[int], stderr: int | None
+    ) -> BootChild:
         async with self._lock:
             problem: BaseException | None = None
             for _ in range(2):
@@ -168,28 +188,31 @@ class BootProcess:
                     try:
                         await self.start()
                         return await anyio.to_thread.run_sync(
-                            self._request, str(plan), network, tuple(pass_fds)
+                            self._request, request, tuple(pass_fds), stderr
                         )
                     except OSError as exc:
                         problem = exc
                         self._discard()
             raise BootFailed(f"the boot process could not start the capsule: {problem}")
 
-    def _request(self, plan: str, network: bool, pass_fds: tuple[int, ...]) -> BootChild:
+    def _request(
+        self, request: dict[str, object], pass_fds: tuple[int, ...], stderr: int | None
+    ) -> BootChild:
         control = self._control
         if control is None:
             raise OSError("the boot process is not running")
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC) if stderr is None else (-1, -1)
         try:
             with self._sending:
-                request = {"plan": plan, "network": network, "fds": [2, *pass_fds]}
-                fds = array.array("i", [err_w, *pass_fds])
+                request = {**request, "fds": [2, *pass_fds]}
+                fds = array.array("i", [err_w if stderr is None else stderr, *pass_fds])
                 control.sendmsg(
                     [json.dumps(request).encode()],
                     [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)],
                 )
-                os.close(err_w)
-                err_w = -1
+                if err_w >= 0:
+                    os.close(err_w)
+                    err_w = -1
                 msg, ancdata, _, _ = control.recvmsg(4096, socket.CMSG_SPACE(4))
             status = array.array("i")
             for level, kind, data in ancdata:
@@ -201,11 +224,11 @@ class BootProcess:
                 raise OSError("the boot process ended")
             pid = int(json.loads(msg)["pid"])
         except BaseException:
-            os.close(err_r)
-            if err_w >= 0:
-                os.close(err_w)
+            for fd in (err_r, err_w):
+                if fd >= 0:
+                    os.close(fd)
             raise
-        return BootChild(pid, status[0], err_r)
+        return BootChild(pid, status[0], err_r if err_r >= 0 else None)
 
     def _discard(self) -> None:
         if self._control is not None:

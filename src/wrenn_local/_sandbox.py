@@ -371,6 +371,8 @@ class Sandbox:
         command = await anyio.to_thread.run_sync(self._command)
         self.phases["prepared"] = time.monotonic()
         boot = boot_process_for(self.base.parent) if self.isolation is Isolation.FULL else None
+        if self.network is not None:
+            self.network.boot = boot
         try:
             if boot is not None:  # a fork of the server's boot process (_boot_process.py)
                 self.process = await boot.spawn(
@@ -397,14 +399,38 @@ class Sandbox:
             await self.stop()
             raise RuntimeError("capsule was stopped while starting")
         self.phases["spawned"] = time.monotonic()
-        if self.network is not None:  # while the capsule boots, before any capsule code
-            await self.network.attach(self.process.pid)
-            self.phases["network"] = time.monotonic()
-        with anyio.fail_after(timeout):
-            await self._until_ready()
+        await self._attach_while_ready(timeout)
         self.phases["ready"] = time.monotonic()
         if _TRACE:
             _trace(self.phases, self.run_dir / "boot-trace.json")
+
+    async def _attach_while_ready(self, timeout: float) -> None:
+        """Attach the outbound network while the capsule boots and its agent starts.
+
+        Both are waited for: the capsule is ``running`` (and runs capsule code: commands,
+        services) only once its network filter is in place. Only our agent runs before.
+        """
+        assert self.process is not None
+        failures: list[BaseException] = []
+
+        async def attach(network: CapsuleNetwork, pid: int) -> None:
+            try:
+                await network.attach(pid)
+            except Exception as exc:  # raised below, as the sequential path raised it
+                failures.append(exc)
+            self.phases["network"] = time.monotonic()
+
+        async with anyio.create_task_group() as tg:
+            if self.network is not None:
+                tg.start_soon(attach, self.network, self.process.pid)
+            try:
+                with anyio.fail_after(timeout):
+                    await self._until_ready()
+            except Exception as exc:  # not wrapped in the task group's exception group
+                failures.insert(0, exc)  # boot's own failure says more than the network's
+                tg.cancel_scope.cancel()
+        if failures:
+            raise failures[0]
 
     async def _until_ready(self) -> None:
         """Wait until the agent answers; fail at once (with boot's error) if it exits.

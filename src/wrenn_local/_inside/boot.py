@@ -498,7 +498,7 @@ def _start_child(request: dict[str, object], fds: list[int]) -> int:
     """Fork the child that boots one capsule: only the passed descriptors, a new session,
     private mount (and, when asked, network) namespace, then :func:`main`."""
     targets = [int(n) for n in request["fds"]]  # type: ignore[attr-defined]
-    plan = str(request["plan"])
+    plan = str(request.get("plan"))
     flags = CLONE_NEWNS | (CLONE_NEWNET if request.get("network") else 0)
     if len(targets) != len(fds):
         raise OSError(errno.EINVAL, "descriptors do not match the request")
@@ -529,6 +529,8 @@ def _start_child(request: dict[str, object], fds: list[int]) -> int:
                 os.closerange(start, fd)
             start = fd + 1
         os.closerange(start, 1 << 20)
+        if "hold" in request:
+            hold([str(arg) for arg in request["hold"]])  # type: ignore[attr-defined]
         _check(_libc.unshare(flags))
         main(plan)
     except BaseException:
@@ -538,6 +540,34 @@ def _start_child(request: dict[str, object], fds: list[int]) -> int:
             os.write(2, traceback.format_exc().encode(errors="replace"))
     finally:
         os._exit(code)
+
+
+CLONE_NEWPID = 0x20000000
+
+
+def hold(argv: list[str]) -> None:
+    """Run ``argv`` (the capsule's pasta) in a new pid namespace; exit with its status.
+
+    Its init (a fork of this process) has a parent-death signal: when this child ends
+    (killed by the server, or with the boot process, which dies with the server), the
+    whole namespace goes, pasta and anything it started.
+    """
+    import signal
+
+    _check(_libc.unshare(CLONE_NEWPID))
+    init = os.fork()
+    if init == 0:  # pid 1 of the new namespace
+        code = 1
+        try:
+            _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))
+            child = os.fork()
+            if child == 0:
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # pasta refuses an ignored one
+                os.execv(argv[0], argv)
+            code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) & 0xFF
+        finally:
+            os._exit(code)
+    os._exit(os.waitstatus_to_exitcode(os.waitpid(init, 0)[1]) & 0xFF)
 
 
 if __name__ == "__main__":
