@@ -21,6 +21,10 @@ from wrenn_local import _boot_process
 from wrenn_local._boot_process import BootChild, BootFailed, BootProcess, boot_process_for
 
 
+def _capsule_python() -> str:
+    return "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+
+
 def _shared_objects(pid: int) -> set[str]:
     """The sockets and pipes ``pid`` holds (``socket:[inode]``, ``pipe:[inode]``)."""
     out = set()
@@ -83,10 +87,7 @@ async def test_a_killed_boot_process_ends_its_capsules_and_is_replaced() -> None
 
 async def test_a_failed_boot_reports_its_error_and_exit_status(tmp_path: Path) -> None:
     # no server: a plan that does not exist is the simplest boot failure to make
-    boot = BootProcess(
-        "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable,
-        {"PATH": "/usr/bin:/bin"},
-    )
+    boot = BootProcess(_capsule_python(), {"PATH": "/usr/bin:/bin"})
     try:
         child = await boot.spawn(tmp_path / "missing.json", network=False)
         assert child.stderr is not None
@@ -124,3 +125,23 @@ async def test_a_boot_process_that_cannot_start_fails_the_boot_clearly(tmp_path:
     finally:
         await boot.aclose()
     assert _boot_process.boot_process_for(tmp_path) is None
+
+
+async def test_a_stopped_boot_process_is_replaced_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_boot_process, "REQUEST_SECONDS", 0.5)
+    boot = BootProcess(_capsule_python(), {"PATH": "/usr/bin:/bin"})
+    try:
+        await boot.start()
+        assert boot.process is not None
+        first = boot.process.pid
+        os.kill(first, signal.SIGSTOP)  # wedged: it reads no request
+        with anyio.fail_after(10):
+            child = await boot.spawn(tmp_path / "missing.json", network=False)
+            assert await child.wait() == 1  # served by its replacement
+        assert child.stderr is not None
+        await child.stderr.aclose()
+        assert boot.process.pid != first
+    finally:
+        await boot.aclose()

@@ -45,6 +45,7 @@ __all__ = [
 log = logging.getLogger("wrenn_local.boot")
 _running: dict[Path, BootProcess] = {}  # data directory -> its server's boot process
 _EXIT_STATUS_BYTES: Final = 16
+REQUEST_SECONDS: Final = 10.0  # a fork takes milliseconds
 
 
 class BootFailed(RuntimeError):
@@ -129,9 +130,16 @@ class BootProcess:
 
     async def start(self) -> None:
         """Start the boot process (idempotent while one runs)."""
-        if self.process is not None and self.process.returncode is None:
+        running = self.process is not None and self.process.returncode is None
+        if running and self._control is not None:
             return
         self._discard()
+        if self.process is not None:  # killed above, if it still ran: reap it
+            with anyio.move_on_after(5):
+                await self.process.wait()
+            if self.process.stderr is not None:
+                await self.process.stderr.aclose()
+            self.process = None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = await open_child(
@@ -155,6 +163,9 @@ class BootProcess:
             raise
         finally:
             theirs.close()
+        # a boot process that does not answer (stopped, wedged) fails the request: it is
+        # killed and replaced rather than holding every later create
+        ours.settimeout(REQUEST_SECONDS)
         self._control = ours
 
     async def hold(

@@ -20,8 +20,9 @@ pasta runs under a small holder, in a PID namespace of its own, which ends it wh
 server closes its end of a pipe or dies (the pipe's end of file): destroy, stop and a
 killed server all end pasta. Where the server has a boot process (``_boot_process.py``)
 the holder is a fork of it (``boot.py``'s ``hold``: no Python start-up per capsule),
-killed by the server or with the boot process, which dies with the server. pasta is not in the capsule's cgroup, so pause leaves it
-running and the capsule's open connections resume with it.
+killed by the server or with the boot process, which dies with the server. pasta is not
+in the capsule's cgroup, so pause leaves it running and the capsule's open connections
+resume with it.
 
 slirp4netns would do too; pasta was chosen because it configures the namespace itself
 (no tap set-up inside), forwards DNS to the host's resolver by address mapping, has every
