@@ -309,6 +309,7 @@ def main(plan_path: str) -> None:
     marks = {"boot_started": time.monotonic()}  # boot timings, for benchmarks/boot.py
     with open(plan_path) as fh:
         plan = json.load(fh)
+    joining = join_cgroups(plan.get("cgroups", []))  # first: the longest wait, in a child
     mount(None, "/", None, flags=MS_REC | MS_PRIVATE)
     merged = plan["merged"]
     os.chdir(plan["data_dir"])
@@ -317,7 +318,6 @@ def main(plan_path: str) -> None:
     idmap_dir = plan.get("idmap_dir", "")
     if idmap_dir:
         os.makedirs(idmap_dir, exist_ok=True)
-    joining = join_cgroups(plan.get("cgroups", []))  # while the mounts below are made
     disk = plan.get("disk")
     if disk:  # the writable layers on the capsule's size-limited image (_disk.py)
         os.makedirs(disk["mount"], exist_ok=True)
