@@ -11,13 +11,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 
 from tests.localserver import local_http, new_capsule, sh, wait_status
-from wrenn_local import _boot_process
+from tests.test_local_network import boot_pid, in_netns, networked
+from wrenn_local import _boot_process, _network
 from wrenn_local._boot_process import BootChild, BootFailed, BootProcess, boot_process_for
 
 
@@ -145,3 +147,21 @@ async def test_a_stopped_boot_process_is_replaced_not_waited_for(
         assert boot.process.pid != first
     finally:
         await boot.aclose()
+
+
+async def test_a_capsule_runs_only_once_its_network_filter_is_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The network is attached while the agent starts: a slow filter (here 1 s) must
+    # still be in place before the capsule is running, i.e. before any capsule code.
+    real = _network.CapsuleNetwork._filter
+
+    def slow(self: _network.CapsuleNetwork, fd: int) -> None:
+        time.sleep(1.0)  # a slow nft (a loaded host): the agent answers long before
+        real(self, fd)
+
+    monkeypatch.setattr(_network.CapsuleNetwork, "_filter", slow)
+    async with local_http() as (server, http):
+        await networked(server, http)
+        cid = await new_capsule(http)  # polled: within 20 ms of turning running
+        assert "hook output" in in_netns(boot_pid(server, cid), "nft", "list", "ruleset")
