@@ -134,15 +134,21 @@ class CgroupSet:
 
     def remove(self) -> None:
         for path in self._dirs.values():
-            for _ in range(50):
+            # its last processes are usually released a moment after the capsule's end
+            # was seen: retry soon, then every 20 ms, for about a second
+            delay, deadline = 0.001, time.monotonic() + 1.0
+            while True:
                 try:
                     path.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
+                    if time.monotonic() > deadline:
+                        break
                     _kill_cgroup(path)
-                    time.sleep(0.02)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.02)
 
 
 def pids_limit() -> int:

@@ -18,8 +18,11 @@ code), the server, from the host side:
 
 pasta runs under a small holder, in a PID namespace of its own, which ends it when the
 server closes its end of a pipe or dies (the pipe's end of file): destroy, stop and a
-killed server all end pasta. pasta is not in the capsule's cgroup, so pause leaves it
-running and the capsule's open connections resume with it.
+killed server all end pasta. Where the server has a boot process (``_boot_process.py``)
+the holder is a fork of it (``boot.py``'s ``hold``: no Python start-up per capsule),
+killed by the server or with the boot process, which dies with the server. pasta is not
+in the capsule's cgroup, so pause leaves it running and the capsule's open connections
+resume with it.
 
 slirp4netns would do too; pasta was chosen because it configures the namespace itself
 (no tap set-up inside), forwards DNS to the host's resolver by address mapping, has every
@@ -42,6 +45,8 @@ from typing import Final
 import anyio
 import anyio.abc
 import attrs
+
+from ._boot_process import BootChild, BootProcess
 
 __all__ = [
     "BLOCKED",
@@ -200,7 +205,9 @@ class CapsuleNetwork:
     def __init__(self, tools: NetworkTools, run_dir: Path) -> None:
         self.tools = tools
         self.pid_file = run_dir / "pasta.pid"
-        self.holder: anyio.abc.Process | None = None
+        self.holder: anyio.abc.Process | BootChild | None = None
+        # the server's boot process (_boot_process.py): pasta's holder is its fork
+        self.boot: BootProcess | None = None
         self._lifeline: int | None = None  # closing it (or the server dying) ends pasta
         # why the capsule ended up without network (no usable host interface: offline)
         self.problem: str | None = None
@@ -269,19 +276,23 @@ class CapsuleNetwork:
             "--netns",
             f"/proc/self/fd/{fd}",
         ]
-        lifeline, self._lifeline = os.pipe()  # the holder's stdin; ours is not inherited
-        try:
-            with log.open("wb") as err:  # a file: a pipe nobody reads could stall pasta
-                self.holder = await anyio.open_process(
-                    [sys.executable, "-I", "-S", "-c", _HOLDER, *pasta],
-                    stdin=lifeline,
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    pass_fds=(fd,),
-                    start_new_session=True,
-                )
-        finally:
-            os.close(lifeline)
+        if self.boot is not None:  # a fork of the server's boot process: no Python start
+            with log.open("wb") as err:
+                self.holder = await self.boot.hold(pasta, stderr=err.fileno(), pass_fds=(fd,))
+        else:
+            lifeline, self._lifeline = os.pipe()  # the holder's stdin; ours is not inherited
+            try:
+                with log.open("wb") as err:  # a file: a pipe nobody reads could stall pasta
+                    self.holder = await anyio.open_process(
+                        [sys.executable, "-I", "-S", "-c", _HOLDER, *pasta],
+                        stdin=lifeline,
+                        stdout=subprocess.DEVNULL,
+                        stderr=err,
+                        pass_fds=(fd,),
+                        start_new_session=True,
+                    )
+            finally:
+                os.close(lifeline)
         with anyio.fail_after(timeout):
             while not (self.pid_file.exists() and self.pid_file.read_text().strip()):
                 if self.holder.returncode is not None:

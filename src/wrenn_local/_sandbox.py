@@ -37,6 +37,7 @@ import anyio.abc
 import attrs
 
 from ._agent_client import AgentClient
+from ._boot_process import BootChild, boot_process_for
 from ._cgroups import CgroupSet
 from ._code_runner import (
     JUPYTER_PORT,
@@ -109,7 +110,7 @@ class Sandbox:
             self.cgroups = CgroupSet(
                 support.cgroup_version, support.cgroup_controllers, spec.capsule_id
             )
-        self.process: Child | None = None
+        self.process: Child | BootChild | None = None
         # reduced isolation shares the host's network: give Jupyter a port of its own
         self.ports: dict[int, int] = {}
         if "jupyter" in spec.services and support.isolation is not Isolation.FULL:
@@ -369,17 +370,27 @@ class Sandbox:
         await anyio.to_thread.run_sync(self._prepare_dirs)
         command = await anyio.to_thread.run_sync(self._command)
         self.phases["prepared"] = time.monotonic()
+        boot = boot_process_for(self.base.parent) if self.isolation is Isolation.FULL else None
+        if self.network is not None:
+            self.network.boot = boot
         try:
-            # forked from a thread that outlives it: --die-with-parent follows the thread
-            self.process = await open_child(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                env=dict(BOOT_ENV),
-                pass_fds=(self._listener.fileno(),) if self._listener is not None else (),
-            )
+            if boot is not None:  # a fork of the server's boot process (_boot_process.py)
+                self.process = await boot.spawn(
+                    self.run_dir / "plan.json",
+                    network=self.network is not None,
+                    pass_fds=(self._listener.fileno(),) if self._listener is not None else (),
+                )
+            else:
+                # forked from a thread that outlives it: --die-with-parent follows the thread
+                self.process = await open_child(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    env=dict(BOOT_ENV),
+                    pass_fds=(self._listener.fileno(),) if self._listener is not None else (),
+                )
         finally:
             if self._listener is not None:  # the agent holds it now
                 self._listener.close()
@@ -388,14 +399,38 @@ class Sandbox:
             await self.stop()
             raise RuntimeError("capsule was stopped while starting")
         self.phases["spawned"] = time.monotonic()
-        if self.network is not None:  # while the capsule boots, before any capsule code
-            await self.network.attach(self.process.pid)
-            self.phases["network"] = time.monotonic()
-        with anyio.fail_after(timeout):
-            await self._until_ready()
+        await self._attach_while_ready(timeout)
         self.phases["ready"] = time.monotonic()
         if _TRACE:
             _trace(self.phases, self.run_dir / "boot-trace.json")
+
+    async def _attach_while_ready(self, timeout: float) -> None:
+        """Attach the outbound network while the capsule boots and its agent starts.
+
+        Both are waited for: the capsule is ``running`` (and runs capsule code: commands,
+        services) only once its network filter is in place. Only our agent runs before.
+        """
+        assert self.process is not None
+        failures: list[BaseException] = []
+
+        async def attach(network: CapsuleNetwork, pid: int) -> None:
+            try:
+                await network.attach(pid)
+            except Exception as exc:  # raised below, as the sequential path raised it
+                failures.append(exc)
+            self.phases["network"] = time.monotonic()
+
+        async with anyio.create_task_group() as tg:
+            if self.network is not None:
+                tg.start_soon(attach, self.network, self.process.pid)
+            try:
+                with anyio.fail_after(timeout):
+                    await self._until_ready()
+            except Exception as exc:  # not wrapped in the task group's exception group
+                failures.insert(0, exc)  # boot's own failure says more than the network's
+                tg.cancel_scope.cancel()
+        if failures:
+            raise failures[0]
 
     async def _until_ready(self) -> None:
         """Wait until the agent answers; fail at once (with boot's error) if it exits.
@@ -511,7 +546,7 @@ class Sandbox:
             self.ids = None
 
 
-def kill_unreaped(process: Child | anyio.abc.Process) -> None:
+def kill_unreaped(process: Child | BootChild | anyio.abc.Process) -> None:
     """SIGKILL a child without reaping it.
 
     ``Popen.kill()`` polls first (CPython 3.9+, against signalling a reused pid), and that

@@ -15,6 +15,7 @@ import attrs
 from ._accounts import Accounts
 from ._app import build_app
 from ._asgi import serve_asgi
+from ._boot_process import start_boot_process, stop_boot_process
 from ._capsules import CapsuleManager
 from ._events import EventHub
 from ._guard import HostGuard
@@ -25,6 +26,7 @@ from ._persist import keep_saved, read_state, restore_accounts, restore_template
 from ._port_links import PortLinks
 from ._proxy import PortProxy
 from ._rootfs import prepare_base
+from ._sandbox import BOOT_ENV
 from ._upkeep import reaper, sampler
 
 __all__ = ["LocalServer", "serve"]
@@ -101,6 +103,8 @@ async def serve(
             log.warning("capsules run with reduced isolation: %s", "; ".join(support.reasons))
         if not own_dir:  # a killed predecessor may have left capsules behind
             await anyio.to_thread.run_sync(reap_leftovers, root)
+        if support.isolation is Isolation.FULL:  # capsules boot as its forks
+            await start_boot_process(root, support.capsule_python, BOOT_ENV)
         await anyio.to_thread.run_sync(prepare_base, root / "base")
         accounts = Accounts()
         state = None if own_dir else await anyio.to_thread.run_sync(read_state, root)
@@ -160,6 +164,8 @@ async def serve(
         if error is not None:
             raise error
     finally:
+        with anyio.CancelScope(shield=True):
+            await stop_boot_process(root)
         if own_dir:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))

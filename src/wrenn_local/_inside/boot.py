@@ -309,6 +309,7 @@ def main(plan_path: str) -> None:
     marks = {"boot_started": time.monotonic()}  # boot timings, for benchmarks/boot.py
     with open(plan_path) as fh:
         plan = json.load(fh)
+    joining = join_cgroups(plan.get("cgroups", []))  # first: the longest wait, in a child
     mount(None, "/", None, flags=MS_REC | MS_PRIVATE)
     merged = plan["merged"]
     os.chdir(plan["data_dir"])
@@ -317,7 +318,6 @@ def main(plan_path: str) -> None:
     idmap_dir = plan.get("idmap_dir", "")
     if idmap_dir:
         os.makedirs(idmap_dir, exist_ok=True)
-    joining = join_cgroups(plan.get("cgroups", []))  # while the mounts below are made
     disk = plan.get("disk")
     if disk:  # the writable layers on the capsule's size-limited image (_disk.py)
         os.makedirs(disk["mount"], exist_ok=True)
@@ -417,8 +417,163 @@ def probe(scratch: str) -> None:
         raise SystemExit("idmapped lower layers are not honoured by overlayfs")
 
 
+PR_SET_PDEATHSIG = 1
+CLONE_NEWNS = 0x20000
+MAX_FDS = 4  # descriptors a request may pass (standard error, the agent's listener)
+
+
+def serve(control_fd: int, server_pid: int) -> None:
+    """The server's boot process: one fork per capsule runs :func:`main`.
+
+    Started once per server (``_boot_process.py``), single-threaded, with this module
+    imported and its interpreter started: a capsule's boot then costs a fork, not an
+    ``unshare`` process and a Python start-up. It dies with the server (a parent-death
+    signal) and bubblewrap dies with it (``--die-with-parent``).
+
+    Requests arrive on ``control_fd`` (a SOCK_SEQPACKET socket the server holds the
+    other end of): JSON ``{"plan", "network", "fds"}`` with the descriptors to pass
+    (SCM_RIGHTS) placed at the numbers ``fds`` gives. The answer is the child's pid and,
+    as a descriptor, one end of a socket pair that gets the child's exit status (text)
+    once it has ended. The child is reaped only when the server has closed that end,
+    so its pid cannot name another process while the server may still signal it.
+    """
+    import array
+    import select
+    import signal
+
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))
+    if os.getppid() != server_pid:  # the server died before the signal was armed
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    control = socket.socket(fileno=control_fd)
+    poller = select.poll()
+    poller.register(control_fd, select.POLLIN)
+    running: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, our end of its status pair)
+    ended: dict[int, int] = {}  # our end of a status pair -> pid (a zombie until closed)
+    while True:
+        for fd, _ in poller.poll():
+            if fd == control_fd:
+                msg, ancdata, _, _ = control.recvmsg(65536, socket.CMSG_SPACE(MAX_FDS * 4))
+                fds = array.array("i")
+                for level, kind, data in ancdata:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+                if not msg:
+                    return  # the server closed its end: it is gone or stopping
+                try:
+                    pid = _start_child(json.loads(msg), list(fds))
+                finally:
+                    for passed in fds:
+                        os.close(passed)
+                pidfd = os.pidfd_open(pid)
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                status_w, status_r = ours.detach(), theirs.detach()
+                running[pidfd] = (pid, status_w)
+                poller.register(pidfd, select.POLLIN)
+                try:
+                    control.sendmsg(
+                        [json.dumps({"pid": pid}).encode()],
+                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [status_r]))],
+                    )
+                finally:
+                    os.close(status_r)
+            elif fd in running:  # a child ended: its status, without reaping it
+                pid, status_w = running.pop(fd)
+                poller.unregister(fd)
+                os.close(fd)
+                result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+                assert result is not None  # it has ended: the pidfd said so
+                code = result.si_status if result.si_code == os.CLD_EXITED else -result.si_status
+                with contextlib.suppress(OSError):  # the server closed it already
+                    os.write(status_w, str(code).encode())
+                ended[status_w] = pid
+                poller.register(status_w, 0)  # POLLHUP once the server closed its end
+            elif fd in ended:  # the server has the status: the pid may go
+                poller.unregister(fd)
+                os.close(fd)
+                os.waitpid(ended.pop(fd), 0)
+
+
+def _start_child(request: dict[str, object], fds: list[int]) -> int:
+    """Fork the child that boots one capsule: only the passed descriptors, a new session,
+    private mount (and, when asked, network) namespace, then :func:`main`."""
+    targets = [int(n) for n in request["fds"]]  # type: ignore[attr-defined]
+    plan = str(request.get("plan"))
+    flags = CLONE_NEWNS | (CLONE_NEWNET if request.get("network") else 0)
+    if len(targets) != len(fds):
+        raise OSError(errno.EINVAL, "descriptors do not match the request")
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        import signal
+
+        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))  # until bwrap's own
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.setsid()
+        # every passed descriptor above every target first, then onto its target
+        low = max([*targets, 2]) + 1
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low) for fd in fds]
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        for fd, target in zip(moved, targets, strict=True):
+            os.dup2(fd, target)  # inheritable: bubblewrap and the agent get it
+        keep = sorted({0, 1, 2, *targets})
+        # nothing else of the boot process (its control socket, other capsules'
+        # descriptors) reaches the capsule
+        start = 0
+        for fd in keep:
+            if start < fd:  # an empty range would close everything (close_range(0, -1))
+                os.closerange(start, fd)
+            start = fd + 1
+        os.closerange(start, 1 << 20)
+        if "hold" in request:
+            hold([str(arg) for arg in request["hold"]])  # type: ignore[attr-defined]
+        _check(_libc.unshare(flags))
+        main(plan)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            import traceback
+
+            os.write(2, traceback.format_exc().encode(errors="replace"))
+    finally:
+        os._exit(code)
+
+
+CLONE_NEWPID = 0x20000000
+
+
+def hold(argv: list[str]) -> None:
+    """Run ``argv`` (the capsule's pasta) in a new pid namespace; exit with its status.
+
+    Its init (a fork of this process) has a parent-death signal: when this child ends
+    (killed by the server, or with the boot process, which dies with the server), the
+    whole namespace goes, pasta and anything it started.
+    """
+    import signal
+
+    _check(_libc.unshare(CLONE_NEWPID))
+    init = os.fork()
+    if init == 0:  # pid 1 of the new namespace
+        code = 1
+        try:
+            _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))
+            child = os.fork()
+            if child == 0:
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # pasta refuses an ignored one
+                os.execv(argv[0], argv)
+            code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) & 0xFF
+        finally:
+            os._exit(code)
+    os._exit(os.waitstatus_to_exitcode(os.waitpid(init, 0)[1]) & 0xFF)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--probe":
         probe(sys.argv[2])
+    elif sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]), int(sys.argv[3]))
     else:
         main(sys.argv[1])
