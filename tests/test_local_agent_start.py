@@ -18,7 +18,7 @@ from tests.localserver import local_http, new_capsule, sh
 from wrenn_local._agent_client import AgentClient, AgentFailure
 from wrenn_local._inside import AGENT
 
-# Shared libraries behind the modules the agent defers (agent.py, DEFERRED) or blocks
+# Shared libraries behind the modules the agent defers (agent.py, at its imports) or blocks
 # (ssl): OpenSSL (secrets -> hmac -> _hashlib, and ssl), libffi (ctypes), lzma and bz2
 # (shutil), termios. Each costs a capsule boot its loading and relocation.
 NOT_AT_BOOT = ("libcrypto", "libssl", "libffi", "liblzma", "libbz2", "_ctypes", "termios")

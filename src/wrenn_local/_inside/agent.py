@@ -27,9 +27,9 @@ sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
 
 # What the agent imports at start is what every capsule boot pays for, before the agent
 # answers. Modules only some requests need are imported where they are used, on first
-# use (``ctypes``: libffi; ``shutil``: bz2 and lzma; ``termios``): see DEFERRED. No
-# ``secrets`` either: it loads OpenSSL's libcrypto (via ``hmac``) for what
-# ``os.urandom`` gives.
+# use (``ctypes``: libffi; ``shutil``: bz2 and lzma; ``termios``). No ``secrets``
+# either: it loads OpenSSL's libcrypto (via ``hmac``) for what ``os.urandom`` gives.
+# tests/test_local_agent_start.py checks that a booted agent has none of them loaded.
 import asyncio
 import contextlib
 import errno
@@ -925,10 +925,6 @@ class Agent:
 FILE_OPS = frozenset({"read", "write", "list", "stat", "mkdir", "remove"})
 HANDOFF_MAX = 64 * 1024  # a file operation's request (a path and a few fields)
 
-
-# Imported on first use (see the note at the imports), never at the agent's start:
-# tests/test_local_agent_start.py checks that a boot leaves them out.
-DEFERRED = ("ctypes", "shutil", "termios", "secrets", "hashlib", "bz2", "lzma")
 
 _LIBC: Any = None  # libc through ctypes, for prctl: loaded by load_libc()
 PR_SET_DUMPABLE = 4
