@@ -50,9 +50,13 @@ def _agent_pid(server: wrenn_local.LocalServer, cid: str) -> int:
     raise AssertionError("no agent in the capsule's process tree")
 
 
+def _maps(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/maps").read_text().splitlines()
+
+
 def _loaded(pid: int) -> set[str]:
     """The shared objects mapped into a process, of those the agent must not load at boot."""
-    maps = Path(f"/proc/{pid}/maps").read_text()
+    maps = "\n".join(_maps(pid))
     return {name for name in NOT_AT_BOOT if name in maps}
 
 
@@ -63,6 +67,11 @@ async def test_the_agent_loads_only_what_it_needs_to_answer_then_the_rest_on_fir
         cid = await new_capsule(http)
         agent = _agent_pid(server, cid)
         assert _loaded(agent) == set()  # the capsule is running: the agent has answered
+        # and what it mapped is the capsule's own /usr: nothing of the server's environment
+        fields = [line.split(maxsplit=5) for line in _maps(agent)]
+        mapped = {f[5] for f in fields if len(f) == 6}  # anonymous mappings have no 6th
+        outside = {m for m in mapped if not m.startswith(("/usr/", "["))}
+        assert outside == set(), outside
         assert (await sh(http, cid, "echo hi"))["stdout"] == "hi\n"
         # A command whose argv and environment exceed the spawner's message limit is
         # started by the agent itself (the direct path): oom_first runs in the child,
