@@ -221,8 +221,14 @@ def main() -> None:
             emit(**fields)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            CGROUP.rmdir()
+        for _ in range(50):  # the last sandbox's processes may still be exiting
+            try:
+                CGROUP.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
 
 
 if __name__ == "__main__":
