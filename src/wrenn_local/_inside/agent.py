@@ -25,22 +25,23 @@ import sys
 # libraries at every capsule boot (~9 ms of its start-up); asyncio does without them.
 sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
 
+# What the agent imports at start is what every capsule boot pays for, before the agent
+# answers. Modules only some requests need are imported where they are used, on first
+# use (``ctypes``: libffi; ``shutil``: bz2 and lzma; ``termios``). No ``secrets``
+# either: it loads OpenSSL's libcrypto (via ``hmac``) for what ``os.urandom`` gives.
+# tests/test_local_agent_start.py checks that a booted agent has none of them loaded.
 import asyncio
 import contextlib
-import ctypes
 import errno
 import fcntl
 import grp
 import json
 import os
 import pwd
-import secrets
-import shutil
 import signal
 import socket
 import stat
 import struct
-import termios
 import time
 from typing import Any
 
@@ -269,7 +270,7 @@ class Agent:
 
     def _new_tag(self, prefix: str) -> str:
         while True:
-            tag = f"{prefix}-{secrets.token_hex(4)}"
+            tag = f"{prefix}-{os.urandom(4).hex()}"
             if tag not in self.by_tag:
                 return tag
 
@@ -306,6 +307,7 @@ class Agent:
             spawned = await self._spawn_as_user(self.spawner, tag, cmd, args, env, cwd)
             if spawned is not None:
                 return spawned
+        load_libc()  # for oom_first, in the child: no import after fork
         try:
             process = await asyncio.create_subprocess_exec(
                 cmd,
@@ -396,6 +398,10 @@ class Agent:
         self._forget_later(proc)
 
     async def spawn_pty(self, req: dict[str, Any]) -> Proc:
+        import shutil
+        import termios  # here, not in child_setup: no import after fork
+
+        load_libc()
         cmd = req.get("cmd") or "/bin/bash"
         if not shutil.which(cmd, path=self._env(None)["PATH"]) and not os.path.exists(cmd):
             raise AgentError("invalid_request", f"executable not found: {cmd}")
@@ -688,7 +694,7 @@ class Agent:
             raise AgentError("invalid_request", "path is a directory")
         self._makedirs(os.path.dirname(host))
         # a short name beside the target: a 255-byte file name must still be writable
-        tmp = os.path.join(os.path.dirname(host), f".wrenn-{secrets.token_hex(4)}.part")
+        tmp = os.path.join(os.path.dirname(host), f".wrenn-{os.urandom(4).hex()}.part")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         ok = False
         try:
@@ -786,6 +792,8 @@ class Agent:
         if not os.path.lexists(host):
             raise AgentError("not_found", f"path not found: {path}")
         if os.path.isdir(host) and not os.path.islink(host):
+            import shutil
+
             shutil.rmtree(host)
         else:
             os.unlink(host)
@@ -918,8 +926,18 @@ FILE_OPS = frozenset({"read", "write", "list", "stat", "mkdir", "remove"})
 HANDOFF_MAX = 64 * 1024  # a file operation's request (a path and a few fields)
 
 
-_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC: Any = None  # libc through ctypes, for prctl: loaded by load_libc()
 PR_SET_DUMPABLE = 4
+
+
+def load_libc() -> None:
+    """(In the agent, before it starts a command.) Load libc for :func:`oom_first`, which
+    runs in the child between fork and exec, where nothing may be imported."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+
+        _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _command_oom_score() -> bytes:
@@ -1018,6 +1036,7 @@ class FilesWorker:
                 self.process = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-I",
+                    "-S",  # stdlib only, as the agent (_sandbox.py): no site-packages scan
                     os.path.abspath(__file__),
                     "--files-worker",
                     str(theirs.fileno()),
@@ -1113,6 +1132,8 @@ async def write_all(fd: int, data: bytes) -> None:
 
 
 def set_winsize(fd: int, rows: int, cols: int) -> None:
+    import termios
+
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 

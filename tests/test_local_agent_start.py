@@ -1,0 +1,119 @@
+"""The agent's start: what it loads before it answers, and what it loads on first use."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+import wrenn_local
+from tests.localserver import local_http, new_capsule, sh
+from wrenn_local._agent_client import AgentClient, AgentFailure
+from wrenn_local._inside import AGENT
+
+# Shared libraries behind the modules the agent defers (agent.py, at its imports) or blocks
+# (ssl): OpenSSL (secrets -> hmac -> _hashlib, and ssl), libffi (ctypes), lzma and bz2
+# (shutil), termios. Each costs a capsule boot its loading and relocation.
+NOT_AT_BOOT = ("libcrypto", "libssl", "libffi", "liblzma", "libbz2", "_ctypes", "termios")
+
+
+def _agent_pid(server: wrenn_local.LocalServer, cid: str) -> int:
+    """The host pid of a capsule's agent, found from the sandbox's process (an internal:
+    nothing on the wire names host pids)."""
+    sandbox = server.capsules.capsules[cid].sandbox
+    assert sandbox is not None
+    assert sandbox.process is not None
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    todo = [sandbox.process.pid]
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            # not bubblewrap (whose command line names the agent too), not the files
+            # worker; the first one down the tree is the agent (the spawner is its child)
+            python = os.path.basename(argv[0]).startswith(b"python")
+            if python and b"/run/wrenn/agent.py" in argv and b"--files-worker" not in argv:
+                return pid
+        todo.extend(children.get(pid, []))
+    raise AssertionError("no agent in the capsule's process tree")
+
+
+def _maps(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/maps").read_text().splitlines()
+
+
+def _loaded(pid: int) -> set[str]:
+    """The shared objects mapped into a process, of those the agent must not load at boot."""
+    maps = "\n".join(_maps(pid))
+    return {name for name in NOT_AT_BOOT if name in maps}
+
+
+async def test_the_agent_loads_only_what_it_needs_to_answer_then_the_rest_on_first_use() -> None:
+    async with local_http() as (server, http):
+        if server.isolation != "full":
+            pytest.skip("reduced isolation runs the agent from source, outside a capsule")
+        cid = await new_capsule(http)
+        agent = _agent_pid(server, cid)
+        assert _loaded(agent) == set()  # the capsule is running: the agent has answered
+        # and what it mapped is the capsule's own /usr: nothing of the server's environment
+        fields = [line.split(maxsplit=5) for line in _maps(agent)]
+        mapped = {f[5] for f in fields if len(f) == 6}  # anonymous mappings have no 6th
+        outside = {m for m in mapped if not m.startswith(("/usr/", "["))}
+        assert outside == set(), outside
+        assert (await sh(http, cid, "echo hi"))["stdout"] == "hi\n"
+        # A command whose argv and environment exceed the spawner's message limit is
+        # started by the agent itself (the direct path): oom_first runs in the child,
+        # with libc loaded by the agent on this first use (ctypes cannot load after fork).
+        # (one variable holds at most 128 KiB: the kernel's MAX_ARG_STRLEN)
+        big = {f"WRENN_BIG{i}": "x" * (100 * 1024) for i in range(3)}
+        script = "cat /proc/self/oom_score_adj; echo ${#WRENN_BIG2}"
+        direct = await sh(http, cid, script, envs=big)
+        assert direct["exit_code"] == 0, direct
+        assert direct["stdout"] in ("100\n102400\n", "1000\n102400\n"), direct
+        assert "_ctypes" in _loaded(agent)  # loaded on first use, in the agent
+
+
+async def test_a_deferred_module_that_cannot_load_fails_the_request_not_the_agent(
+    tmp_path: Path,
+) -> None:
+    # The agent run by itself (as reduced isolation runs it) under a Python whose ctypes
+    # cannot be imported: a capsule image with a broken or stripped standard library,
+    # which no capsule this server builds has, hence the block in sys.modules.
+    socket_path = tmp_path / "agent.sock"
+    config = tmp_path / "agent.json"
+    config.write_text(json.dumps({"root": str(tmp_path), "home": "/", "switch_user": False}))
+    launcher = (
+        "import runpy, sys; sys.modules['ctypes'] = None; "
+        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    command = [sys.executable, "-I", "-S", "-c", launcher, str(AGENT), str(socket_path)]
+    command.append(str(config))
+    client = AgentClient(socket_path)
+    async with await anyio.open_process(command, stdin=subprocess.DEVNULL) as process:
+        try:
+            with anyio.fail_after(20):
+                while not await client.ping():
+                    await anyio.sleep(0.02)
+            with pytest.raises(AgentFailure) as failed:
+                async with client.exec("/bin/true", args=[], envs={}):
+                    pass
+            assert failed.value.code == "agent_error"
+            assert "ModuleNotFoundError" in str(failed.value)
+            assert await client.ping()  # the agent still serves
+            assert process.returncode is None
+        finally:
+            client.close()
+            process.send_signal(signal.SIGTERM)
+            await process.wait()
