@@ -7,6 +7,7 @@ Whole files in one request, and the streaming variants (``write_stream``,
 from __future__ import annotations
 
 import builtins
+import json
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,11 +19,13 @@ from .._config import CLIENT_DEFAULT, Timeout
 from .._exceptions import (
     WrennNotFoundError,
     WrennProtocolError,
+    WrennTimeoutError,
     WrennTooLargeError,
     WrennValidationError,
 )
 from .._models import FileEntry
-from .._transport.http import BodyChunks, HTTPTransport, api_path, response_json
+from .._transport.http import USER_AGENT, BodyChunks, HTTPTransport, api_path, response_json
+from .._transport.offload import Offload, OffloadBody, offload_for
 from .converter import structure, structure_list
 
 __all__ = ["AsyncFiles", "check_path", "stream_framing"]
@@ -74,6 +77,23 @@ class AsyncFiles:
 
     def __init__(self, http: HTTPTransport) -> None:
         self._http = http
+        self._offload_made = False
+        self._offload_one: Offload | None = None
+
+    def _offload(self) -> Offload | None:
+        """Streamed bodies over plain HTTP on our own transport move in a worker thread
+        (see :mod:`wrenn._transport.offload`); made on first use."""
+        if not self._offload_made:
+            config = self._http.config
+            self._offload_one = offload_for(
+                config.base_url,
+                self._http.own_transport,
+                config.auth_headers,
+                USER_AGENT,
+                config.connect_timeout,
+            )
+            self._offload_made = True
+        return self._offload_one
 
     async def write(
         self, capsule_id: str, path: str, data: bytes | str, *, timeout: Timeout = CLIENT_DEFAULT
@@ -180,9 +200,16 @@ class AsyncFiles:
                 raise WrennValidationError(f"the data ended after {sent} of {size} bytes")
             yield tail
 
+        api = api_path("capsules", capsule_id, "files", "stream", "write")
+        if (offload := self._offload()) is not None:
+            with anyio.move_on_after(3600.0) as scope:
+                await offload.upload(api, headers, body())
+            if scope.cancelled_caught:
+                raise WrennTimeoutError(f"no complete answer within 3600 s (POST {api})")
+            return
         await self._http.request(
             "POST",
-            api_path("capsules", capsule_id, "files", "stream", "write"),
+            api,
             content=body(),  # type: ignore[arg-type]
             headers=headers,
             timeout=3600.0,
@@ -191,10 +218,22 @@ class AsyncFiles:
     @asynccontextmanager
     async def read_stream(
         self, capsule_id: str, path: str, *, chunk_size: int = 256 * 1024
-    ) -> AsyncIterator[BodyChunks]:
+    ) -> AsyncIterator[BodyChunks | OffloadBody]:
         """The file's bytes in chunks, for the duration of a block. A missing file
         raises :class:`WrennNotFoundError` on entering; leaving early closes the transfer;
         each wait for more bytes is bounded by 60 s."""
+        if (offload := self._offload()) is not None:
+            api = api_path("capsules", capsule_id, "files", "stream", "read")
+            if chunk_size < 1:
+                raise WrennValidationError(f"chunk_size must be 1 or more, got {chunk_size}")
+            body = json.dumps({"path": _path(path)}).encode()
+            opening = self._http.config.deadline(CLIENT_DEFAULT)
+            offloaded = await offload.download(api, body, chunk_size, open_timeout=opening)
+            try:
+                yield offloaded
+            finally:
+                await offloaded.aclose()
+            return
         async with self._http.stream(
             "POST",
             api_path("capsules", capsule_id, "files", "stream", "read"),
