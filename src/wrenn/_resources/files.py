@@ -25,7 +25,7 @@ from .._exceptions import (
 )
 from .._models import FileEntry
 from .._transport.http import USER_AGENT, BodyChunks, HTTPTransport, api_path, response_json
-from .._transport.offload import Offload, OffloadBody, offload_for
+from .._transport.offload import Offload, OffloadBody, offload_for, on_asyncio
 from .converter import structure, structure_list
 
 __all__ = ["AsyncFiles", "check_path", "stream_framing"]
@@ -82,7 +82,7 @@ class AsyncFiles:
 
     def _offload(self) -> Offload | None:
         """Streamed bodies over plain HTTP on our own transport move in a worker thread
-        (see :mod:`wrenn._transport.offload`); made on first use."""
+        under asyncio (see :mod:`wrenn._transport.offload`); made on first use."""
         if not self._offload_made:
             config = self._http.config
             self._offload_one = offload_for(
@@ -93,6 +93,8 @@ class AsyncFiles:
                 config.connect_timeout,
             )
             self._offload_made = True
+        if self._offload_one is None or not on_asyncio():
+            return None
         return self._offload_one
 
     async def write(

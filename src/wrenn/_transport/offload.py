@@ -11,9 +11,9 @@ piece, not once per socket event.
 
 Every promise of the event-loop path holds:
 
-- Cancellation: the worker is abandoned at once (the cancellation is raised in the
-  caller's task) and the socket is shut down, which makes the blocked ``send``/``recv``
-  return; the descriptor is closed only when the worker has left it. A connection is
+- Cancellation: a watcher task shuts the socket down, which makes the worker's blocked
+  ``send``/``recv`` return at once; the worker is waited for (back in the pool, never
+  left behind), then the cancellation comes out. A connection is
   never reused: each transfer has its own, closed at its end.
 - Stalls: each wait of the socket for more room or more bytes is bounded
   (:data:`SOCKET_WAIT`, kernel ``SO_RCVTIMEO``/``SO_SNDTIMEO``) and then raises
@@ -21,15 +21,17 @@ Every promise of the event-loop path holds:
   :class:`WrennConnectionError`; error statuses are mapped as everywhere else.
 - Memory: one piece (at most ``chunk_size``) or one caller's chunk in flight.
 
-TLS (``https://``) and clients on a caller's own transport keep the event-loop path.
+TLS (``https://``), clients on a caller's own transport and trio keep the event-loop path.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import struct
+import sys
 import threading
 from collections import deque
 from collections.abc import AsyncIterable, Callable
@@ -37,6 +39,7 @@ from typing import Any, Final, TypeVar, final
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from .._exceptions import (
@@ -49,7 +52,7 @@ from .._exceptions import (
 )
 from .retry import parse_retry_after
 
-__all__ = ["Offload", "OffloadBody", "offload_for"]
+__all__ = ["Offload", "OffloadBody", "offload_for", "on_asyncio"]
 
 T = TypeVar("T")
 
@@ -60,7 +63,8 @@ HEAD_LIMIT: Final = 64 * 1024  # status line and headers of an answer
 LINE_LIMIT: Final = 1024  # a chunk-size line, a trailer line
 BATCH_BYTES: Final = 2 * 1024 * 1024  # at most this much of a download per crossing
 ERROR_BODY_LIMIT: Final = 1024 * 1024  # what is read of an error answer's body
-CLOSE_WAIT: Final = 5.0  # for an abandoned worker to leave the socket before it is closed
+# POSIX sockets with the flags and timeouts used here (not Windows: the event loop's path)
+_USABLE: Final = sys.platform != "win32" and hasattr(socket, "MSG_DONTWAIT")
 
 
 def offload_for(
@@ -73,7 +77,7 @@ def offload_for(
     """An :class:`Offload` for a client's base URL, or ``None`` when its transfers stay on
     the event loop (TLS, or a transport of the caller's own)."""
     parts = urlsplit(base_url)
-    if not own_transport or parts.scheme != "http" or not parts.hostname:
+    if not own_transport or parts.scheme != "http" or not parts.hostname or not _USABLE:
         return None
     return Offload(
         parts.hostname,
@@ -84,6 +88,13 @@ def offload_for(
         user_agent,
         connect_timeout,
     )
+
+
+def on_asyncio() -> bool:
+    """Whether the running loop is asyncio's: only there are transfers offloaded. (Under
+    trio, the thread cache can keep a second idle worker after back-to-back transfers,
+    which the cancellation matrix counts as a leak; trio keeps the event-loop path.)"""
+    return anyio.lowlevel.current_token().backend_class.__name__ == "AsyncIOBackend"
 
 
 def _timeval(seconds: float) -> bytes:
@@ -103,6 +114,9 @@ class _Conn:
         self.limiter = anyio.CapacityLimiter(1)  # not the default limiter: never starved
         self._closed = False
 
+    def is_aborted(self) -> bool:
+        return self.aborted
+
     def abort(self) -> None:
         """Make a blocked ``send``/``recv`` return now (safe from any thread)."""
         self.aborted = True
@@ -112,26 +126,46 @@ class _Conn:
             pass
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
-        """``func(*args)`` in a worker thread; cancelling abandons the worker and aborts
-        the connection (so the worker returns promptly), then lets the cancellation out."""
+        """``func(*args)`` in a worker thread. Cancelling the caller aborts the connection
+        (so the worker returns promptly), waits for the worker (it goes back to the
+        pool, never left behind) and lets the cancellation out."""
         if self.aborted or self._closed:
             raise WrennConnectionError(f"the transfer was abandoned ({self.context})")
+        done = False
+        failed: list[OSError | WrennError] = []
+        result: T | None = None
 
         def work() -> T:
             with self._using:
-                if self._closed:  # abandoned before it started
+                if self._closed:
                     raise OSError(errno.EBADF, "the transfer was abandoned")
                 return func(*args)
 
-        try:
-            return await anyio.to_thread.run_sync(
-                work, abandon_on_cancel=True, limiter=self.limiter
-            )
-        except anyio.get_cancelled_exc_class():
-            self.abort()
-            raise
-        except OSError as exc:
-            raise self._mapped(exc) from exc
+        async def watch() -> None:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                if not done:  # the caller was cancelled
+                    self.abort()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            try:
+                # shielded: the worker is always waited for; the watcher ends it early
+                with anyio.CancelScope(shield=True):
+                    result = await anyio.to_thread.run_sync(work, limiter=self.limiter)
+            except (OSError, WrennError) as exc:  # never out of the task group
+                failed.append(exc)
+            finally:
+                done = True
+                tg.cancel_scope.cancel()
+        if self.is_aborted():  # (the watcher may have aborted it meanwhile)
+            await anyio.lowlevel.checkpoint()  # the cancellation that aborted it, if any
+        if failed:
+            if isinstance(failed[0], WrennError):
+                raise failed[0]
+            raise self._mapped(failed[0]) from failed[0]
+        return result  # type: ignore[return-value]
 
     def _mapped(self, exc: OSError) -> WrennError:
         if isinstance(exc, TimeoutError | BlockingIOError):  # SO_RCVTIMEO / SO_SNDTIMEO
@@ -141,19 +175,12 @@ class _Conn:
         return WrennConnectionError(f"the connection broke: {exc} ({self.context})")
 
     async def aclose(self) -> None:
-        """Close the socket once no worker uses it (shielded, bounded)."""
+        """Close the socket (no worker uses it any more: :meth:`run` waits for its own)."""
         if self._closed:
             return
         self._closed = True
-        if not self._using.acquire(blocking=False):
-            self.abort()
-            with anyio.CancelScope(shield=True):  # the worker returns at once after abort()
-                if not await anyio.to_thread.run_sync(self._using.acquire, True, CLOSE_WAIT):
-                    return  # a worker still holds it: the fd is left to the GC
-        try:
+        with self._using:  # free: every run() has waited for its worker
             self.sock.close()
-        finally:
-            self._using.release()
 
     # -- blocking steps, run in the worker ----------------------------------------------
 
@@ -364,12 +391,20 @@ class Offload:
     def __repr__(self) -> str:
         return f"<Offload {self._netloc}>"
 
+    async def _addresses(self) -> list[tuple[Any, Any, int, str, Any]]:
+        """Where to connect: an address as it is, a name resolved (in a thread)."""
+        try:
+            ip = ipaddress.ip_address(self._host.strip("[]"))
+        except ValueError:
+            return list(await anyio.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM))
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 0, "", (str(ip), self._port))]
+
     async def _connect(self, context: str, timeout: float) -> _Conn:
         """A connected blocking socket (connecting on the loop: cancellable)."""
         last: OSError | None = None
         with anyio.move_on_after(timeout) as scope:
-            infos = await anyio.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
-            for family, kind, proto, _, addr in infos:
+            for family, kind, proto, _, addr in await self._addresses():
                 sock = socket.socket(family, kind, proto)
                 try:
                     sock.setblocking(False)
@@ -496,7 +531,7 @@ class Offload:
                 raise sent_error
         finally:
             if (aclose := getattr(body, "aclose", None)) is not None:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_WAIT):
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await aclose()  # an abandoned source is finalised now, not by the GC
             await conn.aclose()
 
