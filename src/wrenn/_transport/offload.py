@@ -29,10 +29,12 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import select
 import socket
 import struct
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterable, Callable
 from typing import Any, Final, TypeVar, final
@@ -62,6 +64,7 @@ SOCKET_WAIT: Final = 60.0
 HEAD_LIMIT: Final = 64 * 1024  # status line and headers of an answer
 LINE_LIMIT: Final = 1024  # a chunk-size line, a trailer line
 BATCH_BYTES: Final = 2 * 1024 * 1024  # at most this much of a download per crossing
+PIECE_WAIT: Final = 0.002  # how long a batch waits for its next piece before it goes
 ERROR_BODY_LIMIT: Final = 1024 * 1024  # what is read of an error answer's body
 # POSIX sockets with the flags and timeouts used here (not Windows: the event loop's path)
 _USABLE: Final = sys.platform != "win32" and hasattr(socket, "MSG_DONTWAIT")
@@ -246,7 +249,7 @@ class _BodyReader:
         self._left = head.length  # fixed length: bytes left; chunked: of this chunk
         if self._chunked:
             self._left = 0
-        self._first = True  # chunked: no CRLF to consume before the first size line
+        self._crlf_due = False  # chunked: the CRLF after a chunk's data is still to read
         self.done = head.length == 0 and not head.chunked
 
     def piece(self, n: int) -> bytes:
@@ -255,9 +258,7 @@ class _BodyReader:
             return b""
         conn = self._conn
         if self._chunked and not self._left:
-            if not self._first and conn.sock.recv(2, socket.MSG_WAITALL) != b"\r\n":
-                raise WrennProtocolError(f"a malformed chunked body ({conn.context})")
-            self._first = False
+            self._take_crlf()
             line = conn.until_crlf(b"\r\n", LINE_LIMIT).split(b";", 1)[0].strip()
             try:
                 size = int(line, 16)
@@ -280,9 +281,16 @@ class _BodyReader:
             raise WrennConnectionError(f"the body broke off ({conn.context})")
         if self._left is not None:
             self._left -= len(data)
-            if not self._chunked and not self._left:
-                self.done = True
+            if not self._left:
+                self.done = not self._chunked
+                self._crlf_due = self._chunked
         return data
+
+    def _take_crlf(self) -> None:
+        if self._crlf_due:
+            if self._conn.sock.recv(2, socket.MSG_WAITALL) != b"\r\n":
+                raise WrennProtocolError(f"a malformed chunked body ({self._conn.context})")
+            self._crlf_due = False
 
     def pieces(self, n: int, batch: int) -> list[bytes]:
         """The next piece, and after it more pieces while their bytes are already here,
@@ -301,20 +309,36 @@ class _BodyReader:
         return out
 
     def _ready_now(self) -> bool:
-        """Whether bytes of the next piece are here already (nothing is consumed)."""
-        try:
-            peek = self._conn.sock.recv(64, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return False
-        if not peek:
-            return False  # the end of the connection: the next call reports it
-        if not self._chunked or self._left:
-            return True
-        # at a chunk boundary: the CRLF, the size line, and then data (or the blank line
-        # after the last chunk) must all be here, or reading it would wait
-        after = peek if self._first else peek[2:]
-        end = after.find(b"\r\n")
-        return end >= 0 and len(after) > end + 2
+        """Whether bytes of the next piece are here, or come within :data:`PIECE_WAIT`
+        (nothing is consumed). A body that flows fills the batch; one that pauses hands
+        on what came after at most that short wait."""
+        sock = self._conn.sock
+        deadline = time.monotonic() + PIECE_WAIT
+        while True:
+            try:
+                peek = sock.recv(64, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                peek = None
+            if peek == b"":
+                return False  # the end of the connection: the next call reports it
+            if peek is not None:
+                if not self._chunked or self._left:
+                    return True
+                # at a chunk boundary: the CRLF, the size line, and then data (or the
+                # blank line after the last chunk) must all be here, or reading would wait
+                if self._crlf_due and len(peek) >= 2:
+                    self._take_crlf()  # so that waiting below waits for the next chunk
+                    continue
+                end = peek.find(b"\r\n")
+                if not self._crlf_due and end >= 0 and len(peek) > end + 2:
+                    return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if peek is None:
+                select.select([sock], [], [], left)
+            else:  # a boundary split across segments: its rest is on its way
+                time.sleep(min(left, 0.0002))
 
     def rest(self, limit: int) -> bytes:
         """The rest of the body, at most ``limit`` bytes of it (an error answer)."""
