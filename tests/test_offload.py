@@ -45,6 +45,10 @@ async def _settled_fds(target: int) -> int:
     return _fds()
 
 
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
 async def _chunks(data: bytes, step: int = MIB) -> AsyncIterator[bytes]:
     for i in range(0, len(data), step):
         yield data[i : i + step]
@@ -117,6 +121,30 @@ async def test_cancelled_at_many_points_the_cancellation_comes_out_and_nothing_l
         if direction == "upload":
             await cap.files.write("up.bin", _chunks(data))
             assert await cap.files.read("up.bin", format="bytes") == data
+
+
+async def test_a_large_write_cancelled_at_many_points_leaves_nothing_behind(
+    server: dict[str, str],
+) -> None:
+    data = os.urandom(32 * MIB)  # one buffer: sent by one blocking sendall in a worker
+    async with (
+        AsyncWrennClient(api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"]) as c,
+        c.capsule() as cap,
+    ):
+        await cap.files.write("warm.bin", data)
+        fds, threads = _fds(), threading.active_count()
+        for delay in (0, 0.0005, 0.002, 0.005, 0.01, 0.03, 0.06):
+            with anyio.move_on_after(delay) as scope:
+                await cap.files.write("cut.bin", data)
+            if scope.cancelled_caught and await cap.files.exists("cut.bin"):
+                # cut after the last byte went: whole; before: the server kept nothing
+                assert await cap.files.read("cut.bin", format="bytes") == data
+                await cap.files.remove("cut.bin")
+            assert await _settled_fds(fds) <= fds
+            await cap.files.write("next.bin", b"fine")  # the next transfer works
+        assert threading.active_count() <= threads + 1
+        await cap.files.write("cut.bin", data)
+        assert await cap.files.read("cut.bin", format="bytes") == data
 
 
 # --- a hostile server ------------------------------------------------------------------
@@ -210,7 +238,8 @@ async def test_an_upload_the_server_stops_reading_times_out(short_wait: None) ->
 
     async def test(c: AsyncWrennClient) -> None:
         with anyio.fail_after(10), pytest.raises(WrennTimeoutError):
-            await c.files.write_stream("cl-1", "f.bin", _chunks(b"x" * (64 * MIB)))
+            data = b"x" * (64 * MIB)
+            await c.files.write_stream("cl-1", "f.bin", _once(data), size=len(data), whole=True)
 
     await _hostile(deaf, test)
 
@@ -228,6 +257,7 @@ async def test_an_early_error_answer_wins_over_the_broken_upload(asyncio_only: N
 
     async def test(c: AsyncWrennClient) -> None:
         with anyio.fail_after(10), pytest.raises(WrennNotFoundError):
-            await c.files.write_stream("cl-1", "f.bin", _chunks(b"x" * (64 * MIB)))
+            data = b"x" * (64 * MIB)
+            await c.files.write_stream("cl-1", "f.bin", _once(data), size=len(data), whole=True)
 
     await _hostile(refuses, test)

@@ -166,7 +166,13 @@ class AsyncFiles:
         )
 
     async def write_stream(
-        self, capsule_id: str, path: str, chunks: AsyncIterable[bytes], *, size: int | None = None
+        self,
+        capsule_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        size: int | None = None,
+        whole: bool = False,
     ) -> None:
         """Stream chunks into a file as one multipart upload, in constant memory.
 
@@ -175,7 +181,10 @@ class AsyncFiles:
         (which copies every chunk once more). Chunks that add up to more or less than
         ``size`` raise :class:`WrennValidationError` and the upload is abandoned.
         Bounded by one hour (bound it more with your own scope); cancelling abandons
-        the upload and the server keeps no partial file.
+        the upload and the server keeps no partial file. ``whole`` says the chunks are
+        one buffer already in memory: under asyncio over plain HTTP it is then sent by a
+        worker thread in one blocking ``sendall`` (:mod:`wrenn._transport.offload`);
+        chunks that trickle in stay on the event loop, where they cost less.
         """
         head, tail, headers = stream_framing(path, size)
 
@@ -203,7 +212,7 @@ class AsyncFiles:
             yield tail
 
         api = api_path("capsules", capsule_id, "files", "stream", "write")
-        if (offload := self._offload()) is not None:
+        if whole and size is not None and (offload := self._offload()) is not None:
             with anyio.move_on_after(3600.0) as scope:
                 await offload.upload(api, headers, body())
             if scope.cancelled_caught:
