@@ -2,12 +2,15 @@
 
 On an event loop every non-blocking ``send``/``recv`` of a large body costs a wake-up of
 the loop (an ``epoll`` round, a task step, a deadline scope) and httpx2's layers copy
-each piece again (h11's receive buffer, chunked framing). For a streamed upload or
-download over plain HTTP, :class:`Offload` instead opens its own connection, makes it
-blocking and moves the body from a worker thread (``anyio.to_thread``): a download
-piece is one ``recv(n, MSG_WAITALL)`` straight into the bytes handed to the caller, an
-upload chunk one ``sendmsg`` of the caller's buffer; the loop is crossed once per
-piece, not once per socket event.
+each piece again (h11's receive buffer). For a streamed download, or the upload of a
+large buffer already in memory, over plain HTTP under asyncio, :class:`Offload` opens
+its own connection, makes it blocking and moves the body from a worker thread
+(``anyio.to_thread``): a download piece is one ``recv(n, MSG_WAITALL)`` straight into
+the bytes handed to the caller (pieces that are already there, or come within 2 ms,
+go together: one loop crossing per batch of up to 2 MiB), an upload one ``sendall``
+of the caller's buffer. (Upload chunks that trickle in from an iterable or a file
+measured cheaper on the event loop, one crossing per chunk costing more than the
+loop's own writes: they stay there.)
 
 Every promise of the event-loop path holds:
 
@@ -520,25 +523,22 @@ class Offload:
         return OffloadBody(conn, reader, chunk_size)
 
     async def upload(self, path: str, headers: dict[str, str], body: AsyncIterable[bytes]) -> None:
-        """POST ``body``'s chunks to ``path``, each sent from the caller's buffer: framed
-        by the ``Content-Length`` of ``headers`` if there is one, else chunked. Then read
-        the answer and raise its error, if any. The caller bounds the whole call; an
-        exception from ``body`` abandons the upload (its connection is closed mid-body,
-        so the server keeps nothing)."""
+        """POST ``body``'s chunks to ``path``, each sent from the caller's buffer, framed
+        by the ``Content-Length`` of ``headers`` (required: chunks that trickle in cost
+        less on the event loop). Then read the answer and raise its error, if any. The
+        caller bounds the whole call; an exception from ``body`` abandons the upload (its
+        connection is closed mid-body, so the server keeps nothing)."""
         context = f"POST {path}"
-        chunked = "Content-Length" not in headers
-        framing = {"Transfer-Encoding": "chunked"} if chunked else {}
-        head_bytes = self._head(path, {**headers, **framing})
+        if "Content-Length" not in headers:
+            raise WrennValidationError("an offloaded upload needs a Content-Length")
+        head_bytes = self._head(path, headers)
         conn = await self._connect(context, self._connect_timeout)
         try:
             await conn.run(conn.sock.sendall, head_bytes)
-            send = _send_chunk if chunked else _send_all
             sent_error: WrennConnectionError | None = None
             try:
                 async for chunk in body:
-                    await conn.run(send, conn.sock, chunk)
-                if chunked:
-                    await conn.run(conn.sock.sendall, b"0\r\n\r\n")
+                    await conn.run(conn.sock.sendall, chunk)
             except WrennConnectionError as exc:
                 if conn.aborted:
                     raise
@@ -558,17 +558,3 @@ class Offload:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await aclose()  # an abandoned source is finalised now, not by the GC
             await conn.aclose()
-
-
-def _send_all(sock: socket.socket, data: bytes) -> None:
-    sock.sendall(data)
-
-
-def _send_chunk(sock: socket.socket, data: bytes) -> None:
-    """One chunk of a chunked body: size line, bytes, CRLF, without joining them."""
-    parts = [b"%x\r\n" % len(data), data, b"\r\n"]
-    total = len(parts[0]) + len(data) + 2
-    sent = sock.sendmsg(parts)
-    if sent < total:  # a signal or a timeout cut it short: send the rest
-        rest = memoryview(b"".join(parts))[sent:]  # rare: only then a copy
-        sock.sendall(rest)
