@@ -50,6 +50,8 @@ def measure(r: Runner, direction: str, mib: int, rounds: int) -> None:
     per_gib: dict[str, list[float]] = {name: [] for name, _ in clients}
     speed: dict[str, list[float]] = {name: [] for name, _ in clients}
     ratios: dict[str, list[float]] = {name: [] for name, _ in clients}
+    for _, run in clients:  # a warm-up round, not counted (page cache, server, capsules)
+        run()
     for i in range(rounds):
         shift = i % len(clients)
         this_round: dict[str, float] = {}

@@ -128,7 +128,7 @@ class AsyncCapsuleFiles:
             if len(payload) <= STREAM_THRESHOLD:
                 await self._files.write(self._capsule_id, path, payload)
                 return
-            await self._stream_write(path, _Whole(payload), size=len(payload))
+            await self._stream_write(path, _Whole(payload), size=len(payload), whole=True)
             return
         if hasattr(data, "read"):
             fh: BinaryIO = data  # type: ignore[assignment]
@@ -142,9 +142,14 @@ class AsyncCapsuleFiles:
         await self._stream_write(path, data)
 
     async def _stream_write(
-        self, path: str, chunks: AsyncIterable[bytes], *, size: int | None = None
+        self,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        size: int | None = None,
+        whole: bool = False,
     ) -> None:
-        await self._files.write_stream(self._capsule_id, path, chunks, size=size)
+        await self._files.write_stream(self._capsule_id, path, chunks, size=size, whole=whole)
 
     def read_stream(
         self, path: str, *, chunk_size: int = 256 * 1024

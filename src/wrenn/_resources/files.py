@@ -7,6 +7,7 @@ Whole files in one request, and the streaming variants (``write_stream``,
 from __future__ import annotations
 
 import builtins
+import json
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,11 +19,13 @@ from .._config import CLIENT_DEFAULT, Timeout
 from .._exceptions import (
     WrennNotFoundError,
     WrennProtocolError,
+    WrennTimeoutError,
     WrennTooLargeError,
     WrennValidationError,
 )
 from .._models import FileEntry
-from .._transport.http import BodyChunks, HTTPTransport, api_path, response_json
+from .._transport.http import USER_AGENT, BodyChunks, HTTPTransport, api_path, response_json
+from .._transport.offload import Offload, OffloadBody, offload_for, on_asyncio
 from .converter import structure, structure_list
 
 __all__ = ["AsyncFiles", "check_path", "stream_framing"]
@@ -74,6 +77,25 @@ class AsyncFiles:
 
     def __init__(self, http: HTTPTransport) -> None:
         self._http = http
+        self._offload_made = False
+        self._offload_one: Offload | None = None
+
+    def _offload(self) -> Offload | None:
+        """Streamed bodies over plain HTTP on our own transport move in a worker thread
+        under asyncio (see :mod:`wrenn._transport.offload`); made on first use."""
+        if not self._offload_made:
+            config = self._http.config
+            self._offload_one = offload_for(
+                config.base_url,
+                self._http.own_transport,
+                config.auth_headers,
+                USER_AGENT,
+                config.connect_timeout,
+            )
+            self._offload_made = True
+        if self._offload_one is None or not on_asyncio():
+            return None
+        return self._offload_one
 
     async def write(
         self, capsule_id: str, path: str, data: bytes | str, *, timeout: Timeout = CLIENT_DEFAULT
@@ -144,7 +166,13 @@ class AsyncFiles:
         )
 
     async def write_stream(
-        self, capsule_id: str, path: str, chunks: AsyncIterable[bytes], *, size: int | None = None
+        self,
+        capsule_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        size: int | None = None,
+        whole: bool = False,
     ) -> None:
         """Stream chunks into a file as one multipart upload, in constant memory.
 
@@ -153,7 +181,10 @@ class AsyncFiles:
         (which copies every chunk once more). Chunks that add up to more or less than
         ``size`` raise :class:`WrennValidationError` and the upload is abandoned.
         Bounded by one hour (bound it more with your own scope); cancelling abandons
-        the upload and the server keeps no partial file.
+        the upload and the server keeps no partial file. ``whole`` says the chunks are
+        one buffer already in memory: under asyncio over plain HTTP it is then sent by a
+        worker thread in one blocking ``sendall`` (:mod:`wrenn._transport.offload`);
+        chunks that trickle in stay on the event loop, where they cost less.
         """
         head, tail, headers = stream_framing(path, size)
 
@@ -180,9 +211,16 @@ class AsyncFiles:
                 raise WrennValidationError(f"the data ended after {sent} of {size} bytes")
             yield tail
 
+        api = api_path("capsules", capsule_id, "files", "stream", "write")
+        if whole and size is not None and (offload := self._offload()) is not None:
+            with anyio.move_on_after(3600.0) as scope:
+                await offload.upload(api, headers, body())
+            if scope.cancelled_caught:
+                raise WrennTimeoutError(f"no complete answer within 3600 s (POST {api})")
+            return
         await self._http.request(
             "POST",
-            api_path("capsules", capsule_id, "files", "stream", "write"),
+            api,
             content=body(),  # type: ignore[arg-type]
             headers=headers,
             timeout=3600.0,
@@ -191,10 +229,22 @@ class AsyncFiles:
     @asynccontextmanager
     async def read_stream(
         self, capsule_id: str, path: str, *, chunk_size: int = 256 * 1024
-    ) -> AsyncIterator[BodyChunks]:
+    ) -> AsyncIterator[BodyChunks | OffloadBody]:
         """The file's bytes in chunks, for the duration of a block. A missing file
         raises :class:`WrennNotFoundError` on entering; leaving early closes the transfer;
         each wait for more bytes is bounded by 60 s."""
+        if (offload := self._offload()) is not None:
+            api = api_path("capsules", capsule_id, "files", "stream", "read")
+            if chunk_size < 1:
+                raise WrennValidationError(f"chunk_size must be 1 or more, got {chunk_size}")
+            body = json.dumps({"path": _path(path)}).encode()
+            opening = self._http.config.deadline(CLIENT_DEFAULT)
+            offloaded = await offload.download(api, body, chunk_size, open_timeout=opening)
+            try:
+                yield offloaded
+            finally:
+                await offloaded.aclose()
+            return
         async with self._http.stream(
             "POST",
             api_path("capsules", capsule_id, "files", "stream", "read"),

@@ -1,0 +1,560 @@
+"""Bulk request and answer bodies moved over a blocking socket in a worker thread.
+
+On an event loop every non-blocking ``send``/``recv`` of a large body costs a wake-up of
+the loop (an ``epoll`` round, a task step, a deadline scope) and httpx2's layers copy
+each piece again (h11's receive buffer). For a streamed download, or the upload of a
+large buffer already in memory, over plain HTTP under asyncio, :class:`Offload` opens
+its own connection, makes it blocking and moves the body from a worker thread
+(``anyio.to_thread``): a download piece is one ``recv(n, MSG_WAITALL)`` straight into
+the bytes handed to the caller (pieces that are already there, or come within 2 ms,
+go together: one loop crossing per batch of up to 2 MiB), an upload one ``sendall``
+of the caller's buffer. (Upload chunks that trickle in from an iterable or a file
+measured cheaper on the event loop, one crossing per chunk costing more than the
+loop's own writes: they stay there.)
+
+Every promise of the event-loop path holds:
+
+- Cancellation: a watcher task shuts the socket down, which makes the worker's blocked
+  ``send``/``recv`` return at once; the worker is waited for (back in the pool, never
+  left behind), then the cancellation comes out. A connection is
+  never reused: each transfer has its own, closed at its end.
+- Stalls: each wait of the socket for more room or more bytes is bounded
+  (:data:`SOCKET_WAIT`, kernel ``SO_RCVTIMEO``/``SO_SNDTIMEO``) and then raises
+  :class:`WrennTimeoutError`; a peer that closes mid-body raises
+  :class:`WrennConnectionError`; error statuses are mapped as everywhere else.
+- Memory: one piece (at most ``chunk_size``) or one caller's chunk in flight.
+
+TLS (``https://``), clients on a caller's own transport and trio keep the event-loop path.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterable, Callable
+from typing import Any, Final, TypeVar, final
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+from .._exceptions import (
+    WrennConnectionError,
+    WrennError,
+    WrennProtocolError,
+    WrennTimeoutError,
+    WrennValidationError,
+    error_from_response,
+)
+from .retry import parse_retry_after
+
+__all__ = ["Offload", "OffloadBody", "offload_for", "on_asyncio"]
+
+T = TypeVar("T")
+
+# Each wait of the socket for room to send or bytes to receive (the event-loop path's
+# bound on each wait for more of a download).
+SOCKET_WAIT: Final = 60.0
+HEAD_LIMIT: Final = 64 * 1024  # status line and headers of an answer
+LINE_LIMIT: Final = 1024  # a chunk-size line, a trailer line
+BATCH_BYTES: Final = 2 * 1024 * 1024  # at most this much of a download per crossing
+PIECE_WAIT: Final = 0.002  # how long a batch waits for its next piece before it goes
+ERROR_BODY_LIMIT: Final = 1024 * 1024  # what is read of an error answer's body
+# POSIX sockets with the flags and timeouts used here (not Windows: the event loop's path)
+_USABLE: Final = sys.platform != "win32" and hasattr(socket, "MSG_DONTWAIT")
+
+
+def offload_for(
+    base_url: str,
+    own_transport: bool,
+    headers: Callable[[], dict[str, str]],
+    user_agent: str,
+    connect_timeout: float,
+) -> Offload | None:
+    """An :class:`Offload` for a client's base URL, or ``None`` when its transfers stay on
+    the event loop (TLS, or a transport of the caller's own)."""
+    parts = urlsplit(base_url)
+    if not own_transport or parts.scheme != "http" or not parts.hostname or not _USABLE:
+        return None
+    return Offload(
+        parts.hostname,
+        parts.port or 80,
+        parts.netloc,
+        parts.path,
+        headers,
+        user_agent,
+        connect_timeout,
+    )
+
+
+def on_asyncio() -> bool:
+    """Whether the running loop is asyncio's: only there are transfers offloaded. (Under
+    trio, the thread cache can keep a second idle worker after back-to-back transfers,
+    which the cancellation matrix counts as a leak; trio keeps the event-loop path.)"""
+    return anyio.lowlevel.current_token().backend_class.__name__ == "AsyncIOBackend"
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
+@final
+class _Conn:
+    """One blocking connection, used by one worker at a time; never reused."""
+
+    def __init__(self, sock: socket.socket, context: str) -> None:
+        self.sock = sock
+        self.context = context
+        self.aborted = False
+        self._using = threading.Lock()  # held by the worker while it uses the socket
+        self.limiter = anyio.CapacityLimiter(1)  # not the default limiter: never starved
+        self._closed = False
+
+    def is_aborted(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        """Make a blocked ``send``/``recv`` return now (safe from any thread)."""
+        self.aborted = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` in a worker thread. Cancelling the caller aborts the connection
+        (so the worker returns promptly), waits for the worker (it goes back to the
+        pool, never left behind) and lets the cancellation out."""
+        if self.aborted or self._closed:
+            raise WrennConnectionError(f"the transfer was abandoned ({self.context})")
+        done = False
+        failed: list[OSError | WrennError] = []
+        result: T | None = None
+
+        def work() -> T:
+            with self._using:
+                if self._closed:
+                    raise OSError(errno.EBADF, "the transfer was abandoned")
+                return func(*args)
+
+        async def watch() -> None:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                if not done:  # the caller was cancelled
+                    self.abort()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            try:
+                # shielded: the worker is always waited for; the watcher ends it early
+                with anyio.CancelScope(shield=True):
+                    result = await anyio.to_thread.run_sync(work, limiter=self.limiter)
+            except (OSError, WrennError) as exc:  # never out of the task group
+                failed.append(exc)
+            finally:
+                done = True
+                tg.cancel_scope.cancel()
+        if self.is_aborted():  # (the watcher may have aborted it meanwhile)
+            await anyio.lowlevel.checkpoint()  # the cancellation that aborted it, if any
+        if failed:
+            if isinstance(failed[0], WrennError):
+                raise failed[0]
+            raise self._mapped(failed[0]) from failed[0]
+        return result  # type: ignore[return-value]
+
+    def _mapped(self, exc: OSError) -> WrennError:
+        if isinstance(exc, TimeoutError | BlockingIOError):  # SO_RCVTIMEO / SO_SNDTIMEO
+            return WrennTimeoutError(
+                f"the server sent or took nothing for {SOCKET_WAIT:g} s ({self.context})"
+            )
+        return WrennConnectionError(f"the connection broke: {exc} ({self.context})")
+
+    async def aclose(self) -> None:
+        """Close the socket (no worker uses it any more: :meth:`run` waits for its own)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._using:  # free: every run() has waited for its worker
+            self.sock.close()
+
+    # -- blocking steps, run in the worker ----------------------------------------------
+
+    def until_crlf(self, terminator: bytes, limit: int) -> bytes:
+        """Bytes up to ``terminator`` (consumed, not returned), reading no further."""
+        sock = self.sock
+        got = bytearray()
+        while True:
+            peek = sock.recv(limit - len(got) + len(terminator), socket.MSG_PEEK)
+            if not peek:
+                raise WrennConnectionError(f"the server closed the connection ({self.context})")
+            joined = got + peek
+            end = joined.find(terminator, max(0, len(got) - len(terminator) + 1))
+            if end >= 0:
+                take = end + len(terminator) - len(got)
+                if len(sock.recv(take, socket.MSG_WAITALL)) != take:
+                    raise WrennConnectionError(f"the connection broke ({self.context})")
+                return bytes(joined[:end])
+            if len(joined) > limit:
+                raise WrennProtocolError(f"an answer line is over {limit} bytes ({self.context})")
+            got += sock.recv(len(peek))
+
+
+@final
+class _Head:
+    """Status and headers of an answer, and how its body is framed."""
+
+    def __init__(self, raw: bytes, context: str) -> None:
+        lines = raw.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise WrennProtocolError(f"not an HTTP/1.1 answer ({context})")
+        self.status = int(parts[1])
+        self.headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise WrennProtocolError(f"a malformed header line ({context})")
+            key = name.strip().decode("latin-1").lower()
+            value_s = value.strip().decode("latin-1")
+            if key in self.headers:
+                self.headers[key] += "," + value_s
+            else:
+                self.headers[key] = value_s
+        self.chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        self.length: int | None = None
+        if not self.chunked and "content-length" in self.headers:
+            raw_length = self.headers["content-length"]
+            if not raw_length.isdigit():
+                raise WrennProtocolError(f"a malformed Content-Length ({context})")
+            self.length = int(raw_length)
+        if self.status in (204, 304):
+            self.length = 0
+
+
+@final
+class _BodyReader:
+    """Reads an answer's body in pieces of at most ``n`` bytes (in the worker)."""
+
+    def __init__(self, conn: _Conn, head: _Head) -> None:
+        self._conn = conn
+        self._chunked = head.chunked
+        self._left = head.length  # fixed length: bytes left; chunked: of this chunk
+        if self._chunked:
+            self._left = 0
+        self._crlf_due = False  # chunked: the CRLF after a chunk's data is still to read
+        self.done = head.length == 0 and not head.chunked
+
+    def piece(self, n: int) -> bytes:
+        """The next piece (``b""`` at the end of the body)."""
+        if self.done:
+            return b""
+        conn = self._conn
+        if self._chunked and not self._left:
+            self._take_crlf()
+            line = conn.until_crlf(b"\r\n", LINE_LIMIT).split(b";", 1)[0].strip()
+            try:
+                size = int(line, 16)
+            except ValueError:
+                raise WrennProtocolError(f"a malformed chunk size ({conn.context})") from None
+            if size < 0:
+                raise WrennProtocolError(f"a malformed chunk size ({conn.context})")
+            if size == 0:
+                while conn.until_crlf(b"\r\n", LINE_LIMIT):  # trailers, up to an empty line
+                    pass
+                self.done = True
+                return b""
+            self._left = size
+        want = n if self._left is None else min(n, self._left)
+        data = conn.sock.recv(want, socket.MSG_WAITALL)
+        if not data:
+            if self._left is None:  # framed by the end of the connection
+                self.done = True
+                return b""
+            raise WrennConnectionError(f"the body broke off ({conn.context})")
+        if self._left is not None:
+            self._left -= len(data)
+            if not self._left:
+                self.done = not self._chunked
+                self._crlf_due = self._chunked
+        return data
+
+    def _take_crlf(self) -> None:
+        if self._crlf_due:
+            if self._conn.sock.recv(2, socket.MSG_WAITALL) != b"\r\n":
+                raise WrennProtocolError(f"a malformed chunked body ({self._conn.context})")
+            self._crlf_due = False
+
+    def pieces(self, n: int, batch: int) -> list[bytes]:
+        """The next piece, and after it more pieces while their bytes are already here,
+        up to ``batch`` bytes in all (one crossing of the loop for several pieces)."""
+        first = self.piece(n)
+        if not first:
+            return []
+        out = [first]
+        total = len(first)
+        while total < batch and not self.done and self._ready_now():
+            data = self.piece(n)
+            if not data:
+                break
+            out.append(data)
+            total += len(data)
+        return out
+
+    def _ready_now(self) -> bool:
+        """Whether bytes of the next piece are here, or come within :data:`PIECE_WAIT`
+        (nothing is consumed). A body that flows fills the batch; one that pauses hands
+        on what came after at most that short wait."""
+        sock = self._conn.sock
+        deadline = time.monotonic() + PIECE_WAIT
+        while True:
+            try:
+                peek = sock.recv(64, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                peek = None
+            if peek == b"":
+                return False  # the end of the connection: the next call reports it
+            if peek is not None:
+                if not self._chunked or self._left:
+                    return True
+                # at a chunk boundary: the CRLF, the size line, and then data (or the
+                # blank line after the last chunk) must all be here, or reading would wait
+                if self._crlf_due and len(peek) >= 2:
+                    self._take_crlf()  # so that waiting below waits for the next chunk
+                    continue
+                end = peek.find(b"\r\n")
+                if not self._crlf_due and end >= 0 and len(peek) > end + 2:
+                    return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if peek is None:
+                select.select([sock], [], [], left)
+            else:  # a boundary split across segments: its rest is on its way
+                time.sleep(min(left, 0.0002))
+
+    def rest(self, limit: int) -> bytes:
+        """The rest of the body, at most ``limit`` bytes of it (an error answer)."""
+        parts: list[bytes] = []
+        size = 0
+        while size < limit and (data := self.piece(limit - size)):
+            parts.append(data)
+            size += len(data)
+        return b"".join(parts)
+
+
+@final
+class OffloadBody:
+    """An answer's body in pieces of at most ``chunk_size`` bytes, each read by a
+    worker thread as the caller asks for it (nothing is read ahead: a caller that stops
+    asking stops the socket). A body that breaks off raises
+    :class:`WrennConnectionError`."""
+
+    def __init__(self, conn: _Conn, reader: _BodyReader, chunk_size: int) -> None:
+        self._conn = conn
+        self._reader = reader
+        self._chunk_size = chunk_size
+        self._ready: deque[bytes] = deque()
+
+    def __repr__(self) -> str:
+        return f"<OffloadBody done={self._reader.done} aborted={self._conn.aborted}>"
+
+    def __aiter__(self) -> OffloadBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._ready:
+            return self._ready.popleft()
+        if self._reader.done:
+            raise StopAsyncIteration
+        pieces = await self._conn.run(self._reader.pieces, self._chunk_size, BATCH_BYTES)
+        if not pieces:
+            raise StopAsyncIteration
+        self._ready.extend(pieces)
+        return self._ready.popleft()
+
+    def take_ready(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` pieces already received, without waiting (for batching)."""
+        return [self._ready.popleft() for _ in range(min(limit, len(self._ready)))]
+
+    async def aclose(self) -> None:
+        """Close the connection (shielded and bounded: safe in a ``finally``)."""
+        await self._conn.aclose()
+
+
+@final
+class Offload:
+    """Streamed uploads and downloads of one client, each over its own blocking
+    connection moved by a worker thread (see the module's docstring)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        netloc: str,
+        prefix: str,
+        headers: Callable[[], dict[str, str]],
+        user_agent: str,
+        connect_timeout: float,
+    ) -> None:
+        self._connect_timeout = connect_timeout
+        self._host = host
+        self._port = port
+        self._netloc = netloc
+        self._prefix = prefix.rstrip("/")
+        self._headers = headers  # the credential, read at each request
+        self._user_agent = user_agent
+
+    def __repr__(self) -> str:
+        return f"<Offload {self._netloc}>"
+
+    async def _addresses(self) -> list[tuple[Any, Any, int, str, Any]]:
+        """Where to connect: an address as it is, a name resolved (in a thread)."""
+        try:
+            ip = ipaddress.ip_address(self._host.strip("[]"))
+        except ValueError:
+            return list(await anyio.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM))
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 0, "", (str(ip), self._port))]
+
+    async def _connect(self, context: str, timeout: float) -> _Conn:
+        """A connected blocking socket (connecting on the loop: cancellable)."""
+        last: OSError | None = None
+        with anyio.move_on_after(timeout) as scope:
+            for family, kind, proto, _, addr in await self._addresses():
+                sock = socket.socket(family, kind, proto)
+                try:
+                    sock.setblocking(False)
+                    err = sock.connect_ex(addr)
+                    if err not in (0, errno.EINPROGRESS):
+                        raise OSError(err, os.strerror(err))
+                    await anyio.wait_writable(sock)
+                    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if err:
+                        raise OSError(err, os.strerror(err))
+                except OSError as exc:
+                    sock.close()
+                    last = exc
+                    continue
+                except BaseException:
+                    sock.close()
+                    raise
+                sock.setblocking(True)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(SOCKET_WAIT))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SOCKET_WAIT))
+                return _Conn(sock, context)
+        if scope.cancelled_caught:
+            raise WrennTimeoutError(f"connecting timed out after {timeout:g} s ({context})")
+        raise WrennConnectionError(f"cannot connect: {last} ({context})") from last
+
+    def _head(self, path: str, headers: dict[str, str]) -> bytes:
+        lines = [
+            f"POST {self._prefix}{path} HTTP/1.1",
+            f"Host: {self._netloc}",
+            f"User-Agent: {self._user_agent}",
+            "Accept: application/json",
+            "Connection: close",
+        ]
+        for name, value in {**self._headers(), **headers}.items():
+            if any(c in value or c in name for c in "\r\n\0"):
+                raise WrennValidationError(f"a header ({name}) holds a line break")
+            lines.append(f"{name}: {value}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    @staticmethod
+    def _read_answer(conn: _Conn) -> tuple[_Head, _BodyReader]:
+        while True:
+            head = _Head(conn.until_crlf(b"\r\n\r\n", HEAD_LIMIT), conn.context)
+            if not 100 <= head.status < 200:
+                return head, _BodyReader(conn, head)
+
+    @staticmethod
+    def _error(conn: _Conn, head: _Head, reader: _BodyReader) -> WrennError:
+        try:
+            body = reader.rest(ERROR_BODY_LIMIT)
+        except (OSError, WrennError):
+            body = b""
+        return error_from_response(
+            head.status,
+            body,
+            retry_after=parse_retry_after(head.headers.get("retry-after")),
+            context=conn.context,
+        )
+
+    async def download(
+        self, path: str, body: bytes, chunk_size: int, *, open_timeout: float
+    ) -> OffloadBody:
+        """Send ``body`` (JSON) to ``path`` and open the answer: its status line and
+        headers within ``open_timeout``; an error status is raised mapped. The caller
+        closes the returned body (``aclose``)."""
+        context = f"POST {path}"
+        head_bytes = self._head(
+            path, {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        )
+        conn: _Conn | None = None
+        try:
+            with anyio.move_on_after(open_timeout) as scope:
+                conn = await self._connect(context, open_timeout)
+
+                def start(c: _Conn) -> tuple[_Head, _BodyReader]:
+                    c.sock.sendall(head_bytes + body)
+                    return self._read_answer(c)
+
+                head, reader = await conn.run(start, conn)
+                if head.status >= 400:
+                    raise await conn.run(self._error, conn, head, reader)
+            if scope.cancelled_caught or conn is None:
+                raise WrennTimeoutError(f"no answer within {open_timeout:g} s ({context})")
+        except BaseException:
+            if conn is not None:
+                await conn.aclose()
+            raise
+        return OffloadBody(conn, reader, chunk_size)
+
+    async def upload(self, path: str, headers: dict[str, str], body: AsyncIterable[bytes]) -> None:
+        """POST ``body``'s chunks to ``path``, each sent from the caller's buffer, framed
+        by the ``Content-Length`` of ``headers`` (required: chunks that trickle in cost
+        less on the event loop). Then read the answer and raise its error, if any. The
+        caller bounds the whole call; an exception from ``body`` abandons the upload (its
+        connection is closed mid-body, so the server keeps nothing)."""
+        context = f"POST {path}"
+        if "Content-Length" not in headers:
+            raise WrennValidationError("an offloaded upload needs a Content-Length")
+        head_bytes = self._head(path, headers)
+        conn = await self._connect(context, self._connect_timeout)
+        try:
+            await conn.run(conn.sock.sendall, head_bytes)
+            sent_error: WrennConnectionError | None = None
+            try:
+                async for chunk in body:
+                    await conn.run(conn.sock.sendall, chunk)
+            except WrennConnectionError as exc:
+                if conn.aborted:
+                    raise
+                sent_error = exc  # the server may have answered (and closed) early
+            try:
+                head, reader = await conn.run(self._read_answer, conn)
+            except WrennError:
+                if sent_error is not None:
+                    raise sent_error from None
+                raise
+            if head.status >= 400:
+                raise await conn.run(self._error, conn, head, reader)
+            if sent_error is not None:
+                raise sent_error
+        finally:
+            if (aclose := getattr(body, "aclose", None)) is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await aclose()  # an abandoned source is finalised now, not by the GC
+            await conn.aclose()
