@@ -18,7 +18,17 @@ import re
 from collections.abc import Sequence
 from typing import Final, final
 
-__all__ = ["HTTP1Error", "ResponseParser", "encode_request"]
+__all__ = [
+    "CHUNKED",
+    "LENGTH",
+    "NO_BODY",
+    "UNTIL_CLOSE",
+    "HTTP1Error",
+    "Head",
+    "ResponseParser",
+    "encode_request",
+    "parse_head",
+]
 
 MAX_HEAD: Final = 64 * 1024  # status line + headers (h11 allows 16 KiB; servers send less)
 MAX_CHUNK_LINE: Final = 4096
@@ -30,10 +40,11 @@ _HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _DIGITS: Final = re.compile(rb"[0-9]{1,18}")
 _BAD_VALUE: Final = re.compile(rb"[\x00\r\n]")
 
-# body framing
-_LENGTH: Final = 1
-_CHUNKED: Final = 2
-_UNTIL_CLOSE: Final = 3
+# how an answer's body is framed (:attr:`Head.framing`)
+NO_BODY: Final = 0  # HEAD, 204, 304
+LENGTH: Final = 1  # Content-Length
+CHUNKED: Final = 2  # Transfer-Encoding: chunked
+UNTIL_CLOSE: Final = 3  # the server closing the connection
 
 
 class HTTP1Error(ValueError):
@@ -57,6 +68,88 @@ def encode_request(
     if body:
         parts.append(body)
     return b"".join(parts)
+
+
+@final
+class Head:
+    """An answer's status line and headers, and how its body is framed."""
+
+    __slots__ = ("framing", "headers", "interim", "keep_alive", "length", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        framing: int,
+        length: int,
+        keep_alive: bool,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.framing = framing
+        self.length = length  # the body's length when framing is LENGTH, else 0
+        self.keep_alive = keep_alive
+        self.interim = 100 <= status < 200
+
+    def get(self, name: bytes) -> bytes | None:
+        """The value of header ``name`` (lower case), copies joined by ``,``."""
+        values = [v for n, v in self.headers if n.lower() == name]
+        return b",".join(values) if values else None
+
+
+def parse_head(raw: bytes, *, head_request: bool = False) -> Head:
+    """Parse an answer's status line and headers (``raw``: up to, not including, the
+    blank line). Strict: a token header name, no CR/LF/NUL in a value, Content-Length
+    copies all equal, only ``chunked`` as a transfer coding (which wins over a length,
+    and then the connection is not reused), 101 refused. Raises :class:`HTTP1Error`."""
+    lines = raw.split(b"\r\n")
+    match = _STATUS.fullmatch(lines[0])
+    if match is None:
+        raise HTTP1Error(f"not an HTTP/1.x status line: {lines[0][:40]!r}")
+    status = int(match[2])
+    if status == 101:
+        raise HTTP1Error("unexpected protocol switch (101)")
+    headers: list[tuple[bytes, bytes]] = []
+    lengths: set[bytes] = set()
+    codings: list[bytes] = []
+    keep_alive = match[1] == b"1"
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not _NAME.fullmatch(name):
+            raise HTTP1Error("malformed header line in the answer")
+        value = value.strip(b" \t")
+        if _BAD_VALUE.search(value):
+            raise HTTP1Error("malformed header value in the answer")
+        headers.append((name, value))
+        low = name.lower()
+        if low == b"content-length":
+            lengths.update(v.strip() for v in value.split(b","))
+        elif low == b"transfer-encoding":
+            codings += [c.strip().lower() for c in value.split(b",")]
+        elif low == b"connection" and b"close" in [t.strip().lower() for t in value.split(b",")]:
+            keep_alive = False
+
+    def head(framing: int, length: int = 0) -> Head:
+        return Head(status, headers, framing=framing, length=length, keep_alive=keep_alive)
+
+    if 100 <= status < 200 or head_request or status in (204, 304):
+        return head(NO_BODY)
+    if codings:
+        if codings != [b"chunked"]:
+            raise HTTP1Error("unsupported Transfer-Encoding in the answer")
+        if lengths:  # RFC 9112 §6.3: chunked wins, but the sender is suspect
+            keep_alive = False
+        return head(CHUNKED)
+    if lengths:
+        if len(lengths) != 1:
+            raise HTTP1Error("conflicting Content-Length values in the answer")
+        (length,) = lengths
+        if not _DIGITS.fullmatch(length):
+            raise HTTP1Error("invalid Content-Length in the answer")
+        return head(LENGTH, int(length))
+    keep_alive = False
+    return head(UNTIL_CLOSE)
 
 
 @final
@@ -117,7 +210,7 @@ class ResponseParser:
         otherwise raises :class:`HTTP1Error`."""
         if self.complete:
             return
-        if not self._in_head and self._framing == _UNTIL_CLOSE:
+        if not self._in_head and self._framing == UNTIL_CLOSE:
             self.complete = True
             self.keep_alive = False
             return
@@ -136,75 +229,25 @@ class ResponseParser:
                 return False
             if end > MAX_HEAD:
                 raise HTTP1Error("the answer's headers are too large")
-            head = bytes(self._buf[:end])
+            head = parse_head(bytes(self._buf[:end]), head_request=self._head_request)
             del self._buf[: end + 4]
-            lines = head.split(b"\r\n")
-            match = _STATUS.fullmatch(lines[0])
-            if match is None:
-                raise HTTP1Error(f"not an HTTP/1.x status line: {lines[0][:40]!r}")
-            status = int(match[2])
-            headers: list[tuple[bytes, bytes]] = []
-            for line in lines[1:]:
-                name, colon, value = line.partition(b":")
-                if not colon or not _NAME.fullmatch(name):
-                    raise HTTP1Error("malformed header line in the answer")
-                value = value.strip(b" \t")
-                if _BAD_VALUE.search(value):
-                    raise HTTP1Error("malformed header value in the answer")
-                headers.append((name, value))
-            if 100 <= status < 200:
-                if status == 101:
-                    raise HTTP1Error("unexpected protocol switch (101)")
+            if head.interim:
                 continue  # an interim answer (100 Continue, 103 Early Hints): skip it
-            self.status = status
-            self.headers = headers
+            self.status = head.status
+            self.headers = head.headers
+            self.keep_alive = head.keep_alive
             self._in_head = False
-            self._frame(match[1] == b"1", headers)
-            return True
-
-    def _frame(self, http11: bool, headers: list[tuple[bytes, bytes]]) -> None:
-        lengths: set[bytes] = set()
-        codings: list[bytes] = []
-        for name, value in headers:
-            low = name.lower()
-            if low == b"content-length":
-                lengths.update(v.strip() for v in value.split(b","))
-            elif low == b"transfer-encoding":
-                codings += [c.strip().lower() for c in value.split(b",")]
-            elif low == b"connection" and b"close" in [
-                t.strip().lower() for t in value.split(b",")
-            ]:
-                self.keep_alive = False
-        if not http11:
-            self.keep_alive = False
-        if self._head_request or self.status in (204, 304):
-            self.complete = True
-            return
-        if codings:
-            if codings != [b"chunked"]:
-                raise HTTP1Error("unsupported Transfer-Encoding in the answer")
-            if lengths:  # RFC 9112 §6.3: chunked wins, but the sender is suspect
-                self.keep_alive = False
-            self._framing = _CHUNKED
-            return
-        if lengths:
-            if len(lengths) != 1:
-                raise HTTP1Error("conflicting Content-Length values in the answer")
-            (length,) = lengths
-            if not _DIGITS.fullmatch(length):
-                raise HTTP1Error("invalid Content-Length in the answer")
-            self._framing = _LENGTH
-            self._left = int(length)
-            if self._left == 0:
+            self._framing = head.framing
+            if head.framing == NO_BODY or (head.framing == LENGTH and head.length == 0):
                 self.complete = True
-            return
-        self._framing = _UNTIL_CLOSE
-        self.keep_alive = False
+            elif head.framing == LENGTH:
+                self._left = head.length
+            return True
 
     # --- the body ----------------------------------------------------------------------
 
     def _feed_body(self, data: bytes) -> bool:
-        if self._framing == _LENGTH:
+        if self._framing == LENGTH:
             if len(data) < self._left:
                 self._parts.append(data)
                 self._left -= len(data)
@@ -216,7 +259,7 @@ class ResponseParser:
             self._left = 0
             self.complete = True
             return True
-        if self._framing == _UNTIL_CLOSE:
+        if self._framing == UNTIL_CLOSE:
             self._parts.append(data)
             return False
         self._buf += data

@@ -55,6 +55,16 @@ from .._exceptions import (
     WrennValidationError,
     error_from_response,
 )
+from .._protocol.http1 import (
+    CHUNKED,
+    LENGTH,
+    NO_BODY,
+    UNTIL_CLOSE,
+    Head,
+    HTTP1Error,
+    encode_request,
+    parse_head,
+)
 from .retry import parse_retry_after
 
 __all__ = ["Offload", "OffloadBody", "offload_for", "on_asyncio"]
@@ -210,50 +220,25 @@ class _Conn:
             got += sock.recv(len(peek))
 
 
-@final
-class _Head:
-    """Status and headers of an answer, and how its body is framed."""
-
-    def __init__(self, raw: bytes, context: str) -> None:
-        lines = raw.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise WrennProtocolError(f"not an HTTP/1.1 answer ({context})")
-        self.status = int(parts[1])
-        self.headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                raise WrennProtocolError(f"a malformed header line ({context})")
-            key = name.strip().decode("latin-1").lower()
-            value_s = value.strip().decode("latin-1")
-            if key in self.headers:
-                self.headers[key] += "," + value_s
-            else:
-                self.headers[key] = value_s
-        self.chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
-        self.length: int | None = None
-        if not self.chunked and "content-length" in self.headers:
-            raw_length = self.headers["content-length"]
-            if not raw_length.isdigit():
-                raise WrennProtocolError(f"a malformed Content-Length ({context})")
-            self.length = int(raw_length)
-        if self.status in (204, 304):
-            self.length = 0
+def _parse_head(raw: bytes, context: str) -> Head:
+    """An answer's head, parsed by the same strict codec as the small calls' fast path."""
+    try:
+        return parse_head(raw)
+    except HTTP1Error as exc:
+        raise WrennProtocolError(f"{exc} ({context})") from None
 
 
 @final
 class _BodyReader:
     """Reads an answer's body in pieces of at most ``n`` bytes (in the worker)."""
 
-    def __init__(self, conn: _Conn, head: _Head) -> None:
+    def __init__(self, conn: _Conn, head: Head) -> None:
         self._conn = conn
-        self._chunked = head.chunked
-        self._left = head.length  # fixed length: bytes left; chunked: of this chunk
-        if self._chunked:
-            self._left = 0
+        self._chunked = head.framing == CHUNKED
+        # fixed length: bytes left; chunked: of this chunk; None: until the close
+        self._left: int | None = None if head.framing == UNTIL_CLOSE else head.length
         self._crlf_due = False  # chunked: the CRLF after a chunk's data is still to read
-        self.done = head.length == 0 and not head.chunked
+        self.done = head.framing == NO_BODY or (head.framing == LENGTH and not head.length)
 
     def piece(self, n: int) -> bytes:
         """The next piece (``b""`` at the end of the body)."""
@@ -459,28 +444,35 @@ class Offload:
         raise WrennConnectionError(f"cannot connect: {last} ({context})") from last
 
     def _head(self, path: str, headers: dict[str, str]) -> bytes:
-        lines = [
-            f"POST {self._prefix}{path} HTTP/1.1",
-            f"Host: {self._netloc}",
-            f"User-Agent: {self._user_agent}",
-            "Accept: application/json",
-            "Connection: close",
-        ]
-        for name, value in {**self._headers(), **headers}.items():
-            if any(c in value or c in name for c in "\r\n\0"):
-                raise WrennValidationError(f"a header ({name}) holds a line break")
-            lines.append(f"{name}: {value}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        fields = {
+            "Host": self._netloc,
+            "User-Agent": self._user_agent,
+            "Accept": "application/json",
+            "Connection": "close",
+            **self._headers(),
+            **headers,
+        }
+        try:
+            return encode_request(
+                b"POST",
+                f"{self._prefix}{path}".encode(),
+                [(n.encode("latin-1"), v.encode("latin-1")) for n, v in fields.items()],
+                None,
+            )
+        except HTTP1Error as exc:
+            raise WrennValidationError(f"cannot send this request: {exc}") from None
+        except UnicodeEncodeError:
+            raise WrennValidationError("a header holds characters HTTP cannot carry") from None
 
     @staticmethod
-    def _read_answer(conn: _Conn) -> tuple[_Head, _BodyReader]:
+    def _read_answer(conn: _Conn) -> tuple[Head, _BodyReader]:
         while True:
-            head = _Head(conn.until_crlf(b"\r\n\r\n", HEAD_LIMIT), conn.context)
-            if not 100 <= head.status < 200:
+            head = _parse_head(conn.until_crlf(b"\r\n\r\n", HEAD_LIMIT), conn.context)
+            if not head.interim:
                 return head, _BodyReader(conn, head)
 
     @staticmethod
-    def _error(conn: _Conn, head: _Head, reader: _BodyReader) -> WrennError:
+    def _error(conn: _Conn, head: Head, reader: _BodyReader) -> WrennError:
         try:
             body = reader.rest(ERROR_BODY_LIMIT)
         except (OSError, WrennError):
@@ -488,7 +480,9 @@ class Offload:
         return error_from_response(
             head.status,
             body,
-            retry_after=parse_retry_after(head.headers.get("retry-after")),
+            retry_after=parse_retry_after(
+                (head.get(b"retry-after") or b"").decode("latin-1") or None
+            ),
             context=conn.context,
         )
 
@@ -507,7 +501,7 @@ class Offload:
             with anyio.move_on_after(open_timeout) as scope:
                 conn = await self._connect(context, open_timeout)
 
-                def start(c: _Conn) -> tuple[_Head, _BodyReader]:
+                def start(c: _Conn) -> tuple[Head, _BodyReader]:
                     c.sock.sendall(head_bytes + body)
                     return self._read_answer(c)
 
