@@ -375,15 +375,7 @@ class HTTPTransport:
                 with map_transport_errors(context, server=self.config.describe_server()):
                     response = await self._send_once(method, path, read_timeout, **kwargs)
             except (WrennTransportError, WrennTimeoutError) as exc:
-                cause = exc.__cause__
-                sent_maybe = not (isinstance(cause, Exception) and not_sent(cause))
-                if (
-                    attempt >= self.retry.max_retries
-                    or (sent_maybe and not idempotent)
-                    # a timeout is retried only when the request never left (connect,
-                    # pool); waiting longer for an answer is the call deadline's job
-                    or (isinstance(exc, WrennTimeoutError) and sent_maybe)
-                ):
+                if not self._may_retry(exc, attempt, idempotent=idempotent):
                     raise
                 log.debug("%s failed (%s), retrying", context, exc.code)
                 await anyio.sleep(self.retry.delay(attempt))
@@ -404,6 +396,21 @@ class HTTPTransport:
             raise error_from_response(
                 response.status_code, response.content, retry_after=retry_after, context=context
             )
+
+    def _may_retry(
+        self, exc: WrennTransportError | WrennTimeoutError, attempt: int, *, idempotent: bool
+    ) -> bool:
+        """Whether a call that failed on the way is tried again (both the async and the
+        blocking path): retries left, and either the request never left or it may be
+        sent twice; a timeout only when the request never left (connect, pool) —
+        waiting longer for an answer is the call deadline's job."""
+        cause = exc.__cause__
+        sent_maybe = not (isinstance(cause, Exception) and not_sent(cause))
+        return not (
+            attempt >= self.retry.max_retries
+            or (sent_maybe and not idempotent)
+            or (isinstance(exc, WrennTimeoutError) and sent_maybe)
+        )
 
     async def _send_once(
         self, method: str, path: str, read_timeout: float, **kwargs: Any
@@ -558,17 +565,11 @@ class HTTPTransport:
                 with map_transport_errors(context, server=self.config.describe_server()):
                     answer = pool.exchange(request, end=end, head=method == "HEAD")
             except (WrennTransportError, WrennTimeoutError) as exc:
-                cause = exc.__cause__
-                sent_maybe = not (isinstance(cause, Exception) and not_sent(cause))
                 if isinstance(exc, WrennTimeoutError) and time.monotonic() >= end:
                     raise WrennTimeoutError(
                         f"no complete answer within {deadline:g} s ({context})"
                     ) from exc
-                if (
-                    attempt >= self.retry.max_retries
-                    or (sent_maybe and not is_idempotent)
-                    or (isinstance(exc, WrennTimeoutError) and sent_maybe)
-                ):
+                if not self._may_retry(exc, attempt, idempotent=is_idempotent):
                     raise
                 log.debug("%s failed (%s), retrying", context, exc.code)
                 _sleep_until(self.retry.delay(attempt), end, deadline, context)
