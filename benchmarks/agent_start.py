@@ -35,6 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from boot import FLOOR_SANDBOX
+
 HERE = Path(__file__).resolve().parent
 AGENT = HERE.parent / "src" / "wrenn_local" / "_inside" / "agent.py"
 PYTHON = "/usr/bin/python3"
@@ -43,24 +45,7 @@ COMPILE = (
     " dfile='/run/wrenn/agent.py', doraise=True,"
     " invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)"
 )
-SANDBOX = [
-    "--die-with-parent",
-    "--unshare-pid",
-    "--unshare-ipc",
-    "--unshare-uts",
-    "--unshare-net",
-    "--ro-bind",
-    "/",
-    "/",
-    "--proc",
-    "/proc",
-    "--dev",
-    "/dev",
-    "--tmpfs",
-    "/tmp",
-    "--tmpfs",
-    "/run",
-]
+SANDBOX = [*FLOOR_SANDBOX, "--tmpfs", "/run"]
 # as in a full-isolation capsule (_sandbox.py): commands as the user, sudo served
 CONFIG = {
     "root": "/",

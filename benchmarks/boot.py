@@ -44,7 +44,8 @@ from typing import Any
 import anyio
 import httpx
 
-BWRAP_FLOOR = [
+# the floor's sandbox (benchmarks/agent_start.py's too): bwrap's own namespaces, read-only root
+FLOOR_SANDBOX = [
     "--die-with-parent",
     "--unshare-pid",
     "--unshare-ipc",
@@ -59,12 +60,8 @@ BWRAP_FLOOR = [
     "/dev",
     "--tmpfs",
     "/tmp",
-    "--",
-    "/usr/bin/python3",
-    "-I",
-    "-c",
-    "pass",
 ]
+BWRAP_FLOOR = [*FLOOR_SANDBOX, "--", "/usr/bin/python3", "-I", "-c", "pass"]
 
 
 def emit(figure: str, **fields: Any) -> None:
