@@ -245,7 +245,7 @@ async def test_an_upload_the_server_stops_reading_times_out(short_wait: None) ->
     async def test(c: AsyncWrennClient) -> None:
         with anyio.fail_after(10), pytest.raises(WrennTimeoutError):
             data = b"x" * (64 * MIB)
-            await c.files.write_stream("cl-1", "f.bin", _once(data), size=len(data), whole=True)
+            await c.files._write_stream("cl-1", "f.bin", _once(data), size=len(data), whole=True)
 
     await _hostile(deaf, test)
 
@@ -264,6 +264,6 @@ async def test_an_early_error_answer_wins_over_the_broken_upload(asyncio_only: N
     async def test(c: AsyncWrennClient) -> None:
         with anyio.fail_after(10), pytest.raises(WrennNotFoundError):
             data = b"x" * (64 * MIB)
-            await c.files.write_stream("cl-1", "f.bin", _once(data), size=len(data), whole=True)
+            await c.files._write_stream("cl-1", "f.bin", _once(data), size=len(data), whole=True)
 
     await _hostile(refuses, test)

@@ -149,7 +149,7 @@ class AsyncCapsuleFiles:
         size: int | None = None,
         whole: bool = False,
     ) -> None:
-        await self._files.write_stream(self._capsule_id, path, chunks, size=size, whole=whole)
+        await self._files._write_stream(self._capsule_id, path, chunks, size=size, whole=whole)
 
     def read_stream(
         self, path: str, *, chunk_size: int = 256 * 1024

@@ -172,7 +172,6 @@ class AsyncFiles:
         chunks: AsyncIterable[bytes],
         *,
         size: int | None = None,
-        whole: bool = False,
     ) -> None:
         """Stream chunks into a file as one multipart upload, in constant memory.
 
@@ -181,11 +180,23 @@ class AsyncFiles:
         (which copies every chunk once more). Chunks that add up to more or less than
         ``size`` raise :class:`WrennValidationError` and the upload is abandoned.
         Bounded by one hour (bound it more with your own scope); cancelling abandons
-        the upload and the server keeps no partial file. ``whole`` says the chunks are
-        one buffer already in memory: under asyncio over plain HTTP it is then sent by a
-        worker thread in one blocking ``sendall`` (:mod:`wrenn._transport.offload`);
-        chunks that trickle in stay on the event loop, where they cost less.
+        the upload and the server keeps no partial file.
         """
+        await self._write_stream(capsule_id, path, chunks, size=size, whole=False)
+
+    async def _write_stream(
+        self,
+        capsule_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        size: int | None,
+        whole: bool,
+    ) -> None:
+        """:meth:`write_stream`; ``whole`` says the chunks are one buffer already in
+        memory (``files.write`` of large bytes): under asyncio over plain HTTP it is then
+        sent by a worker thread in one blocking ``sendall`` (:mod:`wrenn._transport.offload`);
+        chunks that trickle in stay on the event loop, where they cost less."""
         head, tail, headers = stream_framing(path, size)
 
         async def body() -> AsyncIterator[bytes]:
