@@ -41,7 +41,8 @@ class RawStream:
         self.pid = 0
 
     @classmethod
-    async def open(cls, server: wrenn_local.LocalServer, path: str) -> RawStream:
+    async def upgrade(cls, server: wrenn_local.LocalServer, path: str) -> tuple[RawStream, Any]:
+        """Ask for the upgrade of ``path``; the stream and the server's first event."""
         sock = await anyio.connect_tcp(server.host, server.port)
         conn = WSConnection(ConnectionType.CLIENT)
         request = Request(
@@ -51,7 +52,11 @@ class RawStream:
         )
         await sock.send(conn.send(request))
         stream = cls(sock, conn)
-        event = await stream._next_event()
+        return stream, await stream._next_event()
+
+    @classmethod
+    async def open(cls, server: wrenn_local.LocalServer, path: str) -> RawStream:
+        stream, event = await cls.upgrade(server, path)
         assert isinstance(event, AcceptConnection), event
         return stream
 
@@ -205,17 +210,9 @@ async def test_streams_under_api_and_unknown_paths_route_as_before() -> None:
         await stream.sock.aclose()
         # a path no route serves is still refused before the upgrade (Starlette's answer)
         for path in (f"/v1/capsules/{cid}/exec/streams", f"/api/v2/capsules/{cid}/exec/stream"):
-            sock = await anyio.connect_tcp(server.host, server.port)
-            conn = WSConnection(ConnectionType.CLIENT)
-            request = Request(
-                host=f"{server.host}:{server.port}",
-                target=path,
-                extra_headers=[(b"x-api-key", server.api_key.encode())],
-            )
-            await sock.send(conn.send(request))
-            refused = RawStream(sock, conn)
-            assert isinstance(await refused._next_event(), RejectConnection)
-            await sock.aclose()
+            refused, event = await RawStream.upgrade(server, path)
+            assert isinstance(event, RejectConnection), event
+            await refused.sock.aclose()
 
 
 async def test_the_app_hands_websocket_routes_their_params_and_itself() -> None:

@@ -72,6 +72,15 @@ def server_timer(deadline: float) -> int:
     return math.ceil(deadline) + SERVER_TIMER_SLACK
 
 
+def raise_if_server_timed_out(exc: WrennAgentError, deadline: float) -> None:
+    """Raise :class:`WrennTimeoutError` when ``exc`` says the server's backstop timer
+    (:func:`server_timer`) ended the command before the call's own deadline did."""
+    if "timed out" in str(exc).lower():
+        raise WrennTimeoutError(
+            f"command did not finish within {deadline:g} s (ended by the server)"
+        ) from exc
+
+
 async def end_process(
     processes: AsyncProcesses, capsule_id: str, selector: int | str | None
 ) -> None:
@@ -288,10 +297,7 @@ class AsyncCommands:
                     timeout=math.inf,  # the deadline above bounds the call
                 )
         except WrennAgentError as exc:
-            if "timed out" in str(exc).lower():  # the server's backstop timer fired first
-                raise WrennTimeoutError(
-                    f"command did not finish within {deadline:g} s (ended by the server)"
-                ) from exc
+            raise_if_server_timed_out(exc, deadline)
             raise
         except BaseException:
             await _end_marked(self._processes, self._capsule_id, marker)

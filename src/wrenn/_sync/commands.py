@@ -8,7 +8,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, final, overload
 
-from .._commands import AsyncCommands, CommandHandle, _end_marked, _marked_argv, server_timer
+from .._commands import (
+    AsyncCommands,
+    CommandHandle,
+    _end_marked,
+    _marked_argv,
+    raise_if_server_timed_out,
+    server_timer,
+)
 from .._config import check_seconds
 from .._exceptions import (
     CommandExitError,
@@ -256,10 +263,7 @@ class Commands(Facet[AsyncCommands]):
                 timeout=None if math.isinf(deadline) else deadline,
             )
         except WrennAgentError as exc:
-            if "timed out" in str(exc).lower():  # the server's backstop timer fired first
-                raise WrennTimeoutError(
-                    f"command did not finish within {deadline:g} s (ended by the server)"
-                ) from exc
+            raise_if_server_timed_out(exc, deadline)
             raise
         except WrennTimeoutError as exc:
             self._end_marked(marker)
