@@ -3,6 +3,7 @@ official SDK's virtualenv (so nothing here imports wrenn or wrenn_local)."""
 
 from __future__ import annotations
 
+import os
 import resource
 import socket
 import subprocess
@@ -18,6 +19,14 @@ def cpu() -> float:
     """CPU seconds (user + system) this process has used."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of this machine has spent busy since boot (/proc/stat)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:9]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_mib() -> float:

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from _common import cpu, peak_mib, resolve_localhost_names
+from _common import cpu, machine_busy_s, peak_mib, resolve_localhost_names
 
 
 def main() -> None:
@@ -73,8 +73,11 @@ def main() -> None:
             await asyncio.gather(*(job() for _ in range(n)))
             return time.perf_counter() - t0
 
+        m0, c0 = machine_busy_s(), cpu()
         out["wall_s"] = asyncio.run(fan())
         out["latencies"] = latencies
+        out["cpu_s"] = cpu() - c0
+        out["machine_cpu_s"] = machine_busy_s() - m0
     elif kind == "stream":
         with Capsule(wait=True) as cap:
             c0, t0 = cpu(), time.perf_counter()

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import wrenn_local
-from _common import cpu, peak_mib, rss_kib, rss_mib
+from _common import cpu, machine_busy_s, peak_mib, rss_kib, rss_mib
 
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
@@ -121,9 +121,15 @@ async def async_child(kind: str, n: int, base: str, key: str) -> dict[str, Any]:
                     await cap.commands.run("true")
                     latencies.append(time.perf_counter() - t0)
 
-            t0 = time.perf_counter()
+            m0, c0, t0 = machine_busy_s(), cpu(), time.perf_counter()
             await client.map(job, range(n), concurrency=n)
-            return {"wall_s": time.perf_counter() - t0, "latencies": latencies}
+            wall = time.perf_counter() - t0
+            return {
+                "wall_s": wall,
+                "latencies": latencies,
+                "cpu_s": cpu() - c0,
+                "machine_cpu_s": machine_busy_s() - m0,
+            }
         if kind == "stream":
             async with client.capsule() as cap:
                 c0, t0 = cpu(), time.perf_counter()
@@ -421,6 +427,16 @@ def run_exec(r: Runner, n: int) -> None:
 
 
 def run_fanout(r: Runner, sizes: list[int]) -> None:
+    """Commands/s of a fan-out, and where the machine's CPU went during it.
+
+    Both clients drive the same server, so everything but the client (server, boot, agents,
+    pasta, the commands) costs them alike. ``others_cpu_s`` is the machine's busy CPU during
+    the child's life minus the child's own; ``ceiling_vs_official_async`` is the ratio ours
+    would reach if our client cost nothing and the rest ran perfectly on every core:
+    official wall / (others / cores), an upper bound of what a client can do here.
+    """
+    cores = os.cpu_count() or 1
+
     for n in sizes:
         rows = [(f"ours {c}", r.ours("fanout", c, n)) for c in ("asyncio", "trio")]
         if (got := r.theirs("fanout", "async", n)) is not None:
@@ -429,6 +445,7 @@ def run_fanout(r: Runner, sizes: list[int]) -> None:
         for name, res in rows:
             stats = latency(res["latencies"])
             rate = len(res["latencies"]) / res["wall_s"]
+            others = res["machine_cpu_s"] - res["cpu_s"] if "machine_cpu_s" in res else None
             emit(
                 "fanout",
                 client=name,
@@ -439,8 +456,15 @@ def run_fanout(r: Runner, sizes: list[int]) -> None:
                 p50_ms=stats["p50_ms"],
                 p99_ms=stats["p99_ms"],
                 peak_rss_mib=res.get("peak_rss_mib") or res.get("peak"),
+                client_cpu_s=round(res["cpu_s"], 2) if res.get("cpu_s") is not None else None,
+                others_cpu_s=round(others, 2) if others is not None else None,
                 vs_official_async=(
                     round(rate / (len(peer["latencies"]) / peer["wall_s"]), 2) if peer else None
+                ),
+                ceiling_vs_official_async=(
+                    round(peer["wall_s"] / (others / cores), 2)
+                    if peer and others and name != "official async"
+                    else None
                 ),
             )
 
