@@ -30,7 +30,12 @@ INTRO = {
     "compare:exec": 'Serial `commands.run("true")` round trips (ms); the floor is a bare '
     "httpx POST of the same request.",
     "compare:fanout": "N capsules at once, 10 commands each (create, run, destroy): ours "
-    "through `client.map`, the official SDK through `asyncio.gather`.",
+    "through `client.map`, the official SDK through `asyncio.gather`. Both drive the same "
+    "server, so all but the client costs them alike: `client_cpu_s` is the client's CPU "
+    "during the fan-out, `others_cpu_s` the rest of the machine's (server, boots, agents, "
+    "pasta, the commands), and `ceiling_vs_official_async` the ratio ours would reach if "
+    "our client cost nothing and the rest ran perfectly on every core (official wall / "
+    "(others / cores)): an upper bound of what any client can do on this machine.",
     "compare:stream": "256 MiB of stdout through the exec stream, end to end through "
     "wrenn_local; the floor is a `websockets` client speaking the protocol by hand.",
     "compare:files upload": "1 GiB streamed upload (constant memory); the floor is httpx "
