@@ -37,6 +37,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -143,7 +145,13 @@ class NetworkTools:
 
 
 def host_addresses() -> list[str]:
-    """Every address of the host's interfaces (``ip -j addr``); empty if unreadable."""
+    """Every address of the host's interfaces; empty if unreadable.
+
+    Read at every capsule's attach (addresses change), so from the kernel directly
+    (:func:`_netlink_addresses`); ``ip -j addr`` where netlink is refused.
+    """
+    with contextlib.suppress(OSError, struct.error):
+        return _netlink_addresses()
     try:
         out = subprocess.run(
             ["ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=5, check=True
@@ -158,6 +166,58 @@ def host_addresses() -> list[str]:
             if isinstance(local, str):
                 found.append(local.split("%")[0])
     return found
+
+
+_RTM_NEWADDR: Final = 20
+_RTM_GETADDR: Final = 22
+_NLM_F_REQUEST_DUMP: Final = 0x1 | 0x300
+_NLMSG_ERROR: Final = 2
+_NLMSG_DONE: Final = 3
+_IFA_ADDRESS: Final = 1
+_IFA_LOCAL: Final = 2
+_NLMSG: Final = struct.Struct("=IHHII")  # length, type, flags, sequence, port
+_IFADDRMSG: Final = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
+_RTATTR: Final = struct.Struct("=HH")  # length, type
+
+
+def _netlink_addresses() -> list[str]:
+    """Every address of the host's interfaces from one ``RTM_GETADDR`` netlink dump.
+
+    What ``ip -j addr`` lists as ``local`` (``IFA_LOCAL``, else ``IFA_ADDRESS``), without
+    an ``ip`` process (~2 ms of CPU) per capsule. Raises OSError if the dump fails.
+    """
+    found: list[str] = []
+    request = _NLMSG.pack(_NLMSG.size + _IFADDRMSG.size, _RTM_GETADDR, _NLM_F_REQUEST_DUMP, 1, 0)
+    request += _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(5)
+        sock.sendto(request, (0, 0))
+        while True:
+            data = sock.recv(1 << 16)
+            offset = 0
+            while offset + _NLMSG.size <= len(data):
+                length, kind, _flags, _seq, _port = _NLMSG.unpack_from(data, offset)
+                if length < _NLMSG.size:
+                    raise OSError("malformed netlink answer")
+                if kind == _NLMSG_DONE:
+                    return found
+                if kind == _NLMSG_ERROR:
+                    code = struct.unpack_from("=i", data, offset + _NLMSG.size)[0]
+                    raise OSError(-code, os.strerror(-code))
+                if kind == _RTM_NEWADDR:
+                    family = _IFADDRMSG.unpack_from(data, offset + _NLMSG.size)[0]
+                    attrs: dict[int, bytes] = {}
+                    at, end = offset + _NLMSG.size + _IFADDRMSG.size, offset + length
+                    while at + _RTATTR.size <= end:
+                        size, kind_ = _RTATTR.unpack_from(data, at)
+                        if size < _RTATTR.size:
+                            break
+                        attrs[kind_] = data[at + _RTATTR.size : at + size]
+                        at += (size + 3) & ~3
+                    local = attrs.get(_IFA_LOCAL) or attrs.get(_IFA_ADDRESS)
+                    if local is not None and family in (socket.AF_INET, socket.AF_INET6):
+                        found.append(socket.inet_ntop(family, local))
+                offset += (length + 3) & ~3
 
 
 def ruleset(extra: list[str]) -> str:
