@@ -289,13 +289,26 @@ class CapsuleNetwork:
                     break
                 await anyio.sleep(0.002)
         try:
-            await anyio.to_thread.run_sync(self._filter, fd)
+            await self._load_filter(fd)
             await self._start_pasta(fd, timeout)
         except (RuntimeError, OSError, subprocess.SubprocessError, TimeoutError) as exc:
             self.problem = str(exc) or type(exc).__name__
             await self.close()
         finally:
             os.close(fd)
+
+    async def _load_filter(self, fd: int) -> None:
+        """Load the filter into the namespace ``fd``: through a fork of the server's boot
+        process where there is one (no ``nsenter``, no worker thread), else ``nsenter``."""
+        if self.boot is None:
+            await anyio.to_thread.run_sync(self._filter, fd)
+            return
+        rules = ruleset(host_addresses())
+        code, err = await self.boot.run_in_netns(
+            [self.tools.nft or "nft", "-f", "-"], netns=fd, data=rules
+        )
+        if code != 0:
+            raise RuntimeError(f"capsule network filter failed: {err.strip() or code}")
 
     def _filter(self, fd: int) -> None:
         ns = f"--net=/proc/self/fd/{fd}"
