@@ -7,10 +7,12 @@ Once the agent answers and before the capsule turns ``running`` (so before any c
 code), the server, from the host side:
 
 1. brings the capsule's loopback up and loads an nftables filter into that namespace
-   (``nsenter --net=… nft -f -``): output to the host's loopback, link-local, private,
+   (``nft -f -`` run by a fork of the boot process that joined it, else through
+   ``nsenter --net=…``): output to the host's loopback, link-local, private,
    shared-address, multicast and reserved ranges, and to every address of the host, is
    rejected; only the DNS forwarder's address is allowed, on UDP port 53;
-2. starts ``pasta`` (Debian ``passt``) attached to it with ``--config-net`` (address and
+2. starts ``pasta`` (Debian ``passt``; at the same time as the filter, and stopped
+   if the filter fails) attached to it with ``--config-net`` (address and
    routes copied from the host), ``--no-map-gw`` (the gateway address does not lead to
    the host's loopback), ``-t none -u none -T none -U none`` (no port forwarded in either
    direction) and ``--dns-forward`` (the capsule's ``/etc/resolv.conf`` names that
@@ -32,6 +34,7 @@ port forwarding off by switch, and splices TCP instead of running a guest TCP st
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -41,6 +44,7 @@ import socket
 import struct
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
@@ -273,7 +277,7 @@ class CapsuleNetwork:
         self.problem: str | None = None
 
     async def attach(self, pid: int, *, timeout: float = 10.0) -> None:
-        """Filter, then connect, the network namespace of process ``pid``.
+        """Filter and connect the network namespace of process ``pid``.
 
         ``pid`` is the capsule's boot process (``unshare -m -n``): this waits until it is
         in a network namespace other than the server's, so the filter never lands on the
@@ -288,14 +292,27 @@ class CapsuleNetwork:
                 if fd is not None:
                     break
                 await anyio.sleep(0.002)
+        failed: dict[str, Exception] = {}
+
+        async def step(name: str, run: Callable[[], Awaitable[None]]) -> None:
+            try:
+                await run()
+            except (RuntimeError, OSError, subprocess.SubprocessError, TimeoutError) as exc:
+                failed[name] = exc
+
         try:
-            await self._load_filter(fd)
-            await self._start_pasta(fd, timeout)
-        except (RuntimeError, OSError, subprocess.SubprocessError, TimeoutError) as exc:
-            self.problem = str(exc) or type(exc).__name__
-            await self.close()
+            # Both at once: pasta connects the namespace while nft fills in its filter.
+            # Nothing but the agent runs in the capsule until both are done (the sandbox
+            # turns it running only after this returns), and pasta goes if the filter fails.
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(step, "filter", functools.partial(self._load_filter, fd))
+                tg.start_soon(step, "pasta", functools.partial(self._start_pasta, fd, timeout))
         finally:
             os.close(fd)
+        if failed:
+            exc = failed.get("filter") or failed["pasta"]
+            self.problem = str(exc) or type(exc).__name__
+            await self.close()
 
     async def _load_filter(self, fd: int) -> None:
         """Load the filter into the namespace ``fd``: through a fork of the server's boot
