@@ -463,3 +463,13 @@ def test_the_hosts_addresses_come_from_ip_where_netlink_is_refused(
 
     monkeypatch.setattr(_network, "_netlink_addresses", refused)
     assert sorted(host_addresses()) == sorted(_ip_addresses())
+
+
+def test_the_filter_follows_the_hosts_addresses_through_its_cache() -> None:
+    # the ruleset is made once per set of host addresses: a new address is in the next one
+    first = _network.ruleset(["203.0.113.7"])
+    assert _network.ruleset(["203.0.113.7"]) == first
+    second = _network.ruleset(["203.0.113.7", "198.51.100.9", "2001:db8::9"])
+    assert "198.51.100.9" not in first
+    for address in ("203.0.113.7", "198.51.100.9", "2001:db8::9"):
+        assert address in second

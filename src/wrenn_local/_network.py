@@ -226,6 +226,13 @@ def _netlink_addresses() -> list[str]:
 
 def ruleset(extra: list[str]) -> str:
     """The capsule namespace's nftables filter; ``extra`` are the host's own addresses."""
+    return _ruleset(tuple(extra))
+
+
+@functools.lru_cache(maxsize=8)
+def _ruleset(extra: tuple[str, ...]) -> str:
+    """:func:`ruleset`, made once per set of host addresses (each capsule's attach asks,
+    in the server's event loop; parsing and collapsing the ranges is most of it)."""
     nets4: list[ipaddress.IPv4Network] = []
     nets6: list[ipaddress.IPv6Network] = []
     for text in (*BLOCKED, *extra):
