@@ -117,3 +117,46 @@ async def test_a_deferred_module_that_cannot_load_fails_the_request_not_the_agen
             client.close()
             process.send_signal(signal.SIGTERM)
             await process.wait()
+
+
+# What the agent does with asyncio's loggers once its start-up is over (agent.py,
+# _import_asyncio_with_logging_deferred): run by the agent's own module-level code in a
+# fresh interpreter, which is the only place a module can be imported for the first time.
+_LOGGING_PROBE = r"""
+import runpy, sys
+if sys.argv[2] == "break":  # a Python whose asyncio the stand-in breaks: the fall-back
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            if name == "asyncio.log" and type(sys.modules.get("logging")).__name__ == "StandIn":
+                raise ImportError("no stand-in here")
+    sys.meta_path.insert(0, Refuse())
+agent = runpy.run_path(sys.argv[1], run_name="agent")
+import asyncio.log, concurrent.futures._base as futures
+loop = asyncio.new_event_loop()  # logs "Using selector" (debug)
+loop.close()
+asyncio.log.logger.info("dropped, as logging's default level drops it")
+print("loaded at start:", "logging" in sys.modules)
+asyncio.log.logger.warning("asyncio warns")  # logging's last-resort handler: stderr
+import logging
+print("real:", type(sys.modules["logging"]).__name__, logging.getLogger("asyncio").level)
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s: %(message)s")
+asyncio.log.logger.debug("configured")
+futures.LOGGER.info("futures too")
+"""
+
+
+@pytest.mark.parametrize("python", ["as is", "break"])
+def test_asyncio_loads_without_logging_which_loads_on_first_real_use(python: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _LOGGING_PROBE, str(AGENT), python],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    out = result.stdout.splitlines()
+    # the stand-in keeps logging out of the agent's start; the fall-back imports it
+    assert out[0] == f"loaded at start: {python == 'break'}"
+    assert "dropped" not in result.stdout + result.stderr
+    assert result.stderr.strip() == "asyncio warns"
+    assert out[1:] == ["real: module 0", "asyncio: configured", "concurrent.futures: futures too"]

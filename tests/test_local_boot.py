@@ -3,6 +3,8 @@ readiness from the inherited listener, boot failures reported at once."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import logging
 import os
@@ -15,6 +17,7 @@ import pytest
 
 from tests.localserver import local_http, new_capsule, sh, wait_status
 from wrenn_local import _sandbox
+from wrenn_local._inside import boot
 
 
 async def test_disk_images_are_copies_no_capsule_shares_or_writes_the_template() -> None:
@@ -148,3 +151,19 @@ async def test_a_capsule_cannot_write_the_compile_cache_or_the_template() -> Non
         # the next capsule boots from the same cache and runs commands
         other = await new_capsule(http, disk_size_mb=64)
         assert (await sh(http, other, "echo ok"))["stdout"] == "ok\n"
+
+
+def test_a_user_namespace_that_cannot_be_made_fails_the_boot_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # boot.py's helper says on a pipe when it has unshared (no polling): if it cannot,
+    # its exit ends the wait at once, with the reason
+    class NoUserNamespaces:
+        # mocked: a kernel refusing user namespaces (a sysctl) is not a per-test setting
+        def unshare(self, flags: int) -> int:
+            ctypes.set_errno(errno.EPERM)
+            return -1
+
+    monkeypatch.setattr(boot, "_libc", NoUserNamespaces())
+    with pytest.raises(OSError, match="could not make the namespace"):
+        boot.make_user_namespace(2**31, 65536)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -154,14 +153,72 @@ async def test_a_capsule_runs_only_once_its_network_filter_is_in(
 ) -> None:
     # The network is attached while the agent starts: a slow filter (here 1 s) must
     # still be in place before the capsule is running, i.e. before any capsule code.
-    real = _network.CapsuleNetwork._filter
+    real = _network.CapsuleNetwork._load_filter
 
-    def slow(self: _network.CapsuleNetwork, fd: int) -> None:
-        time.sleep(1.0)  # a slow nft (a loaded host): the agent answers long before
-        real(self, fd)
+    async def slow(self: _network.CapsuleNetwork, fd: int) -> None:
+        await anyio.sleep(1.0)  # a slow nft (a loaded host): the agent answers long before
+        await real(self, fd)
 
-    monkeypatch.setattr(_network.CapsuleNetwork, "_filter", slow)
+    monkeypatch.setattr(_network.CapsuleNetwork, "_load_filter", slow)
     async with local_http() as (server, http):
         await networked(server, http)
         cid = await new_capsule(http)  # polled: within 20 ms of turning running
         assert "hook output" in in_netns(boot_pid(server, cid), "nft", "list", "ruleset")
+
+
+async def test_a_filter_that_fails_while_pasta_starts_leaves_the_capsule_offline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Filter and pasta start together: if the filter fails (after pasta is up), pasta
+    # goes and the capsule runs with its loopback only, saying why.
+    started = anyio.Event()
+    real = _network.CapsuleNetwork._start_pasta
+
+    async def pasta(self: _network.CapsuleNetwork, fd: int, timeout: float) -> None:
+        await real(self, fd, timeout)
+        started.set()
+
+    async def refused(self: _network.CapsuleNetwork, fd: int) -> None:
+        # mocked: an nft the kernel refuses (no nf_tables) is not something to break here
+        with anyio.fail_after(10):
+            await started.wait()
+        raise RuntimeError("capsule network filter failed: refused")
+
+    monkeypatch.setattr(_network.CapsuleNetwork, "_start_pasta", pasta)
+    monkeypatch.setattr(_network.CapsuleNetwork, "_load_filter", refused)
+    async with local_http() as (server, http):
+        await networked(server, http)
+        cid = await new_capsule(http)
+        meta = (await http.get(f"/v1/capsules/{cid}")).json()["metadata"]
+        assert meta["network"] == "off"
+        assert "filter failed" in meta["network_reasons"]
+        out = await sh(http, cid, "ip -br link")
+        assert out["stdout"].split()[0] == "lo", out
+        assert out["stdout"].count("\n") == 1, out  # pasta's interface went with it
+
+
+async def test_a_tool_run_in_a_network_namespace_runs_there_not_on_the_host() -> None:
+    # The capsule's filter is loaded by a fork of the boot process that joins the
+    # capsule's network namespace (no nsenter): what it runs sees that namespace, with
+    # its input on stdin, and the host's namespace is left alone.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a network namespace")
+    holder = await anyio.open_process(["unshare", "-n", "sleep", "30"])
+    boot = BootProcess(_capsule_python(), {"PATH": "/usr/bin:/bin"})
+    try:
+        with anyio.fail_after(10):
+            while (fd := _network._open_netns(holder.pid)) is None:
+                await anyio.sleep(0.01)
+        try:
+            ns = os.readlink(f"/proc/{holder.pid}/ns/net")
+            script = "cat > /dev/stderr; readlink /proc/self/ns/net >&2; exit 3"
+            code, err = await boot.run_in_netns(["/bin/sh", "-c", script], netns=fd, data="in\n")
+        finally:
+            os.close(fd)
+        assert code == 3  # its own status and standard error come back
+        assert err.splitlines() == ["in", ns]
+        assert ns != os.readlink("/proc/self/ns/net")
+    finally:
+        holder.kill()
+        await holder.wait()
+        await boot.aclose()

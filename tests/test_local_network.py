@@ -30,7 +30,7 @@ import pytest
 
 from tests.localserver import FAST, local_http, new_capsule, server_process, sh, wait_status
 from wrenn import AsyncWrennClient
-from wrenn_local import LocalServer
+from wrenn_local import LocalServer, _network
 from wrenn_local._network import DNS_FORWARDER, host_addresses
 
 # the ranges issue 18 names: nothing in them may be reachable from a capsule
@@ -434,3 +434,42 @@ async def test_a_capsule_scope_without_network(client: AsyncWrennClient) -> None
         assert quiet.info.metadata["network"] == "off"
         out = await quiet.commands.run("cat /proc/net/dev | tail -n +3 | cut -d: -f1")
         assert out.stdout.split() == ["lo"]
+
+
+def _ip_addresses() -> list[str]:
+    out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, check=True)
+    links = json.loads(out.stdout)
+    return [a["local"].split("%")[0] for x in links for a in x.get("addr_info", []) if "local" in a]
+
+
+def test_the_filter_names_every_address_ip_lists_read_without_ip() -> None:
+    # the addresses the filter blocks are read from netlink directly (no process per
+    # capsule): every one ``ip`` lists, and no other
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2's ip to compare with")
+    assert sorted(_network._netlink_addresses()) == sorted(_ip_addresses())
+    assert sorted(host_addresses()) == sorted(_ip_addresses())
+
+
+def test_the_hosts_addresses_come_from_ip_where_netlink_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2's ip")
+
+    def refused() -> list[str]:
+        # mocked: a host (a container's seccomp policy) that refuses netlink sockets
+        raise PermissionError("netlink refused")
+
+    monkeypatch.setattr(_network, "_netlink_addresses", refused)
+    assert sorted(host_addresses()) == sorted(_ip_addresses())
+
+
+def test_the_filter_follows_the_hosts_addresses_through_its_cache() -> None:
+    # the ruleset is made once per set of host addresses: a new address is in the next one
+    first = _network.ruleset(["203.0.113.7"])
+    assert _network.ruleset(["203.0.113.7"]) == first
+    second = _network.ruleset(["203.0.113.7", "198.51.100.9", "2001:db8::9"])
+    assert "198.51.100.9" not in first
+    for address in ("203.0.113.7", "198.51.100.9", "2001:db8::9"):
+        assert address in second

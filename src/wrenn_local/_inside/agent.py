@@ -30,7 +30,6 @@ sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
 # use (``ctypes``: libffi; ``shutil``: bz2 and lzma; ``termios``). No ``secrets``
 # either: it loads OpenSSL's libcrypto (via ``hmac``) for what ``os.urandom`` gives.
 # tests/test_local_agent_start.py checks that a booted agent has none of them loaded.
-import asyncio
 import contextlib
 import errno
 import fcntl
@@ -44,6 +43,69 @@ import stat
 import struct
 import time
 from typing import Any
+
+
+def _import_asyncio_with_logging_deferred() -> None:
+    """``import asyncio`` without importing ``logging`` (its own share of a boot: ~2 ms
+    of CPU; re, weakref and the rest it imports are loaded by others anyway).
+
+    While asyncio imports, ``logging`` is a stand-in: its ``getLogger`` gives loggers
+    that load the real module on first use (an asyncio warning, say) and hand over to
+    the real logger of that name; any other attribute loads it too. The stand-in leaves
+    ``sys.modules`` as soon as asyncio is in, so any later ``import logging`` is the real
+    module. Fail safe: if logging is loaded already, or the stand-in breaks this Python's
+    asyncio in any way, asyncio is imported the normal way.
+    """
+    if "logging" in sys.modules or "asyncio" in sys.modules:
+        return
+
+    def real() -> Any:
+        if sys.modules.get("logging") is stand_in:
+            del sys.modules["logging"]
+        import logging  # the real one, on first use only
+
+        return logging
+
+    def dropped(*args: object, **kwargs: object) -> None:
+        pass
+
+    class Logger:
+        def __init__(self, name: str | None) -> None:
+            self._name = name
+
+        def __getattr__(self, attr: str) -> Any:
+            # Until something imports logging nobody can have configured it: its default
+            # (level WARNING, no handler) drops debug and info records, so these do too
+            # (the loop's "Using selector" at start, say) without loading it.
+            if attr in ("debug", "info") and sys.modules.get("logging", stand_in) is stand_in:
+                return dropped
+            return getattr(real().getLogger(self._name), attr)
+
+    class StandIn(type(sys)):  # type: ignore[misc]
+        # read at import time (asyncio.futures: ``logging.DEBUG - 1``): fixed numbers
+        DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
+
+        def getLogger(self, name: str | None = None) -> Logger:
+            return Logger(name)
+
+        def __getattr__(self, attr: str) -> Any:
+            return getattr(real(), attr)
+
+    stand_in = StandIn("logging")
+    sys.modules["logging"] = stand_in
+    try:
+        import asyncio  # noqa: F401 - the first import, with the stand-in
+    except Exception:
+        for name in [n for n in sys.modules if n.startswith(("asyncio", "concurrent"))]:
+            del sys.modules[name]  # the plain import below starts afresh
+    finally:
+        if sys.modules.get("logging") is stand_in:
+            del sys.modules["logging"]
+
+
+_import_asyncio_with_logging_deferred()
+
+import asyncio  # after the call above: imported by it, or (if it failed) here
 
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 8 << 20

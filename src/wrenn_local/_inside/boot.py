@@ -136,30 +136,33 @@ def make_user_namespace(base: int, size: int) -> int:
     """A new user namespace mapping ids 0..size-1 to base..base+size-1 on the host.
 
     A forked child creates it (the kernel needs a process in a namespace to write its
-    maps) and exits; the returned descriptor keeps the namespace alive.
+    maps), says so on a pipe (not polled) and exits once the maps are written; the
+    returned descriptor keeps the namespace alive.
     """
     read_end, write_end = os.pipe()
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: unshare, then wait for the parent to be done
+    if pid == 0:  # the child: unshare, say so, then wait for the parent to be done
         try:
             os.close(write_end)
+            os.close(ready_r)
             _check(_libc.unshare(CLONE_NEWUSER))
+            os.write(ready_w, b"u")
             os.read(read_end, 1)
         finally:
             os._exit(0)
     os.close(read_end)
+    os.close(ready_w)
     try:
-        ours = os.readlink("/proc/self/ns/user")
-        deadline = time.monotonic() + 5
-        while os.readlink(f"/proc/{pid}/ns/user") == ours:
-            if time.monotonic() > deadline:
-                raise OSError("the user namespace helper did not start")
-            time.sleep(0.0005)
+        # end of file instead: the child failed to unshare and has exited
+        if os.read(ready_r, 1) != b"u":
+            raise OSError("the user namespace helper could not make the namespace")
         for name in ("uid_map", "gid_map"):
             with open(f"/proc/{pid}/{name}", "w") as fh:
                 fh.write(f"0 {base} {size}\n")
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
+        os.close(ready_r)
         os.close(write_end)
         os.waitpid(pid, 0)
 
@@ -531,6 +534,12 @@ def _start_child(request: dict[str, object], fds: list[int]) -> int:
         os.closerange(start, 1 << 20)
         if "hold" in request:
             hold([str(arg) for arg in request["hold"]])  # type: ignore[attr-defined]
+        if "run" in request:
+            run_in_netns(
+                [str(arg) for arg in request["run"]],  # type: ignore[attr-defined]
+                int(request["netns"]),  # type: ignore[call-overload]
+                str(request.get("input", "")),
+            )
         _check(_libc.unshare(flags))
         main(plan)
     except BaseException:
@@ -543,6 +552,24 @@ def _start_child(request: dict[str, object], fds: list[int]) -> int:
 
 
 CLONE_NEWPID = 0x20000000
+
+
+def run_in_netns(argv: list[str], netns: int, data: str) -> None:
+    """Exec ``argv`` (``nft -f -``: a capsule's filter) in the network namespace
+    ``netns`` (a descriptor), with ``data`` on its standard input.
+
+    What ``nsenter --net=… nft`` did from the server: no ``nsenter`` process, no fork of
+    the server. ``data`` is written to a pipe before the exec (a filter is a few KiB,
+    far below a pipe's buffer).
+    """
+    _check(_libc.setns(netns, CLONE_NEWNET))
+    os.close(netns)
+    read_end, write_end = os.pipe()
+    os.write(write_end, data.encode())
+    os.close(write_end)
+    os.dup2(read_end, 0)
+    os.close(read_end)
+    os.execv(argv[0], argv)
 
 
 def hold(argv: list[str]) -> None:
