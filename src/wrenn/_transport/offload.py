@@ -66,6 +66,7 @@ from .._protocol.http1 import (
     parse_head,
 )
 from .retry import parse_retry_after
+from .upload import send_upload
 
 __all__ = ["Offload", "OffloadBody", "offload_for", "on_asyncio"]
 
@@ -552,3 +553,25 @@ class Offload:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await aclose()  # an abandoned source is finalised now, not by the GC
             await conn.aclose()
+
+    async def stream_upload(
+        self, path: str, headers: dict[str, str], body: AsyncIterable[bytes]
+    ) -> None:
+        """POST ``body``'s chunks to ``path`` from the event loop (asyncio or trio), over
+        a non-blocking connection of their own (see :mod:`wrenn._transport.upload`):
+        framed by the ``Content-Length`` of ``headers`` if there is one, else chunked.
+        The caller bounds the whole call; an exception from ``body`` comes out as it is
+        and abandons the upload (its connection is closed mid-body)."""
+        context = f"POST {path}"
+        chunked = "Content-Length" not in headers
+        if chunked:
+            headers = {**headers, "Transfer-Encoding": "chunked"}
+        try:
+            head_bytes = self._head(path, headers)
+            conn = await self._connect(context, self._connect_timeout)
+        except BaseException:
+            if (aclose := getattr(body, "aclose", None)) is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await aclose()
+            raise
+        await send_upload(conn.sock, head_bytes, body, chunked=chunked, context=context)

@@ -1,0 +1,194 @@
+"""Streamed uploads over plain ``http://`` on the event loop, from the caller's chunks,
+over a non-blocking socket of their own (asyncio and trio).
+
+Through httpx2 every chunk of an upload of unknown size cost h11's chunked framing (the
+chunk copied into one buffer with its size line), the stream layers' bookkeeping and a
+wait of the loop for each socket event with the kernel's default send buffer. Here a
+chunk leaves with one ``sendmsg`` of its size line, the caller's own bytes and a CRLF
+(no copy; with a ``Content-Length``, the bytes alone); small chunks go together, up to
+:data:`BATCH_BYTES`; the socket's send buffer is :data:`SEND_BUFFER` (a wait of the loop
+per several MiB, not per few hundred KiB); the answer is parsed by
+:mod:`wrenn._protocol.http1`.
+
+The promises of the other paths hold:
+
+- Cancellation at any point (before the head, mid-body, waiting for the answer) closes
+  the socket at once: the server sees a body that ends early and keeps no file. A
+  connection carries one upload (``Connection: close``) and is never reused.
+- Stalls: each wait for room in the socket or for the answer is bounded by
+  :data:`SOCKET_WAIT` and then raises :class:`WrennTimeoutError`; a peer that breaks
+  the connection raises :class:`WrennConnectionError`, unless it answered first (an
+  early error answer, e.g. a 404, wins); error statuses are mapped as everywhere else.
+- An exception from the caller's chunks comes out unchanged (the upload is abandoned).
+- Memory: at most :data:`BATCH_BYTES` of small chunks, or one caller's chunk, held.
+
+TLS (``https://``) and clients on a caller's own transport keep httpx2's path.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterable
+from typing import Final
+
+import anyio
+import anyio.lowlevel
+
+from .._exceptions import (
+    WrennConnectionError,
+    WrennError,
+    WrennProtocolError,
+    WrennTimeoutError,
+    error_from_response,
+)
+from .._protocol.http1 import HTTP1Error, ResponseParser
+from .retry import parse_retry_after
+
+__all__ = ["BATCH_BYTES", "SEND_BUFFER", "SOCKET_WAIT", "send_upload"]
+
+SOCKET_WAIT: Final = 60.0  # each wait for room to send or for the answer's bytes
+SEND_BUFFER: Final = 4 * 1024 * 1024  # the socket's send buffer (the kernel doubles it)
+BATCH_BYTES: Final = 64 * 1024  # small chunks are held until this much, then sent together
+BATCH_PIECES: Final = 96  # and at most this many buffers in one sendmsg (IOV_MAX: 1024)
+ANSWER_LIMIT: Final = 2 * 1024 * 1024  # the answer to an upload is small JSON
+_LAST_CHUNK: Final = b"0\r\n\r\n"
+
+
+class _SendFailed(WrennConnectionError):
+    """The connection broke while sending (the server may have answered first)."""
+
+
+async def _send(sock: socket.socket, pieces: list[bytes], context: str) -> None:
+    """Send every piece, in order, from the caller's buffers; wait for room as needed."""
+    views: list[bytes | memoryview] = list(pieces)
+    while True:
+        try:
+            sent = sock.sendmsg(views)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise _SendFailed(f"the connection broke: {exc} ({context})") from None
+        while sent:
+            first = len(views[0])
+            if sent >= first:
+                sent -= first
+                del views[0]
+            else:
+                views[0] = memoryview(views[0])[sent:]
+                sent = 0
+        if not views:
+            return
+        # an early answer (the server refused the upload and reads no more): stop here
+        if _answered(sock):
+            raise _SendFailed(f"the server answered before the whole body was sent ({context})")
+        with anyio.move_on_after(SOCKET_WAIT) as scope:
+            await anyio.wait_writable(sock)
+        if scope.cancelled_caught:
+            raise WrennTimeoutError(f"the server took nothing for {SOCKET_WAIT:g} s ({context})")
+
+
+def _answered(sock: socket.socket) -> bool:
+    """Whether the server sent something (or closed its side) already."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) is not None
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # broken: reading the answer reports it
+
+
+async def _answer(sock: socket.socket, context: str) -> ResponseParser:
+    """The whole answer (interim answers skipped), read from the socket."""
+    parser = ResponseParser()
+    got = 0
+    try:
+        while True:
+            try:
+                data = sock.recv(64 * 1024)
+            except BlockingIOError:
+                with anyio.move_on_after(SOCKET_WAIT) as scope:
+                    await anyio.wait_readable(sock)
+                if scope.cancelled_caught:
+                    raise WrennTimeoutError(
+                        f"no answer within {SOCKET_WAIT:g} s after the body ({context})"
+                    ) from None
+                continue
+            if not data:
+                parser.end_of_stream()
+                return parser
+            got += len(data)
+            if got > ANSWER_LIMIT:
+                raise WrennProtocolError(f"the answer is over {ANSWER_LIMIT} bytes ({context})")
+            if parser.feed(data):
+                return parser
+    except HTTP1Error as exc:
+        if parser.status or "closed" not in str(exc):
+            raise WrennProtocolError(f"{exc} ({context})") from None
+        raise WrennConnectionError(f"{exc} ({context})") from None
+    except OSError as exc:
+        raise WrennConnectionError(f"the connection broke: {exc} ({context})") from None
+
+
+async def send_upload(
+    sock: socket.socket,
+    head: bytes,
+    body: AsyncIterable[bytes],
+    *,
+    chunked: bool,
+    context: str,
+) -> None:
+    """Send the request ``head`` and ``body``'s chunks on ``sock`` (connected; this call
+    owns and closes it), chunked or as they are (``head`` has their ``Content-Length``),
+    then read the answer and raise its error, if any. The caller bounds the whole call;
+    the source is closed (``aclose``) when the upload ends early."""
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        pending: list[bytes] = [head]  # the head leaves with the first chunk
+        held = len(head)
+        unchecked = 0  # bytes sent since the last checkpoint of the loop
+        sent_error: _SendFailed | None = None
+        try:
+            async for chunk in body:
+                if not chunk:
+                    continue
+                if chunked:
+                    pending += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+                else:
+                    pending.append(chunk)
+                held += len(chunk)
+                if held < BATCH_BYTES and len(pending) < BATCH_PIECES:
+                    continue  # small: wait for more before a send
+                await _send(sock, pending, context)
+                pending, unchecked, held = [], unchecked + held, 0
+                if unchecked >= SEND_BUFFER:  # the socket never made us wait: let others run
+                    await anyio.lowlevel.checkpoint()
+                    unchecked = 0
+            if chunked:
+                pending.append(_LAST_CHUNK)
+            await _send(sock, pending, context)
+        except _SendFailed as exc:
+            sent_error = exc  # the server may have answered (and closed) early
+        try:
+            answer = await _answer(sock, context)
+        except WrennError:
+            if sent_error is not None:
+                raise sent_error from None
+            raise
+        if answer.status >= 400:
+            retry_after = next(
+                (v for n, v in answer.headers if n.lower() == b"retry-after"), b""
+            ).decode("latin-1")
+            raise error_from_response(
+                answer.status,
+                answer.body,
+                retry_after=parse_retry_after(retry_after or None),
+                context=context,
+            )
+        if sent_error is not None:
+            raise sent_error
+    finally:
+        sock.close()
+        if (aclose := getattr(body, "aclose", None)) is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await aclose()  # an abandoned source is finalised now, not by the GC
