@@ -28,6 +28,7 @@ TLS (``https://``) and clients on a caller's own transport keep httpx2's path.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import AsyncIterable
 from typing import Final
 
@@ -47,6 +48,7 @@ from .retry import parse_retry_after
 __all__ = ["BATCH_BYTES", "SEND_BUFFER", "SOCKET_WAIT", "send_upload"]
 
 SOCKET_WAIT: Final = 60.0  # each wait for room to send or for the answer's bytes
+PEEK_EVERY: Final = 0.25  # how often a wait for room looks for an early answer
 SEND_BUFFER: Final = 4 * 1024 * 1024  # the socket's send buffer (the kernel doubles it)
 BATCH_BYTES: Final = 64 * 1024  # small chunks are held until this much, then sent together
 BATCH_PIECES: Final = 96  # and at most this many buffers in one sendmsg (IOV_MAX: 1024)
@@ -78,13 +80,24 @@ async def _send(sock: socket.socket, pieces: list[bytes], context: str) -> None:
                 sent = 0
         if not views:
             return
-        # an early answer (the server refused the upload and reads no more): stop here
+        await _wait_for_room(sock, context)
+
+
+async def _wait_for_room(sock: socket.socket, context: str) -> None:
+    """Wait until the socket takes more, at most :data:`SOCKET_WAIT`. A server that
+    answered early (it refused the upload and reads no more) ends the wait: it is looked
+    for now and every :data:`PEEK_EVERY` seconds of the wait."""
+    end = time.monotonic() + SOCKET_WAIT
+    while True:
         if _answered(sock):
             raise _SendFailed(f"the server answered before the whole body was sent ({context})")
-        with anyio.move_on_after(SOCKET_WAIT) as scope:
-            await anyio.wait_writable(sock)
-        if scope.cancelled_caught:
+        left = end - time.monotonic()
+        if left <= 0:
             raise WrennTimeoutError(f"the server took nothing for {SOCKET_WAIT:g} s ({context})")
+        with anyio.move_on_after(min(left, PEEK_EVERY)) as scope:
+            await anyio.wait_writable(sock)
+        if not scope.cancelled_caught:
+            return
 
 
 def _answered(sock: socket.socket) -> bool:
@@ -121,6 +134,8 @@ async def _answer(sock: socket.socket, context: str) -> ResponseParser:
                 raise WrennProtocolError(f"the answer is over {ANSWER_LIMIT} bytes ({context})")
             if parser.feed(data):
                 return parser
+    except WrennError:
+        raise  # WrennTimeoutError is an OSError too: not a broken connection
     except HTTP1Error as exc:
         if parser.status or "closed" not in str(exc):
             raise WrennProtocolError(f"{exc} ({context})") from None
