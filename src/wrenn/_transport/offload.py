@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, Final, TypeVar, final
 from urllib.parse import urlsplit
 
@@ -66,7 +66,7 @@ from .._protocol.http1 import (
     parse_head,
 )
 from .retry import parse_retry_after
-from .upload import send_upload
+from .upload import send_upload, send_upload_blocking
 
 __all__ = ["Offload", "OffloadBody", "offload_for", "on_asyncio"]
 
@@ -575,3 +575,24 @@ class Offload:
                     await aclose()
             raise
         await send_upload(conn.sock, head_bytes, body, chunked=chunked, context=context)
+
+    def stream_upload_blocking(
+        self, path: str, headers: dict[str, str], body: Iterable[bytes]
+    ) -> None:
+        """:meth:`stream_upload` for the sync API, blocking in the calling thread (see
+        :func:`wrenn._transport.upload.send_upload_blocking`); the caller closes
+        ``body``."""
+        context = f"POST {path}"
+        chunked = "Content-Length" not in headers
+        if chunked:
+            headers = {**headers, "Transfer-Encoding": "chunked"}
+        head_bytes = self._head(path, headers)
+        try:
+            sock = socket.create_connection((self._host, self._port), self._connect_timeout)
+        except TimeoutError:
+            raise WrennTimeoutError(
+                f"connecting timed out after {self._connect_timeout:g} s ({context})"
+            ) from None
+        except OSError as exc:
+            raise WrennConnectionError(f"cannot connect: {exc} ({context})") from exc
+        send_upload_blocking(sock, head_bytes, body, chunked=chunked, context=context)
