@@ -24,11 +24,13 @@ import wrenn._transport.upload as upload
 from tests.localserver import server_process
 from wrenn import (
     AsyncWrennClient,
+    WrennClient,
     WrennConnectionError,
     WrennNotFoundError,
     WrennProtocolError,
     WrennTimeoutError,
 )
+from wrenn._sync.bulk import bulk_for
 from wrenn._transport.http import httpx
 
 KEY = "wrn_" + "x" * 32
@@ -351,3 +353,114 @@ async def test_a_malformed_answer_is_a_protocol_error() -> None:
             await c.files.write_stream("cl-1", "f.bin", _chunks(1))
 
     await _hostile(garbled, test)
+
+
+# --- the sync API: the same path, blocking in the caller's thread ------------------------
+
+
+def _sync_client(server: dict[str, str]) -> WrennClient:
+    return WrennClient(api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"])
+
+
+def test_sync_uploads_are_exact_and_a_raising_source_comes_out_unchanged(
+    server: dict[str, str],
+) -> None:
+    data = os.urandom(5 * MIB + 17)
+    with _sync_client(server) as client, client.capsule() as cap:
+        bulk = bulk_for(client._async._session.http)
+        assert bulk is not None
+        assert bulk._plain is not None  # plain HTTP: the raw path
+        sizes = [1, 2, 70_000, MIB + 3]
+        pieces = [data[i : i + s] for i, s in _cuts(len(data), sizes)]
+        cap.files.write("chunked.bin", iter(pieces))
+        client.files.write_stream(cap.capsule_id, "sized.bin", iter(pieces), size=len(data))
+        for name in ("chunked.bin", "sized.bin"):
+            assert cap.files.read_bytes(name) == data
+        fds = _fds()
+        error = _SourceBroke("mine")
+
+        def source() -> Iterator[bytes]:
+            yield from pieces[:4]
+            raise error
+
+        with pytest.raises(_SourceBroke) as caught:
+            cap.files.write("broken.bin", source())
+        assert caught.value is error
+        assert _fds() <= fds  # closed before the call returned
+        assert not cap.files.exists("broken.bin")
+
+
+def _cuts(total: int, sizes: list[int]) -> Iterator[tuple[int, int]]:
+    i = k = 0
+    while i < total:
+        yield i, sizes[k % len(sizes)]
+        i += sizes[k % len(sizes)]
+        k += 1
+
+
+def _peer(behaviour: Callable[[socket.socket], None]) -> tuple[str, threading.Thread]:
+    """A one-connection server in a thread (the real one cannot be told to misbehave)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(65536)
+                behaviour(conn)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", thread
+
+
+def _many() -> Iterator[bytes]:
+    chunk = b"x" * MIB
+    for _ in range(256):
+        yield chunk
+
+
+def test_a_sync_upload_the_server_stops_reading_times_out(short_wait: None) -> None:
+    stop = threading.Event()
+
+    def deaf(conn: socket.socket) -> None:
+        stop.wait(20)  # reads nothing more
+
+    url, thread = _peer(deaf)
+    fds = _fds()
+    try:
+        with WrennClient(api_key=KEY, base_url=url) as client, pytest.raises(WrennTimeoutError):
+            client.files.write_stream("cl-1", "f.bin", _many())
+    finally:
+        stop.set()
+        thread.join(10)
+    assert _fds() <= fds
+    assert _fds() <= fds  # the client's socket and the peer's are closed
+
+
+def test_a_sync_upload_refused_early_raises_the_answers_error() -> None:
+    stop = threading.Event()
+    body = b'{"error":{"code":"not_found","message":"no such capsule"}}'
+    answer = b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+    peer_gone = threading.Event()
+
+    def refuse(conn: socket.socket) -> None:
+        conn.sendall(answer)
+        stop.wait(60)  # and reads nothing more, the connection kept open
+        peer_gone.set()
+
+    url, thread = _peer(refuse)
+    fds = _fds()
+    try:
+        with WrennClient(api_key=KEY, base_url=url) as client, pytest.raises(WrennNotFoundError):
+            client.files.write_stream("cl-1", "f.bin", _many())
+        # the answer was seen while the peer still held the connection open (not only
+        # once it closed: a client that just kept sending would wait for that)
+        assert not peer_gone.is_set()
+    finally:
+        stop.set()
+        thread.join(10)
+    assert _fds() <= fds
