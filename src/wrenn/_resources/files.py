@@ -183,7 +183,8 @@ class AsyncFiles:
 
         With ``size`` (the chunks' total, when known) the body goes with a
         ``Content-Length`` and each chunk is sent as it is; without, in chunked encoding
-        (which copies every chunk once more). Chunks that add up to more or less than
+        (over plain HTTP each chunk still leaves from its own buffer; through httpx2, for
+        https, it is copied once more). Chunks that add up to more or less than
         ``size`` raise :class:`WrennValidationError` and the upload is abandoned.
         Bounded by one hour (bound it more with your own scope); cancelling abandons
         the upload and the server keeps no partial file.

@@ -10,7 +10,8 @@ the bytes handed to the caller (pieces that are already there, or come within 2 
 go together: one loop crossing per batch of up to 2 MiB), an upload one ``sendall``
 of the caller's buffer. (Upload chunks that trickle in from an iterable or a file
 measured cheaper on the event loop, one crossing per chunk costing more than the
-loop's own writes: they stay there.)
+loop's own writes: they go from the loop, on a non-blocking socket of their own, by
+:meth:`Offload.stream_upload` — :mod:`wrenn._transport.upload` — under asyncio and trio.)
 
 Every promise of the event-loop path holds:
 
