@@ -20,6 +20,7 @@ import anyio.abc
 import anyio.lowlevel
 import pytest
 
+import wrenn._transport.offload as offload
 import wrenn._transport.upload as upload
 from tests.localserver import server_process
 from wrenn import (
@@ -464,3 +465,58 @@ def test_a_sync_upload_refused_early_raises_the_answers_error() -> None:
         stop.set()
         thread.join(10)
     assert _fds() <= fds
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_a_refused_connection_is_tried_again_as_the_retry_policy_allows(
+    monkeypatch: pytest.MonkeyPatch, retries: int
+) -> None:
+    bound = socket.socket()
+    bound.bind(("127.0.0.1", 0))  # bound, not listening: a connection is refused
+    port = bound.getsockname()[1]
+    received: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = bound.accept()
+        with conn:
+            got = b""
+            while not got.endswith(b"0\r\n\r\n"):
+                got += conn.recv(65536)
+            received.append(got)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+    original = offload.Offload._connect
+    attempts: list[int] = []
+    server = threading.Thread(target=serve, daemon=True)
+
+    async def observed(self: offload.Offload, context: str, timeout: float) -> object:
+        # the real connect, observed: after the first refusal the server comes up
+        attempts.append(1)
+        try:
+            return await original(self, context, timeout)
+        except WrennConnectionError:
+            if len(attempts) == 1:
+                bound.listen(1)
+                server.start()
+            raise
+
+    monkeypatch.setattr(offload.Offload, "_connect", observed)
+    try:
+        async with AsyncWrennClient(
+            api_key=KEY, base_url=f"http://127.0.0.1:{port}", max_retries=retries
+        ) as c:
+            if retries:
+                await c.files.write_stream("cl-1", "f.bin", _chunks(1))
+                assert len(attempts) == 2
+                assert b"x" * 1000 in received[0]
+            else:
+                with pytest.raises(WrennConnectionError, match="refused"):
+                    await c.files.write_stream("cl-1", "f.bin", _chunks(1))
+                assert len(attempts) == 1
+    finally:
+        if server.is_alive():
+            with socket.create_connection(("127.0.0.1", port)) as unblock:
+                unblock.sendall(b"0\r\n\r\n")
+        if server.ident is not None:
+            server.join(10)
+        bound.close()

@@ -237,7 +237,7 @@ class AsyncFiles:
                 if whole and size is not None and on_asyncio():
                     await offload.upload(api, headers, body())
                 else:
-                    await offload.stream_upload(api, headers, body())
+                    await offload.stream_upload(api, headers, body(), self._http.retry)
             if scope.cancelled_caught:
                 raise WrennTimeoutError(f"no complete answer within 3600 s (POST {api})")
             return

@@ -66,7 +66,7 @@ from .._protocol.http1 import (
     encode_request,
     parse_head,
 )
-from .retry import parse_retry_after
+from .retry import RetryPolicy, parse_retry_after
 from .upload import send_upload, send_upload_blocking
 
 __all__ = ["Offload", "OffloadBody", "offload_for", "on_asyncio"]
@@ -556,20 +556,34 @@ class Offload:
             await conn.aclose()
 
     async def stream_upload(
-        self, path: str, headers: dict[str, str], body: AsyncIterable[bytes]
+        self,
+        path: str,
+        headers: dict[str, str],
+        body: AsyncIterable[bytes],
+        retry: RetryPolicy | None = None,
     ) -> None:
         """POST ``body``'s chunks to ``path`` from the event loop (asyncio or trio), over
         a non-blocking connection of their own (see :mod:`wrenn._transport.upload`):
         framed by the ``Content-Length`` of ``headers`` if there is one, else chunked.
-        The caller bounds the whole call; an exception from ``body`` comes out as it is
-        and abandons the upload (its connection is closed mid-body)."""
+        A connection that cannot be made is tried again as ``retry`` allows (nothing
+        was sent). The caller bounds the whole call; an exception from ``body`` comes
+        out as it is and abandons the upload (its connection is closed mid-body)."""
         context = f"POST {path}"
         chunked = "Content-Length" not in headers
         if chunked:
             headers = {**headers, "Transfer-Encoding": "chunked"}
         try:
             head_bytes = self._head(path, headers)
-            conn = await self._connect(context, self._connect_timeout)
+            attempt = 0
+            while True:
+                try:
+                    conn = await self._connect(context, self._connect_timeout)
+                    break
+                except (WrennConnectionError, WrennTimeoutError):
+                    if retry is None or attempt >= retry.max_retries:
+                        raise
+                await anyio.sleep(retry.delay(attempt))
+                attempt += 1
         except BaseException:
             if (aclose := getattr(body, "aclose", None)) is not None:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
