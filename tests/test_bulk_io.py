@@ -224,16 +224,14 @@ async def test_a_download_left_midway_releases_its_connection(server: dict[str, 
 async def test_connections_use_direct_socket_io_where_the_transport_would_copy(
     server: dict[str, str], anyio_backend_name: str
 ) -> None:
-    async def chunks() -> AsyncIterator[bytes]:
-        yield b"streamed"
-
     async with (
         AsyncWrennClient(api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"]) as c,
         c.capsule() as cap,
     ):
-        # an upload from an iterable streams through httpcore2's pool (small calls take
-        # the fast path's own connections, and downloads under asyncio the offload's)
-        await cap.files.write("streamed.bin", chunks())
+        # a whole-file (multipart) write goes through httpcore2's pool (small calls take
+        # the fast path's own connections, streamed uploads and downloads sockets of
+        # their own: wrenn._transport.upload and .offload)
+        await cap.files.write("whole.bin", b"whole" * 1000)
         streams = [type(conn._connection._network_stream).__name__ for conn in _pool(c).connections]
     direct = anyio_backend_name == "asyncio" and sys.version_info < (3, 12)
     assert streams

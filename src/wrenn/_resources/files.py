@@ -97,6 +97,12 @@ class AsyncFiles:
             return None
         return self._offload_one
 
+    def _plain(self) -> Offload | None:
+        """The same, whatever the event loop: streamed uploads from chunks go over a raw
+        socket on the loop (:mod:`wrenn._transport.upload`) under asyncio and trio."""
+        self._offload()
+        return self._offload_one
+
     async def write(
         self, capsule_id: str, path: str, data: bytes | str, *, timeout: Timeout = CLIENT_DEFAULT
     ) -> None:
@@ -177,7 +183,8 @@ class AsyncFiles:
 
         With ``size`` (the chunks' total, when known) the body goes with a
         ``Content-Length`` and each chunk is sent as it is; without, in chunked encoding
-        (which copies every chunk once more). Chunks that add up to more or less than
+        (over plain HTTP each chunk still leaves from its own buffer; through httpx2, for
+        https, it is copied once more). Chunks that add up to more or less than
         ``size`` raise :class:`WrennValidationError` and the upload is abandoned.
         Bounded by one hour (bound it more with your own scope); cancelling abandons
         the upload and the server keeps no partial file.
@@ -195,8 +202,10 @@ class AsyncFiles:
     ) -> None:
         """:meth:`write_stream`; ``whole`` says the chunks are one buffer already in
         memory (``files.write`` of large bytes): under asyncio over plain HTTP it is then
-        sent by a worker thread in one blocking ``sendall`` (:mod:`wrenn._transport.offload`);
-        chunks that trickle in stay on the event loop, where they cost less."""
+        sent by a worker thread in one blocking ``sendall`` (:mod:`wrenn._transport.offload`).
+        Other chunks over plain HTTP go from the event loop on a raw socket
+        (:mod:`wrenn._transport.upload`), each from the caller's buffer; https and a
+        caller's own transport go through httpx2."""
         head, tail, headers = stream_framing(path, size)
 
         async def body() -> AsyncIterator[bytes]:
@@ -223,9 +232,12 @@ class AsyncFiles:
             yield tail
 
         api = api_path("capsules", capsule_id, "files", "stream", "write")
-        if whole and size is not None and (offload := self._offload()) is not None:
+        if (offload := self._plain()) is not None:
             with anyio.move_on_after(3600.0) as scope:
-                await offload.upload(api, headers, body())
+                if whole and size is not None and on_asyncio():
+                    await offload.upload(api, headers, body())
+                else:
+                    await offload.stream_upload(api, headers, body(), self._http.retry)
             if scope.cancelled_caught:
                 raise WrennTimeoutError(f"no complete answer within 3600 s (POST {api})")
             return

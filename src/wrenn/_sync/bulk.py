@@ -5,7 +5,9 @@ that costs wake-ups of the loop around each non-blocking send and receive, and a
 hop per batch. Here a sync client's uploads and downloads (``files.read``, ``write``,
 ``read_stream``, ``write_stream`` and the capsule forms) use a blocking httpx2 client
 instead, owned by the sync :class:`~wrenn.WrennClient`: one ``sendall``/``recv`` per
-chunk in the calling thread, as the official sync SDK does.
+chunk in the calling thread, as the official sync SDK does. Streamed uploads over plain
+HTTP skip httpx2 too: a raw blocking socket, one ``sendmsg`` per chunk from the caller's
+buffer (:func:`wrenn._transport.upload.send_upload_blocking`).
 
 It shares the async client's configuration (base URL, credentials, TLS context,
 timeouts, retry policy) and its error mapping: every failure is the same
@@ -36,6 +38,7 @@ from .._exceptions import (
 from .._resources.files import check_path, stream_framing, write_parts
 from .._transport.errors import map_transport_errors, not_sent
 from .._transport.http import USER_AGENT, HTTPTransport, api_path, httpx
+from .._transport.offload import offload_for
 from .._transport.retry import parse_retry_after
 
 __all__ = ["SyncBulk", "bulk_for", "close_bulk", "open_bulk"]
@@ -99,6 +102,14 @@ class SyncBulk:
             trust_env=False,
         )
         self.closed = False
+        # streamed uploads over plain HTTP: wrenn._transport.upload, blocking
+        self._plain = offload_for(
+            config.base_url,
+            http.own_transport,
+            config.auth_headers,
+            USER_AGENT,
+            config.connect_timeout,
+        )
 
     def __repr__(self) -> str:
         return f"<SyncBulk base_url={self._config.base_url!r}>"
@@ -216,6 +227,12 @@ class SyncBulk:
             yield tail
 
         source: Generator[bytes, None, None] = body()
+        if self._plain is not None:  # plain HTTP: a raw socket, no httpx2 layers
+            try:
+                self._plain.stream_upload_blocking(api, headers, source)
+            finally:
+                source.close()  # finalises the caller's generator now, not in the GC
+            return
         try:
             with (
                 map_transport_errors(context, server=self._config.describe_server()),

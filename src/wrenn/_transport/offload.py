@@ -10,7 +10,8 @@ the bytes handed to the caller (pieces that are already there, or come within 2 
 go together: one loop crossing per batch of up to 2 MiB), an upload one ``sendall``
 of the caller's buffer. (Upload chunks that trickle in from an iterable or a file
 measured cheaper on the event loop, one crossing per chunk costing more than the
-loop's own writes: they stay there.)
+loop's own writes: they go from the loop, on a non-blocking socket of their own, by
+:meth:`Offload.stream_upload` — :mod:`wrenn._transport.upload` — under asyncio and trio.)
 
 Every promise of the event-loop path holds:
 
@@ -39,7 +40,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, Final, TypeVar, final
 from urllib.parse import urlsplit
 
@@ -65,7 +66,8 @@ from .._protocol.http1 import (
     encode_request,
     parse_head,
 )
-from .retry import parse_retry_after
+from .retry import RetryPolicy, parse_retry_after
+from .upload import send_upload, send_upload_blocking
 
 __all__ = ["Offload", "OffloadBody", "offload_for", "on_asyncio"]
 
@@ -552,3 +554,60 @@ class Offload:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await aclose()  # an abandoned source is finalised now, not by the GC
             await conn.aclose()
+
+    async def stream_upload(
+        self,
+        path: str,
+        headers: dict[str, str],
+        body: AsyncIterable[bytes],
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """POST ``body``'s chunks to ``path`` from the event loop (asyncio or trio), over
+        a non-blocking connection of their own (see :mod:`wrenn._transport.upload`):
+        framed by the ``Content-Length`` of ``headers`` if there is one, else chunked.
+        A connection that cannot be made is tried again as ``retry`` allows (nothing
+        was sent). The caller bounds the whole call; an exception from ``body`` comes
+        out as it is and abandons the upload (its connection is closed mid-body)."""
+        context = f"POST {path}"
+        chunked = "Content-Length" not in headers
+        if chunked:
+            headers = {**headers, "Transfer-Encoding": "chunked"}
+        try:
+            head_bytes = self._head(path, headers)
+            attempt = 0
+            while True:
+                try:
+                    conn = await self._connect(context, self._connect_timeout)
+                    break
+                except (WrennConnectionError, WrennTimeoutError):
+                    if retry is None or attempt >= retry.max_retries:
+                        raise
+                await anyio.sleep(retry.delay(attempt))
+                attempt += 1
+        except BaseException:
+            if (aclose := getattr(body, "aclose", None)) is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await aclose()
+            raise
+        await send_upload(conn.sock, head_bytes, body, chunked=chunked, context=context)
+
+    def stream_upload_blocking(
+        self, path: str, headers: dict[str, str], body: Iterable[bytes]
+    ) -> None:
+        """:meth:`stream_upload` for the sync API, blocking in the calling thread (see
+        :func:`wrenn._transport.upload.send_upload_blocking`); the caller closes
+        ``body``."""
+        context = f"POST {path}"
+        chunked = "Content-Length" not in headers
+        if chunked:
+            headers = {**headers, "Transfer-Encoding": "chunked"}
+        head_bytes = self._head(path, headers)
+        try:
+            sock = socket.create_connection((self._host, self._port), self._connect_timeout)
+        except TimeoutError:
+            raise WrennTimeoutError(
+                f"connecting timed out after {self._connect_timeout:g} s ({context})"
+            ) from None
+        except OSError as exc:
+            raise WrennConnectionError(f"cannot connect: {exc} ({context})") from exc
+        send_upload_blocking(sock, head_bytes, body, chunked=chunked, context=context)
