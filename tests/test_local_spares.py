@@ -186,11 +186,15 @@ async def test_shutdown_leaves_no_spare_process_cgroup_mount_or_file(tmp_path: P
     data = tmp_path / "data"
     async with local_http(options=SPARES, data_dir=data) as (server, http):
         spare = await warm(server, http)
-        # one more booting as the server goes: a claim starts the refill
-        claimed = (await http.post("/v1/capsules", json={})).json()["id"]
-        assert claimed == spare
-        booting = [s.capsule_id for s in server.capsules.spares.spares]
-    for cid in [spare, *booting]:
+        assert (await http.post("/v1/capsules", json={})).json()["id"] == spare
+        ready = await ready_spare(server)  # the refill, booted: one ready as the server goes
+        # and one booting: the second create of another key starts its spare's boot
+        for _ in range(2):
+            assert (await http.post("/v1/capsules", json={"memory_mb": 256})).status_code == 202
+        spares = [s.capsule_id for s in server.capsules.spares.spares]
+        assert ready in spares
+        assert len(spares) == 2
+    for cid in [spare, *spares]:
         assert not (data / "capsules" / cid).exists()
         leftovers = await anyio.run_process(["pgrep", "-f", cid], check=False)
         assert leftovers.stdout.strip() == b""
