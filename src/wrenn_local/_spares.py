@@ -36,6 +36,7 @@ __all__ = ["BootKey", "Spare", "SparePool"]
 log = logging.getLogger("wrenn_local.spares")
 
 SPARE_AFTER = 2  # creates of one key within the window before it earns a spare
+BOOT_GRACE = 10.0  # seconds a dropped spare's boot may take to end before it is stopped
 
 
 @attrs.frozen
@@ -133,13 +134,22 @@ class SparePool:
             self._drop(spare, self.tg)
 
     def _drop(self, spare: Spare, tg: anyio.abc.TaskGroup) -> None:
-        """Stop a spare taken out of the pool: at once if booted, else through its boot
-        (which honours the stop and removes its files: no race with its start)."""
+        """Stop a spare taken out of the pool: at once if booted, else once its boot
+        ends (its boot task discards it). A stop racing the boot could miss what the
+        boot attaches after it (pasta's holder), so a boot is only stopped if it hangs."""
         if spare.ready_at is not None:
             tg.start_soon(self._discard, spare)
         else:
             spare.dropped = True
-            tg.start_soon(spare.sandbox.stop)
+            tg.start_soon(self._stop_if_hung, spare)
+
+    async def _stop_if_hung(self, spare: Spare) -> None:
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(BOOT_GRACE):
+                await spare.booted.wait()
+            if not spare.booted.is_set():
+                await spare.sandbox.stop()
+                await spare.booted.wait()
 
     # -- boot and discard
 
@@ -200,4 +210,3 @@ class SparePool:
                 while self.spares:
                     spare = self.spares.pop()
                     self._drop(spare, tg)
-                    tg.start_soon(spare.booted.wait)
