@@ -6,6 +6,7 @@ spare is booted and to learn its id; every claim, list and command crosses the w
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -49,10 +50,31 @@ async def test_a_claimed_spare_is_a_capsule_like_any_other_and_never_reused() ->
         # invisible to the account: neither listed nor found
         assert spare not in {c["id"] for c in (await http.get("/v1/capsules")).json()}
         assert (await http.get(f"/v1/capsules/{spare}")).status_code == 404
-        created = await http.post("/v1/capsules", json={"metadata": {"job": "a"}})
-        assert created.status_code == 202, created.text
+        seen: list[dict[str, Any]] = []
+        async with anyio.create_task_group() as tg:  # the events a cold create sends
+
+            async def listen() -> None:
+                async with http.stream("GET", "/v1/events/stream") as resp:
+                    async for line in resp.aiter_lines():
+                        if line.startswith("data: "):
+                            seen.append(json.loads(line[6:]))
+                            if seen[-1]["event"] == "capsule.state.changed":
+                                tg.cancel_scope.cancel()
+
+            tg.start_soon(listen)
+            with anyio.fail_after(10):
+                while not seen:
+                    await anyio.sleep(0.01)
+            created = await http.post("/v1/capsules", json={"metadata": {"job": "a"}})
+            assert created.status_code == 202, created.text
+            with anyio.fail_after(10):
+                await anyio.sleep_forever()
         claimed = created.json()
         assert claimed["id"] == spare
+        create = next(e for e in seen if e["event"] == "capsule.create")
+        assert (create["outcome"], create["sandbox"]["id"]) == ("success", spare)
+        assert seen[-1]["metadata"] == {"from": "starting", "to": "running"}
+        assert seen[-1]["resource"]["id"] == spare
         assert claimed["status"] == "running"
         info = (await http.get(f"/v1/capsules/{spare}")).json()
         assert info["metadata"] == {**cold_info["metadata"], "job": "a"}
