@@ -8,13 +8,17 @@ Figures (one JSON line each):
               ``running``: pushed, so no polling load skews either build); rows
               the floor — a bare ``bwrap … python3 -I -c pass`` with the same bwrap binary
               and a comparable minimal sandbox (own pid, ipc, uts and network namespaces,
-              read-only root, /proc, /dev, a tmpfs) —, ours and the baseline build's
-              server (``--baseline-python`` or WRENN_BASELINE_PYTHON: today's main);
-              p50/p99 ms and ``p50_vs_floor``. Rounds are interleaved (floor, ours,
-              baseline, …) so load on the machine falls on every row alike.
-  concurrent  N creates at once, wall until the last is ``running``, ours and baseline
-              alternately (``--concurrent-rounds`` each); median ``wall_s`` and
-              ``wall_vs_baseline`` (the medians' ratio) with each row's spread.
+              read-only root, /proc, /dev, a tmpfs) —, ours (the default server: warm
+              spares on, so a create of the key it repeats claims a booted spare),
+              ``ours cold`` (the same build with ``--spares 0``: every create a cold
+              boot) and the baseline build's server (``--baseline-python`` or
+              WRENN_BASELINE_PYTHON: today's main); p50/p99 ms and ``p50_vs_floor``.
+              Rounds are interleaved (floor, ours, ours cold, baseline, …) so load on
+              the machine falls on every row alike.
+  concurrent  N creates at once, wall until the last is ``running``, ours (default
+              server: at most one of the N claims a spare) and baseline alternately
+              (``--concurrent-rounds`` each); median ``wall_s`` and ``wall_vs_baseline``
+              (the medians' ratio) with each row's spread.
   phases      where one of our boots goes (the server's ``WRENN_LOCAL_BOOT_TRACE``
               timestamps, medians over the serial rounds, ms since the sandbox's start:
               prepared = directories, disk image, plan; spawned = boot process started;
@@ -79,14 +83,16 @@ def stats_ms(values: list[float]) -> dict[str, float]:
 
 
 @contextmanager
-def server(python: str, trace: Path | None = None) -> Iterator[tuple[str, str]]:
+def server(
+    python: str, trace: Path | None = None, extra: tuple[str, ...] = ()
+) -> Iterator[tuple[str, str]]:
     """``python -m wrenn_local serve`` of one build, with a data directory of its own."""
     data = tempfile.mkdtemp(prefix="wrenn-boot-bench-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WRENN_")}
     if trace is not None:
         env["WRENN_LOCAL_BOOT_TRACE"] = str(trace)
     proc = subprocess.Popen(
-        [python, "-m", "wrenn_local", "serve", "--port", "0", "--data-dir", data],
+        [python, "-m", "wrenn_local", "serve", "--port", "0", "--data-dir", data, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -197,8 +203,12 @@ async def main(args: argparse.Namespace) -> None:
     if args.baseline_python:
         builds["baseline"] = args.baseline_python
     trace = Path(tempfile.mkdtemp(prefix="wrenn-boot-trace-")) / "trace.jsonl"
-    with server(builds["ours"], trace) as ours, contextlib_server(builds.get("baseline")) as base:
-        clients = {"ours": client(*ours)}
+    with (
+        server(builds["ours"], trace) as ours,
+        server(builds["ours"], extra=("--spares", "0")) as cold,
+        contextlib_server(builds.get("baseline")) as base,
+    ):
+        clients = {"ours": client(*ours), "ours cold": client(*cold)}
         if base is not None:
             clients["baseline"] = client(*base)
         health = (await clients["ours"].get("/health")).json()
@@ -253,10 +263,10 @@ async def measure(
             rounds=len(phases),
             **{f"{k}_ms": v for k, v in sorted(since.items(), key=lambda kv: kv[1])},
         )
-    walls: dict[str, list[float]] = {k: [] for k in http}
+    walls: dict[str, list[float]] = {k: [] for k in http if k != "ours cold"}
     for _ in range(args.concurrent_rounds):
-        for name, h in http.items():
-            walls[name].append(await many_creates(h, args.concurrent))
+        for name in walls:
+            walls[name].append(await many_creates(http[name], args.concurrent))
     ref = statistics.median(walls["baseline"]) if walls.get("baseline") else None
     for name, values in walls.items():
         if not values:

@@ -85,7 +85,9 @@ INTRO = {
     "boot:create": "Capsule create→running, serial (POST, then GET every 2 ms); the floor is "
     "a bare `bwrap … python3 -I -c pass` (same bwrap, own pid/ipc/uts/net namespaces, "
     "read-only root) timed in the same interleaved rounds; `baseline` is today's main's own "
-    "server (WRENN_BASELINE_PYTHON). Target: p50 ≤ 3× the floor.",
+    "server (WRENN_BASELINE_PYTHON). `ours` is the default server (warm spares: a create "
+    "it has seen repeated claims a booted capsule), `ours cold` the same build with "
+    "`--spares 0` (every create a cold boot). Target: p50 ≤ 3× the floor.",
     "boot:phases": "Where one of our boots goes: ms from the sandbox's start to each phase "
     "(medians of the serial rounds; the server's WRENN_LOCAL_BOOT_TRACE).",
     "boot:concurrent": "32 creates at once, wall until the last runs; ours and the baseline's "

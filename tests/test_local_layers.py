@@ -54,6 +54,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "wrenn_local._events",
             "wrenn_local._hosts",
             "wrenn_local._templates",
+            "wrenn_local._spares",
             "wrenn_local._capsules",
             "wrenn_local._persist",
             "wrenn_local._upkeep",

@@ -39,6 +39,7 @@ from ._metrics import MetricSeries
 from ._options import ServerOptions
 from ._rootfs import copy_layers, du
 from ._sandbox import Sandbox, SandboxSpec
+from ._spares import BootKey, Spare, SparePool
 from ._templates import DEFAULT_TEMPLATE, NAME_RE, TemplateRecord, TemplateStore
 
 __all__ = ["CapsuleManager", "CapsuleRecord", "require_status"]
@@ -139,6 +140,9 @@ class CapsuleManager:
         self.team_stats: dict[str, deque[tuple[float, int, int, int]]] = {}
         self.usage: dict[tuple[str, dt.date], list[float]] = {}
         self._jupyter: JupyterSupport | None = None
+        self.spares = SparePool(
+            options=options, task_group=task_group, make_sandbox=self._sandbox, room=self._room
+        )
 
     # -- look-ups
 
@@ -210,9 +214,24 @@ class CapsuleManager:
             raise ApiError(503, "no_hosts_available", "no servers available — try again later")
         metadata.update(self._system_metadata())
         metadata.update(self._network_metadata(network))
+        key = BootKey(
+            owner=template.team_id,
+            template=template_name,
+            template_created=template.created_at,
+            layers=tuple(template.layers),
+            vcpus=vcpus,
+            memory_mb=memory_mb,
+            disk_size_mb=disk_size_mb,
+            services=template.services,
+            jupyter_site=jupyter_site,
+            network=network and self.support.network.available,
+        )
+        spare = self.spares.claim(key)
+        if spare is None and live + len(self.spares) >= self.options.max_capsules:
+            self.spares.make_room()  # spares never make a user's create fail
         stamp = now_utc()
         record = CapsuleRecord(
-            id=new_id("cl"),
+            id=spare.capsule_id if spare is not None else new_id("cl"),
             team_id=principal.team_id,
             template=template_name,
             vcpus=vcpus,
@@ -224,26 +243,51 @@ class CapsuleManager:
             created_at=stamp,
             last_updated=stamp,
         )
-        record.sandbox = Sandbox(
+        self.capsules[record.id] = record
+        if spare is not None:
+            self._claimed(record, spare, principal)
+        else:
+            record.sandbox = self._sandbox(key, record.id)
+            self.tg.start_soon(self._boot, record, principal)
+        self.spares.created(key)
+        return record
+
+    def _sandbox(self, key: BootKey, capsule_id: str) -> Sandbox:
+        """The sandbox of a capsule of ``key`` (cold boots and spares alike)."""
+        return Sandbox(
             SandboxSpec(
-                capsule_id=record.id,
-                template=template_name,
-                vcpus=vcpus,
-                memory_mb=memory_mb,
-                layers=list(template.layers),
-                directory=self.data_dir / "capsules" / record.id,
+                capsule_id=capsule_id,
+                template=key.template,
+                vcpus=key.vcpus,
+                memory_mb=key.memory_mb,
+                layers=list(key.layers),
+                directory=self.data_dir / "capsules" / capsule_id,
                 hide=[str(self.data_dir)],
-                services=template.services,
-                jupyter_site=jupyter_site,
-                network=network and self.support.network.available,
-                disk_size_mb=disk_size_mb,
+                services=key.services,
+                jupyter_site=key.jupyter_site,
+                network=key.network,
+                disk_size_mb=key.disk_size_mb,
             ),
             self.support,
             self.base,
         )
-        self.capsules[record.id] = record
-        self.tg.start_soon(self._boot, record, principal)
-        return record
+
+    def _room(self) -> int:
+        """How many more capsules (records or spares) may run."""
+        live = sum(1 for r in self.capsules.values() if r.status in LIVE)
+        return self.options.max_capsules - live
+
+    def _claimed(self, record: CapsuleRecord, spare: Spare, principal: Principal) -> None:
+        """``record`` takes a booted spare: the rest of what ``_boot`` does, at once."""
+        record.sandbox = spare.sandbox
+        self._network_failed(record)
+        record.metadata["disk_limit"] = spare.sandbox.disk_limit[:64]
+        record.set_status("running")
+        record.started_at = record.created_at
+        record.touch()
+        self._emit(record, "capsule.create", principal, outcome="success")
+        self._state_changed(record, "starting", "running")
+        self.tg.start_soon(self._watch, record)
 
     def _system_metadata(self) -> dict[str, str]:
         meta = {
@@ -403,7 +447,8 @@ class CapsuleManager:
         self._state_changed(record, previous, "stopped")
 
     async def shutdown(self) -> None:
-        """Destroy every capsule (bounded, shielded): the server is going away."""
+        """Destroy every capsule and spare (bounded, shielded): the server is going away."""
+        await self.spares.shutdown()
         with anyio.CancelScope(shield=True), anyio.move_on_after(30):
             async with anyio.create_task_group() as tg:
                 for record in list(self.capsules.values()):

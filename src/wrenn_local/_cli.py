@@ -80,6 +80,15 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
         help="capsules get no outbound network (only their own loopback)",
     )
     s.add_argument(
+        "--spares",
+        type=int,
+        default=None,
+        metavar="N",
+        help="booted capsules kept ready per template and size created often (twice "
+        "within a minute), each stopped after a minute unused; 0 = off (default 1, or "
+        "the WRENN_LOCAL_SPARES environment variable)",
+    )
+    s.add_argument(
         "--env",
         action="store_true",
         help="print the variables as `export` lines for a POSIX shell",
@@ -141,9 +150,26 @@ def api_key_of(args: argparse.Namespace) -> str | None:
     return key
 
 
+def spares_of(args: argparse.Namespace) -> int:
+    """Spares per boot key: ``--spares``, else ``WRENN_LOCAL_SPARES``, else the default."""
+    value = getattr(args, "spares", None)
+    if value is None:
+        raw = os.environ.get("WRENN_LOCAL_SPARES", "").strip()
+        if not raw:
+            return ServerOptions().spares
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"WRENN_LOCAL_SPARES must be an integer, not {raw!r}") from None
+    if value < 0:
+        raise ValueError("the number of spares must be 0 or more")
+    return int(value)
+
+
 async def run_server(args: argparse.Namespace) -> None:
     options = ServerOptions(allow_signup=args.allow_signup, allowed_hosts=tuple(args.allowed_host))
     options.network = not getattr(args, "no_network", False)
+    options.spares = spares_of(args)
     state = Path(args.state_file) if args.state_file else None
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with serve(

@@ -35,3 +35,9 @@ class ServerOptions:
     # ``wrenn.output.v1`` subprotocol). False: answer every client in JSON text, as the
     # cloud does (tests use it to check the client's fallback against a real peer).
     binary_frames: bool = True
+    # Warm spares (_spares.py): booted capsules kept per boot key once it is created twice
+    # within ``spare_window`` seconds; each is stopped after ``spare_idle`` seconds unused.
+    # 0: off (every create boots cold).
+    spares: int = 1
+    spare_window: float = 60.0
+    spare_idle: float = 60.0

@@ -1,0 +1,212 @@
+"""Warm spares: booted, never-used capsules for the boot keys that are created often.
+
+A capsule's *boot key* is everything that shapes its sandbox before it has an owner
+(template and its layers, vcpus, memory, disk, services, network). Once a key has been
+created ``spare_after`` times within ``spare_window`` seconds, the pool keeps
+``options.spares`` capsules of that key booted; a create of that key claims one instead
+of booting (``CapsuleManager.create``), and a fresh one boots in the background to replace
+it. A spare is handed out at most once and is never reused: the refill is a new boot. A
+spare unused for ``spare_idle`` seconds is stopped, so an idle server holds none.
+
+Spares are not capsule records: no account lists, gets, measures or counts them. They
+boot in the server's task group; a spare that fails to boot, or whose agent has died
+by the time it is claimed, is discarded (the create boots cold). ``shutdown`` stops
+every spare, bounded and shielded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import attrs
+
+from ._ids import new_id
+from ._options import ServerOptions
+from ._sandbox import Sandbox
+
+__all__ = ["BootKey", "Spare", "SparePool"]
+
+log = logging.getLogger("wrenn_local.spares")
+
+SPARE_AFTER = 2  # creates of one key within the window before it earns a spare
+BOOT_GRACE = 10.0  # seconds a dropped spare's boot may take to end before it is stopped
+
+
+@attrs.frozen
+class BootKey:
+    """What shapes a capsule's sandbox before its owner exists."""
+
+    owner: str | None  # the template's team (None: a platform template)
+    template: str  # its name (the agent shows it inside as WRENN_TEMPLATE_ID)
+    template_created: dt.datetime  # a re-made template of the same name is another key
+    layers: tuple[Path, ...]
+    vcpus: int
+    memory_mb: int
+    disk_size_mb: int
+    services: tuple[str, ...]
+    jupyter_site: Path | None
+    network: bool
+
+
+@attrs.define(eq=False)
+class Spare:
+    key: BootKey
+    capsule_id: str
+    sandbox: Sandbox
+    ready_at: float | None = None  # time.monotonic() once booted; None while booting
+    # taken out of the pool while booting: its boot task stops it and removes its files
+    dropped: bool = False
+    booted: anyio.Event = attrs.field(factory=anyio.Event)  # its boot task has ended
+
+
+class SparePool:
+    """The spares of one server (see the module's docstring)."""
+
+    def __init__(
+        self,
+        *,
+        options: ServerOptions,
+        task_group: anyio.abc.TaskGroup,
+        make_sandbox: Callable[[BootKey, str], Sandbox],
+        room: Callable[[], int],
+    ) -> None:
+        self.options = options
+        self.tg = task_group
+        self.make_sandbox = make_sandbox
+        self.room = room  # capsules the server may still start (max_capsules - live)
+        self.spares: list[Spare] = []
+        self.demand: dict[BootKey, deque[float]] = {}
+        self.closed = False
+        self._reaping = False
+
+    def __len__(self) -> int:
+        return len(self.spares)
+
+    # -- claims
+
+    def claim(self, key: BootKey) -> Spare | None:
+        """A booted spare of ``key`` whose agent is alive, taken out of the pool, or None.
+
+        Synchronous (no await between finding and removing it): two creates racing for
+        one spare cannot both get it. Dead spares found on the way are discarded.
+        """
+        for spare in list(self.spares):
+            if spare.key != key or spare.ready_at is None:
+                continue
+            self.spares.remove(spare)
+            process = spare.sandbox.process
+            if process is None or process.returncode is not None:
+                log.warning("spare %s died while waiting; discarded", spare.capsule_id)
+                self.tg.start_soon(self._discard, spare)
+                continue
+            return spare
+        return None
+
+    def created(self, key: BootKey) -> None:
+        """A create of ``key`` happened: boot spares for it if it is created often."""
+        if self.closed or self.options.spares <= 0:
+            return
+        now = time.monotonic()
+        times = self.demand.setdefault(key, deque(maxlen=SPARE_AFTER))
+        times.append(now)
+        for stale in [k for k, t in self.demand.items() if now - t[-1] > self.options.spare_window]:
+            del self.demand[stale]
+        if len(times) < SPARE_AFTER or now - times[0] > self.options.spare_window:
+            return
+        have = sum(1 for s in self.spares if s.key == key)
+        for _ in range(self.options.spares - have):
+            if self.room() - len(self.spares) <= 0:
+                return  # spares never take a place a user's capsule may need
+            self._start(key)
+
+    def make_room(self) -> None:
+        """Drop a spare: a user's create needs its place (``max_capsules``)."""
+        if self.spares:
+            spare = min(self.spares, key=lambda s: s.ready_at or float("inf"))
+            self.spares.remove(spare)
+            self._drop(spare, self.tg)
+
+    def _drop(self, spare: Spare, tg: anyio.abc.TaskGroup) -> None:
+        """Stop a spare taken out of the pool: at once if booted, else once its boot
+        ends (its boot task discards it). A stop racing the boot could miss what the
+        boot attaches after it (pasta's holder), so a boot is only stopped if it hangs."""
+        if spare.ready_at is not None:
+            tg.start_soon(self._discard, spare)
+        else:
+            spare.dropped = True
+            tg.start_soon(self._stop_if_hung, spare)
+
+    async def _stop_if_hung(self, spare: Spare) -> None:
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(BOOT_GRACE):
+                await spare.booted.wait()
+            if not spare.booted.is_set():
+                await spare.sandbox.stop()
+                await spare.booted.wait()
+
+    # -- boot and discard
+
+    def _start(self, key: BootKey) -> None:
+        capsule_id = new_id("cl")
+        spare = Spare(key=key, capsule_id=capsule_id, sandbox=self.make_sandbox(key, capsule_id))
+        self.spares.append(spare)
+        self.tg.start_soon(self._boot, spare)
+
+    async def _boot(self, spare: Spare) -> None:
+        ok = False
+        try:
+            await spare.sandbox.start()
+            await spare.sandbox.start_services()
+            ok = True
+        except Exception as exc:
+            if not spare.dropped:
+                log.warning("spare %s failed to boot: %s", spare.capsule_id, exc)
+        finally:
+            if (not ok or self.closed) and spare in self.spares:
+                self.spares.remove(spare)
+                spare.dropped = True
+            if spare.dropped:
+                await self._discard(spare)
+            spare.booted.set()
+        if ok and spare in self.spares:
+            spare.ready_at = time.monotonic()
+            if not self._reaping:
+                self._reaping = True
+                self.tg.start_soon(self._reap_idle)
+
+    async def _discard(self, spare: Spare) -> None:
+        with anyio.CancelScope(shield=True):
+            await spare.sandbox.stop()
+            await spare.sandbox.remove_files()
+
+    async def _reap_idle(self) -> None:
+        """Stop spares unused for ``spare_idle`` seconds; ends once none is left."""
+        try:
+            while self.spares and not self.closed:
+                await anyio.sleep(max(0.05, self.options.spare_idle / 4))
+                now = time.monotonic()
+                for spare in list(self.spares):
+                    if (
+                        spare.ready_at is not None
+                        and now - spare.ready_at > self.options.spare_idle
+                    ):
+                        self.spares.remove(spare)
+                        await self._discard(spare)
+        finally:
+            self._reaping = False
+
+    async def shutdown(self) -> None:
+        """Stop every spare, booted or booting (bounded, shielded): the server is going."""
+        self.closed = True
+        with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+            async with anyio.create_task_group() as tg:
+                while self.spares:
+                    spare = self.spares.pop()
+                    self._drop(spare, tg)
