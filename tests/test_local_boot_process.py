@@ -222,3 +222,44 @@ async def test_a_tool_run_in_a_network_namespace_runs_there_not_on_the_host() ->
         holder.kill()
         await holder.wait()
         await boot.aclose()
+
+
+async def test_a_network_closed_while_pasta_starts_ends_that_pasta(tmp_path: Path) -> None:
+    # A destroy racing a boot closes the capsule's network while pasta is being started:
+    # the pasta that appears afterwards must go at once, not be left with its holder.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a network namespace")
+    tools = _network.NetworkTools.detect(full_isolation=True)
+    if not tools.available:
+        pytest.skip(f"no capsule network here: {tools.reasons}")
+    holder = await anyio.open_process(["unshare", "-n", "sleep", "30"])
+    boot = BootProcess(_capsule_python(), {"PATH": "/usr/bin:/bin"})
+    network = _network.CapsuleNetwork(tools, tmp_path)
+    started: list[BootChild] = []
+
+    class Racing:  # the boot process, with the close landing while it forks the holder
+        async def hold(
+            self, argv: list[str], *, stderr: int, pass_fds: tuple[int, ...]
+        ) -> BootChild:
+            await network.close()
+            child = await boot.hold(argv, stderr=stderr, pass_fds=pass_fds)
+            started.append(child)
+            return child
+
+    network.boot = Racing()  # type: ignore[assignment]
+    try:
+        with anyio.fail_after(10):
+            while (fd := _network._open_netns(holder.pid)) is None:
+                await anyio.sleep(0.01)
+        try:
+            with pytest.raises(RuntimeError, match="closed while pasta started"):
+                await network._start_pasta(fd, 10)
+        finally:
+            os.close(fd)
+        assert network.holder is None
+        assert len(started) == 1
+        assert started[0].returncode is not None  # killed and reaped, not left running
+    finally:
+        holder.kill()
+        await holder.wait()
+        await boot.aclose()

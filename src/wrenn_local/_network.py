@@ -282,6 +282,8 @@ class CapsuleNetwork:
         self._lifeline: int | None = None  # closing it (or the server dying) ends pasta
         # why the capsule ended up without network (no usable host interface: offline)
         self.problem: str | None = None
+        # set by close(): a pasta started after it (a destroy racing the boot) goes at once
+        self._closed = False
 
     async def attach(self, pid: int, *, timeout: float = 10.0) -> None:
         """Filter and connect the network namespace of process ``pid``.
@@ -390,16 +392,25 @@ class CapsuleNetwork:
                     )
             finally:
                 os.close(lifeline)
+        holder = self.holder
+        if self._closed:  # closed while pasta started (a destroy racing the boot)
+            await self.close()
+            raise RuntimeError("capsule network closed while pasta started")
         with anyio.fail_after(timeout):
             while not (self.pid_file.exists() and self.pid_file.read_text().strip()):
-                if self.holder.returncode is not None:
+                if self._closed:
+                    raise RuntimeError("capsule network closed while pasta started")
+                if holder.returncode is not None:
                     lines = log.read_text(errors="replace").splitlines()
                     why = "; ".join(x.strip() for x in lines if x.strip() and "syslog" not in x)
-                    raise RuntimeError(f"pasta failed (exit {self.holder.returncode}): {why}")
+                    raise RuntimeError(f"pasta failed (exit {holder.returncode}): {why}")
                 await anyio.sleep(0.005)
 
     async def close(self) -> None:
-        """Kill pasta (through its holder) and wait for it; bounded and shielded."""
+        """Kill pasta (through its holder) and wait for it; bounded and shielded.
+
+        Final: a pasta whose start was under way is killed as soon as it exists."""
+        self._closed = True
         holder, self.holder = self.holder, None
         if self._lifeline is not None:
             os.close(self._lifeline)
