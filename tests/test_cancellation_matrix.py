@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.descriptors import open_fds
 from tests.localserver import server_process
 from wrenn import AsyncCapsule, AsyncWrennClient
 
@@ -146,10 +147,6 @@ SCOPED: list[Scoped] = [capsule_scope, fan_out, pool]
 # --- the checks -----------------------------------------------------------------------------
 
 
-def fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 async def leftovers(cap: AsyncCapsule, token: str) -> list[str]:
     """Processes of the point still listed, after a short grace for the kernel to reap."""
     with anyio.move_on_after(3):
@@ -171,7 +168,7 @@ async def live_capsules(client: AsyncWrennClient) -> list[str]:
 
 
 async def sweep(server: dict[str, str], seed: int, per_op: int, scoped_per_op: int) -> None:
-    baseline = (fds(), len(anyio.get_running_tasks()), threading.active_count())
+    baseline = (open_fds(), len(anyio.get_running_tasks()), threading.active_count())
     client = AsyncWrennClient(api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"])
     async with client:
         before = set(await live_capsules(client))
@@ -192,7 +189,7 @@ async def sweep(server: dict[str, str], seed: int, per_op: int, scoped_per_op: i
             while set(await live_capsules(client)) - before:
                 await anyio.sleep(0.1)
     await anyio.sleep(0.2)
-    after = (fds(), len(anyio.get_running_tasks()), threading.active_count())
+    after = (open_fds(), len(anyio.get_running_tasks()), threading.active_count())
     assert after[0] <= baseline[0], f"file descriptors {baseline[0]} -> {after[0]}"
     assert after[1] <= baseline[1], f"tasks {baseline[1]} -> {after[1]}"
     assert after[2] <= baseline[2] + 1, f"threads {baseline[2]} -> {after[2]}"  # anyio's pool

@@ -6,12 +6,12 @@ The server runs in its own process here, so the descriptors counted are the clie
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio
 import pytest
 
+from tests.descriptors import open_fds
 from tests.localserver import server_process
 from wrenn import AsyncCapsule, AsyncWrennClient
 
@@ -22,10 +22,6 @@ Operation = Callable[[AsyncWrennClient], Awaitable[None]]
 def server() -> Iterator[dict[str, str]]:
     with server_process() as env:
         yield env
-
-
-def fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def op_create(client: AsyncWrennClient) -> None:
@@ -87,7 +83,7 @@ OPERATIONS = [op_create, op_run, op_streamed_run, op_stream, op_pty, op_upload, 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda f: f.__name__[3:])
 async def test_cancel_anywhere(server: dict[str, str], operation: Operation) -> None:
-    baseline_fds = fds()
+    baseline_fds = open_fds()
     baseline_tasks = len(anyio.get_running_tasks())
     client = AsyncWrennClient(api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"])
     async with client:
@@ -99,13 +95,13 @@ async def test_cancel_anywhere(server: dict[str, str], operation: Operation) -> 
                 await anyio.sleep(0.1)
     await anyio.sleep(0.1)
     assert len(anyio.get_running_tasks()) <= baseline_tasks
-    assert fds() <= baseline_fds
+    assert open_fds() <= baseline_fds
 
 
 async def test_cancel_cells_anywhere(server: dict[str, str]) -> None:
     """Cancel cells (and the streaming of one) at many points; the kernel stays usable,
     and leaving the scope closes the kernel connection it held."""
-    baseline_fds = fds()
+    baseline_fds = open_fds()
     baseline_tasks = len(anyio.get_running_tasks())
     client = AsyncWrennClient(api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"])
     async with client, client.capsule(template="code-runner-beta") as cap:
@@ -121,4 +117,4 @@ async def test_cancel_cells_anywhere(server: dict[str, str]) -> None:
                 assert (await cap.run_code("'alive'")).text == "'alive'"
     await anyio.sleep(0.1)
     assert len(anyio.get_running_tasks()) <= baseline_tasks
-    assert fds() <= baseline_fds
+    assert open_fds() <= baseline_fds

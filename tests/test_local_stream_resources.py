@@ -9,7 +9,6 @@ directly.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 from typing import Any
@@ -28,6 +27,7 @@ from wsproto.events import (
 )
 
 import wrenn_local
+from tests.descriptors import open_fds
 from tests.localserver import local_http, new_capsule
 from wrenn_local._app import WrennApp
 
@@ -109,19 +109,15 @@ class RawStream:
 async def _quiet_counts() -> tuple[int, int]:
     """Tasks and fds once neither has changed for a while (the warm stream's last
     tasks ending), bounded."""
-    last = (len(anyio.get_running_tasks()), _fds())
+    last = (len(anyio.get_running_tasks()), open_fds())
     with anyio.move_on_after(5):
         steady = 0
         while steady < 5:
             await anyio.sleep(0.05)
-            now = (len(anyio.get_running_tasks()), _fds())
+            now = (len(anyio.get_running_tasks()), open_fds())
             steady = steady + 1 if now == last else 0
             last = now
     return last
-
-
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def _running(http: httpx.AsyncClient, cid: str) -> set[int]:
@@ -135,10 +131,10 @@ async def _settle(
 ) -> tuple[set[int], int, int]:
     """Wait (bounded) until the pids are gone and tasks and fds are back where they were;
     returns what was left when the wait ended."""
-    left = (pids, len(anyio.get_running_tasks()), _fds())
+    left = (pids, len(anyio.get_running_tasks()), open_fds())
     with anyio.move_on_after(15):
         while True:
-            left = (pids & await _running(http, cid), len(anyio.get_running_tasks()), _fds())
+            left = (pids & await _running(http, cid), len(anyio.get_running_tasks()), open_fds())
             if not left[0] and left[1] <= tasks and left[2] <= fds:
                 break
             await anyio.sleep(0.05)

@@ -15,6 +15,7 @@ import anyio.abc
 import pytest
 
 import wrenn._transport.offload as offload
+from tests.descriptors import open_fds, settled_fds
 from tests.localserver import server_process
 from wrenn import (
     AsyncWrennClient,
@@ -31,18 +32,6 @@ MIB = 1024 * 1024
 def server() -> Iterator[dict[str, str]]:
     with server_process() as env:
         yield env
-
-
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-async def _settled_fds(target: int) -> int:
-    # a closed socket is closed by the next checkpoint of its transfer's clean-up
-    with anyio.move_on_after(5):
-        while _fds() > target:
-            await anyio.sleep(0.01)
-    return _fds()
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
@@ -109,14 +98,14 @@ async def test_cancelled_at_many_points_the_cancellation_comes_out_and_nothing_l
             assert scope.cancelled_caught == (after < 10_000)  # it came out, no WrennError
 
         await transfer(10_000)  # a complete one first: the worker pool is warm
-        fds, threads = _fds(), threading.active_count()
+        fds, threads = open_fds(), threading.active_count()
         for after in (0, 1, 2, 3, 5, 7, 9, 31, 32) if direction == "download" else range(8):
             await transfer(after)
-            assert await _settled_fds(fds) <= fds
+            assert await settled_fds(fds) <= fds
             # and the next transfer on the same client works
             async with cap.files.read_stream("big.bin") as pieces:
                 assert b"".join([p async for p in pieces]) == data
-        assert await _settled_fds(fds) <= fds
+        assert await settled_fds(fds) <= fds
         assert threading.active_count() <= threads + 1  # workers are reused, none stuck
         if direction == "upload":
             await cap.files.write("up.bin", _chunks(data))
@@ -138,7 +127,7 @@ async def test_a_large_write_cancelled_at_many_points_leaves_nothing_behind(
         assert await cap.files.read("warm.bin", format="bytes") == data
         await cap.files.remove("warm.bin")
         await cap.files.write("next.bin", b"fine")
-        fds, threads = _fds(), threading.active_count()
+        fds, threads = open_fds(), threading.active_count()
         for delay in (0, 0.0005, 0.002, 0.005, 0.01, 0.03, 0.06):
             with anyio.move_on_after(delay) as scope:
                 await cap.files.write("cut.bin", data)
@@ -146,7 +135,7 @@ async def test_a_large_write_cancelled_at_many_points_leaves_nothing_behind(
                 # cut after the last byte went: whole; before: the server kept nothing
                 assert await cap.files.read("cut.bin", format="bytes") == data
                 await cap.files.remove("cut.bin")
-            assert await _settled_fds(fds) <= fds
+            assert await settled_fds(fds) <= fds
             await cap.files.write("next.bin", b"fine")  # the next transfer works
         assert threading.active_count() <= threads + 1
         await cap.files.write("cut.bin", data)

@@ -22,6 +22,7 @@ import pytest
 
 import wrenn._transport.offload as offload
 import wrenn._transport.upload as upload
+from tests.descriptors import open_fds, settled_fds
 from tests.localserver import server_process
 from wrenn import (
     AsyncWrennClient,
@@ -42,17 +43,6 @@ MIB = 1024 * 1024
 def server() -> Iterator[dict[str, str]]:
     with server_process() as env:
         yield env
-
-
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-async def _settled_fds(target: int) -> int:
-    with anyio.move_on_after(5):
-        while _fds() > target:
-            await anyio.sleep(0.01)
-    return _fds()
 
 
 async def _pieces(data: bytes, sizes: list[int]) -> AsyncIterator[bytes]:
@@ -118,7 +108,7 @@ async def test_cancelled_before_the_head_mid_body_and_waiting_for_the_answer(
         c.capsule() as cap,
     ):
         await cap.files.write("warm.bin", _pieces(data, [MIB]))
-        fds, threads = _fds(), threading.active_count()
+        fds, threads = open_fds(), threading.active_count()
         closed: list[int] = []
 
         async def cut(after: int, *, sized: bool) -> bool:
@@ -150,7 +140,7 @@ async def test_cancelled_before_the_head_mid_body_and_waiting_for_the_answer(
                 closed.clear()
                 assert await cut(after, sized=sized)  # the cancellation came out
                 assert closed == ([] if after < 0 else [after])  # never started: nothing
-                assert await _settled_fds(fds) <= fds, (after, sized)
+                assert await settled_fds(fds) <= fds, (after, sized)
                 # the next upload works
                 await cap.files.write("next.bin", _pieces(data[:MIB], [65536]))
         assert threading.active_count() <= threads  # no thread in this path
@@ -178,7 +168,7 @@ async def test_a_source_that_raises_mid_way_comes_out_unchanged_and_nothing_is_k
         c.capsule() as cap,
     ):
         assert await cap.files.exists("nothing.bin") is False
-        fds = _fds()
+        fds = open_fds()
 
         async def source() -> AsyncIterator[bytes]:
             for _ in range(3):
@@ -188,7 +178,7 @@ async def test_a_source_that_raises_mid_way_comes_out_unchanged_and_nothing_is_k
         with pytest.raises(type(error)) as caught:
             await cap.files.write("broken.bin", source())
         assert caught.value is error
-        assert await _settled_fds(fds) <= fds
+        assert await settled_fds(fds) <= fds
         assert not await cap.files.exists("broken.bin")
 
 
@@ -233,7 +223,7 @@ async def _hostile(
     behaviour: Callable[[anyio.abc.SocketStream], Awaitable[None]],
     test: Callable[[AsyncWrennClient], Awaitable[None]],
 ) -> None:
-    fds = _fds()
+    fds = open_fds()
     async with anyio.create_task_group() as tg:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
 
@@ -253,7 +243,7 @@ async def _hostile(
         async with AsyncWrennClient(api_key=KEY, base_url=f"http://127.0.0.1:{port}") as c:
             await test(c)
         tg.cancel_scope.cancel()
-    assert await _settled_fds(fds) <= fds  # the upload's socket is closed (the server's too)
+    assert await settled_fds(fds) <= fds  # the upload's socket is closed (the server's too)
 
 
 async def _read_head(stream: anyio.abc.SocketStream) -> bytes:
@@ -377,7 +367,7 @@ def test_sync_uploads_are_exact_and_a_raising_source_comes_out_unchanged(
         client.files.write_stream(cap.capsule_id, "sized.bin", iter(pieces), size=len(data))
         for name in ("chunked.bin", "sized.bin"):
             assert cap.files.read_bytes(name) == data
-        fds = _fds()
+        fds = open_fds()
         error = _SourceBroke("mine")
 
         def source() -> Iterator[bytes]:
@@ -387,7 +377,7 @@ def test_sync_uploads_are_exact_and_a_raising_source_comes_out_unchanged(
         with pytest.raises(_SourceBroke) as caught:
             cap.files.write("broken.bin", source())
         assert caught.value is error
-        assert _fds() <= fds  # closed before the call returned
+        assert open_fds() <= fds  # closed before the call returned
         assert not cap.files.exists("broken.bin")
 
 
@@ -430,15 +420,15 @@ def test_a_sync_upload_the_server_stops_reading_times_out(short_wait: None) -> N
         stop.wait(20)  # reads nothing more
 
     url, thread = _peer(deaf)
-    fds = _fds()
+    fds = open_fds()
     try:
         with WrennClient(api_key=KEY, base_url=url) as client, pytest.raises(WrennTimeoutError):
             client.files.write_stream("cl-1", "f.bin", _many())
     finally:
         stop.set()
         thread.join(10)
-    assert _fds() <= fds
-    assert _fds() <= fds  # the client's socket and the peer's are closed
+    assert open_fds() <= fds
+    assert open_fds() <= fds  # the client's socket and the peer's are closed
 
 
 def test_a_sync_upload_refused_early_raises_the_answers_error() -> None:
@@ -454,7 +444,7 @@ def test_a_sync_upload_refused_early_raises_the_answers_error() -> None:
         peer_gone.set()
 
     url, thread = _peer(refuse)
-    fds = _fds()
+    fds = open_fds()
     try:
         with WrennClient(api_key=KEY, base_url=url) as client, pytest.raises(WrennNotFoundError):
             client.files.write_stream("cl-1", "f.bin", _many())
@@ -464,7 +454,7 @@ def test_a_sync_upload_refused_early_raises_the_answers_error() -> None:
     finally:
         stop.set()
         thread.join(10)
-    assert _fds() <= fds
+    assert open_fds() <= fds
 
 
 @pytest.mark.parametrize("retries", [0, 2])

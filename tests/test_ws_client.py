@@ -15,6 +15,7 @@ from wsproto import WSConnection
 from wsproto.events import BytesMessage, Ping, TextMessage
 from wsproto.frame_protocol import FrameProtocol
 
+from tests.descriptors import open_fds
 from tests.tcp import serve_tcp
 from tests.wspeers import raw_server, until_closed, websockets_server
 from wrenn import (
@@ -24,10 +25,6 @@ from wrenn import (
     WrennWebSocketClosedError,
 )
 from wrenn._transport.websocket import READ_SIZE, connect_websocket
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def echo(ws: Any) -> None:
