@@ -263,3 +263,39 @@ async def test_a_network_closed_while_pasta_starts_ends_that_pasta(tmp_path: Pat
         holder.kill()
         await holder.wait()
         await boot.aclose()
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if marker.encode() in fh.read():
+                        found.append(int(pid))
+            except OSError:
+                continue
+    return found
+
+
+async def test_a_holder_killed_as_it_starts_takes_what_it_holds_with_it(tmp_path: Path) -> None:
+    # A destroy racing a boot kills pasta's holder the moment it exists, possibly before
+    # the holder's pid-namespace init has armed its parent-death signal: that init (and
+    # pasta under it) must still go, not live on as orphans of the host's init.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a pid namespace")
+    marker = f"61.{os.getpid()}{id(tmp_path) % 1000}"  # a sleep no other test runs
+    boot = BootProcess(_capsule_python(), {"PATH": "/usr/bin:/bin"})
+    try:
+        with (tmp_path / "err").open("wb") as err:
+            for _ in range(100):
+                child = await boot.hold(["/bin/sleep", marker], stderr=err.fileno())
+                child.send_signal(signal.SIGKILL)
+                await child.wait()
+        await anyio.sleep(0.3)  # the kernel delivers parent-death signals asynchronously
+        left = _processes_with(marker)
+    finally:
+        await boot.aclose()
+        for pid in _processes_with(marker):
+            os.kill(pid, signal.SIGKILL)
+    assert left == []

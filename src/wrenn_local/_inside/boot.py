@@ -505,6 +505,7 @@ def _start_child(request: dict[str, object], fds: list[int]) -> int:
     flags = CLONE_NEWNS | (CLONE_NEWNET if request.get("network") else 0)
     if len(targets) != len(fds):
         raise OSError(errno.EINVAL, "descriptors do not match the request")
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         return pid
@@ -513,6 +514,8 @@ def _start_child(request: dict[str, object], fds: list[int]) -> int:
         import signal
 
         _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))  # until bwrap's own
+        if os.getppid() != parent:  # the boot process died before the signal was armed
+            os._exit(1)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.setsid()
         # every passed descriptor above every target first, then onto its target
@@ -582,11 +585,24 @@ def hold(argv: list[str]) -> None:
     import signal
 
     _check(_libc.unshare(CLONE_NEWPID))
+    # open in this process until it ends: the init's check that it has not ended already
+    alive_r, alive_w = os.pipe()
     init = os.fork()
     if init == 0:  # pid 1 of the new namespace
         code = 1
         try:
+            os.close(alive_w)
             _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))
+            # Killed before the signal was armed (a destroy racing the boot), this process
+            # sent none: its end of the pipe is closed. (getppid() cannot tell: the parent
+            # is outside this pid namespace, so it reads 0 either way.)
+            os.set_blocking(alive_r, False)
+            try:
+                if os.read(alive_r, 1) == b"":
+                    os._exit(1)
+            except BlockingIOError:
+                pass  # still there: its death from now on sends the signal
+            os.close(alive_r)
             child = os.fork()
             if child == 0:
                 signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # pasta refuses an ignored one
@@ -594,6 +610,7 @@ def hold(argv: list[str]) -> None:
             code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) & 0xFF
         finally:
             os._exit(code)
+    os.close(alive_r)
     os._exit(os.waitstatus_to_exitcode(os.waitpid(init, 0)[1]) & 0xFF)
 
 
