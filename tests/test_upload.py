@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import struct
 import threading
@@ -510,3 +511,33 @@ async def test_a_refused_connection_is_tried_again_as_the_retry_policy_allows(
         if server.ident is not None:
             server.join(10)
         bound.close()
+
+
+def test_ctrl_c_during_a_sync_upload_comes_out_and_keeps_no_file(server: dict[str, str]) -> None:
+    # A real SIGINT (Ctrl-C) lands while the caller's thread is inside the raw upload: the
+    # KeyboardInterrupt comes out unchanged, the socket is closed before the call returns,
+    # the source is finalised and the server keeps no partial file.
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("SIGINT is delivered to the main thread")
+    chunk = b"c" * MIB
+    finalised = threading.Event()
+
+    def source() -> Iterator[bytes]:
+        try:
+            for _ in range(4096):  # 4 GiB at most: the interrupt lands long before
+                yield chunk
+        finally:
+            finalised.set()
+
+    with _sync_client(server) as client, client.capsule() as cap:
+        fds = open_fds()
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                cap.files.write("interrupted.bin", source())
+        finally:
+            timer.cancel()
+        assert finalised.is_set()
+        assert open_fds() <= fds
+        assert not cap.files.exists("interrupted.bin")
