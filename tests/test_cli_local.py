@@ -15,8 +15,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
+
+from tests.fakeapi import FakeAPI, reply, sleep_then
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -290,8 +293,24 @@ def test_json_on_a_terminal_is_one_document_and_no_spinner(tmp_path: Path) -> No
     assert json.loads(text)["started"] is True
 
 
-def test_a_spinner_shows_a_long_wait_on_a_terminal_only(tmp_path: Path) -> None:
-    text = on_a_terminal(clean_env(XDG_RUNTIME_DIR=str(tmp_path)), "local", "start")
-    assert "starting the local server" in text  # the boot took more than half a second
+async def test_a_spinner_shows_a_long_wait_on_a_terminal_only(
+    fake_api: FakeAPI, tmp_path: Path
+) -> None:
+    # A scripted peer: a real server cannot be made to take a second to answer, every
+    # time, and the spinner shows only after half a second.
+    cid = "cl-8nxizn9ygtczplsnn9jve38be"
+    capsule = {"id": cid, "template": "minimal-ubuntu", "vcpus": 1, "memory_mb": 512}
+
+    async def slow_destroy(_: object) -> object:
+        return await sleep_then(1.2, reply(202, {**capsule, "status": "stopping"}))
+
+    fake_api.on("DELETE", f"/v1/capsules/{cid}", slow_destroy)  # type: ignore[arg-type]
+    fake_api.answer("GET", f"/v1/capsules/{cid}", 200, {**capsule, "status": "stopped"})
+    env = clean_env(
+        XDG_RUNTIME_DIR=str(tmp_path), WRENN_BASE_URL=fake_api.base_url, WRENN_API_KEY="wrn_x"
+    )
+    text = await anyio.to_thread.run_sync(on_a_terminal, env, "kill", cid)
+    assert f"destroying {cid}" in text  # the destroy took more than half a second
     assert "\r\x1b[K" in text  # and its line was wiped before the result
-    assert "local server started" in text
+    assert text.endswith(f"{cid} destroyed\r\n")
+    assert fake_api.count("GET", f"/v1/capsules/{cid}") == 1  # kill waited for "stopped"

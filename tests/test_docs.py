@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
@@ -95,8 +96,13 @@ def test_block_runs(code: str, tmp_path: Path) -> None:
         )
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         assert "Traceback" not in result.stderr
-        left = httpx.get(
+        # A destroy answers "stopping" at once and the server stops the capsule after
+        # (a Jupyter kernel may take seconds): every capsule must be gone, in bounded time.
+        deadline = time.monotonic() + 30
+        while left := httpx.get(
             server["WRENN_BASE_URL"] + "/v1/capsules",
             headers={"X-API-Key": server["WRENN_API_KEY"]},
-        ).json()
-        assert left == []
+        ).json():
+            assert all(c["status"] == "stopping" for c in left), left
+            assert time.monotonic() < deadline, f"still stopping after 30 s: {left}"
+            time.sleep(0.1)

@@ -320,6 +320,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     verbs.check(args)
 
 
+KILL_WAIT = 60.0  # seconds `wrenn kill` waits for each capsule to be stopped
+
 NO_SERVER = (
     "no server: start a local one with `wrenn local start`, pass --local for one that "
     "lasts this command, or set WRENN_API_KEY (and WRENN_BASE_URL) for a Wrenn server"
@@ -426,10 +428,22 @@ async def cmd_ls(client: AsyncWrennClient, args: argparse.Namespace) -> int:
 
 
 async def cmd_kill(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    """Destroy each capsule and wait until it is stopped (or gone): "destroyed" means it."""
+    from .._models.enums import CapsuleStatus
+    from .._wait import wait_for_status
+
     done = []
     async with output.spinner(f"destroying {' '.join(args.capsule_ids)}", quiet=args.json):
         for capsule_id in args.capsule_ids:
             await client.capsules.destroy(capsule_id)
+            await wait_for_status(
+                client.capsules,
+                capsule_id,
+                CapsuleStatus.STOPPED,
+                timeout=KILL_WAIT,
+                missing_ok=True,
+                fail_on=(CapsuleStatus.ERROR,),
+            )
             done.append(capsule_id)
     emit(
         args,
