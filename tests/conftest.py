@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,13 @@ from tests.localserver import FAST
 from tests.sync_facade import APIS, Api, open_client
 from wrenn import AsyncWrennClient
 from wrenn_local._asgi import serve_asgi
+
+# Ctrl-C tests deliver SIGINT (``_thread.interrupt_main``, ``os.kill``) to this process and
+# to programs it starts. A shell without job control starts a background job (``pytest
+# … &``) with SIGINT ignored, and Python then installs no handler: the signals would do
+# nothing, here and in every child (an ignored signal stays ignored across exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Every async test runs under asyncio (debug mode) and trio.
 BACKENDS = [
