@@ -119,8 +119,8 @@ async def test_a_deferred_module_that_cannot_load_fails_the_request_not_the_agen
             await process.wait()
 
 
-# What the agent does with asyncio's loggers once its start-up is over (agent.py,
-# _import_asyncio_with_logging_deferred): run by the agent's own module-level code in a
+# What the agent does with asyncio's loggers and ``inspect`` once its start-up is over (agent.py,
+# _import_asyncio_with_logging_and_inspect_deferred): run by the agent's own module-level code in a
 # fresh interpreter, which is the only place a module can be imported for the first time.
 _LOGGING_PROBE = r"""
 import runpy, sys
@@ -135,18 +135,22 @@ import asyncio.log, concurrent.futures._base as futures
 loop = asyncio.new_event_loop()  # logs "Using selector" (debug)
 loop.close()
 asyncio.log.logger.info("dropped, as logging's default level drops it")
-print("loaded at start:", "logging" in sys.modules)
+print("loaded at start:", "logging" in sys.modules, "inspect" in sys.modules)
 asyncio.log.logger.warning("asyncio warns")  # logging's last-resort handler: stderr
 import logging
 print("real:", type(sys.modules["logging"]).__name__, logging.getLogger("asyncio").level)
 logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s: %(message)s")
 asyncio.log.logger.debug("configured")
 futures.LOGGER.info("futures too")
+async def coroutine_function(): pass
+print("inspect works:", asyncio.iscoroutinefunction(coroutine_function), "inspect" in sys.modules)
+import inspect
+print("real:", type(inspect).__name__, inspect.isfunction(coroutine_function))
 """
 
 
 @pytest.mark.parametrize("python", ["as is", "break"])
-def test_asyncio_loads_without_logging_which_loads_on_first_real_use(python: str) -> None:
+def test_asyncio_loads_without_logging_or_inspect_which_load_on_first_real_use(python: str) -> None:
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", _LOGGING_PROBE, str(AGENT), python],
         capture_output=True,
@@ -156,7 +160,14 @@ def test_asyncio_loads_without_logging_which_loads_on_first_real_use(python: str
     )
     out = result.stdout.splitlines()
     # the stand-in keeps logging out of the agent's start; the fall-back imports it
-    assert out[0] == f"loaded at start: {python == 'break'}"
+    fell_back = python == "break"
+    assert out[0] == f"loaded at start: {fell_back} {fell_back}"
     assert "dropped" not in result.stdout + result.stderr
     assert result.stderr.strip() == "asyncio warns"
-    assert out[1:] == ["real: module 0", "asyncio: configured", "concurrent.futures: futures too"]
+    assert out[1:] == [
+        "real: module 0",
+        "asyncio: configured",
+        "concurrent.futures: futures too",
+        "inspect works: True True",  # asyncio's first use of inspect loaded it
+        "real: module True",
+    ]

@@ -209,7 +209,7 @@ class CapsuleManager:
             if support.problem is not None:
                 raise bad_request(support.problem)
             jupyter_site = support.site_packages
-        live = sum(1 for r in self.capsules.values() if r.status in LIVE)
+        live = self._live()
         if live >= self.options.max_capsules:
             raise ApiError(503, "no_hosts_available", "no servers available — try again later")
         metadata.update(self._system_metadata())
@@ -272,10 +272,13 @@ class CapsuleManager:
             self.base,
         )
 
+    def _live(self) -> int:
+        """Capsules that hold a sandbox or will: every status but stopped and error."""
+        return sum(1 for r in self.capsules.values() if r.status in LIVE)
+
     def _room(self) -> int:
         """How many more capsules (records or spares) may run."""
-        live = sum(1 for r in self.capsules.values() if r.status in LIVE)
-        return self.options.max_capsules - live
+        return self.options.max_capsules - self._live()
 
     def _claimed(self, record: CapsuleRecord, spare: Spare, principal: Principal) -> None:
         """``record`` takes a booted spare: the rest of what ``_boot`` does, at once."""

@@ -45,26 +45,28 @@ import time
 from typing import Any
 
 
-def _import_asyncio_with_logging_deferred() -> None:
-    """``import asyncio`` without importing ``logging`` (its own share of a boot: ~2 ms
-    of CPU; re, weakref and the rest it imports are loaded by others anyway).
+def _import_asyncio_with_logging_and_inspect_deferred() -> None:
+    """``import asyncio`` without importing ``logging`` or ``inspect`` (with what only
+    they load, ``ast`` and ``dis``: ~5 ms of CPU at every boot, for modules asyncio
+    touches only when something goes wrong or in debug mode).
 
-    While asyncio imports, ``logging`` is a stand-in: its ``getLogger`` gives loggers
+    While asyncio imports, each is a stand-in. ``logging``'s ``getLogger`` gives loggers
     that load the real module on first use (an asyncio warning, say) and hand over to
-    the real logger of that name; any other attribute loads it too. The stand-in leaves
-    ``sys.modules`` as soon as asyncio is in, so any later ``import logging`` is the real
-    module. Fail safe: if logging is loaded already, or the stand-in breaks this Python's
-    asyncio in any way, asyncio is imported the normal way.
+    the real logger of that name. ``inspect`` loads on the first use of any attribute
+    (``asyncio.iscoroutinefunction``, ``ensure_future`` of an awaitable that is not a
+    coroutine). Asyncio's modules keep the stand-ins, which forward every attribute to
+    the real module; the stand-ins leave ``sys.modules`` as soon as asyncio is in, so any
+    later ``import`` of them is the real module. Fail safe: a module loaded already is
+    left alone, and if a stand-in breaks this Python's asyncio in any way, asyncio is
+    imported the normal way.
     """
-    if "logging" in sys.modules or "asyncio" in sys.modules:
+    if "asyncio" in sys.modules:
         return
 
-    def real() -> Any:
-        if sys.modules.get("logging") is stand_in:
-            del sys.modules["logging"]
-        import logging  # the real one, on first use only
-
-        return logging
+    def real(name: str) -> Any:
+        if type(sys.modules.get(name)) in stand_in_types:
+            del sys.modules[name]
+        return __import__(name)  # the real one, on first use only
 
     def dropped(*args: object, **kwargs: object) -> None:
         pass
@@ -77,9 +79,10 @@ def _import_asyncio_with_logging_deferred() -> None:
             # Until something imports logging nobody can have configured it: its default
             # (level WARNING, no handler) drops debug and info records, so these do too
             # (the loop's "Using selector" at start, say) without loading it.
-            if attr in ("debug", "info") and sys.modules.get("logging", stand_in) is stand_in:
+            current = sys.modules.get("logging")
+            if attr in ("debug", "info") and (current is None or type(current) is StandIn):
                 return dropped
-            return getattr(real().getLogger(self._name), attr)
+            return getattr(real("logging").getLogger(self._name), attr)
 
     class StandIn(type(sys)):  # type: ignore[misc]
         # read at import time (asyncio.futures: ``logging.DEBUG - 1``): fixed numbers
@@ -89,21 +92,30 @@ def _import_asyncio_with_logging_deferred() -> None:
             return Logger(name)
 
         def __getattr__(self, attr: str) -> Any:
-            return getattr(real(), attr)
+            return getattr(real("logging"), attr)
 
-    stand_in = StandIn("logging")
-    sys.modules["logging"] = stand_in
+    class Deferred(type(sys)):  # type: ignore[misc]
+        def __getattr__(self, attr: str) -> Any:
+            return getattr(real(self.__name__), attr)
+
+    stand_in_types = (StandIn, Deferred)
+    placed = []
+    for stand_in in (StandIn("logging"), Deferred("inspect")):
+        if stand_in.__name__ not in sys.modules:
+            sys.modules[stand_in.__name__] = stand_in
+            placed.append(stand_in)
     try:
-        import asyncio  # noqa: F401 - the first import, with the stand-in
+        import asyncio  # noqa: F401 - the first import, with the stand-ins
     except Exception:
         for name in [n for n in sys.modules if n.startswith(("asyncio", "concurrent"))]:
             del sys.modules[name]  # the plain import below starts afresh
     finally:
-        if sys.modules.get("logging") is stand_in:
-            del sys.modules["logging"]
+        for stand_in in placed:
+            if sys.modules.get(stand_in.__name__) is stand_in:
+                del sys.modules[stand_in.__name__]
 
 
-_import_asyncio_with_logging_deferred()
+_import_asyncio_with_logging_and_inspect_deferred()
 
 import asyncio  # after the call above: imported by it, or (if it failed) here
 
