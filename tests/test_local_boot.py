@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from tests.localserver import local_http, new_capsule, sh, wait_status
@@ -167,3 +168,49 @@ def test_a_user_namespace_that_cannot_be_made_fails_the_boot_at_once(
     monkeypatch.setattr(boot, "_libc", NoUserNamespaces())
     with pytest.raises(OSError, match="could not make the namespace"):
         boot.make_user_namespace(2**31, 65536)
+
+
+def _cgroup_dirs(capsule_id: str) -> list[Path]:
+    root = Path("/sys/fs/cgroup")
+    found = [root / "wrenn-local" / capsule_id, *root.glob(f"*/wrenn-local/{capsule_id}")]
+    return [path for path in found if path.exists()]
+
+
+@pytest.mark.parametrize("point", ["before its cgroups", "after its cgroups"])
+async def test_a_destroy_racing_a_boot_leaves_no_cgroup(
+    point: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The boot is held inside its plan (a worker thread, where cgroups are made) until
+    # the destroy has been answered: a real client cannot time its DELETE into that
+    # window every time, so the window is held open.
+    import threading
+
+    entered, destroyed = threading.Event(), threading.Event()
+    held_at: list[list[Path]] = []
+    original = _sandbox.Sandbox._command
+
+    def held(self: _sandbox.Sandbox) -> Any:
+        entered.set()
+        if point == "before its cgroups":
+            destroyed.wait(20)
+        command = original(self)
+        held_at.append(_cgroup_dirs(self.spec.capsule_id))
+        if point == "after its cgroups":
+            destroyed.wait(20)
+        return command
+
+    monkeypatch.setattr(_sandbox.Sandbox, "_command", held)
+    async with local_http() as (server, http):
+        if server.isolation != "full":
+            pytest.skip("reduced isolation makes no cgroups")
+        resp = await http.post("/v1/capsules", json={})
+        assert resp.status_code == 202, resp.text
+        cid = resp.json()["id"]
+        assert await anyio.to_thread.run_sync(entered.wait, 20)
+        gone = await http.delete(f"/v1/capsules/{cid}")
+        destroyed.set()
+        assert gone.status_code in (202, 204), gone.text
+        await wait_status(http, cid, "stopped")
+        assert held_at and held_at[0], "the boot made its cgroups"
+        assert _cgroup_dirs(cid) == []
+        assert not (server.data_dir / "capsules" / cid).exists()

@@ -442,8 +442,9 @@ class CapsuleManager:
         with anyio.CancelScope(shield=True):
             if record.sandbox is not None:
                 await record.sandbox.stop()  # unblocks anything waiting on the agent
-            async with record.lock:
+            async with record.lock:  # any boot it interrupted has given up by now
                 if record.sandbox is not None:
+                    await record.sandbox.stop()  # what that boot made meanwhile, if any
                     await record.sandbox.remove_files()
                 record.set_status("stopped")
         self._emit(record, "capsule.destroy", principal, outcome="success")

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Final
@@ -49,9 +50,18 @@ class CgroupSet:
         else:
             self._dirs = {c: CGROUP_ROOT / c / "wrenn-local" / name for c in controllers}
         self._last_cpu: tuple[float, int] | None = None
+        self.made = False  # directories created and not (all) removed yet
+        # create() and remove() run in worker threads, and a destroy racing a boot runs
+        # one while the other is under way: a removal waits for a creation to finish
+        self._lock = threading.Lock()
 
     def create(self, *, vcpus: int, memory_mb: int) -> list[str]:
         """Create the groups and set limits; return the ``cgroup.procs`` files to join."""
+        with self._lock:
+            self.made = True
+            return self._create(vcpus=vcpus, memory_mb=memory_mb)
+
+    def _create(self, *, vcpus: int, memory_mb: int) -> list[str]:
         for path in self._dirs.values():
             path.mkdir(parents=True, exist_ok=True)
         if self.version == 2:
@@ -133,6 +143,13 @@ class CgroupSet:
         return round(max(0.0, min(share, 100.0)), 2)
 
     def remove(self) -> None:
+        """Remove the directories (their processes killed if any remain); ``made`` stays
+        true if one could not be removed, so that a later call tries again."""
+        with self._lock:
+            self._remove()
+
+    def _remove(self) -> None:
+        left = False
         for path in self._dirs.values():
             # its last processes are usually released a moment after the capsule's end
             # was seen: retry soon, then every 20 ms, for about a second
@@ -145,10 +162,12 @@ class CgroupSet:
                     break
                 except OSError:
                     if time.monotonic() > deadline:
+                        left = True
                         break
                     _kill_cgroup(path)
                     time.sleep(delay)
                     delay = min(delay * 2, 0.02)
+        self.made = left
 
 
 def pids_limit() -> int:

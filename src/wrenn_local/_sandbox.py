@@ -506,29 +506,33 @@ class Sandbox:
     # -- stop
 
     async def stop(self) -> None:
-        """Kill every process of the sandbox and wait for them (bounded, shielded)."""
-        if self._stop_requested and self._stopped:
-            return  # already done (a destroy racing a boot may call this twice)
+        """Kill every process of the sandbox and wait for them, then release its network
+        and cgroups (bounded, shielded).
+
+        Safe to call again, and at any point of a boot: a destroy racing a boot calls it
+        once at once and once more after the boot has given up, so that what the boot
+        made in between (its cgroups, say, before any process ran) is released too.
+        """
         self._stop_requested = True
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-            if self.process is None:
-                return  # never started (start() checks the request and will not spawn)
-            if self.cgroups is not None and self.cgroups.can_freeze:
-                await self.cgroups.freeze(False)
-            if self.process.returncode is None:
-                if self.isolation is Isolation.REDUCED:
-                    for pid in self._tree_pids():
-                        with contextlib.suppress(OSError):
-                            os.kill(pid, signal.SIGKILL)
-                kill_unreaped(self.process)
-                await self.process.wait()
-            if self.process.stderr is not None:
-                await self.process.stderr.aclose()
+            process = self.process  # None: never spawned (start() will not spawn now)
+            if process is not None and not self._stopped:
+                if self.cgroups is not None and self.cgroups.can_freeze:
+                    await self.cgroups.freeze(False)
+                if process.returncode is None:
+                    if self.isolation is Isolation.REDUCED:
+                        for pid in self._tree_pids():
+                            with contextlib.suppress(OSError):
+                                os.kill(pid, signal.SIGKILL)
+                    kill_unreaped(process)
+                    await process.wait()
+                if process.stderr is not None:
+                    await process.stderr.aclose()
+                self._stopped = True
             if self.network is not None:
                 await self.network.close()
-            if self.cgroups is not None:
+            if self.cgroups is not None and self.cgroups.made:
                 await anyio.to_thread.run_sync(self.cgroups.remove)
-            self._stopped = True
 
     def _network_hook(self) -> CapsuleNetwork | None:
         """The capsule's outbound network (``_network.py``), or None: only its loopback."""

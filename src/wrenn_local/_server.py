@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -17,6 +19,7 @@ from ._app import build_app
 from ._asgi import serve_asgi
 from ._boot_process import start_boot_process, stop_boot_process
 from ._capsules import CapsuleManager
+from ._data_dir import TEMP_PREFIX, hold_data_dir, reap_abandoned_temp_dirs
 from ._events import EventHub
 from ._guard import HostGuard
 from ._isolation import HostSupport, Isolation
@@ -60,7 +63,7 @@ class LocalServer:
 
 
 def _make_root(data_dir: str | Path | None) -> Path:
-    root = Path(tempfile.mkdtemp(prefix="wrenn-local-")) if data_dir is None else Path(data_dir)
+    root = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX)) if data_dir is None else Path(data_dir)
     root = root.absolute()
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
@@ -91,6 +94,12 @@ async def serve(
         raise ValueError("api_key must look like wrn_<hex>")
     own_dir = data_dir is None
     root = await anyio.to_thread.run_sync(_make_root, data_dir)
+    try:
+        lock = await anyio.to_thread.run_sync(hold_data_dir, root)
+    except BaseException:
+        if own_dir:
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))
+        raise
     try:
         support = await anyio.to_thread.run_sync(
             lambda: HostSupport.detect(
@@ -142,6 +151,10 @@ async def serve(
                 restore_templates(capsules.templates, state, root)
                 tg.start_soon(keep_saved, accounts, capsules.templates, root)
             tg.start_soon(reaper, capsules)
+            # what servers killed before they could clean up left in the temporary directory
+            tg.start_soon(
+                functools.partial(anyio.to_thread.run_sync, reap_abandoned_temp_dirs, root)
+            )
             tg.start_soon(sampler, capsules)
             try:
                 async with serve_asgi(guarded, host=host, port=port) as (bound_host, bound_port):
@@ -169,3 +182,4 @@ async def serve(
         if own_dir:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))
+        os.close(lock)  # only now: the directory is left (or gone) before anyone may take it
