@@ -190,12 +190,13 @@ async def test_a_destroy_racing_a_boot_leaves_no_cgroup(
     original = _sandbox.Sandbox._command
 
     def held(self: _sandbox.Sandbox) -> Any:
-        entered.set()
         if point == "before its cgroups":
+            entered.set()
             destroyed.wait(20)
         command = original(self)
         held_at.append(_cgroup_dirs(self.spec.capsule_id))
         if point == "after its cgroups":
+            entered.set()
             destroyed.wait(20)
         return command
 
@@ -211,6 +212,7 @@ async def test_a_destroy_racing_a_boot_leaves_no_cgroup(
         destroyed.set()
         assert gone.status_code in (202, 204), gone.text
         await wait_status(http, cid, "stopped")
-        assert held_at and held_at[0], "the boot made its cgroups"
+        assert held_at
+        assert held_at[0], "the boot made its cgroups"
         assert _cgroup_dirs(cid) == []
         assert not (server.data_dir / "capsules" / cid).exists()
