@@ -54,6 +54,20 @@ def test_the_lock_appears_only_locked_and_a_dead_holder_frees_it(tmp_path: Path)
     os.close(again)
 
 
+def test_the_command_line_says_so_in_one_line(tmp_path: Path) -> None:
+    held = hold_data_dir(tmp_path)
+    try:
+        argv = [sys.executable, "-m", "wrenn_local", "serve", "--data-dir", str(tmp_path)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(held)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("python -m wrenn_local: data directory ")
+    assert f"in use by another wrenn_local server (pid {os.getpid()})" in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+
+
 def _temp_dir(name: str) -> Path:
     path = Path(tempfile.gettempdir()) / f"wrenn-local-{name}-{os.getpid()}-{time.time_ns()}"
     (path / "capsules").mkdir(parents=True)

@@ -39,8 +39,9 @@ LOCK_NAME = "server.lock"
 TEMP_PREFIX = "wrenn-local-"
 
 
-class DataDirInUse(RuntimeError):
-    """Another running server holds this data directory."""
+class DataDirInUse(OSError):
+    """Another running server holds this data directory (``python -m wrenn_local serve``
+    says so in one line and exits 1, as for a busy port)."""
 
 
 def hold_data_dir(root: Path) -> int:
