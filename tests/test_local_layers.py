@@ -40,6 +40,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "wrenn_local._isolation",
             "wrenn_local._disk",
             "wrenn_local._leftovers",
+            "wrenn_local._data_dir",
             "wrenn_local._rootfs",
             "wrenn_local._boot_process",
             "wrenn_local._sandbox",
