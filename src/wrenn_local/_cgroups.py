@@ -101,20 +101,22 @@ class CgroupSet:
         return "freezer" in self.controllers
 
     async def freeze(self, frozen: bool) -> None:
+        """Freeze or thaw, and wait (at most 5 s) until the kernel says it is done."""
         if self.version == 2:
             self._write("unified", "cgroup.freeze", "1" if frozen else "0")
             want = "frozen 1" if frozen else "frozen 0"
             for _ in range(500):
-                events = self._read("unified", "cgroup.events") or ""
-                if want in events:
-                    return
+                events = self._read("unified", "cgroup.events")
+                if events is None or want in events:
+                    return  # (None: the group is gone, so nothing in it is frozen)
                 await anyio.sleep(0.01)
             return
         self._write("freezer", "freezer.state", "FROZEN" if frozen else "THAWED")
         want = "FROZEN" if frozen else "THAWED"
         for _ in range(500):
-            if (self._read("freezer", "freezer.state") or "").strip() == want:
-                return
+            state = self._read("freezer", "freezer.state")
+            if state is None or state.strip() == want:
+                return  # (None: the group is gone, so nothing in it is frozen)
             await anyio.sleep(0.01)
 
     def cpu_ns(self) -> int | None:

@@ -517,8 +517,8 @@ class Sandbox:
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             process = self.process  # None: never spawned (start() will not spawn now)
             if process is not None and not self._stopped:
-                if self.cgroups is not None and self.cgroups.can_freeze:
-                    await self.cgroups.freeze(False)
+                if self.cgroups is not None and self.cgroups.can_freeze and self.cgroups.made:
+                    await self.cgroups.freeze(False)  # a frozen process cannot die
                 if process.returncode is None:
                     if self.isolation is Isolation.REDUCED:
                         for pid in self._tree_pids():
