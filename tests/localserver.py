@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -58,3 +61,35 @@ async def sh(http: httpx.AsyncClient, capsule_id: str, script: str, **extra: Any
 
 
 server_process = wrenn_local.server_process  # the server in a process of its own
+
+
+@contextmanager
+def server_to_kill() -> Iterator[tuple[subprocess.Popen[str], httpx.Client, str]]:
+    """A ``python -m wrenn_local serve`` process with a running capsule: the process, a
+    client of it and the capsule's id. Leaving the block SIGKILLs the server, which
+    then cleans nothing up itself."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        env = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(2))
+        with httpx.Client(
+            base_url=env["WRENN_BASE_URL"], headers={"X-API-Key": env["WRENN_API_KEY"]}, timeout=30
+        ) as http:
+            created = http.post("/v1/capsules", json={})
+            assert created.status_code == 202, created.text
+            cid = created.json()["id"]
+            deadline = time.monotonic() + 30
+            while http.get(f"/v1/capsules/{cid}").json()["status"] != "running":
+                assert time.monotonic() < deadline, "the capsule did not start"
+                time.sleep(0.05)
+            yield proc, http, cid
+    finally:
+        proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -10,11 +10,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 import wrenn_local
-from tests.localserver import local_http, new_capsule, sh
+from tests.localserver import local_http, new_capsule, server_to_kill, sh
 from wrenn_local._data_dir import DataDirInUse, hold_data_dir, reap_abandoned_temp_dirs
 
 
@@ -101,32 +100,11 @@ def test_only_abandoned_temporary_dirs_of_this_user_are_reaped(tmp_path: Path) -
 
 
 def test_a_killed_servers_temporary_dir_and_capsules_are_reaped_by_the_next() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        env = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(2))
-        with httpx.Client(
-            base_url=env["WRENN_BASE_URL"], headers={"X-API-Key": env["WRENN_API_KEY"]}
-        ) as http:
-            isolation = http.get("/health").json()["isolation"]
-            cid = http.post("/v1/capsules", json={}).json()["id"]
-            deadline = time.monotonic() + 30
-            while http.get(f"/v1/capsules/{cid}").json()["status"] != "running":
-                assert time.monotonic() < deadline, "the capsule did not start"
-                time.sleep(0.05)
+    with server_to_kill() as (proc, http, cid):
+        isolation = http.get("/health").json()["isolation"]
         locks = Path(tempfile.gettempdir()).glob("wrenn-local-*/server.lock")
         (mine,) = [p.parent for p in locks if p.read_text().strip() == str(proc.pid)]
         assert (mine / "capsules" / cid).is_dir()
-    finally:
-        proc.kill()  # no clean-up of its own: SIGKILL
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
     assert mine.exists()
     with wrenn_local.server_process():  # the next server, anywhere, reaps it as it starts
         deadline = time.monotonic() + 30

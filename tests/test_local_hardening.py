@@ -29,7 +29,14 @@ from websockets.sync.client import connect
 from wsproto.events import AcceptConnection, Request, TextMessage
 
 import wrenn_local
-from tests.localserver import local_http, new_capsule, server_process, sh, wait_status
+from tests.localserver import (
+    local_http,
+    new_capsule,
+    server_process,
+    server_to_kill,
+    sh,
+    wait_status,
+)
 from tests.test_local_ws import peer
 
 MIB = 1 << 20
@@ -529,41 +536,13 @@ def test_a_server_killed_with_sigkill_leaves_no_capsule_running() -> None:
     # bubblewrap runs with --die-with-parent: a server that dies, even by SIGKILL, takes
     # its running capsules with it (paused ones are reaped by the next server on the same
     # data directory: test_a_server_on_a_killed_servers_data_dir_reaps_what_it_left)
-    import subprocess
-    import sys
-
     import pytest
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wrenn_local", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        env = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(2))
-        with httpx.Client(
-            base_url=env["WRENN_BASE_URL"],
-            headers={"X-API-Key": env["WRENN_API_KEY"]},
-            timeout=30,
-        ) as http:
-            if http.get("/health").json()["isolation"] != "full":
-                pytest.skip("needs full isolation")
-            created = http.post("/v1/capsules", json={})
-            assert created.status_code == 202, created.text
-            cid = created.json()["id"]
-            deadline = time.monotonic() + 30
-            while http.get(f"/v1/capsules/{cid}").json()["status"] != "running":
-                assert time.monotonic() < deadline, "the capsule did not start"
-                time.sleep(0.05)
+    with server_to_kill() as (proc, http, _):
+        if http.get("/health").json()["isolation"] != "full":
+            pytest.skip("needs full isolation")
         bwraps = [pid for pid in _pids_named("bwrap") if _descends_from(pid, proc.pid)]
         assert bwraps, "the capsule's bubblewrap was not found"
-    finally:
-        proc.kill()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{pid}").exists() for pid in bwraps):
         assert time.monotonic() < deadline, "the capsule outlived its server"
