@@ -171,3 +171,45 @@ def test_asyncio_loads_without_logging_or_inspect_which_load_on_first_real_use(p
         "inspect works: True True",  # asyncio's first use of inspect loaded it
         "real: module True",
     ]
+
+
+async def test_the_agent_serves_and_stops_on_sigterm_without_ever_loading_inspect(
+    tmp_path: Path,
+) -> None:
+    # The agent run by itself (as reduced isolation runs it); a finder placed first in
+    # sys.meta_path notes every real import of inspect (the stand-in is never looked up).
+    socket_path = tmp_path / "agent.sock"
+    config = tmp_path / "agent.json"
+    config.write_text(json.dumps({"root": str(tmp_path), "home": "/", "switch_user": False}))
+    noted = tmp_path / "inspect-loaded"
+    launcher = (
+        "import runpy, sys\n"
+        "import traceback\n"
+        "class Note:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'inspect':  # where from: the test's message\n"
+        f"            with open({str(noted)!r}, 'w') as out:\n"
+        "                out.write(''.join(traceback.format_stack()))\n"
+        "sys.meta_path.insert(0, Note())\n"
+        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    command = [sys.executable, "-I", "-S", "-c", launcher, str(AGENT), str(socket_path)]
+    command.append(str(config))
+    client = AgentClient(socket_path)
+    async with await anyio.open_process(command, stdin=subprocess.DEVNULL) as process:
+        try:
+            with anyio.fail_after(20):
+                while not await client.ping():
+                    await anyio.sleep(0.02)
+            async with client.exec("/bin/echo", args=["hi"], envs={}) as run:
+                while await run.next() is not None:
+                    pass
+            process.send_signal(signal.SIGTERM)  # handled: the agent stops by itself
+            with anyio.fail_after(20):
+                assert await process.wait() == 0
+        finally:
+            client.close()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert not noted.exists(), noted.read_text()

@@ -1261,8 +1261,18 @@ async def main(socket_path: str, config_path: str) -> None:
     listener.setblocking(False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Not loop.add_signal_handler: it asks inspect whether the callback is a coroutine
+    # function, and that import alone would undo the deferral above at every boot. Nor
+    # signal.signal: it turns the old handler into an enum member, and for a function
+    # (SIGINT's) the failed lookup formats a repr that imports inspect too. A handler run
+    # by Python between bytecodes hands the stop to the loop, waking it.
+    import _signal  # type: ignore[import-not-found]  # (CPython's C module, no stubs)
+
+    def on_signal(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(stop.set)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        _signal.signal(signum, on_signal)
 
     async def accept() -> None:
         while True:
