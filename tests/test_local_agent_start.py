@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -85,18 +86,19 @@ async def test_the_agent_loads_only_what_it_needs_to_answer_then_the_rest_on_fir
         assert "_ctypes" in _loaded(agent)  # loaded on first use, in the agent
 
 
-async def test_a_deferred_module_that_cannot_load_fails_the_request_not_the_agent(
-    tmp_path: Path,
-) -> None:
-    # The agent run by itself (as reduced isolation runs it) under a Python whose ctypes
-    # cannot be imported: a capsule image with a broken or stripped standard library,
-    # which no capsule this server builds has, hence the block in sys.modules.
+@contextlib.asynccontextmanager
+async def standalone_agent(
+    tmp_path: Path, prelude: str
+) -> AsyncIterator[tuple[anyio.abc.Process, AgentClient]]:
+    """The agent run by itself (as reduced isolation runs it), after ``prelude`` (Python
+    run first in its interpreter); answering once the block starts, SIGTERMed at its end
+    if still running."""
     socket_path = tmp_path / "agent.sock"
     config = tmp_path / "agent.json"
     config.write_text(json.dumps({"root": str(tmp_path), "home": "/", "switch_user": False}))
     launcher = (
-        "import runpy, sys; sys.modules['ctypes'] = None; "
-        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+        f"{prelude}\nimport runpy, sys\n"
+        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')\n"
     )
     command = [sys.executable, "-I", "-S", "-c", launcher, str(AGENT), str(socket_path)]
     command.append(str(config))
@@ -106,17 +108,28 @@ async def test_a_deferred_module_that_cannot_load_fails_the_request_not_the_agen
             with anyio.fail_after(20):
                 while not await client.ping():
                     await anyio.sleep(0.02)
-            with pytest.raises(AgentFailure) as failed:
-                async with client.exec("/bin/true", args=[], envs={}):
-                    pass
-            assert failed.value.code == "agent_error"
-            assert "ModuleNotFoundError" in str(failed.value)
-            assert await client.ping()  # the agent still serves
-            assert process.returncode is None
+            yield process, client
         finally:
             client.close()
-            process.send_signal(signal.SIGTERM)
-            await process.wait()
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await process.wait()
+
+
+async def test_a_deferred_module_that_cannot_load_fails_the_request_not_the_agent(
+    tmp_path: Path,
+) -> None:
+    # A Python whose ctypes cannot be imported: a capsule image with a broken or stripped
+    # standard library, which no capsule this server builds has, hence the block.
+    blocked = "import sys; sys.modules['ctypes'] = None"
+    async with standalone_agent(tmp_path, blocked) as (process, client):
+        with pytest.raises(AgentFailure) as failed:
+            async with client.exec("/bin/true", args=[], envs={}):
+                pass
+        assert failed.value.code == "agent_error"
+        assert "ModuleNotFoundError" in str(failed.value)
+        assert await client.ping()  # the agent still serves
+        assert process.returncode is None
 
 
 # What the agent does with asyncio's loggers and ``inspect`` once its start-up is over (agent.py,
@@ -176,40 +189,23 @@ def test_asyncio_loads_without_logging_or_inspect_which_load_on_first_real_use(p
 async def test_the_agent_serves_and_stops_on_sigterm_without_ever_loading_inspect(
     tmp_path: Path,
 ) -> None:
-    # The agent run by itself (as reduced isolation runs it); a finder placed first in
-    # sys.meta_path notes every real import of inspect (the stand-in is never looked up).
-    socket_path = tmp_path / "agent.sock"
-    config = tmp_path / "agent.json"
-    config.write_text(json.dumps({"root": str(tmp_path), "home": "/", "switch_user": False}))
+    # a finder placed first in sys.meta_path notes every real import of inspect (the
+    # stand-in, in sys.modules, is never looked up)
     noted = tmp_path / "inspect-loaded"
-    launcher = (
-        "import runpy, sys\n"
-        "import traceback\n"
+    note = (
+        "import sys, traceback\n"
         "class Note:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name == 'inspect':  # where from: the test's message\n"
         f"            with open({str(noted)!r}, 'w') as out:\n"
         "                out.write(''.join(traceback.format_stack()))\n"
-        "sys.meta_path.insert(0, Note())\n"
-        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "sys.meta_path.insert(0, Note())"
     )
-    command = [sys.executable, "-I", "-S", "-c", launcher, str(AGENT), str(socket_path)]
-    command.append(str(config))
-    client = AgentClient(socket_path)
-    async with await anyio.open_process(command, stdin=subprocess.DEVNULL) as process:
-        try:
-            with anyio.fail_after(20):
-                while not await client.ping():
-                    await anyio.sleep(0.02)
-            async with client.exec("/bin/echo", args=["hi"], envs={}) as run:
-                while await run.next() is not None:
-                    pass
-            process.send_signal(signal.SIGTERM)  # handled: the agent stops by itself
-            with anyio.fail_after(20):
-                assert await process.wait() == 0
-        finally:
-            client.close()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+    async with standalone_agent(tmp_path, note) as (process, client):
+        async with client.exec("/bin/echo", args=["hi"], envs={}) as run:
+            while await run.next() is not None:
+                pass
+        process.send_signal(signal.SIGTERM)  # handled: the agent stops by itself
+        with anyio.fail_after(20):
+            assert await process.wait() == 0
     assert not noted.exists(), noted.read_text()
