@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
+import wrenn._transport.offload as offload
 from tests.localserver import server_process
 from wrenn import (
     AsyncWrennClient,
@@ -61,6 +62,20 @@ def _conns(client: WrennClient) -> list[Any]:
 
 def _busy(client: WrennClient) -> list[Any]:
     return [c for c in _conns(client) if not c.is_idle() and not c.is_closed()]
+
+
+def _sockets() -> set[str]:
+    """This process's open sockets (a streamed download over plain HTTP has a raw one of
+    its own, outside the pool)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
 
 
 def _portal_requests(client: WrennClient) -> int:
@@ -239,9 +254,12 @@ def test_keyboard_interrupt_in_the_calling_thread_releases_the_connection(
                     cap.files.write("half.bin", source())
             assert _busy(client) == []
             assert not cap.files.exists("half.bin")
+        before = _sockets()
         with pytest.raises(_Stop), cap.files.read_stream("big.bin", chunk_size=64 * KIB) as chunks:
+            assert _sockets() - before  # the download's own connection
             for _ in chunks:
                 raise _Stop  # mid-body, most of the file still to come
+        assert _sockets() <= before  # closed
         assert _busy(client) == []
         for _ in range(3):  # the client still works, on reused connections
             assert cap.files.read_bytes("big.bin") == data
@@ -253,8 +271,9 @@ def test_keyboard_interrupt_in_the_calling_thread_releases_the_connection(
 )
 def test_ctrl_c_during_a_blocking_receive_gets_out_and_closes_the_connection() -> None:
     # A peer that sends headers and part of a body, then nothing: the download blocks in
-    # recv; a real SIGINT interrupts it.
+    # recv (for the rest of its first piece); a real SIGINT interrupts it.
     peer_saw_close = threading.Event()
+    stalled = threading.Event()
 
     def serve(listener: socket.socket) -> None:
         conn, _ = listener.accept()
@@ -266,6 +285,7 @@ def test_ctrl_c_during_a_blocking_receive_gets_out_and_closes_the_connection() -
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
                 b"Content-Length: 1000000\r\n\r\n" + b"x" * 1000
             )
+            stalled.set()
             conn.settimeout(10)
             try:
                 while conn.recv(65536):
@@ -282,20 +302,28 @@ def test_ctrl_c_during_a_blocking_receive_gets_out_and_closes_the_connection() -
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         with WrennClient(api_key="wrn_" + "x" * 32, base_url=url) as client:
             got = 0
-            timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+
+            def interrupt() -> None:
+                if stalled.wait(10):
+                    time.sleep(0.3)  # the download is blocked in recv by now
+                    os.kill(os.getpid(), signal.SIGINT)
+
+            before = _sockets()
+            timer = threading.Thread(target=interrupt, daemon=True)
+            timer.start()
             with (
                 pytest.raises(KeyboardInterrupt),
                 client.files.read_stream("cl-1", "big.bin") as chunks,
             ):
                 for chunk in chunks:
                     got += len(chunk)
-                    if not timer.is_alive():
-                        timer.start()
-            timer.cancel()
-            assert got == 1000
+            timer.join(10)
+            # a piece is the chunk size (256 KiB) or the end: the 1000 bytes came in none
+            assert got == 0
             assert _busy(client) == []
             assert peer_saw_close.wait(10)
         thread.join(10)
+        assert _sockets() <= before  # the download's connection too (and the peer's end)
 
 
 def test_closing_the_client_closes_the_pool(server: dict[str, str]) -> None:
@@ -324,3 +352,115 @@ def test_a_transport_of_the_callers_own_keeps_the_portal_path(server: dict[str, 
         with cap.files.read_stream("f.bin") as chunks:
             assert b"".join(chunks) == b"x" * 3000
         assert client.files.read(cap.capsule_id, "f.bin") == b"x" * 3000
+
+
+# -- a small hostile peer over a real socket: the real server cannot be told to stall
+# -- mid-body, break off or trickle its head
+
+BREAKS_OFF = [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n",
+]
+
+
+def _hostile_download(
+    answer: list[bytes], pause: float, **client: Any
+) -> tuple[BaseException, float]:
+    """What a sync streamed download raises, and after how many seconds, against a peer
+    that reads the request and sends ``answer``'s parts ``pause`` seconds apart, then
+    holds the connection open (until the client closes it, at most 10 s)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(65536)
+                try:
+                    for part in answer:
+                        conn.sendall(part)
+                        time.sleep(pause)
+                    conn.settimeout(10)
+                    while conn.recv(65536):
+                        pass
+                except OSError:
+                    pass
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        before = _sockets()
+        started = time.monotonic()
+        try:
+            with (
+                WrennClient(api_key="wrn_" + "x" * 32, base_url=url, **client) as c,
+                c.files.read_stream("cl-1", "f.bin", chunk_size=8) as chunks,
+            ):
+                for _ in chunks:
+                    pass
+        except BaseException as exc:  # what came out is the result
+            took = time.monotonic() - started
+            thread.join(15)
+            assert _sockets() <= before  # nothing left open, whatever the failure
+            return exc, took
+        raise AssertionError("the download ended without an error")
+
+
+def test_a_sync_download_that_stalls_mid_body_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(offload, "SOCKET_WAIT", 0.5)  # each wait's bound (60 s in use)
+    exc, took = _hostile_download(
+        [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789"], 0
+    )
+    assert isinstance(exc, WrennTimeoutError), exc
+    assert took < 9  # the wait's bound, not the peer's 10 s
+
+
+@pytest.mark.parametrize("answer", BREAKS_OFF)
+def test_a_sync_download_that_breaks_off_raises_a_connection_error(answer: bytes) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(65536)
+                conn.sendall(answer)  # and closes
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        got = b""
+        with (
+            WrennClient(api_key="wrn_" + "x" * 32, base_url=url) as c,
+            pytest.raises(WrennConnectionError),
+            c.files.read_stream("cl-1", "f.bin", chunk_size=4) as chunks,
+        ):
+            for chunk in chunks:
+                assert len(chunk) <= 4
+                got += chunk
+        thread.join(10)
+    assert b"0123456789abcdef".startswith(got)  # what came, in order, before the break
+
+
+def test_a_sync_download_whose_head_trickles_past_the_timeout_times_out() -> None:
+    # Each part comes within the socket's wait, but the whole head not within the
+    # call's timeout (0.5 s): the opening is bounded as a whole.
+    parts = [b"HTTP/1.1 200 OK\r\n"] + [b"X-Slow: %d\r\n" % i for i in range(12)] + [b"\r\n"]
+    exc, took = _hostile_download(parts, 0.15, timeout=0.5, max_retries=0)
+    assert isinstance(exc, WrennTimeoutError), exc
+    assert "no answer within" in str(exc)
+    assert took < 1.5  # the call's 0.5 s, not the head's 2 s
+
+
+def test_a_sync_download_of_an_error_answer_raises_it_mapped() -> None:
+    body = b'{"code": "not_found", "message": "no such file"}'
+    answer = b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    exc, _ = _hostile_download([answer], 0)
+    assert isinstance(exc, WrennNotFoundError), exc

@@ -5,9 +5,11 @@ that costs wake-ups of the loop around each non-blocking send and receive, and a
 hop per batch. Here a sync client's uploads and downloads (``files.read``, ``write``,
 ``read_stream``, ``write_stream`` and the capsule forms) use a blocking httpx2 client
 instead, owned by the sync :class:`~wrenn.WrennClient`: one ``sendall``/``recv`` per
-chunk in the calling thread, as the official sync SDK does. Streamed uploads over plain
-HTTP skip httpx2 too: a raw blocking socket, one ``sendmsg`` per chunk from the caller's
-buffer (:func:`wrenn._transport.upload.send_upload_blocking`).
+chunk in the calling thread, as the official sync SDK does. Streamed uploads and
+downloads over plain HTTP skip httpx2 too: a raw blocking socket, one ``sendmsg`` per
+chunk from the caller's buffer (:func:`wrenn._transport.upload.send_upload_blocking`),
+one ``recv`` straight into each piece handed over
+(:meth:`wrenn._transport.offload.Offload.download_blocking`).
 
 It shares the async client's configuration (base URL, credentials, TLS context,
 timeouts, retry policy) and its error mapping: every failure is the same
@@ -20,6 +22,7 @@ the portal, over that transport.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -261,6 +264,15 @@ class SyncBulk:
         api = api_path("capsules", capsule_id, "files", "stream", "read")
         context = f"POST {api}"
         opening = self._config.deadline(CLIENT_DEFAULT)
+        if self._plain is not None:  # plain HTTP: a raw socket, each piece recv'd in place
+            body = json.dumps({"path": check_path(path)}).encode()
+            with map_transport_errors(context, server=self._config.describe_server()):
+                pieces = self._plain.download_blocking(api, body, chunk_size, open_timeout=opening)
+            try:
+                yield iter(pieces)
+            finally:
+                pieces.close()  # mid-body: the connection is closed, never reused
+            return
         server = self._config.describe_server()
         request = self._client.build_request(
             "POST",

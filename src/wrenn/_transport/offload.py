@@ -40,7 +40,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar, final
 from urllib.parse import urlsplit
 
@@ -69,7 +69,7 @@ from .._protocol.http1 import (
 from .retry import RetryPolicy, parse_retry_after
 from .upload import send_upload, send_upload_blocking
 
-__all__ = ["Offload", "OffloadBody", "offload_for", "on_asyncio"]
+__all__ = ["BlockingBody", "Offload", "OffloadBody", "offload_for", "on_asyncio"]
 
 T = TypeVar("T")
 
@@ -202,11 +202,20 @@ class _Conn:
 
     # -- blocking steps, run in the worker ----------------------------------------------
 
-    def until_crlf(self, terminator: bytes, limit: int) -> bytes:
-        """Bytes up to ``terminator`` (consumed, not returned), reading no further."""
+    def until_crlf(self, terminator: bytes, limit: int, deadline: float | None = None) -> bytes:
+        """Bytes up to ``terminator`` (consumed, not returned), reading no further; with
+        a ``deadline`` (monotonic), each wait is bounded by the time left before it."""
         sock = self.sock
         got = bytearray()
         while True:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the deadline passed")
+                # (a zero timeval would mean no bound at all)
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(max(left, 0.000_001))
+                )
             peek = sock.recv(limit - len(got) + len(terminator), socket.MSG_PEEK)
             if not peek:
                 raise WrennConnectionError(f"the server closed the connection ({self.context})")
@@ -380,6 +389,41 @@ class OffloadBody:
 
 
 @final
+class BlockingBody:
+    """An answer's body in pieces of at most ``chunk_size`` bytes, each read in the
+    calling thread as it asks for the next (the sync API's downloads). A body that breaks
+    off raises :class:`WrennConnectionError`, a wait over :data:`SOCKET_WAIT`
+    :class:`WrennTimeoutError`; :meth:`close` closes the connection."""
+
+    def __init__(self, conn: _Conn, reader: _BodyReader, chunk_size: int) -> None:
+        self._conn = conn
+        self._reader = reader
+        self._chunk_size = chunk_size
+
+    def __repr__(self) -> str:
+        return f"<BlockingBody done={self._reader.done} closed={self.closed}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._conn.sock.fileno() < 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        reader, size = self._reader, self._chunk_size
+        while not reader.done:
+            try:
+                piece = reader.piece(size)
+            except OSError as exc:
+                raise self._conn._mapped(exc) from exc
+            if not piece:
+                return
+            yield piece
+
+    def close(self) -> None:
+        """Close the connection (mid-body: it is never reused)."""
+        self._conn.sock.close()
+
+
+@final
 class Offload:
     """Streamed uploads and downloads of one client, each over its own blocking
     connection moved by a worker thread (see the module's docstring)."""
@@ -467,10 +511,15 @@ class Offload:
             raise WrennValidationError("a header holds characters HTTP cannot carry") from None
 
     @staticmethod
-    def _read_answer(conn: _Conn) -> tuple[Head, _BodyReader]:
+    def _read_answer(conn: _Conn, deadline: float | None = None) -> tuple[Head, _BodyReader]:
         while True:
-            head = _parse_head(conn.until_crlf(b"\r\n\r\n", HEAD_LIMIT), conn.context)
+            raw = conn.until_crlf(b"\r\n\r\n", HEAD_LIMIT, deadline)
+            head = _parse_head(raw, conn.context)
             if not head.interim:
+                if deadline is not None:  # from now on, each wait: SOCKET_WAIT
+                    conn.sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(SOCKET_WAIT)
+                    )
                 return head, _BodyReader(conn, head)
 
     @staticmethod
@@ -602,12 +651,52 @@ class Offload:
         if chunked:
             headers = {**headers, "Transfer-Encoding": "chunked"}
         head_bytes = self._head(path, headers)
+        sock = self._connect_blocking(context, self._connect_timeout)
+        send_upload_blocking(sock, head_bytes, body, chunked=chunked, context=context)
+
+    def _connect_blocking(self, context: str, timeout: float) -> socket.socket:
+        """A connected socket, made in the calling thread within ``timeout``."""
         try:
-            sock = socket.create_connection((self._host, self._port), self._connect_timeout)
+            return socket.create_connection((self._host, self._port), timeout)
         except TimeoutError:
             raise WrennTimeoutError(
-                f"connecting timed out after {self._connect_timeout:g} s ({context})"
+                f"connecting timed out after {timeout:g} s ({context})"
             ) from None
         except OSError as exc:
             raise WrennConnectionError(f"cannot connect: {exc} ({context})") from exc
-        send_upload_blocking(sock, head_bytes, body, chunked=chunked, context=context)
+
+    def download_blocking(
+        self, path: str, body: bytes, chunk_size: int, *, open_timeout: float
+    ) -> BlockingBody:
+        """:meth:`download` for the sync API, in the calling thread: ``body`` (JSON) sent
+        to ``path``, the answer's status line and headers within ``open_timeout`` (else
+        :class:`WrennTimeoutError`), an error status raised mapped. The body's pieces are
+        then read as the caller asks for them, straight into the bytes handed over, each
+        wait bounded by :data:`SOCKET_WAIT`. A ``KeyboardInterrupt`` (Ctrl-C during a
+        blocking receive) comes out as it is. The caller closes the returned body."""
+        context = f"POST {path}"
+        head_bytes = self._head(
+            path, {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        )
+        deadline = time.monotonic() + open_timeout
+        sock = self._connect_blocking(context, min(self._connect_timeout, open_timeout))
+        conn = _Conn(sock, context)
+        try:
+            sock.settimeout(None)  # blocking; each wait bounded by the kernel's timeouts
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SOCKET_WAIT))
+            try:
+                sock.sendall(head_bytes + body)
+                head, reader = self._read_answer(conn, deadline)
+                if head.status >= 400:
+                    raise self._error(conn, head, reader)
+            except (TimeoutError, BlockingIOError):
+                raise WrennTimeoutError(
+                    f"no answer within {open_timeout:g} s ({context})"
+                ) from None
+            except OSError as exc:
+                raise conn._mapped(exc) from exc
+        except BaseException:
+            sock.close()
+            raise
+        return BlockingBody(conn, reader, chunk_size)
