@@ -186,17 +186,18 @@ def test_asyncio_loads_without_logging_or_inspect_which_load_on_first_real_use(p
     ]
 
 
-async def test_the_agent_serves_and_stops_on_sigterm_without_ever_loading_inspect(
+async def test_the_agent_serves_and_stops_on_sigterm_without_ever_loading_inspect_or_json(
     tmp_path: Path,
 ) -> None:
     # a finder placed first in sys.meta_path notes every real import of inspect (the
-    # stand-in, in sys.modules, is never looked up)
+    # stand-in, in sys.modules, is never looked up) or of json (the agent's codec is
+    # _json's alone)
     noted = tmp_path / "inspect-loaded"
     note = (
         "import sys, traceback\n"
         "class Note:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'inspect':  # where from: the test's message\n"
+        "        if name in ('inspect', 'json'):  # where from: the test's message\n"
         f"            with open({str(noted)!r}, 'w') as out:\n"
         "                out.write(''.join(traceback.format_stack()))\n"
         "sys.meta_path.insert(0, Note())"
@@ -209,3 +210,76 @@ async def test_the_agent_serves_and_stops_on_sigterm_without_ever_loading_inspec
         with anyio.fail_after(20):
             assert await process.wait() == 0
     assert not noted.exists(), noted.read_text()
+
+
+# The agent's JSON codec (agent.py, _json_codec) against the json package, in a fresh
+# interpreter: the same text out, the same values back, the same errors.
+_CODEC_PROBE = r"""
+import json, math, runpy, sys
+if sys.argv[2] == "no _json":  # a Python without the accelerator: the json package
+    sys.modules["_json"] = None
+agent = runpy.run_path(sys.argv[1], run_name="agent")
+dumps, loads = agent["dumps"], agent["loads"]
+print(dumps.__name__)
+values = [
+    {}, [], "", 0, -1, 2**70, -(2**70), 0.1, -2.5e-308, 1e308, True, False, None,
+    "\u00e9\u2603\U0001f600 \x00\x1f\"\\/\t\n", {"k": [1, {"n": None}], "é": "x"},
+    [[[]]], {"a": 1.5, "b": [True, False]}, "x" * 100000,
+]
+for value in values:
+    text = dumps(value)
+    assert text == json.dumps(value, separators=(",", ":")), (value, text)
+    assert loads(text) == value and loads(text.encode()) == value, value
+for text in ("  {\"a\": [1 , 2]}\n", "\t[]\r\n", '"\\ud83d\\ude00"', "NaN", "-Infinity", "1e5"):
+    assert repr(loads(text)) == repr(json.loads(text)), text
+assert math.isnan(loads("[NaN]")[0])
+for bad in ("", " ", "{", "[1,]", "{} x", "nul", "[1] [2]", "{'a': 1}", b"\xff"):
+    try:
+        loads(bad)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"accepted {bad!r}")
+for bad in (object(), {1j: 1}, {"a": {1, 2}}):
+    try:
+        dumps(bad)
+    except TypeError:
+        pass
+    else:
+        raise AssertionError(f"encoded {bad!r}")
+loop = []
+loop.append(loop)
+try:
+    dumps(loop)
+except ValueError:
+    pass
+else:
+    raise AssertionError("encoded a circular list")
+print("ok")
+"""
+
+
+def _capsule_pythons() -> list[str]:
+    """The server's Python and the host's system Python (what capsules run), if any."""
+    found = [sys.executable]
+    system = Path("/usr/bin/python3")
+    if system.exists() and system.resolve() != Path(sys.executable).resolve():
+        found.append(str(system))
+    return found
+
+
+@pytest.mark.parametrize("python", _capsule_pythons())
+@pytest.mark.parametrize("variant", ["as is", "no _json"])
+def test_the_agents_json_codec_is_the_json_packages(python: str, variant: str) -> None:
+    result = subprocess.run(
+        [python, "-I", "-S", "-c", _CODEC_PROBE, str(AGENT), variant],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    # the fast codec where _json is there; json's own functions where it is not
+    assert result.stdout.splitlines() == [
+        "dumps" if variant == "as is" else "json_dumps",
+        "ok",
+    ]

@@ -96,7 +96,7 @@ def pasta_pids() -> dict[int, list[str]]:
                 argv = [a.decode() for a in fh.read().split(b"\0") if a]
         except OSError:
             continue
-        if argv and os.path.basename(argv[0]) == "pasta":
+        if argv and os.path.basename(argv[0]) in ("pasta", "pasta.avx2"):
             found[int(entry)] = argv
     return found
 
@@ -473,3 +473,25 @@ def test_the_filter_follows_the_hosts_addresses_through_its_cache() -> None:
     assert "198.51.100.9" not in first
     for address in ("203.0.113.7", "198.51.100.9", "2001:db8::9"):
         assert address in second
+
+
+def test_pasta_is_started_as_the_build_it_would_pick_itself(tmp_path: Path) -> None:
+    # pasta started as "pasta" on a CPU with AVX2 executes pasta.avx2 at once: the server
+    # starts that build directly where it is there and the CPU has AVX2, else "pasta".
+    flags = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    has_avx2 = "avx2" in flags.split()
+    pasta = tmp_path / "pasta"
+    pasta.write_text("#!/bin/sh\n")
+    pasta.chmod(0o755)
+    assert _network._pasta_build(str(pasta)) == str(pasta)  # no pasta.avx2 beside it
+    fast = tmp_path / "pasta.avx2"
+    fast.write_text("#!/bin/sh\n")
+    fast.chmod(0o644)
+    assert _network._pasta_build(str(pasta)) == str(pasta)  # not executable
+    fast.chmod(0o755)
+    assert _network._pasta_build(str(pasta)) == str(fast if has_avx2 else pasta)
+    installed = shutil.which("pasta")
+    if installed is not None:
+        tools = _network.NetworkTools.detect(full_isolation=True)
+        assert tools.pasta == _network._pasta_build(installed)
+        assert os.path.basename(tools.pasta or "") in ("pasta", "pasta.avx2")

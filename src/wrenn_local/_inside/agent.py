@@ -34,7 +34,7 @@ import contextlib
 import errno
 import fcntl
 import grp
-import json
+import math
 import os
 import pwd
 import signal
@@ -42,7 +42,74 @@ import socket
 import stat
 import struct
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def _json_codec() -> tuple[Callable[[object], str], Callable[[bytes | str], Any]]:
+    """``(dumps, loads)`` on the C accelerator ``_json`` alone, without the ``json``
+    package: its decoder compiles regular expressions at import, so ``import json``
+    loads ``re`` (~2.5 ms of CPU at every boot, for what the agent does not need).
+    ``dumps`` is ``json.dumps(obj, separators=(",", ":"))``, ``loads`` is ``json.loads``
+    (bytes as UTF-8); invalid JSON raises ``ValueError`` (the C scanner's own
+    ``JSONDecodeError``: ``json`` loads then). Fail safe: on a Python whose ``_json``
+    differs in any way, the ``json`` package's own functions."""
+    try:
+        import _json
+
+        make_encoder, escape = _json.make_encoder, _json.encode_basestring_ascii
+
+        def refuse(obj: object) -> None:
+            raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+        def dumps(obj: object) -> str:
+            # a fresh ``markers`` at each call: json.dumps' check for circular references
+            encode = make_encoder({}, refuse, escape, None, ":", ",", False, False, True)
+            return "".join(encode(obj, 0))
+
+        class Context:  # what the scanner reads of a JSONDecoder
+            def __init__(self) -> None:
+                self.strict = True
+                self.object_hook = self.object_pairs_hook = None
+                self.parse_float, self.parse_int = float, int
+                constants = {"-Infinity": -math.inf, "Infinity": math.inf, "NaN": math.nan}
+                self.parse_constant = constants.__getitem__
+
+        context: Any = Context()
+        scan = _json.make_scanner(context)
+
+        def loads(data: bytes | str) -> Any:
+            text = data.decode() if isinstance(data, bytes | bytearray) else data
+            at, size = 0, len(text)
+            while at < size and text[at] in " \t\n\r":
+                at += 1
+            try:
+                obj, at = scan(text, at)
+            except StopIteration as exc:
+                raise ValueError(f"Expecting value: char {exc.value}") from None
+            while at < size and text[at] in " \t\n\r":
+                at += 1
+            if at != size:
+                raise ValueError(f"Extra data: char {at}")
+            return obj
+
+        sample = {"a": [1, -2.5, '\u00e9\n"', None, True, {}], "b": {"c": []}}
+        if loads(dumps(sample)) != sample or dumps(sample) != _SAMPLE_JSON:
+            raise ValueError("this Python's _json is not the one expected")
+        return dumps, loads
+    except Exception:
+        import json
+
+        def json_dumps(obj: object) -> str:
+            return json.dumps(obj, separators=(",", ":"))
+
+        return json_dumps, json.loads
+
+
+_SAMPLE_JSON = '{"a":[1,-2.5,"\\u00e9\\n\\"",null,true,{}],"b":{"c":[]}}'
+dumps, loads = _json_codec()
 
 
 def _import_asyncio_with_logging_and_inspect_deferred() -> None:
@@ -178,7 +245,7 @@ def frame(kind: bytes, payload: bytes) -> bytes:
 
 
 def jframe(obj: dict[str, Any]) -> bytes:
-    return frame(b"J", json.dumps(obj, separators=(",", ":")).encode())
+    return frame(b"J", dumps(obj).encode())
 
 
 # --- configuration ---------------------------------------------------------------------
@@ -633,7 +700,7 @@ class Agent:
                 if kind == ord("I") and proc.master_fd is not None:
                     await write_all(proc.master_fd, payload)
                 elif kind == ord("J"):
-                    msg = json.loads(payload)
+                    msg = loads(payload)
                     if msg.get("type") == "resize" and proc.master_fd is not None:
                         set_winsize(proc.master_fd, int(msg["rows"]), int(msg["cols"]))
                         with contextlib.suppress(ProcessLookupError):
@@ -970,7 +1037,7 @@ class Agent:
     ) -> None:
         try:
             try:
-                request = json.loads(payload) if kind == ord("J") else None
+                request = loads(payload) if kind == ord("J") else None
                 if not isinstance(request, dict):
                     raise AgentError("invalid_request", "first frame must be a JSON object")
                 handler = getattr(self, "op_" + str(request.get("op", "")), None)
@@ -1051,14 +1118,14 @@ async def _detached_or_gone(reader: asyncio.StreamReader) -> bool:
     if got is None or got[0] != ord("J"):
         return False
     try:
-        return bool(json.loads(got[1]).get("type") == "detach")
+        return bool(loads(got[1]).get("type") == "detach")
     except (ValueError, AttributeError):
         return False
 
 
 def _op_of(payload: bytes) -> str | None:
     try:
-        request = json.loads(payload)
+        request = loads(payload)
     except ValueError:
         return None
     return str(request.get("op")) if isinstance(request, dict) else None
@@ -1160,7 +1227,7 @@ class FilesWorker:
 async def files_worker_main(fd: int, config_path: str) -> None:
     """The files worker: serve each connection handed over by the agent, as this user."""
     with open(config_path) as fh:
-        raw = json.load(fh)
+        raw = loads(fh.read())
     agent = Agent(Config({**raw, "switch_user": False}))
     channel = socket.socket(fileno=fd)
     channel.setblocking(False)
@@ -1243,7 +1310,7 @@ def watch_children_with_pidfds() -> None:
 async def main(socket_path: str, config_path: str) -> None:
     watch_children_with_pidfds()
     with open(config_path) as fh:
-        config = Config(json.load(fh))
+        config = Config(loads(fh.read()))
     agent = Agent(config)
     if config.switch_user:
         agent.files = FilesWorker(config, config_path)
@@ -1362,13 +1429,13 @@ async def _sudo_session(conn: socket.socket) -> None:
             if not chunk:
                 return
             data += chunk
-        request = json.loads(data)
+        request = loads(data)
         await _sudo_run(conn, request, fds)
     except (OSError, ValueError, KeyError, TypeError, asyncio.TimeoutError) as exc:  # noqa: UP041
         with contextlib.suppress(OSError):
             conn.setblocking(True)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            conn.sendall(json.dumps({"error": reason or type(exc).__name__}).encode() + b"\n")
+            conn.sendall(dumps({"error": reason or type(exc).__name__}).encode() + b"\n")
     finally:
         for fd in fds:
             with contextlib.suppress(OSError):
@@ -1427,7 +1494,7 @@ async def _sudo_run(conn: socket.socket, request: dict[str, Any], fds: list[int]
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 with contextlib.suppress(ValueError, KeyError, TypeError):
-                    signum = int(json.loads(line)["signal"])
+                    signum = int(loads(line)["signal"])
                     if signum in SUDO_SIGNALS:
                         with contextlib.suppress(ProcessLookupError, PermissionError):
                             os.killpg(process.pid, signum)
@@ -1438,7 +1505,7 @@ async def _sudo_run(conn: socket.socket, request: dict[str, Any], fds: list[int]
     with contextlib.suppress(OSError):
         conn.setblocking(True)
         status = code if code >= 0 else 128 - code
-        conn.sendall(json.dumps({"exit": status}).encode() + b"\n")
+        conn.sendall(dumps({"exit": status}).encode() + b"\n")
 
 
 # --- spawner ---------------------------------------------------------------------------
@@ -1515,7 +1582,7 @@ class Spawner:
                     os.close(fd)
                 break  # the spawner is gone
             try:
-                if not self._take(json.loads(data), fds):
+                if not self._take(loads(data), fds):
                     break
             except (ValueError, TypeError, KeyError, AttributeError):
                 for fd in fds:
@@ -1598,7 +1665,7 @@ class Spawner:
         command; :class:`AgentError` when it went away (killed or stopped by capsule
         code) after it was sent the command, which may then be running.
         """
-        message = json.dumps({"id": self._next, "argv": argv, "env": env, "cwd": cwd}).encode()
+        message = dumps({"id": self._next, "argv": argv, "env": env, "cwd": cwd}).encode()
         if len(message) > SPAWN_MESSAGE_MAX:
             raise SpawnerUnavailable()
         loop = asyncio.get_running_loop()
@@ -1698,7 +1765,7 @@ def spawner_main(fd: int, uid: int, gid: int) -> None:
     poller.register(wake_r, select.POLLIN)
 
     def send(obj: dict[str, Any], fds: list[int] | None = None) -> None:
-        socket.send_fds(channel, [json.dumps(obj).encode()], fds or [])
+        socket.send_fds(channel, [dumps(obj).encode()], fds or [])
 
     def close(fds: list[int]) -> None:
         for got in fds:
@@ -1759,7 +1826,7 @@ def spawner_main(fd: int, uid: int, gid: int) -> None:
             if not data and not fds:
                 return  # the agent is gone
             try:
-                request = json.loads(data)
+                request = loads(data)
             except ValueError:
                 request = None
             if isinstance(request, dict) and len(fds) == 2:
