@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import math
 import pickle
 
 import pytest
 
 from wrenn import AsyncWrennClient, Secret, WrennConfigurationError
-from wrenn._config import ClientConfig, normalize_base_url, resolve_proxy_domain
+from wrenn._config import ClientConfig, check_seconds, normalize_base_url, resolve_proxy_domain
 
 KEY = "wrn_0123456789abcdef0123456789abcdef"
 
@@ -144,3 +145,14 @@ def test_client_and_config_reprs_hide_credentials() -> None:
         assert KEY not in text
         assert "jwt.secret.value" not in text
     assert KEY not in str(client.http.headers)
+
+
+@pytest.mark.parametrize("value", [1e9, 1e300, math.inf])
+def test_a_timeout_of_a_billion_seconds_or_more_is_no_limit(value: float) -> None:
+    # no socket or time_t can wait that long: such a value is infinite, which every
+    # blocking path maps to "no timeout" (it used to overflow in settimeout)
+    assert check_seconds(value) == math.inf
+    assert check_seconds(None) == math.inf
+    config = resolve(api_key=KEY, timeout=value, connect_timeout=value)
+    assert config.timeout == config.connect_timeout == math.inf
+    assert check_seconds(999_999_999.0) == 999_999_999.0

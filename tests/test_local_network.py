@@ -478,7 +478,8 @@ def test_the_filter_follows_the_hosts_addresses_through_its_cache() -> None:
 def test_pasta_is_started_as_the_build_it_would_pick_itself(tmp_path: Path) -> None:
     # pasta started as "pasta" on a CPU with AVX2 executes pasta.avx2 at once: the server
     # starts that build directly where it is there and the CPU has AVX2, else "pasta".
-    flags = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    flags = next((x for x in lines if x.startswith("flags")), "")  # (none on some arches)
     has_avx2 = "avx2" in flags.split()
     pasta = tmp_path / "pasta"
     pasta.write_text("#!/bin/sh\n")

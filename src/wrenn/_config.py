@@ -131,6 +131,15 @@ CLIENT_DEFAULT: Final = _Default.CLIENT_DEFAULT
 Timeout = float | None | Literal[_Default.CLIENT_DEFAULT]
 """What a call's ``timeout`` accepts: seconds, ``None`` (no limit), or the client's."""
 
+# A timeout this long or longer (about 31 years) is no limit at all: ``math.inf``. The
+# operating system's own timeouts (a socket's, a ``time_t``) cannot hold much larger
+# values, so every timeout is either below this or infinite.
+NO_LIMIT_FROM: Final = 1e9
+
+
+def _seconds(value: float) -> float:
+    return math.inf if value >= NO_LIMIT_FROM else float(value)
+
 
 def check_seconds(timeout: float | None, *, name: str = "timeout") -> float:
     """A ``timeout`` argument as seconds (``math.inf`` for None); anything else but a
@@ -147,7 +156,7 @@ def check_seconds(timeout: float | None, *, name: str = "timeout") -> float:
         raise WrennValidationError(
             f"{name} must be a positive number of seconds or None (no limit), not {timeout!r}"
         )
-    return float(value)
+    return _seconds(value)
 
 
 _ORIGINS: Final = {
@@ -226,8 +235,8 @@ class ClientConfig:
             proxy_domain=domain,
             api_key=Secret(key) if key else None,
             token=Secret(tok) if tok else None,
-            timeout=float(timeout),
-            connect_timeout=float(connect_timeout),
+            timeout=_seconds(timeout),
+            connect_timeout=_seconds(connect_timeout),
             max_retries=max_retries,
             ping_interval=None if ping_interval is None else float(ping_interval),
             ping_timeout=float(ping_timeout),

@@ -81,6 +81,12 @@ def close_bulk(http: HTTPTransport) -> None:
         bulk.close()
 
 
+def _bound(seconds: float) -> float | None:
+    """httpx2's form of a timeout: ``None`` for none (a blocking socket cannot wait
+    ``math.inf`` seconds)."""
+    return None if math.isinf(seconds) else seconds
+
+
 def _chunks_of(chunks: Iterable[bytes]) -> Iterator[bytes]:
     for chunk in chunks:
         if not isinstance(chunk, bytes | bytearray | memoryview):
@@ -99,7 +105,7 @@ class SyncBulk:
         self._client = httpx.Client(
             base_url=config.base_url,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
+            timeout=httpx.Timeout(_bound(config.timeout), connect=_bound(config.connect_timeout)),
             verify=http.ssl_context,
             follow_redirects=False,
             trust_env=False,
@@ -123,9 +129,7 @@ class SyncBulk:
         self._client.close()
 
     def _timeout(self, read: float) -> httpx.Timeout:
-        return httpx.Timeout(
-            None if math.isinf(read) else read, connect=self._config.connect_timeout
-        )
+        return httpx.Timeout(_bound(read), connect=_bound(self._config.connect_timeout))
 
     def _raise_for(self, response: httpx.Response, context: str) -> None:
         if response.status_code >= 400:

@@ -28,6 +28,7 @@ transport maps and retries them exactly as it does httpcore2's.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import socket
 import time
@@ -327,10 +328,10 @@ class SyncFastPool:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def _left_connect(self, end: float) -> float:
+    def _left_connect(self, end: float) -> float | None:
         left = self._connect_timeout
         if end != float("inf"):
             left = min(left, end - time.monotonic())
         if left <= 0:
             raise httpx.ConnectTimeout("no time left to connect")
-        return left
+        return None if math.isinf(left) else left  # None: connect with no bound

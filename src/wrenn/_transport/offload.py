@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import math
 import os
 import select
 import socket
@@ -116,6 +117,9 @@ def on_asyncio() -> bool:
 
 
 def _timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for ``SO_RCVTIMEO``/``SO_SNDTIMEO``: at least 1 µs (zero
+    would mean no bound at all), at most a year (an infinite timeout included)."""
+    seconds = min(max(seconds, 0.000_001), 365 * 86400.0)
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
@@ -212,10 +216,7 @@ class _Conn:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError("the deadline passed")
-                # (a zero timeval would mean no bound at all)
-                sock.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(max(left, 0.000_001))
-                )
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(left))
             peek = sock.recv(limit - len(got) + len(terminator), socket.MSG_PEEK)
             if not peek:
                 raise WrennConnectionError(f"the server closed the connection ({self.context})")
@@ -516,10 +517,6 @@ class Offload:
             raw = conn.until_crlf(b"\r\n\r\n", HEAD_LIMIT, deadline)
             head = _parse_head(raw, conn.context)
             if not head.interim:
-                if deadline is not None:  # from now on, each wait: SOCKET_WAIT
-                    conn.sock.setsockopt(
-                        socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(SOCKET_WAIT)
-                    )
                 return head, _BodyReader(conn, head)
 
     @staticmethod
@@ -655,48 +652,110 @@ class Offload:
         send_upload_blocking(sock, head_bytes, body, chunked=chunked, context=context)
 
     def _connect_blocking(self, context: str, timeout: float) -> socket.socket:
-        """A connected socket, made in the calling thread within ``timeout``."""
+        """A connected blocking socket, made in the calling thread: every address of the
+        host tried in turn, all of them within ``timeout`` (resolving a name is the
+        system resolver's own affair, as for any blocking client)."""
+        end = time.monotonic() + timeout
         try:
-            return socket.create_connection((self._host, self._port), timeout)
-        except TimeoutError:
-            raise WrennTimeoutError(
-                f"connecting timed out after {timeout:g} s ({context})"
-            ) from None
+            addresses = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise WrennConnectionError(f"cannot connect: {exc} ({context})") from exc
+        last: OSError | None = None
+        for family, kind, proto, _, address in addresses:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(None if math.isinf(left) else left)
+                sock.connect(address)
+                sock.settimeout(None)  # blocking: each wait bounded by the kernel's timeouts
+            except TimeoutError as exc:
+                sock.close()
+                last = exc
+                break
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            except BaseException:  # Ctrl-C while connecting: nothing left open
+                sock.close()
+                raise
+            return sock
+        if last is None or isinstance(last, TimeoutError):
+            raise WrennTimeoutError(f"connecting timed out after {timeout:g} s ({context})")
+        raise WrennConnectionError(f"cannot connect: {last} ({context})") from last
 
     def download_blocking(
         self, path: str, body: bytes, chunk_size: int, *, open_timeout: float
     ) -> BlockingBody:
         """:meth:`download` for the sync API, in the calling thread: ``body`` (JSON) sent
-        to ``path``, the answer's status line and headers within ``open_timeout`` (else
-        :class:`WrennTimeoutError`), an error status raised mapped. The body's pieces are
-        then read as the caller asks for them, straight into the bytes handed over, each
-        wait bounded by :data:`SOCKET_WAIT`. A ``KeyboardInterrupt`` (Ctrl-C during a
-        blocking receive) comes out as it is. The caller closes the returned body."""
+        to ``path``, and the answer's status line and headers, within ``open_timeout``
+        as a whole (else :class:`WrennTimeoutError`; ``math.inf``: no bound). An error
+        status is raised mapped, with what of its body came within that time. The
+        body's pieces are then read as the caller asks for them, straight into the
+        bytes handed over; each wait is bounded by :data:`SOCKET_WAIT`, so a body that
+        stops is reported within twice that (a wait that ends with part of a piece
+        hands that part on first). A ``KeyboardInterrupt`` (Ctrl-C during a blocking
+        receive) comes out as it is, the socket closed. The caller closes the returned
+        body."""
         context = f"POST {path}"
         head_bytes = self._head(
             path, {"Content-Type": "application/json", "Content-Length": str(len(body))}
         )
-        deadline = time.monotonic() + open_timeout
+        bounded = not math.isinf(open_timeout)
+        deadline = time.monotonic() + open_timeout if bounded else None
         sock = self._connect_blocking(context, min(self._connect_timeout, open_timeout))
-        conn = _Conn(sock, context)
         try:
-            sock.settimeout(None)  # blocking; each wait bounded by the kernel's timeouts
+            conn = _Conn(sock, context)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SOCKET_WAIT))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(SOCKET_WAIT))
             try:
                 sock.sendall(head_bytes + body)
                 head, reader = self._read_answer(conn, deadline)
                 if head.status >= 400:
-                    raise self._error(conn, head, reader)
+                    raise self._error_within(conn, head, reader, deadline)
             except (TimeoutError, BlockingIOError):
                 raise WrennTimeoutError(
                     f"no answer within {open_timeout:g} s ({context})"
                 ) from None
             except OSError as exc:
                 raise conn._mapped(exc) from exc
+            # from now on, each wait for more of the body: SOCKET_WAIT
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(SOCKET_WAIT))
         except BaseException:
             sock.close()
             raise
         return BlockingBody(conn, reader, chunk_size)
+
+    @staticmethod
+    def _error_within(
+        conn: _Conn, head: Head, reader: _BodyReader, deadline: float | None
+    ) -> WrennError:
+        """The error of an error answer, with what of its body (at most
+        :data:`ERROR_BODY_LIMIT`) comes before ``deadline``."""
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while size < ERROR_BODY_LIMIT:
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(left))
+                data = reader.piece(ERROR_BODY_LIMIT - size)
+                if not data:
+                    break
+                parts.append(data)
+                size += len(data)
+        except (OSError, WrennError):
+            pass  # the status says what failed; the body is only its detail
+        return error_from_response(
+            head.status,
+            b"".join(parts),
+            retry_after=parse_retry_after(
+                (head.get(b"retry-after") or b"").decode("latin-1") or None
+            ),
+            context=conn.context,
+        )

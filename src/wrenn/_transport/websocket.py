@@ -32,7 +32,6 @@ close handshake has crashed server workers, hypercorn 0.18 under trio).
 
 from __future__ import annotations
 
-import math
 import ssl
 import time
 from collections import deque
@@ -626,8 +625,8 @@ async def connect_websocket(
         WrennConnectionError / WrennTimeoutError / WrennProtocolError: as named.
     """
     host, host_header, port, target, secure = _parse_url(url)
-    if max_message_size <= 0 or max_queue <= 0 or not math.isfinite(open_timeout):
-        raise WrennConfigurationError("limits must be positive")
+    if max_message_size <= 0 or max_queue <= 0 or not open_timeout > 0:  # (inf: no bound)
+        raise WrennConfigurationError("limits and open_timeout must be positive")
     if (ping_interval is not None and not ping_interval > 0) or not ping_timeout > 0:
         raise WrennConfigurationError("ping_interval and ping_timeout must be positive")
     stream: anyio.abc.ByteStream | None = None

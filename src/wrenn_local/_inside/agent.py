@@ -53,7 +53,8 @@ def _json_codec() -> tuple[Callable[[object], str], Callable[[bytes | str], Any]
     package: its decoder compiles regular expressions at import, so ``import json``
     loads ``re`` (~2.5 ms of CPU at every boot, for what the agent does not need).
     ``dumps`` is ``json.dumps(obj, separators=(",", ":"))``, ``loads`` is ``json.loads``
-    (bytes as UTF-8); invalid JSON raises ``ValueError`` (the C scanner's own
+    for what the agent's peers send (bytes as strict UTF-8: no BOM, no UTF-16 or 32,
+    which none of them sends); invalid JSON raises ``ValueError`` (the C scanner's own
     ``JSONDecodeError``: ``json`` loads then). Fail safe: on a Python whose ``_json``
     differs in any way, the ``json`` package's own functions."""
     try:
