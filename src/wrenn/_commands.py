@@ -19,15 +19,18 @@ from ._config import check_seconds
 from ._exceptions import (
     CommandExitError,
     WrennAgentError,
+    WrennAPIError,
     WrennError,
     WrennNotFoundError,
     WrennTimeoutError,
 )
 from ._models import CommandResult, ProcessInfo
 from ._models.streams import StreamEvent, StreamStderr, StreamStdout
+from ._protocol.exec_stream import check_args
 from ._resources import AsyncProcesses
 from ._resources.scoped import ScopedIterable
 from ._resources.streams import AsyncExecStream
+from ._text import wire_text
 
 __all__ = [
     "AsyncCommands",
@@ -50,9 +53,10 @@ TERMINATE_BOUND: Final = 5.0
 
 def _argv(cmd: str, args: Sequence[str] | None) -> tuple[str, list[str]]:
     """Without ``args`` the command line goes through ``/bin/sh -c`` (as the official SDK)."""
+    wire_text(cmd, "cmd")
     if args is None:
         return "/bin/sh", ["-c", cmd]
-    return cmd, list(args)
+    return cmd, check_args(args)
 
 
 def _marked_argv(cmd: str, args: Sequence[str] | None, marker: str) -> tuple[str, list[str]]:
@@ -60,9 +64,10 @@ def _marked_argv(cmd: str, args: Sequence[str] | None, marker: str) -> tuple[str
     end it in the capsule's process list if it is left before the answer (a foreground
     exec has no tag). The marker is the shell's ``$1``; the command runs as before:
     a command line through ``sh -c``, a program with arguments by ``exec``."""
+    wire_text(cmd, "cmd")
     if args is None:
         return "/bin/sh", ["-c", cmd, "sh", marker]
-    return "/bin/sh", ["-c", 'shift; exec "$@"', "sh", marker, cmd, *args]
+    return "/bin/sh", ["-c", 'shift; exec "$@"', "sh", marker, cmd, *check_args(args)]
 
 
 def server_timer(deadline: float) -> int:
@@ -102,6 +107,22 @@ async def _end_marked(processes: AsyncProcesses, capsule_id: str, marker: str) -
         for _ in range(4):
             try:
                 found = [p.pid for p in await processes.list(capsule_id) if marker in p.args]
+            except WrennError:
+                return
+            if found:
+                for pid in found:
+                    await end_process(processes, capsule_id, pid)
+                return
+            await anyio.sleep(0.15)
+
+
+async def _end_tagged(processes: AsyncProcesses, capsule_id: str, tag: str) -> None:
+    """End the background process a start left early may have started (looked for a few
+    times: the request may still be on its way), shielded and bounded."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(TERMINATE_BOUND):
+        for _ in range(4):
+            try:
+                found = [p.pid for p in await processes.list(capsule_id) if p.tag == tag]
             except WrennError:
                 return
             if found:
@@ -157,9 +178,22 @@ class CommandHandle(abc.ABC):
         return self._require().attach(self.capsule_id, self.tag)
 
     async def wait(self) -> int:
-        """Wait for the process to end; return its exit code (-1 when killed)."""
-        async with self.stream() as run:
-            return await run.wait()
+        """Wait for the process to end; return its exit code (-1 when killed).
+
+        Wait while it runs: servers keep no exit code of a background process that has
+        ended, so waiting for one that already ended raises
+        :class:`WrennNotFoundError` (saying so). To get the exit code of a command that
+        may be quick, run it in the foreground or follow it from its start (``stream``).
+        """
+        try:
+            async with self.stream() as run:
+                return await run.wait()
+        except WrennNotFoundError:
+            raise WrennNotFoundError(
+                f"process {self.pid} (tag {self.tag!r}) is not running: it has ended, and"
+                " servers keep no exit code of an ended background process; wait() while"
+                " it runs, or run it in the foreground to get its exit code"
+            ) from None
 
     async def kill(self, *, signal: Literal["SIGKILL", "SIGTERM"] = "SIGKILL") -> None:
         await self._require().kill(self.capsule_id, self.tag, signal=signal)
@@ -243,20 +277,31 @@ class AsyncCommands:
         callback — the command is ended in the capsule (SIGTERM, then SIGKILL after 1 s;
         shielded, at most 5 s) before the exception goes on unchanged. A background
         command (``background=True``) is not waited for and is left running; ``timeout``
-        bounds only its start.
+        bounds only its start, and a start left before its answer (timeout,
+        cancellation, a broken connection) ends the process if it did start.
         """
         deadline = check_seconds(timeout)
         if background:
             program, argv = _argv(cmd, args)
-            started = await self._processes.start(
-                self._capsule_id,
-                program,
-                args=argv,
-                envs=envs,
-                cwd=cwd,
-                tag=tag,
-                timeout=None if math.isinf(deadline) else deadline,
-            )
+            # A tag of our own when none is given (the server's form, ``proc-`` and 8 hex
+            # digits): a start that is left before its answer may have started the
+            # process, and that tag finds it to end it.
+            chosen = tag if tag is not None else f"proc-{secrets.token_hex(4)}"
+            try:
+                started = await self._processes.start(
+                    self._capsule_id,
+                    program,
+                    args=argv,
+                    envs=envs,
+                    cwd=cwd,
+                    tag=chosen,
+                    timeout=None if math.isinf(deadline) else deadline,
+                )
+            except WrennAPIError:
+                raise  # answered: nothing was started
+            except BaseException:  # a timeout, a cancellation, a broken connection
+                await _end_tagged(self._processes, self._capsule_id, chosen)
+                raise
             return CommandHandle(
                 pid=started.pid,
                 tag=started.tag,

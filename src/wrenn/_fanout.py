@@ -10,6 +10,7 @@ from typing import Any, Final, TypeVar, cast
 import anyio
 
 from ._capsule import AsyncCapsule, capsule_scope
+from ._concurrency import check_concurrency, jobs
 from ._exceptions import (
     WrennCapsuleFailedError,
     WrennConnectionError,
@@ -70,8 +71,9 @@ async def fan_out(
     on_progress: Callable[[int, int], Any] | None,
 ) -> list[R | BaseException]:
     todo = list(items)
-    if concurrency < 1:
-        raise WrennValidationError(f"concurrency must be at least 1, not {concurrency!r}")
+    check_concurrency(concurrency)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise WrennValidationError(f"retries must be an int of 0 or more, not {retries!r}")
     if creation_rate is not None and not (creation_rate > 0 and math.isfinite(creation_rate)):
         raise WrennValidationError(
             f"creation_rate must be a positive number of capsules per second, not {creation_rate!r}"
@@ -113,7 +115,7 @@ async def fan_out(
         if on_progress is not None:
             on_progress(done, len(todo))
 
-    async with anyio.create_task_group() as tg:
+    async with jobs() as tg:  # a failing on_progress comes out as it is
         for index, item in enumerate(todo):
             tg.start_soon(job, index, item)
     if failed and not return_exceptions:

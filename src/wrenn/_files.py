@@ -12,15 +12,17 @@ from typing import BinaryIO, Final, Literal, final, overload
 import anyio
 import anyio.abc
 
+from ._concurrency import check_concurrency, jobs
 from ._exceptions import (
     WrennConflictError,
     WrennError,
     WrennFanOutError,
     WrennValidationError,
 )
-from ._models import FileEntry
+from ._models import FileEntry, FileType
 from ._resources import AsyncFiles
 from ._resources.scoped import ScopedIterable
+from ._text import wire_text
 
 __all__ = ["AsyncCapsuleFiles", "WriteData"]
 
@@ -122,7 +124,7 @@ class AsyncCapsuleFiles:
         keeps no partial file.
         """
         if isinstance(data, str):
-            data = data.encode()
+            data = wire_text(data, "data").encode()
         if isinstance(data, bytes | bytearray | memoryview):
             payload = bytes(data)
             if len(payload) <= STREAM_THRESHOLD:
@@ -177,8 +179,11 @@ class AsyncCapsuleFiles:
     async def write_many(self, files: Mapping[str, WriteData], *, concurrency: int = 8) -> None:
         """Write several files at once, at most ``concurrency`` transfers in flight.
 
-        Every write is attempted; if any failed, raises :class:`WrennFanOutError`.
+        Every write is attempted; if any failed, raises :class:`WrennFanOutError`. An
+        exception that is not the SDK's (a chunk source that raises, say) cancels the
+        other writes and comes out as it was raised.
         """
+        check_concurrency(concurrency)
         limiter = anyio.CapacityLimiter(concurrency)
         failures: list[Exception] = []
 
@@ -189,7 +194,7 @@ class AsyncCapsuleFiles:
                 except WrennError as exc:
                     failures.append(exc)
 
-        async with anyio.create_task_group() as tg:
+        async with jobs() as tg:
             for target, data in files.items():
                 tg.start_soon(one, target, data)
         if failures:
@@ -207,10 +212,19 @@ class AsyncCapsuleFiles:
             if not exist_ok:
                 raise
         parent, _, name = path.rstrip("/").rpartition("/")
-        for entry in await self.list(parent or ("/" if path.startswith("/") else ".")):
-            if entry.name == name and entry.is_dir:
-                return entry
-        raise WrennConflictError(f"{path} exists and is not a directory")
+        if name not in ("", ".", "..", "~"):
+            for entry in await self.list(parent or ("/" if path.startswith("/") else ".")):
+                if entry.name == name:
+                    if entry.is_dir:
+                        return entry
+                    raise WrennConflictError(f"{path} exists and is not a directory")
+        # ``/``, ``~``, ``.``, ``a/..`` and the like have no entry of that name in a
+        # parent listing: the path is a directory if it can be listed itself
+        try:
+            await self.list(path, depth=1)
+        except WrennError:
+            raise WrennConflictError(f"{path} exists and is not a directory") from None
+        return FileEntry(name=name or path, path=path, type=FileType.DIRECTORY)
 
     async def remove(self, path: str) -> None:
         await self._files.remove(self._capsule_id, path)

@@ -10,6 +10,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._capsule import AsyncCapsule, capsule_scope
+from ._concurrency import jobs
 from ._exceptions import WrennFanOutError, WrennValidationError
 from ._session import Session
 
@@ -69,7 +70,7 @@ class AsyncCapsulePool:
             except Exception as exc:
                 failures.append((index, exc))
 
-        async with anyio.create_task_group() as tg:
+        async with jobs() as tg:  # a KeyboardInterrupt in a job comes out bare
             for index, item in enumerate(todo):
                 tg.start_soon(one, index, item)
         if failures:
@@ -84,8 +85,8 @@ class AsyncCapsulePool:
 async def open_pool(
     session: Session, size: int, capsule: Mapping[str, Any]
 ) -> AsyncIterator[AsyncCapsulePool]:
-    if size < 1:
-        raise WrennValidationError(f"a pool needs at least one capsule, not {size!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise WrennValidationError(f"a pool needs an int of 1 or more capsules, not {size!r}")
     async with AsyncExitStack() as stack:
         # Each capsule scope joins the exit stack, so leaving the pool (normally, by error
         # or by cancellation) destroys every capsule, shielded and bounded.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Any, Final
 
@@ -26,6 +26,7 @@ from .._exceptions import (
     WrennValidationError,
 )
 from .._models.streams import StreamEvent, StreamExit, StreamStart, StreamStderr, StreamStdout
+from .._text import wire_text
 
 try:  # optional, `pip install 'wrenn[fast]'`: output frames decode 5-8x faster
     import orjson as _orjson
@@ -192,18 +193,34 @@ def exec_request(
     """The body of an exec request (REST or the stream's ``start`` frame), checked."""
     if not isinstance(cmd, str) or not cmd:
         raise WrennValidationError("cmd must be a non-empty string")
-    body: dict[str, Any] = {"cmd": cmd}
+    body: dict[str, Any] = {"cmd": wire_text(cmd, "cmd")}
     if args is not None:
-        if isinstance(args, str) or not all(isinstance(a, str) for a in args):
-            raise WrennValidationError("args must be a sequence of strings")
-        body["args"] = list(args)
+        body["args"] = check_args(args)
     if envs is not None:
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in envs.items()):
+        if not isinstance(envs, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in envs.items()
+        ):
             raise WrennValidationError("envs must map strings to strings")
-        body["envs"] = dict(envs)
+        body["envs"] = {
+            wire_text(k, "an envs name"): wire_text(v, f"envs[{k!r}]") for k, v in envs.items()
+        }
     if cwd is not None:
-        body["cwd"] = cwd
+        body["cwd"] = wire_text(cwd, "cwd")
     return body
+
+
+def check_args(args: object) -> list[str]:
+    """``args`` as a list of strings (a ``str`` is refused: it would be split into
+    characters)."""
+    if isinstance(args, str | bytes) or not isinstance(args, Iterable):
+        raise WrennValidationError(
+            f"args must be a list of strings, not {type(args).__name__} (for a shell command"
+            " line, pass it as cmd without args)"
+        )
+    items = list(args)
+    for i, item in enumerate(items):
+        wire_text(item, f"args[{i}]")
+    return items
 
 
 def start_frame(

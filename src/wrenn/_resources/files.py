@@ -24,6 +24,7 @@ from .._exceptions import (
     WrennValidationError,
 )
 from .._models import FileEntry
+from .._text import wire_text
 from .._transport.http import USER_AGENT, BodyChunks, HTTPTransport, api_path, response_json
 from .._transport.offload import Offload, OffloadBody, offload_for, on_asyncio
 from .converter import structure, structure_list
@@ -36,7 +37,7 @@ WRITE_LIMIT: Final = 100 * 1024 * 1024
 def _path(path: str) -> str:
     if not isinstance(path, str) or not path or "\0" in path:
         raise WrennValidationError("path must be a non-empty string without NUL bytes")
-    return path
+    return wire_text(path, "path")
 
 
 check_path = _path  # for the sync bulk client (wrenn._sync.bulk)
@@ -45,7 +46,7 @@ check_path = _path  # for the sync bulk client (wrenn._sync.bulk)
 def write_parts(path: str, data: bytes | str) -> Any:
     """The multipart parts of a whole-file write; over 100 MiB is refused before sending.
     ``path`` goes first: streaming servers read the parts in order."""
-    payload = data.encode() if isinstance(data, str) else bytes(data)
+    payload = wire_text(data, "data").encode() if isinstance(data, str) else bytes(data)
     if len(payload) > WRITE_LIMIT:
         raise WrennTooLargeError(
             f"{len(payload)} bytes is over the 100 MiB limit of a single write"

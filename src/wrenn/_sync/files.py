@@ -10,6 +10,7 @@ import anyio
 
 from .._exceptions import WrennValidationError
 from .._files import FILE_READ, STREAM_THRESHOLD, AsyncCapsuleFiles, _remaining_size
+from .._text import wire_text
 from .adapt import Facet, blocking
 from .bulk import SyncBulk, bulk_for
 
@@ -122,7 +123,7 @@ class CapsuleFiles(Facet[AsyncCapsuleFiles]):
         """:meth:`write` in the calling thread (the async write's choices of framing)."""
         cid = self._async._capsule_id
         if isinstance(data, str):
-            data = data.encode()
+            data = wire_text(data, "data").encode()
         if isinstance(data, bytes | bytearray | memoryview):
             payload = bytes(data)
             if len(payload) <= STREAM_THRESHOLD:
