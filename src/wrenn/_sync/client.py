@@ -123,21 +123,30 @@ class Capsule(Facet[AsyncCapsule]):
         without a ``with`` block call :meth:`destroy` and :meth:`close`. Ctrl-C while it
         is being created destroys it again."""
         client = WrennClient(api_key=api_key, base_url=base_url, backend=backend)
-        try:
-            acap = client._runner.call(
-                lambda: create_capsule(
-                    client._async._session,
-                    template=template,
-                    vcpus=vcpus,
-                    memory_mb=memory_mb,
-                    timeout=timeout,
-                    metadata=metadata,
-                    wait=wait,
-                    factory=AsyncCapsule,
-                )
+        made: list[AsyncCapsule] = []
+
+        async def make() -> AsyncCapsule:
+            acap = await create_capsule(
+                client._async._session,
+                template=template,
+                vcpus=vcpus,
+                memory_mb=memory_mb,
+                timeout=timeout,
+                metadata=metadata,
+                wait=wait,
+                factory=AsyncCapsule,
             )
+            made.append(acap)  # in the loop: a Ctrl-C as the result crosses still finds it
+            return acap
+
+        try:
+            acap = client._runner.call(make)
         except BaseException:
-            client.close()
+            try:
+                if made and not client._runner.closed:  # created after all: destroyed
+                    client._runner.call(made[0].__aexit__, None, None, None)
+            finally:
+                client.close()
             raise
         client._exit_capsule = acap  # destroyed if still open at interpreter exit
         self._setup(client._runner, acap, owner=client)
@@ -389,8 +398,6 @@ class WrennClient:
         binary_frames: bool | None = None,
         backend: Backend = "asyncio",
     ) -> None:
-        self._runner = runner = PortalRunner(backend)
-
         async def make() -> AsyncWrennClient:
             return AsyncWrennClient(
                 api_key=api_key,
@@ -407,23 +414,30 @@ class WrennClient:
                 binary_frames=binary_frames,
             )
 
-        try:
+        runner: PortalRunner | None = None
+        try:  # (to the end: a Ctrl-C anywhere in here leaves no loop thread behind)
+            self._runner = runner = PortalRunner(backend)
             self._async = client = runner.call(make)
+            self._open_scopes: builtins.list[Any] = []
+            open_bulk(client._session.http)  # file transfers in the caller's thread
+            self._capsules = Capsules(runner, client.capsules)
+            self._snapshots = Snapshots(runner, client.snapshots)
+            self._events = Events(runner, client.events)
+            self._auth = Auth(runner, client.auth)
+            self._api_keys = APIKeys(runner, client.api_keys)
+            self._hosts = Hosts(runner, client.hosts)
+            self._processes = Processes(runner, client.processes)
+            self._files = Files(runner, client.files)
+            self._exit_capsule: AsyncCapsule | None = None
+            track(self)  # closed at interpreter exit if still open (see wrenn._sync.exit)
         except BaseException:
-            runner.close()
+            if hasattr(self, "_async"):
+                close_bulk(self._async._session.http)
+            if runner is None:
+                runner = getattr(self, "_runner", None)  # (interrupted as it was assigned)
+            if runner is not None:
+                runner.close()
             raise
-        self._open_scopes: builtins.list[Any] = []
-        open_bulk(client._session.http)  # file transfers in the caller's thread
-        self._capsules = Capsules(runner, client.capsules)
-        self._snapshots = Snapshots(runner, client.snapshots)
-        self._events = Events(runner, client.events)
-        self._auth = Auth(runner, client.auth)
-        self._api_keys = APIKeys(runner, client.api_keys)
-        self._hosts = Hosts(runner, client.hosts)
-        self._processes = Processes(runner, client.processes)
-        self._files = Files(runner, client.files)
-        self._exit_capsule: AsyncCapsule | None = None
-        track(self)  # closed at interpreter exit if still open (see wrenn._sync.exit)
 
     @property
     def capsules(self) -> Capsules:

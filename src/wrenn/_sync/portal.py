@@ -76,6 +76,7 @@ class _Task(Generic[T]):
         self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self.scope: anyio.CancelScope | None = None
         self.cancel_requested = False
+        self.submitted = False  # handed to the loop (it will run, and end, there)
 
     def cancel(self) -> None:
         """In the loop thread: cancel the work (before it started, or while it runs)."""
@@ -131,13 +132,20 @@ class PortalRunner:
             daemon=True,  # never holds the interpreter open; the exit hook closes clients
             **extra,
         )
-        self._thread.start()
         try:
+            self._thread.start()
             ready.result()
-        except BaseException:
+        except BaseException:  # Ctrl-C while the loop starts, or it could not start
             self._closed = True
-            self._thread.join(CLOSE_WAIT)
-            self._close_sockets()
+            self._stopping = True  # the loop ends as soon as it runs, or now if it does
+            try:
+                self._wake_w.send(b"\0")
+            except OSError:
+                pass
+            if self._thread.ident is not None:  # (started)
+                self._thread.join(CLOSE_WAIT)
+            if not self._thread.is_alive():
+                self._close_sockets()
             raise
 
     @property
@@ -176,11 +184,16 @@ class PortalRunner:
             # Whatever is still running is cancelled; its clean-ups are shielded and bounded.
             tg.cancel_scope.cancel()
 
-    def _submit(self, job: Callable[[anyio.abc.TaskGroup], object]) -> None:
-        """Hand ``job(task_group)`` to the loop thread (it runs there, soon)."""
+    def _submit(
+        self, job: Callable[[anyio.abc.TaskGroup], object], task: _Task[Any] | None = None
+    ) -> None:
+        """Hand ``job(task_group)`` to the loop thread (it runs there, soon); ``task``
+        (what ``job`` starts) is marked as handed over."""
         if self._stopping:
             raise WrennError("this client is closed")
         self._jobs.append(job)
+        if task is not None:
+            task.submitted = True
         try:
             self._wake_w.send(b"\0")
         except BlockingIOError:
@@ -188,7 +201,10 @@ class PortalRunner:
         except OSError as exc:
             raise WrennError("this client is closed") from exc
 
-    def _start(self, factory: Callable[[], Awaitable[T]]) -> _Task[T]:
+    def _task(self, factory: Callable[[], Awaitable[T]]) -> _Task[T]:
+        """A task for ``factory``, not yet handed to the loop (:meth:`_launch` does, in
+        the caller's guarded region: a Ctrl-C raised as the hand-over returns must find
+        the task to cancel it)."""
         if self._closed:
             raise WrennError("this client is closed")
         if threading.get_ident() == self._loop_thread_id:
@@ -196,14 +212,18 @@ class PortalRunner:
                 "the sync API was called from inside its own event loop; "
                 "use the async API (AsyncWrennClient) there"
             )
-        task: _Task[T] = _Task(factory)
-        self._submit(lambda tg: tg.start_soon(task.run))
-        return task
+        return _Task(factory)
 
-    def _wait(self, task: _Task[T]) -> T:
-        """Wait for ``task`` in short slices (so Ctrl-C gets through)."""
+    def _launch(self, task: _Task[Any]) -> None:
+        self._submit(lambda tg: tg.start_soon(task.run), task)
+
+    def _wait(self, task: _Task[T], *, launch: bool = False) -> T:
+        """Wait for ``task`` in short slices (so Ctrl-C gets through), launching it
+        first if asked: from the hand-over on, a Ctrl-C cancels it."""
         future = task.future
         try:
+            if launch:
+                self._launch(task)
             while True:
                 # result() with a timeout waits on the future's own condition: a third
                 # less CPU per call than concurrent.futures.wait, which builds waiters
@@ -230,7 +250,7 @@ class PortalRunner:
         async def run() -> T:
             return await fn(*args, **kwargs)
 
-        return self._wait(self._start(run))
+        return self._wait(self._task(run), launch=True)
 
     @contextmanager
     def enter(self, manager: Callable[[], AbstractAsyncContextManager[T]]) -> Iterator[T]:
@@ -261,8 +281,9 @@ class PortalRunner:
                 suppress = await cm.__aexit__(*info)
             return suppress
 
-        task = self._start(hold)
+        task = self._task(hold)
         try:
+            self._launch(task)
             while True:
                 pending: list[concurrent.futures.Future[Any]] = [entered, task.future]
                 done, _ = concurrent.futures.wait(
@@ -285,19 +306,28 @@ class PortalRunner:
         def release() -> None:
             self._submit(lambda tg: leave[0].set())
 
+        # Once the client is closed (its loop has ended the block, releasing what it
+        # held), leaving the block has nothing left to do: no error of its own either
+        # (a stream's generator closed by the garbage collector at interpreter exit).
         try:
             yield value
         except BaseException as exc:
             if isinstance(exc, Exception):
                 exit_info.append((type(exc), exc, exc.__traceback__))
+            if self._stopping:
+                raise
             release()
             if not self._wait(task) or not isinstance(exc, Exception):
                 raise
         else:
+            if self._stopping:
+                return
             release()
             self._wait(task)
 
     def _wait_cancelled(self, task: _Task[Any]) -> None:
+        if not task.submitted:  # interrupted before the hand-over: nothing runs
+            return
         try:
             self._submit(lambda tg: task.cancel())
         except WrennError:
