@@ -16,6 +16,7 @@ from wrenn import (
     StreamStdout,
     WrennError,
     WrennTimeoutError,
+    WrennValidationError,
 )
 
 
@@ -183,6 +184,38 @@ async def test_pty_session(client: AsyncWrennClient) -> None:
         with pytest.raises(WrennNotFoundError):
             async with cap.pty_connect(tag) as gone:
                 await gone.wait()
+
+
+BAD_SIZES: list[tuple[object, object]] = [
+    (70000, 24),
+    (80, 65536),
+    (0, 24),
+    (80, -1),
+    (True, 24),
+    (80, False),
+    (1.5, 24),
+    ("80", 24),
+]
+
+
+async def test_terminal_sizes_outside_1_to_65535_are_refused(client: AsyncWrennClient) -> None:
+    # before: pty(cols=70000) failed as "WrennAgentError: error", and resize(65536, 10)
+    # returned normally, then the server ended the session (close 1011)
+    async with client.capsule() as cap:
+        for cols, rows in BAD_SIZES:
+            with pytest.raises(WrennValidationError, match="cols and rows must be 1 to 65535"):
+                async with cap.pty("/bin/sh", cols=cols, rows=rows):  # type: ignore[arg-type]
+                    raise AssertionError("started")
+        async with cap.pty("/bin/sh", cols=65535, rows=1, envs={"PS1": ""}) as term:
+            for cols, rows in BAD_SIZES:
+                with pytest.raises(WrennValidationError, match="cols and rows must be 1 to 65535"):
+                    await term.resize(cols, rows)  # type: ignore[arg-type]
+            await term.write("stty size\n")
+            await _until(term, b"1 65535")
+            await term.resize(65535, 65535)
+            await term.write("stty size; exit 4\n")
+            await _until(term, b"65535 65535")
+            assert await term.wait() == 4  # the session outlived every refused size
 
 
 async def test_map_runs_each_item_in_its_own_capsule(client: AsyncWrennClient) -> None:
