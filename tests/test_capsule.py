@@ -218,6 +218,22 @@ async def test_terminal_sizes_outside_1_to_65535_are_refused(client: AsyncWrennC
             assert await term.wait() == 4  # the session outlived every refused size
 
 
+async def test_terminal_write_takes_str_or_bytes_only(client: AsyncWrennClient) -> None:
+    # before: write(5) sent bytes(5), five NUL bytes, into the terminal
+    import array
+
+    async with client.capsule() as cap, cap.pty("/bin/sh", envs={"PS1": ""}) as term:
+        for bad in (5, None, 1.5, True, ["echo"]):
+            with pytest.raises(WrennValidationError, match="str or bytes"):
+                await term.write(bad)  # type: ignore[arg-type]
+        await term.write(bytearray(b"echo a"))
+        await term.write(memoryview(b"xxbyy")[2:3])
+        await term.write(memoryview(array.array("B", b"c\n")))
+        await _until(term, b"abc")
+        await term.write("exit 5\n")
+        assert await term.wait() == 5
+
+
 async def test_map_runs_each_item_in_its_own_capsule(client: AsyncWrennClient) -> None:
     from wrenn import AsyncCapsule
 

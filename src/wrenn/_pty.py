@@ -25,7 +25,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from ._exceptions import WrennError, WrennWebSocketClosedError
+from ._exceptions import WrennError, WrennValidationError, WrennWebSocketClosedError
 from ._models.base import WireModel
 from ._models.enums import LenientStrEnum
 from ._protocol import pty as protocol
@@ -84,9 +84,21 @@ class AsyncPtySession:
         (reattach later with ``capsule.pty_connect(tag)``)."""
         self.detached = True
 
-    async def write(self, data: bytes | str) -> None:
-        """Type ``data`` into the terminal (one binary frame)."""
-        await self._ws.send_bytes(data.encode() if isinstance(data, str) else bytes(data))
+    async def write(self, data: bytes | bytearray | memoryview | str) -> None:
+        """Type ``data`` (a str, or bytes or another bytes-like object) into the terminal
+        (one binary frame); anything else raises :class:`WrennValidationError`."""
+        value: object = data
+        if isinstance(value, str):
+            payload = value.encode()
+        else:
+            try:
+                # bytes(5) would be five NUL bytes: only what has a buffer is bytes-like
+                payload = memoryview(value).tobytes()  # type: ignore[arg-type]
+            except TypeError:
+                raise WrennValidationError(
+                    f"a terminal write takes str or bytes, not {type(value).__name__}"
+                ) from None
+        await self._ws.send_bytes(payload)
 
     async def resize(self, cols: int, rows: int) -> None:
         """Resize the terminal; bad sizes raise :class:`WrennValidationError` (a ValueError)."""
