@@ -21,6 +21,7 @@ from ._exceptions import (
 from ._models import FileEntry
 from ._resources import AsyncFiles
 from ._resources.scoped import ScopedIterable
+from ._transport.http import check_chunk_size
 
 __all__ = ["AsyncCapsuleFiles", "WriteData"]
 
@@ -172,6 +173,7 @@ class AsyncCapsuleFiles:
         """The official SDK's form of :meth:`read_stream`: ``async for chunk in
         cap.files.download_stream(path)`` (closed when the loop ends, fails or the
         capsule's scope ends; see :class:`ScopedIterable`). ``async with`` works too."""
+        check_chunk_size(chunk_size)  # at the call, not at the first chunk
         return ScopedIterable(lambda: self.read_stream(path, chunk_size=chunk_size), self._owner)
 
     async def write_many(self, files: Mapping[str, WriteData], *, concurrency: int = 8) -> None:
