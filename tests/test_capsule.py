@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import wrenn_local
+from tests.sync_facade import Api
 from wrenn import (
     AsyncPtySession,
     AsyncWrennClient,
@@ -232,6 +236,58 @@ async def test_terminal_write_takes_str_or_bytes_only(client: AsyncWrennClient) 
         await _until(term, b"abc")
         await term.write("exit 5\n")
         assert await term.wait() == 5
+
+
+class _AsyncItems:
+    """An async iterator over some items that needs no closing."""
+
+    def __init__(self, *items: object) -> None:
+        self._items = iter(items)
+
+    def __aiter__(self) -> _AsyncItems:
+        return self
+
+    async def __anext__(self) -> object:
+        await anyio.lowlevel.checkpoint()
+        try:
+            return next(self._items)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+async def test_writes_from_text_or_non_bytes_chunks_say_what_to_pass(
+    client: AsyncWrennClient, api: Api, tmp_path: Path
+) -> None:
+    # before: the async API raised a raw TypeError for each (the sync one already said
+    # "upload chunks must be bytes, not str")
+    async def generated(*items: object) -> AsyncIterator[object]:
+        for item in items:
+            yield item
+
+    # (the sync facade hands the sync API a plain iterator over an async one, which it
+    # cannot close: an async generator left open there would warn when collected)
+    chunks = generated if api == "async" else _AsyncItems
+
+    text_file = tmp_path / "t.txt"
+    text_file.write_text("text")
+    async with client.capsule() as cap:
+        with pytest.raises(WrennValidationError, match="binary mode"):
+            await cap.files.write("a.txt", io.StringIO("t"))  # type: ignore[arg-type]
+        with text_file.open() as fh, pytest.raises(WrennValidationError, match="binary mode"):
+            await cap.files.write("a.txt", fh)  # type: ignore[arg-type]
+        for items, kind in (
+            (("abc",), "str"),
+            ((5,), "int"),
+            ((b"ok", ""), "str"),
+            ((b"ok", None), "NoneType"),
+        ):
+            with pytest.raises(
+                WrennValidationError, match=f"upload chunks must be bytes, not {kind}"
+            ):
+                await cap.files.write("a.txt", chunks(*items))  # type: ignore[arg-type]
+        assert not await cap.files.exists("a.txt")  # nothing half-written is kept
+        await cap.files.write("a.txt", chunks(b"o", bytearray(b"k"), memoryview(b"!")))  # type: ignore[arg-type]
+        assert await cap.files.read("a.txt") == "ok!"
 
 
 async def test_map_runs_each_item_in_its_own_capsule(client: AsyncWrennClient) -> None:

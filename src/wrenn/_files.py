@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import io
 import os
 import stat
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
@@ -62,6 +63,18 @@ def _remaining_size(fh: BinaryIO) -> int | None:
         return max(0, st.st_size - fh.tell())
     except (AttributeError, OSError, ValueError):
         return None
+
+
+TEXT_MODE: Final = (
+    "data is a text stream (a file opened in text mode, a StringIO): open the file in"
+    " binary mode ('rb') or pass bytes"
+)
+
+
+def check_binary_file(fh: object) -> None:
+    """Refuse a file object opened in text mode (its reads give str, not bytes)."""
+    if isinstance(fh, io.TextIOBase):
+        raise WrennValidationError(TEXT_MODE)
 
 
 def _file_chunks(fh: BinaryIO, size: int = FILE_READ) -> AsyncIterator[bytes]:
@@ -132,6 +145,7 @@ class AsyncCapsuleFiles:
             await self._stream_write(path, _Whole(payload), size=len(payload), whole=True)
             return
         if hasattr(data, "read"):
+            check_binary_file(data)
             fh: BinaryIO = data  # type: ignore[assignment]
             await self._stream_write(path, _file_chunks(fh), size=_remaining_size(fh))
             return

@@ -221,6 +221,10 @@ class AsyncFiles:
             iterator = aiter(chunks)
             try:
                 async for chunk in iterator:
+                    if not isinstance(chunk, bytes | bytearray | memoryview):
+                        raise WrennValidationError(
+                            f"upload chunks must be bytes, not {type(chunk).__name__}"
+                        )
                     if chunk:
                         sent += len(chunk)
                         if size is not None and sent > size:
