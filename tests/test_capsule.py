@@ -290,6 +290,18 @@ async def test_writes_from_text_or_non_bytes_chunks_say_what_to_pass(
         assert await cap.files.read("a.txt") == "ok!"
 
 
+async def test_network_takes_a_real_bool(client: AsyncWrennClient) -> None:
+    # before: network="no" was sent as bool("no"), a capsule WITH network
+    odd: list[object] = ["no", "false", 0, 1, []]
+    for bad in odd:
+        with pytest.raises(WrennValidationError, match="network must be True, False or None"):
+            async with client.capsule(network=bad):  # type: ignore[arg-type]
+                raise AssertionError("created")
+        with pytest.raises(WrennValidationError, match="network must be True, False or None"):
+            await client.capsules.create(network=bad)  # type: ignore[arg-type]
+    assert await live(client) == []  # refused before any request
+
+
 async def test_map_runs_each_item_in_its_own_capsule(client: AsyncWrennClient) -> None:
     from wrenn import AsyncCapsule
 
