@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -19,6 +20,7 @@ from wrenn import (
     StreamExit,
     StreamStdout,
     WrennError,
+    WrennNotFoundError,
     WrennTimeoutError,
     WrennValidationError,
 )
@@ -300,6 +302,29 @@ async def test_network_takes_a_real_bool(client: AsyncWrennClient) -> None:
         with pytest.raises(WrennValidationError, match="network must be True, False or None"):
             await client.capsules.create(network=bad)  # type: ignore[arg-type]
     assert await live(client) == []  # refused before any request
+
+
+async def test_a_process_is_selected_by_a_pid_or_a_tag_only(client: AsyncWrennClient) -> None:
+    # before: kill(None), kill(True), kill(1.5) went out as /processes/None, /True, /1.5
+    odd: list[Any] = [None, True, False, 1.5, 0, -1, "", b"tag", ["t"]]
+    match = "pid .* or its tag"
+    async with client.capsule() as cap:
+        cid = cap.capsule_id
+        for bad in odd:
+            with pytest.raises(WrennValidationError, match=match):
+                await cap.commands.kill(bad)
+            with pytest.raises(WrennValidationError, match=match):
+                cap.commands.connect(bad)
+            with pytest.raises(WrennValidationError, match=match):
+                await client.processes.kill(cid, bad)
+            with pytest.raises(WrennValidationError, match=match):
+                await client.processes.terminate(cid, bad)
+            with pytest.raises(WrennValidationError, match=match):
+                client.processes.attach(cid, bad)
+        await cap.commands.run("sleep 100", background=True, tag="sleeper")
+        await cap.commands.kill("sleeper")  # a tag still selects
+        with pytest.raises(WrennNotFoundError):
+            await cap.commands.kill(999_999)  # and a pid goes to the server
 
 
 async def test_map_runs_each_item_in_its_own_capsule(client: AsyncWrennClient) -> None:
