@@ -125,3 +125,33 @@ def test_a_sync_download_crosses_into_the_loop_once_per_batch(
     # 9 MiB in 64 KiB chunks is 144 chunks; batches of about 4 MiB take 3 crossings and
     # one more to find the end
     assert crossings <= 4, crossings
+
+
+async def test_chunk_size_is_a_whole_number_of_bytes(client: AsyncWrennClient) -> None:
+    # before: 1.5 gave an ExceptionGroup[TypeError] (async) or a TypeError (sync), None
+    # and "3" a TypeError; refused before any request (a missing file would say so)
+    async with client.capsule() as cap:
+        await cap.files.write("d.bin", b"abc")
+        bad_sizes: list[Any] = [1.5, None, "3", True, False, 0, -1]
+        for bad in bad_sizes:
+            for path in ("d.bin", "/no/such/file"):
+                with pytest.raises(WrennValidationError, match="chunk_size"):
+                    async with cap.files.read_stream(path, chunk_size=bad) as chunks:
+                        raise AssertionError(chunks)
+                with pytest.raises(WrennValidationError, match="chunk_size"):
+                    reading = client.files.read_stream(cap.capsule_id, path, chunk_size=bad)
+                    async with reading as chunks:
+                        raise AssertionError(chunks)
+                with pytest.raises(WrennValidationError, match="chunk_size"):
+                    async for chunk in cap.files.download_stream(path, chunk_size=bad):
+                        raise AssertionError(chunk)
+        async with cap.files.read_stream("d.bin", chunk_size=1) as chunks:
+            assert [chunk async for chunk in chunks] == [b"a", b"b", b"c"]
+
+
+def test_body_chunks_refuse_a_bad_chunk_size() -> None:
+    from wrenn._transport.http import BodyChunks
+
+    for bad in (1.5, None, "3", True, 0):
+        with pytest.raises(WrennValidationError, match="chunk_size"):
+            BodyChunks(None, bad, "read")  # type: ignore[arg-type]

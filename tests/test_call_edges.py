@@ -168,4 +168,7 @@ async def test_arguments_that_cannot_go_on_the_wire_are_refused_by_name(
             await cap.files.read(f"/tmp/{SURROGATE}")
         with pytest.raises(WrennValidationError, match="data"):
             await cap.files.write("/tmp/ok.txt", SURROGATE)
+        async with cap.pty() as term:
+            with pytest.raises(WrennValidationError, match="terminal write"):
+                await term.write(SURROGATE)
         assert (await cap.commands.run("echo fine")).stdout == "fine\n"  # nothing broke

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import wrenn_local
+from tests.sync_facade import Api
 from wrenn import (
     AsyncPtySession,
     AsyncWrennClient,
@@ -15,7 +20,9 @@ from wrenn import (
     StreamExit,
     StreamStdout,
     WrennError,
+    WrennNotFoundError,
     WrennTimeoutError,
+    WrennValidationError,
 )
 
 
@@ -183,6 +190,141 @@ async def test_pty_session(client: AsyncWrennClient) -> None:
         with pytest.raises(WrennNotFoundError):
             async with cap.pty_connect(tag) as gone:
                 await gone.wait()
+
+
+BAD_SIZES: list[tuple[object, object]] = [
+    (70000, 24),
+    (80, 65536),
+    (0, 24),
+    (80, -1),
+    (True, 24),
+    (80, False),
+    (1.5, 24),
+    ("80", 24),
+]
+
+
+async def test_terminal_sizes_outside_1_to_65535_are_refused(client: AsyncWrennClient) -> None:
+    # before: pty(cols=70000) failed as "WrennAgentError: error", and resize(65536, 10)
+    # returned normally, then the server ended the session (close 1011)
+    async with client.capsule() as cap:
+        for cols, rows in BAD_SIZES:
+            with pytest.raises(WrennValidationError, match="cols and rows must be 1 to 65535"):
+                async with cap.pty("/bin/sh", cols=cols, rows=rows):  # type: ignore[arg-type]
+                    raise AssertionError("started")
+        async with cap.pty("/bin/sh", cols=65535, rows=1, envs={"PS1": ""}) as term:
+            for cols, rows in BAD_SIZES:
+                with pytest.raises(WrennValidationError, match="cols and rows must be 1 to 65535"):
+                    await term.resize(cols, rows)  # type: ignore[arg-type]
+            await term.write("stty size\n")
+            await _until(term, b"1 65535")
+            await term.resize(65535, 65535)
+            await term.write("stty size; exit 4\n")
+            await _until(term, b"65535 65535")
+            assert await term.wait() == 4  # the session outlived every refused size
+
+
+async def test_terminal_write_takes_str_or_bytes_only(client: AsyncWrennClient) -> None:
+    # before: write(5) sent bytes(5), five NUL bytes, into the terminal
+    import array
+
+    async with client.capsule() as cap, cap.pty("/bin/sh", envs={"PS1": ""}) as term:
+        for bad in (5, None, 1.5, True, ["echo"]):
+            with pytest.raises(WrennValidationError, match="str or bytes"):
+                await term.write(bad)  # type: ignore[arg-type]
+        await term.write(bytearray(b"echo a"))
+        await term.write(memoryview(b"xxbyy")[2:3])
+        await term.write(memoryview(array.array("B", b"c\n")))
+        await _until(term, b"abc")
+        await term.write("exit 5\n")
+        assert await term.wait() == 5
+
+
+class _AsyncItems:
+    """An async iterator over some items that needs no closing."""
+
+    def __init__(self, *items: object) -> None:
+        self._items = iter(items)
+
+    def __aiter__(self) -> _AsyncItems:
+        return self
+
+    async def __anext__(self) -> object:
+        await anyio.lowlevel.checkpoint()
+        try:
+            return next(self._items)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+async def test_writes_from_text_or_non_bytes_chunks_say_what_to_pass(
+    client: AsyncWrennClient, api: Api, tmp_path: Path
+) -> None:
+    # before: the async API raised a raw TypeError for each (the sync one already said
+    # "upload chunks must be bytes, not str")
+    async def generated(*items: object) -> AsyncIterator[object]:
+        for item in items:
+            yield item
+
+    # (the sync facade hands the sync API a plain iterator over an async one, which it
+    # cannot close: an async generator left open there would warn when collected)
+    chunks = generated if api == "async" else _AsyncItems
+
+    text_file = tmp_path / "t.txt"
+    text_file.write_text("text")
+    async with client.capsule() as cap:
+        with pytest.raises(WrennValidationError, match="binary mode"):
+            await cap.files.write("a.txt", io.StringIO("t"))  # type: ignore[arg-type]
+        with text_file.open() as fh, pytest.raises(WrennValidationError, match="binary mode"):
+            await cap.files.write("a.txt", fh)  # type: ignore[arg-type]
+        for items, kind in (
+            (("abc",), "str"),
+            ((5,), "int"),
+            ((b"ok", ""), "str"),
+            ((b"ok", None), "NoneType"),
+        ):
+            with pytest.raises(
+                WrennValidationError, match=f"upload chunks must be bytes, not {kind}"
+            ):
+                await cap.files.write("a.txt", chunks(*items))  # type: ignore[arg-type]
+        assert not await cap.files.exists("a.txt")  # nothing half-written is kept
+        await cap.files.write("a.txt", chunks(b"o", bytearray(b"k"), memoryview(b"!")))  # type: ignore[arg-type]
+        assert await cap.files.read("a.txt") == "ok!"
+
+
+async def test_network_takes_a_real_bool(client: AsyncWrennClient) -> None:
+    # before: network="no" was sent as bool("no"), a capsule WITH network
+    odd: list[object] = ["no", "false", 0, 1, []]
+    for bad in odd:
+        with pytest.raises(WrennValidationError, match="network must be True, False or None"):
+            async with client.capsule(network=bad):  # type: ignore[arg-type]
+                raise AssertionError("created")
+        with pytest.raises(WrennValidationError, match="network must be True, False or None"):
+            await client.capsules.create(network=bad)  # type: ignore[arg-type]
+    assert await live(client) == []  # refused before any request
+
+
+async def test_a_process_is_selected_by_a_pid_or_a_tag_only(client: AsyncWrennClient) -> None:
+    # before: kill(None), kill(True), kill(1.5) went out as /processes/None, /True, /1.5
+    odd: list[Any] = [None, True, False, 1.5, 0, -1, "", b"tag", ["t"]]
+    match = "pid .* or its tag"
+    async with client.capsule() as cap:
+        cid = cap.capsule_id
+        for bad in odd:
+            with pytest.raises(WrennValidationError, match=match):
+                await cap.commands.kill(bad)
+            with pytest.raises(WrennValidationError, match=match):
+                cap.commands.connect(bad)
+            with pytest.raises(WrennValidationError, match=match):
+                await client.processes.kill(cid, bad)
+            with pytest.raises(WrennValidationError, match=match):
+                await client.processes.terminate(cid, bad)
+            with pytest.raises(WrennValidationError, match=match):
+                client.processes.attach(cid, bad)
+        await cap.commands.run("sleep 100", background=True, tag="sleeper")
+        await cap.commands.kill("sleeper")  # a tag still selects
+        with pytest.raises(WrennNotFoundError):
+            await cap.commands.kill(999_999)  # and a pid goes to the server
 
 
 async def test_map_runs_each_item_in_its_own_capsule(client: AsyncWrennClient) -> None:

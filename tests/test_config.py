@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from wrenn import AsyncWrennClient, Secret, WrennConfigurationError
+from wrenn import AsyncWrennClient, Secret, WrennClient, WrennConfigurationError
 from wrenn._config import ClientConfig, check_seconds, normalize_base_url, resolve_proxy_domain
 
 KEY = "wrn_0123456789abcdef0123456789abcdef"
@@ -156,3 +156,83 @@ def test_a_timeout_of_a_billion_seconds_or_more_is_no_limit(value: float) -> Non
     config = resolve(api_key=KEY, timeout=value, connect_timeout=value)
     assert config.timeout == config.connect_timeout == math.inf
     assert check_seconds(999_999_999.0) == 999_999_999.0
+
+
+@pytest.mark.parametrize("cls", [AsyncWrennClient, WrennClient])
+def test_connect_timeout_none_is_no_limit(cls: type[AsyncWrennClient | WrennClient]) -> None:
+    # before: TypeError ('>' not supported between NoneType and int)
+    client = cls(api_key=KEY, base_url="http://h:1", connect_timeout=None)
+    try:
+        assert client.config.connect_timeout == math.inf
+    finally:
+        if isinstance(client, WrennClient):
+            client.close()
+    assert resolve(api_key=KEY, connect_timeout=None).connect_timeout == math.inf
+
+
+ODD_OPTIONS: list[dict[str, object]] = [
+    {"base_url": "http://localhost:99999"},
+    {"base_url": "http://localhost:abc"},
+    {"base_url": "http://[::1"},
+    {"base_url": "http://127.0.0.1:0"},
+    {"base_url": 123},
+    {"base_url": b"http://h:1"},
+    {"api_key": 123},
+    {"api_key": KEY.encode()},
+    {"token": 123},
+    {"token": b"jwt.secret.value"},
+    {"proxy_domain": 123},
+    {"timeout": "5"},
+    {"timeout": True},
+    {"connect_timeout": "1"},
+    {"connect_timeout": False},
+    {"max_retries": None},
+    {"max_retries": "3"},
+    {"max_retries": 1.5},
+    {"max_retries": True},
+    {"ping_interval": "x"},
+    {"ping_interval": True},
+    {"ping_timeout": None},
+    {"ping_timeout": "1"},
+    {"binary_frames": "no"},
+    {"binary_frames": 0},
+]
+
+
+@pytest.mark.parametrize("options", ODD_OPTIONS, ids=repr)
+@pytest.mark.parametrize("cls", [AsyncWrennClient, WrennClient])
+def test_odd_constructor_options_are_a_configuration_error(
+    cls: type[AsyncWrennClient | WrennClient], options: dict[str, object]
+) -> None:
+    # before: TypeError, AttributeError or ValueError from deep inside, or (timeout=True,
+    # max_retries=1.5, binary_frames="no") taken as something else without a word
+    args: dict[str, object] = {"api_key": "wrn_cafe0123456789", "base_url": "http://h:1"}
+    args.update(options)
+    with pytest.raises(WrennConfigurationError) as info:
+        cls(**args)  # type: ignore[arg-type]
+    name = next(iter(options))
+    text = str(info.value)
+    assert name.replace("_", " ") in text.replace("_", " ").lower()
+    for secret in ("cafe0123456789", KEY[4:], "jwt.secret.value"):
+        assert secret not in text + repr(info.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://user:hunter2secret@h:99999/api", "http://user:hunter2secret@[::1/api"]
+)
+def test_an_unparsable_base_url_is_refused_without_echoing_credentials(url: str) -> None:
+    with pytest.raises(WrennConfigurationError) as info:
+        normalize_base_url(url)
+    assert "hunter2secret" not in str(info.value)
+    assert "WRENN_BASE_URL" in str(info.value)
+
+
+def test_a_bad_base_url_in_the_environment_is_a_configuration_error() -> None:
+    with pytest.raises(WrennConfigurationError, match="WRENN_BASE_URL"):
+        resolve({"WRENN_BASE_URL": "http://localhost:99999"}, api_key=KEY)
+
+
+def test_binary_frames_takes_a_real_bool() -> None:
+    assert resolve(api_key=KEY, binary_frames=False).binary_frames is False
+    assert resolve(api_key=KEY, binary_frames=True).binary_frames is True
+    assert resolve({"WRENN_BINARY_FRAMES": "no"}, api_key=KEY).binary_frames is False

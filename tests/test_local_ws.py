@@ -263,3 +263,64 @@ async def test_pty_kill_and_bad_first_frames() -> None:
                 "data": "authentication failed",
                 "fatal": True,
             }
+
+
+async def test_pty_sizes_a_terminal_cannot_have() -> None:
+    # a raw client can send what the SDK refuses: a start with one is refused, a resize
+    # to one is dropped, and neither ends the session or the agent (it used to: 1011)
+    async with setup() as (server, _, cid, base):
+        key = {"X-API-Key": server.api_key}
+        for cols, rows in ((70000, 24), (80, 65536), (True, 24), (-3, 24)):
+            async with peer(base + "/pty", key) as ws:
+                await ws.send({"type": "start", "cmd": "/bin/sh", "cols": cols, "rows": rows})
+                assert await ws.recv_json() == {
+                    "type": "error",
+                    "data": "cols and rows must be 1 to 65535",
+                    "fatal": True,
+                }
+        async with peer(base + "/pty", key) as ws:
+            await ws.send({"type": "start", "cmd": "/bin/sh", "cols": 100, "rows": 30})
+            assert (await ws.recv_json())["type"] == "started"
+            resizes: list[tuple[object, object]] = [
+                (65536, 10),
+                (10, 70000),
+                (True, 10),
+                (0, 10),
+                ("x", 10),
+            ]
+            for wide, high in resizes:
+                await ws.send({"type": "resize", "cols": wide, "rows": high})
+            await ws.send(b"stty size\n")
+            await _read_until(ws, b"30 100")
+            await ws.send(b"exit 6\n")
+            frames = await ws.frames_until("exit")
+            assert frames[-1] == {"type": "exit", "exit_code": 6}
+
+        # the agent itself, below the server's checks: sizes clamped to what a winsize holds
+        record = server.capsules.capsules[cid]
+        assert record.sandbox is not None
+        agent = record.sandbox.agent
+        async with agent.pty_start(
+            "/bin/sh", args=[], envs={"PS1": ""}, cwd=None, cols=70000, rows=-5
+        ) as term:
+            await term.write(b"stty size\n")
+            seen = b""
+            with anyio.fail_after(10):
+                while b"1 65535" not in seen:
+                    got = await term.next()
+                    assert isinstance(got, bytes), (got, seen)
+                    seen += got
+            raw: list[tuple[object, object]] = [(65536, 70000), ("x", 5), (None, None)]
+            for wide, high in raw:
+                await term.resize(wide, high)  # type: ignore[arg-type]
+            await term.write(b"stty size; exit 2\n")
+            seen = b""
+            with anyio.fail_after(10):
+                while True:
+                    got = await term.next()
+                    if not isinstance(got, bytes):
+                        break
+                    seen += got
+            assert b"65535 65535" in seen
+            assert got is not None
+            assert got.exit_code == 2

@@ -39,7 +39,7 @@ class AsyncWrennClient:
             ``WRENN_PROXY_DOMAIN``, then derived from the base URL.
         timeout: Deadline in seconds for one call (all retries included); ``None``
             (the default) means 30.
-        connect_timeout: Deadline for opening one connection.
+        connect_timeout: Deadline for opening one connection; ``None`` means no limit.
         max_retries: Extra attempts for calls that are safe to repeat.
         verify: TLS verification: ``True`` (system trust), ``False``, or an
             :class:`ssl.SSLContext` of your own.
@@ -73,7 +73,7 @@ class AsyncWrennClient:
         timeout: float | None = None,
         *,
         token: str | None = None,
-        connect_timeout: float = 10.0,
+        connect_timeout: float | None = 10.0,
         max_retries: int = 3,
         verify: Verify = True,
         http_transport: httpx.AsyncBaseTransport | None = None,

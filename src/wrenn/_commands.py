@@ -29,7 +29,7 @@ from ._models.streams import StreamEvent, StreamStderr, StreamStdout
 from ._protocol.exec_stream import check_args
 from ._resources import AsyncProcesses
 from ._resources.scoped import ScopedIterable
-from ._resources.streams import AsyncExecStream
+from ._resources.streams import AsyncExecStream, process_selector
 from ._text import wire_text
 
 __all__ = [
@@ -436,6 +436,7 @@ class AsyncCommands:
     def connect(self, selector: int | str) -> StreamHandle:
         """Follow a running process by pid or tag (output from now on); enter it or
         iterate it directly, like :meth:`stream`. Leaving leaves the process running."""
+        process_selector(selector)  # at the call, not when the stream opens
         return StreamHandle(
             lambda: self._processes.attach(self._capsule_id, selector),
             self._owner,

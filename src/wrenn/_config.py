@@ -11,7 +11,7 @@ import enum
 import math
 import os
 from collections.abc import Mapping
-from typing import Final, Literal, final
+from typing import Final, Literal, TypeGuard, final
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -72,9 +72,22 @@ def normalize_base_url(url: str) -> str:
     Accepts the cloud form (``https://app.wrenn.dev/api``), a bare host
     (``http://127.0.0.1:8080``) and either of those with a trailing ``/`` or ``/v1``.
     """
+    value: object = url
+    if not isinstance(value, str):
+        raise WrennConfigurationError(
+            f"base URL must be a str such as 'https://app.wrenn.dev/api', not"
+            f" {type(value).__name__} (set {ENV_BASE_URL} or pass base_url=)"
+        )
     raw = url.strip()
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(raw)
+        port = parts.port  # parses it: a port out of range or not a number raises
+    except ValueError as exc:
+        raise WrennConfigurationError(
+            f"base URL {_redact_url(raw)!r} is not a valid URL ({exc}); give one such as"
+            f" 'http://127.0.0.1:8080' (set {ENV_BASE_URL} or pass base_url=)"
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WrennConfigurationError(
             f"base URL must be an absolute http:// or https:// URL, got {_redact_url(raw)!r}"
             f" (set {ENV_BASE_URL} or pass base_url=)"
@@ -83,6 +96,11 @@ def normalize_base_url(url: str) -> str:
         raise WrennConfigurationError(
             "base URL must not carry credentials; pass api_key= or set WRENN_API_KEY"
         )
+    if port is not None and not 0 < port <= 65535:
+        raise WrennConfigurationError(
+            f"base URL {_redact_url(raw)!r} has port {port}; a port must be 1 to 65535"
+            f" (set {ENV_BASE_URL} or pass base_url=)"
+        )
     path = parts.path.rstrip("/")
     if path.endswith("/v1"):
         path = path[: -len("/v1")]
@@ -90,13 +108,15 @@ def normalize_base_url(url: str) -> str:
 
 
 def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password or parts.username:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return urlunsplit((parts.scheme, f"***@{host}", parts.path, "", ""))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    """The URL without user info, query or fragment (any of which may hold a secret);
+    also for a URL :func:`urlsplit` cannot parse."""
+    for mark in "?#":
+        url = url.partition(mark)[0]
+    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
 
 
 def resolve_proxy_domain(base_url: str, proxy_domain: str | None) -> str:
@@ -107,6 +127,11 @@ def resolve_proxy_domain(base_url: str, proxy_domain: str | None) -> str:
     ``{port}-{id}.localhost`` names browsers resolve to loopback themselves; any other
     base URL uses its own ``host:port``.
     """
+    value: object = proxy_domain
+    if value is not None and not isinstance(value, str):
+        raise WrennConfigurationError(
+            f"proxy_domain must be a str such as 'wrenn.dev' or None, not {type(value).__name__}"
+        )
     if proxy_domain:
         return proxy_domain.strip().strip(".")
     parts = urlsplit(base_url)
@@ -159,6 +184,43 @@ def check_seconds(timeout: float | None, *, name: str = "timeout") -> float:
     return _seconds(value)
 
 
+def _is_number(value: object) -> TypeGuard[float]:
+    """A real, positive number of seconds (not a bool, not NaN)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and not math.isnan(value)
+        and value > 0
+    )
+
+
+def _shown(value: object) -> str:
+    """A refused option's value for a message: numbers, None and bools as themselves,
+    anything else by type only (a str may be a misplaced secret)."""
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def _check_str_or_none(label: str, value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        hint = " (decode it first: .decode())" if isinstance(value, bytes | bytearray) else ""
+        raise WrennConfigurationError(
+            f"{label} must be a str or None, not {type(value).__name__}{hint}"
+        )
+
+
+def _config_seconds(name: str, value: object) -> float:
+    """A client option in seconds: a positive number, or None for no limit."""
+    if value is None:
+        return math.inf
+    if not _is_number(value):
+        raise WrennConfigurationError(
+            f"{name} must be a positive number of seconds or None (no limit), not {_shown(value)}"
+        )
+    return _seconds(value)
+
+
 _ORIGINS: Final = {
     "argument": "given as base_url",
     "environment": f"from {ENV_BASE_URL}",
@@ -195,8 +257,8 @@ class ClientConfig:
         token: str | None,
         base_url: str | None,
         proxy_domain: str | None,
-        timeout: float,
-        connect_timeout: float,
+        timeout: float | None,
+        connect_timeout: float | None,
         max_retries: int,
         ping_interval: float | None = 20.0,
         ping_timeout: float = 20.0,
@@ -204,6 +266,38 @@ class ClientConfig:
         binary_frames: bool | None = None,
     ) -> ClientConfig:
         env = os.environ if environ is None else environ
+        for label, arg in (
+            ("api_key", api_key),
+            ("token", token),
+            ("base_url", base_url),
+            ("proxy_domain", proxy_domain),
+        ):
+            _check_str_or_none(label, arg)
+        timeout_s = _config_seconds("timeout", timeout)
+        connect_s = _config_seconds("connect_timeout", connect_timeout)
+        interval: object = ping_interval
+        if interval is not None and (not _is_number(interval) or math.isinf(interval)):
+            raise WrennConfigurationError(
+                "ping_interval must be a positive number of seconds, or None to turn pings"
+                f" off, not {_shown(interval)}"
+            )
+        ping: object = ping_timeout
+        if not _is_number(ping) or math.isinf(ping):
+            raise WrennConfigurationError(
+                "ping_timeout must be a positive number of seconds, not"
+                f" {_shown(ping)} (turn pings off with ping_interval=None)"
+            )
+        retries: object = max_retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise WrennConfigurationError(
+                f"max_retries must be an int, 0 or more, not {_shown(retries)}"
+            )
+        frames: object = binary_frames
+        if frames is not None and not isinstance(frames, bool):
+            raise WrennConfigurationError(
+                f"binary_frames must be True, False or None (then {ENV_BINARY_FRAMES} decides),"
+                f" not {_shown(frames)}"
+            )
         if binary_frames is None:
             binary_frames = env.get(ENV_BINARY_FRAMES, "").strip().lower() not in _OFF
         key = api_key if api_key is not None else env.get(ENV_API_KEY) or None
@@ -211,15 +305,6 @@ class ClientConfig:
         origin = "argument" if base_url else "environment" if env.get(ENV_BASE_URL) else "default"
         url = normalize_base_url(base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
         domain = resolve_proxy_domain(url, proxy_domain or env.get(ENV_PROXY_DOMAIN))
-        for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-            if not (value > 0) or math.isnan(value):
-                raise WrennConfigurationError(f"{name} must be a positive number of seconds")
-        if ping_interval is not None and (not (ping_interval > 0) or math.isinf(ping_interval)):
-            raise WrennConfigurationError("ping_interval must be a positive number or None")
-        if not (ping_timeout > 0) or math.isinf(ping_timeout):
-            raise WrennConfigurationError("ping_timeout must be a positive number of seconds")
-        if max_retries < 0:
-            raise WrennConfigurationError("max_retries must be 0 or more")
         for label, cred in (("api_key", key), ("token", tok)):
             if cred is not None and (cred != cred.strip() or any(c in cred for c in "\r\n")):
                 raise WrennConfigurationError(
@@ -235,13 +320,13 @@ class ClientConfig:
             proxy_domain=domain,
             api_key=Secret(key) if key else None,
             token=Secret(tok) if tok else None,
-            timeout=_seconds(timeout),
-            connect_timeout=_seconds(connect_timeout),
+            timeout=timeout_s,
+            connect_timeout=connect_s,
             max_retries=max_retries,
             ping_interval=None if ping_interval is None else float(ping_interval),
             ping_timeout=float(ping_timeout),
             base_url_origin=origin,
-            binary_frames=bool(binary_frames),
+            binary_frames=binary_frames,
         )
 
     def deadline(self, timeout: Timeout) -> float:

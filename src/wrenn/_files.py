@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import io
 import os
 import stat
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
@@ -23,6 +24,7 @@ from ._models import FileEntry, FileType
 from ._resources import AsyncFiles
 from ._resources.scoped import ScopedIterable
 from ._text import wire_text
+from ._transport.http import check_chunk_size
 
 __all__ = ["AsyncCapsuleFiles", "WriteData"]
 
@@ -63,6 +65,18 @@ def _remaining_size(fh: BinaryIO) -> int | None:
         return max(0, st.st_size - fh.tell())
     except (AttributeError, OSError, ValueError):
         return None
+
+
+TEXT_MODE: Final = (
+    "data is a text stream (a file opened in text mode, a StringIO): open the file in"
+    " binary mode ('rb') or pass bytes"
+)
+
+
+def check_binary_file(fh: object) -> None:
+    """Refuse a file object opened in text mode (its reads give str, not bytes)."""
+    if isinstance(fh, io.TextIOBase):
+        raise WrennValidationError(TEXT_MODE)
 
 
 def _file_chunks(fh: BinaryIO, size: int = FILE_READ) -> AsyncIterator[bytes]:
@@ -133,6 +147,7 @@ class AsyncCapsuleFiles:
             await self._stream_write(path, _Whole(payload), size=len(payload), whole=True)
             return
         if hasattr(data, "read"):
+            check_binary_file(data)
             fh: BinaryIO = data  # type: ignore[assignment]
             await self._stream_write(path, _file_chunks(fh), size=_remaining_size(fh))
             return
@@ -174,6 +189,7 @@ class AsyncCapsuleFiles:
         """The official SDK's form of :meth:`read_stream`: ``async for chunk in
         cap.files.download_stream(path)`` (closed when the loop ends, fails or the
         capsule's scope ends; see :class:`ScopedIterable`). ``async with`` works too."""
+        check_chunk_size(chunk_size)  # at the call, not at the first chunk
         return ScopedIterable(lambda: self.read_stream(path, chunk_size=chunk_size), self._owner)
 
     async def write_many(self, files: Mapping[str, WriteData], *, concurrency: int = 8) -> None:

@@ -25,10 +25,11 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from ._exceptions import WrennError, WrennWebSocketClosedError
+from ._exceptions import WrennError, WrennValidationError, WrennWebSocketClosedError
 from ._models.base import WireModel
 from ._models.enums import LenientStrEnum
 from ._protocol import pty as protocol
+from ._text import wire_text
 from ._transport.http import HTTPTransport, api_path
 
 # wsproto is loaded with the first WebSocket, not with the SDK.
@@ -84,9 +85,21 @@ class AsyncPtySession:
         (reattach later with ``capsule.pty_connect(tag)``)."""
         self.detached = True
 
-    async def write(self, data: bytes | str) -> None:
-        """Type ``data`` into the terminal (one binary frame)."""
-        await self._ws.send_bytes(data.encode() if isinstance(data, str) else bytes(data))
+    async def write(self, data: bytes | bytearray | memoryview | str) -> None:
+        """Type ``data`` (a str, or bytes or another bytes-like object) into the terminal
+        (one binary frame); anything else raises :class:`WrennValidationError`."""
+        value: object = data
+        if isinstance(value, str):
+            payload = wire_text(value, "a terminal write").encode()
+        else:
+            try:
+                # bytes(5) would be five NUL bytes: only what has a buffer is bytes-like
+                payload = memoryview(value).tobytes()  # type: ignore[arg-type]
+            except TypeError:
+                raise WrennValidationError(
+                    f"a terminal write takes str or bytes, not {type(value).__name__}"
+                ) from None
+        await self._ws.send_bytes(payload)
 
     async def resize(self, cols: int, rows: int) -> None:
         """Resize the terminal; bad sizes raise :class:`WrennValidationError` (a ValueError)."""

@@ -62,7 +62,7 @@ class Session:
         base_url: str | None = None,
         proxy_domain: str | None = None,
         timeout: float = 30.0,
-        connect_timeout: float = 10.0,
+        connect_timeout: float | None = 10.0,
         max_retries: int = 3,
         verify: Verify = True,
         http_transport: httpx.AsyncBaseTransport | None = None,

@@ -35,9 +35,17 @@ KILL: Final = '{"type":"kill"}'
 PONG: Final = '{"type":"pong"}'
 
 
+MAX_SIZE: Final = 0xFFFF  # a terminal's winsize holds each of cols and rows in 16 bits
+
+
 def check_size(cols: int, rows: int) -> None:
-    if not isinstance(cols, int) or not isinstance(rows, int) or cols <= 0 or rows <= 0:
-        raise WrennValidationError(f"cols and rows must be positive integers, not {cols}x{rows}")
+    """Refuse a terminal size no terminal can have (before it is sent: the server would
+    end the session over it)."""
+    for value in (cols, rows):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:
+            raise WrennValidationError(
+                f"cols and rows must be 1 to {MAX_SIZE} (whole numbers), not {cols!r}x{rows!r}"
+            )
 
 
 def start_frame(

@@ -119,7 +119,12 @@ class AsyncCapsules:
         if metadata:
             body["metadata"] = _check_metadata(metadata)
         if network is not None:
-            body["network"] = bool(network)
+            if not isinstance(network, bool):  # bool("no") is True: a capsule with network
+                raise WrennValidationError(
+                    f"network must be True, False or None (the server's default), not"
+                    f" {type(network).__name__}"
+                )
+            body["network"] = network
         resp = await self._http.request(
             "POST", api_path("capsules"), json_body=body, timeout=timeout
         )

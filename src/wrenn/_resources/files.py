@@ -25,7 +25,14 @@ from .._exceptions import (
 )
 from .._models import FileEntry
 from .._text import wire_text
-from .._transport.http import USER_AGENT, BodyChunks, HTTPTransport, api_path, response_json
+from .._transport.http import (
+    USER_AGENT,
+    BodyChunks,
+    HTTPTransport,
+    api_path,
+    check_chunk_size,
+    response_json,
+)
 from .._transport.offload import Offload, OffloadBody, offload_for, on_asyncio
 from .converter import structure, structure_list
 
@@ -215,6 +222,10 @@ class AsyncFiles:
             iterator = aiter(chunks)
             try:
                 async for chunk in iterator:
+                    if not isinstance(chunk, bytes | bytearray | memoryview):
+                        raise WrennValidationError(
+                            f"upload chunks must be bytes, not {type(chunk).__name__}"
+                        )
                     if chunk:
                         sent += len(chunk)
                         if size is not None and sent > size:
@@ -257,10 +268,9 @@ class AsyncFiles:
         """The file's bytes in chunks, for the duration of a block. A missing file
         raises :class:`WrennNotFoundError` on entering; leaving early closes the transfer;
         each wait for more bytes is bounded by 60 s."""
+        check_chunk_size(chunk_size)  # before any request
         if (offload := self._offload()) is not None:
             api = api_path("capsules", capsule_id, "files", "stream", "read")
-            if chunk_size < 1:
-                raise WrennValidationError(f"chunk_size must be 1 or more, got {chunk_size}")
             body = json.dumps({"path": _path(path)}).encode()
             opening = self._http.config.deadline(CLIENT_DEFAULT)
             offloaded = await offload.download(api, body, chunk_size, open_timeout=opening)

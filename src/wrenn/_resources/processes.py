@@ -20,7 +20,7 @@ from .._models import BackgroundProcess, CommandResult, ProcessInfo
 from .._protocol.exec_stream import exec_request, start_frame
 from .._transport.http import HTTPTransport, api_path, response_json
 from .converter import structure, structure_list
-from .streams import AsyncExecStream, attach_path, exec_path, open_stream
+from .streams import AsyncExecStream, attach_path, exec_path, open_stream, process_selector
 
 __all__ = ["AsyncProcesses"]
 
@@ -174,7 +174,7 @@ class AsyncProcesses:
         itself; callers shield and bound it (``capsule.commands`` does).
         """
         try:
-            await self.kill(capsule_id, selector, signal="SIGTERM")
+            await self.kill(capsule_id, selector, signal="SIGTERM")  # checks the selector
         except WrennNotFoundError:
             return
         with anyio.move_on_after(grace):
@@ -256,9 +256,10 @@ class AsyncProcesses:
         """Signal a process by pid or tag. Unknown ones raise :class:`WrennNotFoundError`."""
         if signal not in ("SIGKILL", "SIGTERM"):
             raise WrennValidationError("signal must be 'SIGKILL' or 'SIGTERM'")
+        segment = process_selector(selector)
         await self._http.request(
             "DELETE",
-            api_path("capsules", capsule_id, "processes", str(selector)),
+            api_path("capsules", capsule_id, "processes", segment),
             params={"signal": signal} if signal == "SIGTERM" else None,
             timeout=timeout,
         )

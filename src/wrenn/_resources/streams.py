@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 import anyio.lowlevel
 
-from .._exceptions import WrennError, WrennWebSocketClosedError
+from .._exceptions import WrennError, WrennValidationError, WrennWebSocketClosedError
 from .._models.streams import StreamEvent
 from .._protocol.exec_stream import BINARY_OUTPUT, ExecStreamProtocol, State
 from .._transport.http import HTTPTransport, api_path
@@ -20,7 +20,7 @@ from .._transport.http import HTTPTransport, api_path
 if TYPE_CHECKING:
     from .._transport.websocket import WebSocket
 
-__all__ = ["AsyncExecStream", "attach_path", "exec_path", "open_stream"]
+__all__ = ["AsyncExecStream", "attach_path", "exec_path", "open_stream", "process_selector"]
 
 
 @final
@@ -177,5 +177,20 @@ def exec_path(capsule_id: str) -> str:
     return api_path("capsules", capsule_id, "exec", "stream")
 
 
+def process_selector(selector: int | str) -> str:
+    """A process's pid (an int, 1 or more; not a bool) or tag (a non-empty str) as the
+    ``/processes/{selector}`` segment; anything else raises :class:`WrennValidationError`
+    (``str(None)``, ``str(True)`` or ``str(1.5)`` would name another process, or none)."""
+    value: object = selector
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    raise WrennValidationError(
+        "a process is selected by its pid (an int, 1 or more) or its tag (a non-empty"
+        f" str), not {value!r}"
+    )
+
+
 def attach_path(capsule_id: str, selector: int | str) -> str:
-    return api_path("capsules", capsule_id, "processes", str(selector), "stream")
+    return api_path("capsules", capsule_id, "processes", process_selector(selector), "stream")

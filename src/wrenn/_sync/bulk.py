@@ -40,7 +40,7 @@ from .._exceptions import (
 )
 from .._resources.files import check_path, stream_framing, write_parts
 from .._transport.errors import map_transport_errors, not_sent
-from .._transport.http import USER_AGENT, HTTPTransport, api_path, httpx
+from .._transport.http import USER_AGENT, HTTPTransport, api_path, check_chunk_size, httpx
 from .._transport.offload import offload_for
 from .._transport.retry import parse_retry_after
 
@@ -263,8 +263,7 @@ class SyncBulk:
         :meth:`wrenn.AsyncFiles.read_stream`: a missing file raises on entering, each
         wait is bounded by 60 s, a body that breaks off raises
         :class:`WrennConnectionError`). Leaving the block closes the transfer."""
-        if chunk_size < 1:
-            raise WrennValidationError(f"chunk_size must be 1 or more, got {chunk_size}")
+        check_chunk_size(chunk_size)
         api = api_path("capsules", capsule_id, "files", "stream", "read")
         context = f"POST {api}"
         opening = self._config.deadline(CLIENT_DEFAULT)

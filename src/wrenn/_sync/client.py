@@ -389,7 +389,7 @@ class WrennClient:
         timeout: float | None = None,
         *,
         token: str | None = None,
-        connect_timeout: float = 10.0,
+        connect_timeout: float | None = 10.0,
         max_retries: int = 3,
         verify: Verify = True,
         http_transport: httpx.AsyncBaseTransport | None = None,

@@ -26,7 +26,7 @@ from .._exceptions import (
 )
 from .._models import CommandResult
 from .._models.streams import StreamEvent
-from .._resources.streams import AsyncExecStream
+from .._resources.streams import AsyncExecStream, process_selector
 from .adapt import Facet, blocking
 from .portal import PortalRunner
 
@@ -298,6 +298,7 @@ class Commands(Facet[AsyncCommands]):
 
     def connect(self, selector: int | str) -> ExecStream:
         """Attach to a running process's output by pid or tag."""
+        process_selector(selector)  # at the call, not when the stream opens
         return ExecStream(
             self._runner,
             lambda: self._async.connect(selector),

@@ -9,7 +9,13 @@ from typing import BinaryIO, Final, Literal, cast, final, overload
 import anyio
 
 from .._exceptions import WrennValidationError
-from .._files import FILE_READ, STREAM_THRESHOLD, AsyncCapsuleFiles, _remaining_size
+from .._files import (
+    FILE_READ,
+    STREAM_THRESHOLD,
+    AsyncCapsuleFiles,
+    _remaining_size,
+    check_binary_file,
+)
 from .._text import wire_text
 from .adapt import Facet, blocking
 from .bulk import SyncBulk, bulk_for
@@ -131,6 +137,7 @@ class CapsuleFiles(Facet[AsyncCapsuleFiles]):
             else:
                 bulk.write_stream(cid, path, (payload,), size=len(payload))
         elif hasattr(data, "read"):
+            check_binary_file(data)
             fh = cast("BinaryIO", data)
             chunks = iter(lambda: fh.read(FILE_READ), b"")
             bulk.write_stream(cid, path, chunks, size=_remaining_size(fh))

@@ -21,6 +21,7 @@ from .._resources.files import AsyncFiles
 from .._resources.hosts import AsyncHosts
 from .._resources.processes import AsyncProcesses
 from .._resources.snapshots import AsyncSnapshots
+from .._resources.streams import process_selector
 from .adapt import Facet, blocking
 from .bulk import SyncBulk, bulk_for
 from .commands import ExecStream
@@ -184,6 +185,7 @@ class Processes(Facet[AsyncProcesses]):
 
     def attach(self, capsule_id: str, selector: int | str) -> ExecStream:
         """Stream a running process's output from now on, by pid or tag."""
+        process_selector(selector)  # at the call, not when the stream opens
         return ExecStream(self._runner, lambda: self._async.attach(capsule_id, selector))
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "BodyChunks",
     "HTTPTransport",
     "api_path",
+    "check_chunk_size",
     "httpx",
     "response_json",
 ]
@@ -113,6 +114,17 @@ def api_path(*segments: str) -> str:
     return "/" + "/".join(parts)
 
 
+def check_chunk_size(chunk_size: int) -> int:
+    """A streamed read's ``chunk_size``: an int of 1 or more (not a bool), else
+    :class:`WrennValidationError` (a ``ValueError``)."""
+    value: object = chunk_size
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WrennValidationError(
+            f"chunk_size must be a whole number of bytes, 1 or more, not {value!r}"
+        )
+    return value
+
+
 @final
 class BodyChunks:
     """The body of a streamed answer in chunks as they arrive, each at most
@@ -124,8 +136,7 @@ class BodyChunks:
     """
 
     def __init__(self, response: httpx.Response, chunk_size: int, context: str) -> None:
-        if chunk_size < 1:
-            raise WrennValidationError(f"chunk_size must be 1 or more, got {chunk_size}")
+        check_chunk_size(chunk_size)
         self._chunks = response.aiter_bytes()
         self._chunk_size = chunk_size
         self._split: deque[bytes] = deque()

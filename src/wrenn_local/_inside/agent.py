@@ -548,8 +548,8 @@ class Agent:
         if not shutil.which(cmd, path=self._env(None)["PATH"]) and not os.path.exists(cmd):
             raise AgentError("invalid_request", f"executable not found: {cmd}")
         args = [str(a) for a in req.get("args") or []]
-        cols = int(req.get("cols") or 80)
-        rows = int(req.get("rows") or 24)
+        cols = winsize_dimension(req.get("cols")) or 80
+        rows = winsize_dimension(req.get("rows")) or 24
         env = self._env(req.get("envs"))
         env.setdefault("TERM", "xterm-256color")
         cwd = self._cwd(req.get("cwd"))
@@ -703,9 +703,12 @@ class Agent:
                 elif kind == ord("J"):
                     msg = loads(payload)
                     if msg.get("type") == "resize" and proc.master_fd is not None:
-                        set_winsize(proc.master_fd, int(msg["rows"]), int(msg["cols"]))
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(proc.pid, signal.SIGWINCH)
+                        rows = winsize_dimension(msg.get("rows"))
+                        cols = winsize_dimension(msg.get("cols"))
+                        if rows and cols:  # a resize without two sizes is dropped
+                            set_winsize(proc.master_fd, rows, cols)
+                            with contextlib.suppress(ProcessLookupError):
+                                os.killpg(proc.pid, signal.SIGWINCH)
                     elif msg.get("type") == "kill":
                         self.signal(proc, signal.SIGKILL)
 
@@ -1273,9 +1276,19 @@ async def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def winsize_dimension(value: object) -> int:
+    """A terminal's rows or cols as the kernel's ``winsize`` holds them: an int clamped to
+    1..65535 (a peer's 70000 must not end the terminal, or the agent), 0 for a value that
+    is no int at all (the caller's default, or a resize to drop)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value == 0:
+        return 0
+    return min(max(value, 1), 0xFFFF)
+
+
 def set_winsize(fd: int, rows: int, cols: int) -> None:
     import termios
 
+    rows, cols = winsize_dimension(rows) or 1, winsize_dimension(cols) or 1
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 

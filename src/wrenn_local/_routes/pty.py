@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import anyio
 from starlette.routing import WebSocketRoute
@@ -41,9 +41,9 @@ async def pty(ws: WebSocket) -> None:
     if kind == "start":
         assert first is not None
         cols, rows = first.get("cols") or 80, first.get("rows") or 24
-        if not (isinstance(cols, int) and isinstance(rows, int) and cols > 0 and rows > 0):
+        if not (_is_size(cols) and _is_size(rows)):
             await end(
-                ws, {"type": "error", "data": "cols and rows must be positive", "fatal": True}
+                ws, {"type": "error", "data": "cols and rows must be 1 to 65535", "fatal": True}
             )
             return
         opening = agent.pty_start(
@@ -93,6 +93,11 @@ async def pty(ws: WebSocket) -> None:
         return
 
 
+def _is_size(value: object) -> TypeGuard[int]:
+    """A terminal's cols or rows: an int the kernel's ``winsize`` holds (1 to 65535)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 0xFFFF
+
+
 async def _pty_session(ws: WebSocket, record: CapsuleRecord, session: PtySession) -> int | None:
     """Relay both ways until the process exits (its code) or the client leaves (None)."""
     result: list[int] = []
@@ -132,7 +137,7 @@ async def _pty_session(ws: WebSocket, record: CapsuleRecord, session: PtySession
                     continue
             elif kind == "resize":
                 cols, rows = frame.get("cols"), frame.get("rows")
-                if isinstance(cols, int) and isinstance(rows, int) and cols > 0 and rows > 0:
+                if _is_size(cols) and _is_size(rows):  # any other resize is dropped
                     await session.resize(cols, rows)
             elif kind == "kill":
                 await session.kill()
