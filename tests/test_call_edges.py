@@ -172,3 +172,38 @@ async def test_arguments_that_cannot_go_on_the_wire_are_refused_by_name(
             with pytest.raises(WrennValidationError, match="terminal write"):
                 await term.write(SURROGATE)
         assert (await cap.commands.run("echo fine")).stdout == "fine\n"  # nothing broke
+
+
+COUNT_SLEEPS = (
+    "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done"
+    " | grep -c '^sleep 43[0-9][0-9] $' || true"
+)
+
+
+async def _sleeps(cap: AsyncCapsule) -> int:
+    return int((await cap.commands.run(COUNT_SLEEPS)).stdout.strip() or 0)
+
+
+async def test_leaving_a_terminal_ends_the_jobs_its_shell_started(
+    client: AsyncWrennClient,
+) -> None:
+    # An interactive shell puts each job in a process group of its own: ending the
+    # shell's group alone left them running after the block.
+    async with client.capsule() as cap:
+        async with cap.pty() as term:
+            await term.write("sleep 4301 & sleep 4302\n")  # a background and a foreground job
+            with anyio.fail_after(10):
+                while await _sleeps(cap) != 2:
+                    await anyio.sleep(0.1)
+        with anyio.fail_after(10):
+            while await _sleeps(cap):
+                await anyio.sleep(0.1)
+        # detached: the terminal and its jobs keep running
+        async with cap.pty() as term:
+            await term.write("sleep 4303\n")
+            with anyio.fail_after(10):
+                while await _sleeps(cap) != 1:
+                    await anyio.sleep(0.1)
+            term.detach()
+        await anyio.sleep(0.5)
+        assert await _sleeps(cap) == 1

@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "wrenn._config",
             "wrenn._concurrency",
             "wrenn._owner",
+            "wrenn._text",
         ],
     ),
     ("models", ["wrenn._models", "wrenn._models.*"]),

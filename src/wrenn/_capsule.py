@@ -423,8 +423,10 @@ class AsyncCapsule:
         envs: Mapping[str, str] | None = None,
         cwd: str | None = None,
     ) -> AbstractAsyncContextManager[AsyncPtySession]:
-        """An interactive terminal (see :class:`AsyncPtySession`). Leaving the block
-        detaches; the process keeps running until it exits or is killed."""
+        """An interactive terminal (see :class:`AsyncPtySession`). Leaving the block ends
+        its process, and every job its shell started (its whole session), unless
+        ``term.detach()`` was called: then it keeps running, and
+        :meth:`pty_connect` reattaches by its tag."""
         return open_pty(
             self._session.http,
             self.capsule_id,

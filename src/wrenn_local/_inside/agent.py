@@ -322,6 +322,28 @@ def resolve_in_root(root: str, path: str, *, must_exist: bool = False) -> str:
 # --- processes -------------------------------------------------------------------------
 
 
+def session_members(sid: int) -> list[int]:
+    """Every process of session ``sid`` but its leader (from ``/proc``: the session is the
+    fourth field after the command name of ``/proc/PID/stat``)."""
+    found: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in entries:
+        if not name.isdigit() or int(name) == sid:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()  # state, ppid, pgrp, session, ...
+        if len(fields) > 3 and fields[3] == str(sid).encode():
+            found.append(int(name))
+    return found
+
+
 class Proc:
     def __init__(self, pid: int, tag: str, cmd: str, args: list[str], pty: bool) -> None:
         self.pid = pid
@@ -613,10 +635,16 @@ class Agent:
         self._forget_later(proc)
 
     def signal(self, proc: Proc, signum: int) -> None:
+        # A terminal's shell puts each job in a process group of its own, in its session
+        # (job control): the group of the shell alone would miss them.
+        members = session_members(proc.pid) if proc.pty else []
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signum)
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signum)
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
 
     # -- operations
 
