@@ -367,11 +367,12 @@ BREAKS_OFF = [
 
 
 def _hostile_download(
-    answer: list[bytes], pause: float, **client: Any
-) -> tuple[BaseException, float]:
-    """What a sync streamed download raises, and after how many seconds, against a peer
-    that reads the request and sends ``answer``'s parts ``pause`` seconds apart, then
-    holds the connection open (until the client closes it, at most 10 s)."""
+    answer: list[bytes], pause: float, *, hold: bool = True, chunk_size: int = 8, **client: Any
+) -> tuple[BaseException, float, bytes]:
+    """What a sync streamed download raises, after how many seconds, and the bytes it
+    handed over first, against a peer that reads the request and sends ``answer``'s parts
+    ``pause`` seconds apart, then holds the connection open (until the client closes it,
+    at most 10 s) or, without ``hold``, closes it."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
@@ -387,7 +388,7 @@ def _hostile_download(
                         conn.sendall(part)
                         time.sleep(pause)
                     conn.settimeout(10)
-                    while conn.recv(65536):
+                    while hold and conn.recv(65536):
                         pass
                 except OSError:
                     pass
@@ -397,24 +398,26 @@ def _hostile_download(
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         before = _sockets()
         started = time.monotonic()
+        got = b""
         try:
             with (
                 WrennClient(api_key="wrn_" + "x" * 32, base_url=url, **client) as c,
-                c.files.read_stream("cl-1", "f.bin", chunk_size=8) as chunks,
+                c.files.read_stream("cl-1", "f.bin", chunk_size=chunk_size) as chunks,
             ):
-                for _ in chunks:
-                    pass
+                for chunk in chunks:
+                    assert len(chunk) <= chunk_size
+                    got += chunk
         except BaseException as exc:  # what came out is the result
             took = time.monotonic() - started
             thread.join(15)
             assert _sockets() <= before  # nothing left open, whatever the failure
-            return exc, took
+            return exc, took, got
         raise AssertionError("the download ended without an error")
 
 
 def test_a_sync_download_that_stalls_mid_body_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(offload, "SOCKET_WAIT", 0.5)  # each wait's bound (60 s in use)
-    exc, took = _hostile_download(
+    exc, took, _ = _hostile_download(
         [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789"], 0
     )
     assert isinstance(exc, WrennTimeoutError), exc
@@ -425,31 +428,8 @@ def test_a_sync_download_that_stalls_mid_body_times_out(monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("answer", BREAKS_OFF)
 def test_a_sync_download_that_breaks_off_raises_a_connection_error(answer: bytes) -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-
-        def serve() -> None:
-            conn, _ = listener.accept()
-            with conn:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    head += conn.recv(65536)
-                conn.sendall(answer)  # and closes
-
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        got = b""
-        with (
-            WrennClient(api_key="wrn_" + "x" * 32, base_url=url) as c,
-            pytest.raises(WrennConnectionError),
-            c.files.read_stream("cl-1", "f.bin", chunk_size=4) as chunks,
-        ):
-            for chunk in chunks:
-                assert len(chunk) <= 4
-                got += chunk
-        thread.join(10)
+    exc, _, got = _hostile_download([answer], 0, hold=False, chunk_size=4)
+    assert isinstance(exc, WrennConnectionError), exc
     assert b"0123456789abcdef".startswith(got)  # what came, in order, before the break
 
 
@@ -457,7 +437,7 @@ def test_a_sync_download_whose_head_trickles_past_the_timeout_times_out() -> Non
     # Each part comes within the socket's wait, but the whole head not within the
     # call's timeout (0.5 s): the opening is bounded as a whole.
     parts = [b"HTTP/1.1 200 OK\r\n"] + [b"X-Slow: %d\r\n" % i for i in range(12)] + [b"\r\n"]
-    exc, took = _hostile_download(parts, 0.15, timeout=0.5, max_retries=0)
+    exc, took, _ = _hostile_download(parts, 0.15, timeout=0.5, max_retries=0)
     assert isinstance(exc, WrennTimeoutError), exc
     assert "no answer within" in str(exc)
     assert took < 1.5  # the call's 0.5 s, not the head's 2 s
@@ -466,7 +446,7 @@ def test_a_sync_download_whose_head_trickles_past_the_timeout_times_out() -> Non
 def test_a_sync_download_of_an_error_answer_raises_it_mapped() -> None:
     body = b'{"code": "not_found", "message": "no such file"}'
     answer = b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-    exc, _ = _hostile_download([answer], 0)
+    exc, _, _ = _hostile_download([answer], 0)
     assert isinstance(exc, WrennNotFoundError), exc
 
 
@@ -475,7 +455,7 @@ def test_an_error_answer_whose_body_stalls_is_raised_within_the_call_timeout(
 ) -> None:
     monkeypatch.setattr(offload, "SOCKET_WAIT", 8.0)  # far past the call's timeout
     head = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 100\r\n\r\n"
-    exc, took = _hostile_download([head + b'{"co'], 0, timeout=0.5, max_retries=0)
+    exc, took, _ = _hostile_download([head + b'{"co'], 0, timeout=0.5, max_retries=0)
     assert isinstance(exc, WrennInternalError), exc  # the status, not a timeout
     assert took < 4  # the call's 0.5 s, not a wait of 8 s
 

@@ -101,28 +101,24 @@ async def end_process(
 
 
 async def _end_marked(processes: AsyncProcesses, capsule_id: str, marker: str) -> None:
-    """End the foreground process carrying ``marker`` (looked for a few times: the
-    request may still be on its way to the capsule), shielded and bounded."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(TERMINATE_BOUND):
-        for _ in range(4):
-            try:
-                found = [p.pid for p in await processes.list(capsule_id) if marker in p.args]
-            except WrennError:
-                return
-            if found:
-                for pid in found:
-                    await end_process(processes, capsule_id, pid)
-                return
-            await anyio.sleep(0.15)
+    """End the foreground process carrying ``marker`` in its arguments."""
+    await _end_found(processes, capsule_id, lambda p: marker in p.args)
 
 
 async def _end_tagged(processes: AsyncProcesses, capsule_id: str, tag: str) -> None:
-    """End the background process a start left early may have started (looked for a few
-    times: the request may still be on its way), shielded and bounded."""
+    """End the background process with ``tag`` that a start left early may have started."""
+    await _end_found(processes, capsule_id, lambda p: p.tag == tag)
+
+
+async def _end_found(
+    processes: AsyncProcesses, capsule_id: str, match: Callable[[ProcessInfo], bool]
+) -> None:
+    """End the processes ``match`` picks from the capsule's list, looked for a few times
+    (the request that started one may still be on its way), shielded and bounded."""
     with anyio.CancelScope(shield=True), anyio.move_on_after(TERMINATE_BOUND):
         for _ in range(4):
             try:
-                found = [p.pid for p in await processes.list(capsule_id) if p.tag == tag]
+                found = [p.pid for p in await processes.list(capsule_id) if match(p)]
             except WrennError:
                 return
             if found:
