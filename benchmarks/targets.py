@@ -188,7 +188,7 @@ TARGETS: list[tuple[str, Finder, str, Callable[[float, float], bool], float]] = 
             bound,
         )
         for d in ("download", "upload")
-        for c, bound in (("asyncio", 1.0), ("sync", 1.15))
+        for c, bound in (("asyncio", 1.0), ("trio", 1.0), ("sync", 1.15))
     ],
     *[
         (f"fan-out 64 × 10, commands/s, {c}", _fanout(f"ours {c}"), "≥ 2×", operator.ge, 2.0)
