@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from tests.localserver import local_http, new_capsule, sh, wait_status
+from wrenn import AsyncWrennClient, WrennError, WrennInternalError, WrennValidationError
 from wrenn_local import _rootfs
 
 
@@ -307,3 +309,36 @@ async def test_destroying_a_capsule_while_it_boots_its_code_runner_is_quick() ->
                 "stopped"
             ):
                 await anyio.sleep(0.1)
+
+
+async def test_a_write_cut_short_by_a_destroy_is_the_capsules_state_not_a_server_error() -> None:
+    # The destroy ends the capsule's agent under the upload: the server used to answer
+    # 500 (an internal error) for what is the capsule's state (409, not running).
+    async with local_http() as (server, http):
+        cid = await new_capsule(http)
+        async with AsyncWrennClient(api_key=server.api_key, base_url=server.base_url) as c:
+            started = anyio.Event()
+
+            async def chunks() -> AsyncIterator[bytes]:
+                for i in range(400):
+                    if i == 5:
+                        started.set()
+                    yield b"x" * 65536
+                    await anyio.sleep(0.01)
+
+            async def destroy() -> None:
+                await started.wait()
+                await http.delete(f"/v1/capsules/{cid}")
+
+            errors: list[WrennError] = []
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(destroy)
+                try:
+                    await c.files.write_stream(cid, "/tmp/big.bin", chunks())
+                except WrennError as exc:
+                    errors.append(exc)
+            assert errors, "the write went through a destroy"
+            assert not isinstance(errors[0], WrennInternalError), errors[0]
+            # and a whole-file write given chunks says to stream them
+            with pytest.raises(WrennValidationError, match="write_stream"):
+                await c.files.write(cid, "/tmp/x", chunks())  # type: ignore[arg-type]

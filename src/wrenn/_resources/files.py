@@ -53,6 +53,11 @@ check_path = _path  # for the sync bulk client (wrenn._sync.bulk)
 def write_parts(path: str, data: bytes | str) -> Any:
     """The multipart parts of a whole-file write; over 100 MiB is refused before sending.
     ``path`` goes first: streaming servers read the parts in order."""
+    if not isinstance(data, str | bytes | bytearray | memoryview):
+        raise WrennValidationError(
+            f"data must be str or bytes-like, not {type(data).__name__}"
+            " (to send chunks or a file, use write_stream)"
+        )
     payload = wire_text(data, "data").encode() if isinstance(data, str) else bytes(data)
     if len(payload) > WRITE_LIMIT:
         raise WrennTooLargeError(

@@ -152,12 +152,33 @@ def endpoint(kind: AuthKind) -> Callable[[Endpoint], Endpoint]:
                 log.info("client disconnected during %s %s", request.method, request.url.path)
                 return Response(status_code=499)
             except Exception:
+                # A capsule destroyed or paused while a request worked on it breaks that
+                # work midway (its agent is gone): that is the capsule's state, not a
+                # server failure, and is answered as if the request had come after it.
+                refusal = _capsule_left_running(request)
+                if refusal is not None:
+                    return await _refusal(request, body, error_response(refusal))
                 log.exception("unhandled error in %s %s", request.method, request.url.path)
                 return error_response(ApiError(500, "internal_error", "an internal error occurred"))
 
         return run
 
     return decorate
+
+
+def _capsule_left_running(request: Request) -> ApiError | None:
+    """The refusal a request on ``/v1/capsules/{id}/…`` would get now (409 not running,
+    404 gone) if its capsule is no longer running; ``None`` if it still is (or the
+    request is about no capsule)."""
+    capsule_id = request.path_params.get("id")
+    principal = getattr(request.state, "principal", None)
+    if not capsule_id or principal is None or not request.url.path.startswith("/v1/capsules/"):
+        return None
+    try:
+        capsules_of(request).running(principal, capsule_id)
+    except ApiError as refusal:
+        return refusal
+    return None
 
 
 async def read_json(request: Request, *, limit: int = 1 << 20) -> dict[str, Any]:
