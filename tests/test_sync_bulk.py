@@ -476,3 +476,15 @@ def test_a_sync_download_with_no_timeout_at_all(server: dict[str, str]) -> None:
         with pytest.raises(WrennNotFoundError), cap.files.read_stream("nope.bin"):
             pass
         assert _sockets() <= before
+
+
+def test_chunks_read_after_their_block_ended_say_so(server: dict[str, str]) -> None:
+    with _client(server) as client, client.capsule() as cap:
+        cap.files.write("big.bin", os.urandom(4 * MIB))
+        before = _sockets()
+        block = cap.files.read_stream("big.bin")
+        chunks = block.__enter__()
+        block.__exit__(None, None, None)  # (or the block's object dropped: the same)
+        assert _sockets() <= before
+        with pytest.raises(WrennConnectionError, match="inside the `with"):
+            next(iter(chunks))  # was "Bad file descriptor"

@@ -414,6 +414,11 @@ class BlockingBody:
             try:
                 piece = reader.piece(size)
             except OSError as exc:
+                if self.closed:  # read after its block ended (the socket is gone)
+                    raise WrennConnectionError(
+                        "this download is closed: read its chunks inside the"
+                        f" `with ... read_stream(...)` block ({self._conn.context})"
+                    ) from None
                 raise self._conn._mapped(exc) from exc
             if not piece:
                 return
