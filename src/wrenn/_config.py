@@ -172,12 +172,7 @@ def check_seconds(timeout: float | None, *, name: str = "timeout") -> float:
     if timeout is None:
         return math.inf
     value: object = timeout
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or math.isnan(value)
-        or not value > 0
-    ):
+    if not _is_number(value):
         raise WrennValidationError(
             f"{name} must be a positive number of seconds or None (no limit), not {timeout!r}"
         )
