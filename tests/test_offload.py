@@ -1,4 +1,4 @@
-"""Streamed uploads and downloads moved by a worker thread (wrenn._transport.offload):
+"""Streamed uploads and downloads moved by a thread (wrenn._transport.offload):
 exact bytes through the real local server, cancellation at many points (the cancellation
 comes out, the socket and the worker are released, the next transfer works), and
 servers that stall or break off (a small hostile server over a real socket: the real one
@@ -44,15 +44,15 @@ async def _chunks(data: bytes, step: int = MIB) -> AsyncIterator[bytes]:
 
 
 async def test_large_random_bytes_round_trip_exactly_through_the_thread(
-    server: dict[str, str], anyio_backend_name: str
+    server: dict[str, str],
 ) -> None:
     data = os.urandom(24 * MIB + 12345)
     async with (
         AsyncWrennClient(api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"]) as c,
         c.capsule() as cap,
     ):
-        # plain HTTP, our own transport, asyncio: offloaded (trio: the event-loop path)
-        assert (c.files._offload() is not None) == (anyio_backend_name == "asyncio")
+        # plain HTTP, our own transport: downloads read by a thread (asyncio and trio)
+        assert c.files._offload() is not None
         await cap.files.write("chunked.bin", _chunks(data, 3 * MIB + 7))  # chunked
         await cap.files.write("sized.bin", data)  # Content-Length
         for name in ("chunked.bin", "sized.bin"):
@@ -177,7 +177,7 @@ async def _read_head(stream: anyio.abc.SocketStream) -> bytes:
 @pytest.fixture
 def asyncio_only(anyio_backend_name: str) -> None:
     if anyio_backend_name != "asyncio":
-        pytest.skip("transfers are offloaded under asyncio only (trio: the event-loop path)")
+        pytest.skip("whole-buffer uploads go through a worker thread under asyncio only")
 
 
 @pytest.fixture
@@ -186,7 +186,13 @@ def short_wait(monkeypatch: pytest.MonkeyPatch, asyncio_only: None) -> None:
     monkeypatch.setattr(offload, "SOCKET_WAIT", 0.5)
 
 
-async def test_a_download_that_stalls_mid_body_times_out(short_wait: None) -> None:
+@pytest.fixture
+def short_read_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    # downloads are read by a thread under both backends
+    monkeypatch.setattr(offload, "SOCKET_WAIT", 0.5)
+
+
+async def test_a_download_that_stalls_mid_body_times_out(short_read_wait: None) -> None:
     async def stall(stream: anyio.abc.SocketStream) -> None:
         await _read_head(stream)
         await stream.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789")
@@ -209,9 +215,7 @@ async def test_a_download_that_stalls_mid_body_times_out(short_wait: None) -> No
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n",
     ],
 )
-async def test_a_download_that_breaks_off_raises_a_connection_error(
-    answer: bytes, asyncio_only: None
-) -> None:
+async def test_a_download_that_breaks_off_raises_a_connection_error(answer: bytes) -> None:
     async def breaks(stream: anyio.abc.SocketStream) -> None:
         await _read_head(stream)
         await stream.send(answer)
@@ -256,3 +260,170 @@ async def test_an_early_error_answer_wins_over_the_broken_upload(asyncio_only: N
             await c.files._write_stream("cl-1", "f.bin", _once(data), size=len(data), whole=True)
 
     await _hostile(refuses, test)
+
+
+# --- the download's reader thread (asyncio and trio) -------------------------------------
+# A scripted peer over a real socket: the real server cannot be told to pause between
+# chunks, to split a size line across segments or to outpace a slow reader on demand.
+
+
+def _download_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "wrenn download"]
+
+
+async def test_a_piece_is_handed_on_while_the_body_pauses_before_its_next_chunk() -> None:
+    # The peer sends one chunk and the start of the next (its CRLF), then sends no more
+    # until the client has had the first piece: a reader that held pieces back until
+    # the next one came would wait forever here (fail_after fails the test).
+    first_seen = anyio.Event()
+
+    async def pauses(stream: anyio.abc.SocketStream) -> None:
+        await _read_head(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await stream.send(b"5\r\nfirst\r\n")
+        await first_seen.wait()
+        await stream.send(b"6\r\nsecond\r\n0\r\n\r\n")
+
+    async def test(c: AsyncWrennClient) -> None:
+        got = []
+        with anyio.fail_after(10):
+            async with c.files.read_stream("cl-1", "f.bin") as pieces:
+                async for piece in pieces:
+                    got.append(piece)
+                    first_seen.set()
+        assert got == [b"first", b"second"]
+
+    await _hostile(pauses, test)
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+async def test_a_body_trickled_in_odd_splits_comes_out_exact(framing: str) -> None:
+    # Bytes arrive in small odd pieces with pauses around the reader's hold time, so its
+    # shortened receive timeout strikes inside size lines, inside the CRLF after a
+    # chunk's data and inside the data: nothing may be lost or read twice.
+    rng = __import__("random").Random(20261201)
+    data = bytes(rng.randrange(256) for _ in range(300_000))
+    if framing == "chunked":
+        wire = bytearray()
+        at = 0
+        while at < len(data):
+            size = rng.choice([1, 7, 255, 4096, 70_000])
+            part = data[at : at + size]
+            wire += b"%x\r\n" % len(part) + part + b"\r\n"
+            at += size
+        wire += b"0\r\nX-Trailer: yes\r\n\r\n"
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    else:
+        wire = bytearray(data)
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data)
+
+    async def trickles(stream: anyio.abc.SocketStream) -> None:
+        await _read_head(stream)
+        await stream.send(head)
+        at = 0
+        while at < len(wire):
+            step = rng.choice([1, 2, 3, 5, 64, 1000, 40_000])
+            await stream.send(bytes(wire[at : at + step]))
+            at += step
+            await anyio.sleep(rng.choice([0, 0, 0.0005, 0.002, 0.004]))
+
+    async def test(c: AsyncWrennClient) -> None:
+        with anyio.fail_after(60):
+            async with c.files.read_stream("cl-1", "f.bin", chunk_size=50_000) as pieces:
+                got = [piece async for piece in pieces]
+        assert max(map(len, got)) <= 50_000
+        assert b"".join(got) == data
+
+    await _hostile(trickles, test)
+
+
+async def test_a_slow_reader_holds_at_most_one_batch_read_ahead() -> None:
+    # The peer sends 64 MiB as fast as it can; the reader takes a piece now and then.
+    # What the thread read ahead stays within its bound, and leaving early stops it.
+    async def floods(stream: anyio.abc.SocketStream) -> None:
+        await _read_head(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (64 * MIB))
+        block = b"z" * MIB
+        with pytest.raises((anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)):
+            for _ in range(64):
+                await stream.send(block)
+
+    async def test(c: AsyncWrennClient) -> None:
+        with anyio.fail_after(30):
+            async with c.files.read_stream("cl-1", "f.bin", chunk_size=256 * 1024) as pieces:
+                assert isinstance(pieces, offload.OffloadBody)
+                for _ in range(4):
+                    await pieces.__anext__()
+                    await anyio.sleep(0.2)  # the thread reads ahead meanwhile, up to its bound
+                    assert pieces._backlog <= offload.BATCH_BYTES + 256 * 1024
+                    assert pieces._backlog >= offload.BATCH_BYTES  # it did read ahead
+            assert not _download_threads()  # stopped and joined on leaving
+
+    await _hostile(floods, test)
+
+
+@pytest.mark.parametrize("leave", ["done", "early", "error", "cancelled"])
+async def test_leaving_a_download_any_way_joins_its_thread(
+    server: dict[str, str], leave: str
+) -> None:
+    data = os.urandom(4 * MIB)
+    async with (
+        AsyncWrennClient(api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"]) as c,
+        c.capsule() as cap,
+    ):
+        await cap.files.write("f.bin", data)
+        fds = open_fds()
+        raised: list[BaseException] = []
+        with anyio.CancelScope() as scope:
+            try:
+                async with cap.files.read_stream("f.bin") as pieces:
+                    # 4 MiB: more than the thread reads ahead, so it still runs at first
+                    assert len(_download_threads()) == 1
+                    async for _ in pieces:
+                        if leave == "early":
+                            break
+                        if leave == "error":
+                            raise LookupError("the caller's own")
+                        if leave == "cancelled":
+                            scope.cancel()
+                            await anyio.sleep_forever()
+            except LookupError as exc:
+                raised.append(exc)
+        if leave == "error":  # comes out as it is
+            assert [type(e) for e in raised] == [LookupError]
+            assert str(raised[0]) == "the caller's own"
+        assert scope.cancelled_caught == (leave == "cancelled")
+        assert not _download_threads()
+        assert await settled_fds(fds) <= fds
+        with pytest.raises(WrennNotFoundError):  # a missing file: raised on entering
+            async with cap.files.read_stream("missing.bin"):
+                pass
+        assert not _download_threads()
+
+
+async def test_a_size_line_split_by_a_pause_while_pieces_are_held_is_read_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The caller waits; a piece comes with the first bytes of the next size line ("1"
+    # of "10"), so the thread holds the piece and reads on with a short receive
+    # timeout, which strikes inside the line: the "1" it read must not be lost (the
+    # line would read "0", the end, and 16 bytes of data would be taken for trailers).
+    monkeypatch.setattr(offload, "HOLD", 0.05)
+
+    async def splits(stream: anyio.abc.SocketStream) -> None:
+        await _read_head(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await anyio.sleep(0.3)  # the caller waits for a piece by now
+        await stream.send(b"5\r\nfirst\r\n1")
+        await anyio.sleep(0.3)
+        await stream.send(b"0\r\n0123456789abcdef\r")
+        await anyio.sleep(0.3)
+        await stream.send(b"\n0\r\n\r\n")
+
+    async def test(c: AsyncWrennClient) -> None:
+        with anyio.fail_after(10):
+            async with c.files.read_stream("cl-1", "f.bin") as pieces:
+                got = [piece async for piece in pieces]
+        assert b"".join(got) == b"first0123456789abcdef"
+
+    await _hostile(splits, test)

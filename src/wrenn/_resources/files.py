@@ -94,8 +94,8 @@ class AsyncFiles:
         self._offload_one: Offload | None = None
 
     def _offload(self) -> Offload | None:
-        """Streamed bodies over plain HTTP on our own transport move in a worker thread
-        under asyncio (see :mod:`wrenn._transport.offload`); made on first use."""
+        """Streamed downloads over plain HTTP on our own transport are read by a thread
+        of their own (see :mod:`wrenn._transport.offload`); made on first use."""
         if not self._offload_made:
             config = self._http.config
             self._offload_one = offload_for(
@@ -106,15 +106,12 @@ class AsyncFiles:
                 config.connect_timeout,
             )
             self._offload_made = True
-        if self._offload_one is None or not on_asyncio():
-            return None
         return self._offload_one
 
     def _plain(self) -> Offload | None:
-        """The same, whatever the event loop: streamed uploads from chunks go over a raw
-        socket on the loop (:mod:`wrenn._transport.upload`) under asyncio and trio."""
-        self._offload()
-        return self._offload_one
+        """The same: streamed uploads from chunks go over a raw socket on the loop
+        (:mod:`wrenn._transport.upload`) under asyncio and trio."""
+        return self._offload()
 
     async def write(
         self, capsule_id: str, path: str, data: bytes | str, *, timeout: Timeout = CLIENT_DEFAULT

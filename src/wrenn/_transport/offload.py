@@ -1,31 +1,35 @@
-"""Bulk request and answer bodies moved over a blocking socket in a worker thread.
+"""Bulk request and answer bodies moved over a blocking socket in a thread.
 
 On an event loop every non-blocking ``send``/``recv`` of a large body costs a wake-up of
 the loop (an ``epoll`` round, a task step, a deadline scope) and httpx2's layers copy
-each piece again (h11's receive buffer). For a streamed download, or the upload of a
-large buffer already in memory, over plain HTTP under asyncio, :class:`Offload` opens
-its own connection, makes it blocking and moves the body from a worker thread
-(``anyio.to_thread``): a download piece is one ``recv(n, MSG_WAITALL)`` straight into
-the bytes handed to the caller (pieces that are already there, or come within 2 ms,
-go together: one loop crossing per batch of up to 2 MiB), an upload one ``sendall``
-of the caller's buffer. (Upload chunks that trickle in from an iterable or a file
-measured cheaper on the event loop, one crossing per chunk costing more than the
-loop's own writes: they go from the loop, on a non-blocking socket of their own, by
-:meth:`Offload.stream_upload` — :mod:`wrenn._transport.upload` — under asyncio and trio.)
+each piece again (h11's receive buffer). Over plain HTTP on our own transport,
+:class:`Offload` opens a connection of its own for the transfer and makes it blocking:
+
+- A streamed download (asyncio and trio) is read by a thread of its own
+  (:class:`OffloadBody`): each piece one ``recv(n, MSG_WAITALL)`` straight into the
+  bytes handed to the caller, read ahead up to :data:`BATCH_BYTES`; the loop is woken
+  only when the caller waits for a piece.
+- The upload of a large buffer already in memory (asyncio) is one ``sendall`` of the
+  caller's buffer from a worker thread (``anyio.to_thread``). (Upload chunks that
+  trickle in from an iterable or a file measured cheaper on the event loop, one
+  crossing per chunk costing more than the loop's own writes: they go from the loop, on
+  a non-blocking socket of their own, by :meth:`Offload.stream_upload` —
+  :mod:`wrenn._transport.upload` — under asyncio and trio.)
 
 Every promise of the event-loop path holds:
 
-- Cancellation: a watcher task shuts the socket down, which makes the worker's blocked
-  ``send``/``recv`` return at once; the worker is waited for (back in the pool, never
-  left behind), then the cancellation comes out. A connection is
-  never reused: each transfer has its own, closed at its end.
+- Cancellation: the socket is shut down, which makes a blocked ``send``/``recv``
+  return at once; the thread is waited for (joined, or back in the pool, never left
+  behind), then the cancellation comes out. A connection is never reused: each
+  transfer has its own, closed at its end.
 - Stalls: each wait of the socket for more room or more bytes is bounded
   (:data:`SOCKET_WAIT`, kernel ``SO_RCVTIMEO``/``SO_SNDTIMEO``) and then raises
   :class:`WrennTimeoutError`; a peer that closes mid-body raises
   :class:`WrennConnectionError`; error statuses are mapped as everywhere else.
-- Memory: one piece (at most ``chunk_size``) or one caller's chunk in flight.
+- Memory: a download's read-ahead (at most :data:`BATCH_BYTES` and one piece of at
+  most ``chunk_size``), or one caller's chunk in flight.
 
-TLS (``https://``), clients on a caller's own transport and trio keep the event-loop path.
+TLS (``https://``) and clients on a caller's own transport keep the event-loop path.
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ import errno
 import ipaddress
 import math
 import os
-import select
 import socket
 import struct
 import sys
@@ -79,9 +82,30 @@ T = TypeVar("T")
 SOCKET_WAIT: Final = 60.0
 HEAD_LIMIT: Final = 64 * 1024  # status line and headers of an answer
 LINE_LIMIT: Final = 1024  # a chunk-size line, a trailer line
-BATCH_BYTES: Final = 2 * 1024 * 1024  # at most this much of a download per crossing
-PIECE_WAIT: Final = 0.002  # how long a batch waits for its next piece before it goes
+BATCH_BYTES: Final = 2 * 1024 * 1024  # a download's read-ahead stops at this much
+WAKE_BYTES: Final = 1024 * 1024  # a flowing download wakes the loop at least this often
+HOLD: Final = 0.002  # a piece the loop waits for is held back this long at most
+CLOSE_WAIT: Final = 5.0  # how long closing a download waits for its thread
 ERROR_BODY_LIMIT: Final = 1024 * 1024  # what is read of an error answer's body
+try:  # bytes in a socket's receive queue (POSIX; where missing: none, nothing is held)
+    import fcntl
+    from termios import FIONREAD as _FIONREAD_CODE
+
+    _FIONREAD: int | None = _FIONREAD_CODE
+except ImportError:  # pragma: no cover
+    _FIONREAD = None
+
+
+def _queued(sock: socket.socket) -> int:
+    """Bytes in ``sock``'s receive queue (0 where that cannot be told)."""
+    if _FIONREAD is None:
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), _FIONREAD, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
+
+
 # POSIX sockets with the flags and timeouts used here (not Windows: the event loop's path)
 _USABLE: Final = sys.platform != "win32" and hasattr(socket, "MSG_DONTWAIT")
 
@@ -110,9 +134,10 @@ def offload_for(
 
 
 def on_asyncio() -> bool:
-    """Whether the running loop is asyncio's: only there are transfers offloaded. (Under
-    trio, the thread cache can keep a second idle worker after back-to-back transfers,
-    which the cancellation matrix counts as a leak; trio keeps the event-loop path.)"""
+    """Whether the running loop is asyncio's: only there is the upload of a whole buffer
+    offloaded to a worker thread. (Under trio, the thread cache can keep a second idle
+    worker after back-to-back transfers; trio sends from the loop, which measured as
+    cheap.)"""
     return anyio.lowlevel.current_token().backend_class.__name__ == "AsyncIOBackend"
 
 
@@ -135,6 +160,7 @@ class _Conn:
         self._using = threading.Lock()  # held by the worker while it uses the socket
         self.limiter = anyio.CapacityLimiter(1)  # not the default limiter: never starved
         self._closed = False
+        self._line = bytearray()  # of a line read in part (see until_crlf)
 
     def is_aborted(self) -> bool:
         return self.aborted
@@ -208,9 +234,11 @@ class _Conn:
 
     def until_crlf(self, terminator: bytes, limit: int, deadline: float | None = None) -> bytes:
         """Bytes up to ``terminator`` (consumed, not returned), reading no further; with
-        a ``deadline`` (monotonic), each wait is bounded by the time left before it."""
+        a ``deadline`` (monotonic), each wait is bounded by the time left before it.
+        Interrupted by the socket's receive timeout, what of the line was read is kept
+        for the next call (which goes on with the same line)."""
         sock = self.sock
-        got = bytearray()
+        got = self._line
         while True:
             if deadline is not None:
                 left = deadline - time.monotonic()
@@ -226,6 +254,7 @@ class _Conn:
                 take = end + len(terminator) - len(got)
                 if len(sock.recv(take, socket.MSG_WAITALL)) != take:
                     raise WrennConnectionError(f"the connection broke ({self.context})")
+                self._line = bytearray()
                 return bytes(joined[:end])
             if len(joined) > limit:
                 raise WrennProtocolError(f"an answer line is over {limit} bytes ({self.context})")
@@ -249,29 +278,34 @@ class _BodyReader:
         self._chunked = head.framing == CHUNKED
         # fixed length: bytes left; chunked: of this chunk; None: until the close
         self._left: int | None = None if head.framing == UNTIL_CLOSE else head.length
-        self._crlf_due = False  # chunked: the CRLF after a chunk's data is still to read
+        self._crlf_due = 0  # chunked: bytes of the CRLF after a chunk's data still to read
+        self._trailers = False  # chunked: the last chunk came, its trailers are being read
         self.done = head.framing == NO_BODY or (head.framing == LENGTH and not head.length)
 
     def piece(self, n: int) -> bytes:
-        """The next piece (``b""`` at the end of the body)."""
+        """The next piece (``b""`` at the end of the body). Interrupted by the socket's
+        receive timeout, it raises (``TimeoutError``/``BlockingIOError``) with nothing
+        lost, or returns the part of the piece that came: the next call goes on."""
         if self.done:
             return b""
         conn = self._conn
         if self._chunked and not self._left:
-            self._take_crlf()
-            line = conn.until_crlf(b"\r\n", LINE_LIMIT).split(b";", 1)[0].strip()
-            try:
-                size = int(line, 16)
-            except ValueError:
-                raise WrennProtocolError(f"a malformed chunk size ({conn.context})") from None
-            if size < 0:
-                raise WrennProtocolError(f"a malformed chunk size ({conn.context})")
-            if size == 0:
+            if not self._trailers:
+                self._take_crlf()
+                line = conn.until_crlf(b"\r\n", LINE_LIMIT).split(b";", 1)[0].strip()
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise WrennProtocolError(f"a malformed chunk size ({conn.context})") from None
+                if size < 0:
+                    raise WrennProtocolError(f"a malformed chunk size ({conn.context})")
+                self._trailers = size == 0
+                self._left = size
+            if self._trailers:
                 while conn.until_crlf(b"\r\n", LINE_LIMIT):  # trailers, up to an empty line
                     pass
                 self.done = True
                 return b""
-            self._left = size
         want = n if self._left is None else min(n, self._left)
         data = conn.sock.recv(want, socket.MSG_WAITALL)
         if not data:
@@ -283,62 +317,15 @@ class _BodyReader:
             self._left -= len(data)
             if not self._left:
                 self.done = not self._chunked
-                self._crlf_due = self._chunked
+                self._crlf_due = 2 if self._chunked else 0
         return data
 
     def _take_crlf(self) -> None:
-        if self._crlf_due:
-            if self._conn.sock.recv(2, socket.MSG_WAITALL) != b"\r\n":
+        while self._crlf_due:
+            got = self._conn.sock.recv(self._crlf_due, socket.MSG_WAITALL)
+            if not got or got != b"\r\n"[2 - self._crlf_due :][: len(got)]:
                 raise WrennProtocolError(f"a malformed chunked body ({self._conn.context})")
-            self._crlf_due = False
-
-    def pieces(self, n: int, batch: int) -> list[bytes]:
-        """The next piece, and after it more pieces while their bytes are already here,
-        up to ``batch`` bytes in all (one crossing of the loop for several pieces)."""
-        first = self.piece(n)
-        if not first:
-            return []
-        out = [first]
-        total = len(first)
-        while total < batch and not self.done and self._ready_now():
-            data = self.piece(n)
-            if not data:
-                break
-            out.append(data)
-            total += len(data)
-        return out
-
-    def _ready_now(self) -> bool:
-        """Whether bytes of the next piece are here, or come within :data:`PIECE_WAIT`
-        (nothing is consumed). A body that flows fills the batch; one that pauses hands
-        on what came after at most that short wait."""
-        sock = self._conn.sock
-        deadline = time.monotonic() + PIECE_WAIT
-        while True:
-            try:
-                peek = sock.recv(64, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                peek = None
-            if peek == b"":
-                return False  # the end of the connection: the next call reports it
-            if peek is not None:
-                if not self._chunked or self._left:
-                    return True
-                # at a chunk boundary: the CRLF, the size line, and then data (or the
-                # blank line after the last chunk) must all be here, or reading would wait
-                if self._crlf_due and len(peek) >= 2:
-                    self._take_crlf()  # so that waiting below waits for the next chunk
-                    continue
-                end = peek.find(b"\r\n")
-                if not self._crlf_due and end >= 0 and len(peek) > end + 2:
-                    return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            if peek is None:
-                select.select([sock], [], [], left)
-            else:  # a boundary split across segments: its rest is on its way
-                time.sleep(min(left, 0.0002))
+            self._crlf_due -= len(got)
 
     def rest(self, limit: int) -> bytes:
         """The rest of the body, at most ``limit`` bytes of it (an error answer)."""
@@ -352,41 +339,238 @@ class _BodyReader:
 
 @final
 class OffloadBody:
-    """An answer's body in pieces of at most ``chunk_size`` bytes, each read by a
-    worker thread as the caller asks for it (nothing is read ahead: a caller that stops
-    asking stops the socket). A body that breaks off raises
-    :class:`WrennConnectionError`."""
+    """An answer's body in pieces of at most ``chunk_size`` bytes, read by a thread of
+    its own (one per download, started by :meth:`Offload.download`, always joined by
+    :meth:`aclose`): each piece one ``recv(n, MSG_WAITALL)`` straight into the bytes
+    handed over. The thread reads ahead while fewer than :data:`BATCH_BYTES` wait to be
+    taken (memory: that and one piece), and wakes the event loop (one byte on a socket
+    pair the loop waits on) only when the caller is waiting for a piece, so a body that
+    flows costs no loop crossing per piece. Works alike under asyncio and trio; no
+    worker pool is used. A body that breaks off raises :class:`WrennConnectionError`
+    once the pieces before the break are taken; a wait over :data:`SOCKET_WAIT` raises
+    :class:`WrennTimeoutError`."""
 
-    def __init__(self, conn: _Conn, reader: _BodyReader, chunk_size: int) -> None:
+    def __init__(self, conn: _Conn, chunk_size: int) -> None:
         self._conn = conn
-        self._reader = reader
         self._chunk_size = chunk_size
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # the thread waits here for room
         self._ready: deque[bytes] = deque()
+        self._backlog = 0  # bytes in _ready
+        self._opened = False  # the answer's head is in and is not an error
+        self._ended = False  # the thread has nothing more to do (it closes nothing)
+        self._failure: BaseException | None = None
+        self._waiting = False  # the loop waits for a wake-up
+        self._stopping = False  # the caller closed the body
+        self._orphaned = False  # aclose gave up waiting: the thread closes what it used
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._thread: threading.Thread | None = None
+        self._reader: _BodyReader | None = None
 
     def __repr__(self) -> str:
-        return f"<OffloadBody done={self._reader.done} aborted={self._conn.aborted}>"
+        return f"<OffloadBody ended={self._ended} aborted={self._conn.aborted}>"
+
+    # -- the thread ---------------------------------------------------------------------
+
+    def start(self, request: bytes, deadline: float | None, open_timeout: float) -> None:
+        """Start the thread: send ``request``, read the answer's head by ``deadline``
+        (monotonic; ``None``: no bound), then the body."""
+        self._thread = threading.Thread(
+            target=self._run, args=(request, deadline, open_timeout), name="wrenn download"
+        )
+        self._thread.daemon = True  # never holds the interpreter's exit (aclose joins it)
+        self._thread.start()
+
+    def _run(self, request: bytes, deadline: float | None, open_timeout: float) -> None:
+        conn = self._conn
+        try:
+            try:
+                conn.sock.sendall(request)
+                head, reader = Offload._read_answer(conn, deadline)
+                if head.status >= 400:
+                    raise Offload._error_within(conn, head, reader, deadline)
+            except (TimeoutError, BlockingIOError):
+                raise WrennTimeoutError(
+                    f"no answer within {open_timeout:g} s ({conn.context})"
+                ) from None
+            # from now on, each wait for more of the body: SOCKET_WAIT
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(SOCKET_WAIT))
+            self._reader = reader
+            self._hand(opened=True)
+            size = self._chunk_size
+            held_until: float | None = None  # pieces the loop waits for are held back
+            while not reader.done:
+                with self._lock:
+                    while self._backlog >= BATCH_BYTES and not self._stopping:
+                        self._room.wait()
+                    if self._stopping:
+                        break
+                if held_until is None:
+                    piece = reader.piece(size)
+                elif (piece_or_none := self._piece_by(reader, size, held_until)) is None:
+                    self._hand()  # nothing more by then: hand on what is held
+                    held_until = None
+                    continue
+                else:
+                    piece = piece_or_none
+                if not piece:
+                    break
+                if self._hand(piece, hold=True):
+                    held_until = held_until or time.monotonic() + HOLD
+                else:
+                    held_until = None
+        except OSError as exc:
+            self._failure = conn._mapped(exc)
+        except BaseException as exc:  # a WrennError, or a bug: the caller sees it
+            self._failure = exc
+        finally:
+            with self._lock:
+                self._ended = True
+                orphaned = self._orphaned
+            self._wake()
+            if orphaned:  # the caller stopped waiting for this thread: nobody else may
+                self._close_all()
+
+    def _hand(self, piece: bytes = b"", *, opened: bool = False, hold: bool = False) -> bool:
+        """In the thread: hand on a piece (or the news of the head, or nothing: what is
+        held), waking the loop if it waits. With ``hold``, a piece the loop waits for
+        is held back while the body flows (bytes of the next piece are here already,
+        fewer than :data:`WAKE_BYTES` wait): the thread then reads what comes within
+        :data:`HOLD` of the first held piece (:meth:`_piece_by`) before the loop is
+        woken. Whether it was held."""
+        with self._lock:
+            if opened:
+                self._opened = True
+            elif piece:
+                self._ready.append(piece)
+                self._backlog += len(piece)
+                if (
+                    hold
+                    and self._waiting
+                    and self._backlog < WAKE_BYTES
+                    and self._reader is not None
+                    and _queued(self._conn.sock) > 0
+                ):
+                    return True
+            waiting, self._waiting = self._waiting, False
+        if waiting:
+            self._wake()
+        return False
+
+    def _piece_by(self, reader: _BodyReader, n: int, deadline: float) -> bytes | None:
+        """In the thread, while pieces are held: the next piece, or what of it comes
+        by ``deadline`` (monotonic; the socket's receive timeout shortened to the time
+        left, nothing read is lost when it strikes), or ``None`` if nothing of it does
+        (the held pieces are then handed on)."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sock = self._conn.sock
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(left))
+        try:
+            return reader.piece(n)
+        except (TimeoutError, BlockingIOError):
+            return None
+        finally:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(SOCKET_WAIT))
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # full (a wake-up is pending anyway) or closed
+            pass
+
+    def _close_all(self) -> None:
+        self._conn.sock.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- the event loop -----------------------------------------------------------------
+
+    async def _wait(self) -> None:
+        """Until the thread hands something on (``_waiting`` set under the lock)."""
+        try:
+            await anyio.wait_readable(self._wake_r)
+        finally:
+            with self._lock:
+                self._waiting = False
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    async def opened(self) -> None:
+        """Wait for the answer's head; raise what stopped the body from opening."""
+        while True:
+            with self._lock:
+                if self._opened:
+                    return
+                if self._ended:
+                    assert self._failure is not None
+                    raise self._failure
+                self._waiting = True
+            await self._wait()
 
     def __aiter__(self) -> OffloadBody:
         return self
 
     async def __anext__(self) -> bytes:
-        if self._ready:
-            return self._ready.popleft()
-        if self._reader.done:
-            raise StopAsyncIteration
-        pieces = await self._conn.run(self._reader.pieces, self._chunk_size, BATCH_BYTES)
-        if not pieces:
-            raise StopAsyncIteration
-        self._ready.extend(pieces)
-        return self._ready.popleft()
+        await anyio.lowlevel.checkpoint()  # a caller's loop is cancellable at every piece
+        while True:
+            with self._lock:
+                if self._ready:
+                    return self._take()
+                if self._ended or self._stopping:
+                    if self._failure is not None and not self._stopping:
+                        raise self._failure
+                    raise StopAsyncIteration
+                self._waiting = True
+            await self._wait()
+
+    def _take(self) -> bytes:
+        piece = self._ready.popleft()
+        self._backlog -= len(piece)
+        if self._backlog < BATCH_BYTES:
+            self._room.notify()
+        return piece
 
     def take_ready(self, limit: int) -> list[bytes]:
         """Up to ``limit`` pieces already received, without waiting (for batching)."""
-        return [self._ready.popleft() for _ in range(min(limit, len(self._ready)))]
+        with self._lock:
+            return [self._take() for _ in range(min(limit, len(self._ready)))]
 
     async def aclose(self) -> None:
-        """Close the connection (shielded and bounded: safe in a ``finally``)."""
-        await self._conn.aclose()
+        """Stop the thread and close the connection (shielded and bounded: safe in a
+        ``finally``). A thread still reading is made to return at once (the socket is
+        shut down) and is joined; one that does not end within :data:`CLOSE_WAIT`
+        (which nothing here leads to) closes its sockets itself when it ends."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            self._room.notify_all()
+            ended = self._ended
+        if self._thread is None:
+            self._close_all()
+            return
+        if not ended:
+            self._conn.abort()  # a blocked send or receive returns now
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_WAIT):
+            while True:
+                with self._lock:
+                    if self._ended:
+                        break
+                    self._waiting = True
+                await self._wait()
+        with self._lock:
+            ended = self._ended
+            self._orphaned = not ended
+        if ended:
+            self._thread.join()
+            self._close_all()
 
 
 @final
@@ -542,32 +726,35 @@ class Offload:
     async def download(
         self, path: str, body: bytes, chunk_size: int, *, open_timeout: float
     ) -> OffloadBody:
-        """Send ``body`` (JSON) to ``path`` and open the answer: its status line and
-        headers within ``open_timeout``; an error status is raised mapped. The caller
-        closes the returned body (``aclose``)."""
+        """Send ``body`` (JSON) to ``path`` and open the answer: connected, sent, and its
+        status line and headers read within ``open_timeout`` as a whole
+        (:class:`WrennTimeoutError`; ``math.inf``: no bound); an error status is raised
+        mapped, with what of its body came in that time. The body's pieces are read by
+        a thread of the returned :class:`OffloadBody`, which the caller closes
+        (``aclose``). Cancelled while opening: the thread is stopped and joined, the
+        connection closed, and the cancellation comes out."""
         context = f"POST {path}"
-        head_bytes = self._head(
-            path, {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        request = (
+            self._head(path, {"Content-Type": "application/json", "Content-Length": str(len(body))})
+            + body
         )
-        conn: _Conn | None = None
+        bounded = not math.isinf(open_timeout)
+        deadline = time.monotonic() + open_timeout if bounded else None
+        with anyio.move_on_after(open_timeout) as scope:
+            conn = await self._connect(context, min(self._connect_timeout, open_timeout))
+        if scope.cancelled_caught:
+            raise WrennTimeoutError(f"no answer within {open_timeout:g} s ({context})")
+        answer = OffloadBody(conn, chunk_size)
         try:
-            with anyio.move_on_after(open_timeout) as scope:
-                conn = await self._connect(context, open_timeout)
-
-                def start(c: _Conn) -> tuple[Head, _BodyReader]:
-                    c.sock.sendall(head_bytes + body)
-                    return self._read_answer(c)
-
-                head, reader = await conn.run(start, conn)
-                if head.status >= 400:
-                    raise await conn.run(self._error, conn, head, reader)
-            if scope.cancelled_caught or conn is None:
+            answer.start(request, deadline, open_timeout)
+            with anyio.move_on_after(open_timeout + 1.0) as scope:  # the thread's own bound first
+                await answer.opened()
+            if scope.cancelled_caught:
                 raise WrennTimeoutError(f"no answer within {open_timeout:g} s ({context})")
         except BaseException:
-            if conn is not None:
-                await conn.aclose()
+            await answer.aclose()
             raise
-        return OffloadBody(conn, reader, chunk_size)
+        return answer
 
     async def upload(self, path: str, headers: dict[str, str], body: AsyncIterable[bytes]) -> None:
         """POST ``body``'s chunks to ``path``, each sent from the caller's buffer, framed
