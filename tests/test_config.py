@@ -170,6 +170,40 @@ def test_connect_timeout_none_is_no_limit(cls: type[AsyncWrennClient | WrennClie
     assert resolve(api_key=KEY, connect_timeout=None).connect_timeout == math.inf
 
 
+class Phased:
+    """The shape of ``httpx.Timeout`` (the official SDK's client timeout)."""
+
+    def __init__(self, connect: object, read: object, write: object, pool: object) -> None:
+        self.connect, self.read, self.write, self.pool = connect, read, write, pool
+
+
+@pytest.mark.parametrize(
+    ("phases", "timeout", "connect"),
+    [
+        ((2.0, 5.0, 5.0, 5.0), 5.0, 2.0),
+        ((2.0, 5.0, 9.0, 1.0), 9.0, 2.0),  # the longest of the phases a call goes through
+        ((None, 5.0, 5.0, 5.0), 5.0, math.inf),
+        ((3.0, None, 5.0, 5.0), math.inf, 3.0),  # None in any: no limit
+        ((None, None, None, None), math.inf, math.inf),
+    ],
+)
+def test_a_timeout_in_phases_is_split_into_ours(
+    phases: tuple[float | None, ...], timeout: float, connect: float
+) -> None:
+    config = resolve(api_key=KEY, timeout=Phased(*phases), connect_timeout=10.0)
+    assert (config.timeout, config.connect_timeout) == (timeout, connect)
+    httpx2 = pytest.importorskip("httpx2")
+    real = resolve(api_key=KEY, timeout=httpx2.Timeout(phases[1], connect=phases[0]))
+    assert real.connect_timeout == connect
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0, "wrn_secret_in_the_wrong_place", True, math.nan])
+def test_a_bad_phase_is_named_and_not_echoed(bad: object) -> None:
+    with pytest.raises(WrennConfigurationError, match=r"timeout\.read must be") as caught:
+        resolve(api_key=KEY, timeout=Phased(1.0, bad, 1.0, 1.0))
+    assert "secret" not in str(caught.value)
+
+
 ODD_OPTIONS: list[dict[str, object]] = [
     {"base_url": "http://localhost:99999"},
     {"base_url": "http://localhost:abc"},

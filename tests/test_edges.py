@@ -25,7 +25,10 @@ from tests.localserver import FAST, server_process
 from wrenn import (
     AsyncCapsule,
     AsyncWrennClient,
+    StreamExit,
+    StreamStderr,
     WrennClient,
+    WrennError,
     WrennTimeoutError,
     WrennValidationError,
 )
@@ -195,6 +198,42 @@ async def test_bad_timeouts_are_refused_before_anything_runs(
         with pytest.raises(WrennValidationError, match="timeout") as caught:
             await cap.commands.run("true", timeout=bad)  # type: ignore[call-overload]
         assert isinstance(caught.value, ValueError)
+
+
+async def test_a_program_that_cannot_run_fails_with_127_or_126_on_every_path(
+    aclient: AsyncWrennClient,
+) -> None:
+    # Wrenn's envd starts every command through ``sh`` (``exec``): a missing program is a
+    # command that exits 127, one that cannot be executed 126, with the reason on its
+    # stderr. The local server does the same, so code written against the cloud sees
+    # one behaviour whichever way it runs the command (it used to be a 400 here when
+    # the program was given with ``args``, and a WrennAgentError with callbacks).
+    async with aclient.capsule() as cap:
+        await cap.files.write("/tmp/plain.txt", "not a program\n")
+        for program, code in (("no-such-program", 127), ("/tmp/plain.txt", 126)):
+            errors: list[str] = []
+            results = [
+                await cap.commands.run(program, args=["x"]),
+                await cap.commands.run(program, args=["x"], on_stderr=errors.append),
+            ]
+            for result in results:
+                assert result.exit_code == code, result
+                assert result.stdout == ""
+                assert program in result.stderr
+            assert program in "".join(errors)
+            events = []
+            async with cap.commands.stream(program, args=["x"]) as run:
+                events = [event async for event in run]
+            assert isinstance(events[-1], StreamExit)
+            assert events[-1].exit_code == code
+            assert any(isinstance(e, StreamStderr) and program in e.data for e in events)
+            # started in the background it is a process too (that ends at once)
+            handle = await cap.commands.run(program, args=["x"], background=True)
+            assert handle.pid > 0
+        # a program that runs is unchanged, and a missing cwd is still the call's error
+        assert (await cap.commands.run("printf", args=["ok"])).stdout == "ok"
+        with pytest.raises(WrennError, match="does not exist"):
+            await cap.commands.run("true", args=[], cwd="/no/such/dir")
 
 
 async def test_leaving_a_stream_early_ends_its_command(aclient: AsyncWrennClient) -> None:

@@ -58,10 +58,11 @@ async def test_a_command_runs_as_the_user_with_its_cwd_env_and_exit_code() -> No
         assert await _spawner(http, cid) == await _spawner(http, cid)
         # a signal that ends the command shows as -1, as for the direct path
         assert (await sh(http, cid, "kill -TERM $$"))["exit_code"] == -1
-        # errors are the direct path's
+        # a program that cannot run fails as the direct path's (and envd's): exit 127
         resp = await http.post(f"/v1/capsules/{cid}/exec", json={"cmd": "no-such-command"})
-        assert resp.status_code == 400
-        assert "executable not found" in resp.json()["error"]["message"]
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["exit_code"] == 127
+        assert resp.json()["stderr"] == "no-such-command: not found\n"
 
 
 async def test_timeout_and_a_client_going_away_kill_the_whole_group() -> None:

@@ -117,6 +117,21 @@ def test_the_official_sync_forms(server: dict[str, str], monkeypatch: pytest.Mon
             break
 
 
+def test_a_client_timeout_in_phases_as_the_official_sdk_takes_it(server: dict[str, str]) -> None:
+    # The official WrennClient takes ``timeout: httpx.Timeout | float | None``; ours
+    # used to refuse the Timeout (WrennConfigurationError). httpx2's Timeout is the same
+    # shape (httpx itself need not be installed), and any object with the four phases
+    # is taken alike. Its connect phase bounds connecting, the longest other phase a call.
+    import httpx2
+
+    with WrennClient(
+        server["WRENN_API_KEY"], server["WRENN_BASE_URL"], timeout=httpx2.Timeout(20.0, connect=4.0)
+    ) as client:
+        assert (client.config.timeout, client.config.connect_timeout) == (20.0, 4.0)
+        with client.capsule() as cap:
+            assert cap.commands.run("echo phased").stdout == "phased\n"
+
+
 def test_deprecated_aliases_warn() -> None:
     with pytest.warns(FutureWarning, match="Sandbox"):
         assert wrenn.Sandbox is Capsule

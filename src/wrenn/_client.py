@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar, final
 
 from ._capsule import AsyncCapsule, capsule_scope, connect_capsule
-from ._config import ClientConfig
+from ._config import ClientConfig, ClientTimeout
 from ._fanout import fan_out
 from ._pool import AsyncCapsulePool, open_pool
 from ._session import Session
@@ -38,7 +38,9 @@ class AsyncWrennClient:
         proxy_domain: Domain of the capsule port proxy; defaults to
             ``WRENN_PROXY_DOMAIN``, then derived from the base URL.
         timeout: Deadline in seconds for one call (all retries included); ``None``
-            (the default) means 30.
+            (the default) means 30. An ``httpx.Timeout`` (the official SDK's form) is
+            taken as it is: its ``connect`` is ``connect_timeout``, the longest of its
+            other phases the deadline (``None`` in any of them: no limit).
         connect_timeout: Deadline for opening one connection; ``None`` means no limit.
         max_retries: Extra attempts for calls that are safe to repeat.
         verify: TLS verification: ``True`` (system trust), ``False``, or an
@@ -70,7 +72,7 @@ class AsyncWrennClient:
         api_key: str | None = None,
         base_url: str | None = None,
         proxy_domain: str | None = None,
-        timeout: float | None = None,
+        timeout: ClientTimeout = None,
         *,
         token: str | None = None,
         connect_timeout: float | None = 10.0,

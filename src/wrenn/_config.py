@@ -11,7 +11,7 @@ import enum
 import math
 import os
 from collections.abc import Mapping
-from typing import Final, Literal, TypeGuard, final
+from typing import Final, Literal, Protocol, TypeAlias, TypeGuard, final
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -205,6 +205,46 @@ def _check_str_or_none(label: str, value: object) -> None:
         )
 
 
+class PhasedTimeout(Protocol):
+    """A timeout in phases, as ``httpx.Timeout`` (or httpx2's): the official SDK's form
+    of a client's ``timeout``, accepted as it is."""
+
+    @property
+    def connect(self) -> float | None: ...
+    @property
+    def read(self) -> float | None: ...
+    @property
+    def write(self) -> float | None: ...
+    @property
+    def pool(self) -> float | None: ...
+
+
+ClientTimeout: TypeAlias = "float | PhasedTimeout | None"
+"""What a client's ``timeout`` accepts: seconds, ``None``, or an ``httpx.Timeout``."""
+
+_PHASES: Final = ("connect", "read", "write", "pool")
+
+
+def unphased(timeout: object, connect_timeout: object) -> tuple[object, object]:
+    """``(timeout, connect_timeout)`` with an ``httpx.Timeout``-like ``timeout`` split
+    into ours: its ``connect`` phase becomes ``connect_timeout``, the longest of its
+    other phases the ``timeout`` (``None`` in any of them: no limit). Anything else is
+    returned as it is."""
+    if timeout is None or isinstance(timeout, int | float | str | bytes):
+        return timeout, connect_timeout
+    if not all(hasattr(timeout, phase) for phase in _PHASES):
+        return timeout, connect_timeout
+    values = {phase: getattr(timeout, phase) for phase in _PHASES}
+    for phase, value in values.items():
+        if value is not None and not _is_number(value):
+            raise WrennConfigurationError(
+                f"timeout.{phase} must be a positive number of seconds or None (no limit),"
+                f" not {_shown(value)}"
+            )
+    others = [values[phase] for phase in _PHASES[1:]]
+    return (None if None in others else max(others)), values["connect"]
+
+
 def _config_seconds(name: str, value: object) -> float:
     """A client option in seconds: a positive number, or None for no limit."""
     if value is None:
@@ -252,7 +292,7 @@ class ClientConfig:
         token: str | None,
         base_url: str | None,
         proxy_domain: str | None,
-        timeout: float | None,
+        timeout: ClientTimeout,
         connect_timeout: float | None,
         max_retries: int,
         ping_interval: float | None = 20.0,
@@ -268,8 +308,9 @@ class ClientConfig:
             ("proxy_domain", proxy_domain),
         ):
             _check_str_or_none(label, arg)
-        timeout_s = _config_seconds("timeout", timeout)
-        connect_s = _config_seconds("connect_timeout", connect_timeout)
+        phased = unphased(timeout, connect_timeout)
+        timeout_s = _config_seconds("timeout", phased[0])
+        connect_s = _config_seconds("connect_timeout", phased[1])
         interval: object = ping_interval
         if interval is not None and (not _is_number(interval) or math.isinf(interval)):
             raise WrennConfigurationError(

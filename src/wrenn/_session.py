@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import final
 
-from ._config import ClientConfig
+from ._config import ClientConfig, ClientTimeout
 from ._owner import Owner
 from ._resources import (
     AsyncAPIKeys,
@@ -61,7 +61,7 @@ class Session:
         token: str | None = None,
         base_url: str | None = None,
         proxy_domain: str | None = None,
-        timeout: float = 30.0,
+        timeout: ClientTimeout = 30.0,
         connect_timeout: float | None = 10.0,
         max_retries: int = 3,
         verify: Verify = True,

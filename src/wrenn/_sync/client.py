@@ -20,7 +20,7 @@ import anyio
 
 from .._capsule import AsyncCapsule, DualMethod, create_capsule, placeholder_info
 from .._client import AsyncWrennClient
-from .._config import ClientConfig
+from .._config import ClientConfig, ClientTimeout
 from .._models import Capsule as CapsuleInfo
 from .._pool import AsyncCapsulePool
 from .._transport.http import httpx
@@ -386,7 +386,7 @@ class WrennClient:
         api_key: str | None = None,
         base_url: str | None = None,
         proxy_domain: str | None = None,
-        timeout: float | None = None,
+        timeout: ClientTimeout = None,
         *,
         token: str | None = None,
         connect_timeout: float | None = 10.0,

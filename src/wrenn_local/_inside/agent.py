@@ -384,6 +384,18 @@ class Proc:
                 await queue.put(None)
 
 
+# errno of a program that cannot be started: the exit status and message of a shell's
+# ``exec`` of it (what the command then fails with, as under envd)
+_NOT_RUNNABLE = {
+    errno.ENOENT: (127, "not found"),
+    errno.ENOTDIR: (127, "not found"),
+    errno.EACCES: (126, "Permission denied"),
+    errno.ENOEXEC: (126, "Exec format error"),
+    errno.EISDIR: (126, "Is a directory"),
+}
+_FAIL_SCRIPT = 'printf "%s\\n" "$1" >&2; exit "$2"'
+
+
 def exit_code_of(returncode: int) -> int:
     return -1 if returncode < 0 else returncode
 
@@ -472,25 +484,31 @@ class Agent:
             if spawned is not None:
                 return spawned
         load_libc()  # for oom_first, in the child: no import after fork
-        try:
-            process = await asyncio.create_subprocess_exec(
-                cmd,
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                preexec_fn=oom_first,
-                **self._user_kwargs(),
-            )
-        except FileNotFoundError:
-            raise AgentError("invalid_request", f"executable not found: {cmd}") from None
-        except PermissionError:
-            raise AgentError("forbidden", f"permission denied: {cmd}") from None
-        except OSError as exc:
-            raise AgentError("agent_error", f"failed to start {cmd}: {exc.strerror}") from None
+        argv = [cmd, *args]
+        for attempt in range(2):
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=oom_first,
+                    **self._user_kwargs(),
+                )
+                break
+            except OSError as exc:
+                if attempt or exc.errno not in _NOT_RUNNABLE:
+                    raise AgentError(
+                        "agent_error", f"failed to start {cmd}: {exc.strerror}"
+                    ) from None
+                # As Wrenn's envd, which starts every command through ``sh`` (``exec``):
+                # a program that cannot be run is a command that fails, 127 (not found)
+                # or 126 (not executable), with the reason on its standard error.
+                code, reason = _NOT_RUNNABLE[exc.errno]
+                argv = ["/bin/sh", "-c", _FAIL_SCRIPT, "sh", f"{cmd}: {reason}", str(code)]
         proc = Proc(process.pid, tag, cmd, args, pty=False)
         proc.process = process
         self._register(proc)
