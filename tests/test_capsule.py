@@ -261,7 +261,8 @@ async def test_writes_from_text_or_non_bytes_chunks_say_what_to_pass(
     client: AsyncWrennClient, api: Api, tmp_path: Path
 ) -> None:
     # before: the async API raised a raw TypeError for each (the sync one already said
-    # "upload chunks must be bytes, not str")
+    # "upload chunks must be bytes, not ..."). Text chunks are taken as UTF-8, as the
+    # official SDK's upload_stream takes them.
     async def generated(*items: object) -> AsyncIterator[object]:
         for item in items:
             yield item
@@ -278,18 +279,19 @@ async def test_writes_from_text_or_non_bytes_chunks_say_what_to_pass(
         with text_file.open() as fh, pytest.raises(WrennValidationError, match="binary mode"):
             await cap.files.write("a.txt", fh)  # type: ignore[arg-type]
         for items, kind in (
-            (("abc",), "str"),
             ((5,), "int"),
-            ((b"ok", ""), "str"),
             ((b"ok", None), "NoneType"),
+            (("ok", 1.5), "float"),
         ):
             with pytest.raises(
-                WrennValidationError, match=f"upload chunks must be bytes, not {kind}"
+                WrennValidationError, match=f"upload chunks must be bytes or str, not {kind}"
             ):
                 await cap.files.write("a.txt", chunks(*items))  # type: ignore[arg-type]
         assert not await cap.files.exists("a.txt")  # nothing half-written is kept
         await cap.files.write("a.txt", chunks(b"o", bytearray(b"k"), memoryview(b"!")))  # type: ignore[arg-type]
         assert await cap.files.read("a.txt") == "ok!"
+        await cap.files.upload_stream("t.txt", chunks(b"h", "\u00e9", "", "llo"))  # type: ignore[arg-type]
+        assert await cap.files.read("t.txt") == "h\u00e9llo"
 
 
 async def test_network_takes_a_real_bool(client: AsyncWrennClient) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._exceptions import WrennValidationError
 
-__all__ = ["wire_text"]
+__all__ = ["upload_chunk", "wire_text"]
 
 
 def wire_text(value: object, what: str) -> str:
@@ -27,3 +27,14 @@ def wire_text(value: object, what: str) -> str:
             " bytes): pass it as real text"
         ) from None
     return value
+
+
+def upload_chunk(chunk: object) -> bytes | bytearray | memoryview:
+    """One chunk of a streamed upload: bytes-like as it is, a ``str`` as its UTF-8 (as
+    the official SDK's ``upload_stream`` takes it); anything else raises
+    :class:`WrennValidationError`."""
+    if isinstance(chunk, bytes | bytearray | memoryview):
+        return chunk
+    if isinstance(chunk, str):
+        return wire_text(chunk, "an upload chunk").encode("utf-8")
+    raise WrennValidationError(f"upload chunks must be bytes or str, not {type(chunk).__name__}")

@@ -24,7 +24,7 @@ from .._exceptions import (
     WrennValidationError,
 )
 from .._models import FileEntry
-from .._text import wire_text
+from .._text import upload_chunk, wire_text
 from .._transport.http import (
     USER_AGENT,
     BodyChunks,
@@ -223,11 +223,8 @@ class AsyncFiles:
             sent = 0
             iterator = aiter(chunks)
             try:
-                async for chunk in iterator:
-                    if not isinstance(chunk, bytes | bytearray | memoryview):
-                        raise WrennValidationError(
-                            f"upload chunks must be bytes, not {type(chunk).__name__}"
-                        )
+                async for item in iterator:
+                    chunk = upload_chunk(item)
                     if chunk:
                         sent += len(chunk)
                         if size is not None and sent > size:

@@ -39,6 +39,7 @@ from .._exceptions import (
     error_from_response,
 )
 from .._resources.files import check_path, stream_framing, write_parts
+from .._text import upload_chunk
 from .._transport.errors import map_transport_errors, not_sent
 from .._transport.http import USER_AGENT, HTTPTransport, api_path, check_chunk_size, httpx
 from .._transport.offload import offload_for
@@ -88,9 +89,8 @@ def _bound(seconds: float) -> float | None:
 
 
 def _chunks_of(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    for chunk in chunks:
-        if not isinstance(chunk, bytes | bytearray | memoryview):
-            raise WrennValidationError(f"upload chunks must be bytes, not {type(chunk).__name__}")
+    for item in chunks:
+        chunk = upload_chunk(item)
         if chunk:
             yield bytes(chunk)  # no copy for bytes
 

@@ -16,7 +16,7 @@ from .._files import (
     _remaining_size,
     check_binary_file,
 )
-from .._text import wire_text
+from .._text import upload_chunk, wire_text
 from .adapt import Facet, blocking
 from .bulk import SyncBulk, bulk_for
 
@@ -71,11 +71,8 @@ def pulled(stream: Iterable[bytes]) -> AsyncGenerator[bytes, None]:
     def take() -> list[bytes]:
         batch: list[bytes] = []
         size = 0
-        for chunk in chunks:
-            if not isinstance(chunk, bytes | bytearray | memoryview):
-                raise WrennValidationError(
-                    f"upload chunks must be bytes, not {type(chunk).__name__}"
-                )
+        for item in chunks:
+            chunk = upload_chunk(item)
             batch.append(bytes(chunk))
             size += len(chunk)
             if size >= BATCH_BYTES:
