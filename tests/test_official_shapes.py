@@ -143,3 +143,44 @@ def test_deprecated_aliases_warn() -> None:
         from wrenn.exceptions import GitError  # lazy, no warning
 
     assert issubclass(GitError, wrenn.WrennError)
+
+
+async def test_a_command_line_and_a_terminal_as_official_programs_see_them(
+    server: dict[str, str],
+) -> None:
+    # before: the shell's $0 was "sh" (its messages read "sh: 1: ..."), official "/bin/sh";
+    # a terminal's iteration did not yield the ``started`` event the official SDK yields
+    # first (ours read it on opening)
+    client = AsyncWrennClient(server["WRENN_API_KEY"], server["WRENN_BASE_URL"])
+    async with client, client.capsule() as cap:
+        result = await cap.commands.run("echo $0; /no/such/prog")
+        assert result.stdout == "/bin/sh\n"
+        assert result.stderr == "/bin/sh: 1: /no/such/prog: not found\n"
+        assert result.exit_code == 127
+        async with cap.pty("/bin/sh") as term:
+            await term.write(b"exit 2\n")
+            seen = [e async for e in term]
+        assert seen[0].type is PtyEventType.started
+        assert (seen[0].tag, seen[0].pid) == (term.tag, term.pid)
+        assert seen[0].tag is not None
+        assert [e.type for e in seen[1:]].count(PtyEventType.started) == 0
+        assert seen[-1].exit_code == 2
+        async with cap.pty("/bin/sh") as term:  # read otherwise first: not yielded late
+            await term.write(b"echo hi; exit 0\n")
+            assert b"hi" in b"".join([c async for c in term.output()])
+            assert [e async for e in term] == []
+
+
+def test_sync_terminal_events_begin_with_started(
+    server: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WRENN_API_KEY", server["WRENN_API_KEY"])
+    monkeypatch.setenv("WRENN_BASE_URL", server["WRENN_BASE_URL"])
+    with Capsule(wait=True) as cap:
+        assert cap.commands.run("echo $0").stdout == "/bin/sh\n"
+        with cap.pty("/bin/sh") as term:
+            term.write(b"echo out; exit 3\n")
+            kinds = [e.type for e in term]
+        assert kinds[0] == "started"
+        assert kinds[-1] == "exit"
+        assert "output" in kinds

@@ -66,7 +66,7 @@ def _marked_argv(cmd: str, args: Sequence[str] | None, marker: str) -> tuple[str
     a command line through ``sh -c``, a program with arguments by ``exec``."""
     wire_text(cmd, "cmd")
     if args is None:
-        return "/bin/sh", ["-c", cmd, "sh", marker]
+        return "/bin/sh", ["-c", cmd, "/bin/sh", marker]  # $0 as under a plain sh -c
     return "/bin/sh", ["-c", 'shift; exec "$@"', "sh", marker, cmd, *check_args(args)]
 
 

@@ -79,6 +79,9 @@ class AsyncPtySession:
         self.pid = pid
         self.exit_code: int | None = None
         self.detached = False
+        # the ``started`` event read on opening (tag, pid): iteration yields it first,
+        # as the official SDK's does, unless other events were read before
+        self._started: PtyEvent | None = None
 
     def detach(self) -> None:
         """Keep the terminal's process running when the ``cap.pty()`` block ends
@@ -136,6 +139,9 @@ class AsyncPtySession:
     async def __anext__(self) -> PtyEvent:
         """The next event (official SDK form). Ends after ``exit``; raises if the
         connection ends first, or on a fatal error. Waits without its own deadline."""
+        if (started := self._started) is not None:
+            self._started = None
+            return started
         event = await self._next_event()
         if event is None:
             raise StopAsyncIteration
@@ -149,6 +155,7 @@ class AsyncPtySession:
         return PtyOutput(self)
 
     async def _next_event(self) -> PtyEvent | None:
+        self._started = None
         if self.exit_code is not None:
             return None
         try:
@@ -187,6 +194,8 @@ class AsyncPtySession:
         """Output chunks already received, without waiting (control frames are left for
         the next ``__anext__``, which answers pings)."""
         out: list[bytes] = []
+        if limit > 0:
+            self._started = None
         while len(out) < limit and self.exit_code is None and self._ws.next_is_binary():
             message = self._ws.receive_nowait()
             assert isinstance(message, bytes)
@@ -275,6 +284,7 @@ async def _started(ws: WebSocket, session: AsyncPtySession) -> None:
         if control.kind == "started":
             session.tag = control.tag
             session.pid = control.pid
+            session._started = PtyEvent(type=PtyEventType.started, pid=control.pid, tag=control.tag)
             return
         if control.kind in ("error", "fatal"):
             raise protocol.error_of(control)
