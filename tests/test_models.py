@@ -138,3 +138,55 @@ def test_models_are_frozen() -> None:
     c = models.Capsule(id="cl-1", status=models.CapsuleStatus.RUNNING)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         c.id = "x"  # type: ignore[misc]
+
+
+def test_model_dump_keys_and_values_as_the_official_pydantic_models_give_them() -> None:
+    # before: model_dump() keyed CapsuleMetrics by capsule_id and SSEEvent by capsule
+    # (official: sandbox_id, sandbox); mode="json" kept enum members and keyed
+    # UsageResponse by "from" (official: plain strings, "from_" unless by_alias=True);
+    # model_dump_json() was not compact; a model_dump() keyed by field name did not
+    # validate back
+    metrics = models.CapsuleMetrics.model_validate(
+        {"sandbox_id": "cl-1", "range": "10m", "points": []}
+    )
+    assert metrics.model_dump() == {"sandbox_id": "cl-1", "range": "10m", "points": []}
+    dumped = metrics.model_dump(mode="json")
+    assert type(dumped["range"]) is str
+    usage = models.UsageResponse.model_validate({"from": "2026-01-01", "to": "2026-01-02"})
+    assert usage.model_dump()["from_"] == dt.date(2026, 1, 1)
+    assert usage.model_dump(mode="json") == {
+        "from_": "2026-01-01",
+        "to": "2026-01-02",
+        "points": [],
+    }
+    assert usage.model_dump(by_alias=True)["from"] == dt.date(2026, 1, 1)
+    assert models.UsageResponse.model_validate(usage.model_dump(mode="json")) == usage
+    assert models.UsageResponse.model_validate(usage.model_dump(by_alias=True)) == usage
+    event = models.SSEEvent.model_validate(
+        {"event": "capsule.create", "sandbox": {"id": "cl-1", "status": "running"}}
+    )
+    assert event.model_dump()["sandbox"]["id"] == "cl-1"
+    capsule = models.Capsule.model_validate(
+        {"id": "cl-1", "status": "running", "created_at": "2026-01-01T10:00:00Z"}
+    )
+    as_json = capsule.model_dump(mode="json")
+    assert (type(as_json["status"]), as_json["created_at"]) == (str, "2026-01-01T10:00:00Z")
+    assert "error" not in event.model_dump(exclude_none=True)
+    assert "started_at" not in event.model_dump(exclude_none=True)["sandbox"]
+    assert capsule.model_dump_json().startswith('{"id":"cl-1","status":"running",')
+    assert json.loads(capsule.model_dump_json(indent=2)) == as_json
+
+
+def test_models_validate_when_only_wrenn_models_is_imported() -> None:
+    # before: KeyError 'structure' (the converter registers itself, and a bare
+    # ``from wrenn.models import Capsule`` did not import it)
+    import subprocess
+    import sys
+
+    code = (
+        "from wrenn.models import Capsule\n"
+        "c = Capsule.model_validate({'id': 'cl-1', 'status': 'running'})\n"
+        "print(c.id, c.status, c.model_dump(mode='json')['status'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "cl-1 running running\n"

@@ -8,9 +8,13 @@ goes through the SDK's one converter, which registers itself here when it is imp
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
+import importlib
 import json
-from collections.abc import Callable
-from typing import Any, Self
+import keyword
+from collections.abc import Callable, Mapping
+from typing import Any, Self, cast
 
 import attrs
 
@@ -19,16 +23,73 @@ __all__ = ["WireModel", "register_codec"]
 _codec: dict[str, Callable[..., Any]] = {}
 
 
+_wire_names: dict[type, Mapping[str, str]] = {}
+
+
 def register_codec(
-    structure: Callable[[Any, type], Any], unstructure: Callable[[Any], Any]
+    structure: Callable[[Any, type], Any],
+    unstructure: Callable[[Any], Any],
+    wire_names: Mapping[type, Mapping[str, str]] | None = None,
 ) -> None:
-    """Called once by the converter module."""
+    """Called once by the converter module (``wire_names``: per model of the official
+    SDK, the fields whose wire name, its field name there, differs from ours)."""
     _codec["structure"] = structure
     _codec["unstructure"] = unstructure
+    _wire_names.update(wire_names or {})
+
+
+def _key(cls: type, name: str, by_alias: bool) -> str:
+    """A field's key in ``model_dump``: the official SDK's field name (the wire name,
+    unless that is a Python keyword: ``from_``), or with ``by_alias`` the wire name."""
+    wire = _wire_names.get(cls, {}).get(name, name)
+    if by_alias or not keyword.iskeyword(wire):
+        return wire
+    return name
+
+
+def _dump(value: Any, as_json: bool, by_alias: bool, exclude_none: bool) -> Any:
+    if isinstance(value, WireModel) and attrs.has(type(value)):
+        cls = type(value)
+        out: dict[str, Any] = {}
+        for field in attrs.fields(cast("Any", cls)):
+            item = getattr(value, field.name)
+            if item is None and exclude_none:
+                continue
+            out[_key(cls, field.name, by_alias)] = _dump(item, as_json, by_alias, exclude_none)
+        return out
+    if attrs.has(type(value)):
+        return {
+            k: _dump(v, as_json, by_alias, exclude_none)
+            for k, v in attrs.asdict(value, recurse=False).items()
+            if not (v is None and exclude_none)
+        }
+    if isinstance(value, Mapping):
+        return {
+            k: _dump(v, as_json, by_alias, exclude_none)
+            for k, v in value.items()
+            if not (v is None and exclude_none)
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_dump(v, as_json, by_alias, exclude_none) for v in value]
+    if not as_json:
+        return value
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dt.datetime):
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", errors="replace")
+    return value
 
 
 def _codec_fn(name: str) -> Callable[..., Any]:
-    # importing any part of ``wrenn`` runs the package, which imports the converter
+    if name not in _codec:
+        # ``from wrenn.models import Capsule`` alone does not import the converter (the
+        # package imports its parts lazily): load it now, it registers itself
+        importlib.import_module("wrenn._resources.converter")
     return _codec[name]
 
 
@@ -38,20 +99,27 @@ class WireModel:
     __slots__ = ()
 
     def model_dump(
-        self, *, mode: str = "python", exclude_none: bool = False, **_: Any
+        self,
+        *,
+        mode: str = "python",
+        by_alias: bool | None = None,
+        exclude_none: bool = False,
+        **_: Any,
     ) -> dict[str, Any]:
-        """The model as a dict. ``mode="json"`` gives JSON-ready values in wire form;
-        the default keeps Python values (datetimes, enums, nested dicts)."""
-        if mode == "json":
-            data: dict[str, Any] = _codec_fn("unstructure")(self)
-        else:
-            data = attrs.asdict(self, recurse=True)  # type: ignore[arg-type]
-        if exclude_none:
-            data = {k: v for k, v in data.items() if v is not None}
+        """The model as a dict, keyed as the official SDK's pydantic models are: by field
+        name (``CapsuleMetrics.sandbox_id``, ``SSEEvent.sandbox``, ``UsageResponse.from_``),
+        by wire name with ``by_alias=True`` (``from``). ``mode="json"`` gives JSON values
+        (enums as their strings, datetimes in ISO 8601); the default keeps Python values.
+        ``exclude_none`` drops ``None`` values at every level."""
+        data: dict[str, Any] = _dump(self, mode == "json", bool(by_alias), exclude_none)
         return data
 
     def model_dump_json(self, *, indent: int | None = None, **kwargs: Any) -> str:
-        return json.dumps(self.model_dump(mode="json", **kwargs), indent=indent)
+        """The model as JSON text (compact, as pydantic writes it, unless ``indent``)."""
+        data = self.model_dump(mode="json", **kwargs)
+        if indent is None:
+            return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(data, indent=indent, ensure_ascii=False)
 
     @classmethod
     def model_validate(cls, obj: Any, **_: Any) -> Self:

@@ -100,6 +100,9 @@ def _make_converter() -> cattrs.Converter:
                 raise TypeError(f"expected a JSON object for {cls.__name__}")
             if droppable:
                 value = {k: v for k, v in value.items() if v is not None or k not in droppable}
+            for name, wire in renames.items():
+                if wire not in value and name in value:  # a model_dump() keyed by field name
+                    value = {**value, wire: value[name]}
             return inner(value, target)
 
         return structure_one
@@ -150,4 +153,8 @@ def unstructure(obj: Any) -> Any:
     return converter.unstructure(obj)
 
 
-register_codec(structure, unstructure)  # the models' model_validate()/model_dump()
+# the models' model_validate()/model_dump(); model_dump() keys the models of the official
+# SDK by its field names (the wire names), ours by their own
+register_codec(
+    structure, unstructure, {cls: _RENAMES[cls] for cls in (CapsuleMetrics, CapsuleUsage, Event)}
+)
