@@ -99,6 +99,10 @@ def test_the_official_sync_forms(server: dict[str, str], monkeypatch: pytest.Mon
         assert b"".join(cap.files.download_stream("/tmp/d.bin")) == b"abc" * 1000
         handle = cap.commands.run("sleep 30", background=True, timeout=None)
         assert isinstance(cast("object", handle), wrenn.CommandHandle)  # as in the official SDK
+        # before: <wrenn._sync.commands.SyncCommandHandle object at 0x...>
+        assert repr(handle) == (
+            f"CommandHandle(pid={handle.pid}, tag={handle.tag!r}, capsule_id={cap.capsule_id!r})"
+        )
         cap.commands.kill(handle.pid)
         with cap.pty("/bin/sh") as term:
             term.write(b"exit 5\n")

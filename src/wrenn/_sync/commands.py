@@ -137,6 +137,17 @@ class SyncCommandHandle(Facet[CommandHandle]):
         self.tag = handle.tag
         self.capsule_id = handle.capsule_id
 
+    def __repr__(self) -> str:  # the official SDK's (dataclass) form
+        return f"CommandHandle(pid={self.pid!r}, tag={self.tag!r}, capsule_id={self.capsule_id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SyncCommandHandle):
+            return NotImplemented
+        return (self.pid, self.tag, self.capsule_id) == (other.pid, other.tag, other.capsule_id)
+
+    def __hash__(self) -> int:
+        return hash((self.pid, self.tag, self.capsule_id))
+
     wait = blocking(CommandHandle.wait)
     kill = blocking(CommandHandle.kill)
 
