@@ -27,7 +27,9 @@ from wrenn import (
     AsyncWrennClient,
     StreamExit,
     StreamStderr,
+    WrennAgentError,
     WrennClient,
+    WrennCommandTimeoutError,
     WrennError,
     WrennTimeoutError,
     WrennValidationError,
@@ -176,8 +178,11 @@ async def test_timeout_is_a_deadline_that_ends_the_command(aclient: AsyncWrennCl
         with pytest.raises(WrennTimeoutError) as caught:
             await cap.commands.run("sleep 305", timeout=0.5)
         assert isinstance(caught.value, TimeoutError)
+        # official programs catch a run's timeout as the server's 502: WrennAgentError
+        assert isinstance(caught.value, WrennAgentError)
+        assert isinstance(caught.value, WrennCommandTimeoutError)
         assert await _gone(cap, "sleep 305")
-        with pytest.raises(WrennTimeoutError):
+        with pytest.raises(WrennCommandTimeoutError):
             await cap.commands.run("echo x; sleep 306", timeout=0.5, on_stdout=lambda _: None)
         assert await _gone(cap, "sleep 306")
         # fractions and None are fine

@@ -136,6 +136,26 @@ def test_a_client_timeout_in_phases_as_the_official_sdk_takes_it(server: dict[st
             assert cap.commands.run("echo phased").stdout == "phased\n"
 
 
+def test_an_official_program_catches_a_runs_timeout_as_an_agent_error(
+    server: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under the official SDK a foreground run past its timeout is the server's 502,
+    # WrennAgentError; ours raises WrennCommandTimeoutError, which is that too.
+    monkeypatch.setenv("WRENN_API_KEY", server["WRENN_API_KEY"])
+    monkeypatch.setenv("WRENN_BASE_URL", server["WRENN_BASE_URL"])
+    from wrenn.exceptions import WrennAgentError
+
+    caught: list[Exception] = []
+    with Capsule(wait=True) as cap:
+        try:
+            cap.commands.run("sleep 30", timeout=1)
+        except WrennAgentError as exc:
+            caught.append(exc)
+        assert cap.commands.run("echo after").stdout == "after\n"
+    assert len(caught) == 1
+    assert isinstance(caught[0], TimeoutError)
+
+
 def test_deprecated_aliases_warn() -> None:
     with pytest.warns(FutureWarning, match="Sandbox"):
         assert wrenn.Sandbox is Capsule

@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from .exceptions import WrennAPIError as WrennAPIError
     from .exceptions import WrennAuthenticationError as WrennAuthenticationError
     from .exceptions import WrennCapsuleFailedError as WrennCapsuleFailedError
+    from .exceptions import WrennCommandTimeoutError as WrennCommandTimeoutError
     from .exceptions import WrennConfigurationError as WrennConfigurationError
     from .exceptions import WrennConflictError as WrennConflictError
     from .exceptions import WrennConnectionError as WrennConnectionError
@@ -165,6 +166,7 @@ __all__ = [
     "WrennAuthenticationError",
     "WrennCapsuleFailedError",
     "WrennClient",
+    "WrennCommandTimeoutError",
     "WrennConfigurationError",
     "WrennConflictError",
     "WrennConnectionError",
@@ -264,6 +266,7 @@ _LAZY: dict[str, str] = {
     "WrennProtocolError": ".exceptions",
     "WrennRateLimitError": ".exceptions",
     "WrennTimeoutError": ".exceptions",
+    "WrennCommandTimeoutError": ".exceptions",
     "WrennTooLargeError": ".exceptions",
     "WrennTransportError": ".exceptions",
     "WrennUnavailableError": ".exceptions",

@@ -20,9 +20,9 @@ from ._exceptions import (
     CommandExitError,
     WrennAgentError,
     WrennAPIError,
+    WrennCommandTimeoutError,
     WrennError,
     WrennNotFoundError,
-    WrennTimeoutError,
 )
 from ._models import CommandResult, ProcessInfo
 from ._models.streams import StreamEvent, StreamStderr, StreamStdout
@@ -81,7 +81,7 @@ def raise_if_server_timed_out(exc: WrennAgentError, deadline: float) -> None:
     """Raise :class:`WrennTimeoutError` when ``exc`` says the server's backstop timer
     (:func:`server_timer`) ended the command before the call's own deadline did."""
     if "timed out" in str(exc).lower():
-        raise WrennTimeoutError(
+        raise WrennCommandTimeoutError(
             f"command did not finish within {deadline:g} s (ended by the server)"
         ) from exc
 
@@ -345,7 +345,7 @@ class AsyncCommands:
             raise
         if result is None:
             await _end_marked(self._processes, self._capsule_id, marker)
-            raise WrennTimeoutError(f"command did not finish within {deadline:g} s (ended)")
+            raise WrennCommandTimeoutError(f"command did not finish within {deadline:g} s (ended)")
         return result
 
     async def _run_streamed(
@@ -382,7 +382,7 @@ class AsyncCommands:
                         await _call(on_stderr, event.data)
                 code = run.exit_code
         if scope.cancelled_caught and code is None:
-            raise WrennTimeoutError(f"command did not finish within {deadline:g} s (ended)")
+            raise WrennCommandTimeoutError(f"command did not finish within {deadline:g} s (ended)")
         stdout, stderr = "".join(out), "".join(err)
         return CommandResult(
             stdout=stdout,

@@ -26,6 +26,7 @@ Every exception the SDK raises derives from :class:`WrennError`::
     ├── WrennFanOutError                (also ExceptionGroup) jobs of client.map failed
     ├── WrennCapsuleFailedError         (also RuntimeError) a capsule failed while awaited
     ├── WrennTimeoutError               (also TimeoutError) a deadline passed
+    │   └── WrennCommandTimeoutError         a command's timeout (also WrennAgentError)
     ├── CommandExitError                a command run with check=True exited non-zero
     ├── GitError                        a git operation failed (.stderr .exit_code)
     │   ├── GitAuthError                     missing or refused credentials
@@ -55,6 +56,7 @@ __all__ = [
     "WrennAgentError",
     "WrennAuthenticationError",
     "WrennCapsuleFailedError",
+    "WrennCommandTimeoutError",
     "WrennConfigurationError",
     "WrennConflictError",
     "WrennConnectionError",
@@ -335,6 +337,14 @@ class WrennFanOutError(ExceptionGroup[Exception], WrennError):  # type: ignore[o
 
 class WrennTimeoutError(WrennError, TimeoutError):
     """A deadline passed: an HTTP phase, a whole call, or a wait for a status."""
+
+    default_code = "timeout"
+
+
+class WrennCommandTimeoutError(WrennTimeoutError, WrennAgentError):
+    """A command ran past its ``timeout`` and was ended. Also a :class:`WrennAgentError`:
+    the official SDK raised that (the server's 502) for a foreground run the server
+    ended, so its programs' ``except WrennAgentError`` still catch it here."""
 
     default_code = "timeout"
 

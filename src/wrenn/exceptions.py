@@ -13,6 +13,7 @@ from ._exceptions import WrennAgentError as WrennAgentError
 from ._exceptions import WrennAPIError as WrennAPIError
 from ._exceptions import WrennAuthenticationError as WrennAuthenticationError
 from ._exceptions import WrennCapsuleFailedError as WrennCapsuleFailedError
+from ._exceptions import WrennCommandTimeoutError as WrennCommandTimeoutError
 from ._exceptions import WrennConfigurationError as WrennConfigurationError
 from ._exceptions import WrennConflictError as WrennConflictError
 from ._exceptions import WrennConnectionError as WrennConnectionError
@@ -44,6 +45,7 @@ __all__ = [
     "WrennAgentError",
     "WrennAuthenticationError",
     "WrennCapsuleFailedError",
+    "WrennCommandTimeoutError",
     "WrennConfigurationError",
     "WrennConflictError",
     "WrennConnectionError",

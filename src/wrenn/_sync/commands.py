@@ -20,6 +20,7 @@ from .._config import check_seconds
 from .._exceptions import (
     CommandExitError,
     WrennAgentError,
+    WrennCommandTimeoutError,
     WrennError,
     WrennNotFoundError,
     WrennTimeoutError,
@@ -280,7 +281,7 @@ class Commands(Facet[AsyncCommands]):
             self._end_marked(marker)
             if time.monotonic() < end:  # not the call's deadline (e.g. connecting timed out)
                 raise
-            raise WrennTimeoutError(
+            raise WrennCommandTimeoutError(
                 f"command did not finish within {deadline:g} s (ended)"
             ) from exc
         except BaseException:  # Ctrl-C, a broken connection: the command belongs to the call
