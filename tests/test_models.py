@@ -190,3 +190,22 @@ def test_models_validate_when_only_wrenn_models_is_imported() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == "cl-1 running running\n"
+
+
+def test_a_pending_snapshot_reads_as_the_template_the_official_sdk_returned() -> None:
+    # The official create_snapshot() returns a Template (parsed from the capsule the
+    # server answers): programs reading its template fields keep working on ours.
+    source = models.Capsule(
+        id="cl-1", status=models.CapsuleStatus.SNAPSHOTTING, vcpus=2, memory_mb=1024
+    )
+    pending = models.PendingSnapshot(name="snap-1", capsule=source)
+    assert pending.type == models.TemplateType.SNAPSHOT
+    assert (pending.vcpus, pending.memory_mb) == (2, 1024)
+    assert (pending.size_bytes, pending.created_at, pending.platform) == (0, None, False)
+    assert (pending.protected, pending.metadata) == (False, {})
+    assert "type" not in pending.model_dump()  # the dump stays the model's own fields
+    done = models.Template(
+        name="snap-1", type=models.TemplateType.SNAPSHOT, vcpus=4, memory_mb=512, size_bytes=9
+    )
+    finished = models.PendingSnapshot(name="snap-1", capsule=source, template=done)
+    assert (finished.vcpus, finished.memory_mb, finished.size_bytes) == (4, 512, 9)

@@ -153,3 +153,48 @@ class PendingSnapshot(WireModel):
     name: str
     capsule: Capsule | None = None
     template: Template | None = None
+
+    # The official SDK returns a Template here (parsed from the capsule the server
+    # answers): a program reading its template fields keeps working. Each is the
+    # finished template's when the server finished synchronously, else what is known.
+
+    @property
+    def type(self) -> TemplateType:
+        """Always a snapshot template."""
+        return self.template.type if self.template is not None else TemplateType.SNAPSHOT
+
+    @property
+    def vcpus(self) -> int | None:
+        """The template's vCPUs: the source capsule's until it is finished."""
+        if self.template is not None:
+            return self.template.vcpus
+        return self.capsule.vcpus if self.capsule is not None else None
+
+    @property
+    def memory_mb(self) -> int | None:
+        """The template's memory: the source capsule's until it is finished."""
+        if self.template is not None:
+            return self.template.memory_mb
+        return self.capsule.memory_mb if self.capsule is not None else None
+
+    @property
+    def size_bytes(self) -> int:
+        """0 until the snapshot is written (``client.snapshots.wait`` gives the size)."""
+        return self.template.size_bytes if self.template is not None else 0
+
+    @property
+    def created_at(self) -> dt.datetime | None:
+        """``None`` until the snapshot is written."""
+        return self.template.created_at if self.template is not None else None
+
+    @property
+    def platform(self) -> bool:
+        return False
+
+    @property
+    def protected(self) -> bool:
+        return self.template.protected if self.template is not None else False
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self.template.metadata) if self.template is not None else {}
