@@ -156,6 +156,23 @@ def test_an_official_program_catches_a_runs_timeout_as_an_agent_error(
     assert isinstance(caught[0], TimeoutError)
 
 
+def test_an_api_errors_message_is_the_servers_text_as_official(server: dict[str, str]) -> None:
+    # Official programs compare e.message with the server's text ("capsule not found");
+    # ours kept the request in the message. Now .message is the text and str() adds the
+    # request (which a traceback shows).
+    from wrenn.exceptions import WrennNotFoundError
+
+    with (
+        WrennClient(server["WRENN_API_KEY"], server["WRENN_BASE_URL"]) as client,
+        pytest.raises(WrennNotFoundError) as caught,
+    ):
+        client.capsules.get("cl-" + "0" * 25)
+    err = caught.value
+    assert err.message == "capsule not found"
+    assert err.request.startswith("GET /v1/capsules/cl-")
+    assert str(err) == f"capsule not found ({err.request})"
+
+
 def test_deprecated_aliases_warn() -> None:
     with pytest.warns(FutureWarning, match="Sandbox"):
         assert wrenn.Sandbox is Capsule

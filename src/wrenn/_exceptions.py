@@ -87,11 +87,15 @@ class WrennError(Exception):
     Attributes:
         code: A short machine-readable code: the server's ``error.code`` for API errors,
             or an SDK code such as ``"timeout"`` or ``"connection_error"``.
-        message: Human-readable text, free of credentials.
+        message: Human-readable text, free of credentials: for an API error the
+            server's own text, as in the official SDK.
         status_code: The HTTP status for API errors, else ``None``.
+        request: For an API error, the request that failed (``"POST /v1/..."``), which
+            ``str()`` appends to the message in parentheses; else ``""``.
     """
 
     default_code: ClassVar[str] = "error"
+    request: str = ""
 
     def __init__(
         self,
@@ -109,8 +113,9 @@ class WrennError(Exception):
         super().__init__(message)
 
     def __str__(self) -> str:
-        # the message alone, as in the official SDK; code and status are in repr()
-        return self.message
+        # the message (as in the official SDK), then which request failed; code and
+        # status are in repr()
+        return f"{self.message} ({self.request})" if self.request else self.message
 
     def __repr__(self) -> str:
         return (
@@ -456,14 +461,17 @@ def error_from_response(
         if len(text) > _MAX_BODY_TEXT:
             text = text[:_MAX_BODY_TEXT] + "…"
         message = text or f"HTTP {status}"
-    if context:
-        message = f"{message} ({context})"
     cls = _class_for(code, status)
+    made: WrennAPIError
     if issubclass(cls, WrennHostHasCapsulesError):
-        return cls(code, message, status, capsule_ids=capsule_ids)
-    if issubclass(cls, WrennRateLimitError | WrennUnavailableError):
-        return cls(code, message, status, retry_after=retry_after)
-    return cls(code, message, status)
+        made = cls(code, message, status, capsule_ids=capsule_ids)
+    elif issubclass(cls, WrennRateLimitError | WrennUnavailableError):
+        made = cls(code, message, status, retry_after=retry_after)
+    else:
+        made = cls(code, message, status)
+    if context:
+        made.request = context  # str() says which call failed; .message stays the server's
+    return made
 
 
 class CommandOutcome(Protocol):
