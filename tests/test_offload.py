@@ -21,6 +21,7 @@ from wrenn import (
     AsyncWrennClient,
     WrennConnectionError,
     WrennNotFoundError,
+    WrennProtocolError,
     WrennTimeoutError,
 )
 
@@ -427,3 +428,92 @@ async def test_a_size_line_split_by_a_pause_while_pieces_are_held_is_read_whole(
         assert b"".join(got) == b"first0123456789abcdef"
 
     await _hostile(splits, test)
+
+
+# --- hostile framing (a scripted peer: the real server frames every body well) ---------
+
+_CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+async def _download_from(
+    answer: Callable[[anyio.abc.SocketStream], Awaitable[None]],
+    *,
+    chunk_size: int = 256 * 1024,
+    within: float = 10,
+) -> bytes:
+    """The body of a download from a peer that answers with ``answer`` (what the client
+    read; what it raised comes out as it is). No reader thread is left afterwards."""
+    got: list[bytes] = []
+
+    async def behaviour(stream: anyio.abc.SocketStream) -> None:
+        await _read_head(stream)
+        try:
+            await answer(stream)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # the client closed the connection
+
+    async def test(c: AsyncWrennClient) -> None:
+        with anyio.fail_after(within):
+            async with c.files.read_stream("cl-1", "f.bin", chunk_size=chunk_size) as pieces:
+                got.extend([piece async for piece in pieces])
+
+    try:
+        await _hostile(behaviour, test)
+    except BaseExceptionGroup as group:  # the test's own error, out of _hostile's group
+        while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+            group = group.exceptions[0]  # type: ignore[assignment]
+        raise group from None
+    finally:
+        assert not _download_threads()
+    return b"".join(got)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [b"0x5", b"+5", b"0_5", b"-0", b"5 5", b"1" + b"0" * 16, b"\xd9\xa5", b""],
+    ids=["0x", "plus", "underscore", "minus-zero", "inner-space", "17-digits", "arabic", "empty"],
+)
+async def test_a_chunk_size_that_is_not_plain_hex_is_a_protocol_error(size: bytes) -> None:
+    # int(line, 16) took "0x5", "+5" and "0_5" for 5 and "-0" for the last chunk (the
+    # body then ended quietly, empty): a size line is 1 to 16 hex digits, as in the
+    # small calls' codec (wrenn._protocol.http1), else the framing is the peer's error.
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(_CHUNKED + size + b"\r\nhello\r\n0\r\n\r\n")
+        await anyio.sleep_forever()
+
+    with pytest.raises(WrennProtocolError, match="malformed chunk size"):
+        await _download_from(answer)
+
+
+@pytest.mark.parametrize(
+    "size", [b"5", b"05", b"5;name=value", b"5 ;x", b"5\t", b"0000000000000005"]
+)
+async def test_a_chunk_size_of_hex_digits_with_extensions_is_read(size: bytes) -> None:
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(_CHUNKED + size + b"\r\nhello\r\n0\r\n\r\n")
+        await anyio.sleep_forever()  # the end is told by the framing, not by the close
+
+    assert await _download_from(answer) == b"hello"
+
+
+async def test_endless_trailers_are_a_protocol_error_not_an_endless_read() -> None:
+    # After the last chunk the peer sends trailer lines, each short, without end: they
+    # were read (and dropped) for as long as it kept sending, the download never ending.
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(_CHUNKED + b"5\r\nhello\r\n0\r\n")
+        while True:
+            await stream.send(b"X-Trailer: " + b"t" * 100 + b"\r\n")
+
+    with pytest.raises(WrennProtocolError, match="trailers"):
+        await _download_from(answer)
+
+
+async def test_trailers_within_the_limit_end_the_body() -> None:
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(_CHUNKED + b"5\r\nhello\r\n0\r\n")
+        for _ in range(100):
+            await stream.send(b"X-Trailer: " + b"t" * 100 + b"\r\n")
+        await stream.send(b"\r\n")
+        await anyio.sleep_forever()
+
+    assert await _download_from(answer) == b"hello"

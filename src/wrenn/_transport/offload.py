@@ -38,6 +38,7 @@ import errno
 import ipaddress
 import math
 import os
+import re
 import socket
 import struct
 import sys
@@ -82,6 +83,9 @@ T = TypeVar("T")
 SOCKET_WAIT: Final = 60.0
 HEAD_LIMIT: Final = 64 * 1024  # status line and headers of an answer
 LINE_LIMIT: Final = 1024  # a chunk-size line, a trailer line
+TRAILERS_LIMIT: Final = HEAD_LIMIT  # all the trailer lines of a chunked body
+# a chunk's size: hex digits only (as the small calls' codec; not int()'s "0x", "+", "_")
+_CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
 BATCH_BYTES: Final = 2 * 1024 * 1024  # a download's read-ahead stops at this much
 WAKE_BYTES: Final = 1024 * 1024  # a flowing download wakes the loop at least this often
 HOLD: Final = 0.002  # a piece the loop waits for is held back this long at most
@@ -280,6 +284,7 @@ class _BodyReader:
         self._left: int | None = None if head.framing == UNTIL_CLOSE else head.length
         self._crlf_due = 0  # chunked: bytes of the CRLF after a chunk's data still to read
         self._trailers = False  # chunked: the last chunk came, its trailers are being read
+        self._trailer_bytes = 0  # chunked: of the trailer lines read so far
         self.done = head.framing == NO_BODY or (head.framing == LENGTH and not head.length)
 
     def piece(self, n: int) -> bytes:
@@ -292,18 +297,19 @@ class _BodyReader:
         if self._chunked and not self._left:
             if not self._trailers:
                 self._take_crlf()
-                line = conn.until_crlf(b"\r\n", LINE_LIMIT).split(b";", 1)[0].strip()
-                try:
-                    size = int(line, 16)
-                except ValueError:
-                    raise WrennProtocolError(f"a malformed chunk size ({conn.context})") from None
-                if size < 0:
+                line = conn.until_crlf(b"\r\n", LINE_LIMIT).split(b";", 1)[0].strip(b" \t")
+                if not _CHUNK_SIZE.fullmatch(line):
                     raise WrennProtocolError(f"a malformed chunk size ({conn.context})")
+                size = int(line, 16)
                 self._trailers = size == 0
                 self._left = size
             if self._trailers:
-                while conn.until_crlf(b"\r\n", LINE_LIMIT):  # trailers, up to an empty line
-                    pass
+                while line := conn.until_crlf(b"\r\n", LINE_LIMIT):  # up to an empty line
+                    self._trailer_bytes += len(line) + 2
+                    if self._trailer_bytes > TRAILERS_LIMIT:
+                        raise WrennProtocolError(
+                            f"the trailers are over {TRAILERS_LIMIT} bytes ({conn.context})"
+                        )
                 self.done = True
                 return b""
         want = n if self._left is None else min(n, self._left)
