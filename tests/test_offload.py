@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 
 import wrenn._transport.offload as offload
@@ -173,6 +174,15 @@ async def _read_head(stream: anyio.abc.SocketStream) -> bytes:
     while b"\r\n\r\n" not in got:
         got += await stream.receive()
     return got
+
+
+async def _until_closed(stream: anyio.abc.SocketStream) -> None:
+    """Read (and drop) what the client sends until it closes the connection."""
+    try:
+        while True:
+            await stream.receive()
+    except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass
 
 
 @pytest.fixture
@@ -517,3 +527,109 @@ async def test_trailers_within_the_limit_end_the_body() -> None:
         await anyio.sleep_forever()
 
     assert await _download_from(answer) == b"hello"
+
+
+# --- one body, several tasks -------------------------------------------------------------
+
+
+async def test_two_tasks_iterating_one_body_share_its_pieces_exactly(
+    server: dict[str, str],
+) -> None:
+    # Both tasks wait for a piece at once: each waited on the same wake-up socket,
+    # which anyio refuses (BusyResourceError, not a WrennError, out of the SDK).
+    data = os.urandom(6 * MIB + 321)
+    async with (
+        AsyncWrennClient(api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"]) as c,
+        c.capsule() as cap,
+    ):
+        await cap.files.write("f.bin", data)
+        for _ in range(3):
+            got: list[bytes] = []
+            with anyio.fail_after(30):
+                async with cap.files.read_stream("f.bin", chunk_size=64 * 1024) as pieces:
+
+                    async def eat(
+                        pieces: AsyncIterator[bytes] = pieces, got: list[bytes] = got
+                    ) -> None:
+                        async for piece in pieces:
+                            got.append(piece)  # no checkpoint: appended in the order taken
+                            await anyio.lowlevel.checkpoint()
+
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(3):
+                            tg.start_soon(eat)
+            assert b"".join(got) == data
+            assert not _download_threads()
+
+
+async def test_closing_a_body_another_task_waits_on_stops_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A task iterates the body while the block that opened it ends (a task group around
+    # the block, or a ScopedIterable closed from another task). A scripted peer: the
+    # body must stall so that the other task is waiting when the block ends. aclose
+    # waited on the wake-up socket the iterating task waited on: BusyResourceError out
+    # of the block, the thread never joined, three sockets never closed.
+    async def stalls(stream: anyio.abc.SocketStream) -> None:
+        await _read_head(stream)
+        await stream.send(_CHUNKED + b"5\r\nhello\r\n")
+        await _until_closed(stream)  # (and then no socket of its own left open)
+
+    outcome: list[BaseException | None] = []
+
+    async def test(c: AsyncWrennClient) -> None:
+        fds = open_fds()
+        with anyio.fail_after(10):
+            async with (
+                anyio.create_task_group() as tg,
+                c.files.read_stream("cl-1", "f.bin") as pieces,
+            ):
+
+                async def eat() -> None:
+                    try:
+                        async for _ in pieces:
+                            pass
+                        outcome.append(None)
+                    except WrennConnectionError as exc:
+                        outcome.append(exc)
+
+                tg.start_soon(eat)
+                await anyio.sleep(0.2)  # it has the first piece and waits for more
+            assert len(outcome) == 1  # it ended (quietly or told so), nothing stuck
+        assert not _download_threads()
+        assert await settled_fds(fds) <= fds
+
+    await _hostile(stalls, test)
+
+
+async def test_an_interrupted_close_still_closes_the_sockets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under trio a KeyboardInterrupt reaches even a shielded wait, such as aclose's wait
+    # for the thread (simulated here: the wait raises it). The thread ends anyway (its
+    # socket is shut down), but nobody closed its three sockets.
+    async def stalls(stream: anyio.abc.SocketStream) -> None:
+        await _read_head(stream)
+        await stream.send(_CHUNKED + b"5\r\nhello\r\n")
+        await _until_closed(stream)  # (and then no socket of its own left open)
+
+    async def test(c: AsyncWrennClient) -> None:
+        fds = open_fds()
+        real_wait = offload.OffloadBody._wait
+
+        async def interrupted(self: offload.OffloadBody) -> None:
+            if self._stopping:
+                raise KeyboardInterrupt
+            await real_wait(self)
+
+        with anyio.fail_after(10):
+            with pytest.raises(KeyboardInterrupt):
+                async with c.files.read_stream("cl-1", "f.bin") as pieces:
+                    assert await pieces.__anext__() == b"hello"
+                    monkeypatch.setattr(offload.OffloadBody, "_wait", interrupted)
+            monkeypatch.setattr(offload.OffloadBody, "_wait", real_wait)
+            while _download_threads():
+                await anyio.sleep(0.01)
+        assert await settled_fds(fds) <= fds
+
+    await _hostile(stalls, test)

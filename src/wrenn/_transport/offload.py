@@ -372,6 +372,9 @@ class OffloadBody:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        # one task at a time waits on _wake_r (a second waiter on one socket is refused
+        # by anyio: two tasks iterating the body, or aclose from another task)
+        self._turn = anyio.Lock()
         self._thread: threading.Thread | None = None
         self._reader: _BodyReader | None = None
 
@@ -525,16 +528,20 @@ class OffloadBody:
 
     async def __anext__(self) -> bytes:
         await anyio.lowlevel.checkpoint()  # a caller's loop is cancellable at every piece
-        while True:
-            with self._lock:
-                if self._ready:
-                    return self._take()
-                if self._ended or self._stopping:
-                    if self._failure is not None and not self._stopping:
-                        raise self._failure
-                    raise StopAsyncIteration
-                self._waiting = True
-            await self._wait()
+        with self._lock:
+            if self._ready:
+                return self._take()
+        async with self._turn:  # tasks iterating the body together wait in turn
+            while True:
+                with self._lock:
+                    if self._ready:
+                        return self._take()
+                    if self._ended or self._stopping:
+                        if self._failure is not None and not self._stopping:
+                            raise self._failure
+                        raise StopAsyncIteration
+                    self._waiting = True
+                await self._wait()
 
     def _take(self) -> bytes:
         piece = self._ready.popleft()
@@ -564,19 +571,23 @@ class OffloadBody:
             return
         if not ended:
             self._conn.abort()  # a blocked send or receive returns now
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_WAIT):
-            while True:
-                with self._lock:
-                    if self._ended:
-                        break
-                    self._waiting = True
-                await self._wait()
-        with self._lock:
-            ended = self._ended
-            self._orphaned = not ended
-        if ended:
-            self._thread.join()
-            self._close_all()
+        try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_WAIT):
+                # a task iterating meanwhile has the turn until the thread's end wakes it
+                async with self._turn:
+                    while True:
+                        with self._lock:
+                            if self._ended:
+                                break
+                            self._waiting = True
+                        await self._wait()
+        finally:  # also when the wait is interrupted (trio's KeyboardInterrupt reaches it)
+            with self._lock:
+                ended = self._ended
+                self._orphaned = not ended
+            if ended:
+                self._thread.join()
+                self._close_all()
 
 
 @final
