@@ -633,3 +633,29 @@ async def test_an_interrupted_close_still_closes_the_sockets(
         assert await settled_fds(fds) <= fds
 
     await _hostile(stalls, test)
+
+
+@pytest.mark.parametrize("size", [100_000, 10 * MIB])
+async def test_reading_a_body_after_its_block_ended_says_so(
+    server: dict[str, str], size: int
+) -> None:
+    # The block ended before the body was read: its read-ahead (up to BATCH_BYTES) was
+    # handed out, then the body ended quietly, short (or empty), with no error at all.
+    data = os.urandom(size)
+    async with (
+        AsyncWrennClient(api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"]) as c,
+        c.capsule() as cap,
+    ):
+        await cap.files.write("f.bin", data)
+        async with cap.files.read_stream("f.bin", chunk_size=64 * 1024) as pieces:
+            first = await pieces.__anext__()
+            await anyio.sleep(0.3)  # the thread reads ahead meanwhile
+        with pytest.raises(WrennConnectionError, match="this download is closed"):
+            async for _ in pieces:
+                pass
+        with pytest.raises(WrennConnectionError, match="this download is closed"):
+            await pieces.__anext__()  # and again
+        assert isinstance(pieces, offload.OffloadBody)
+        assert pieces.take_ready(100) == []
+        assert first == data[: len(first)]
+        assert not _download_threads()

@@ -529,6 +529,8 @@ class OffloadBody:
     async def __anext__(self) -> bytes:
         await anyio.lowlevel.checkpoint()  # a caller's loop is cancellable at every piece
         with self._lock:
+            if self._stopping:  # not the pieces read ahead, then a quiet end: a short body
+                raise self._closed_error()
             if self._ready:
                 return self._take()
         async with self._turn:  # tasks iterating the body together wait in turn
@@ -536,12 +538,20 @@ class OffloadBody:
                 with self._lock:
                     if self._ready:
                         return self._take()
-                    if self._ended or self._stopping:
-                        if self._failure is not None and not self._stopping:
+                    if self._stopping:  # closed by another task meanwhile
+                        raise self._closed_error()
+                    if self._ended:
+                        if self._failure is not None:
                             raise self._failure
                         raise StopAsyncIteration
                     self._waiting = True
                 await self._wait()
+
+    def _closed_error(self) -> WrennConnectionError:
+        return WrennConnectionError(
+            "this download is closed: read its chunks inside the"
+            f" `async with ... read_stream(...)` block ({self._conn.context})"
+        )
 
     def _take(self) -> bytes:
         piece = self._ready.popleft()
@@ -553,6 +563,8 @@ class OffloadBody:
     def take_ready(self, limit: int) -> list[bytes]:
         """Up to ``limit`` pieces already received, without waiting (for batching)."""
         with self._lock:
+            if self._stopping:
+                return []
             return [self._take() for _ in range(min(limit, len(self._ready)))]
 
     async def aclose(self) -> None:
