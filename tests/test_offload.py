@@ -7,6 +7,7 @@ cannot be told to stall mid-body)."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -659,3 +660,37 @@ async def test_reading_a_body_after_its_block_ended_says_so(
         assert pieces.take_ready(100) == []
         assert first == data[: len(first)]
         assert not _download_threads()
+
+
+async def test_a_body_of_tiny_chunks_read_ahead_stays_within_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A peer frames the body in 1-byte chunks (a scripted peer: the real server's chunks
+    # are large). Each is a piece of its own: counted by its bytes alone, the read-ahead
+    # held BATCH_BYTES pieces, each a bytes object and a deque slot (~50 times the
+    # bound in memory). (A smaller bound: the same count, reached sooner.)
+    monkeypatch.setattr(offload, "BATCH_BYTES", 64 * 1024)
+
+    async def tiny(stream: anyio.abc.SocketStream) -> None:
+        await _read_head(stream)
+        await stream.send(_CHUNKED)
+        block = b"1\r\nx\r\n" * 10_000
+        with pytest.raises((anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)):
+            for _ in range(1000):
+                await stream.send(block)
+
+    async def test(c: AsyncWrennClient) -> None:
+        with anyio.fail_after(30):
+            async with c.files.read_stream("cl-1", "f.bin") as pieces:
+                assert isinstance(pieces, offload.OffloadBody)
+                assert await pieces.__anext__() == b"x"
+                while pieces._backlog < offload.BATCH_BYTES:  # the thread reads ahead
+                    await anyio.sleep(0.05)
+                await anyio.sleep(0.1)  # (and would read on, were it not bounded)
+                with pieces._lock:
+                    held = sum(sys.getsizeof(piece) + 8 for piece in pieces._ready)
+                assert held <= offload.BATCH_BYTES + 256 * 1024
+                assert b"".join([await pieces.__anext__() for _ in range(100)]) == b"x" * 100
+            assert not _download_threads()
+
+    await _hostile(tiny, test)

@@ -26,7 +26,8 @@ Every promise of the event-loop path holds:
   (:data:`SOCKET_WAIT`, kernel ``SO_RCVTIMEO``/``SO_SNDTIMEO``) and then raises
   :class:`WrennTimeoutError`; a peer that closes mid-body raises
   :class:`WrennConnectionError`; error statuses are mapped as everywhere else.
-- Memory: a download's read-ahead (at most :data:`BATCH_BYTES` and one piece of at
+- Memory: a download's read-ahead (at most :data:`BATCH_BYTES`, pieces counted with
+  their own cost, :data:`PIECE_COST`, and one piece of at
   most ``chunk_size``), or one caller's chunk in flight.
 
 TLS (``https://``) and clients on a caller's own transport keep the event-loop path.
@@ -87,6 +88,9 @@ TRAILERS_LIMIT: Final = HEAD_LIMIT  # all the trailer lines of a chunked body
 # a chunk's size: hex digits only (as the small calls' codec; not int()'s "0x", "+", "_")
 _CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
 BATCH_BYTES: Final = 2 * 1024 * 1024  # a download's read-ahead stops at this much
+# what a piece read ahead costs beyond its bytes (the bytes object's header, its deque
+# slot), counted in the read-ahead: a body of 1-byte chunks held ~50 times BATCH_BYTES
+PIECE_COST: Final = 64
 WAKE_BYTES: Final = 1024 * 1024  # a flowing download wakes the loop at least this often
 HOLD: Final = 0.002  # a piece the loop waits for is held back this long at most
 CLOSE_WAIT: Final = 5.0  # how long closing a download waits for its thread
@@ -362,7 +366,7 @@ class OffloadBody:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # the thread waits here for room
         self._ready: deque[bytes] = deque()
-        self._backlog = 0  # bytes in _ready
+        self._backlog = 0  # bytes in _ready, and PIECE_COST for each piece
         self._opened = False  # the answer's head is in and is not an error
         self._ended = False  # the thread has nothing more to do (it closes nothing)
         self._failure: BaseException | None = None
@@ -454,7 +458,7 @@ class OffloadBody:
                 self._opened = True
             elif piece:
                 self._ready.append(piece)
-                self._backlog += len(piece)
+                self._backlog += len(piece) + PIECE_COST
                 if (
                     hold
                     and self._waiting
@@ -555,7 +559,7 @@ class OffloadBody:
 
     def _take(self) -> bytes:
         piece = self._ready.popleft()
-        self._backlog -= len(piece)
+        self._backlog -= len(piece) + PIECE_COST
         if self._backlog < BATCH_BYTES:
             self._room.notify()
         return piece
