@@ -7,8 +7,11 @@ cannot be told to stall mid-body)."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio
@@ -16,6 +19,7 @@ import anyio.abc
 import anyio.lowlevel
 import pytest
 
+import wrenn
 import wrenn._transport.offload as offload
 from tests.descriptors import open_fds, settled_fds
 from tests.localserver import server_process
@@ -607,16 +611,16 @@ async def test_an_interrupted_close_still_closes_the_sockets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Under trio a KeyboardInterrupt reaches even a shielded wait, such as aclose's wait
-    # for the thread (simulated here: the wait raises it). The thread ends anyway (its
-    # socket is shut down), but nobody closed its three sockets.
+    # for the thread (simulated: that wait raises it, and the thread is made to end only
+    # after it). The thread ends later, but nobody closed its three sockets.
     async def stalls(stream: anyio.abc.SocketStream) -> None:
         await _read_head(stream)
         await stream.send(_CHUNKED + b"5\r\nhello\r\n")
-        await _until_closed(stream)  # (and then no socket of its own left open)
+        await _until_closed(stream)
 
     async def test(c: AsyncWrennClient) -> None:
         fds = open_fds()
-        real_wait = offload.OffloadBody._wait
+        real_wait, real_abort = offload.OffloadBody._wait, offload._Conn.abort
 
         async def interrupted(self: offload.OffloadBody) -> None:
             if self._stopping:
@@ -626,9 +630,11 @@ async def test_an_interrupted_close_still_closes_the_sockets(
         with anyio.fail_after(10):
             with pytest.raises(KeyboardInterrupt):
                 async with c.files.read_stream("cl-1", "f.bin") as pieces:
+                    assert isinstance(pieces, offload.OffloadBody)
                     assert await pieces.__anext__() == b"hello"
                     monkeypatch.setattr(offload.OffloadBody, "_wait", interrupted)
-            monkeypatch.setattr(offload.OffloadBody, "_wait", real_wait)
+                    monkeypatch.setattr(offload._Conn, "abort", lambda self: None)
+            real_abort(pieces._conn)  # the thread ends now
             while _download_threads():
                 await anyio.sleep(0.01)
         assert await settled_fds(fds) <= fds
@@ -694,3 +700,75 @@ async def test_a_body_of_tiny_chunks_read_ahead_stays_within_the_bound(
             assert not _download_threads()
 
     await _hostile(tiny, test)
+
+
+# --- a whole program: Ctrl-C and exits with a download under way -------------------------
+
+_PROGRAM = """
+import os, sys, threading, time
+import anyio
+from wrenn import AsyncWrennClient
+
+backend, leave = sys.argv[1], sys.argv[2]
+
+def download_threads():
+    return [t for t in threading.enumerate() if t.name == "wrenn download"]
+
+async def main():
+    async with AsyncWrennClient() as c, c.capsule() as cap:
+        await cap.files.write("big.bin", os.urandom(16 * 1024 * 1024))
+        if leave == "abandoned":  # entered, never left: the thread reads on
+            block = cap.files.read_stream("big.bin", chunk_size=65536)
+            pieces = await block.__aenter__()
+            await pieces.__anext__()
+            print("reading", flush=True)
+            return
+        async with cap.files.read_stream("big.bin", chunk_size=65536) as pieces:
+            n = 0
+            async for _ in pieces:
+                n += 1
+                if n == 1:
+                    print("reading", flush=True)
+                if leave == "exit" and n == 5:
+                    sys.exit(3)
+                await anyio.sleep(0.01)  # slow: Ctrl-C comes mid-body
+
+try:
+    anyio.run(main, backend=backend)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+finally:
+    deadline = time.monotonic() + 5
+    while download_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("threads left:", len(download_threads()), flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("leave", ["ctrl-c", "exit", "abandoned"])
+def test_a_program_left_mid_download_ends_promptly_and_quietly(
+    server: dict[str, str], backend: str, leave: str
+) -> None:
+    # Ctrl-C (SIGINT) while the body flows; sys.exit() inside the block; a block entered
+    # and never left (the event loop's end finalises it). The program ends at once,
+    # with no thread of a download left and nothing on stderr.
+    env = {**os.environ, **server, "PYTHONPATH": os.path.dirname(os.path.dirname(wrenn.__file__))}
+    with subprocess.Popen(
+        [sys.executable, "-c", _PROGRAM, backend, leave],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as program:
+        assert program.stdout is not None
+        assert program.stdout.readline() == "reading\n"
+        if leave == "ctrl-c":
+            time.sleep(0.2)
+            program.send_signal(signal.SIGINT)
+        out, err = program.communicate(timeout=30)
+    assert err == ""
+    assert out.endswith("threads left: 0\n")
+    assert program.returncode == (3 if leave == "exit" else 0)
+    if leave == "ctrl-c":
+        assert out.startswith("interrupted\n")
