@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -155,6 +156,7 @@ async def test_a_large_write_cancelled_at_many_points_leaves_nothing_behind(
 async def _hostile(
     behaviour: Callable[[anyio.abc.SocketStream], Awaitable[None]],
     test: Callable[[AsyncWrennClient], Awaitable[None]],
+    **options: Any,
 ) -> None:
     async with anyio.create_task_group() as tg:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
@@ -169,7 +171,9 @@ async def _hostile(
 
         tg.start_soon(serve)
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        async with AsyncWrennClient(api_key=KEY, base_url=f"http://127.0.0.1:{port}") as c:
+        async with AsyncWrennClient(
+            api_key=KEY, base_url=f"http://127.0.0.1:{port}", **options
+        ) as c:
             await test(c)
         tg.cancel_scope.cancel()
 
@@ -455,16 +459,17 @@ async def _download_from(
     *,
     chunk_size: int = 256 * 1024,
     within: float = 10,
+    **options: Any,
 ) -> bytes:
     """The body of a download from a peer that answers with ``answer`` (what the client
     read; what it raised comes out as it is). No reader thread is left afterwards."""
     got: list[bytes] = []
 
     async def behaviour(stream: anyio.abc.SocketStream) -> None:
-        await _read_head(stream)
         try:
+            await _read_head(stream)
             await answer(stream)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass  # the client closed the connection
 
     async def test(c: AsyncWrennClient) -> None:
@@ -473,7 +478,7 @@ async def _download_from(
                 got.extend([piece async for piece in pieces])
 
     try:
-        await _hostile(behaviour, test)
+        await _hostile(behaviour, test, **options)
     except BaseExceptionGroup as group:  # the test's own error, out of _hostile's group
         while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
             group = group.exceptions[0]  # type: ignore[assignment]
@@ -700,6 +705,125 @@ async def test_a_body_of_tiny_chunks_read_ahead_stays_within_the_bound(
             assert not _download_threads()
 
     await _hostile(tiny, test)
+
+
+# --- more hostile answers: each must end as the framing says, or with a WrennError ------
+
+
+async def test_a_body_framed_by_the_close_after_interim_answers_comes_out_exact() -> None:
+    data = os.urandom(3 * MIB + 17)
+
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await stream.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n")
+        await stream.send(b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")
+        for at in range(0, len(data), 100_000):
+            await stream.send(data[at : at + 100_000])
+        await stream.aclose()  # the end of the body
+
+    assert await _download_from(answer, chunk_size=70_000) == data
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_a_whole_body_ends_the_download_though_the_peer_keeps_the_connection(
+    framing: str,
+) -> None:
+    data = os.urandom(MIB + 5)
+
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        if framing == "length":
+            await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+        else:
+            await stream.send(_CHUNKED + b"%x\r\n" % len(data) + data + b"\r\n0\r\n\r\n")
+        await _until_closed(stream)
+
+    assert await _download_from(answer) == data
+
+
+async def test_a_head_over_its_limit_is_a_protocol_error() -> None:
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(b"HTTP/1.1 200 OK\r\n")
+        while True:
+            await stream.send(b"X-Padding: " + b"p" * 1000 + b"\r\n")
+
+    with pytest.raises(WrennProtocolError, match="over 65536 bytes"):
+        await _download_from(answer)
+
+
+async def test_a_size_line_over_its_limit_is_a_protocol_error() -> None:
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(_CHUNKED + b"5\r\nhello\r\n" + b"0" * 5000)
+        await _until_closed(stream)
+
+    with pytest.raises(WrennProtocolError, match="over 1024 bytes"):
+        await _download_from(answer)
+
+
+async def test_an_error_answer_whose_body_never_ends_is_raised_by_the_call_timeout() -> None:
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await stream.send(b'22\r\n{"error":{"code":"not_found","message"\r\n')
+        while True:  # the rest trickles, never ending
+            await stream.send(b"1\r\n \r\n")
+            await anyio.sleep(0.01)
+
+    with pytest.raises(WrennNotFoundError):
+        await _download_from(answer, timeout=1.0)
+
+
+async def test_a_peer_that_trickles_bytes_around_the_hold_time_gives_the_exact_body() -> None:
+    # One byte at a time, pauses around HOLD: holds start and end inside size lines,
+    # data and CRLFs; the consumer waits throughout.
+    rng = __import__("random").Random(7)
+    data = bytes(rng.randrange(256) for _ in range(3000))
+    wire = bytearray()
+    for at in range(0, len(data), 37):
+        part = data[at : at + 37]
+        wire += b"%x;ext=%d\r\n" % (len(part), at) + part + b"\r\n"
+    wire += b"0\r\n\r\n"
+
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(_CHUNKED)
+        for i in range(len(wire)):
+            await stream.send(bytes(wire[i : i + 1]))
+            if i % 3 == 0:
+                await anyio.sleep(rng.choice([0.001, 0.002, 0.003]))
+        await _until_closed(stream)
+
+    assert await _download_from(answer, chunk_size=16, within=60) == data
+
+
+@pytest.mark.parametrize("after", [0.0, 0.001, 0.002, 0.005, 0.02, 0.05])
+async def test_cancelled_before_the_head_or_during_a_hold_nothing_is_left(after: float) -> None:
+    # The head comes after 20 ms, then a body that trickles (pieces held while the
+    # consumer waits): cancelled at points before the head and during holds.
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        await anyio.sleep(0.02)
+        await stream.send(_CHUNKED)
+        while True:
+            await stream.send(b"3\r\nabc\r\n")
+            await anyio.sleep(0.001)
+
+    async def test(c: AsyncWrennClient) -> None:
+        fds = open_fds()
+        with anyio.fail_after(10):
+            with anyio.CancelScope() as scope:
+                scope.deadline = anyio.current_time() + after
+                async with c.files.read_stream("cl-1", "f.bin") as pieces:
+                    async for _ in pieces:
+                        pass
+            assert scope.cancelled_caught  # the cancellation came out, nothing else
+        assert not _download_threads()
+        assert await settled_fds(fds) <= fds
+
+    async def behaviour(stream: anyio.abc.SocketStream) -> None:
+        try:
+            await _read_head(stream)
+            await answer(stream)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # the client closed the connection
+
+    await _hostile(behaviour, test)
 
 
 # --- a whole program: Ctrl-C and exits with a download under way -------------------------
