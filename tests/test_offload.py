@@ -896,3 +896,56 @@ def test_a_program_left_mid_download_ends_promptly_and_quietly(
     assert program.returncode == (3 if leave == "exit" else 0)
     if leave == "ctrl-c":
         assert out.startswith("interrupted\n")
+
+
+async def test_a_held_piece_is_handed_on_while_the_next_size_line_trickles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The consumer waits; "hello" comes with the first byte of the next size line, so
+    # it is held (at most HOLD) while the thread reads on. The rest of that line then
+    # trickles in, a byte at a time, each well within HOLD of the last, until the
+    # consumer has "hello": the hold must end by its deadline, not go on while bytes
+    # keep coming (the line would pass LINE_LIMIT first: a protocol error). (A longer
+    # hold, so that the peer's pauses are surely within it.)
+    monkeypatch.setattr(offload, "HOLD", 0.05)
+    seen = anyio.Event()
+
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        await _read_head(stream)
+        await stream.send(_CHUNKED)
+        await anyio.sleep(0.2)  # the consumer waits by now
+        await stream.send(b"5\r\nhello\r\n3;")
+        for _ in range(2000):
+            if seen.is_set():
+                break
+            await stream.send(b"x")
+            await anyio.sleep(0.002)
+        await stream.send(b"\r\nend\r\n0\r\n\r\n")
+        await _until_closed(stream)
+
+    async def test(c: AsyncWrennClient) -> None:
+        got: list[bytes] = []
+        with anyio.fail_after(10):
+            async with c.files.read_stream("cl-1", "f.bin") as pieces:
+                async for piece in pieces:
+                    got.append(piece)
+                    seen.set()
+        assert got == [b"hello", b"end"]
+
+    await _hostile(answer, test)
+
+
+async def test_an_error_answer_whose_size_line_trickles_is_raised_by_the_call_timeout() -> None:
+    # The error's body trickles inside one size line, a byte each 50 ms: each wait of
+    # the socket was bounded by the time left when the piece began, so the line went on
+    # past the call's timeout (1 s) until the opening's backstop gave up: a timeout
+    # instead of the 404 the server answered.
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await stream.send(b"3;")
+        for _ in range(1000):
+            await stream.send(b"x")
+            await anyio.sleep(0.05)
+
+    with pytest.raises(WrennNotFoundError):
+        await _download_from(answer, timeout=1.0, max_retries=0)

@@ -291,24 +291,28 @@ class _BodyReader:
         self._trailer_bytes = 0  # chunked: of the trailer lines read so far
         self.done = head.framing == NO_BODY or (head.framing == LENGTH and not head.length)
 
-    def piece(self, n: int) -> bytes:
+    def piece(self, n: int, deadline: float | None = None) -> bytes:
         """The next piece (``b""`` at the end of the body). Interrupted by the socket's
         receive timeout, it raises (``TimeoutError``/``BlockingIOError``) with nothing
-        lost, or returns the part of the piece that came: the next call goes on."""
+        lost, or returns the part of the piece that came: the next call goes on. With a
+        ``deadline`` (monotonic), each wait is bounded by the time left before it, so
+        the call as a whole ends by then (bytes that trickle in, each within a wait's
+        bound, do not stretch it); the socket's receive timeout is left changed."""
         if self.done:
             return b""
         conn = self._conn
         if self._chunked and not self._left:
             if not self._trailers:
-                self._take_crlf()
-                line = conn.until_crlf(b"\r\n", LINE_LIMIT).split(b";", 1)[0].strip(b" \t")
+                self._take_crlf(deadline)
+                line = conn.until_crlf(b"\r\n", LINE_LIMIT, deadline)
+                line = line.split(b";", 1)[0].strip(b" \t")
                 if not _CHUNK_SIZE.fullmatch(line):
                     raise WrennProtocolError(f"a malformed chunk size ({conn.context})")
                 size = int(line, 16)
                 self._trailers = size == 0
                 self._left = size
             if self._trailers:
-                while line := conn.until_crlf(b"\r\n", LINE_LIMIT):  # up to an empty line
+                while line := conn.until_crlf(b"\r\n", LINE_LIMIT, deadline):  # to an empty line
                     self._trailer_bytes += len(line) + 2
                     if self._trailer_bytes > TRAILERS_LIMIT:
                         raise WrennProtocolError(
@@ -317,6 +321,7 @@ class _BodyReader:
                 self.done = True
                 return b""
         want = n if self._left is None else min(n, self._left)
+        self._bound(deadline)
         data = conn.sock.recv(want, socket.MSG_WAITALL)
         if not data:
             if self._left is None:  # framed by the end of the connection
@@ -330,8 +335,17 @@ class _BodyReader:
                 self._crlf_due = 2 if self._chunked else 0
         return data
 
-    def _take_crlf(self) -> None:
+    def _bound(self, deadline: float | None) -> None:
+        """The socket's next wait bounded by the time left before ``deadline``."""
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the deadline passed")
+            self._conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(left))
+
+    def _take_crlf(self, deadline: float | None = None) -> None:
         while self._crlf_due:
+            self._bound(deadline)
             got = self._conn.sock.recv(self._crlf_due, socket.MSG_WAITALL)
             if not got or got != b"\r\n"[2 - self._crlf_due :][: len(got)]:
                 raise WrennProtocolError(f"a malformed chunked body ({self._conn.context})")
@@ -378,7 +392,7 @@ class OffloadBody:
         self._wake_w.setblocking(False)
         # one task at a time waits on _wake_r (a second waiter on one socket is refused
         # by anyio: two tasks iterating the body, or aclose from another task)
-        self._turn = anyio.Lock()
+        self._turn = anyio.Lock(fast_acquire=True)  # (__anext__ has had its checkpoint)
         self._thread: threading.Thread | None = None
         self._reader: _BodyReader | None = None
 
@@ -477,13 +491,11 @@ class OffloadBody:
         by ``deadline`` (monotonic; the socket's receive timeout shortened to the time
         left, nothing read is lost when it strikes), or ``None`` if nothing of it does
         (the held pieces are then handed on)."""
-        left = deadline - time.monotonic()
-        if left <= 0:
+        if deadline - time.monotonic() <= 0:
             return None
         sock = self._conn.sock
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(left))
         try:
-            return reader.piece(n)
+            return reader.piece(n, deadline)
         except (TimeoutError, BlockingIOError):
             return None
         finally:
@@ -964,12 +976,7 @@ class Offload:
         size = 0
         try:
             while size < ERROR_BODY_LIMIT:
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(left))
-                data = reader.piece(ERROR_BODY_LIMIT - size)
+                data = reader.piece(ERROR_BODY_LIMIT - size, deadline)
                 if not data:
                     break
                 parts.append(data)
