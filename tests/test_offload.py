@@ -6,8 +6,10 @@ cannot be told to stall mid-body)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -949,3 +951,44 @@ async def test_an_error_answer_whose_size_line_trickles_is_raised_by_the_call_ti
 
     with pytest.raises(WrennNotFoundError):
         await _download_from(answer, timeout=1.0, max_retries=0)
+
+
+# --- no thread or socket pair to be had --------------------------------------------------
+
+
+class _NoThreads(threading.Thread):
+    def start(self) -> None:
+        raise RuntimeError("can't start new thread")
+
+
+@pytest.mark.parametrize("lacking", ["thread", "socket pair"])
+async def test_a_download_that_cannot_start_raises_a_wrenn_error_and_closes_all(
+    server: dict[str, str], monkeypatch: pytest.MonkeyPatch, lacking: str
+) -> None:
+    # (Simulated: a process out of threads or descriptors.) A thread that could not
+    # start was waited for (CLOSE_WAIT, 5 s) and its sockets left open, the
+    # RuntimeError coming out as it was; without a socket pair the connection was left
+    # open and the OSError came out as it was.
+    async with (
+        AsyncWrennClient(api_key=server["WRENN_API_KEY"], base_url=server["WRENN_BASE_URL"]) as c,
+        c.capsule() as cap,
+    ):
+        await cap.files.write("f.bin", b"data")
+        assert await cap.files.exists("f.bin")  # (the small calls' connections: open now)
+        monkeypatch.setattr(offload, "CLOSE_WAIT", 60.0)
+        fds = open_fds()
+        with monkeypatch.context() as patch:
+            if lacking == "thread":
+                patch.setattr(offload.threading, "Thread", _NoThreads)
+            else:
+
+                def no_pair() -> tuple[socket.socket, socket.socket]:
+                    raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+                patch.setattr(offload.socket, "socketpair", no_pair)
+            with anyio.fail_after(10), pytest.raises(WrennConnectionError, match="cannot start"):
+                async with cap.files.read_stream("f.bin"):
+                    pass
+        assert await settled_fds(fds) <= fds
+        async with cap.files.read_stream("f.bin") as pieces:  # and the next one works
+            assert b"".join([piece async for piece in pieces]) == b"data"

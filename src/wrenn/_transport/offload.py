@@ -404,11 +404,17 @@ class OffloadBody:
     def start(self, request: bytes, deadline: float | None, open_timeout: float) -> None:
         """Start the thread: send ``request``, read the answer's head by ``deadline``
         (monotonic; ``None``: no bound), then the body."""
-        self._thread = threading.Thread(
+        thread = threading.Thread(
             target=self._run, args=(request, deadline, open_timeout), name="wrenn download"
         )
-        self._thread.daemon = True  # never holds the interpreter's exit (aclose joins it)
-        self._thread.start()
+        thread.daemon = True  # never holds the interpreter's exit (aclose joins it)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # no thread to be had: aclose closes what is open
+            raise WrennConnectionError(
+                f"cannot start the download: {exc} ({self._conn.context})"
+            ) from exc
+        self._thread = thread
 
     def _run(self, request: bytes, deadline: float | None, open_timeout: float) -> None:
         conn = self._conn
@@ -789,7 +795,13 @@ class Offload:
             conn = await self._connect(context, min(self._connect_timeout, open_timeout))
         if scope.cancelled_caught:
             raise WrennTimeoutError(f"no answer within {open_timeout:g} s ({context})")
-        answer = OffloadBody(conn, chunk_size)
+        try:
+            answer = OffloadBody(conn, chunk_size)
+        except BaseException as exc:
+            conn.sock.close()
+            if isinstance(exc, OSError):  # no socket pair to be had (EMFILE, say)
+                raise WrennConnectionError(f"cannot start the download: {exc} ({context})") from exc
+            raise
         try:
             answer.start(request, deadline, open_timeout)
             with anyio.move_on_after(open_timeout + 1.0) as scope:  # the thread's own bound first
