@@ -26,9 +26,9 @@ Every promise of the event-loop path holds:
   (:data:`SOCKET_WAIT`, kernel ``SO_RCVTIMEO``/``SO_SNDTIMEO``) and then raises
   :class:`WrennTimeoutError`; a peer that closes mid-body raises
   :class:`WrennConnectionError`; error statuses are mapped as everywhere else.
-- Memory: a download's read-ahead (at most :data:`BATCH_BYTES`, pieces counted with
-  their own cost, :data:`PIECE_COST`, and one piece of at
-  most ``chunk_size``), or one caller's chunk in flight.
+- Memory: a download's read-ahead (at most :data:`BATCH_BYTES`, each piece counted
+  with :data:`PIECE_COST` on top of its bytes, and one piece of at most
+  ``chunk_size``), or one caller's chunk in flight.
 
 TLS (``https://``) and clients on a caller's own transport keep the event-loop path.
 """
@@ -372,7 +372,8 @@ class OffloadBody:
     flows costs no loop crossing per piece. Works alike under asyncio and trio; no
     worker pool is used. A body that breaks off raises :class:`WrennConnectionError`
     once the pieces before the break are taken; a wait over :data:`SOCKET_WAIT` raises
-    :class:`WrennTimeoutError`."""
+    :class:`WrennTimeoutError`. Tasks iterating it together share its pieces; once it
+    is closed, iterating it raises :class:`WrennConnectionError` (never a short body)."""
 
     def __init__(self, conn: _Conn, chunk_size: int) -> None:
         self._conn = conn
