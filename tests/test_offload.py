@@ -33,6 +33,7 @@ from wrenn import (
     WrennProtocolError,
     WrennTimeoutError,
 )
+from wrenn._transport.http import httpx
 
 KEY = "wrn_" + "x" * 32
 MIB = 1024 * 1024
@@ -992,3 +993,28 @@ async def test_a_download_that_cannot_start_raises_a_wrenn_error_and_closes_all(
         assert await settled_fds(fds) <= fds
         async with cap.files.read_stream("f.bin") as pieces:  # and the next one works
             assert b"".join([piece async for piece in pieces]) == b"data"
+
+
+async def test_reading_a_body_after_its_block_ended_says_so_on_the_event_loop_path_too(
+    server: dict[str, str],
+) -> None:
+    # A transport of the caller's own keeps downloads on the event loop (BodyChunks):
+    # read after its block, the body ended quietly, empty, as the thread's did.
+    data = os.urandom(3 * MIB)
+    async with (
+        AsyncWrennClient(
+            api_key=server["WRENN_API_KEY"],
+            base_url=server["WRENN_BASE_URL"],
+            http_transport=httpx.AsyncHTTPTransport(),
+        ) as c,
+        c.capsule() as cap,
+    ):
+        assert c.files._offload() is None
+        await cap.files.write("f.bin", data)
+        async with cap.files.read_stream("f.bin", chunk_size=MIB) as pieces:
+            assert data.startswith(await pieces.__anext__())
+        with pytest.raises(WrennConnectionError, match="this download is closed"):
+            await pieces.__anext__()
+        assert pieces.take_ready(10) == []
+        async with cap.files.read_stream("f.bin", chunk_size=MIB) as pieces:
+            assert b"".join([piece async for piece in pieces]) == data
