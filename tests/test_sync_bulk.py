@@ -488,3 +488,12 @@ def test_chunks_read_after_their_block_ended_say_so(server: dict[str, str]) -> N
         assert _sockets() <= before
         with pytest.raises(WrennConnectionError, match="inside the `with"):
             next(iter(chunks))  # was "Bad file descriptor"
+
+
+def test_an_error_answer_whose_size_line_trickles_is_raised_within_the_call_timeout() -> None:
+    # A byte of the error body's size line every 0.1 s, for 20 s: each piece's waits
+    # were bounded by the time left when the piece began, not by the call's deadline.
+    head = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3;"
+    exc, took, _ = _hostile_download([head] + [b"x"] * 200, 0.1, timeout=0.5, max_retries=0)
+    assert isinstance(exc, WrennNotFoundError), exc  # the status, not a timeout
+    assert took < 10  # the call's 0.5 s, not the peer's 20 s

@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - depends on the httpx2 version
 
 from .._config import CLIENT_DEFAULT, ClientConfig, Timeout
 from .._exceptions import (
+    WrennConnectionError,
     WrennProtocolError,
     WrennTimeoutError,
     WrennTransportError,
@@ -141,11 +142,17 @@ class BodyChunks:
         self._chunk_size = chunk_size
         self._split: deque[bytes] = deque()
         self._context = context
+        self._closed = False
 
     def __aiter__(self) -> BodyChunks:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._closed:  # not a quiet end: that would be a short body
+            raise WrennConnectionError(
+                "this download is closed: read its chunks inside the"
+                f" `async with ... read_stream(...)` block ({self._context})"
+            )
         if self._split:
             return self._split.popleft()
         with map_transport_errors(self._context):
@@ -159,10 +166,14 @@ class BodyChunks:
 
     def take_ready(self, limit: int) -> list[bytes]:
         """Up to ``limit`` chunks already received, without waiting (for batching)."""
+        if self._closed:
+            return []
         return [self._split.popleft() for _ in range(min(limit, len(self._split)))]
 
     async def aclose(self) -> None:
-        """Stop reading (shielded and bounded: safe in a ``finally``)."""
+        """Stop reading (shielded and bounded: safe in a ``finally``); reading on then
+        raises :class:`WrennConnectionError`."""
+        self._closed = True
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             await self._chunks.aclose()
 

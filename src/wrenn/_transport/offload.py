@@ -26,8 +26,9 @@ Every promise of the event-loop path holds:
   (:data:`SOCKET_WAIT`, kernel ``SO_RCVTIMEO``/``SO_SNDTIMEO``) and then raises
   :class:`WrennTimeoutError`; a peer that closes mid-body raises
   :class:`WrennConnectionError`; error statuses are mapped as everywhere else.
-- Memory: a download's read-ahead (at most :data:`BATCH_BYTES` and one piece of at
-  most ``chunk_size``), or one caller's chunk in flight.
+- Memory: a download's read-ahead (at most :data:`BATCH_BYTES`, each piece counted
+  with :data:`PIECE_COST` on top of its bytes, and one piece of at most
+  ``chunk_size``), or one caller's chunk in flight.
 
 TLS (``https://``) and clients on a caller's own transport keep the event-loop path.
 """
@@ -38,6 +39,7 @@ import errno
 import ipaddress
 import math
 import os
+import re
 import socket
 import struct
 import sys
@@ -82,7 +84,13 @@ T = TypeVar("T")
 SOCKET_WAIT: Final = 60.0
 HEAD_LIMIT: Final = 64 * 1024  # status line and headers of an answer
 LINE_LIMIT: Final = 1024  # a chunk-size line, a trailer line
+TRAILERS_LIMIT: Final = HEAD_LIMIT  # all the trailer lines of a chunked body
+# a chunk's size: hex digits only (as the small calls' codec; not int()'s "0x", "+", "_")
+_CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
 BATCH_BYTES: Final = 2 * 1024 * 1024  # a download's read-ahead stops at this much
+# what a piece read ahead costs beyond its bytes (the bytes object's header, its deque
+# slot), counted in the read-ahead: a body of 1-byte chunks held ~50 times BATCH_BYTES
+PIECE_COST: Final = 64
 WAKE_BYTES: Final = 1024 * 1024  # a flowing download wakes the loop at least this often
 HOLD: Final = 0.002  # a piece the loop waits for is held back this long at most
 CLOSE_WAIT: Final = 5.0  # how long closing a download waits for its thread
@@ -280,33 +288,40 @@ class _BodyReader:
         self._left: int | None = None if head.framing == UNTIL_CLOSE else head.length
         self._crlf_due = 0  # chunked: bytes of the CRLF after a chunk's data still to read
         self._trailers = False  # chunked: the last chunk came, its trailers are being read
+        self._trailer_bytes = 0  # chunked: of the trailer lines read so far
         self.done = head.framing == NO_BODY or (head.framing == LENGTH and not head.length)
 
-    def piece(self, n: int) -> bytes:
+    def piece(self, n: int, deadline: float | None = None) -> bytes:
         """The next piece (``b""`` at the end of the body). Interrupted by the socket's
         receive timeout, it raises (``TimeoutError``/``BlockingIOError``) with nothing
-        lost, or returns the part of the piece that came: the next call goes on."""
+        lost, or returns the part of the piece that came: the next call goes on. With a
+        ``deadline`` (monotonic), each wait is bounded by the time left before it, so
+        the call as a whole ends by then (bytes that trickle in, each within a wait's
+        bound, do not stretch it); the socket's receive timeout is left changed."""
         if self.done:
             return b""
         conn = self._conn
         if self._chunked and not self._left:
             if not self._trailers:
-                self._take_crlf()
-                line = conn.until_crlf(b"\r\n", LINE_LIMIT).split(b";", 1)[0].strip()
-                try:
-                    size = int(line, 16)
-                except ValueError:
-                    raise WrennProtocolError(f"a malformed chunk size ({conn.context})") from None
-                if size < 0:
+                self._take_crlf(deadline)
+                line = conn.until_crlf(b"\r\n", LINE_LIMIT, deadline)
+                line = line.split(b";", 1)[0].strip(b" \t")
+                if not _CHUNK_SIZE.fullmatch(line):
                     raise WrennProtocolError(f"a malformed chunk size ({conn.context})")
+                size = int(line, 16)
                 self._trailers = size == 0
                 self._left = size
             if self._trailers:
-                while conn.until_crlf(b"\r\n", LINE_LIMIT):  # trailers, up to an empty line
-                    pass
+                while line := conn.until_crlf(b"\r\n", LINE_LIMIT, deadline):  # to an empty line
+                    self._trailer_bytes += len(line) + 2
+                    if self._trailer_bytes > TRAILERS_LIMIT:
+                        raise WrennProtocolError(
+                            f"the trailers are over {TRAILERS_LIMIT} bytes ({conn.context})"
+                        )
                 self.done = True
                 return b""
         want = n if self._left is None else min(n, self._left)
+        self._bound(deadline)
         data = conn.sock.recv(want, socket.MSG_WAITALL)
         if not data:
             if self._left is None:  # framed by the end of the connection
@@ -320,8 +335,17 @@ class _BodyReader:
                 self._crlf_due = 2 if self._chunked else 0
         return data
 
-    def _take_crlf(self) -> None:
+    def _bound(self, deadline: float | None) -> None:
+        """The socket's next wait bounded by the time left before ``deadline``."""
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the deadline passed")
+            self._conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(left))
+
+    def _take_crlf(self, deadline: float | None = None) -> None:
         while self._crlf_due:
+            self._bound(deadline)
             got = self._conn.sock.recv(self._crlf_due, socket.MSG_WAITALL)
             if not got or got != b"\r\n"[2 - self._crlf_due :][: len(got)]:
                 raise WrennProtocolError(f"a malformed chunked body ({self._conn.context})")
@@ -348,7 +372,8 @@ class OffloadBody:
     flows costs no loop crossing per piece. Works alike under asyncio and trio; no
     worker pool is used. A body that breaks off raises :class:`WrennConnectionError`
     once the pieces before the break are taken; a wait over :data:`SOCKET_WAIT` raises
-    :class:`WrennTimeoutError`."""
+    :class:`WrennTimeoutError`. Tasks iterating it together share its pieces; once it
+    is closed, iterating it raises :class:`WrennConnectionError` (never a short body)."""
 
     def __init__(self, conn: _Conn, chunk_size: int) -> None:
         self._conn = conn
@@ -356,7 +381,7 @@ class OffloadBody:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # the thread waits here for room
         self._ready: deque[bytes] = deque()
-        self._backlog = 0  # bytes in _ready
+        self._backlog = 0  # bytes in _ready, and PIECE_COST for each piece
         self._opened = False  # the answer's head is in and is not an error
         self._ended = False  # the thread has nothing more to do (it closes nothing)
         self._failure: BaseException | None = None
@@ -366,6 +391,9 @@ class OffloadBody:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        # one task at a time waits on _wake_r (a second waiter on one socket is refused
+        # by anyio: two tasks iterating the body, or aclose from another task)
+        self._turn = anyio.Lock(fast_acquire=True)  # (__anext__ has had its checkpoint)
         self._thread: threading.Thread | None = None
         self._reader: _BodyReader | None = None
 
@@ -377,11 +405,17 @@ class OffloadBody:
     def start(self, request: bytes, deadline: float | None, open_timeout: float) -> None:
         """Start the thread: send ``request``, read the answer's head by ``deadline``
         (monotonic; ``None``: no bound), then the body."""
-        self._thread = threading.Thread(
+        thread = threading.Thread(
             target=self._run, args=(request, deadline, open_timeout), name="wrenn download"
         )
-        self._thread.daemon = True  # never holds the interpreter's exit (aclose joins it)
-        self._thread.start()
+        thread.daemon = True  # never holds the interpreter's exit (aclose joins it)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # no thread to be had: aclose closes what is open
+            raise WrennConnectionError(
+                f"cannot start the download: {exc} ({self._conn.context})"
+            ) from exc
+        self._thread = thread
 
     def _run(self, request: bytes, deadline: float | None, open_timeout: float) -> None:
         conn = self._conn
@@ -445,7 +479,7 @@ class OffloadBody:
                 self._opened = True
             elif piece:
                 self._ready.append(piece)
-                self._backlog += len(piece)
+                self._backlog += len(piece) + PIECE_COST
                 if (
                     hold
                     and self._waiting
@@ -464,13 +498,11 @@ class OffloadBody:
         by ``deadline`` (monotonic; the socket's receive timeout shortened to the time
         left, nothing read is lost when it strikes), or ``None`` if nothing of it does
         (the held pieces are then handed on)."""
-        left = deadline - time.monotonic()
-        if left <= 0:
+        if deadline - time.monotonic() <= 0:
             return None
         sock = self._conn.sock
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(left))
         try:
-            return reader.piece(n)
+            return reader.piece(n, deadline)
         except (TimeoutError, BlockingIOError):
             return None
         finally:
@@ -519,20 +551,34 @@ class OffloadBody:
 
     async def __anext__(self) -> bytes:
         await anyio.lowlevel.checkpoint()  # a caller's loop is cancellable at every piece
-        while True:
-            with self._lock:
-                if self._ready:
-                    return self._take()
-                if self._ended or self._stopping:
-                    if self._failure is not None and not self._stopping:
-                        raise self._failure
-                    raise StopAsyncIteration
-                self._waiting = True
-            await self._wait()
+        with self._lock:
+            if self._stopping:  # not the pieces read ahead, then a quiet end: a short body
+                raise self._closed_error()
+            if self._ready:
+                return self._take()
+        async with self._turn:  # tasks iterating the body together wait in turn
+            while True:
+                with self._lock:
+                    if self._ready:
+                        return self._take()
+                    if self._stopping:  # closed by another task meanwhile
+                        raise self._closed_error()
+                    if self._ended:
+                        if self._failure is not None:
+                            raise self._failure
+                        raise StopAsyncIteration
+                    self._waiting = True
+                await self._wait()
+
+    def _closed_error(self) -> WrennConnectionError:
+        return WrennConnectionError(
+            "this download is closed: read its chunks inside the"
+            f" `async with ... read_stream(...)` block ({self._conn.context})"
+        )
 
     def _take(self) -> bytes:
         piece = self._ready.popleft()
-        self._backlog -= len(piece)
+        self._backlog -= len(piece) + PIECE_COST
         if self._backlog < BATCH_BYTES:
             self._room.notify()
         return piece
@@ -540,6 +586,8 @@ class OffloadBody:
     def take_ready(self, limit: int) -> list[bytes]:
         """Up to ``limit`` pieces already received, without waiting (for batching)."""
         with self._lock:
+            if self._stopping:
+                return []
             return [self._take() for _ in range(min(limit, len(self._ready)))]
 
     async def aclose(self) -> None:
@@ -558,19 +606,23 @@ class OffloadBody:
             return
         if not ended:
             self._conn.abort()  # a blocked send or receive returns now
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_WAIT):
-            while True:
-                with self._lock:
-                    if self._ended:
-                        break
-                    self._waiting = True
-                await self._wait()
-        with self._lock:
-            ended = self._ended
-            self._orphaned = not ended
-        if ended:
-            self._thread.join()
-            self._close_all()
+        try:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_WAIT):
+                # a task iterating meanwhile has the turn until the thread's end wakes it
+                async with self._turn:
+                    while True:
+                        with self._lock:
+                            if self._ended:
+                                break
+                            self._waiting = True
+                        await self._wait()
+        finally:  # also when the wait is interrupted (trio's KeyboardInterrupt reaches it)
+            with self._lock:
+                ended = self._ended
+                self._orphaned = not ended
+            if ended:
+                self._thread.join()
+                self._close_all()
 
 
 @final
@@ -744,7 +796,13 @@ class Offload:
             conn = await self._connect(context, min(self._connect_timeout, open_timeout))
         if scope.cancelled_caught:
             raise WrennTimeoutError(f"no answer within {open_timeout:g} s ({context})")
-        answer = OffloadBody(conn, chunk_size)
+        try:
+            answer = OffloadBody(conn, chunk_size)
+        except BaseException as exc:
+            conn.sock.close()
+            if isinstance(exc, OSError):  # no socket pair to be had (EMFILE, say)
+                raise WrennConnectionError(f"cannot start the download: {exc} ({context})") from exc
+            raise
         try:
             answer.start(request, deadline, open_timeout)
             with anyio.move_on_after(open_timeout + 1.0) as scope:  # the thread's own bound first
@@ -931,12 +989,7 @@ class Offload:
         size = 0
         try:
             while size < ERROR_BODY_LIMIT:
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(left))
-                data = reader.piece(ERROR_BODY_LIMIT - size)
+                data = reader.piece(ERROR_BODY_LIMIT - size, deadline)
                 if not data:
                     break
                 parts.append(data)
