@@ -1018,3 +1018,22 @@ async def test_reading_a_body_after_its_block_ended_says_so_on_the_event_loop_pa
         assert pieces.take_ready(10) == []
         async with cap.files.read_stream("f.bin", chunk_size=MIB) as pieces:
             assert b"".join([piece async for piece in pieces]) == data
+
+
+async def test_a_head_that_trickles_past_the_call_timeout_says_no_answer() -> None:
+    # Each part of the head comes within the socket's wait, the whole head not within
+    # the call's timeout: the opening's own WrennTimeoutError comes out (it used to be
+    # taken for a socket error, being an OSError too, and reported as "the server sent
+    # or took nothing for 60 s").
+    async def trickles(stream: anyio.abc.SocketStream) -> None:
+        await _read_head(stream)
+        for part in [b"HTTP/1.1 200 OK\r\n", *(b"X-Slow: %d\r\n" % i for i in range(30))]:
+            await stream.send(part)
+            await anyio.sleep(0.1)
+
+    async def test(c: AsyncWrennClient) -> None:
+        with anyio.fail_after(10), pytest.raises(WrennTimeoutError, match="no answer within"):
+            async with c.files.read_stream("cl-1", "f.bin"):
+                pass
+
+    await _hostile(trickles, test, timeout=0.5, max_retries=0)

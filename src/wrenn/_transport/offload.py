@@ -420,17 +420,7 @@ class OffloadBody:
     def _run(self, request: bytes, deadline: float | None, open_timeout: float) -> None:
         conn = self._conn
         try:
-            try:
-                conn.sock.sendall(request)
-                head, reader = Offload._read_answer(conn, deadline)
-                if head.status >= 400:
-                    raise Offload._error_within(conn, head, reader, deadline)
-            except (TimeoutError, BlockingIOError):
-                raise WrennTimeoutError(
-                    f"no answer within {open_timeout:g} s ({conn.context})"
-                ) from None
-            # from now on, each wait for more of the body: SOCKET_WAIT
-            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(SOCKET_WAIT))
+            reader = Offload._opened(conn, request, deadline, open_timeout)
             self._reader = reader
             self._hand(opened=True)
             size = self._chunk_size
@@ -455,9 +445,11 @@ class OffloadBody:
                     held_until = held_until or time.monotonic() + HOLD
                 else:
                     held_until = None
+        except WrennError as exc:  # (a WrennTimeoutError is an OSError too: kept as it is)
+            self._failure = exc
         except OSError as exc:
             self._failure = conn._mapped(exc)
-        except BaseException as exc:  # a WrennError, or a bug: the caller sees it
+        except BaseException as exc:  # a bug: the caller sees it
             self._failure = exc
         finally:
             with self._lock:
@@ -962,22 +954,35 @@ class Offload:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SOCKET_WAIT))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(SOCKET_WAIT))
             try:
-                sock.sendall(head_bytes + body)
-                head, reader = self._read_answer(conn, deadline)
-                if head.status >= 400:
-                    raise self._error_within(conn, head, reader, deadline)
-            except (TimeoutError, BlockingIOError):
-                raise WrennTimeoutError(
-                    f"no answer within {open_timeout:g} s ({context})"
-                ) from None
+                reader = self._opened(conn, head_bytes + body, deadline, open_timeout)
+            except WrennError:  # (a WrennTimeoutError is an OSError too: not mapped again)
+                raise
             except OSError as exc:
                 raise conn._mapped(exc) from exc
-            # from now on, each wait for more of the body: SOCKET_WAIT
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(SOCKET_WAIT))
         except BaseException:
             sock.close()
             raise
         return BlockingBody(conn, reader, chunk_size)
+
+    @staticmethod
+    def _opened(
+        conn: _Conn, request: bytes, deadline: float | None, open_timeout: float
+    ) -> _BodyReader:
+        """Send ``request`` and read the answer's head by ``deadline`` (else
+        :class:`WrennTimeoutError`); an error status is raised mapped, with what of its
+        body came by then. The reader of the body, each of its waits bounded by
+        :data:`SOCKET_WAIT` from here on."""
+        try:
+            conn.sock.sendall(request)
+            head, reader = Offload._read_answer(conn, deadline)
+            if head.status >= 400:
+                raise Offload._error_within(conn, head, reader, deadline)
+        except (TimeoutError, BlockingIOError):
+            raise WrennTimeoutError(
+                f"no answer within {open_timeout:g} s ({conn.context})"
+            ) from None
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(SOCKET_WAIT))
+        return reader
 
     @staticmethod
     def _error_within(
