@@ -201,8 +201,13 @@ async def test_exec_semantics() -> None:
         import base64
 
         assert base64.b64decode(binary["stdout"]) == b"\xff\x00ok"
+        # a program that cannot run is a command that fails, as under envd's sh wrapper
         missing = await http.post(f"/v1/capsules/{cid}/exec", json={"cmd": "/no/such/bin"})
-        assert missing.status_code == 400
+        assert missing.status_code == 200, missing.text
+        assert (missing.json()["exit_code"], missing.json()["stderr"]) == (
+            127,
+            "/no/such/bin: not found\n",
+        )
         assert (await http.post(f"/v1/capsules/{cid}/exec", json={})).status_code == 400
         start = anyio.current_time()
         timed = await http.post(

@@ -33,7 +33,7 @@ from wrenn import (
     WrennProtocolError,
     WrennTimeoutError,
 )
-from wrenn._transport.http import httpx
+from wrenn._transport.http import BodyChunks, httpx
 
 KEY = "wrn_" + "x" * 32
 MIB = 1024 * 1024
@@ -484,7 +484,7 @@ async def _download_from(
         await _hostile(behaviour, test, **options)
     except BaseExceptionGroup as group:  # the test's own error, out of _hostile's group
         while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-            group = group.exceptions[0]  # type: ignore[assignment]
+            group = group.exceptions[0]
         raise group from None
     finally:
         assert not _download_threads()
@@ -642,6 +642,7 @@ async def test_an_interrupted_close_still_closes_the_sockets(
                     assert await pieces.__anext__() == b"hello"
                     monkeypatch.setattr(offload.OffloadBody, "_wait", interrupted)
                     monkeypatch.setattr(offload._Conn, "abort", lambda self: None)
+            assert isinstance(pieces, offload.OffloadBody)
             real_abort(pieces._conn)  # the thread ends now
             while _download_threads():
                 await anyio.sleep(0.01)
@@ -980,13 +981,13 @@ async def test_a_download_that_cannot_start_raises_a_wrenn_error_and_closes_all(
         fds = open_fds()
         with monkeypatch.context() as patch:
             if lacking == "thread":
-                patch.setattr(offload.threading, "Thread", _NoThreads)
+                patch.setattr(threading, "Thread", _NoThreads)
             else:
 
                 def no_pair() -> tuple[socket.socket, socket.socket]:
                     raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
 
-                patch.setattr(offload.socket, "socketpair", no_pair)
+                patch.setattr(socket, "socketpair", no_pair)
             with anyio.fail_after(10), pytest.raises(WrennConnectionError, match="cannot start"):
                 async with cap.files.read_stream("f.bin"):
                     pass
@@ -1015,6 +1016,7 @@ async def test_reading_a_body_after_its_block_ended_says_so_on_the_event_loop_pa
             assert data.startswith(await pieces.__anext__())
         with pytest.raises(WrennConnectionError, match="this download is closed"):
             await pieces.__anext__()
+        assert isinstance(pieces, BodyChunks)
         assert pieces.take_ready(10) == []
         async with cap.files.read_stream("f.bin", chunk_size=MIB) as pieces:
             assert b"".join([piece async for piece in pieces]) == data

@@ -280,7 +280,7 @@ def test_sync_pool_and_streamed_uploads(server: dict[str, str]) -> None:
                     bytes([i]) * 1000 for i in range(50)
                 )
                 with pytest.raises(wrenn.WrennValidationError, match="or str, not int"):
-                    cap.files.upload_stream("bad.bin", iter([b"ok", 5]))  # type: ignore[list-item]
+                    cap.files.upload_stream("bad.bin", iter([b"ok", 5]))  # type: ignore[arg-type]
                 assert not cap.files.exists("bad.bin")  # bad input loses nothing, writes nothing
                 with pytest.raises(wrenn.WrennValidationError, match="not int"):
                     cap.files.write("bad.bin", 42)  # type: ignore[arg-type]
