@@ -235,6 +235,12 @@ async def test_a_program_that_cannot_run_fails_with_127_or_126_on_every_path(
             # started in the background it is a process too (that ends at once)
             handle = await cap.commands.run(program, args=["x"], background=True)
             assert handle.pid > 0
+        # the stand-in's shell prints the name, never runs it: no injection through it
+        hostile = "/no/such; touch /tmp/pwned-1 $(touch /tmp/pwned-2) `touch /tmp/pwned-3`"
+        result = await cap.commands.run(hostile, args=[])
+        assert result.exit_code == 127
+        assert hostile in result.stderr
+        assert not (await cap.commands.run("ls /tmp | grep pwned || true")).stdout
         # a program that runs is unchanged, and a missing cwd is still the call's error
         assert (await cap.commands.run("printf", args=["ok"])).stdout == "ok"
         with pytest.raises(WrennError, match="does not exist"):

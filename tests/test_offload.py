@@ -575,6 +575,14 @@ async def test_two_tasks_iterating_one_body_share_its_pieces_exactly(
             assert not _download_threads()
 
 
+async def _hello_then_stall(stream: anyio.abc.SocketStream) -> None:
+    """A peer that sends one 5-byte chunk, then nothing until the client closes (and
+    then keeps no socket of its own open)."""
+    await _read_head(stream)
+    await stream.send(_CHUNKED + b"5\r\nhello\r\n")
+    await _until_closed(stream)
+
+
 async def test_closing_a_body_another_task_waits_on_stops_both(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -583,11 +591,6 @@ async def test_closing_a_body_another_task_waits_on_stops_both(
     # body must stall so that the other task is waiting when the block ends. aclose
     # waited on the wake-up socket the iterating task waited on: BusyResourceError out
     # of the block, the thread never joined, three sockets never closed.
-    async def stalls(stream: anyio.abc.SocketStream) -> None:
-        await _read_head(stream)
-        await stream.send(_CHUNKED + b"5\r\nhello\r\n")
-        await _until_closed(stream)  # (and then no socket of its own left open)
-
     outcome: list[BaseException | None] = []
 
     async def test(c: AsyncWrennClient) -> None:
@@ -612,7 +615,7 @@ async def test_closing_a_body_another_task_waits_on_stops_both(
         assert not _download_threads()
         assert await settled_fds(fds) <= fds
 
-    await _hostile(stalls, test)
+    await _hostile(_hello_then_stall, test)
 
 
 async def test_an_interrupted_close_still_closes_the_sockets(
@@ -621,11 +624,6 @@ async def test_an_interrupted_close_still_closes_the_sockets(
     # Under trio a KeyboardInterrupt reaches even a shielded wait, such as aclose's wait
     # for the thread (simulated: that wait raises it, and the thread is made to end only
     # after it). The thread ends later, but nobody closed its three sockets.
-    async def stalls(stream: anyio.abc.SocketStream) -> None:
-        await _read_head(stream)
-        await stream.send(_CHUNKED + b"5\r\nhello\r\n")
-        await _until_closed(stream)
-
     async def test(c: AsyncWrennClient) -> None:
         fds = open_fds()
         real_wait, real_abort = offload.OffloadBody._wait, offload._Conn.abort
@@ -648,7 +646,7 @@ async def test_an_interrupted_close_still_closes_the_sockets(
                 await anyio.sleep(0.01)
         assert await settled_fds(fds) <= fds
 
-    await _hostile(stalls, test)
+    await _hostile(_hello_then_stall, test)
 
 
 @pytest.mark.parametrize("size", [100_000, 10 * MIB])
