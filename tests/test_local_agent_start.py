@@ -96,9 +96,14 @@ async def standalone_agent(
     socket_path = tmp_path / "agent.sock"
     config = tmp_path / "agent.json"
     config.write_text(json.dumps({"root": str(tmp_path), "home": "/", "switch_user": False}))
+    # run as a capsule runs it: not through runpy.run_path, whose pkgutil loads typing
+    # and re before the agent starts
     launcher = (
-        f"{prelude}\nimport runpy, sys\n"
-        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        f"{prelude}\nimport sys\n"
+        "sys.argv = sys.argv[1:]\n"
+        "with open(sys.argv[0]) as source:\n"
+        "    code = compile(source.read(), sys.argv[0], 'exec')\n"
+        "exec(code, {'__name__': '__main__', '__file__': sys.argv[0]})\n"
     )
     command = [sys.executable, "-I", "-S", "-c", launcher, str(AGENT), str(socket_path)]
     command.append(str(config))
@@ -136,19 +141,23 @@ async def test_a_deferred_module_that_cannot_load_fails_the_request_not_the_agen
 # _import_asyncio_with_logging_and_inspect_deferred): run by the agent's own module-level code in a
 # fresh interpreter, which is the only place a module can be imported for the first time.
 _LOGGING_PROBE = r"""
-import runpy, sys
+import sys
 if sys.argv[2] == "break":  # a Python whose asyncio the stand-in breaks: the fall-back
     class Refuse:
         def find_spec(self, name, path=None, target=None):
             if name == "asyncio.log" and type(sys.modules.get("logging")).__name__ == "StandIn":
                 raise ImportError("no stand-in here")
     sys.meta_path.insert(0, Refuse())
-agent = runpy.run_path(sys.argv[1], run_name="agent")
+# run as a capsule runs it (not runpy.run_path: its pkgutil loads re and typing first)
+with open(sys.argv[1]) as source:
+    exec(compile(source.read(), sys.argv[1], "exec"), {"__name__": "agent"})
 import asyncio.log, concurrent.futures._base as futures
 loop = asyncio.new_event_loop()  # logs "Using selector" (debug)
 loop.close()
 asyncio.log.logger.info("dropped, as logging's default level drops it")
 print("loaded at start:", "logging" in sys.modules, "inspect" in sys.modules)
+DEFERRED = ("typing", "traceback", "linecache", "locale", "re")
+print("also at start:", [name for name in DEFERRED if name in sys.modules])
 asyncio.log.logger.warning("asyncio warns")  # logging's last-resort handler: stderr
 import logging
 print("real:", type(sys.modules["logging"]).__name__, logging.getLogger("asyncio").level)
@@ -159,6 +168,25 @@ async def coroutine_function(): pass
 print("inspect works:", asyncio.iscoroutinefunction(coroutine_function), "inspect" in sys.modules)
 import inspect
 print("real:", type(inspect).__name__, inspect.isfunction(coroutine_function))
+# each deferred module works on first use: traceback (a debug loop's source traceback,
+# through the function asyncio's C accelerator took while the stand-in was in place),
+# typing (imported afresh: the real one), locale (a text-mode pipe), timeouts (@final)
+logging.getLogger().setLevel(logging.WARNING)  # no "Using selector" for the loops below
+debug = asyncio.new_event_loop()
+debug.set_debug(True)
+task = debug.create_task(coroutine_function())
+debug.run_until_complete(task)
+debug.close()
+print("traceback:", type(task._source_traceback).__name__, "traceback" in sys.modules)
+import typing
+print("typing:", type(typing).__name__, typing.Optional[int])
+import subprocess
+print("locale:", repr(subprocess.run(["echo", "x"], capture_output=True, text=True).stdout))
+async def bounded():
+    async with asyncio.timeout(5) as scope:
+        await asyncio.sleep(0)
+    return type(scope).__name__
+print("timeout:", asyncio.run(bounded()))
 """
 
 
@@ -175,31 +203,43 @@ def test_asyncio_loads_without_logging_or_inspect_which_load_on_first_real_use(p
     # the stand-in keeps logging out of the agent's start; the fall-back imports it
     fell_back = python == "break"
     assert out[0] == f"loaded at start: {fell_back} {fell_back}"
+    # (linecache, locale and re may be loaded by what the fall-back imports)
+    assert out[1] == "also at start: []" or fell_back, out[1]
     assert "dropped" not in result.stdout + result.stderr
     assert result.stderr.strip() == "asyncio warns"
-    assert out[1:] == [
+    assert out[2:] == [
         "real: module 0",
         "asyncio: configured",
         "concurrent.futures: futures too",
         "inspect works: True True",  # asyncio's first use of inspect loaded it
         "real: module True",
+        "traceback: StackSummary True",
+        "typing: module typing.Optional[int]",
+        "locale: 'x\\n'",
+        "timeout: Timeout",
     ]
 
 
-async def test_the_agent_serves_and_stops_on_sigterm_without_ever_loading_inspect_or_json(
+async def test_the_agent_serves_and_stops_on_sigterm_without_ever_loading_what_it_defers(
     tmp_path: Path,
 ) -> None:
-    # a finder placed first in sys.meta_path notes every real import of inspect (the
-    # stand-in, in sys.modules, is never looked up) or of json (the agent's codec is
-    # _json's alone)
-    noted = tmp_path / "inspect-loaded"
+    # a finder placed first in sys.meta_path notes every real import of a module the
+    # agent defers (a stand-in, in sys.modules, is never looked up) or of json (the
+    # agent's codec is _json's alone); it names where from by walking the frames itself
+    # (the traceback module is among those noted)
+    noted = tmp_path / "deferred-loaded"
     note = (
-        "import sys, traceback\n"
+        "import sys\n"
         "class Note:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name in ('inspect', 'json'):  # where from: the test's message\n"
-        f"            with open({str(noted)!r}, 'w') as out:\n"
-        "                out.write(''.join(traceback.format_stack()))\n"
+        "        if name in ('inspect', 'json', 'logging', 'typing', 'traceback',\n"
+        "                    'linecache', 'locale', 're'):\n"
+        "            frame, where = sys._getframe(1), [name]\n"
+        "            while frame is not None:\n"
+        "                where.append(f'{frame.f_code.co_filename}:{frame.f_lineno}')\n"
+        "                frame = frame.f_back\n"
+        f"            with open({str(noted)!r}, 'a') as out:\n"
+        "                out.write('\\n'.join(where) + '\\n\\n')\n"
         "sys.meta_path.insert(0, Note())"
     )
     async with standalone_agent(tmp_path, note) as (process, client):

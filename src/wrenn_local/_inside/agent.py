@@ -42,10 +42,12 @@ import socket
 import stat
 import struct
 import time
-from typing import TYPE_CHECKING, Any
 
+# not ``typing`` itself (its import is a boot cost): mypy reads the block below
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 
 def _json_codec() -> tuple[Callable[[object], str], Callable[[bytes | str], Any]]:
@@ -114,18 +116,26 @@ dumps, loads = _json_codec()
 
 
 def _import_asyncio_with_logging_and_inspect_deferred() -> None:
-    """``import asyncio`` without importing ``logging`` or ``inspect`` (with what only
-    they load, ``ast`` and ``dis``: ~5 ms of CPU at every boot, for modules asyncio
-    touches only when something goes wrong or in debug mode).
+    """``import asyncio`` without importing ``logging``, ``inspect``, ``traceback``,
+    ``locale`` or ``typing`` (with what only they load: ``ast``, ``dis``, ``linecache``,
+    ``tokenize``, ``textwrap`` and ``re``; ~8 ms of CPU at every boot, for modules
+    asyncio touches only when something goes wrong, in debug mode, for text-mode pipes
+    or for annotations).
 
     While asyncio imports, each is a stand-in. ``logging``'s ``getLogger`` gives loggers
     that load the real module on first use (an asyncio warning, say) and hand over to
-    the real logger of that name. ``inspect`` loads on the first use of any attribute
-    (``asyncio.iscoroutinefunction``, ``ensure_future`` of an awaitable that is not a
-    coroutine). Asyncio's modules keep the stand-ins, which forward every attribute to
-    the real module; the stand-ins leave ``sys.modules`` as soon as asyncio is in, so any
-    later ``import`` of them is the real module. Fail safe: a module loaded already is
-    left alone, and if a stand-in breaks this Python's asyncio in any way, asyncio is
+    the real logger of that name. ``inspect``, ``traceback`` and ``locale`` load on the
+    first use of any attribute (``asyncio.iscoroutinefunction``, ``ensure_future`` of an
+    awaitable that is not a coroutine; a traceback formatted for a log record; a
+    subprocess with text-mode pipes). ``typing`` is only read at import, by annotations
+    evaluated where asyncio defines its functions (``Optional[float]``) and ``@final``:
+    its stand-in gives ``final`` (which returns its argument, as the real one does at
+    run time), ``TYPE_CHECKING`` (False) and, for any other name, a placeholder that
+    takes any subscript (what an annotation does with it); annotations are never
+    evaluated again. Asyncio's modules keep the stand-ins, which forward every attribute
+    to the real module; the stand-ins leave ``sys.modules`` as soon as asyncio is in, so
+    any later ``import`` of them is the real module. Fail safe: a module loaded already
+    is left alone, and if a stand-in breaks this Python's asyncio in any way, asyncio is
     imported the normal way.
     """
     if "asyncio" in sys.modules:
@@ -164,11 +174,48 @@ def _import_asyncio_with_logging_and_inspect_deferred() -> None:
 
     class Deferred(type(sys)):  # type: ignore[misc]
         def __getattr__(self, attr: str) -> Any:
+            if (self.__name__, attr) in FORWARDED and sys.modules.get(self.__name__) is self:
+                name = self.__name__
+
+                def forward(*args: object, **kwargs: object) -> Any:
+                    return getattr(real(name), attr)(*args, **kwargs)
+
+                return forward
             return getattr(real(self.__name__), attr)
 
-    stand_in_types = (StandIn, Deferred)
+    class Annotation:
+        """What an annotation made of ``typing`` names evaluates to, while asyncio loads."""
+
+        def __getitem__(self, item: object) -> Annotation:
+            return self
+
+    class Annotations(type(sys)):  # type: ignore[misc]
+        TYPE_CHECKING = False
+
+        @staticmethod
+        def final(f: Any) -> Any:
+            return f
+
+        def __getattr__(self, attr: str) -> Any:
+            if attr.startswith("__"):  # module machinery (``__path__``, ``__spec__``)
+                raise AttributeError(attr)
+            return Annotation()
+
+    # Functions asyncio's C accelerator ``_asyncio`` takes from a module when it loads
+    # (``traceback.extract_stack``, for debug mode's source tracebacks): while asyncio
+    # imports, each is a function that loads the real module when called.
+    FORWARDED = {("traceback", "extract_stack")}
+    stand_in_types = (StandIn, Deferred, Annotations)
+    stand_ins = (
+        StandIn("logging"),
+        Deferred("inspect"),
+        Deferred("traceback"),
+        Deferred("linecache"),
+        Deferred("locale"),
+        Annotations("typing"),
+    )
     placed = []
-    for stand_in in (StandIn("logging"), Deferred("inspect")):
+    for stand_in in stand_ins:
         if stand_in.__name__ not in sys.modules:
             sys.modules[stand_in.__name__] = stand_in
             placed.append(stand_in)
