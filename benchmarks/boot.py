@@ -22,9 +22,13 @@ Figures (one JSON line each):
   phases      where one of our boots goes (the server's ``WRENN_LOCAL_BOOT_TRACE``
               timestamps, medians over the serial rounds, ms since the sandbox's start:
               prepared = directories, disk image, plan; spawned = boot process started;
-              boot_started / boot_mounted / boot_exec = boot.py running (after its
-              interpreter's start-up), its mounts done, bubblewrap exec'd; network =
-              filter and pasta attached; ready = the agent answered).
+              boot_started / boot_userns / boot_disk / boot_overlays / boot_mounted /
+              boot_exec = boot.py running, the capsule's user namespace made, its disk
+              image mounted, its overlays mounted, its cgroups joined (every mount
+              done), bubblewrap exec'd; network_netns / network_filter /
+              network_pasta_spawned / network_pasta = the server saw the capsule's
+              network namespace, its filter loaded, pasta started and ready; network =
+              both attached; ready = the agent answered).
 Each server is the build's own ``python -m wrenn_local serve`` with its own data directory,
 so the server is what is measured; the client here is the same plain httpx for both.
 """

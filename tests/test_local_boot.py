@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
+import json
 import logging
 import os
 import re
@@ -216,3 +217,29 @@ async def test_a_destroy_racing_a_boot_leaves_no_cgroup(
         assert held_at[0], "the boot made its cgroups"
         assert _cgroup_dirs(cid) == []
         assert not (server.data_dir / "capsules" / cid).exists()
+
+
+async def test_a_traced_boot_records_each_phase_in_the_order_it_happens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # WRENN_LOCAL_BOOT_TRACE (benchmarks/boot.py's phases row) is read once, when the
+    # server's module loads: set here the way that reading sets it
+    trace = tmp_path / "trace.jsonl"
+    monkeypatch.setattr(_sandbox, "_TRACE", str(trace))
+    async with local_http() as (server, http):
+        if server.isolation != "full":
+            pytest.skip("boot.py's phases are those of a full-isolation boot")
+        await new_capsule(http, disk_size_mb=64)
+        info = (await http.get("/health")).json()
+    (phases,) = [json.loads(line) for line in trace.read_text().splitlines()]
+    order = ["start", "prepared", "spawned", "ready"]
+    assert [phases[k] for k in order] == sorted(phases[k] for k in order), phases
+    inside = ["boot_started", "boot_userns", "boot_disk", "boot_overlays", "boot_mounted"]
+    inside.append("boot_exec")
+    assert [phases[k] for k in inside] == sorted(phases[k] for k in inside), phases
+    assert phases["start"] <= phases["boot_started"], phases
+    assert phases["boot_exec"] <= phases["ready"], phases
+    if info.get("network") == "on":  # the filter and pasta, attached while boot runs
+        for step in ("network_filter", "network_pasta_spawned"):
+            assert phases["network_netns"] <= phases[step] <= phases["network"], phases
+        assert phases["network_pasta_spawned"] <= phases["network_pasta"] <= phases["ready"]

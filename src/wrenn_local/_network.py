@@ -44,6 +44,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
@@ -307,6 +308,8 @@ class CapsuleNetwork:
         self.problem: str | None = None
         # set by close(): a pasta started after it (a destroy racing the boot) goes at once
         self._closed = False
+        # when each step of attach() ended (time.monotonic()): boot traces, benchmarks/boot.py
+        self.marks: dict[str, float] = {}
 
     async def attach(self, pid: int, *, timeout: float = 10.0) -> None:
         """Filter and connect the network namespace of process ``pid``.
@@ -324,6 +327,7 @@ class CapsuleNetwork:
                 if fd is not None:
                     break
                 await anyio.sleep(0.002)
+        self.marks["network_netns"] = time.monotonic()
         failed: dict[str, Exception] = {}
 
         async def step(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -358,6 +362,7 @@ class CapsuleNetwork:
         )
         if code != 0:
             raise RuntimeError(f"capsule network filter failed: {err.strip() or code}")
+        self.marks["network_filter"] = time.monotonic()
 
     def _filter(self, fd: int) -> None:
         ns = f"--net=/proc/self/fd/{fd}"
@@ -401,6 +406,7 @@ class CapsuleNetwork:
         if self.boot is not None:  # a fork of the server's boot process: no Python start
             with log.open("wb") as err:
                 self.holder = await self.boot.hold(pasta, stderr=err.fileno(), pass_fds=(fd,))
+            self.marks["network_pasta_spawned"] = time.monotonic()
         else:
             lifeline, self._lifeline = os.pipe()  # the holder's stdin; ours is not inherited
             try:
@@ -428,6 +434,7 @@ class CapsuleNetwork:
                     why = "; ".join(x.strip() for x in lines if x.strip() and "syslog" not in x)
                     raise RuntimeError(f"pasta failed (exit {holder.returncode}): {why}")
                 await anyio.sleep(0.005)
+        self.marks["network_pasta"] = time.monotonic()
 
     async def close(self) -> None:
         """Kill pasta (through its holder) and wait for it; bounded and shielded.

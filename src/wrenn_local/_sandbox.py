@@ -402,7 +402,8 @@ class Sandbox:
         await self._attach_while_ready(timeout)
         self.phases["ready"] = time.monotonic()
         if _TRACE:
-            _trace(self.phases, self.run_dir / "boot-trace.json")
+            marks = self.network.marks if self.network is not None else {}
+            _trace({**self.phases, **marks}, self.run_dir / "boot-trace.json")
 
     async def _attach_while_ready(self, timeout: float) -> None:
         """Attach the outbound network while the capsule boots and its agent starts.

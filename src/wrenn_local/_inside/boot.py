@@ -318,6 +318,7 @@ def main(plan_path: str) -> None:
     os.chdir(plan["data_dir"])
     ids = plan.get("userns")
     userns = make_user_namespace(ids["base"], ids["size"]) if ids else None
+    marks["boot_userns"] = time.monotonic()
     idmap_dir = plan.get("idmap_dir", "")
     if idmap_dir:
         os.makedirs(idmap_dir, exist_ok=True)
@@ -337,6 +338,7 @@ def main(plan_path: str) -> None:
                 for key in ("upper", "work"):
                     if layer[key].startswith(outer + "/"):
                         layer[key] = inner + layer[key][len(outer) :]
+    marks["boot_disk"] = time.monotonic()
     for layer in plan["overlays"]:
         mount_overlay(
             layer["lowers"],
@@ -351,6 +353,7 @@ def main(plan_path: str) -> None:
         target = merged + hidden
         if os.path.isdir(target):
             mount("tmpfs", target, "tmpfs", "size=4k,mode=000")
+    marks["boot_overlays"] = time.monotonic()
     joined(joining)
     marks["boot_mounted"] = time.monotonic()
     new_network_namespace()
