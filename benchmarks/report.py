@@ -30,7 +30,10 @@ INTRO = {
     "compare:exec": 'Serial `commands.run("true")` round trips (ms); the floor is a bare '
     "httpx POST of the same request.",
     "compare:fanout": "N capsules at once, 10 commands each (create, run, destroy): ours "
-    "through `client.map`, the official SDK through `asyncio.gather`. Both drive the same "
+    "through `client.map`, the official SDK through `asyncio.gather`, in interleaved "
+    "rounds (the order rotating, the machine let settle before each run; each row is the "
+    "client's median round, `vs_official_async_min`/`_max` the spread of its per-round "
+    "ratio). Both drive the same "
     "server, so all but the client costs them alike: `client_cpu_s` is the client's CPU "
     "during the fan-out, `others_cpu_s` the rest of the machine's (server, boots, agents, "
     "pasta, the commands), and `ceiling_vs_official_async` the ratio ours would reach if "

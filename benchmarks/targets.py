@@ -125,8 +125,14 @@ def _fanout(client: str) -> Finder:
         row = _one(g, "compare:fanout", client, capsules=64)
         if got is None or not row or row.get("ceiling_vs_official_async") is None:
             return got
+        note = got[1]
+        if row.get("vs_official_async_min") is not None:
+            note += (
+                f", {row['rounds']} rounds (ratio spread {row['vs_official_async_min']:g}"
+                f"–{row['vs_official_async_max']:g})"
+            )
         ceiling = f"; a client costing nothing would reach {row['ceiling_vs_official_async']:g}"
-        return got[0], got[1] + ceiling, got[2]
+        return got[0], note + ceiling, got[2]
 
     return found
 
