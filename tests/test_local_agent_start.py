@@ -177,7 +177,8 @@ debug.set_debug(True)
 task = debug.create_task(coroutine_function())
 debug.run_until_complete(task)
 debug.close()
-print("traceback:", type(task._source_traceback).__name__, "traceback" in sys.modules)
+created_at = task._source_traceback[-1].filename  # this script's line, as asyncio's own
+print("traceback:", type(task._source_traceback).__name__, "traceback" in sys.modules, created_at)
 import typing
 print("typing:", type(typing).__name__, typing.Optional[int])
 import subprocess
@@ -187,6 +188,24 @@ async def bounded():
         await asyncio.sleep(0)
     return type(scope).__name__
 print("timeout:", asyncio.run(bounded()))
+# asyncio's own exceptions are the ones its futures raise (after a fall-back too: the C
+# accelerator loaded by the failed attempt holds that attempt's classes)
+async def exceptions():
+    future = asyncio.get_running_loop().create_future()
+    future.cancel()
+    try:
+        await future
+    except asyncio.CancelledError:
+        pass
+    try:
+        asyncio.get_running_loop().create_future().result()
+    except asyncio.InvalidStateError:
+        pass
+    try:
+        await asyncio.wait_for(asyncio.sleep(5), 0.01)
+    except TimeoutError:
+        return "caught"
+print("exceptions:", asyncio.run(exceptions()))
 """
 
 
@@ -213,10 +232,11 @@ def test_asyncio_loads_without_logging_or_inspect_which_load_on_first_real_use(p
         "concurrent.futures: futures too",
         "inspect works: True True",  # asyncio's first use of inspect loaded it
         "real: module True",
-        "traceback: StackSummary True",
+        "traceback: StackSummary True <string>",
         "typing: module typing.Optional[int]",
         "locale: 'x\\n'",
         "timeout: Timeout",
+        "exceptions: caught",
     ]
 
 

@@ -172,14 +172,15 @@ def _import_asyncio_with_logging_and_inspect_deferred() -> None:
         def __getattr__(self, attr: str) -> Any:
             return getattr(real("logging"), attr)
 
+    def extract_stack(f: Any = None, limit: int | None = None) -> Any:
+        # traceback.extract_stack() starts from its caller's frame: this function's
+        # caller's, not this function's (a debug loop's "created at" stays asyncio's)
+        return real("traceback").extract_stack(sys._getframe(1) if f is None else f, limit)
+
     class Deferred(type(sys)):  # type: ignore[misc]
         def __getattr__(self, attr: str) -> Any:
-            if (self.__name__, attr) in FORWARDED and sys.modules.get(self.__name__) is self:
-                name = self.__name__
-
-                def forward(*args: object, **kwargs: object) -> Any:
-                    return getattr(real(name), attr)(*args, **kwargs)
-
+            forward = FORWARDED.get((self.__name__, attr))
+            if forward is not None and sys.modules.get(self.__name__) is self:
                 return forward
             return getattr(real(self.__name__), attr)
 
@@ -194,6 +195,8 @@ def _import_asyncio_with_logging_and_inspect_deferred() -> None:
 
         @staticmethod
         def final(f: Any) -> Any:
+            with contextlib.suppress(AttributeError, TypeError):
+                f.__final__ = True  # as the real one marks it
             return f
 
         def __getattr__(self, attr: str) -> Any:
@@ -204,7 +207,7 @@ def _import_asyncio_with_logging_and_inspect_deferred() -> None:
     # Functions asyncio's C accelerator ``_asyncio`` takes from a module when it loads
     # (``traceback.extract_stack``, for debug mode's source tracebacks): while asyncio
     # imports, each is a function that loads the real module when called.
-    FORWARDED = {("traceback", "extract_stack")}
+    FORWARDED = {("traceback", "extract_stack"): extract_stack}
     stand_in_types = (StandIn, Deferred, Annotations)
     stand_ins = (
         StandIn("logging"),
@@ -214,6 +217,7 @@ def _import_asyncio_with_logging_and_inspect_deferred() -> None:
         Deferred("locale"),
         Annotations("typing"),
     )
+    accelerated = "_asyncio" in sys.modules  # (loaded before: not by the attempt below)
     placed = []
     for stand_in in stand_ins:
         if stand_in.__name__ not in sys.modules:
@@ -224,6 +228,12 @@ def _import_asyncio_with_logging_and_inspect_deferred() -> None:
     except Exception:
         for name in [n for n in sys.modules if n.startswith(("asyncio", "concurrent"))]:
             del sys.modules[name]  # the plain import below starts afresh
+        if not accelerated:
+            # ``_asyncio``, loaded by the failed attempt, holds that attempt's classes
+            # (CancelledError, Future) and cannot be loaded afresh on every Python
+            # (3.11's is single-phase): the plain import takes asyncio's pure-Python
+            # futures and tasks instead, slower but consistent
+            sys.modules["_asyncio"] = None  # type: ignore[assignment]
     finally:
         for stand_in in placed:
             if sys.modules.get(stand_in.__name__) is stand_in:
