@@ -406,7 +406,6 @@ class CapsuleNetwork:
         if self.boot is not None:  # a fork of the server's boot process: no Python start
             with log.open("wb") as err:
                 self.holder = await self.boot.hold(pasta, stderr=err.fileno(), pass_fds=(fd,))
-            self.marks["network_pasta_spawned"] = time.monotonic()
         else:
             lifeline, self._lifeline = os.pipe()  # the holder's stdin; ours is not inherited
             try:
@@ -421,6 +420,7 @@ class CapsuleNetwork:
                     )
             finally:
                 os.close(lifeline)
+        self.marks["network_pasta_spawned"] = time.monotonic()
         holder = self.holder
         if self._closed:  # closed while pasta started (a destroy racing the boot)
             await self.close()
