@@ -63,7 +63,7 @@ class CgroupSet:
 
     def _create(self, *, vcpus: int, memory_mb: int) -> list[str]:
         for path in self._dirs.values():
-            path.mkdir(parents=True, exist_ok=True)
+            _make_group_dir(path)
         if self.version == 2:
             parent = self._dirs["unified"].parent
             with contextlib.suppress(OSError):
@@ -170,6 +170,23 @@ class CgroupSet:
                     time.sleep(delay)
                     delay = min(delay * 2, 0.02)
         self.made = left
+
+
+def _make_group_dir(path: Path) -> None:
+    """Create a capsule's directory and its ``wrenn-local`` parent.
+
+    The parent is shared by every server on the machine, and a server that stops removes
+    it when it is empty (:func:`remove_cgroup_parents`): it can vanish between our making
+    it and our making the capsule's directory in it. Make both again then; a parent that
+    keeps vanishing (a hundred times in a row) is an error.
+    """
+    for _ in range(100):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:
+            continue
+    path.mkdir(parents=True, exist_ok=True)
 
 
 def pids_limit() -> int:
