@@ -159,6 +159,39 @@ async def test_cancelling_a_cell_leaves_the_kernel_usable(client: AsyncWrennClie
             assert (await cap.run_code("n + 2")).text == "3"
 
 
+@pytest.mark.async_only  # cancels an async scope
+async def test_a_cell_cancelled_before_the_kernel_starts_it_is_still_interrupted(
+    client: AsyncWrennClient,
+) -> None:
+    # An interrupt is spent on whatever the kernel runs when it arrives, and ignored
+    # between cells; a cell cancelled before the kernel starts it still has to end. Here
+    # it is queued behind one sent by another connection (a capsule object with no scope
+    # opens one per cell) that takes an interrupt in its stride (so the kernel does not
+    # abort the queue), and cancelled while it waits: the interrupt that cancelling sends
+    # ends the other cell, then ours starts, and it loops for ever unless interrupted again.
+    async with client.capsule(template="code-runner-beta") as cap:
+        await cap.run_code("n = 1")
+        other = await client.connect(cap.capsule_id)
+        busy = anyio.Event()
+        async with anyio.create_task_group() as tg:
+
+            async def keep_the_kernel_busy() -> None:
+                await other.run_code(
+                    "print('busy', flush=True)\nimport time\n"
+                    "try:\n    time.sleep(5)\nexcept KeyboardInterrupt:\n    pass",
+                    on_stdout=lambda _: busy.set(),
+                )
+
+            tg.start_soon(keep_the_kernel_busy)
+            with anyio.fail_after(30):
+                await busy.wait()
+            with anyio.move_on_after(0.3) as scope:
+                await cap.run_code("import time\nwhile True: time.sleep(0.05)", timeout=120)
+            assert scope.cancelled_caught
+        with anyio.fail_after(15):
+            assert (await cap.run_code("n + 1")).text == "2"
+
+
 async def test_a_capsule_without_jupyter_fails_at_once_and_says_what_to_do(
     client: AsyncWrennClient,
 ) -> None:

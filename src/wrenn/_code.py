@@ -57,6 +57,9 @@ JUPYTER_TIMEOUT: Final = 30.0
 RETRY_EVERY: Final = 0.5
 INTERRUPT_TIMEOUT: Final = 5.0
 SETTLE_TIMEOUT: Final = 10.0
+# A kernel ignores an interrupt that reaches it between cells (ipykernel ignores SIGINT
+# then): a cell still running this long after one is interrupted again.
+INTERRUPT_AGAIN_AFTER: Final = 1.0
 
 Callback = Callable[[Any], Awaitable[None] | None]
 
@@ -178,17 +181,26 @@ class AsyncCodeRun:
 
     async def _settle(self) -> None:
         """Interrupt the cell and read (dropping) the rest of it until the kernel is idle,
-        shielded and bounded: a request sent before the kernel has finished handling the
-        interrupt would be aborted by it."""
-        await self._runner._interrupt_quietly(self.context.id)
+        shielded and bounded (``SETTLE_TIMEOUT``): a request sent before the kernel has
+        finished handling the interrupt would be aborted by it.
+
+        The interrupt is sent again every ``INTERRUPT_AGAIN_AFTER`` seconds while the
+        cell has not ended: one that reaches the kernel before it starts the cell (the
+        cell was queued behind another, or cancelled just after it was sent) is ignored,
+        and the cell would run on with the next one queued behind it. If the bound
+        passes first, the next cell starts on a fresh connection."""
+        reader = self._reader
         with anyio.CancelScope(shield=True), anyio.move_on_after(SETTLE_TIMEOUT) as scope:
-            while self._reader is not None and not self._reader.done:
-                try:
-                    frame = await self._link.ws.receive()
-                    self._reader.feed(frame)
-                except WrennError:
-                    self._link.broken = True
-                    return
+            while reader is not None and not reader.done:
+                await self._runner._interrupt_quietly(self.context.id)
+                with anyio.move_on_after(INTERRUPT_AGAIN_AFTER):
+                    while not reader.done:
+                        try:
+                            frame = await self._link.ws.receive()
+                        except WrennError:
+                            self._link.broken = True
+                            return
+                        reader.feed(frame)
         if scope.cancelled_caught:
             self._link.broken = True  # start the next cell on a fresh connection
 
