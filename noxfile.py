@@ -99,11 +99,21 @@ def official_sdk_venv(session: nox.Session, where: Path, *extra: str) -> Path:
     return python
 
 
+# The suite runs in worker processes, one per core (at most four): most of a test's time
+# is spent waiting on capsules, servers and subprocesses, so two workers on two cores
+# take ~55 % of one process's wall time. Each worker has its own servers; the tests share
+# nothing on the machine but what two servers of one user would (tests/test_local_cgroups.py).
+# Work is handed out by index ("worksteal"), not by node id: schemathesis under pytest 9
+# gives its 40 generated tests one node id, which the by-file scheduler would collapse
+# into one. `-n 0` after `--` runs everything in this process.
+PARALLEL = ["-n", "auto", "--maxprocesses", "4", "--dist", "worksteal"]
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     ensure_sandbox_tools(session)
     session.install("-e", ".[local,code,cli]", *group("test"))
-    session.run("python", "-m", "pytest", *(session.posargs or ["tests"]))
+    session.run("python", "-m", "pytest", *PARALLEL, *(session.posargs or ["tests"]))
 
 
 @nox.session(venv_backend="virtualenv")
@@ -265,7 +275,7 @@ def slow(session: nox.Session) -> None:
     ``WRENN_MATRIX_POINTS`` points per backend (default 1,000)."""
     ensure_sandbox_tools(session)
     session.install("-e", ".[local,code,cli]", *group("test"))
-    session.run("python", "-m", "pytest", "-m", "slow", *(session.posargs or ["tests"]))
+    session.run("python", "-m", "pytest", *PARALLEL, "-m", "slow", *(session.posargs or ["tests"]))
 
 
 @nox.session
