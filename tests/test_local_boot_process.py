@@ -8,6 +8,8 @@ its capsules end with it (bubblewrap dies with its parent), as with a dying serv
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 import signal
 import sys
@@ -218,6 +220,49 @@ async def test_a_tool_run_in_a_network_namespace_runs_there_not_on_the_host() ->
         assert code == 3  # its own status and standard error come back
         assert err.splitlines() == ["in", ns]
         assert ns != os.readlink("/proc/self/ns/net")
+    finally:
+        holder.kill()
+        await holder.wait()
+        await boot.aclose()
+
+
+async def test_a_tool_cancelled_in_a_network_namespace_is_killed_and_closed(
+    tmp_path: Path,
+) -> None:
+    # A boot given up while its filter loads cancels run_in_netns: the tool must be
+    # killed, and its standard error pipe and status socket closed then (not left to the
+    # garbage collector, with the tool running on until it ends by itself).
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a network namespace")
+    holder = await anyio.open_process(["unshare", "-n", "sleep", "30"])
+    boot = BootProcess(_capsule_python(), {"PATH": "/usr/bin:/bin"})
+    pidfile = tmp_path / "pid"
+    try:
+        with anyio.fail_after(10):
+            while (fd := _network._open_netns(holder.pid)) is None:
+                await anyio.sleep(0.01)
+        try:
+            await boot.start()  # its control socket is not one of the call's descriptors
+            before = set(os.listdir("/proc/self/fd"))
+            script = f"echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}; exec sleep 30"
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(
+                        functools.partial(
+                            boot.run_in_netns, ["/bin/sh", "-c", script], netns=fd, data=""
+                        )
+                    )
+                    while not pidfile.exists():
+                        await anyio.sleep(0.01)
+                    tool = int(pidfile.read_text())
+                    tg.cancel_scope.cancel()
+            gc.collect()  # a descriptor left to the collector warns here (an error)
+            assert set(os.listdir("/proc/self/fd")) <= before
+            with anyio.fail_after(5):  # killed, and reaped by the boot process
+                while Path(f"/proc/{tool}").exists():
+                    await anyio.sleep(0.01)
+        finally:
+            os.close(fd)
     finally:
         holder.kill()
         await holder.wait()

@@ -99,6 +99,20 @@ class BootChild:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
 
+    async def aclose(self) -> None:
+        """Kill the child if it still runs, wait for it (bounded) and close its pipe and
+        status socket; shielded. Safe to call again."""
+        with anyio.CancelScope(shield=True):
+            self.send_signal(signal.SIGKILL)
+            with anyio.move_on_after(5):
+                await self.wait()
+            if self.stderr is not None:
+                await self.stderr.aclose()
+            with self._lock:
+                status, self._status = self._status, None
+            if status is not None:  # not reaped in time: the boot process reaps it now
+                status.close()
+
     async def wait(self) -> int:
         """Wait until the child has ended; any number of tasks may wait."""
         while True:
@@ -184,20 +198,24 @@ class BootProcess:
         descriptor) with ``data`` on its standard input; its exit status and error text.
 
         A fork of the boot process joins the namespace and execs it: no ``nsenter``
-        process and no fork of the server per capsule.
+        process and no fork of the server per capsule. Cancelled (a boot given up while
+        its filter loads), the tool is killed and reaped and its pipe and status socket
+        closed before the cancellation goes on (shielded, bounded).
         """
         child = await self._spawn(
             {"run": list(argv), "netns": netns, "input": data}, (netns,), None
         )
-        code = await child.wait()
-        err = b""
-        if child.stderr is not None:
-            if code != 0:  # it has ended: its error text is at most a second away
+        try:
+            code = await child.wait()
+            err = b""
+            if child.stderr is not None and code != 0:
+                # it has ended: its error text is at most a second away
                 with anyio.move_on_after(1), contextlib.suppress(anyio.EndOfStream):
                     while len(err) < 65536:
                         err += await child.stderr.receive()
-            await child.stderr.aclose()
-        return code, err.decode(errors="replace")
+            return code, err.decode(errors="replace")
+        finally:
+            await child.aclose()
 
     async def spawn(self, plan: Path, *, network: bool, pass_fds: Sequence[int] = ()) -> BootChild:
         """Fork a child of the boot process that boots the capsule planned in ``plan``.
