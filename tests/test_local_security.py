@@ -7,9 +7,11 @@ not claim these protections (docs/design/security.md).
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import threading
+import time
 from pathlib import Path
 from shlex import quote as shell_quote
 
@@ -203,6 +205,7 @@ async def test_a_login_flood_neither_stalls_the_server_nor_goes_unthrottled(
         httpx.AsyncClient(base_url=server.base_url) as probe,
     ):
         body = {"email": "x@y.io", "password": "long enough", "name": "X"}
+        started = time.monotonic()
         assert (await http.post("/v1/auth/signup", json=body)).status_code == 201
         statuses: list[int] = []
         healthy: list[int] = []
@@ -221,12 +224,18 @@ async def test_a_login_flood_neither_stalls_the_server_nor_goes_unthrottled(
             for _ in range(60):
                 tg.start_soon(login)
             tg.start_soon(health)
+        elapsed = time.monotonic() - started
         assert healthy == [200] * 10
         assert hashed_on, "the spy saw no hash"
         assert loop_thread not in hashed_on  # every PBKDF2 ran in a worker thread
-        assert len(hashed_on) <= 11  # the sign-up and the burst of ten log-ins
-        assert statuses.count(401) <= 10  # the burst; the rest are throttled
-        assert statuses.count(429) >= 50
+        # The throttle lets a burst through at once, then one attempt per interval: the
+        # sign-up and the log-ins it let through are at most the burst plus what refilled
+        # while they ran (a loaded machine stretches that time, not the rule)
+        options = ServerOptions()
+        allowed = options.auth_burst + math.floor(elapsed / options.auth_interval)
+        assert len(hashed_on) <= allowed
+        assert statuses.count(401) == len(hashed_on) - 1  # each hash but the sign-up's
+        assert statuses.count(429) >= 40  # most of the sixty were throttled
         assert set(statuses) == {401, 429}
 
 
