@@ -12,6 +12,7 @@ import functools
 import gc
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -267,6 +268,31 @@ async def test_a_tool_cancelled_in_a_network_namespace_is_killed_and_closed(
         holder.kill()
         await holder.wait()
         await boot.aclose()
+
+
+async def test_a_child_closed_before_its_status_came_is_reported_killed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The status comes from the boot process, which here never sends it: a socket pair
+    # stands in for the boot process's end, since the real one cannot be made to stay
+    # silent on demand. The child itself is real and killed. Once closed, the child
+    # reads as killed: a wait returns at once instead of spinning on a status socket
+    # that is gone, and no signal goes to a pid the boot process may have reaped.
+    monkeypatch.setattr(_boot_process, "_ACLOSE_WAIT", 0.2)
+    ours, boot_end = socket.socketpair()
+    sleeper = await anyio.open_process(["sleep", "30"])
+    child = BootChild(sleeper.pid, ours.detach(), None)
+    try:
+        with anyio.fail_after(10):
+            await child.aclose()
+            assert child.returncode == -signal.SIGKILL
+            assert await child.wait() == -signal.SIGKILL
+            assert await sleeper.wait() == -signal.SIGKILL  # killed (and reaped here)
+    finally:
+        boot_end.close()
+        if sleeper.returncode is None:
+            sleeper.kill()
+            await sleeper.wait()
 
 
 async def test_a_network_closed_while_pasta_starts_ends_that_pasta(tmp_path: Path) -> None:

@@ -52,6 +52,10 @@ class BootFailed(RuntimeError):
     """The boot process could not start a capsule (it died and could not be restarted)."""
 
 
+# how long BootChild.aclose waits for a killed child's exit status
+_ACLOSE_WAIT = 5.0
+
+
 class BootChild:
     """A capsule's boot child, forked by the boot process (not by the server).
 
@@ -104,13 +108,17 @@ class BootChild:
         status socket; shielded. Safe to call again."""
         with anyio.CancelScope(shield=True):
             self.send_signal(signal.SIGKILL)
-            with anyio.move_on_after(5):
+            with anyio.move_on_after(_ACLOSE_WAIT):
                 await self.wait()
             if self.stderr is not None:
                 await self.stderr.aclose()
             with self._lock:
                 status, self._status = self._status, None
-            if status is not None:  # not reaped in time: the boot process reaps it now
+                if status is not None and self._returncode is None:
+                    # not seen to end in time: it was sent SIGKILL, which is what any
+                    # other waiter is told (the boot process reaps it once this closes)
+                    self._returncode = -signal.SIGKILL
+            if status is not None:
                 status.close()
 
     async def wait(self) -> int:
