@@ -332,3 +332,22 @@ def test_class_or_instance_methods_match() -> None:
             s = [p for p in inspect.signature(getattr(sync_dual, form)).parameters if p != "self"]
             a = [p for p in inspect.signature(getattr(async_dual, form)).parameters if p != "self"]
             assert [p for p in s if p != "backend"] == a, (name, form)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ctrl_c_in_a_cell_interrupts_the_kernel_and_keeps_its_state(
+    server: dict[str, str], backend: Backend
+) -> None:
+    # Ctrl-C while a sync run_code waits: the KeyboardInterrupt reaches the caller, the
+    # kernel is interrupted (the endless cell stops), and the kernel's state survives.
+    with client_for(server, backend) as client, client.capsule(template="code-runner-beta") as cap:
+        cap.run_code("n = 1")
+        timer = threading.Timer(1.0, _thread.interrupt_main)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            cap.run_code("import time\nwhile True: time.sleep(0.05)", timeout=120)
+        timer.join()
+        assert time.monotonic() - started < 15  # the interrupt's bounded settle, not 120 s
+        # the loop was interrupted: the next cell runs at once, with the state kept
+        assert cap.run_code("n + 1", timeout=20).text == "2"
