@@ -85,7 +85,8 @@ INTRO = {
     "wire:stream": "Exec-stream stdout, interleaved rounds: client CPU per GiB with binary "
     "output frames (the default against wrenn_local) and on the JSON wire, against the "
     "official sync SDK (target 0.3x).",
-    "boot:create": "Capsule create→running, serial (POST, then GET every 2 ms); the floor is "
+    "boot:create": "Capsule create→running, serial (POST until the server's event stream "
+    "pushes `running`: no polling load); the floor is "
     "a bare `bwrap … python3 -I -c pass` (same bwrap, own pid/ipc/uts/net namespaces, "
     "read-only root) timed in the same interleaved rounds; `baseline` is today's main's own "
     "server (WRENN_BASELINE_PYTHON). `ours` is the default server (warm spares: a create "
