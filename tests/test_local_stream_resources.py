@@ -8,9 +8,12 @@ directly.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import struct
+from collections import Counter
 from typing import Any
 
 import anyio
@@ -120,6 +123,20 @@ async def _quiet_counts() -> tuple[int, int]:
     return last
 
 
+def _task_names() -> Counter[str]:
+    """The running tasks by name: what a failed count shows (the ones left over)."""
+    return Counter(task.name or "?" for task in anyio.get_running_tasks())
+
+
+def _fd_targets() -> Counter[str]:
+    """This process's descriptors by what they point at (``socket:[…]`` as ``socket``)."""
+    found: Counter[str] = Counter()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            found[os.readlink(f"/proc/self/fd/{fd}").split(":[")[0]] += 1
+    return found
+
+
 async def _running(http: httpx.AsyncClient, cid: str) -> set[int]:
     resp = await http.get(f"/v1/capsules/{cid}/processes")
     assert resp.status_code == 200, resp.text
@@ -169,6 +186,7 @@ async def test_many_streams_opened_and_closed_leave_tasks_and_fds_where_they_sta
         await warm.start("true")
         await warm.close()
         tasks, fds = await _quiet_counts()
+        names, targets = _task_names(), _fd_targets()
         streams: list[RawStream] = []
         for i in range(24):  # under /v1 and /api/v1 alike
             stream = await RawStream.open(server, path if i % 2 else "/api" + path)
@@ -190,7 +208,8 @@ async def test_many_streams_opened_and_closed_leave_tasks_and_fds_where_they_sta
             for i, stream in enumerate(streams):
                 tg.start_soon(end, i, stream)
         left = await _settle(http, cid, pids, tasks, fds)
-        assert left == (set(), tasks, fds)
+        extra = (_task_names() - names, _fd_targets() - targets)
+        assert left == (set(), tasks, fds), extra
 
 
 async def test_streams_under_api_and_unknown_paths_route_as_before() -> None:
