@@ -80,6 +80,19 @@ async def test_a_whole_workflow(cap: AsyncCapsule) -> None:
     assert "does-not-exist" in info.value.stderr
 
 
+async def test_a_failure_git_reports_on_stdout_is_in_the_message(cap: AsyncCapsule) -> None:
+    # ``git commit`` with nothing to commit says so on stdout, stderr empty. The official
+    # SDK's message falls back to stdout, and programs test it ("nothing to commit" in
+    # str(exc)); ours read "git commit failed (1): " with nothing after it.
+    await cap.git.init("/tmp/repo", initial_branch="main")
+    await cap.git.configure_user("Ada", "ada@example.com")
+    with pytest.raises(GitCommandError) as info:
+        await cap.git.commit("nothing", cwd="/tmp/repo")
+    assert info.value.stderr == ""
+    assert "nothing to commit" in str(info.value)
+    assert "nothing to commit" in info.value.message
+
+
 @pytest.mark.async_only  # observes the async object's own calls
 async def test_credentials_stay_off_argv_and_config(
     cap: AsyncCapsule, monkeypatch: pytest.MonkeyPatch
@@ -116,8 +129,10 @@ async def test_auth_failures_are_git_auth_errors(cap: AsyncCapsule) -> None:
         "    except OSError:\n        time.sleep(0.05)\n"
     )
     await cap.commands.run("python3", args=["-c", probe])
-    with pytest.raises(GitAuthError):
+    with pytest.raises(GitAuthError) as info:
         await cap.git.clone("http://127.0.0.1:8123/repo.git", "x")
+    # the official SDK's message is "git clone: authentication failed"; ours begins so
+    assert str(info.value).startswith("git clone: authentication failed")
     with pytest.raises(GitAuthError):
         await cap.git.clone("http://127.0.0.1:8123/repo.git", "y", username="ada", password="no")
 

@@ -56,6 +56,12 @@ ASKPASS: Final = (
 )
 
 
+def _detail(result: CommandResult) -> str:
+    """What git said about a failure: its stderr or, when that is empty, its stdout (as
+    the official SDK's message: ``git commit`` with nothing to commit says so on stdout)."""
+    return (result.stderr.strip() or result.stdout.strip())[-300:]
+
+
 @attrs.frozen
 class FileStatus:
     path: str
@@ -203,10 +209,19 @@ class AsyncGit:
                 except WrennError:
                     pass
         if result.exit_code != 0:
-            message = f"git {args[0]} failed ({result.exit_code}): {result.stderr.strip()[-300:]}"
             lowered = result.stderr.lower()
-            cls = GitAuthError if any(p in lowered for p in AUTH_PHRASES) else GitCommandError
-            raise cls(message, stderr=result.stderr, exit_code=result.exit_code)
+            if any(p in lowered for p in AUTH_PHRASES):
+                # begins with the official SDK's whole message, "git clone: authentication failed"
+                raise GitAuthError(
+                    f"git {args[0]}: authentication failed ({result.exit_code}): {_detail(result)}",
+                    stderr=result.stderr,
+                    exit_code=result.exit_code,
+                )
+            raise GitCommandError(
+                f"git {args[0]} failed ({result.exit_code}): {_detail(result)}",
+                stderr=result.stderr,
+                exit_code=result.exit_code,
+            )
         return result
 
     async def clone(
@@ -274,7 +289,7 @@ class AsyncGit:
         )
         if result.exit_code != 0:
             raise GitCommandError(
-                f"git failed ({result.exit_code}): {result.stderr.strip()[-300:]}",
+                f"git failed ({result.exit_code}): {_detail(result)}",
                 stderr=result.stderr,
                 exit_code=result.exit_code,
             )
