@@ -22,6 +22,7 @@ from ._exceptions import GitCommandError as GitCommandError
 from ._exceptions import GitError as GitError
 from ._exceptions import WrennError, WrennValidationError
 from ._models import CommandResult
+from ._models.base import dataclass_view
 
 if TYPE_CHECKING:
     from ._commands import AsyncCommands
@@ -62,6 +63,7 @@ def _detail(result: CommandResult) -> str:
     return (result.stderr.strip() or result.stdout.strip())[-300:]
 
 
+@dataclass_view()
 @attrs.frozen
 class FileStatus:
     path: str
@@ -93,6 +95,7 @@ class FileStatus:
         return "unknown"
 
 
+@dataclass_view()
 @attrs.frozen
 class GitStatus:
     branch: str | None = None
@@ -119,6 +122,7 @@ class GitStatus:
         return any(f.status == "conflict" for f in self.files)
 
 
+@dataclass_view()
 @attrs.frozen
 class GitBranch:
     name: str

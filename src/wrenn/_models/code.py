@@ -9,6 +9,7 @@ from typing import Any, Final, final
 import attrs
 
 from .._exceptions import WrennValidationError
+from .base import dataclass_view
 
 __all__ = [
     "CHART_MIME",
@@ -92,6 +93,7 @@ class Chart:
 
 
 @final
+@dataclass_view()
 @attrs.frozen
 class Result:
     """One rich output of a cell: the main result (``is_main_result``, the value of the
@@ -159,6 +161,7 @@ class Result:
 
 
 @final
+@dataclass_view()
 @attrs.frozen
 class ExecutionError:
     """An error raised by the cell (or ``Timeout`` / ``Disconnected`` from the SDK)."""
@@ -169,6 +172,7 @@ class ExecutionError:
 
 
 @final
+@dataclass_view()
 @attrs.frozen
 class Logs:
     """What the cell printed, in the pieces the kernel sent."""
@@ -198,6 +202,7 @@ CodeOutput = CodeStdout | CodeStderr | Result | ExecutionError
 
 
 @final
+@dataclass_view()
 @attrs.define
 class Execution:
     """The outcome of one cell.

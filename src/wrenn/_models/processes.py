@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import attrs
 
-from .base import WireModel
+from .base import WireModel, dataclass_view
 
 __all__ = ["BackgroundProcess", "CommandResult", "ProcessInfo"]
 
 
+@dataclass_view("stdout", "stderr", "exit_code", "duration_ms")
 @attrs.frozen
 class CommandResult(WireModel):
     """The outcome of a foreground command.
@@ -42,6 +43,7 @@ class BackgroundProcess(WireModel):
     cmd: str = ""
 
 
+@dataclass_view()
 @attrs.frozen
 class ProcessInfo(WireModel):
     """A process the capsule is tracking (background, exec stream, PTY, ...)."""
