@@ -25,7 +25,7 @@ from ._exceptions import (
     WrennNotFoundError,
 )
 from ._models import CommandResult, ProcessInfo
-from ._models.base import dataclass_view
+from ._models.base import DataclassShaped, dataclass_view
 from ._models.streams import StreamEvent, StreamStderr, StreamStdout
 from ._protocol.exec_stream import check_args
 from ._resources import AsyncProcesses
@@ -153,7 +153,7 @@ StreamHandle = ScopedIterable[AsyncExecStream, StreamEvent]
 @final
 @dataclass_view("pid", "tag", "capsule_id")
 @attrs.frozen
-class CommandHandle(abc.ABC):
+class CommandHandle(DataclassShaped, abc.ABC):
     """A background process: its ``pid`` and ``tag``, and ways to follow or stop it.
 
     (An ABC only so that the sync handle is registered as one: a background run returns

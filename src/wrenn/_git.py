@@ -22,7 +22,7 @@ from ._exceptions import GitCommandError as GitCommandError
 from ._exceptions import GitError as GitError
 from ._exceptions import WrennError, WrennValidationError
 from ._models import CommandResult
-from ._models.base import dataclass_view
+from ._models.base import DataclassShaped, dataclass_view
 
 if TYPE_CHECKING:
     from ._commands import AsyncCommands
@@ -65,7 +65,7 @@ def _detail(result: CommandResult) -> str:
 
 @dataclass_view()
 @attrs.frozen
-class FileStatus:
+class FileStatus(DataclassShaped):
     path: str
     index_status: str
     work_tree_status: str
@@ -97,7 +97,7 @@ class FileStatus:
 
 @dataclass_view()
 @attrs.frozen
-class GitStatus:
+class GitStatus(DataclassShaped):
     branch: str | None = None
     upstream: str | None = None
     ahead: int = 0
@@ -124,7 +124,7 @@ class GitStatus:
 
 @dataclass_view()
 @attrs.frozen
-class GitBranch:
+class GitBranch(DataclassShaped):
     name: str
     is_current: bool = False
 

@@ -15,11 +15,11 @@ import importlib
 import json
 import keyword
 from collections.abc import Callable, Mapping
-from typing import Any, Self, TypeVar, cast
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 import attrs
 
-__all__ = ["WireModel", "dataclass_view", "register_codec"]
+__all__ = ["DataclassShaped", "WireModel", "dataclass_view", "register_codec"]
 
 C = TypeVar("C", bound=type)
 
@@ -135,6 +135,15 @@ class WireModel:
     @classmethod
     def model_validate_json(cls, data: str | bytes, **kwargs: Any) -> Self:
         return cls.model_validate(json.loads(data), **kwargs)
+
+
+class DataclassShaped:
+    """Base of the classes :func:`dataclass_view` decorates: tells type checkers they
+    are dataclass instances (``dataclasses.asdict(result)`` type-checks, as it did with
+    the official SDK)."""
+
+    __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
 
 def dataclass_view(*names: str, types: Mapping[str, Any] | None = None) -> Callable[[C], C]:

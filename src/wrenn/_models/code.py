@@ -9,7 +9,7 @@ from typing import Any, Final, final
 import attrs
 
 from .._exceptions import WrennValidationError
-from .base import dataclass_view
+from .base import DataclassShaped, dataclass_view
 
 __all__ = [
     "CHART_MIME",
@@ -95,7 +95,7 @@ class Chart:
 @final
 @dataclass_view()
 @attrs.frozen
-class Result:
+class Result(DataclassShaped):
     """One rich output of a cell: the main result (``is_main_result``, the value of the
     cell's last expression) or a ``display()`` output.
 
@@ -163,7 +163,7 @@ class Result:
 @final
 @dataclass_view()
 @attrs.frozen
-class ExecutionError:
+class ExecutionError(DataclassShaped):
     """An error raised by the cell (or ``Timeout`` / ``Disconnected`` from the SDK)."""
 
     name: str = ""
@@ -174,7 +174,7 @@ class ExecutionError:
 @final
 @dataclass_view()
 @attrs.frozen
-class Logs:
+class Logs(DataclassShaped):
     """What the cell printed, in the pieces the kernel sent."""
 
     stdout: list[str] = attrs.field(factory=list)
@@ -204,7 +204,7 @@ CodeOutput = CodeStdout | CodeStderr | Result | ExecutionError
 @final
 @dataclass_view()
 @attrs.define
-class Execution:
+class Execution(DataclassShaped):
     """The outcome of one cell.
 
     ``error`` is the cell's exception as data (a failing cell is not an SDK error);

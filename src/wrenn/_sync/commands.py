@@ -26,7 +26,7 @@ from .._exceptions import (
     WrennTimeoutError,
 )
 from .._models import CommandResult
-from .._models.base import dataclass_view
+from .._models.base import DataclassShaped, dataclass_view
 from .._models.streams import StreamEvent
 from .._resources.streams import AsyncExecStream, process_selector
 from .adapt import Facet, blocking
@@ -128,7 +128,7 @@ class ExecStream:
 
 @final
 @dataclass_view("pid", "tag", "capsule_id", types={"pid": int, "tag": str, "capsule_id": str})
-class SyncCommandHandle(Facet[CommandHandle]):
+class SyncCommandHandle(Facet[CommandHandle], DataclassShaped):
     """A background process (sync form of :class:`wrenn.CommandHandle`, and registered
     as one: ``isinstance(handle, wrenn.CommandHandle)`` holds, as in the official SDK)."""
 
