@@ -298,3 +298,17 @@ async def test_an_async_handle_equals_the_official_dataclass_form(server: dict[s
         result = await cap.commands.run("echo x")
         assert dataclasses.asdict(result)["stdout"] == "x\n"
         await cap.commands.kill(handle.pid)
+
+
+async def test_a_listing_of_depth_zero_is_one_level_as_official(server: dict[str, str]) -> None:
+    # The official SDK sends depth=0 and servers take it as 1 (PROTOCOL §10); ours
+    # refused it before any request (WrennValidationError "depth must be ... >= 1").
+    client = AsyncWrennClient(server["WRENN_API_KEY"], server["WRENN_BASE_URL"])
+    async with client, client.capsule() as cap:
+        await cap.files.write("/tmp/d/sub/f.txt", "x")
+        await cap.files.write("/tmp/d/g.txt", "y")
+        flat = [e.path for e in await cap.files.list("/tmp/d", depth=0)]
+        assert flat == [e.path for e in await cap.files.list("/tmp/d")]
+        assert sorted(flat) == ["/tmp/d/g.txt", "/tmp/d/sub"]
+        with pytest.raises(wrenn.WrennValidationError):
+            await cap.files.list("/tmp/d", depth=-1)
