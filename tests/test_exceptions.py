@@ -84,13 +84,13 @@ def test_odd_bodies_never_crash(raw: bytes) -> None:
 def test_host_has_capsules_reads_ids_inside_and_outside_error() -> None:
     inside = error_from_response(409, body("has_active_sandboxes", sandbox_ids=["cl-a", "cl-b"]))
     assert isinstance(inside, E.WrennHostHasCapsulesError)
-    assert inside.capsule_ids == ("cl-a", "cl-b")
+    assert inside.capsule_ids == ["cl-a", "cl-b"]
     outside = json.dumps(
         {"error": {"code": "host_has_capsules", "message": "busy"}, "capsule_ids": ["cl-c"]}
     ).encode()
     err = error_from_response(409, outside)
     assert isinstance(err, E.WrennHostHasCapsulesError)
-    assert err.capsule_ids == ("cl-c",)
+    assert err.capsule_ids == ["cl-c"]
 
 
 def test_rate_limit_carries_retry_after() -> None:
@@ -121,7 +121,7 @@ def test_str_repr_and_pickle() -> None:
     hosts = pickle.loads(
         pickle.dumps(E.WrennHostHasCapsulesError("x", status_code=409, capsule_ids=("cl-1",)))
     )
-    assert hosts.capsule_ids == ("cl-1",)
+    assert hosts.capsule_ids == ["cl-1"]
     with pytest.warns(DeprecationWarning, match="sandbox_ids"):
         assert hosts.sandbox_ids == ["cl-1"]
 
@@ -137,6 +137,6 @@ def test_the_official_constructor_and_builtin_bases() -> None:
     assert E.WrennError("just a message").message == "just a message"
     assert E.WrennError("just a message").code == "error"
     hosts = E.WrennHostHasCapsulesError("host_has_capsules", "busy", 409, ["cl-1"])
-    assert hosts.capsule_ids == ("cl-1",)
+    assert hosts.capsule_ids == ["cl-1"]  # a list, as official (was a tuple: == [...] failed)
     assert issubclass(E.WrennCapsuleFailedError, RuntimeError)
     assert issubclass(E.WrennValidationError, ValueError)

@@ -14,7 +14,6 @@ from wrenn import (
     AsyncCapsule,
     GitAuthError,
     GitCommandError,
-    WrennValidationError,
 )
 from wrenn._git import parse_status
 
@@ -80,6 +79,19 @@ async def test_a_whole_workflow(cap: AsyncCapsule) -> None:
     assert "does-not-exist" in info.value.stderr
 
 
+async def test_a_failure_git_reports_on_stdout_is_in_the_message(cap: AsyncCapsule) -> None:
+    # ``git commit`` with nothing to commit says so on stdout, stderr empty. The official
+    # SDK's message falls back to stdout, and programs test it ("nothing to commit" in
+    # str(exc)); ours read "git commit failed (1): " with nothing after it.
+    await cap.git.init("/tmp/repo", initial_branch="main")
+    await cap.git.configure_user("Ada", "ada@example.com")
+    with pytest.raises(GitCommandError) as info:
+        await cap.git.commit("nothing", cwd="/tmp/repo")
+    assert info.value.stderr == ""
+    assert "nothing to commit" in str(info.value)
+    assert "nothing to commit" in info.value.message
+
+
 @pytest.mark.async_only  # observes the async object's own calls
 async def test_credentials_stay_off_argv_and_config(
     cap: AsyncCapsule, monkeypatch: pytest.MonkeyPatch
@@ -103,8 +115,14 @@ async def test_credentials_stay_off_argv_and_config(
     assert "hunter2" not in config
     leftovers = (await original("ls -a /tmp")).stdout
     assert ".wrenn-askpass" not in leftovers
-    with pytest.raises(WrennValidationError, match="credentials"):
-        await cap.git.clone("https://ada:pw@example.com/r.git")
+    # credentials written in the URL reach git by askpass as well, never argv
+    calls.clear()
+    with pytest.raises(GitCommandError):
+        await cap.git.clone("http://ada:url-secret@127.0.0.1:1/r.git", "other")
+    git_calls = [c for c in calls if c["cmd"] == "git"]
+    assert git_calls
+    for call in git_calls:
+        assert "url-secret" not in " ".join(call["args"])
 
 
 async def test_auth_failures_are_git_auth_errors(cap: AsyncCapsule) -> None:
@@ -116,10 +134,69 @@ async def test_auth_failures_are_git_auth_errors(cap: AsyncCapsule) -> None:
         "    except OSError:\n        time.sleep(0.05)\n"
     )
     await cap.commands.run("python3", args=["-c", probe])
-    with pytest.raises(GitAuthError):
+    with pytest.raises(GitAuthError) as info:
         await cap.git.clone("http://127.0.0.1:8123/repo.git", "x")
+    # the official SDK's message is "git clone: authentication failed"; ours begins so
+    assert str(info.value).startswith("git clone: authentication failed")
     with pytest.raises(GitAuthError):
         await cap.git.clone("http://127.0.0.1:8123/repo.git", "y", username="ada", password="no")
+
+
+DUMB_HTTP_SERVER = r"""
+import base64, functools, http.server
+WANT = "Basic " + base64.b64encode(b"ada:s3cret").decode()
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get("Authorization") != WANT:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+    def log_message(self, *a): pass
+handler = functools.partial(H, directory="/tmp/srv")
+http.server.HTTPServer(("127.0.0.1", 8124), handler).serve_forever()
+"""
+
+SERVED_REPO = (
+    "set -e; git init -q --bare --initial-branch=main /tmp/srv/repo.git;"
+    " git init -q --initial-branch=main /tmp/w; cd /tmp/w; echo hi > f; git add f;"
+    " git -c user.name=A -c user.email=a@x commit -qm one; git push -q /tmp/srv/repo.git main;"
+    " git --git-dir=/tmp/srv/repo.git update-server-info"
+)
+
+
+async def test_clone_urls_as_official_programs_write_them(cap: AsyncCapsule) -> None:
+    # The official SDK clones any URL it is given. Ours refused every URL with an "@"
+    # before the first "/" (WrennValidationError), which took in SSH URLs
+    # (git@host:org/r.git, ssh://git@host/...) and https://user:token@host/... alike.
+    done = await cap.commands.run(SERVED_REPO)
+    assert done.exit_code == 0, done.stderr
+    await cap.files.write("/tmp/srv.py", DUMB_HTTP_SERVER)
+    await cap.commands.run("python3 /tmp/srv.py", background=True)
+    probe = (
+        "import socket, time\nfor _ in range(200):\n    try:\n"
+        "        socket.create_connection(('127.0.0.1', 8124)).close(); break\n"
+        "    except OSError:\n        time.sleep(0.05)\n"
+    )
+    await cap.commands.run("python3", args=["-c", probe])
+    url = "http://ada:s3cret@127.0.0.1:8124/repo.git"
+    await cap.git.clone(url, "/tmp/c1")
+    assert await cap.files.read("/tmp/c1/f") == "hi\n"
+    # as under the official SDK, origin is the URL as given, so later pulls authenticate
+    assert await cap.git.remote_get(cwd="/tmp/c1") == url
+    await cap.git.pull(cwd="/tmp/c1")
+    # username=/password= take the place of the URL's, and are not stored
+    await cap.git.clone(
+        "http://someone:wrong@127.0.0.1:8124/repo.git", "/tmp/c2", username="ada", password="s3cret"
+    )
+    assert await cap.git.remote_get(cwd="/tmp/c2") == "http://127.0.0.1:8124/repo.git"
+    with pytest.raises(GitAuthError):
+        await cap.git.clone("http://ada:wrong@127.0.0.1:8124/repo.git", "/tmp/c3")
+    for ssh in ("git@127.0.0.1:org/r.git", "ssh://git@127.0.0.1:1/org/r.git"):
+        with pytest.raises(GitCommandError):  # git tried (nothing listens), not refused
+            await cap.git.clone(ssh, "/tmp/c4", envs={"GIT_SSH_COMMAND": "ssh -o BatchMode=yes"})
 
 
 def test_parse_status() -> None:

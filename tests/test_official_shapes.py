@@ -225,3 +225,90 @@ def test_sync_terminal_events_begin_with_started(
         assert kinds[0] == "started"
         assert kinds[-1] == "exit"
         assert "output" in kinds
+
+
+def test_results_read_as_the_official_dataclasses(
+    server: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The official CommandResult, CommandHandle, ProcessInfo, GitStatus, FileStatus,
+    # GitBranch and the code runner's models are @dataclass: programs serialise them
+    # with dataclasses.asdict (json.dumps(asdict(result))). Ours are attrs classes, and
+    # asdict raised TypeError; a hand-built CommandHandle never equalled a returned one.
+    import dataclasses
+    import json
+
+    from wrenn.code_runner.models import Execution, ExecutionError, Logs, Result
+
+    monkeypatch.setenv("WRENN_API_KEY", server["WRENN_API_KEY"])
+    monkeypatch.setenv("WRENN_BASE_URL", server["WRENN_BASE_URL"])
+    with Capsule(wait=True) as cap:
+        result = cap.commands.run("printf hi")
+        assert dataclasses.is_dataclass(result)
+        as_dict = dataclasses.asdict(result)
+        assert as_dict == {
+            "stdout": "hi",
+            "stderr": "",
+            "exit_code": 0,
+            "duration_ms": result.duration_ms,
+        }
+        json.dumps(as_dict)  # only the official fields: no bytes
+        assert dataclasses.replace(result, exit_code=3).exit_code == 3
+        handle = cap.commands.run("sleep 30", background=True)
+        assert dataclasses.asdict(handle) == {
+            "pid": handle.pid,
+            "tag": handle.tag,
+            "capsule_id": cap.capsule_id,
+        }
+        assert handle == wrenn.CommandHandle(handle.pid, handle.tag, cap.capsule_id)
+        [process] = [p for p in cap.commands.list() if p.tag == handle.tag]
+        assert dataclasses.asdict(process)["pid"] == handle.pid
+        cap.commands.kill(handle.pid)
+        cap.git.init("/tmp/repo", initial_branch="main")
+        cap.files.write("/tmp/repo/a.txt", "a")
+        status = dataclasses.asdict(cap.git.status(cwd="/tmp/repo"))
+        assert status["branch"] == "main"
+        assert status["files"] == [
+            {"path": "a.txt", "index_status": "?", "work_tree_status": "?", "renamed_from": None}
+        ]
+        assert [dataclasses.astuple(b) for b in cap.git.branches(cwd="/tmp/repo")] == []
+    execution = Execution(
+        results=[Result(text="2", is_main_result=True)],
+        logs=Logs(stdout=["x\n"]),
+        error=ExecutionError("ZeroDivisionError", "division by zero"),
+    )
+    dumped = dataclasses.asdict(execution)
+    assert dumped["logs"] == {"stdout": ["x\n"], "stderr": []}
+    assert dumped["results"][0]["text"] == "2"
+    assert dumped["error"]["name"] == "ZeroDivisionError"
+    assert [f.name for f in dataclasses.fields(Result)][-2:] == ["extra", "is_main_result"]
+
+
+async def test_an_async_handle_equals_the_official_dataclass_form(server: dict[str, str]) -> None:
+    import dataclasses
+
+    client = AsyncWrennClient(server["WRENN_API_KEY"], server["WRENN_BASE_URL"])
+    async with client, client.capsule() as cap:
+        handle = await cap.commands.run("sleep 30", background=True)
+        assert handle == wrenn.CommandHandle(handle.pid, handle.tag, cap.capsule_id)
+        assert dataclasses.asdict(handle) == {
+            "pid": handle.pid,
+            "tag": handle.tag,
+            "capsule_id": cap.capsule_id,
+        }
+        result = await cap.commands.run("echo x")
+        assert dataclasses.asdict(result)["stdout"] == "x\n"
+        await cap.commands.kill(handle.pid)
+
+
+async def test_a_listing_of_depth_zero_is_one_level_as_official(server: dict[str, str]) -> None:
+    # The official SDK sends depth=0 and servers take it as 1 (PROTOCOL §10); ours
+    # refused it before any request (WrennValidationError "depth must be ... >= 1").
+    client = AsyncWrennClient(server["WRENN_API_KEY"], server["WRENN_BASE_URL"])
+    async with client, client.capsule() as cap:
+        await cap.files.write("/tmp/d/sub/f.txt", "x")
+        await cap.files.write("/tmp/d/g.txt", "y")
+        flat = [e.path for e in await cap.files.list("/tmp/d", depth=0)]
+        assert flat == [e.path for e in await cap.files.list("/tmp/d")]
+        assert sorted(flat) == ["/tmp/d/g.txt", "/tmp/d/sub"]
+        with pytest.raises(wrenn.WrennValidationError):
+            await cap.files.list("/tmp/d", depth=-1)

@@ -513,7 +513,7 @@ async def test_host_delete_with_capsules(fake_api: FakeAPI) -> None:
     async with AsyncWrennClient(token=JWT, base_url=fake_api.base_url) as c:
         with pytest.raises(WrennHostHasCapsulesError) as info:
             await c.hosts.delete("host-1")
-    assert info.value.capsule_ids == (CID,)
+    assert info.value.capsule_ids == [CID]
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from ._exceptions import (
     WrennNotFoundError,
 )
 from ._models import CommandResult, ProcessInfo
+from ._models.base import DataclassShaped, dataclass_view
 from ._models.streams import StreamEvent, StreamStderr, StreamStdout
 from ._protocol.exec_stream import check_args
 from ._resources import AsyncProcesses
@@ -150,8 +151,9 @@ StreamHandle = ScopedIterable[AsyncExecStream, StreamEvent]
 
 
 @final
+@dataclass_view("pid", "tag", "capsule_id")
 @attrs.frozen
-class CommandHandle(abc.ABC):
+class CommandHandle(DataclassShaped, abc.ABC):
     """A background process: its ``pid`` and ``tag``, and ways to follow or stop it.
 
     (An ABC only so that the sync handle is registered as one: a background run returns
@@ -161,7 +163,9 @@ class CommandHandle(abc.ABC):
     pid: int
     tag: str
     capsule_id: str
-    _processes: AsyncProcesses | None = attrs.field(default=None, repr=False, alias="_processes")
+    _processes: AsyncProcesses | None = attrs.field(
+        default=None, repr=False, eq=False, alias="_processes"
+    )
 
     def _require(self) -> AsyncProcesses:
         if self._processes is None:

@@ -206,7 +206,8 @@ class WrennHostHasCapsulesError(WrennConflictError):
         capsule_ids: Sequence[str] = (),
     ) -> None:
         super().__init__(code, message, status_code)
-        self.capsule_ids = tuple(capsule_ids)
+        # a list, as in the official SDK (``exc.capsule_ids == ["cl-..."]`` holds)
+        self.capsule_ids: list[str] = list(capsule_ids)
 
     @property
     def sandbox_ids(self) -> list[str]:

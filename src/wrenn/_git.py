@@ -13,7 +13,7 @@ import builtins
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final, Literal, final
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import attrs
 
@@ -22,6 +22,7 @@ from ._exceptions import GitCommandError as GitCommandError
 from ._exceptions import GitError as GitError
 from ._exceptions import WrennError, WrennValidationError
 from ._models import CommandResult
+from ._models.base import DataclassShaped, dataclass_view
 
 if TYPE_CHECKING:
     from ._commands import AsyncCommands
@@ -56,8 +57,15 @@ ASKPASS: Final = (
 )
 
 
+def _detail(result: CommandResult) -> str:
+    """What git said about a failure: its stderr or, when that is empty, its stdout (as
+    the official SDK's message: ``git commit`` with nothing to commit says so on stdout)."""
+    return (result.stderr.strip() or result.stdout.strip())[-300:]
+
+
+@dataclass_view()
 @attrs.frozen
-class FileStatus:
+class FileStatus(DataclassShaped):
     path: str
     index_status: str
     work_tree_status: str
@@ -87,8 +95,9 @@ class FileStatus:
         return "unknown"
 
 
+@dataclass_view()
 @attrs.frozen
-class GitStatus:
+class GitStatus(DataclassShaped):
     branch: str | None = None
     upstream: str | None = None
     ahead: int = 0
@@ -113,8 +122,9 @@ class GitStatus:
         return any(f.status == "conflict" for f in self.files)
 
 
+@dataclass_view()
 @attrs.frozen
-class GitBranch:
+class GitBranch(DataclassShaped):
     name: str
     is_current: bool = False
 
@@ -203,10 +213,19 @@ class AsyncGit:
                 except WrennError:
                     pass
         if result.exit_code != 0:
-            message = f"git {args[0]} failed ({result.exit_code}): {result.stderr.strip()[-300:]}"
             lowered = result.stderr.lower()
-            cls = GitAuthError if any(p in lowered for p in AUTH_PHRASES) else GitCommandError
-            raise cls(message, stderr=result.stderr, exit_code=result.exit_code)
+            if any(p in lowered for p in AUTH_PHRASES):
+                # begins with the official SDK's whole message, "git clone: authentication failed"
+                raise GitAuthError(
+                    f"git {args[0]}: authentication failed ({result.exit_code}): {_detail(result)}",
+                    stderr=result.stderr,
+                    exit_code=result.exit_code,
+                )
+            raise GitCommandError(
+                f"git {args[0]} failed ({result.exit_code}): {_detail(result)}",
+                stderr=result.stderr,
+                exit_code=result.exit_code,
+            )
         return result
 
     async def clone(
@@ -226,12 +245,22 @@ class AsyncGit:
         """``git clone``. Credentials reach git through a one-off askpass helper, never
         argv or ``.git/config`` — unless ``dangerously_store_credentials=True``, which
         writes them into the ``origin`` URL in ``.git/config`` afterwards (as the
-        official SDK's option says: anyone who can read the repository can read them)."""
-        if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
-            raise WrennValidationError(
-                "put credentials in username=/password=, not in the URL (they would be "
-                "stored in .git/config)"
-            )
+        official SDK's option says: anyone who can read the repository can read them).
+
+        Credentials written in an http(s) URL (``https://user:token@host/r.git``) are
+        used as the official SDK uses them: the clone authenticates with them and
+        ``origin`` keeps the URL as given; they too reach git by askpass, never argv.
+        ``username=``/``password=`` take their place. SSH URLs (``git@host:org/r.git``)
+        are passed on unchanged."""
+        stored_url: str | None = None
+        split = urlsplit(url)
+        if split.scheme.lower() in ("http", "https") and "@" in split.netloc:
+            clean = urlunsplit(split._replace(netloc=split.netloc.rpartition("@")[2]))
+            if username is None and password is None:
+                username = unquote(split.username or "")
+                password = unquote(split.password or "")
+                stored_url = url  # as the official SDK leaves it: origin is the URL given
+            url = clean
         args = ["clone"]
         if branch:
             args += ["--branch", branch, "--single-branch"]
@@ -243,11 +272,11 @@ class AsyncGit:
         result = await self._git(
             args, cwd=cwd, envs=envs, timeout=timeout, username=username, password=password
         )
-        if dangerously_store_credentials and (username or password):
+        if stored_url is not None or (dangerously_store_credentials and (username or password)):
             repo = dest or url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
             scheme, _, rest = url.partition("://")
             user, secret = quote(username or "", safe=""), quote(password or "", safe="")
-            stored = f"{scheme}://{user}:{secret}@{rest}"
+            stored = stored_url or f"{scheme}://{user}:{secret}@{rest}"
             # through the environment, so the credentials never appear in argv
             await self._shell(
                 'git -C "$WRENN_GIT_REPO" remote set-url origin "$WRENN_GIT_URL"',
@@ -274,7 +303,7 @@ class AsyncGit:
         )
         if result.exit_code != 0:
             raise GitCommandError(
-                f"git failed ({result.exit_code}): {result.stderr.strip()[-300:]}",
+                f"git failed ({result.exit_code}): {_detail(result)}",
                 stderr=result.stderr,
                 exit_code=result.exit_code,
             )

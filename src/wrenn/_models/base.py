@@ -8,17 +8,20 @@ goes through the SDK's one converter, which registers itself here when it is imp
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import importlib
 import json
 import keyword
 from collections.abc import Callable, Mapping
-from typing import Any, Self, cast
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 import attrs
 
-__all__ = ["WireModel", "register_codec"]
+__all__ = ["DataclassShaped", "WireModel", "dataclass_view", "register_codec"]
+
+C = TypeVar("C", bound=type)
 
 _codec: dict[str, Callable[..., Any]] = {}
 
@@ -132,3 +135,51 @@ class WireModel:
     @classmethod
     def model_validate_json(cls, data: str | bytes, **kwargs: Any) -> Self:
         return cls.model_validate(json.loads(data), **kwargs)
+
+
+class DataclassShaped:
+    """Base of the classes :func:`dataclass_view` decorates: tells type checkers they
+    are dataclass instances (``dataclasses.asdict(result)`` type-checks, as it did with
+    the official SDK)."""
+
+    __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+
+def dataclass_view(*names: str, types: Mapping[str, Any] | None = None) -> Callable[[C], C]:
+    """Class decorator: the class also reads as the official SDK's ``@dataclass`` of the
+    same name, so ``dataclasses.asdict(result)``, ``fields()``, ``astuple()``,
+    ``replace()`` and ``is_dataclass()`` work on it as they did there.
+
+    ``names`` are the official fields, in the official order (default: the class's
+    public attrs fields); fields of ours beyond them (``CommandResult.stdout_bytes``)
+    stay out of the view, as they are out of the official class. ``types`` gives the
+    types of a class that is not an attrs class (its fields are then required).
+    """
+
+    def apply(cls: C) -> C:
+        spec: list[tuple[str, Any, Any]] = []
+        if attrs.has(cls):
+            attrs.resolve_types(cls)
+            by_name = attrs.fields_dict(cls)
+            wanted = names or tuple(n for n, a in by_name.items() if not n.startswith("_"))
+            for name in wanted:
+                field = by_name[name]
+                default: Any = field.default
+                if default is attrs.NOTHING:
+                    spec.append((name, field.type, dataclasses.field()))
+                elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                    factory = dataclasses.field(default_factory=default.factory)
+                    spec.append((name, field.type, factory))
+                else:
+                    spec.append((name, field.type, dataclasses.field(default=default)))
+        else:
+            spec = [(name, (types or {})[name], dataclasses.field()) for name in names]
+        shadow = dataclasses.make_dataclass(cls.__name__, spec)
+        # what dataclasses.fields()/asdict()/replace() read; attrs' own machinery is
+        # untouched
+        cls.__dataclass_fields__ = shadow.__dataclass_fields__  # type: ignore[attr-defined]
+        cls.__dataclass_params__ = shadow.__dataclass_params__  # type: ignore[attr-defined]
+        return cls
+
+    return apply

@@ -9,6 +9,7 @@ from typing import Any, Final, final
 import attrs
 
 from .._exceptions import WrennValidationError
+from .base import DataclassShaped, dataclass_view
 
 __all__ = [
     "CHART_MIME",
@@ -92,8 +93,9 @@ class Chart:
 
 
 @final
+@dataclass_view()
 @attrs.frozen
-class Result:
+class Result(DataclassShaped):
     """One rich output of a cell: the main result (``is_main_result``, the value of the
     cell's last expression) or a ``display()`` output.
 
@@ -159,8 +161,9 @@ class Result:
 
 
 @final
+@dataclass_view()
 @attrs.frozen
-class ExecutionError:
+class ExecutionError(DataclassShaped):
     """An error raised by the cell (or ``Timeout`` / ``Disconnected`` from the SDK)."""
 
     name: str = ""
@@ -169,8 +172,9 @@ class ExecutionError:
 
 
 @final
+@dataclass_view()
 @attrs.frozen
-class Logs:
+class Logs(DataclassShaped):
     """What the cell printed, in the pieces the kernel sent."""
 
     stdout: list[str] = attrs.field(factory=list)
@@ -198,8 +202,9 @@ CodeOutput = CodeStdout | CodeStderr | Result | ExecutionError
 
 
 @final
+@dataclass_view()
 @attrs.define
-class Execution:
+class Execution(DataclassShaped):
     """The outcome of one cell.
 
     ``error`` is the cell's exception as data (a failing cell is not an SDK error);

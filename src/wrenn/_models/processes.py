@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import attrs
 
-from .base import WireModel
+from .base import DataclassShaped, WireModel, dataclass_view
 
 __all__ = ["BackgroundProcess", "CommandResult", "ProcessInfo"]
 
 
+@dataclass_view("stdout", "stderr", "exit_code", "duration_ms")
 @attrs.frozen
-class CommandResult(WireModel):
+class CommandResult(WireModel, DataclassShaped):
     """The outcome of a foreground command.
 
     ``stdout`` and ``stderr`` are text; when the output was not valid UTF-8 the server
@@ -42,8 +43,9 @@ class BackgroundProcess(WireModel):
     cmd: str = ""
 
 
+@dataclass_view()
 @attrs.frozen
-class ProcessInfo(WireModel):
+class ProcessInfo(WireModel, DataclassShaped):
     """A process the capsule is tracking (background, exec stream, PTY, ...)."""
 
     pid: int

@@ -140,13 +140,14 @@ class AsyncFiles:
     async def list(
         self, capsule_id: str, path: str, *, depth: int = 1, timeout: Timeout = CLIENT_DEFAULT
     ) -> builtins.list[FileEntry]:
-        """Entries under a directory, ``depth`` levels deep, as a flat list."""
-        if not isinstance(depth, int) or depth < 1:
-            raise WrennValidationError("depth must be an integer >= 1")
+        """Entries under a directory, ``depth`` levels deep, as a flat list (``depth=0``
+        is taken as 1, as servers and the official SDK take it)."""
+        if not isinstance(depth, int) or depth < 0:
+            raise WrennValidationError("depth must be an integer >= 0 (0 is taken as 1)")
         resp = await self._http.request(
             "POST",
             api_path("capsules", capsule_id, "files", "list"),
-            json_body={"path": _path(path), "depth": depth},
+            json_body={"path": _path(path), "depth": depth or 1},
             timeout=timeout,
             idempotent=True,
         )

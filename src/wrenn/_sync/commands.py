@@ -26,6 +26,7 @@ from .._exceptions import (
     WrennTimeoutError,
 )
 from .._models import CommandResult
+from .._models.base import DataclassShaped, dataclass_view
 from .._models.streams import StreamEvent
 from .._resources.streams import AsyncExecStream, process_selector
 from .adapt import Facet, blocking
@@ -126,7 +127,8 @@ class ExecStream:
 
 
 @final
-class SyncCommandHandle(Facet[CommandHandle]):
+@dataclass_view("pid", "tag", "capsule_id", types={"pid": int, "tag": str, "capsule_id": str})
+class SyncCommandHandle(Facet[CommandHandle], DataclassShaped):
     """A background process (sync form of :class:`wrenn.CommandHandle`, and registered
     as one: ``isinstance(handle, wrenn.CommandHandle)`` holds, as in the official SDK)."""
 
@@ -142,7 +144,9 @@ class SyncCommandHandle(Facet[CommandHandle]):
         return f"CommandHandle(pid={self.pid!r}, tag={self.tag!r}, capsule_id={self.capsule_id!r})"
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SyncCommandHandle):
+        # equal to the handle of the same process built as the official dataclass was
+        # (``CommandHandle(pid, tag, capsule_id)``), sync or async
+        if not isinstance(other, CommandHandle):
             return NotImplemented
         return (self.pid, self.tag, self.capsule_id) == (other.pid, other.tag, other.capsule_id)
 
