@@ -45,6 +45,20 @@ MUST_BLOCK = (
     "192.168.0.0/16",
     "100.64.0.0/10",
     "fc00::/7",
+    # never on the public internet, yet a LAN or tunnel may use them: documentation
+    # ranges (this host's own LAN may be one), site-local, and every IPv6 form that
+    # embeds an IPv4 address (IPv4-compatible, local-use NAT64, 6to4, Teredo)
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "192.88.99.0/24",
+    "::a00:1/128",
+    "64:ff9b:1::/48",
+    "2002::/16",
+    "2001::/32",
+    "2001:db8::/32",
+    "3fff::/20",
+    "fec0::/10",
 )
 RESOLVE = "import socket; print(socket.getaddrinfo('pypi.org', 443)[0][4][0])"
 
@@ -467,11 +481,12 @@ def test_the_hosts_addresses_come_from_ip_where_netlink_is_refused(
 
 def test_the_filter_follows_the_hosts_addresses_through_its_cache() -> None:
     # the ruleset is made once per set of host addresses: a new address is in the next one
-    first = _network.ruleset(["203.0.113.7"])
-    assert _network.ruleset(["203.0.113.7"]) == first
-    second = _network.ruleset(["203.0.113.7", "198.51.100.9", "2001:db8::9"])
-    assert "198.51.100.9" not in first
-    for address in ("203.0.113.7", "198.51.100.9", "2001:db8::9"):
+    # (addresses outside every blocked range: a covered one is merged into its range)
+    first = _network.ruleset(["100.128.0.7"])
+    assert _network.ruleset(["100.128.0.7"]) == first
+    second = _network.ruleset(["100.128.0.7", "198.20.0.9", "2a0f::9"])
+    assert "198.20.0.9" not in first
+    for address in ("100.128.0.7", "198.20.0.9", "2a0f::9"):
         assert address in second
 
 

@@ -75,13 +75,24 @@ BLOCKED: Final = (
     "169.254.0.0/16",  # link-local, the cloud metadata address
     "172.16.0.0/12",  # private
     "192.0.0.0/24",  # IETF protocol assignments
+    "192.0.2.0/24",  # documentation (TEST-NET-1): never routed on the internet
+    "192.88.99.0/24",  # 6to4 relay anycast (deprecated): tunnels to an embedded address
     "192.168.0.0/16",  # private
     "198.18.0.0/15",  # benchmarking
+    "198.51.100.0/24",  # documentation (TEST-NET-2)
+    "203.0.113.0/24",  # documentation (TEST-NET-3)
     "224.0.0.0/3",  # multicast, reserved, broadcast
-    "::/127",  # unspecified and loopback
+    "::/96",  # unspecified, loopback and IPv4-compatible (sit tunnels to ::a.b.c.d)
     "::ffff:0:0/96",  # IPv4-mapped
     "64:ff9b::/96",  # NAT64: would lead to the IPv4 ranges above
+    "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215): likewise
+    "100::/64",  # discard-only
+    "2001::/32",  # Teredo: tunnels to an embedded IPv4 address
+    "2001:db8::/32",  # documentation
+    "2002::/16",  # 6to4: tunnels to an embedded IPv4 address
+    "3fff::/20",  # documentation (RFC 9637)
     "fc00::/7",  # unique local
+    "fec0::/10",  # site-local (deprecated, still found on old LANs)
     "fe80::/10",  # link-local
     "ff00::/8",  # multicast
 )
