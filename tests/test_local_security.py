@@ -396,3 +396,11 @@ async def test_quick_ones_hosts_names_proxy_headers_and_non_http_ports() -> None
         team_a = (await http.get(f"/v1/hosts/{host_id}", headers=a)).json()["team_id"]
         foreign = await http.post("/v1/hosts", json={"type": "byoc", "team_id": team_a}, headers=b)
         assert foreign.status_code == 403
+        # the shared local host: one team's tags are neither seen nor removed by another
+        local_id = listed_b[0]["id"]
+        tags = f"/v1/hosts/{local_id}/tags"
+        assert (await http.post(tags, json={"tag": "a-only"}, headers=a)).status_code == 204
+        assert (await http.post(tags, json={"tag": "b-only"}, headers=b)).status_code == 204
+        assert (await http.delete(f"{tags}/a-only", headers=b)).status_code == 204
+        assert (await http.get(tags, headers=a)).json() == ["a-only"]
+        assert (await http.get(tags, headers=b)).json() == ["b-only"]
