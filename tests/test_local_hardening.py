@@ -611,6 +611,40 @@ async def test_writes_past_the_disk_size_fail_inside_the_capsule() -> None:
                 await anyio.sleep(0.2)
 
 
+async def test_half_a_million_names_neither_stall_the_disk_sampler_nor_hide_from_it() -> None:
+    """Capsule code makes half a million names (hard links of a few empty files: directory
+    blocks only, well within its disk). The server samples each capsule's disk use in
+    one loop for every account: it must not walk them all at each sample (a core of the
+    server, outside the capsule's CPU limit, for ~10 s per million) and must count the
+    space they take."""
+    async with local_http() as (server, http):
+        if server.isolation != "full":
+            return  # reduced isolation: no disk image, the upper directory is walked
+        cid = await new_capsule(http)
+        info = (await http.get(f"/v1/capsules/{cid}")).json()
+        if info["metadata"]["disk_limit"] != "enforced":
+            return  # no disk image on this host: said in metadata, walked as before
+        names = (
+            "import os\n"
+            "for d in range(10):\n"
+            "    p = f'/tmp/names/{d}'; os.makedirs(p); open(p + '/f', 'w').close()\n"
+            "    for i in range(50000): os.link(p + '/f', f'{p}/{i}')\n"
+        )
+        resp = await http.post(
+            f"/v1/capsules/{cid}/exec",
+            json={"cmd": "python3", "args": ["-c", names], "timeout_sec": 300},
+            timeout=300,
+        )
+        assert resp.json()["exit_code"] == 0, resp.text[:500]
+        await sh(http, cid, "sync")
+        sandbox = server.capsules.capsules[cid].sandbox
+        assert sandbox is not None
+        started = time.monotonic()
+        used = await anyio.to_thread.run_sync(sandbox.disk_bytes)
+        assert time.monotonic() - started < 1.0
+        assert used > 5 * MIB, used  # the directories holding the names
+
+
 def test_a_server_killed_with_sigkill_leaves_no_capsule_running() -> None:
     # bubblewrap runs with --die-with-parent: a server that dies, even by SIGKILL, takes
     # its running capsules with it (paused ones are reaped by the next server on the same
