@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -229,6 +230,70 @@ async def test_private_link_local_and_host_addresses_are_filtered() -> None:
         # routes: the default route and the host's own subnet, nothing else
         routes = in_netns(pid, "ip", "-4", "route").splitlines()
         assert any(r.startswith("default via") for r in routes), routes
+
+
+# The attack below: a snapshot whose /usr/bin/python3 is the capsule's own code. It is the
+# interpreter of the next capsule's agent, so capsule code runs from the first moment of
+# that capsule's boot, before the capsule is running.
+TEMPLATE_AGENT = (
+    'real=$(readlink -f /usr/bin/python3) && rm /usr/bin/python3 && printf "%s\\n" '
+    "'#!/bin/sh' 'cat /proc/sys/kernel/hostname >> /tmp/template-agent-ran' "
+    '"exec $real \\"\\$@\\"" > /usr/bin/python3 && chmod 755 /usr/bin/python3'
+)
+
+
+async def test_no_capsule_is_connected_before_its_filter_even_with_a_template_agent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Capsule code can run before its capsule is running (a snapshot replaces the
+    agent's interpreter), so the namespace must never be connected (pasta) before its
+    filter is loaded: pasta and nft were started at once, leaving a window with a route
+    to the host's network and no filter. Checked from the host at the moment pasta
+    starts, with ``nft list ruleset`` (no traffic)."""
+    loaded: list[bool] = []
+    rulesets: list[str] = []
+    load_filter, start_pasta = (
+        _network.CapsuleNetwork._load_filter,
+        _network.CapsuleNetwork._start_pasta,
+    )
+
+    async def filter_then_note(self: _network.CapsuleNetwork, fd: int) -> None:
+        await load_filter(self, fd)
+        loaded.append(True)
+
+    async def pasta_after_check(self: _network.CapsuleNetwork, fd: int, timeout: float) -> None:
+        done = bool(loaded)  # the filter was in place as pasta started
+        loaded.clear()
+
+        def listed() -> str:
+            argv = ["nsenter", f"--net=/proc/self/fd/{fd}", "nft", "list", "ruleset"]
+            return subprocess.run(
+                argv, capture_output=True, text=True, timeout=10, pass_fds=(fd,)
+            ).stdout
+
+        rulesets.append(listed() if done else "")
+        await start_pasta(self, fd, timeout)
+
+    monkeypatch.setattr(_network.CapsuleNetwork, "_load_filter", filter_then_note)
+    monkeypatch.setattr(_network.CapsuleNetwork, "_start_pasta", pasta_after_check)
+    async with local_http() as (server, http):
+        await networked(server, http)
+        source = await new_capsule(http)
+        out = await sh(http, source, f"sudo sh -c {shlex.quote(TEMPLATE_AGENT)}")
+        assert out["exit_code"] == 0, out
+        name = f"agent-{os.getpid()}"
+        made = await http.post("/v1/snapshots", json={"sandbox_id": source, "name": name})
+        assert made.status_code == 202, made.text
+        with anyio.fail_after(60):
+            while name not in {t["name"] for t in (await http.get("/v1/snapshots")).json()}:
+                await anyio.sleep(0.1)
+        cid = await new_capsule(http, template=name)
+        ran = await sh(http, cid, "cat /tmp/template-agent-ran")
+        assert cid[:28] in ran["stdout"].split(), ran  # the premise: capsule code booted it
+    assert len(rulesets) == 2, rulesets  # both capsules' pasta started
+    for ruleset in rulesets:
+        assert "table inet wrenn_capsule" in ruleset, rulesets
+        assert "@blocked4 reject" in ruleset
 
 
 async def test_the_filter_cannot_be_changed_from_inside() -> None:

@@ -11,8 +11,8 @@ code), the server, from the host side:
    ``nsenter --net=…``): output to the host's loopback, link-local, private,
    shared-address, multicast and reserved ranges, and to every address of the host, is
    rejected; only the DNS forwarder's address is allowed, on UDP port 53;
-2. starts ``pasta`` (Debian ``passt``; at the same time as the filter, and stopped
-   if the filter fails) attached to it with ``--config-net`` (address and
+2. once the filter is in place (never without it: see :meth:`CapsuleNetwork.attach`),
+   starts ``pasta`` (Debian ``passt``) attached to it with ``--config-net`` (address and
    routes copied from the host), ``--no-map-gw`` (the gateway address does not lead to
    the host's loopback), ``-t none -u none -T none -U none`` (no port forwarded in either
    direction) and ``--dns-forward`` (the capsule's ``/etc/resolv.conf`` names that
@@ -348,12 +348,13 @@ class CapsuleNetwork:
                 failed[name] = exc
 
         try:
-            # Both at once: pasta connects the namespace while nft fills in its filter.
-            # Nothing but the agent runs in the capsule until both are done (the sandbox
-            # turns it running only after this returns), and pasta goes if the filter fails.
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(step, "filter", functools.partial(self._load_filter, fd))
-                tg.start_soon(step, "pasta", functools.partial(self._start_pasta, fd, timeout))
+            # The filter first, then pasta (which connects the namespace): never a moment
+            # with a route out and no filter. Capsule code may run before the capsule is
+            # running: the agent's interpreter is the capsule's own /usr/bin/python3,
+            # which a snapshot can replace. No filter, no pasta.
+            await step("filter", functools.partial(self._load_filter, fd))
+            if not failed:
+                await step("pasta", functools.partial(self._start_pasta, fd, timeout))
         finally:
             os.close(fd)
         if failed:
