@@ -405,6 +405,13 @@ async def test_a_memory_hog_dies_not_the_agent() -> None:
         assert hog.status_code == 200, hog.text
         assert hog.json()["exit_code"] == -1  # SIGKILLed by the OOM killer
         assert (await sh(http, cid, "echo alive"))["stdout"] == "alive\n"
+        # a command run as root through sudo is a command like any other: the commands'
+        # score, never the agent's (it inherited it: -1000 made a root hog unkillable)
+        sudo = (await sh(http, cid, "sudo cat /proc/self/oom_score_adj"))["stdout"]
+        assert sudo == command, (sudo, command)
+        out = await sh(http, cid, "sudo python3 -c \"b = b'x' * (1 << 30)\"; echo rc=$?")
+        assert "rc=137" in out["stdout"], out  # SIGKILLed (128 + 9, as sudo reports it)
+        assert (await sh(http, cid, "echo alive"))["stdout"] == "alive\n"
         assert (await http.get(f"/v1/capsules/{cid}")).json()["status"] == "running"
 
 
