@@ -26,7 +26,13 @@ import anyio
 import httpx
 import wsproto
 from websockets.sync.client import connect
-from wsproto.events import AcceptConnection, Request, TextMessage
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Request,
+    TextMessage,
+)
 
 import wrenn_local
 from tests.localserver import (
@@ -37,6 +43,7 @@ from tests.localserver import (
     sh,
     wait_status,
 )
+from tests.test_local_proxy import start_service
 from tests.test_local_ws import peer
 
 MIB = 1 << 20
@@ -185,6 +192,78 @@ async def _wait_running(http: httpx.AsyncClient, cid: str, marker: str, running:
             await anyio.sleep(0.1)
 
 
+# A WebSocket service for inside a capsule: to each client it sends one binary message
+# that never ends (1 MiB frames, none of them final; 300 MiB in all), then hangs up.
+ENDLESS_WS = r"""
+import base64, hashlib, socket, struct, sys
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen()
+block = b"x" * 2**20
+while True:
+    c, _ = srv.accept(); f = c.makefile("rb")
+    key = None
+    while (line := f.readline().strip()):
+        k, _, v = line.decode().partition(":")
+        if k.lower() == "sec-websocket-key": key = v.strip()
+    if key is None:  # a readiness probe, not a WebSocket client
+        c.close(); continue
+    magic = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+    acc = base64.b64encode(hashlib.sha1(magic.encode()).digest())
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+    try:
+        for i in range(300):  # binary, then continuation frames; FIN never set
+            c.sendall(bytes([0x02 if i == 0 else 0x00, 127]) + struct.pack(">Q", len(block)))
+            c.sendall(block)
+    except OSError:
+        pass
+    c.close()
+"""
+
+
+def _ws_through_proxy(base_url: str, key: str, cid: str, port: int) -> tuple[int, int]:
+    """A WebSocket to ``port`` of capsule ``cid`` through the server's port proxy, read
+    until it closes (a plain socket: no client-side message limit): the close code (-1
+    when nothing came for 30 s) and the bytes of message data received."""
+    host, server_port = base_url.removeprefix("http://").split(":")
+    received = 0
+    with socket.create_connection((host, int(server_port)), timeout=30) as sock:
+        ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        name = f"{port}-{cid}.localhost:{server_port}"
+        request = Request(host=name, target="/", extra_headers=[(b"x-api-key", key.encode())])
+        sock.sendall(ws.send(request))
+        while True:
+            try:
+                data = sock.recv(1 << 16)
+            except TimeoutError:
+                return -1, received
+            if not data:
+                return 1006, received  # closed without a close frame
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, BytesMessage | TextMessage):
+                    received += len(event.data)
+                elif isinstance(event, CloseConnection):
+                    return event.code, received
+
+
+async def test_a_websocket_message_that_never_ends_does_not_grow_the_server() -> None:
+    """A capsule's WebSocket service sends one message that never ends to a client of
+    the port proxy: the proxy (which joins a message's pieces before sending it on)
+    closes with 1009 past its bound instead of holding the message in memory."""
+    async with _own_server() as (pid, http):
+        resp = await http.post("/v1/capsules", json={})
+        cid = resp.json()["id"]
+        await wait_status(http, cid, "running", timeout=60)
+        await start_service(http, cid, ENDLESS_WS, "8766")
+        before = _status_kib(pid, "VmHWM")
+        url, key = str(http.base_url), http.headers["X-API-Key"]
+        code, received = await anyio.to_thread.run_sync(_ws_through_proxy, url, key, cid, 8766)
+        growth_mib = (_status_kib(pid, "VmHWM") - before) / 1024
+        assert (code, received) == (1009, 0), (code, received, growth_mib)
+        assert growth_mib < 64, growth_mib
+
+
 async def test_a_client_that_goes_away_takes_its_foreground_command_with_it() -> None:
     async with local_http() as (server, http):
         cid = await new_capsule(http)
@@ -325,6 +404,13 @@ async def test_a_memory_hog_dies_not_the_agent() -> None:
         )
         assert hog.status_code == 200, hog.text
         assert hog.json()["exit_code"] == -1  # SIGKILLed by the OOM killer
+        assert (await sh(http, cid, "echo alive"))["stdout"] == "alive\n"
+        # a command run as root through sudo is a command like any other: the commands'
+        # score, never the agent's (it inherited it: -1000 made a root hog unkillable)
+        sudo = (await sh(http, cid, "sudo cat /proc/self/oom_score_adj"))["stdout"]
+        assert sudo == command, (sudo, command)
+        out = await sh(http, cid, "sudo python3 -c \"b = b'x' * (1 << 30)\"; echo rc=$?")
+        assert "rc=137" in out["stdout"], out  # SIGKILLed (128 + 9, as sudo reports it)
         assert (await sh(http, cid, "echo alive"))["stdout"] == "alive\n"
         assert (await http.get(f"/v1/capsules/{cid}")).json()["status"] == "running"
 
@@ -530,6 +616,40 @@ async def test_writes_past_the_disk_size_fail_inside_the_capsule() -> None:
         with anyio.fail_after(20):  # the server samples disk use now and then
             while (await http.get(f"/v1/capsules/{cid}")).json()["disk_used_mb"] < 19:
                 await anyio.sleep(0.2)
+
+
+async def test_half_a_million_names_neither_stall_the_disk_sampler_nor_hide_from_it() -> None:
+    """Capsule code makes half a million names (hard links of a few empty files: directory
+    blocks only, well within its disk). The server samples each capsule's disk use in
+    one loop for every account: it must not walk them all at each sample (a core of the
+    server, outside the capsule's CPU limit, for ~10 s per million) and must count the
+    space they take."""
+    async with local_http() as (server, http):
+        if server.isolation != "full":
+            return  # reduced isolation: no disk image, the upper directory is walked
+        cid = await new_capsule(http)
+        info = (await http.get(f"/v1/capsules/{cid}")).json()
+        if info["metadata"]["disk_limit"] != "enforced":
+            return  # no disk image on this host: said in metadata, walked as before
+        names = (
+            "import os\n"
+            "for d in range(10):\n"
+            "    p = f'/tmp/names/{d}'; os.makedirs(p); open(p + '/f', 'w').close()\n"
+            "    for i in range(50000): os.link(p + '/f', f'{p}/{i}')\n"
+        )
+        resp = await http.post(
+            f"/v1/capsules/{cid}/exec",
+            json={"cmd": "python3", "args": ["-c", names], "timeout_sec": 300},
+            timeout=300,
+        )
+        assert resp.json()["exit_code"] == 0, resp.text[:500]
+        await sh(http, cid, "sync")
+        sandbox = server.capsules.capsules[cid].sandbox
+        assert sandbox is not None
+        started = time.monotonic()
+        used = await anyio.to_thread.run_sync(sandbox.disk_bytes)
+        assert time.monotonic() - started < 1.0
+        assert used > 5 * MIB, used  # the directories holding the names
 
 
 def test_a_server_killed_with_sigkill_leaves_no_capsule_running() -> None:

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -45,6 +46,20 @@ MUST_BLOCK = (
     "192.168.0.0/16",
     "100.64.0.0/10",
     "fc00::/7",
+    # never on the public internet, yet a LAN or tunnel may use them: documentation
+    # ranges (this host's own LAN may be one), site-local, and every IPv6 form that
+    # embeds an IPv4 address (IPv4-compatible, local-use NAT64, 6to4, Teredo)
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "192.88.99.0/24",
+    "::a00:1/128",
+    "64:ff9b:1::/48",
+    "2002::/16",
+    "2001::/32",
+    "2001:db8::/32",
+    "3fff::/20",
+    "fec0::/10",
 )
 RESOLVE = "import socket; print(socket.getaddrinfo('pypi.org', 443)[0][4][0])"
 
@@ -215,6 +230,70 @@ async def test_private_link_local_and_host_addresses_are_filtered() -> None:
         # routes: the default route and the host's own subnet, nothing else
         routes = in_netns(pid, "ip", "-4", "route").splitlines()
         assert any(r.startswith("default via") for r in routes), routes
+
+
+# The attack below: a snapshot whose /usr/bin/python3 is the capsule's own code. It is the
+# interpreter of the next capsule's agent, so capsule code runs from the first moment of
+# that capsule's boot, before the capsule is running.
+TEMPLATE_AGENT = (
+    'real=$(readlink -f /usr/bin/python3) && rm /usr/bin/python3 && printf "%s\\n" '
+    "'#!/bin/sh' 'cat /proc/sys/kernel/hostname >> /tmp/template-agent-ran' "
+    '"exec $real \\"\\$@\\"" > /usr/bin/python3 && chmod 755 /usr/bin/python3'
+)
+
+
+async def test_no_capsule_is_connected_before_its_filter_even_with_a_template_agent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Capsule code can run before its capsule is running (a snapshot replaces the
+    agent's interpreter), so the namespace must never be connected (pasta) before its
+    filter is loaded: pasta and nft were started at once, leaving a window with a route
+    to the host's network and no filter. Checked from the host at the moment pasta
+    starts, with ``nft list ruleset`` (no traffic)."""
+    loaded: list[bool] = []
+    rulesets: list[str] = []
+    load_filter, start_pasta = (
+        _network.CapsuleNetwork._load_filter,
+        _network.CapsuleNetwork._start_pasta,
+    )
+
+    async def filter_then_note(self: _network.CapsuleNetwork, fd: int) -> None:
+        await load_filter(self, fd)
+        loaded.append(True)
+
+    async def pasta_after_check(self: _network.CapsuleNetwork, fd: int, timeout: float) -> None:
+        done = bool(loaded)  # the filter was in place as pasta started
+        loaded.clear()
+
+        def listed() -> str:
+            argv = ["nsenter", f"--net=/proc/self/fd/{fd}", "nft", "list", "ruleset"]
+            return subprocess.run(
+                argv, capture_output=True, text=True, timeout=10, pass_fds=(fd,)
+            ).stdout
+
+        rulesets.append(listed() if done else "")
+        await start_pasta(self, fd, timeout)
+
+    monkeypatch.setattr(_network.CapsuleNetwork, "_load_filter", filter_then_note)
+    monkeypatch.setattr(_network.CapsuleNetwork, "_start_pasta", pasta_after_check)
+    async with local_http() as (server, http):
+        await networked(server, http)
+        source = await new_capsule(http)
+        out = await sh(http, source, f"sudo sh -c {shlex.quote(TEMPLATE_AGENT)}")
+        assert out["exit_code"] == 0, out
+        name = f"agent-{os.getpid()}"
+        made = await http.post("/v1/snapshots", json={"sandbox_id": source, "name": name})
+        assert made.status_code == 202, made.text
+        with anyio.fail_after(60):
+            while name not in {t["name"] for t in (await http.get("/v1/snapshots")).json()}:
+                await anyio.sleep(0.1)
+        cid = await new_capsule(http, template=name)
+        ran = await sh(http, cid, "cat /tmp/template-agent-ran")
+        assert cid[:28] in ran["stdout"].split(), ran  # the premise: capsule code booted it
+    assert len(rulesets) == 2, rulesets  # both capsules' pasta started
+    for ruleset in rulesets:
+        assert "table inet wrenn_capsule" in ruleset, rulesets
+        assert "@blocked4 reject" in ruleset
 
 
 async def test_the_filter_cannot_be_changed_from_inside() -> None:
@@ -467,11 +546,12 @@ def test_the_hosts_addresses_come_from_ip_where_netlink_is_refused(
 
 def test_the_filter_follows_the_hosts_addresses_through_its_cache() -> None:
     # the ruleset is made once per set of host addresses: a new address is in the next one
-    first = _network.ruleset(["203.0.113.7"])
-    assert _network.ruleset(["203.0.113.7"]) == first
-    second = _network.ruleset(["203.0.113.7", "198.51.100.9", "2001:db8::9"])
-    assert "198.51.100.9" not in first
-    for address in ("203.0.113.7", "198.51.100.9", "2001:db8::9"):
+    # (addresses outside every blocked range: a covered one is merged into its range)
+    first = _network.ruleset(["100.128.0.7"])
+    assert _network.ruleset(["100.128.0.7"]) == first
+    second = _network.ruleset(["100.128.0.7", "198.20.0.9", "2a0f::9"])
+    assert "198.20.0.9" not in first
+    for address in ("100.128.0.7", "198.20.0.9", "2a0f::9"):
         assert address in second
 
 

@@ -12,6 +12,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from shlex import quote as shell_quote
 
@@ -284,6 +285,49 @@ async def test_refused_uploads_answer_4xx_and_leave_no_half_read_connection() ->
                 assert (await client.get("/health")).status_code == 200
 
 
+async def test_file_data_before_the_path_field_is_bounded_on_the_host() -> None:
+    """A streamed upload (no size limit of its own) whose file part comes before the
+    path field: that data waits in a temporary file on the host, outside every capsule's
+    disk limit. Past 100 MiB the upload is refused (413), so an account cannot fill the
+    host's disk with data that never reaches a capsule."""
+    mib = b"\0" * (1 << 20)
+    boundary = secrets.token_hex(16)
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        'filename="upload"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    tail = (
+        f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n'
+        f"/tmp/late\r\n--{boundary}--\r\n"
+    ).encode()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield head
+        for _ in range(150):
+            yield mib
+        yield tail
+
+    async with local_http() as (_, http):
+        cid = await new_capsule(http)
+        resp = await http.post(
+            f"/v1/capsules/{cid}/files/stream/write",
+            content=body(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            timeout=120,
+        )
+        assert resp.status_code == 413, (resp.status_code, resp.text[:200])
+        assert "path field" in resp.json()["error"]["message"]
+        # a small file before its path is still written (the order stays free)
+        body_bytes, ctype = multipart("/tmp/small", b"small", file_first=True)
+        resp = await http.post(
+            f"/v1/capsules/{cid}/files/stream/write",
+            content=body_bytes,
+            headers={"Content-Type": ctype},
+        )
+        assert resp.status_code == 204, resp.text
+        assert (await read(http, cid, "/tmp/small")).content == b"small"
+
+
 async def test_quick_ones_hosts_names_proxy_headers_and_non_http_ports() -> None:
     async with local_http() as (server, http):
         full_only(server)
@@ -352,3 +396,11 @@ async def test_quick_ones_hosts_names_proxy_headers_and_non_http_ports() -> None
         team_a = (await http.get(f"/v1/hosts/{host_id}", headers=a)).json()["team_id"]
         foreign = await http.post("/v1/hosts", json={"type": "byoc", "team_id": team_a}, headers=b)
         assert foreign.status_code == 403
+        # the shared local host: one team's tags are neither seen nor removed by another
+        local_id = listed_b[0]["id"]
+        tags = f"/v1/hosts/{local_id}/tags"
+        assert (await http.post(tags, json={"tag": "a-only"}, headers=a)).status_code == 204
+        assert (await http.post(tags, json={"tag": "b-only"}, headers=b)).status_code == 204
+        assert (await http.delete(f"{tags}/a-only", headers=b)).status_code == 204
+        assert (await http.get(tags, headers=a)).json() == ["a-only"]
+        assert (await http.get(tags, headers=b)).json() == ["b-only"]

@@ -41,7 +41,9 @@ class Hosts:
                 "updated_at": stamp,
             }
         }
-        self.tags: dict[str, set[str]] = {self.local_id: set()}
+        # a registered host's tags by its ID; the shared local host's by (ID, team): one
+        # team's tags are never another's to see or change
+        self.tags: dict[str | tuple[str, str], set[str]] = {}
 
     def get(self, host_id: str, team_id: str) -> dict[str, Any]:
         """A host this team may see: the shared local host, or one of the team's own."""
@@ -51,6 +53,11 @@ class Hosts:
         if host is None or not self.visible(host, team_id):
             raise not_found("host not found")
         return host
+
+    def tags_of(self, host: dict[str, Any], team_id: str) -> set[str]:
+        """The tags of ``host`` (one :meth:`get` gave this team) as this team sees them."""
+        key = (host["id"], team_id) if host["team_id"] is None else host["id"]
+        return self.tags.setdefault(key, set())
 
     @staticmethod
     def visible(host: dict[str, Any], team_id: str) -> bool:

@@ -11,8 +11,8 @@ code), the server, from the host side:
    ``nsenter --net=…``): output to the host's loopback, link-local, private,
    shared-address, multicast and reserved ranges, and to every address of the host, is
    rejected; only the DNS forwarder's address is allowed, on UDP port 53;
-2. starts ``pasta`` (Debian ``passt``; at the same time as the filter, and stopped
-   if the filter fails) attached to it with ``--config-net`` (address and
+2. once the filter is in place (never without it: see :meth:`CapsuleNetwork.attach`),
+   starts ``pasta`` (Debian ``passt``) attached to it with ``--config-net`` (address and
    routes copied from the host), ``--no-map-gw`` (the gateway address does not lead to
    the host's loopback), ``-t none -u none -T none -U none`` (no port forwarded in either
    direction) and ``--dns-forward`` (the capsule's ``/etc/resolv.conf`` names that
@@ -75,13 +75,24 @@ BLOCKED: Final = (
     "169.254.0.0/16",  # link-local, the cloud metadata address
     "172.16.0.0/12",  # private
     "192.0.0.0/24",  # IETF protocol assignments
+    "192.0.2.0/24",  # documentation (TEST-NET-1): never routed on the internet
+    "192.88.99.0/24",  # 6to4 relay anycast (deprecated): tunnels to an embedded address
     "192.168.0.0/16",  # private
     "198.18.0.0/15",  # benchmarking
+    "198.51.100.0/24",  # documentation (TEST-NET-2)
+    "203.0.113.0/24",  # documentation (TEST-NET-3)
     "224.0.0.0/3",  # multicast, reserved, broadcast
-    "::/127",  # unspecified and loopback
+    "::/96",  # unspecified, loopback and IPv4-compatible (sit tunnels to ::a.b.c.d)
     "::ffff:0:0/96",  # IPv4-mapped
     "64:ff9b::/96",  # NAT64: would lead to the IPv4 ranges above
+    "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215): likewise
+    "100::/64",  # discard-only
+    "2001::/32",  # Teredo: tunnels to an embedded IPv4 address
+    "2001:db8::/32",  # documentation
+    "2002::/16",  # 6to4: tunnels to an embedded IPv4 address
+    "3fff::/20",  # documentation (RFC 9637)
     "fc00::/7",  # unique local
+    "fec0::/10",  # site-local (deprecated, still found on old LANs)
     "fe80::/10",  # link-local
     "ff00::/8",  # multicast
 )
@@ -337,12 +348,13 @@ class CapsuleNetwork:
                 failed[name] = exc
 
         try:
-            # Both at once: pasta connects the namespace while nft fills in its filter.
-            # Nothing but the agent runs in the capsule until both are done (the sandbox
-            # turns it running only after this returns), and pasta goes if the filter fails.
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(step, "filter", functools.partial(self._load_filter, fd))
-                tg.start_soon(step, "pasta", functools.partial(self._start_pasta, fd, timeout))
+            # The filter first, then pasta (which connects the namespace): never a moment
+            # with a route out and no filter. Capsule code may run before the capsule is
+            # running: the agent's interpreter is the capsule's own /usr/bin/python3,
+            # which a snapshot can replace. No filter, no pasta.
+            await step("filter", functools.partial(self._load_filter, fd))
+            if not failed:
+                await step("pasta", functools.partial(self._start_pasta, fd, timeout))
         finally:
             os.close(fd)
         if failed:

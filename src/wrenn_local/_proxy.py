@@ -8,7 +8,10 @@ namespace, so two capsules serving the same port are each reached.
 * HTTP: the request is re-sent as HTTP/1.1 (``Connection: close``), the answer is parsed
   with h11 and streamed back; bodies stream both ways in constant memory.
 * WebSocket: a wsproto client handshake upstream first (so failures answer as HTTP), then
-  the client is accepted and messages are relayed both ways until either side closes.
+  the client is accepted and messages are relayed both ways until either side closes. A
+  message from the capsule is joined before it is sent on (ASGI sends whole messages):
+  one larger than :data:`WS_MESSAGE_MAX` closes the connection with 1009 instead of
+  piling up in the server.
 * Auth: an ``X-API-Key`` of the capsule's team is required unless the server was started
   with ``proxy_auth=False`` (the v0.1.5 behaviour). The key and any ``Authorization``
   and ``Proxy-Authorization`` header are removed before the request enters the capsule:
@@ -65,6 +68,11 @@ HOP_BY_HOP: Final = frozenset(
 )
 
 ASGIApp = Any
+
+# The largest WebSocket message relayed from a capsule to a client: what hypercorn takes
+# from a client by default (``websocket_max_message_size``). A capsule's service could
+# otherwise send one message that never ends, joined in the server's memory.
+WS_MESSAGE_MAX: Final = 16 * 1024 * 1024
 
 
 class ProxyError(Exception):
@@ -303,15 +311,23 @@ class PortProxy:
         await send({"type": "websocket.accept"})
 
         # wsproto hands a message over in pieces as its bytes arrive; ASGI sends whole
-        # messages, so the pieces are joined first.
+        # messages, so the pieces are joined first, up to WS_MESSAGE_MAX.
         parts: list[Any] = []
+        joined = 0
 
         async def to_client(events: list[Any]) -> bool:
+            nonlocal joined
             for event in events:
                 if isinstance(event, TextMessage | BytesMessage):
                     parts.append(event.data)
+                    joined += len(event.data)
+                    if joined > WS_MESSAGE_MAX:  # 1009: message too big
+                        parts.clear()
+                        await send({"type": "websocket.close", "code": 1009})
+                        return False
                     if not event.message_finished:
                         continue
+                    joined = 0
                     if isinstance(event, TextMessage):
                         message: dict[str, Any] = {"type": "websocket.send", "text": "".join(parts)}
                     else:

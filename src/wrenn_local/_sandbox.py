@@ -502,6 +502,20 @@ class Sandbox:
         return self.cgroups.cpu_percent(now, vcpus) if self.cgroups is not None else 0.0
 
     def disk_bytes(self) -> int:
+        """Disk space the capsule's writable layer takes.
+
+        On its disk image (``_disk.py``): the image's used blocks, from one ``statvfs``.
+        Constant time however many names capsule code makes: a walk of the upper
+        directory (what runs without an image) took the server's sampler, and a core of
+        the server outside every capsule's CPU limit, ~10 s per million hard links of
+        one file, again at every sample, and counted neither directories nor names.
+        """
+        if self._disk_image and self.process is not None and self.process.returncode is None:
+            try:
+                st = os.statvfs(self.upper_dir)
+            except OSError:  # the capsule ended meanwhile: its image is gone
+                return 0
+            return (st.f_blocks - st.f_bfree) * st.f_frsize
         return du(self.upper_dir)
 
     # -- stop

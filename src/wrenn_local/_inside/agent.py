@@ -1577,6 +1577,7 @@ async def _sudo_run(conn: socket.socket, request: dict[str, Any], fds: list[int]
     cwd = f"/proc/self/fd/{fds[3]}"  # the caller's working directory, whatever its path
     if request.get("chdir"):
         cwd = os.path.join(cwd, str(request["chdir"]))
+    load_libc()  # for oom_first, in the child: no import after fork
     try:
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -1590,6 +1591,9 @@ async def _sudo_run(conn: socket.socket, request: dict[str, Any], fds: list[int]
             user=user.pw_uid,
             group=gid,
             extra_groups=os.getgrouplist(user.pw_name, gid),
+            # the commands' OOM score, as every other command: not the agent's (inherited
+            # otherwise: -1000 where boot could set it, so a root memory hog never died)
+            preexec_fn=oom_first,
         )
     except FileNotFoundError:
         raise ValueError(f"{argv[0]}: command not found") from None

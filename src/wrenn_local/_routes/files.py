@@ -2,7 +2,8 @@
 
 Uploads are parsed as they arrive and forwarded to the capsule agent in chunks, so the
 server's memory stays constant whatever the size. The ``path`` field may come before or
-after the ``file`` part; when it comes after, the file data waits in a temporary file.
+after the ``file`` part; when it comes after, the file data waits in a temporary file on
+the host, at most :data:`SPOOL_LIMIT` of it (413 past that), streamed upload or not.
 Every path is resolved by the agent inside the capsule, never on the host.
 """
 
@@ -26,6 +27,9 @@ from ._http import capsules_of, endpoint, principal_of, read_json
 __all__ = ["routes"]
 
 WRITE_LIMIT: Final = 100 * 1024 * 1024
+# File data that came before the ``path`` field waits on the host's disk, outside any
+# capsule's disk limit: at most this much (a streamed upload has no limit of its own).
+SPOOL_LIMIT: Final = WRITE_LIMIT
 
 
 class _Upload:
@@ -136,7 +140,7 @@ async def _pump_upload(
     limit: int | None,
 ) -> FileUpload:
     assert record.sandbox is not None
-    received = 0
+    received = spooled = 0
     chunks = await stack.enter_async_context(contextlib.aclosing(request.stream()))
     async for chunk in chunks:
         received += len(chunk)
@@ -159,6 +163,14 @@ async def _pump_upload(
             pending, upload.pending = upload.pending, []
             for data in pending:
                 if upload.file is None:
+                    spooled += len(data)
+                    if spooled > SPOOL_LIMIT:
+                        raise ApiError(
+                            413,
+                            "too_large",
+                            "more than 100 MB of file data came before the path field: "
+                            "send the path field first",
+                        )
                     spool.write(data)
                 else:
                     await upload.file.send(data)

@@ -68,7 +68,6 @@ async def create_host(request: Request) -> Response:
         "updated_at": stamp,
     }
     hosts(request).hosts[host["id"]] = host
-    hosts(request).tags[host["id"]] = set()
     return json_response({"host": host, "registration_token": secrets.token_hex(32)}, 201)
 
 
@@ -137,7 +136,7 @@ async def regenerate_token(request: Request) -> Response:
 @endpoint("jwt")
 async def list_tags(request: Request) -> Response:
     host = hosts(request).get(request.path_params["host_id"], principal_of(request).team_id)
-    return json_response(sorted(hosts(request).tags[host["id"]]))
+    return json_response(sorted(hosts(request).tags_of(host, principal_of(request).team_id)))
 
 
 @endpoint("jwt")
@@ -147,14 +146,15 @@ async def add_tag(request: Request) -> Response:
     tag = body.get("tag")
     if not isinstance(tag, str) or not tag or len(tag) > 64:
         raise bad_request("tag must be a string of 1 to 64 characters")
-    hosts(request).tags[host["id"]].add(tag)
+    hosts(request).tags_of(host, principal_of(request).team_id).add(tag)
     return Response(status_code=204)
 
 
 @endpoint("jwt")
 async def remove_tag(request: Request) -> Response:
-    host = hosts(request).get(request.path_params["host_id"], principal_of(request).team_id)
-    hosts(request).tags[host["id"]].discard(request.path_params["tag"])
+    team_id = principal_of(request).team_id
+    host = hosts(request).get(request.path_params["host_id"], team_id)
+    hosts(request).tags_of(host, team_id).discard(request.path_params["tag"])
     return Response(status_code=204)
 
 
