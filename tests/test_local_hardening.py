@@ -496,10 +496,14 @@ async def test_limits_are_checked_against_the_host() -> None:
     meminfo = Path("/proc/meminfo").read_text().split()
     host_mb = int(meminfo[meminfo.index("MemTotal:") + 1]) // 1024
     async with local_http() as (server, http):
+        st = os.statvfs(server.data_dir)
+        host_disk = st.f_blocks * st.f_frsize // MIB  # where the capsules' images are
         for body, says in (
             ({"memory_mb": 10**9}, f"memory_mb must be at most {host_mb}"),
             ({"vcpus": 1000}, f"vcpus must be at most {cpus}"),
             ({"vcpus": cpus + 1}, f"vcpus must be at most {cpus}"),
+            ({"disk_size_mb": 10**7}, f"disk_size_mb must be at most {host_disk}"),
+            ({"disk_size_mb": host_disk + 1}, f"disk_size_mb must be at most {host_disk}"),
         ):
             resp = await http.post("/v1/capsules", json=body)
             assert resp.status_code == 400, (body, resp.text)
@@ -514,6 +518,36 @@ async def test_limits_are_checked_against_the_host() -> None:
         limits = [int(f.read_text()) for f in files if f.exists()]
         if server.isolation == "full":
             assert limits == [max(256, min(4096, pid_max // 16))], limits
+
+
+async def test_capsules_of_ever_new_disk_sizes_do_not_fill_the_hosts_disk() -> None:
+    # Each disk size asked for makes a template image on the host (mkfs: a few MB, 133 MB
+    # for 10 TB), reused by later capsules of that size: an account creating capsules
+    # of ever new sizes used to leave one per size, for ever. The most recently used few
+    # are kept, and every capsule still gets a disk of the size it asked for.
+    async with local_http() as (server, http):
+        info = (await http.get(f"/v1/capsules/{await new_capsule(http)}")).json()
+        if info["metadata"]["disk_limit"] != "enforced":
+            return  # no disk images on this host: nothing is made per size
+        cache = server.data_dir / "boot-cache"
+
+        def disk_of(cid: str) -> int:
+            return (server.data_dir / "capsules" / cid / "disk.img").stat().st_size // MIB
+
+        for size in range(64, 72):
+            cid = await new_capsule(http, disk_size_mb=size)
+            assert disk_of(cid) == size
+            df = await sh(http, cid, "df -m --output=size /tmp | tail -1")
+            assert size * 0.85 < int(df["stdout"]) <= size, (size, df)  # (ext4's own blocks)
+            assert (await http.delete(f"/v1/capsules/{cid}")).status_code == 202
+        templates = sorted(p.name for p in cache.glob("disk-*.img"))
+        assert len(templates) <= 4, templates  # (_disk.TEMPLATES_KEPT) not one per size
+        assert "disk-71.img" in templates  # the latest is kept; the others made again
+        # a size whose template was forgotten is made again, whole
+        cid = await new_capsule(http, disk_size_mb=64)
+        assert disk_of(cid) == 64
+        df = await sh(http, cid, "df -m --output=size /tmp | tail -1")
+        assert 64 * 0.85 < int(df["stdout"]) <= 64, df
 
 
 async def test_a_huge_listing_is_cut_off_and_does_not_tie_the_agent() -> None:

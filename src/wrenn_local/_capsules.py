@@ -183,8 +183,16 @@ class CapsuleManager:
             raise bad_request("invalid template name")
         vcpus = _positive_int(body.get("vcpus"), "vcpus", default=1)
         memory_mb = _positive_int(body.get("memory_mb"), "memory_mb", default=512)
-        disk_size_mb = _positive_int(body.get("disk_size_mb"), "disk_size_mb", default=5120)
+        host_disk_mb = _disk_mb(self.data_dir)
+        disk_size_mb = _positive_int(
+            body.get("disk_size_mb"), "disk_size_mb", default=min(5120, host_disk_mb or 5120)
+        )
         _within_host(vcpus, memory_mb)
+        if host_disk_mb is not None and disk_size_mb > host_disk_mb:
+            raise bad_request(
+                f"disk_size_mb must be at most {host_disk_mb} (the size of this host's disk "
+                "that holds the capsules)"
+            )
         timeout_sec = body.get("timeout_sec")
         if timeout_sec is None:
             timeout_sec = 0
@@ -638,6 +646,21 @@ def _within_host(vcpus: int, memory_mb: int) -> None:
         return
     if memory_mb > host_mb:
         raise bad_request(f"memory_mb must be at most {host_mb} (this host's memory)")
+
+
+def _disk_mb(data_dir: Path) -> int | None:
+    """The size in MiB of the filesystem that holds ``data_dir`` (its capsules' disk
+    images), or None if it cannot be read. A capsule's disk is a sparse image there: one
+    larger than the filesystem is a promise the host cannot keep, and its template costs
+    host disk in proportion (mkfs wrote 133 MB for 10 TB)."""
+    where = data_dir
+    while not where.exists() and where != where.parent:
+        where = where.parent  # (made at start: a parent before that)
+    try:
+        st = os.statvfs(where)
+    except OSError:
+        return None
+    return st.f_blocks * st.f_frsize // (1024 * 1024) or None
 
 
 def _check_metadata(raw: Any) -> dict[str, str]:

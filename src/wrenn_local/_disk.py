@@ -13,6 +13,7 @@ a small image), the size is recorded and not enforced, and capsule metadata says
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -23,6 +24,8 @@ from pathlib import Path
 
 __all__ = ["copy_image", "disk_quota_problem", "make_image"]
 
+# disk templates kept (the sizes used most recently); capsules of other sizes make theirs again
+TEMPLATES_KEPT = 4
 _probed: list[str | None] = []
 _template_lock = threading.Lock()
 
@@ -43,7 +46,11 @@ def copy_image(path: Path, size_mb: int, cache: Path) -> None:
             partial = template.with_suffix(".partial")
             make_image(partial, size_mb)
             partial.rename(template)
-    with template.open("rb") as src, path.open("wb") as dst:
+            _forget_templates(cache, keep=template)
+        else:
+            os.utime(template)  # used: the last to be forgotten
+        src = template.open("rb")  # open under the lock: a forgotten one is still read whole
+    with src, path.open("wb") as dst:
         size = os.fstat(src.fileno()).st_size
         offset = 0
         while offset < size:
@@ -64,6 +71,22 @@ def copy_image(path: Path, size_mb: int, cache: Path) -> None:
                 position += copied
             offset = end
         dst.truncate(size)
+
+
+def _forget_templates(cache: Path, keep: Path) -> None:
+    """Remove all but the :data:`TEMPLATES_KEPT` most recently used templates (under
+    ``_template_lock``). Each size asked for makes one, so without a bound capsules of
+    ever new sizes would fill the host's disk a few MB (133 MB for 10 TB) at a time.
+    A capsule's image is its own copy: forgetting a template never touches one."""
+    found = []
+    for image in cache.glob("disk-*.img"):
+        with contextlib.suppress(OSError):
+            found.append((image.stat().st_mtime_ns, image))
+    found.sort(reverse=True)
+    for _, image in found[TEMPLATES_KEPT:]:
+        if image != keep:
+            with contextlib.suppress(OSError):
+                image.unlink()
 
 
 def make_image(path: Path, size_mb: int) -> None:
