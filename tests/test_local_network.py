@@ -46,19 +46,16 @@ MUST_BLOCK = (
     "192.168.0.0/16",
     "100.64.0.0/10",
     "fc00::/7",
-    # never on the public internet, yet a LAN or tunnel may use them: documentation
-    # ranges (this host's own LAN may be one), site-local, and every IPv6 form that
-    # embeds an IPv4 address (IPv4-compatible, local-use NAT64, 6to4, Teredo)
-    "192.0.2.0/24",
-    "198.51.100.0/24",
-    "203.0.113.0/24",
+    # never on the public internet, yet a LAN or tunnel may use them: site-local, and
+    # every IPv6 form that embeds an IPv4 address (IPv4-compatible, local-use NAT64,
+    # 6to4, Teredo). (Not the documentation ranges as such: the registries this machine
+    # reaches are at 203.0.113.80. The host's own LAN, whatever its range, is blocked as
+    # the network of one of its addresses: host_addresses(networks=True).)
     "192.88.99.0/24",
     "::a00:1/128",
     "64:ff9b:1::/48",
     "2002::/16",
     "2001::/32",
-    "2001:db8::/32",
-    "3fff::/20",
     "fec0::/10",
 )
 RESOLVE = "import socket; print(socket.getaddrinfo('pypi.org', 443)[0][4][0])"
@@ -217,6 +214,15 @@ async def test_private_link_local_and_host_addresses_are_filtered() -> None:
             assert covered(net, nets), (net, ruleset)
         for address in host_addresses():
             assert covered(address.split("%")[0], nets), (address, ruleset)
+        # the network each host address is on: the host's LAN and its gateway (this
+        # machine's is 192.0.2.0/24, a documentation range, gateway 192.0.2.1)
+        lans = host_addresses(networks=True)
+        assert len(lans) == len(host_addresses())
+        for network in lans:
+            assert covered(str(ipaddress.ip_network(network, strict=False)), nets), network
+        for line in in_netns(pid, "ip", "-4", "route").splitlines():
+            if line.startswith("default via"):  # the gateway pasta copied from the host
+                assert covered(line.split()[2], nets), (line, ruleset)
         assert "hook output" in ruleset
         assert "policy accept" in ruleset
         assert re.search(r"ip daddr @blocked4 reject", ruleset), ruleset
@@ -530,13 +536,41 @@ def test_the_filter_names_every_address_ip_lists_read_without_ip() -> None:
     assert sorted(host_addresses()) == sorted(_ip_addresses())
 
 
+def test_the_hosts_networks_are_the_same_from_netlink_and_from_ip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2's ip")
+    out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, check=True)
+    listed = [
+        (a["local"].split("%")[0], a["prefixlen"])
+        for x in json.loads(out.stdout)
+        for a in x.get("addr_info", [])
+        if "local" in a
+    ]
+    from_netlink = host_addresses(networks=True)
+    assert sorted(from_netlink) == sorted(_network._on_link(a, p) for a, p in listed)
+    # a LAN is blocked whole; a network wider than one, by its address alone
+    assert _network._on_link("192.0.2.2", 24) == "192.0.2.2/24"
+    assert _network._on_link("203.0.113.9", 8) == "203.0.113.9/32"
+    assert _network._on_link("2001:db8::5", 64) == "2001:db8::5/64"
+    assert _network._on_link("2001:db8::5", 16) == "2001:db8::5/128"
+
+    def refused(*, networks: bool = False) -> list[str]:
+        # mocked: a host (a container's seccomp policy) that refuses netlink sockets
+        raise PermissionError("netlink refused")
+
+    monkeypatch.setattr(_network, "_netlink_addresses", refused)
+    assert sorted(host_addresses(networks=True)) == sorted(from_netlink)
+
+
 def test_the_hosts_addresses_come_from_ip_where_netlink_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if shutil.which("ip") is None:
         pytest.skip("needs iproute2's ip")
 
-    def refused() -> list[str]:
+    def refused(*, networks: bool = False) -> list[str]:
         # mocked: a host (a container's seccomp policy) that refuses netlink sockets
         raise PermissionError("netlink refused")
 

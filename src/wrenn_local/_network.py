@@ -9,7 +9,8 @@ code), the server, from the host side:
 1. brings the capsule's loopback up and loads an nftables filter into that namespace
    (``nft -f -`` run by a fork of the boot process that joined it, else through
    ``nsenter --net=…``): output to the host's loopback, link-local, private,
-   shared-address, multicast and reserved ranges, and to every address of the host, is
+   shared-address, multicast and reserved ranges, to every address of the host and to
+   the network each is on (the host's LAN and gateway, whatever its range), is
    rejected; only the DNS forwarder's address is allowed, on UDP port 53;
 2. once the filter is in place (never without it: see :meth:`CapsuleNetwork.attach`),
    starts ``pasta`` (Debian ``passt``) attached to it with ``--config-net`` (address and
@@ -75,12 +76,9 @@ BLOCKED: Final = (
     "169.254.0.0/16",  # link-local, the cloud metadata address
     "172.16.0.0/12",  # private
     "192.0.0.0/24",  # IETF protocol assignments
-    "192.0.2.0/24",  # documentation (TEST-NET-1): never routed on the internet
     "192.88.99.0/24",  # 6to4 relay anycast (deprecated): tunnels to an embedded address
     "192.168.0.0/16",  # private
     "198.18.0.0/15",  # benchmarking
-    "198.51.100.0/24",  # documentation (TEST-NET-2)
-    "203.0.113.0/24",  # documentation (TEST-NET-3)
     "224.0.0.0/3",  # multicast, reserved, broadcast
     "::/96",  # unspecified, loopback and IPv4-compatible (sit tunnels to ::a.b.c.d)
     "::ffff:0:0/96",  # IPv4-mapped
@@ -88,9 +86,7 @@ BLOCKED: Final = (
     "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215): likewise
     "100::/64",  # discard-only
     "2001::/32",  # Teredo: tunnels to an embedded IPv4 address
-    "2001:db8::/32",  # documentation
     "2002::/16",  # 6to4: tunnels to an embedded IPv4 address
-    "3fff::/20",  # documentation (RFC 9637)
     "fc00::/7",  # unique local
     "fec0::/10",  # site-local (deprecated, still found on old LANs)
     "fe80::/10",  # link-local
@@ -183,14 +179,17 @@ def _pasta_build(pasta: str) -> str:
     return pasta
 
 
-def host_addresses() -> list[str]:
+def host_addresses(*, networks: bool = False) -> list[str]:
     """Every address of the host's interfaces; empty if unreadable.
 
-    Read at every capsule's attach (addresses change), so from the kernel directly
-    (:func:`_netlink_addresses`); ``ip -j addr`` where netlink is refused.
+    With ``networks``, each as ``address/prefix``: the network it is on (the host's LAN
+    and its gateway), or the address alone (``/32``, ``/128``) if that network is wider
+    than :data:`_WIDEST_LAN` (not a LAN to block whole). Read at every capsule's attach
+    (addresses change), so from the kernel directly (:func:`_netlink_addresses`);
+    ``ip -j addr`` where netlink is refused.
     """
     with contextlib.suppress(OSError, struct.error):
-        return _netlink_addresses()
+        return _netlink_addresses(networks=networks)
     try:
         out = subprocess.run(
             ["ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=5, check=True
@@ -201,10 +200,26 @@ def host_addresses() -> list[str]:
     found = []
     for link in links:
         for info in link.get("addr_info", []):
-            local = info.get("local")
+            local, prefix = info.get("local"), info.get("prefixlen")
             if isinstance(local, str):
-                found.append(local.split("%")[0])
+                local = local.split("%")[0]
+                if networks and isinstance(prefix, int):
+                    local = _on_link(local, prefix)
+                found.append(local)
     return found
+
+
+# The widest network of one of the host's addresses blocked whole (its LAN): a wider one
+# (a /8 given to one interface, say) blocks that address alone.
+_WIDEST_LAN: Final = {4: 16, 6: 48}
+
+
+def _on_link(address: str, prefix: int) -> str:
+    """``address/prefix``, or the address alone if that network is wider than a LAN."""
+    version = 6 if ":" in address else 4
+    if prefix < _WIDEST_LAN[version]:
+        prefix = 32 if version == 4 else 128
+    return f"{address}/{prefix}"
 
 
 _RTM_NEWADDR: Final = 20
@@ -219,11 +234,12 @@ _IFADDRMSG: Final = struct.Struct("=BBBBI")  # family, prefix length, flags, sco
 _RTATTR: Final = struct.Struct("=HH")  # length, type
 
 
-def _netlink_addresses() -> list[str]:
+def _netlink_addresses(*, networks: bool = False) -> list[str]:
     """Every address of the host's interfaces from one ``RTM_GETADDR`` netlink dump.
 
     What ``ip -j addr`` lists as ``local`` (``IFA_LOCAL``, else ``IFA_ADDRESS``), without
-    an ``ip`` process (~2 ms of CPU) per capsule. Raises OSError if the dump fails.
+    an ``ip`` process (~2 ms of CPU) per capsule; with ``networks`` as
+    :func:`host_addresses` gives them. Raises OSError if the dump fails.
     """
     found: list[str] = []
     request = _NLMSG.pack(_NLMSG.size + _IFADDRMSG.size, _RTM_GETADDR, _NLM_F_REQUEST_DUMP, 1, 0)
@@ -244,7 +260,7 @@ def _netlink_addresses() -> list[str]:
                     code = struct.unpack_from("=i", data, offset + _NLMSG.size)[0]
                     raise OSError(-code, os.strerror(-code))
                 if kind == _RTM_NEWADDR:
-                    family = _IFADDRMSG.unpack_from(data, offset + _NLMSG.size)[0]
+                    family, prefix = _IFADDRMSG.unpack_from(data, offset + _NLMSG.size)[:2]
                     attrs: dict[int, bytes] = {}
                     at, end = offset + _NLMSG.size + _IFADDRMSG.size, offset + length
                     while at + _RTATTR.size <= end:
@@ -255,12 +271,14 @@ def _netlink_addresses() -> list[str]:
                         at += (size + 3) & ~3
                     local = attrs.get(_IFA_LOCAL) or attrs.get(_IFA_ADDRESS)
                     if local is not None and family in (socket.AF_INET, socket.AF_INET6):
-                        found.append(socket.inet_ntop(family, local))
+                        text = socket.inet_ntop(family, local)
+                        found.append(_on_link(text, prefix) if networks else text)
                 offset += (length + 3) & ~3
 
 
 def ruleset(extra: list[str]) -> str:
-    """The capsule namespace's nftables filter; ``extra`` are the host's own addresses."""
+    """The capsule namespace's nftables filter; ``extra`` are the host's own addresses
+    and networks (``address/prefix``: its LAN, gateway included)."""
     return _ruleset(tuple(extra))
 
 
@@ -368,7 +386,7 @@ class CapsuleNetwork:
         if self.boot is None:
             await anyio.to_thread.run_sync(self._filter, fd)
             return
-        rules = ruleset(host_addresses())
+        rules = ruleset(host_addresses(networks=True))
         code, err = await self.boot.run_in_netns(
             [self.tools.nft or "nft", "-f", "-"], netns=fd, data=rules
         )
@@ -379,7 +397,7 @@ class CapsuleNetwork:
     def _filter(self, fd: int) -> None:
         ns = f"--net=/proc/self/fd/{fd}"
         nsenter = self.tools.nsenter or "nsenter"
-        rules = ruleset(host_addresses())
+        rules = ruleset(host_addresses(networks=True))
         # the loopback is brought up by boot.py (new_network_namespace), before bwrap
         for argv, data in (([nsenter, ns, self.tools.nft or "nft", "-f", "-"], rules),):
             result = subprocess.run(
