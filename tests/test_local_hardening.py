@@ -45,7 +45,7 @@ from tests.localserver import (
     sh,
     wait_status,
 )
-from tests.test_local_proxy import start_service
+from tests.test_local_proxy import WS_SERVICE, start_service
 from tests.test_local_ws import peer
 
 MIB = 1 << 20
@@ -196,23 +196,10 @@ async def _wait_running(http: httpx.AsyncClient, cid: str, marker: str, running:
 
 # A WebSocket service for inside a capsule: to each client it sends one binary message
 # that never ends (1 MiB frames, none of them final; 300 MiB in all), then hangs up.
-ENDLESS_WS = r"""
-import base64, hashlib, socket, struct, sys
-srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen()
-block = b"x" * 2**20
-while True:
-    c, _ = srv.accept(); f = c.makefile("rb")
-    key = None
-    while (line := f.readline().strip()):
-        k, _, v = line.decode().partition(":")
-        if k.lower() == "sec-websocket-key": key = v.strip()
-    if key is None:  # a readiness probe, not a WebSocket client
-        c.close(); continue
-    magic = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-    acc = base64.b64encode(hashlib.sha1(magic.encode()).digest())
-    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              b"Sec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+ENDLESS_WS = (
+    WS_SERVICE
+    + r"""
+    block = b"x" * 2**20
     try:
         for i in range(300):  # binary, then continuation frames; FIN never set
             c.sendall(bytes([0x02 if i == 0 else 0x00, 127]) + struct.pack(">Q", len(block)))
@@ -221,6 +208,7 @@ while True:
         pass
     c.close()
 """
+)
 
 
 def _ws_through_proxy(base_url: str, key: str, cid: str, port: int) -> tuple[int, int]:

@@ -30,8 +30,10 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 """
 
-# A minimal WebSocket echo server with the standard library only.
-ECHO_WS = r"""
+# The start of a WebSocket service with the standard library only: it accepts each
+# client's handshake on port argv[1] (socket ``c``, its reader ``f``); what follows it
+# (indented as the accept loop's body) serves that client.
+WS_SERVICE = r"""
 import base64, hashlib, socket, struct, sys
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen()
@@ -47,6 +49,12 @@ while True:
     acc = base64.b64encode(hashlib.sha1(magic.encode()).digest())
     c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               b"Sec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+"""
+
+# A minimal WebSocket echo server.
+ECHO_WS = (
+    WS_SERVICE
+    + r"""
     while True:
         h = f.read(2)
         if len(h) < 2: break
@@ -63,6 +71,7 @@ while True:
         c.sendall(head + reply)
     c.close()
 """
+)
 
 
 async def start_service(http: httpx.AsyncClient, cid: str, script: str, *args: str) -> None:
