@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 __all__ = ["copy_image", "disk_quota_problem", "make_image"]
@@ -47,8 +48,9 @@ def copy_image(path: Path, size_mb: int, cache: Path) -> None:
             make_image(partial, size_mb)
             partial.rename(template)
             _forget_templates(cache, keep=template)
-        else:
-            os.utime(template)  # used: the last to be forgotten
+        else:  # used: the last to be forgotten (its access time; its mtime says it
+            # was never written after mkfs)
+            os.utime(template, ns=(time.time_ns(), template.stat().st_mtime_ns))
         src = template.open("rb")  # open under the lock: a forgotten one is still read whole
     with src, path.open("wb") as dst:
         size = os.fstat(src.fileno()).st_size
@@ -81,7 +83,7 @@ def _forget_templates(cache: Path, keep: Path) -> None:
     found = []
     for image in cache.glob("disk-*.img"):
         with contextlib.suppress(OSError):
-            found.append((image.stat().st_mtime_ns, image))
+            found.append((image.stat().st_atime_ns, image))
     found.sort(reverse=True)
     for _, image in found[TEMPLATES_KEPT:]:
         if image != keep:
