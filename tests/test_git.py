@@ -125,15 +125,20 @@ async def test_credentials_stay_off_argv_and_config(
         assert "url-secret" not in " ".join(call["args"])
 
 
-async def test_auth_failures_are_git_auth_errors(cap: AsyncCapsule) -> None:
-    await cap.files.write("/tmp/auth.py", AUTH_SERVER)
-    await cap.commands.run("python3 /tmp/auth.py", background=True)
+async def _listening(cap: AsyncCapsule, port: int) -> None:
+    """Wait (bounded, inside the capsule) until something listens on ``port``."""
     probe = (
         "import socket, time\nfor _ in range(200):\n    try:\n"
-        "        socket.create_connection(('127.0.0.1', 8123)).close(); break\n"
+        f"        socket.create_connection(('127.0.0.1', {port})).close(); break\n"
         "    except OSError:\n        time.sleep(0.05)\n"
     )
     await cap.commands.run("python3", args=["-c", probe])
+
+
+async def test_auth_failures_are_git_auth_errors(cap: AsyncCapsule) -> None:
+    await cap.files.write("/tmp/auth.py", AUTH_SERVER)
+    await cap.commands.run("python3 /tmp/auth.py", background=True)
+    await _listening(cap, 8123)
     with pytest.raises(GitAuthError) as info:
         await cap.git.clone("http://127.0.0.1:8123/repo.git", "x")
     # the official SDK's message is "git clone: authentication failed"; ours begins so
@@ -175,12 +180,7 @@ async def test_clone_urls_as_official_programs_write_them(cap: AsyncCapsule) -> 
     assert done.exit_code == 0, done.stderr
     await cap.files.write("/tmp/srv.py", DUMB_HTTP_SERVER)
     await cap.commands.run("python3 /tmp/srv.py", background=True)
-    probe = (
-        "import socket, time\nfor _ in range(200):\n    try:\n"
-        "        socket.create_connection(('127.0.0.1', 8124)).close(); break\n"
-        "    except OSError:\n        time.sleep(0.05)\n"
-    )
-    await cap.commands.run("python3", args=["-c", probe])
+    await _listening(cap, 8124)
     url = "http://ada:s3cret@127.0.0.1:8124/repo.git"
     await cap.git.clone(url, "/tmp/c1")
     assert await cap.files.read("/tmp/c1/f") == "hi\n"

@@ -187,12 +187,7 @@ class CapsuleManager:
         disk_size_mb = _positive_int(
             body.get("disk_size_mb"), "disk_size_mb", default=min(5120, host_disk_mb or 5120)
         )
-        _within_host(vcpus, memory_mb)
-        if host_disk_mb is not None and disk_size_mb > host_disk_mb:
-            raise bad_request(
-                f"disk_size_mb must be at most {host_disk_mb} (the size of this host's disk "
-                "that holds the capsules)"
-            )
+        _within_host(vcpus, memory_mb, disk_size_mb, host_disk_mb)
         timeout_sec = body.get("timeout_sec")
         if timeout_sec is None:
             timeout_sec = 0
@@ -634,11 +629,17 @@ def _positive_int(value: Any, name: str, *, default: int) -> int:
     return value if value > 0 else default
 
 
-def _within_host(vcpus: int, memory_mb: int) -> None:
-    """A capsule asks for at most this host's CPUs and memory (a clear 400 otherwise)."""
+def _within_host(vcpus: int, memory_mb: int, disk_size_mb: int, host_disk_mb: int | None) -> None:
+    """A capsule asks for at most this host's CPUs, memory and disk (``host_disk_mb``:
+    :func:`_disk_mb`, None if unknown); a clear 400 otherwise."""
     cpus = len(os.sched_getaffinity(0))
     if vcpus > cpus:
         raise bad_request(f"vcpus must be at most {cpus} (this host's CPUs)")
+    if host_disk_mb is not None and disk_size_mb > host_disk_mb:
+        raise bad_request(
+            f"disk_size_mb must be at most {host_disk_mb} (the size of this host's disk "
+            "that holds the capsules)"
+        )
     try:
         meminfo = Path("/proc/meminfo").read_text().split()
         host_mb = int(meminfo[meminfo.index("MemTotal:") + 1]) // 1024
