@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections import deque
+from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
+import anyio.abc
 import attrs
 import httpx
 import pytest
@@ -20,6 +24,9 @@ import pytest
 import wrenn_local
 from tests.localserver import FAST, local_http, new_capsule, sh, wait_status
 from wrenn_local._cli import parser, spares_of
+from wrenn_local._options import ServerOptions
+from wrenn_local._sandbox import Sandbox
+from wrenn_local._spares import BootKey, SparePool, largest_burst
 
 SPARES = attrs.evolve(FAST, spares=1)
 
@@ -235,7 +242,7 @@ def test_the_number_of_spares_comes_from_the_flag_or_the_environment(
 ) -> None:
     serve = ["serve", "--port", "0"]
     monkeypatch.delenv("WRENN_LOCAL_SPARES", raising=False)
-    assert spares_of(parser().parse_args(serve)) == 1
+    assert spares_of(parser().parse_args(serve)) == 64
     assert spares_of(parser().parse_args([*serve, "--spares", "0"])) == 0
     monkeypatch.setenv("WRENN_LOCAL_SPARES", "3")
     assert spares_of(parser().parse_args(serve)) == 3
@@ -245,3 +252,236 @@ def test_the_number_of_spares_comes_from_the_flag_or_the_environment(
         spares_of(parser().parse_args(serve))
     with pytest.raises(ValueError, match="0 or more"):
         spares_of(parser().parse_args([*serve, "--spares", "-1"]))
+
+
+# -- the pool's size: the largest recent burst of creates, at most the cap
+
+
+def test_a_burst_is_the_most_creates_within_its_span_of_each_other() -> None:
+    assert largest_burst(deque(), 2.0) == 0
+    assert largest_burst(deque([0.0, 5.0, 10.0]), 2.0) == 1  # now and then: one at a time
+    assert largest_burst(deque([0.0, 0.5, 1.0, 2.0, 9.0, 9.1]), 2.0) == 4
+    assert largest_burst(deque([0.0, 3.0, 3.1, 3.2, 3.3, 30.0]), 2.0) == 4
+    assert largest_burst(deque([1.0] * 64), 2.0) == 64
+
+
+async def test_the_pool_wants_the_largest_recent_burst_at_most_the_cap() -> None:
+    key = BootKey(
+        owner=None,
+        template="minimal",
+        template_created=datetime(2026, 1, 1),
+        layers=(),
+        vcpus=1,
+        memory_mb=512,
+        disk_size_mb=0,
+        services=(),
+        jupyter_site=None,
+        network=False,
+    )
+    started: list[BootKey] = []
+    async with anyio.create_task_group() as tg:
+        pool = SparePool(
+            options=ServerOptions(spares=3, spare_window=60.0),
+            task_group=tg,
+            make_sandbox=lambda k, cid: pytest.fail("no sandbox is made in this test"),
+            room=lambda: 100,
+        )
+
+        def start(key: BootKey) -> None:  # counted and listed as booting, never booted
+            started.append(key)
+            pool.spares.append(SimpleNamespace(key=key, ready_at=None))  # type: ignore[arg-type]
+
+        pool._start = start  # type: ignore[method-assign]
+        pool.demand[key] = deque([100.0])
+        assert pool.wanted(key) == 0  # one create earns nothing
+        pool.demand[key].append(110.0)
+        assert pool.wanted(key) == 1  # two, far apart: one spare
+        pool.demand[key].extend([120.0, 120.1, 120.2, 120.3, 120.4])
+        assert pool.wanted(key) == 3  # a burst of five, capped at three
+        pool.options = ServerOptions(spares=64)
+        assert pool.wanted(key) == 5
+        pool.demand.clear()
+        for _ in range(8):  # eight creates at once, as a fan-out makes them
+            pool.created(key)
+        assert len(started) == 8  # the second create earns two, each later one one more
+        pool.options = ServerOptions(spares=0)
+        pool.created(key)
+        assert len(started) == 8  # 0: off
+
+
+async def test_a_burst_earns_as_many_spares_and_the_next_burst_claims_them_all() -> None:
+    async with local_http(options=attrs.evolve(FAST, spares=3)) as (server, http):
+        pool = server.capsules.spares
+        most = 0
+
+        async def burst(n: int) -> list[str]:
+            ids: list[str] = []
+
+            async def create() -> None:
+                ids.append(await new_capsule(http))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(n):
+                    tg.start_soon(create)
+            return ids
+
+        async def ready(n: int) -> list[str]:
+            nonlocal most
+            with anyio.fail_after(30):  # (under the suite's 60 s per test)
+                while True:
+                    most = max(most, len(pool.spares))
+                    booted = [s.capsule_id for s in pool.spares if s.ready_at is not None]
+                    if len(booted) == n:
+                        return booted
+                    await anyio.sleep(0.02)
+
+        first = await burst(5)  # five at once: capped at three spares
+        spares = await ready(3)
+        assert set(spares).isdisjoint(first)
+        second = await burst(3)  # the next burst of three finds three booted capsules
+        assert sorted(second) == sorted(spares)
+        for cid in second:  # each is a capsule of its own, running for its account
+            assert (await sh(http, cid, "echo $WRENN_SANDBOX_ID"))["stdout"] == f"{cid}\n"
+        refills = await ready(3)
+        assert set(refills).isdisjoint([*first, *second])
+        assert most <= 3  # never more than the cap, refills included
+        for cid in [*first, *second]:
+            assert (await http.delete(f"/v1/capsules/{cid}")).status_code == 202
+
+
+def _weight_files(capsule_id: str) -> list[Path]:
+    """The capsule's CPU weight as the host's cgroup filesystem shows it (v2, v1)."""
+    root = Path("/sys/fs/cgroup")
+    return [
+        *root.glob(f"wrenn-local/{capsule_id}/cpu.weight"),
+        *root.glob(f"cpu/wrenn-local/{capsule_id}/cpu.shares"),
+        *root.glob(f"cpu,cpuacct/wrenn-local/{capsule_id}/cpu.shares"),
+    ]
+
+
+async def test_a_spare_boots_at_the_lowest_cpu_weight_and_its_claim_restores_it() -> None:
+    async with local_http(options=SPARES) as (server, http):
+        support = server.capsules.support
+        if support.cgroup_version is None or "cpu" not in support.cgroup_controllers:
+            pytest.skip("no CPU controller here: spares cannot be weighted")
+        cold = await new_capsule(http)
+        spare = await warm(server, http)
+        (weight_file,) = _weight_files(spare)
+        lowest, default = ("1", "100") if weight_file.name == "cpu.weight" else ("2", "1024")
+        # a booted spare waits at the lowest weight: it takes only CPU nobody else wants
+        assert weight_file.read_text().strip() == lowest
+        (cold_file,) = _weight_files(cold)
+        assert cold_file.read_text().strip() == default
+        # claimed, it is an account's capsule: the default weight, like a cold one
+        assert (await http.post("/v1/capsules", json={})).json()["id"] == spare
+        assert weight_file.read_text().strip() == default
+        # and the capsule's own processes run at it (they are in that group)
+        out = await sh(http, spare, "cat /proc/self/cgroup")
+        assert out["exit_code"] == 0
+        refill = await ready_spare(server)
+        (refill_file,) = _weight_files(refill)
+        assert refill_file.read_text().strip() == lowest
+
+
+async def test_no_spare_boots_while_the_host_is_short_of_memory() -> None:
+    async with local_http(options=SPARES) as (server, http):
+        pool = server.capsules.spares
+        # A mock: a host really short of memory cannot be made safely in a test (the
+        # suite's own processes would be the first to suffer); the share is what the
+        # pool reads from /proc/meminfo.
+        pool.memory_available = lambda: 0.1
+        for _ in range(3):
+            await http.delete(f"/v1/capsules/{await new_capsule(http)}")
+        await anyio.sleep(0.3)
+        assert len(pool) == 0
+        pool.memory_available = lambda: 0.9
+        await http.delete(f"/v1/capsules/{await new_capsule(http)}")
+        await ready_spare(server)
+
+
+def _counting_starts(pool: SparePool) -> dict[str, int]:
+    """Wrap the pool's sandboxes' ``start`` to count boots under way (most at once)."""
+    counts = {"now": 0, "most": 0, "started": 0}
+    make = pool.make_sandbox
+
+    def make_counted(key: BootKey, capsule_id: str) -> Sandbox:
+        sandbox = make(key, capsule_id)
+        start = sandbox.start
+
+        async def counted(*, timeout: float = 30.0) -> None:
+            counts["now"] += 1
+            counts["started"] += 1
+            counts["most"] = max(counts["most"], counts["now"])
+            try:
+                await start(timeout=timeout)
+            finally:
+                counts["now"] -= 1
+
+        sandbox.start = counted  # type: ignore[method-assign]
+        return sandbox
+
+    pool.make_sandbox = make_counted
+    return counts
+
+
+async def test_a_burst_of_refills_boots_at_most_one_spare_per_core_at_a_time() -> None:
+    async with local_http(options=attrs.evolve(FAST, spares=6)) as (server, http):
+        pool = server.capsules.spares
+        counts = _counting_starts(pool)
+        ids: list[str] = []
+
+        async def create() -> None:
+            ids.append(await new_capsule(http))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(6):
+                tg.start_soon(create)
+        with anyio.fail_after(40):
+            while sum(1 for s in pool.spares if s.ready_at is not None) < 6:
+                await anyio.sleep(0.02)
+        assert counts["started"] == 6
+        assert 1 <= counts["most"] <= (os.cpu_count() or 1)
+        for cid in ids:
+            await http.delete(f"/v1/capsules/{cid}")
+
+
+async def test_spares_still_queued_at_shutdown_never_boot_and_leave_nothing(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    release = anyio.Event()
+
+    async def hold(pool: SparePool, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        async with pool._boot_slots:  # every boot slot taken: spares queue behind them
+            task_status.started()
+            await release.wait()
+
+    async def release_once_closing(pool: SparePool) -> None:
+        while not pool.closed:
+            await anyio.sleep(0.01)
+        release.set()
+
+    options = attrs.evolve(FAST, spares=4)
+    async with (
+        anyio.create_task_group() as outer,
+        local_http(options=options, data_dir=data) as (server, http),
+    ):
+        pool = server.capsules.spares
+        counts = _counting_starts(pool)
+        for _ in range(int(pool._boot_slots.total_tokens)):
+            await outer.start(hold, pool)
+        outer.start_soon(release_once_closing, pool)
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(new_capsule, http)
+        spares = [s.capsule_id for s in pool.spares]
+        assert len(spares) == 4  # wanted, queued, none booting
+        assert counts["started"] == 0
+    # the server went while they waited for a slot: none ever booted
+    assert counts["started"] == 0
+    for cid in spares:
+        assert not (data / "capsules" / cid).exists()
+        leftovers = await anyio.run_process(["pgrep", "-f", cid], check=False)
+        assert leftovers.stdout.strip() == b""
+        assert not any(Path("/sys/fs/cgroup").glob(f"*/wrenn-local/{cid}"))
+    assert str(data) not in Path("/proc/mounts").read_text()

@@ -3,6 +3,10 @@
 Each capsule gets ``/sys/fs/cgroup/wrenn-local/<capsule id>`` (v2) or one such directory
 per controller (v1): memory and CPU limits, a pids limit, the freezer for pause, CPU and
 memory usage for the metrics. Controllers the host lacks are reported, not faked.
+
+A capsule nobody owns yet (a warm spare, _spares.py) runs in the *background*: its group
+has the lowest CPU weight the kernel takes, so its boot only gets CPU that no owned
+capsule wants. It is put back to the default weight when an account claims it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ __all__ = ["CGROUP_ROOT", "CgroupSet", "detect_cgroups", "pids_limit", "remove_c
 log = logging.getLogger("wrenn_local.sandbox")
 
 CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
+
+#: CPU weight of a background group and of a normal one: (v2 ``cpu.weight``, v1 ``cpu.shares``)
+BACKGROUND_WEIGHT: Final = ("1", "2")
+DEFAULT_WEIGHT: Final = ("100", "1024")
 
 
 def detect_cgroups() -> tuple[int | None, frozenset[str]]:
@@ -55,11 +63,38 @@ class CgroupSet:
         # one while the other is under way: a removal waits for a creation to finish
         self._lock = threading.Lock()
 
-    def create(self, *, vcpus: int, memory_mb: int) -> list[str]:
-        """Create the groups and set limits; return the ``cgroup.procs`` files to join."""
+    def create(self, *, vcpus: int, memory_mb: int, background: bool = False) -> list[str]:
+        """Create the groups and set limits; return the ``cgroup.procs`` files to join.
+
+        ``background``: the lowest CPU weight (see the module's docstring) until
+        :meth:`to_foreground`.
+        """
         with self._lock:
             self.made = True
-            return self._create(vcpus=vcpus, memory_mb=memory_mb)
+            paths = self._create(vcpus=vcpus, memory_mb=memory_mb)
+            if background:
+                self._weigh(BACKGROUND_WEIGHT)
+            return paths
+
+    def to_foreground(self) -> None:
+        """Give the groups the default CPU weight (a claimed spare: see the module)."""
+        with self._lock:
+            if self.made:
+                self._weigh(DEFAULT_WEIGHT)
+
+    def cpu_weight(self) -> str | None:
+        """The groups' CPU weight as the kernel reports it (None: no CPU controller)."""
+        if self.version == 2:
+            return (self._read("unified", "cpu.weight") or "").strip() or None
+        return (self._read("cpu", "cpu.shares") or "").strip() or None
+
+    def _weigh(self, weight: tuple[str, str]) -> None:
+        if "cpu" not in self.controllers:
+            return
+        if self.version == 2:
+            self._write("unified", "cpu.weight", weight[0])
+        else:
+            self._write("cpu", "cpu.shares", weight[1])
 
     def _create(self, *, vcpus: int, memory_mb: int) -> list[str]:
         for path in self._dirs.values():

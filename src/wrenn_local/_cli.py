@@ -84,9 +84,10 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="booted capsules kept ready per template and size created often (twice "
-        "within a minute), each stopped after a minute unused; 0 = off (default 1, or "
-        "the WRENN_LOCAL_SPARES environment variable)",
+        help="the most booted capsules kept ready per template and size created often "
+        "(twice within a minute): as many as its largest recent burst of creates, each "
+        "stopped after a minute unused; 0 = off (default 64, or the WRENN_LOCAL_SPARES "
+        "environment variable)",
     )
     s.add_argument(
         "--env",

@@ -36,8 +36,9 @@ class ServerOptions:
     # cloud does (tests use it to check the client's fallback against a real peer).
     binary_frames: bool = True
     # Warm spares (_spares.py): booted capsules kept per boot key once it is created twice
-    # within ``spare_window`` seconds; each is stopped after ``spare_idle`` seconds unused.
+    # within ``spare_window`` seconds, as many as its largest recent burst of creates and
+    # at most ``spares``; each is stopped after ``spare_idle`` seconds unused.
     # 0: off (every create boots cold).
-    spares: int = 1
+    spares: int = 64
     spare_window: float = 60.0
     spare_idle: float = 60.0

@@ -132,6 +132,8 @@ class Sandbox:
         self.phases: dict[str, float] = {}  # boot timestamps (time.monotonic), by phase
         self.ids: IdRange | None = None  # the capsule's host id range (full isolation)
         self.network = self._network_hook()
+        # booted for nobody yet (a warm spare): the lowest CPU weight until claimed
+        self.background = False
 
     @property
     def isolation(self) -> Isolation:
@@ -241,7 +243,9 @@ class Sandbox:
             "/run/wrenn/agent.json",
         ]
         procs = (
-            self.cgroups.create(vcpus=self.spec.vcpus, memory_mb=self.spec.memory_mb)
+            self.cgroups.create(
+                vcpus=self.spec.vcpus, memory_mb=self.spec.memory_mb, background=self.background
+            )
             if (self.cgroups)
             else []
         )
@@ -357,6 +361,12 @@ class Sandbox:
             str(self.socket_path),
             str(self.run_dir / "agent.json"),
         ]
+
+    def to_foreground(self) -> None:
+        """An account owns this sandbox now: its CPU weight is every capsule's again."""
+        self.background = False
+        if self.cgroups is not None:
+            self.cgroups.to_foreground()
 
     def stop_requested(self) -> bool:
         """Whether :meth:`stop` was called (possibly by another task, across an await)."""

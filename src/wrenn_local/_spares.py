@@ -2,11 +2,21 @@
 
 A capsule's *boot key* is everything that shapes its sandbox before it has an owner
 (template and its layers, vcpus, memory, disk, services, network). Once a key has been
-created ``spare_after`` times within ``spare_window`` seconds, the pool keeps
-``options.spares`` capsules of that key booted; a create of that key claims one instead
-of booting (``CapsuleManager.create``), and a fresh one boots in the background to replace
+created ``spare_after`` times within ``spare_window`` seconds, the pool keeps spares of
+that key booted: as many as the key's largest burst of creates in that window (the most
+creates within ``BURST_SECONDS`` of each other), at most ``options.spares``. A program
+that fans out over 64 capsules finds 64 booted ones the next time it does; one that
+creates a capsule now and then finds one. A create of the key claims a spare instead of
+booting (``CapsuleManager.create``), and a fresh one boots in the background to replace
 it. A spare is handed out at most once and is never reused: the refill is a new boot. A
 spare unused for ``spare_idle`` seconds is stopped, so an idle server holds none.
+
+Spares never take what a user's capsule may need. Not a place: they count against
+``max_capsules`` and a create at capacity stops one. Not CPU: until claimed, a spare's
+cgroups have the lowest CPU weight (_cgroups.py), so a burst of refills only gets the CPU
+that owned capsules leave. Not memory: no spare starts while the host has less than a
+quarter of its memory available. And spares boot at most one per core at a time: a burst
+of claims queues its refills instead of booting them all at once.
 
 Spares are not capsule records: no account lists, gets, measures or counts them. They
 boot in the server's task group; a spare that fails to boot, or whose agent has died
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +47,9 @@ __all__ = ["BootKey", "Spare", "SparePool"]
 log = logging.getLogger("wrenn_local.spares")
 
 SPARE_AFTER = 2  # creates of one key within the window before it earns a spare
+BURST_SECONDS = 2.0  # creates this close to each other are one burst (the pool's size)
+DEMAND_KEPT = 1024  # create times remembered per key (a burst larger than this is rare)
+MEMORY_FREE_SHARE = 0.25  # no spare starts while less of the host's memory is available
 BOOT_GRACE = 10.0  # seconds a dropped spare's boot may take to end before it is stopped
 
 
@@ -83,8 +97,10 @@ class SparePool:
         self.room = room  # capsules the server may still start (max_capsules - live)
         self.spares: list[Spare] = []
         self.demand: dict[BootKey, deque[float]] = {}
+        self.memory_available = host_memory_share  # (tests replace it: a host short of memory)
         self.closed = False
         self._reaping = False
+        self._boot_slots = anyio.CapacityLimiter(os.cpu_count() or 1)
 
     def __len__(self) -> int:
         return len(self.spares)
@@ -106,24 +122,36 @@ class SparePool:
                 log.warning("spare %s died while waiting; discarded", spare.capsule_id)
                 self.tg.start_soon(self._discard, spare)
                 continue
+            spare.sandbox.to_foreground()
             return spare
         return None
+
+    def wanted(self, key: BootKey) -> int:
+        """How many spares of ``key`` the pool keeps now (see the module's docstring)."""
+        times = self.demand.get(key)
+        if not times or len(times) < SPARE_AFTER:
+            return 0
+        return min(self.options.spares, largest_burst(times, BURST_SECONDS))
 
     def created(self, key: BootKey) -> None:
         """A create of ``key`` happened: boot spares for it if it is created often."""
         if self.closed or self.options.spares <= 0:
             return
         now = time.monotonic()
-        times = self.demand.setdefault(key, deque(maxlen=SPARE_AFTER))
+        times = self.demand.setdefault(key, deque(maxlen=DEMAND_KEPT))
         times.append(now)
-        for stale in [k for k, t in self.demand.items() if now - t[-1] > self.options.spare_window]:
+        window = self.options.spare_window
+        while now - times[0] > window:
+            times.popleft()
+        for stale in [k for k, t in self.demand.items() if now - t[-1] > window]:
             del self.demand[stale]
-        if len(times) < SPARE_AFTER or now - times[0] > self.options.spare_window:
-            return
         have = sum(1 for s in self.spares if s.key == key)
-        for _ in range(self.options.spares - have):
+        for _ in range(self.wanted(key) - have):
             if self.room() - len(self.spares) <= 0:
                 return  # spares never take a place a user's capsule may need
+            if self.memory_available() < MEMORY_FREE_SHARE:
+                log.info("no spare for %s: the host is short of memory", key.template)
+                return
             self._start(key)
 
     def make_room(self) -> None:
@@ -156,14 +184,18 @@ class SparePool:
     def _start(self, key: BootKey) -> None:
         capsule_id = new_id("cl")
         spare = Spare(key=key, capsule_id=capsule_id, sandbox=self.make_sandbox(key, capsule_id))
+        spare.sandbox.background = True  # the lowest CPU weight until claimed
         self.spares.append(spare)
         self.tg.start_soon(self._boot, spare)
 
     async def _boot(self, spare: Spare) -> None:
         ok = False
         try:
-            await spare.sandbox.start()
-            await spare.sandbox.start_services()
+            async with self._boot_slots:  # one boot per core at a time (see the module)
+                if spare.dropped or self.closed:
+                    return  # (the finally clause discards it: nothing was started)
+                await spare.sandbox.start()
+                await spare.sandbox.start_services()
             ok = True
         except Exception as exc:
             if not spare.dropped:
@@ -210,3 +242,29 @@ class SparePool:
                 while self.spares:
                     spare = self.spares.pop()
                     self._drop(spare, tg)
+
+
+def largest_burst(times: deque[float], within: float) -> int:
+    """The most of ``times`` (ascending) that lie within ``within`` seconds of each other."""
+    ordered = list(times)  # (a deque's middle is slow to index)
+    best, first = 0, 0
+    for last, at in enumerate(ordered):
+        while at - ordered[first] > within:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+def host_memory_share() -> float:
+    """The share of the host's memory that is available (``/proc/meminfo``; 1.0 if unknown)."""
+    fields: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                if name in ("MemTotal", "MemAvailable"):
+                    fields[name] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 1.0
+    total, available = fields.get("MemTotal"), fields.get("MemAvailable")
+    return available / total if total and available is not None else 1.0
