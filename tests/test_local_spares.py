@@ -26,7 +26,7 @@ from tests.localserver import FAST, local_http, new_capsule, sh, wait_status
 from wrenn_local._cli import parser, spares_of
 from wrenn_local._options import ServerOptions
 from wrenn_local._sandbox import Sandbox
-from wrenn_local._spares import BootKey, SparePool, largest_burst
+from wrenn_local._spares import BootKey, SparePool
 
 SPARES = attrs.evolve(FAST, spares=1)
 
@@ -257,15 +257,7 @@ def test_the_number_of_spares_comes_from_the_flag_or_the_environment(
 # -- the pool's size: the largest recent burst of creates, at most the cap
 
 
-def test_a_burst_is_the_most_creates_within_its_span_of_each_other() -> None:
-    assert largest_burst(deque(), 2.0) == 0
-    assert largest_burst(deque([0.0, 5.0, 10.0]), 2.0) == 1  # now and then: one at a time
-    assert largest_burst(deque([0.0, 0.5, 1.0, 2.0, 9.0, 9.1]), 2.0) == 4
-    assert largest_burst(deque([0.0, 3.0, 3.1, 3.2, 3.3, 30.0]), 2.0) == 4
-    assert largest_burst(deque([1.0] * 64), 2.0) == 64
-
-
-async def test_the_pool_wants_the_largest_recent_burst_at_most_the_cap() -> None:
+async def test_the_pool_wants_as_many_as_were_in_use_at_once_at_most_the_cap() -> None:
     key = BootKey(
         owner=None,
         template="minimal",
@@ -292,17 +284,27 @@ async def test_the_pool_wants_the_largest_recent_burst_at_most_the_cap() -> None
             pool.spares.append(SimpleNamespace(key=key, ready_at=None))  # type: ignore[arg-type]
 
         pool._start = start  # type: ignore[method-assign]
-        pool.demand[key] = deque([100.0])
+        pool.created(key, 1)
         assert pool.wanted(key) == 0  # one create earns nothing
-        pool.demand[key].append(110.0)
-        assert pool.wanted(key) == 1  # two, far apart: one spare
-        pool.demand[key].extend([120.0, 120.1, 120.2, 120.3, 120.4])
-        assert pool.wanted(key) == 3  # a burst of five, capped at three
+        pool.created(key, 1)
+        assert pool.wanted(key) == 1  # two, one at a time: one spare
+        assert len(started) == 1
+        for _ in range(1000):  # a thousand, one at a time (however fast): still one
+            pool.created(key, 1)
+        assert pool.wanted(key) == 1
+        assert len(started) == 1
+        pool.created(key, 5)  # five in use at once: capped at three
+        assert pool.wanted(key) == 3
         pool.options = ServerOptions(spares=64)
         assert pool.wanted(key) == 5
+        pool.demand[key] = deque([(t, 9) for t in (0.0, 1.0)])  # long ago: forgotten
+        pool.created(key, 1)
+        assert pool.wanted(key) == 0
         pool.demand.clear()
-        for _ in range(8):  # eight creates at once, as a fan-out makes them
-            pool.created(key)
+        started.clear()
+        pool.spares.clear()
+        for in_use in range(1, 9):  # eight in use at once, as a fan-out makes them
+            pool.created(key, in_use)
         assert len(started) == 8  # the second create earns two, each later one one more
         pool.options = ServerOptions(spares=0)
         pool.created(key)
@@ -335,6 +337,11 @@ async def test_a_burst_earns_as_many_spares_and_the_next_burst_claims_them_all()
                         return booted
                     await anyio.sleep(0.02)
 
+        for _ in range(4):  # one at a time, quickly: one spare
+            await http.delete(f"/v1/capsules/{await new_capsule(http)}")
+        await ready(1)
+        await anyio.sleep(0.3)
+        assert most == 1
         first = await burst(5)  # five at once: capped at three spares
         spares = await ready(3)
         assert set(spares).isdisjoint(first)

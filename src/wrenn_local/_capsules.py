@@ -140,6 +140,7 @@ class CapsuleManager:
         self.team_stats: dict[str, deque[tuple[float, int, int, int]]] = {}
         self.usage: dict[tuple[str, dt.date], list[float]] = {}
         self._jupyter: JupyterSupport | None = None
+        self._keys: dict[str, BootKey] = {}  # boot keys of the capsules in use, by id
         self.spares = SparePool(
             options=options, task_group=task_group, make_sandbox=self._sandbox, room=self._room
         )
@@ -252,8 +253,19 @@ class CapsuleManager:
         else:
             record.sandbox = self._sandbox(key, record.id)
             self.tg.start_soon(self._boot, record, principal)
-        self.spares.created(key)
+        self.spares.created(key, self._in_use(record.id, key))
         return record
+
+    def _in_use(self, capsule_id: str, key: BootKey) -> int:
+        """Capsules of ``key`` in use now, ``capsule_id`` (just created) among them."""
+        self._keys[capsule_id] = key
+        in_use = LIVE - {"stopping"}  # (a destroyed capsule whose sandbox is going: not)
+        ended = [
+            c for c in self._keys if getattr(self.capsules.get(c), "status", None) not in in_use
+        ]
+        for cid in ended:
+            del self._keys[cid]  # (ended: forgotten, so this stays as small as what runs)
+        return sum(1 for k in self._keys.values() if k == key)
 
     def _sandbox(self, key: BootKey, capsule_id: str) -> Sandbox:
         """The sandbox of a capsule of ``key`` (cold boots and spares alike)."""

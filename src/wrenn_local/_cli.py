@@ -85,7 +85,7 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="the most booted capsules kept ready per template and size created often "
-        "(twice within a minute): as many as its largest recent burst of creates, each "
+        "(twice within a minute): as many as were in use at once lately, each "
         "stopped after a minute unused; 0 = off (default 64, or the WRENN_LOCAL_SPARES "
         "environment variable)",
     )

@@ -36,7 +36,7 @@ class ServerOptions:
     # cloud does (tests use it to check the client's fallback against a real peer).
     binary_frames: bool = True
     # Warm spares (_spares.py): booted capsules kept per boot key once it is created twice
-    # within ``spare_window`` seconds, as many as its largest recent burst of creates and
+    # within ``spare_window`` seconds, as many as were in use at once in that window and
     # at most ``spares``; each is stopped after ``spare_idle`` seconds unused.
     # 0: off (every create boots cold).
     spares: int = 64

@@ -3,10 +3,10 @@
 A capsule's *boot key* is everything that shapes its sandbox before it has an owner
 (template and its layers, vcpus, memory, disk, services, network). Once a key has been
 created ``spare_after`` times within ``spare_window`` seconds, the pool keeps spares of
-that key booted: as many as the key's largest burst of creates in that window (the most
-creates within ``BURST_SECONDS`` of each other), at most ``options.spares``. A program
-that fans out over 64 capsules finds 64 booted ones the next time it does; one that
-creates a capsule now and then finds one. A create of the key claims a spare instead of
+that key booted: as many as the most capsules of that key in use at once (counted at each
+create in that window), at most ``options.spares``. A program that fans out over 64
+capsules finds 64 booted ones the next time it does; one that uses one capsule at a time,
+however fast it makes them, finds one. A create of the key claims a spare instead of
 booting (``CapsuleManager.create``), and a fresh one boots in the background to replace
 it. A spare is handed out at most once and is never reused: the refill is a new boot. A
 spare unused for ``spare_idle`` seconds is stopped, so an idle server holds none.
@@ -47,8 +47,7 @@ __all__ = ["BootKey", "Spare", "SparePool"]
 log = logging.getLogger("wrenn_local.spares")
 
 SPARE_AFTER = 2  # creates of one key within the window before it earns a spare
-BURST_SECONDS = 2.0  # creates this close to each other are one burst (the pool's size)
-DEMAND_KEPT = 1024  # create times remembered per key (a burst larger than this is rare)
+DEMAND_KEPT = 1024  # creates remembered per key (when, and how many were in use then)
 MEMORY_FREE_SHARE = 0.25  # no spare starts while less of the host's memory is available
 BOOT_GRACE = 10.0  # seconds a dropped spare's boot may take to end before it is stopped
 
@@ -96,7 +95,7 @@ class SparePool:
         self.make_sandbox = make_sandbox
         self.room = room  # capsules the server may still start (max_capsules - live)
         self.spares: list[Spare] = []
-        self.demand: dict[BootKey, deque[float]] = {}
+        self.demand: dict[BootKey, deque[tuple[float, int]]] = {}
         self.memory_available = host_memory_share  # (tests replace it: a host short of memory)
         self.closed = False
         self._reaping = False
@@ -128,22 +127,23 @@ class SparePool:
 
     def wanted(self, key: BootKey) -> int:
         """How many spares of ``key`` the pool keeps now (see the module's docstring)."""
-        times = self.demand.get(key)
-        if not times or len(times) < SPARE_AFTER:
+        creates = self.demand.get(key)
+        if not creates or len(creates) < SPARE_AFTER:
             return 0
-        return min(self.options.spares, largest_burst(times, BURST_SECONDS))
+        return min(self.options.spares, max(in_use for _, in_use in creates))
 
-    def created(self, key: BootKey) -> None:
-        """A create of ``key`` happened: boot spares for it if it is created often."""
+    def created(self, key: BootKey, in_use: int = 1) -> None:
+        """A create of ``key`` happened, with ``in_use`` capsules of ``key`` in use now
+        (this one included): boot spares for it if it is created often."""
         if self.closed or self.options.spares <= 0:
             return
         now = time.monotonic()
-        times = self.demand.setdefault(key, deque(maxlen=DEMAND_KEPT))
-        times.append(now)
+        creates = self.demand.setdefault(key, deque(maxlen=DEMAND_KEPT))
+        creates.append((now, in_use))
         window = self.options.spare_window
-        while now - times[0] > window:
-            times.popleft()
-        for stale in [k for k, t in self.demand.items() if now - t[-1] > window]:
+        while now - creates[0][0] > window:
+            creates.popleft()
+        for stale in [k for k, c in self.demand.items() if now - c[-1][0] > window]:
             del self.demand[stale]
         have = sum(1 for s in self.spares if s.key == key)
         for _ in range(self.wanted(key) - have):
@@ -242,17 +242,6 @@ class SparePool:
                 while self.spares:
                     spare = self.spares.pop()
                     self._drop(spare, tg)
-
-
-def largest_burst(times: deque[float], within: float) -> int:
-    """The most of ``times`` (ascending) that lie within ``within`` seconds of each other."""
-    ordered = list(times)  # (a deque's middle is slow to index)
-    best, first = 0, 0
-    for last, at in enumerate(ordered):
-        while at - ordered[first] > within:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
 
 
 def host_memory_share() -> float:
