@@ -16,7 +16,8 @@ Figures (one JSON line each):
               Rounds are interleaved (floor, ours, ours cold, baseline, …) so load on
               the machine falls on every row alike.
   concurrent  N creates at once, wall until the last is ``running``, ours (default
-              server: at most one of the N claims a spare) and baseline alternately
+              server: after its first round it keeps spares for N capsules in use at
+              once, so later rounds claim booted ones), ours cold and baseline alternately
               (``--concurrent-rounds`` each); median ``wall_s`` and ``wall_vs_baseline``
               (the medians' ratio) with each row's spread.
   phases      where one of our boots goes (the server's ``WRENN_LOCAL_BOOT_TRACE``
@@ -267,7 +268,7 @@ async def measure(
             rounds=len(phases),
             **{f"{k}_ms": v for k, v in sorted(since.items(), key=lambda kv: kv[1])},
         )
-    walls: dict[str, list[float]] = {k: [] for k in http if k != "ours cold"}
+    walls: dict[str, list[float]] = {k: [] for k in http}
     for _ in range(args.concurrent_rounds):
         for name in walls:
             walls[name].append(await many_creates(http[name], args.concurrent))

@@ -33,7 +33,11 @@ INTRO = {
     "through `client.map`, the official SDK through `asyncio.gather`, in interleaved "
     "rounds (the order rotating, the machine let settle before each run; each row is the "
     "client's median round, `vs_official_async_min`/`_max` the spread of its per-round "
-    "ratio). Both drive the same "
+    "ratio). The server is the default one: it keeps booted spares of a template for as "
+    "many capsules as were in use at once, refilled after each run while the machine "
+    "settles, and one unmeasured run before each size's rounds earns them, so every "
+    "measured run (either client's) claims booted capsules as a program that fans out "
+    "again does. Both drive the same "
     "server, so all but the client costs them alike: `client_cpu_s` is the client's CPU "
     "during the fan-out, `others_cpu_s` the rest of the machine's (server, boots, agents, "
     "pasta, the commands), and `ceiling_vs_official_async` the ratio ours would reach if "
@@ -94,8 +98,11 @@ INTRO = {
     "`--spares 0` (every create a cold boot). Target: p50 ≤ 3× the floor.",
     "boot:phases": "Where one of our boots goes: ms from the sandbox's start to each phase "
     "(medians of the serial rounds; the server's WRENN_LOCAL_BOOT_TRACE).",
-    "boot:concurrent": "32 creates at once, wall until the last runs; ours and the baseline's "
-    "server alternately. Target: ≤ 0.5× the baseline.",
+    "boot:concurrent": "32 creates at once, wall until the last runs; ours, ours cold and "
+    "the baseline's server alternately. `ours` is the default server: after its first "
+    "round it has spares for 32 capsules in use at once, so its later rounds claim "
+    "booted capsules; `ours cold` (`--spares 0`) boots every one. Target: ours cold ≤ "
+    "0.5× the baseline.",
 }
 
 

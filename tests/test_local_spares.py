@@ -254,7 +254,7 @@ def test_the_number_of_spares_comes_from_the_flag_or_the_environment(
         spares_of(parser().parse_args([*serve, "--spares", "-1"]))
 
 
-# -- the pool's size: the largest recent burst of creates, at most the cap
+# -- the pool's size: as many as were in use at once, at most the cap
 
 
 async def test_the_pool_wants_as_many_as_were_in_use_at_once_at_most_the_cap() -> None:
