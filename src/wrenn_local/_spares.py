@@ -15,7 +15,8 @@ Spares never take what a user's capsule may need. Not a place: they count agains
 ``max_capsules`` and a create at capacity stops one. Not CPU: until claimed, a spare's
 cgroups have the lowest CPU weight (_cgroups.py), so a burst of refills only gets the CPU
 that owned capsules leave. Not memory: no spare starts while the host has less than a
-quarter of its memory available. And spares boot at most one per core at a time: a burst
+quarter of its memory available, and while it has, booted spares are stopped (the last
+booted first) until it has again. And spares boot at most one per core at a time: a burst
 of claims queues its refills instead of booting them all at once.
 
 Spares are not capsule records: no account lists, gets, measures or counts them. They
@@ -49,6 +50,7 @@ log = logging.getLogger("wrenn_local.spares")
 SPARE_AFTER = 2  # creates of one key within the window before it earns a spare
 DEMAND_KEPT = 1024  # creates remembered per key (when, and how many were in use then)
 MEMORY_FREE_SHARE = 0.25  # no spare starts while less of the host's memory is available
+REAP_EVERY = 1.0  # seconds between two looks for idle spares (and for memory running short)
 BOOT_GRACE = 10.0  # seconds a dropped spare's boot may take to end before it is stopped
 
 
@@ -219,10 +221,11 @@ class SparePool:
             await spare.sandbox.remove_files()
 
     async def _reap_idle(self) -> None:
-        """Stop spares unused for ``spare_idle`` seconds; ends once none is left."""
+        """Stop spares unused for ``spare_idle`` seconds, and booted ones (the last booted
+        first) while the host is short of memory; ends once none is left."""
         try:
             while self.spares and not self.closed:
-                await anyio.sleep(max(0.05, self.options.spare_idle / 4))
+                await anyio.sleep(min(max(0.05, self.options.spare_idle / 4), REAP_EVERY))
                 now = time.monotonic()
                 for spare in list(self.spares):
                     if (
@@ -231,6 +234,14 @@ class SparePool:
                     ):
                         self.spares.remove(spare)
                         await self._discard(spare)
+                while self.memory_available() < MEMORY_FREE_SHARE:
+                    booted = [s for s in self.spares if s.ready_at is not None]
+                    if not booted:
+                        break
+                    spare = max(booted, key=lambda s: s.ready_at or 0.0)
+                    log.info("spare %s stopped: the host is short of memory", spare.capsule_id)
+                    self.spares.remove(spare)
+                    await self._discard(spare)
         finally:
             self._reaping = False
 
