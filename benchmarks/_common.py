@@ -29,6 +29,22 @@ def machine_busy_s() -> float:
     return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def settle(limit: float = 20.0, busy_below: float = 0.15, window: float = 0.5) -> None:
+    """Wait until the machine is idle (under ``busy_below`` of every core busy over
+    ``window`` seconds), at most ``limit`` seconds: a run's teardown and the server
+    refilling its spare capsules go on after its last destroy answered, and would land
+    in the next measurement."""
+    import time
+
+    cores = os.cpu_count() or 1
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = machine_busy_s()
+        time.sleep(window)
+        if (machine_busy_s() - before) / (window * cores) < busy_below:
+            return
+
+
 def peak_mib() -> float:
     """This process's peak resident memory, MiB."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

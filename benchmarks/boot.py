@@ -18,8 +18,9 @@ Figures (one JSON line each):
   concurrent  N creates at once, wall until the last is ``running``, ours (default
               server: after its first round it keeps spares for N capsules in use at
               once, so later rounds claim booted ones), ours cold and baseline alternately
-              (``--concurrent-rounds`` each); median ``wall_s`` and ``wall_vs_baseline``
-              (the medians' ratio) with each row's spread.
+              (``--concurrent-rounds`` each, the machine let settle before each); median
+              ``wall_s`` and ``wall_vs_baseline`` (the medians' ratio) with each row's
+              spread.
   phases      where one of our boots goes (the server's ``WRENN_LOCAL_BOOT_TRACE``
               timestamps, medians over the serial rounds, ms since the sandbox's start:
               prepared = directories, disk image, plan; spawned = boot process started;
@@ -51,7 +52,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
+
+from _common import settle
 
 # the floor's sandbox (benchmarks/agent_start.py's too): bwrap's own namespaces, read-only root
 FLOOR_SANDBOX = [
@@ -271,6 +275,9 @@ async def measure(
     walls: dict[str, list[float]] = {k: [] for k in http}
     for _ in range(args.concurrent_rounds):
         for name in walls:
+            # the previous round's teardown, and the default server refilling its spares,
+            # must not land in this one
+            await anyio.to_thread.run_sync(settle)
             walls[name].append(await many_creates(http[name], args.concurrent))
     ref = statistics.median(walls["baseline"]) if walls.get("baseline") else None
     for name, values in walls.items():

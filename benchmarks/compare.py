@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import wrenn_local
-from _common import cpu, machine_busy_s, peak_mib, rss_kib, rss_mib
+from _common import cpu, machine_busy_s, peak_mib, rss_kib, rss_mib, settle
 
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
@@ -424,20 +424,6 @@ def run_exec(r: Runner, n: int) -> None:
                 round(per_call / peer_cpu, 2) if per_call is not None and peer_cpu else None
             ),
         )
-
-
-def settle(limit: float = 20.0, busy_below: float = 0.15, window: float = 0.5) -> None:
-    """Wait until the machine is idle (under ``busy_below`` of every core busy over
-    ``window`` seconds), at most ``limit`` seconds: a fan-out's teardown and the server
-    refilling its spare capsules run after its last destroy answered, and would land in
-    the next client's measurement."""
-    cores = os.cpu_count() or 1
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        before = machine_busy_s()
-        time.sleep(window)
-        if (machine_busy_s() - before) / (window * cores) < busy_below:
-            return
 
 
 def run_fanout(r: Runner, sizes: list[int], rounds: int) -> None:
