@@ -172,11 +172,11 @@ OFFICIAL_SUITES = [
 
 
 def start_local_server(
-    python: str, env: dict[str, str]
+    python: str, env: dict[str, str], *options: str
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """A wrenn_local process on a free port; returns it and the variables to reach it."""
     server = subprocess.Popen(
-        [python, "-m", "wrenn_local", "serve", "--port", "0"],
+        [python, "-m", "wrenn_local", "serve", "--port", "0", *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -189,6 +189,30 @@ def start_local_server(
     port = found["WRENN_BASE_URL"].rsplit(":", 1)[1].split("/")[0]
     found["WRENN_PROXY_DOMAIN"] = f"localhost:{port}"
     return server, found
+
+
+def account_of_its_own(base_url: str, name: str) -> str:
+    """An API key of a new account (a team of its own) on a local server started with
+    ``--allow-signup``: sign up, log in, make a key. Plain urllib: nox's own Python has
+    no HTTP client of ours."""
+    import json
+    import urllib.request
+
+    def post(path: str, body: dict[str, str], token: str | None = None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(
+            base_url.rstrip("/") + path, json.dumps(body).encode(), headers, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            result: dict[str, str] = json.load(response)
+            return result
+
+    person = {"email": f"{name}@suites.localhost", "password": "suites-" + name}
+    post("/v1/auth/signup", {**person, "name": name})
+    token = post("/v1/auth/login", person)["token"]
+    return post("/v1/api-keys", {"name": name}, token)["key"]
 
 
 @nox.session
@@ -224,7 +248,9 @@ def official_suites(session: nox.Session) -> None:
         session, tmp / "official-venv", "pytest>=8.4", "pytest-asyncio>=1.0"
     )
     server, reach = start_local_server(
-        session.virtualenv.bin + "/python", {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        session.virtualenv.bin + "/python",
+        {**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        "--allow-signup",
     )
     args = [
         "-m",
@@ -247,12 +273,19 @@ def official_suites(session: nox.Session) -> None:
     logs = {name: tmp / f"{name.replace(' ', '-')}.log" for name in runs}
     started = time.monotonic()
     try:
-        # both at once, against one server: they share nothing but the wire
+        # both at once, against one server, each as an account of its own: they share the
+        # machine and the wire, never a team (one run's capsules would show in the other's
+        # lists and event stream, as another program's do in the cloud)
         procs = {}
         for name, python in runs.items():
+            key = account_of_its_own(reach["WRENN_BASE_URL"], name.replace(" ", "-").lower())
             with logs[name].open("w") as out:
                 procs[name] = subprocess.Popen(
-                    [python, *args], cwd=suites, env=env, stdout=out, stderr=subprocess.STDOUT
+                    [python, *args],
+                    cwd=suites,
+                    env={**env, "WRENN_API_KEY": key},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
                 )
         for proc in procs.values():
             proc.wait()

@@ -881,7 +881,8 @@ def test_a_program_left_mid_download_ends_promptly_and_quietly(
     # with no thread of a download left and nothing on stderr.
     env = {**os.environ, **server, "PYTHONPATH": os.path.dirname(os.path.dirname(wrenn.__file__))}
     with subprocess.Popen(
-        [sys.executable, "-c", _PROGRAM, backend, leave],
+        # -X faulthandler: should the program ever die of a signal, its stacks say where
+        [sys.executable, "-X", "faulthandler", "-c", _PROGRAM, backend, leave],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -893,9 +894,10 @@ def test_a_program_left_mid_download_ends_promptly_and_quietly(
             time.sleep(0.2)
             program.send_signal(signal.SIGINT)
         out, err = program.communicate(timeout=30)
-    assert err == ""
-    assert out.endswith("threads left: 0\n")
-    assert program.returncode == (3 if leave == "exit" else 0)
+    ended = f"exit status {program.returncode}, stdout {out!r}, stderr {err!r}"
+    assert err == "", ended
+    assert out.endswith("threads left: 0\n"), ended
+    assert program.returncode == (3 if leave == "exit" else 0), ended
     if leave == "ctrl-c":
         assert out.startswith("interrupted\n")
 
