@@ -33,6 +33,7 @@ from ._cgroups import remove_cgroup_parents
 from ._code_runner import JupyterSupport
 from ._errors import ApiError, bad_request, not_found
 from ._events import EventHub
+from ._host_memory import host_memory
 from ._ids import is_valid, new_id, new_tag
 from ._isolation import HostSupport
 from ._metrics import MetricSeries
@@ -652,13 +653,9 @@ def _within_host(vcpus: int, memory_mb: int, disk_size_mb: int, host_disk_mb: in
             f"disk_size_mb must be at most {host_disk_mb} (the size of this host's disk "
             "that holds the capsules)"
         )
-    try:
-        meminfo = Path("/proc/meminfo").read_text().split()
-        host_mb = int(meminfo[meminfo.index("MemTotal:") + 1]) // 1024
-    except (OSError, ValueError, IndexError):
-        return
-    if memory_mb > host_mb:
-        raise bad_request(f"memory_mb must be at most {host_mb} (this host's memory)")
+    memory = host_memory()
+    if memory is not None and memory_mb > memory.total_mb:
+        raise bad_request(f"memory_mb must be at most {memory.total_mb} (this host's memory)")
 
 
 def _disk_mb(data_dir: Path) -> int | None:

@@ -82,12 +82,6 @@ class CgroupSet:
             if self.made:
                 self._weigh(DEFAULT_WEIGHT)
 
-    def cpu_weight(self) -> str | None:
-        """The groups' CPU weight as the kernel reports it (None: no CPU controller)."""
-        if self.version == 2:
-            return (self._read("unified", "cpu.weight") or "").strip() or None
-        return (self._read("cpu", "cpu.shares") or "").strip() or None
-
     def _weigh(self, weight: tuple[str, str]) -> None:
         if "cpu" not in self.controllers:
             return

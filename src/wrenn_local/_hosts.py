@@ -11,6 +11,7 @@ from typing import Any
 
 from ._accounts import now_utc, rfc3339
 from ._errors import bad_request, not_found
+from ._host_memory import host_memory
 from ._ids import is_valid, new_id
 
 __all__ = ["Hosts"]
@@ -65,8 +66,5 @@ class Hosts:
 
 
 def _memory_mb() -> int | None:
-    try:
-        with open("/proc/meminfo") as fh:
-            return int(fh.readline().split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
-        return None
+    memory = host_memory()
+    return None if memory is None else memory.total_mb

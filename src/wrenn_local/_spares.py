@@ -39,6 +39,7 @@ import anyio
 import anyio.abc
 import attrs
 
+from ._host_memory import host_memory
 from ._ids import new_id
 from ._options import ServerOptions
 from ._sandbox import Sandbox
@@ -256,15 +257,6 @@ class SparePool:
 
 
 def host_memory_share() -> float:
-    """The share of the host's memory that is available (``/proc/meminfo``; 1.0 if unknown)."""
-    fields: dict[str, int] = {}
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                name, _, rest = line.partition(":")
-                if name in ("MemTotal", "MemAvailable"):
-                    fields[name] = int(rest.split()[0])
-    except (OSError, ValueError, IndexError):
-        return 1.0
-    total, available = fields.get("MemTotal"), fields.get("MemAvailable")
-    return available / total if total and available is not None else 1.0
+    """The share of the host's memory that is available (1.0 if unknown)."""
+    memory = host_memory()
+    return 1.0 if memory is None else memory.available_share
