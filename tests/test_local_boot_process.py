@@ -8,6 +8,7 @@ its capsules end with it (bubblewrap dies with its parent), as with a dying serv
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import os
@@ -310,10 +311,10 @@ async def test_a_network_closed_while_pasta_starts_ends_that_pasta(tmp_path: Pat
 
     class Racing:  # the boot process, with the close landing while it forks the holder
         async def hold(
-            self, argv: list[str], *, stderr: int, pass_fds: tuple[int, ...]
+            self, argv: list[str], *, stderr: int, pass_fds: tuple[int, ...], nice: int = 0
         ) -> BootChild:
             await network.close()
-            child = await boot.hold(argv, stderr=stderr, pass_fds=pass_fds)
+            child = await boot.hold(argv, stderr=stderr, pass_fds=pass_fds, nice=nice)
             started.append(child)
             return child
 
@@ -334,6 +335,71 @@ async def test_a_network_closed_while_pasta_starts_ends_that_pasta(tmp_path: Pat
         holder.kill()
         await holder.wait()
         await boot.aclose()
+
+
+@pytest.mark.parametrize("holder", ["boot process", "python holder"])
+async def test_a_background_pasta_is_niced_and_its_foreground_is_not(
+    tmp_path: Path, holder: str
+) -> None:
+    # A warm spare's pasta starts at niceness 19 (its start-up is outside the capsule's
+    # cgroups), whichever holder starts it; to_foreground() makes it 0. pasta's pid file
+    # holds its pid inside its own pid namespace: the host's is found through its holder.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a network namespace")
+    tools = _network.NetworkTools.detect(full_isolation=True)
+    if not tools.available:
+        pytest.skip(f"no capsule network here: {tools.reasons}")
+    netns_holder = await anyio.open_process(["unshare", "-n", "sleep", "30"])
+    boot = BootProcess(_capsule_python(), {"PATH": "/usr/bin:/bin"})
+    network = _network.CapsuleNetwork(tools, tmp_path)
+    network.boot = boot if holder == "boot process" else None
+    network.background = True
+    try:
+        with anyio.fail_after(10):
+            while (fd := _network._open_netns(netns_holder.pid)) is None:
+                await anyio.sleep(0.01)
+        try:
+            await network._start_pasta(fd, 10)
+        finally:
+            os.close(fd)
+        pid = network.pasta_pid()
+        assert pid is not None
+        # the process found is this network's pasta (its pid file is in tmp_path)
+        assert str(tmp_path).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert int(network.pid_file.read_text()) != pid  # (the file has the inner pid)
+        assert _nice(pid) == 19
+        network.to_foreground()
+        assert _nice(pid) == 0
+        network.to_foreground()  # again: nothing to do
+        assert _nice(pid) == 0
+    finally:
+        await network.close()
+        netns_holder.kill()
+        await netns_holder.wait()
+        await boot.aclose()
+    assert network.pasta_pid() is None  # closed: no pasta to name
+
+
+async def test_children_are_found_with_or_without_the_kernels_children_file() -> None:
+    async with await anyio.open_process(
+        ["/bin/sh", "-c", "sleep 30 & sleep 30 & echo up; wait"]
+    ) as shell:
+        assert shell.stdout is not None
+        assert b"up" in await shell.stdout.receive()
+        try:
+            with_file = sorted(_network._children(shell.pid))
+            assert len(with_file) == 2
+            assert sorted(_network._children_by_ppid(shell.pid)) == with_file
+        finally:
+            for pid in _network._children(shell.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            shell.kill()
+    assert _network._children(shell.pid) == []  # gone: none, and no error
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
 def _processes_with(marker: str) -> list[int]:

@@ -390,6 +390,42 @@ async def test_a_spare_boots_at_the_lowest_cpu_weight_and_its_claim_restores_it(
         assert refill_file.read_text().strip() == lowest
 
 
+def _pasta_nice(capsule_id: str) -> int | None:
+    """The niceness of the capsule's pasta, found by its command line (its pid file is
+    in the capsule's directory) and read from /proc; None if it has none."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not (entry / "comm").read_text().startswith("pasta"):
+                continue
+            if capsule_id.encode() not in (entry / "cmdline").read_bytes():
+                continue
+            return int((entry / "stat").read_text().rsplit(")", 1)[1].split()[16])
+        except OSError:
+            continue
+    return None
+
+
+async def test_a_spares_pasta_runs_at_the_highest_niceness_until_claimed() -> None:
+    # pasta runs outside the capsule's cgroups: their low CPU weight does not cover its
+    # start-up, so a spare's pasta is niced instead, and the claim makes it 0 again
+    async with local_http(options=SPARES) as (server, http):
+        if not server.capsules.support.network.available:
+            pytest.skip("no capsule network here (pasta, nft): nothing to nice")
+        cold = await new_capsule(http)
+        assert _pasta_nice(cold) == 0
+        spare = await warm(server, http)
+        assert _pasta_nice(spare) == 19
+        assert (await http.post("/v1/capsules", json={})).json()["id"] == spare
+        assert _pasta_nice(spare) == 0
+        # and the claimed capsule's network works (pasta was only niced, never stopped)
+        out = await sh(http, spare, "cat /etc/resolv.conf")
+        assert out["exit_code"] == 0, out
+        refill = await ready_spare(server)
+        assert _pasta_nice(refill) == 19
+
+
 async def test_no_spare_boots_or_stays_while_the_host_is_short_of_memory() -> None:
     async with local_http(options=SPARES) as (server, http):
         pool = server.capsules.spares

@@ -191,15 +191,16 @@ class BootProcess:
         self._control = ours
 
     async def hold(
-        self, argv: Sequence[str], *, stderr: int, pass_fds: Sequence[int] = ()
+        self, argv: Sequence[str], *, stderr: int, pass_fds: Sequence[int] = (), nice: int = 0
     ) -> BootChild:
         """Fork a child that runs ``argv`` (pasta) in a pid namespace that dies with it.
 
         What ``_network.py`` otherwise starts a Python holder for (a start-up per
         capsule): the namespace ends when the child is killed, or when the boot process
-        dies. ``stderr`` (a descriptor) is its standard error.
+        dies. ``stderr`` (a descriptor) is its standard error; ``argv`` runs at
+        niceness ``nice`` (a warm spare's pasta: 19).
         """
-        return await self._spawn({"hold": list(argv)}, pass_fds, stderr)
+        return await self._spawn({"hold": list(argv), "nice": nice}, pass_fds, stderr)
 
     async def run_in_netns(self, argv: Sequence[str], *, netns: int, data: str) -> tuple[int, str]:
         """Run ``argv`` (a host tool: ``nft -f -``) in the network namespace ``netns`` (a

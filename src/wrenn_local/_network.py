@@ -93,6 +93,10 @@ BLOCKED: Final = (
     "ff00::/8",  # multicast
 )
 TABLE: Final = "wrenn_capsule"
+# pasta's niceness while its capsule is a warm spare (_spares.py): its start-up (some
+# 10-20 ms of CPU, most of it clearing its buffers) runs outside the capsule's cgroups,
+# so their low CPU weight does not cover it; the claim makes it 0, as every pasta's
+BACKGROUND_NICE: Final = 19
 # The holder: pasta's grandparent. It makes a PID namespace whose init is pasta's parent
 # (init dies with the holder: parent-death signal; the kernel then kills pasta) and
 # watches its stdin, a pipe whose other end only the server holds: end of file means the
@@ -110,7 +114,8 @@ if init == 0:  # pid 1 of the new namespace
     if child == 0:
         os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # pasta refuses an ignored SIGPIPE
-        os.execv(sys.argv[1], sys.argv[1:])
+        os.setpriority(os.PRIO_PROCESS, 0, int(sys.argv[1]))  # pasta's niceness
+        os.execv(sys.argv[2], sys.argv[2:])
     _, status = os.waitpid(child, 0)
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 while True:
@@ -339,6 +344,8 @@ class CapsuleNetwork:
         self._closed = False
         # when each step of attach() ended (time.monotonic()): boot traces, benchmarks/boot.py
         self.marks: dict[str, float] = {}
+        # a warm spare's network: pasta starts at BACKGROUND_NICE (see to_foreground)
+        self.background = False
 
     async def attach(self, pid: int, *, timeout: float = 10.0) -> None:
         """Filter and connect the network namespace of process ``pid``.
@@ -433,15 +440,18 @@ class CapsuleNetwork:
             "--netns",
             f"/proc/self/fd/{fd}",
         ]
+        nice = BACKGROUND_NICE if self.background else 0
         if self.boot is not None:  # a fork of the server's boot process: no Python start
             with log.open("wb") as err:
-                self.holder = await self.boot.hold(pasta, stderr=err.fileno(), pass_fds=(fd,))
+                self.holder = await self.boot.hold(
+                    pasta, stderr=err.fileno(), pass_fds=(fd,), nice=nice
+                )
         else:
             lifeline, self._lifeline = os.pipe()  # the holder's stdin; ours is not inherited
             try:
                 with log.open("wb") as err:  # a file: a pipe nobody reads could stall pasta
                     self.holder = await anyio.open_process(
-                        [sys.executable, "-I", "-S", "-c", _HOLDER, *pasta],
+                        [sys.executable, "-I", "-S", "-c", _HOLDER, str(nice), *pasta],
                         stdin=lifeline,
                         stdout=subprocess.DEVNULL,
                         stderr=err,
@@ -466,6 +476,36 @@ class CapsuleNetwork:
                 await anyio.sleep(0.005)
         self.marks["network_pasta"] = time.monotonic()
 
+    def pasta_pid(self) -> int | None:
+        """pasta's pid (the host's) while it runs, or None.
+
+        Not from its pid file: pasta writes the pid it has in its own pid namespace.
+        pasta is its holder's grandchild (the holder, the namespace's init, pasta); the
+        holder's pid names it while the holder has not ended, and the process found is
+        checked to be a pasta."""
+        holder = self.holder
+        if holder is None or holder.returncode is not None:
+            return None
+        for init in _children(holder.pid):
+            for pid in _children(init):
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{pid}/comm").read_text().startswith("pasta"):
+                        return pid
+        return None
+
+    def to_foreground(self) -> None:
+        """An account owns the capsule now: pasta runs at niceness 0, as every pasta.
+
+        (It started at :data:`BACKGROUND_NICE` if the capsule booted as a warm spare.)
+        A pasta that is not running (no network, or it has ended) is left alone."""
+        if not self.background:
+            return
+        self.background = False
+        pid = self.pasta_pid()
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, 0)
+
     async def close(self) -> None:
         """Kill pasta (through its holder) and wait for it; bounded and shielded.
 
@@ -482,6 +522,27 @@ class CapsuleNetwork:
                 with contextlib.suppress(ProcessLookupError):
                     holder.send_signal(signal.SIGKILL)
             await holder.wait()
+
+
+def _children(pid: int) -> list[int]:
+    """The pids of ``pid``'s children (``pid`` is single-threaded: a holder, an init)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN: every ppid
+        return _children_by_ppid(pid)
+    except (OSError, ValueError):
+        return []
+
+
+def _children_by_ppid(pid: int) -> list[int]:
+    """``_children`` the long way: every process whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
 
 
 def _open_netns(pid: int) -> int | None:

@@ -132,7 +132,8 @@ class Sandbox:
         self.phases: dict[str, float] = {}  # boot timestamps (time.monotonic), by phase
         self.ids: IdRange | None = None  # the capsule's host id range (full isolation)
         self.network = self._network_hook()
-        # booted for nobody yet (a warm spare): the lowest CPU weight until claimed
+        # booted for nobody yet (a warm spare): the lowest CPU weight (and a niced pasta)
+        # until claimed
         self.background = False
 
     @property
@@ -363,10 +364,13 @@ class Sandbox:
         ]
 
     def to_foreground(self) -> None:
-        """An account owns this sandbox now: its CPU weight is every capsule's again."""
+        """An account owns this sandbox now: its CPU weight, and its pasta's niceness,
+        are every capsule's again."""
         self.background = False
         if self.cgroups is not None:
             self.cgroups.to_foreground()
+        if self.network is not None:
+            self.network.to_foreground()
 
     def stop_requested(self) -> bool:
         """Whether :meth:`stop` was called (possibly by another task, across an await)."""
@@ -383,6 +387,7 @@ class Sandbox:
         boot = boot_process_for(self.base.parent) if self.isolation is Isolation.FULL else None
         if self.network is not None:
             self.network.boot = boot
+            self.network.background = self.background
         try:
             if boot is not None:  # a fork of the server's boot process (_boot_process.py)
                 self.process = await boot.spawn(

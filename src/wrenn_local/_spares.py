@@ -13,8 +13,9 @@ spare unused for ``spare_idle`` seconds is stopped, so an idle server holds none
 
 Spares never take what a user's capsule may need. Not a place: they count against
 ``max_capsules`` and a create at capacity stops one. Not CPU: until claimed, a spare's
-cgroups have the lowest CPU weight (_cgroups.py), so a burst of refills only gets the CPU
-that owned capsules leave. Not memory: no spare starts while the host has less than a
+cgroups have the lowest CPU weight (_cgroups.py), and its pasta, which runs outside them,
+the highest niceness (_network.py), so a burst of refills only gets the CPU that owned
+capsules leave. Not memory: no spare starts while the host has less than a
 quarter of its memory available, and while it has, booted spares are stopped (the last
 booted first) until it has again. And spares boot at most one per core at a time: a burst
 of claims queues its refills instead of booting them all at once.

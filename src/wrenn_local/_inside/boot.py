@@ -539,7 +539,10 @@ def _start_child(request: dict[str, object], fds: list[int]) -> int:
             start = fd + 1
         os.closerange(start, 1 << 20)
         if "hold" in request:
-            hold([str(arg) for arg in request["hold"]])  # type: ignore[attr-defined]
+            hold(
+                [str(arg) for arg in request["hold"]],  # type: ignore[attr-defined]
+                int(request.get("nice", 0)),  # type: ignore[call-overload]
+            )
         if "run" in request:
             run_in_netns(
                 [str(arg) for arg in request["run"]],  # type: ignore[attr-defined]
@@ -578,8 +581,9 @@ def run_in_netns(argv: list[str], netns: int, data: str) -> None:
     os.execv(argv[0], argv)
 
 
-def hold(argv: list[str]) -> None:
-    """Run ``argv`` (the capsule's pasta) in a new pid namespace; exit with its status.
+def hold(argv: list[str], nice: int = 0) -> None:
+    """Run ``argv`` (the capsule's pasta) at niceness ``nice`` in a new pid namespace;
+    exit with its status.
 
     Its init (a fork of this process) has a parent-death signal: when this child ends
     (killed by the server, or with the boot process, which dies with the server), the
@@ -609,6 +613,7 @@ def hold(argv: list[str]) -> None:
             child = os.fork()
             if child == 0:
                 signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # pasta refuses an ignored one
+                os.setpriority(os.PRIO_PROCESS, 0, nice)
                 os.execv(argv[0], argv)
             code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) & 0xFF
         finally:
