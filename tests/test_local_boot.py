@@ -243,3 +243,39 @@ async def test_a_traced_boot_records_each_phase_in_the_order_it_happens(
         for step in ("network_filter", "network_pasta_spawned"):
             assert phases["network_netns"] <= phases[step] <= phases["network"], phases
         assert phases["network_pasta_spawned"] <= phases["network_pasta"] <= phases["ready"]
+
+
+def test_the_cgroup_join_helper_writes_no_pid_once_its_parent_is_gone(tmp_path: Path) -> None:
+    # A boot killed while its helper waits to join the cgroups: its pid, once reaped,
+    # may be a new process's, which the write would move into the capsule's cgroups
+    # (killed with them). The helper must check its parent is alive before each write.
+    # A FIFO stands in for the first cgroup.procs file: opening it blocks the helper
+    # until the test opens the other end, after the parent has gone.
+    fifo, regular = tmp_path / "procs-1", tmp_path / "procs-2"
+    os.mkfifo(fifo)
+    regular.touch()
+    booter = os.fork()
+    if booter == 0:  # the boot child: starts the helper and dies at once
+        try:
+            boot.join_cgroups([str(fifo), str(regular)])
+        finally:
+            os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(booter, 0)[1]) == 0  # gone, and reaped
+    reader = os.open(fifo, os.O_RDONLY)  # the helper's open returns now
+    try:
+        written = b""
+        while chunk := os.read(reader, 64):  # until the helper closes it (or exits)
+            written += chunk
+    finally:
+        os.close(reader)
+    assert written == b""
+    assert regular.read_text() == ""
+
+
+def test_the_cgroup_join_helper_writes_its_parents_pid(tmp_path: Path) -> None:
+    procs = [tmp_path / "procs-1", tmp_path / "procs-2"]
+    for path in procs:
+        path.touch()
+    helper = boot.join_cgroups([str(path) for path in procs])
+    boot.joined(helper)
+    assert [path.read_text() for path in procs] == [str(os.getpid())] * 2

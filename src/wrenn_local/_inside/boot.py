@@ -175,6 +175,13 @@ def join_cgroups(procs_files: list[str]) -> int | None:
     capsule's root; :func:`joined` waits for it. Returns the child's pid, or None if
     there is nothing to join. (A thread would do, but the user namespace is joined
     later and only a single-threaded process may join one.)
+
+    The helper writes a pid, and a pid outlives its process: if this process is killed
+    (a destroy racing the boot) and reaped while the helper waits for the lock, its pid
+    may name a new process of the host by the time of the write, which would move that
+    process into the capsule's cgroups (to be starved as a spare's, or killed with
+    them). So before each write the helper checks that this process is still its
+    parent (a dead one is not: the helper is reparented), and stops if not.
     """
     if not procs_files:
         return None
@@ -185,6 +192,9 @@ def join_cgroups(procs_files: list[str]) -> int | None:
         try:
             for procs_file in procs_files:
                 with open(procs_file, "w") as fh:
+                    if os.getppid() != parent:  # gone: the pid may be another's now
+                        code = 1
+                        break
                     fh.write(str(parent))
         except BaseException as exc:
             os.write(2, f"joining the capsule's cgroups failed: {exc}\n".encode())
