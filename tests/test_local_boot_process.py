@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import json
 import os
 import signal
 import socket
@@ -400,6 +401,46 @@ async def test_children_are_found_with_or_without_the_kernels_children_file() ->
 
 def _nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+async def test_a_dead_boot_child_is_not_reaped_while_its_cgroup_join_helper_runs(
+    tmp_path: Path,
+) -> None:
+    # The helper writes the boot child's pid into the capsule's cgroups; were the child
+    # reaped first, the pid could name a new process of the host, which the write would
+    # move into the capsule's cgroups. A FIFO stands in for cgroup.procs: the helper
+    # blocks opening it while its boot child fails (the plan has nothing to boot).
+    fifo = tmp_path / "procs"
+    os.mkfifo(fifo)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"cgroups": [str(fifo)]}))
+    boot = BootProcess(_capsule_python(), {"PATH": "/usr/bin:/bin"})
+    try:
+        child = await boot.spawn(plan, network=False)
+        with anyio.fail_after(10):
+            assert await child.wait() != 0  # failed: the plan has nothing to boot
+        assert child.returncode is not None  # the server has the status (closed its end)
+        await anyio.sleep(0.3)  # (the old boot process reaped it at once)
+        assert _state(child.pid) == "Z"  # a zombie still: its pid names nobody else
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the helper's open returns
+        try:
+            with anyio.fail_after(10):
+                while _state(child.pid) is not None:
+                    await anyio.sleep(0.01)  # reaped once the helper has ended
+            assert os.read(reader, 64) == b""  # and the helper wrote no pid of the dead
+        finally:
+            os.close(reader)
+            await child.aclose()
+    finally:
+        await boot.aclose()
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter, or None if there is no such process (reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
 
 
 def _processes_with(marker: str) -> list[int]:

@@ -180,8 +180,9 @@ def join_cgroups(procs_files: list[str]) -> int | None:
     (a destroy racing the boot) and reaped while the helper waits for the lock, its pid
     may name a new process of the host by the time of the write, which would move that
     process into the capsule's cgroups (to be starved as a spare's, or killed with
-    them). So before each write the helper checks that this process is still its
-    parent (a dead one is not: the helper is reparented), and stops if not.
+    them). So the boot process does not reap this process while the helper lives (the
+    helper holds its reap gate: :func:`serve`), and the helper writes nothing once this
+    process has died (it is reparented then: its parent is another).
     """
     if not procs_files:
         return None
@@ -451,7 +452,10 @@ def serve(control_fd: int, server_pid: int) -> None:
     (SCM_RIGHTS) placed at the numbers ``fds`` gives. The answer is the child's pid and,
     as a descriptor, one end of a socket pair that gets the child's exit status (text)
     once it has ended. The child is reaped only when the server has closed that end,
-    so its pid cannot name another process while the server may still signal it.
+    so its pid cannot name another process while the server may still signal it, and
+    only once every process that inherited the child's *reap gate* (a pipe's write end,
+    closed on exec) has closed it: the cgroup-join helper (:func:`join_cgroups`) writes
+    the child's pid and must not find it naming another process.
     """
     import array
     import select
@@ -464,8 +468,10 @@ def serve(control_fd: int, server_pid: int) -> None:
     control = socket.socket(fileno=control_fd)
     poller = select.poll()
     poller.register(control_fd, select.POLLIN)
-    running: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, our end of its status pair)
-    ended: dict[int, int] = {}  # our end of a status pair -> pid (a zombie until closed)
+    # pidfd -> (pid, our end of its status pair, its reap gate's read end)
+    running: dict[int, tuple[int, int, int]] = {}
+    ended: dict[int, tuple[int, int]] = {}  # our end of a status pair -> (pid, gate)
+    gated: dict[int, int] = {}  # a reap gate's read end -> pid (a zombie until EOF)
     while True:
         for fd, _ in poller.poll():
             if fd == control_fd:
@@ -477,14 +483,14 @@ def serve(control_fd: int, server_pid: int) -> None:
                 if not msg:
                     return  # the server closed its end: it is gone or stopping
                 try:
-                    pid = _start_child(json.loads(msg), list(fds))
+                    pid, gate = _start_child(json.loads(msg), list(fds))
                 finally:
                     for passed in fds:
                         os.close(passed)
                 pidfd = os.pidfd_open(pid)
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
                 status_w, status_r = ours.detach(), theirs.detach()
-                running[pidfd] = (pid, status_w)
+                running[pidfd] = (pid, status_w, gate)
                 poller.register(pidfd, select.POLLIN)
                 try:
                     control.sendmsg(
@@ -494,7 +500,7 @@ def serve(control_fd: int, server_pid: int) -> None:
                 finally:
                     os.close(status_r)
             elif fd in running:  # a child ended: its status, without reaping it
-                pid, status_w = running.pop(fd)
+                pid, status_w, gate = running.pop(fd)
                 poller.unregister(fd)
                 os.close(fd)
                 result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
@@ -502,30 +508,45 @@ def serve(control_fd: int, server_pid: int) -> None:
                 code = result.si_status if result.si_code == os.CLD_EXITED else -result.si_status
                 with contextlib.suppress(OSError):  # the server closed it already
                     os.write(status_w, str(code).encode())
-                ended[status_w] = pid
+                ended[status_w] = (pid, gate)
                 poller.register(status_w, 0)  # POLLHUP once the server closed its end
-            elif fd in ended:  # the server has the status: the pid may go
+            elif fd in ended:  # the server has the status: the pid may go once ungated
                 poller.unregister(fd)
                 os.close(fd)
-                os.waitpid(ended.pop(fd), 0)
+                pid, gate = ended.pop(fd)
+                gated[gate] = pid
+                poller.register(gate, select.POLLIN)  # end of file: nobody holds it
+            elif fd in gated:  # (nothing is ever written to a gate: this is its end)
+                poller.unregister(fd)
+                os.close(fd)
+                os.waitpid(gated.pop(fd), 0)
 
 
-def _start_child(request: dict[str, object], fds: list[int]) -> int:
-    """Fork the child that boots one capsule: only the passed descriptors, a new session,
-    private mount (and, when asked, network) namespace, then :func:`main`."""
+def _start_child(request: dict[str, object], fds: list[int]) -> tuple[int, int]:
+    """Fork the child that boots one capsule: only the passed descriptors (and its reap
+    gate's write end, closed on exec), a new session, private mount (and, when asked,
+    network) namespace, then :func:`main`. Its pid and the gate's read end."""
     targets = [int(n) for n in request["fds"]]  # type: ignore[attr-defined]
     plan = str(request.get("plan"))
     flags = CLONE_NEWNS | (CLONE_NEWNET if request.get("network") else 0)
     if len(targets) != len(fds):
         raise OSError(errno.EINVAL, "descriptors do not match the request")
     parent = os.getpid()
-    pid = os.fork()
+    gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = os.fork()
+    except BaseException:
+        os.close(gate_r)
+        os.close(gate_w)
+        raise
     if pid:
-        return pid
+        os.close(gate_w)
+        return pid, gate_r
     code = 1
     try:
         import signal
 
+        os.close(gate_r)
         _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))  # until bwrap's own
         if os.getppid() != parent:  # the boot process died before the signal was armed
             os._exit(1)
@@ -534,12 +555,13 @@ def _start_child(request: dict[str, object], fds: list[int]) -> int:
         # every passed descriptor above every target first, then onto its target
         low = max([*targets, 2]) + 1
         moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low) for fd in fds]
+        gate = fcntl.fcntl(gate_w, fcntl.F_DUPFD_CLOEXEC, low)  # forks keep it, execs not
         null = os.open("/dev/null", os.O_RDWR)
         os.dup2(null, 0)
         os.dup2(null, 1)
         for fd, target in zip(moved, targets, strict=True):
             os.dup2(fd, target)  # inheritable: bubblewrap and the agent get it
-        keep = sorted({0, 1, 2, *targets})
+        keep = sorted({0, 1, 2, *targets, gate})
         # nothing else of the boot process (its control socket, other capsules'
         # descriptors) reaches the capsule
         start = 0
