@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 
 from tests.localserver import local_http, new_capsule, sh, wait_status
@@ -297,9 +298,12 @@ async def test_a_child_closed_before_its_status_came_is_reported_killed(
             await sleeper.wait()
 
 
-async def test_a_network_closed_while_pasta_starts_ends_that_pasta(tmp_path: Path) -> None:
-    # A destroy racing a boot closes the capsule's network while pasta is being started:
-    # the pasta that appears afterwards must go at once, not be left with its holder.
+async def _network_to_attach(
+    run_dir: Path,
+) -> tuple[anyio.abc.Process, BootProcess, _network.CapsuleNetwork]:
+    """A process in a network namespace of its own (``unshare -n sleep``), a boot process
+    and a capsule network (its files in ``run_dir``) to attach to it; skips where this
+    host cannot (not root, no pasta or nft)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to make a network namespace")
     tools = _network.NetworkTools.detect(full_isolation=True)
@@ -307,7 +311,13 @@ async def test_a_network_closed_while_pasta_starts_ends_that_pasta(tmp_path: Pat
         pytest.skip(f"no capsule network here: {tools.reasons}")
     holder = await anyio.open_process(["unshare", "-n", "sleep", "30"])
     boot = BootProcess(_capsule_python(), {"PATH": "/usr/bin:/bin"})
-    network = _network.CapsuleNetwork(tools, tmp_path)
+    return holder, boot, _network.CapsuleNetwork(tools, run_dir)
+
+
+async def test_a_network_closed_while_pasta_starts_ends_that_pasta(tmp_path: Path) -> None:
+    # A destroy racing a boot closes the capsule's network while pasta is being started:
+    # the pasta that appears afterwards must go at once, not be left with its holder.
+    holder, boot, network = await _network_to_attach(tmp_path)
     started: list[BootChild] = []
 
     class Racing:  # the boot process, with the close landing while it forks the holder
@@ -345,14 +355,7 @@ async def test_a_background_pasta_is_niced_and_its_foreground_is_not(
     # A warm spare's pasta starts at niceness 19 (its start-up is outside the capsule's
     # cgroups), whichever holder starts it; to_foreground() makes it 0. pasta's pid file
     # holds its pid inside its own pid namespace: the host's is found through its holder.
-    if os.geteuid() != 0:
-        pytest.skip("needs root to make a network namespace")
-    tools = _network.NetworkTools.detect(full_isolation=True)
-    if not tools.available:
-        pytest.skip(f"no capsule network here: {tools.reasons}")
-    netns_holder = await anyio.open_process(["unshare", "-n", "sleep", "30"])
-    boot = BootProcess(_capsule_python(), {"PATH": "/usr/bin:/bin"})
-    network = _network.CapsuleNetwork(tools, tmp_path)
+    netns_holder, boot, network = await _network_to_attach(tmp_path)
     network.boot = boot if holder == "boot process" else None
     network.background = True
     try:
