@@ -8,7 +8,6 @@ its capsules end with it (bubblewrap dies with its parent), as with a dying serv
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import json
@@ -382,24 +381,6 @@ async def test_a_background_pasta_is_niced_and_its_foreground_is_not(
         await netns_holder.wait()
         await boot.aclose()
     assert network.pasta_pid() is None  # closed: no pasta to name
-
-
-async def test_children_are_found_with_or_without_the_kernels_children_file() -> None:
-    async with await anyio.open_process(
-        ["/bin/sh", "-c", "sleep 30 & sleep 30 & echo up; wait"]
-    ) as shell:
-        assert shell.stdout is not None
-        assert b"up" in await shell.stdout.receive()
-        try:
-            with_file = sorted(_network._children(shell.pid))
-            assert len(with_file) == 2
-            assert sorted(_network._children_by_ppid(shell.pid)) == with_file
-        finally:
-            for pid in _network._children(shell.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            shell.kill()
-    assert _network._children(shell.pid) == []  # gone: none, and no error
 
 
 def _nice(pid: int) -> int:

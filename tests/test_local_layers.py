@@ -11,8 +11,8 @@ from tests.layering import SRC, cycles, import_graph, layer_of, upward_imports
 PACKAGE = "wrenn_local"
 
 LAYERS: list[tuple[str, list[str]]] = [
-    # errors, IDs, options, metric rings, the host's memory, the ASGI serving helper, the
-    # server as a process
+    # errors, IDs, options, metric rings, the host's memory and process tree, the ASGI
+    # serving helper, the server as a process
     (
         "ground",
         [
@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "wrenn_local._options",
             "wrenn_local._metrics",
             "wrenn_local._host_memory",
+            "wrenn_local._proc",
             "wrenn_local._asgi",
             "wrenn_local._process",
             "wrenn_local._unix_stream",

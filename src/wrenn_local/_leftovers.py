@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from ._cgroups import CGROUP_ROOT
+from ._proc import descendants
 
 __all__ = ["reap_leftovers"]
 
@@ -85,26 +86,13 @@ def _agent_trees(directory: Path) -> set[int]:
     """Processes descended from an agent started from ``directory`` (reduced isolation,
     where the agent's command line names its host path)."""
     marker = str(directory / "run" / "agent.py").encode()
-    children: dict[int, list[int]] = {}
     roots: list[int] = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-        if marker in cmdline:
-            roots.append(int(entry.name))
-    out: set[int] = set()
-    while roots:
-        pid = roots.pop()
-        if pid not in out:
-            out.add(pid)
-            roots.extend(children.get(pid, []))
-    return out
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker in (entry / "cmdline").read_bytes():
+                    roots.append(int(entry.name))
+    return set(descendants(*roots)) if roots else set()
 
 
 def _unmount_under(data_dir: Path) -> None:

@@ -55,6 +55,7 @@ import anyio.abc
 import attrs
 
 from ._boot_process import BootChild, BootProcess
+from ._proc import children
 
 __all__ = [
     "BLOCKED",
@@ -486,8 +487,8 @@ class CapsuleNetwork:
         holder = self.holder
         if holder is None or holder.returncode is not None:
             return None
-        for init in _children(holder.pid):
-            for pid in _children(init):
+        for init in children(holder.pid):
+            for pid in children(init):
                 with contextlib.suppress(OSError):
                     if Path(f"/proc/{pid}/comm").read_text().startswith("pasta"):
                         return pid
@@ -522,27 +523,6 @@ class CapsuleNetwork:
                 with contextlib.suppress(ProcessLookupError):
                     holder.send_signal(signal.SIGKILL)
             await holder.wait()
-
-
-def _children(pid: int) -> list[int]:
-    """The pids of ``pid``'s children (``pid`` is single-threaded: a holder, an init)."""
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN: every ppid
-        return _children_by_ppid(pid)
-    except (OSError, ValueError):
-        return []
-
-
-def _children_by_ppid(pid: int) -> list[int]:
-    """``_children`` the long way: every process whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
 
 
 def _open_netns(pid: int) -> int | None:

@@ -53,6 +53,7 @@ from ._forker import Child, open_child
 from ._inside import AGENT, BOOT
 from ._isolation import HostSupport, Isolation
 from ._network import CapsuleNetwork, write_resolv_conf
+from ._proc import descendants
 from ._rootfs import (
     USER_HOME,
     USER_NAME,
@@ -484,21 +485,7 @@ class Sandbox:
     def _tree_pids(self) -> list[int]:
         if self.process is None:
             return []
-        children: dict[int, list[int]] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-        out, todo = [], [self.process.pid]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            todo.extend(children.get(pid, []))
-        return out
+        return descendants(self.process.pid)
 
     # -- usage
 
