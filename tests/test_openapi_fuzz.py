@@ -29,6 +29,11 @@ BEYOND_THE_SCHEMA = {
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/hosts"),  # a team_id other than the caller's own: 403
 }
+# HTTP's own framing, not the API's: a generated `transfer-encoding: x` is answered 501
+# by the HTTP layer (RFC 9112 §6.1: a transfer coding the server does not understand),
+# which is right and which no OpenAPI document describes. Generated headers of these
+# names are dropped; every other generated header is sent.
+FRAMING = {"transfer-encoding", "content-length", "connection", "host", "expect", "te"}
 SCHEMA = Path(wrenn_local.__file__).parent / "openapi.yaml"
 schema = schemathesis.openapi.from_path(SCHEMA).exclude(path="/v1/events/stream")
 
@@ -46,6 +51,8 @@ def server() -> Iterator[dict[str, str]]:
     suppress_health_check=list(HealthCheck),
 )
 def test_every_operation_keeps_its_promises(case: Any, server: dict[str, str]) -> None:
+    if case.headers:
+        case.headers = {k: v for k, v in case.headers.items() if k.lower() not in FRAMING}
     case.call_and_validate(
         base_url=server["WRENN_BASE_URL"],
         headers={"X-API-Key": server["WRENN_API_KEY"]},
