@@ -11,8 +11,11 @@ Figures (one JSON line each):
               read-only root, /proc, /dev, a tmpfs) —, ours (the default server: warm
               spares on, so a create of the key it repeats claims a booted spare),
               ``ours cold`` (the same build with ``--spares 0``: every create a cold
-              boot) and the baseline build's server (``--baseline-python`` or
-              WRENN_BASELINE_PYTHON: today's main); p50/p99 ms and ``p50_vs_floor``.
+              boot, joining a ready network: one made, filtered and connected ahead),
+              ``ours cold, own network`` (``--spares 0 --ready-networks 0``: each boot
+              makes its own network, on its critical path) and the baseline build's
+              server (``--baseline-python`` or WRENN_BASELINE_PYTHON: today's main);
+              p50/p99 ms and ``p50_vs_floor``.
               Rounds are interleaved (floor, ours, ours cold, baseline, …) so load on
               the machine falls on every row alike.
   concurrent  N creates at once, wall until the last is ``running``, ours (default
@@ -21,8 +24,10 @@ Figures (one JSON line each):
               (``--concurrent-rounds`` each, the machine let settle before each); median
               ``wall_s`` and ``wall_vs_baseline`` (the medians' ratio) with each row's
               spread.
-  phases      where one of our boots goes (the server's ``WRENN_LOCAL_BOOT_TRACE``
-              timestamps, medians over the serial rounds, ms since the sandbox's start:
+  phases      where one of our cold boots goes (``ours cold``: the server's
+              ``WRENN_LOCAL_BOOT_TRACE`` timestamps, medians over the serial rounds, ms
+              since the sandbox's start; the network rows only for boots that made
+              their own:
               prepared = directories, disk image, plan; spawned = boot process started;
               boot_started / boot_userns / boot_disk / boot_overlays / boot_mounted /
               boot_exec = boot.py running, the capsule's user namespace made, its disk
@@ -213,11 +218,16 @@ async def main(args: argparse.Namespace) -> None:
         builds["baseline"] = args.baseline_python
     trace = Path(tempfile.mkdtemp(prefix="wrenn-boot-trace-")) / "trace.jsonl"
     with (
-        server(builds["ours"], trace) as ours,
-        server(builds["ours"], extra=("--spares", "0")) as cold,
+        server(builds["ours"]) as ours,
+        server(builds["ours"], trace, extra=("--spares", "0")) as cold,
+        server(builds["ours"], extra=("--spares", "0", "--ready-networks", "0")) as own,
         contextlib_server(builds.get("baseline")) as base,
     ):
-        clients = {"ours": client(*ours), "ours cold": client(*cold)}
+        clients = {
+            "ours": client(*ours),
+            "ours cold": client(*cold),
+            "ours cold, own network": client(*own),
+        }
         if base is not None:
             clients["baseline"] = client(*base)
         health = (await clients["ours"].get("/health")).json()
@@ -268,7 +278,7 @@ async def measure(
         }
         emit(
             "phases",
-            build="ours",
+            build="ours cold",
             rounds=len(phases),
             **{f"{k}_ms": v for k, v in sorted(since.items(), key=lambda kv: kv[1])},
         )

@@ -95,9 +95,13 @@ INTRO = {
     "read-only root) timed in the same interleaved rounds; `baseline` is today's main's own "
     "server (WRENN_BASELINE_PYTHON). `ours` is the default server (warm spares: a create "
     "it has seen repeated claims a booted capsule), `ours cold` the same build with "
-    "`--spares 0` (every create a cold boot). Target: p50 ≤ 3× the floor.",
-    "boot:phases": "Where one of our boots goes: ms from the sandbox's start to each phase "
-    "(medians of the serial rounds; the server's WRENN_LOCAL_BOOT_TRACE).",
+    "`--spares 0` (every create a cold boot; each joins a ready network, a network "
+    "namespace made, filtered and connected ahead), `ours cold, own network` with "
+    "`--spares 0 --ready-networks 0` (each boot makes its network on its critical path). "
+    "Target: p50 ≤ 3× the floor.",
+    "boot:phases": "Where one of `ours cold`'s boots goes: ms from the sandbox's start to "
+    "each phase (medians of the serial rounds; the server's WRENN_LOCAL_BOOT_TRACE; the "
+    "network phases only for boots that made their own network).",
     "boot:concurrent": "32 creates at once, wall until the last runs; ours, ours cold and "
     "the baseline's server alternately. `ours` is the default server: after its first "
     "round it has spares for 32 capsules in use at once, so its later rounds claim "

@@ -46,6 +46,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "wrenn_local._data_dir",
             "wrenn_local._rootfs",
             "wrenn_local._boot_process",
+            "wrenn_local._ready_networks",
             "wrenn_local._sandbox",
         ],
     ),

@@ -226,15 +226,36 @@ class BootProcess:
         finally:
             await child.aclose()
 
-    async def spawn(self, plan: Path, *, network: bool, pass_fds: Sequence[int] = ()) -> BootChild:
+    async def spawn(
+        self,
+        plan: Path,
+        *,
+        network: bool,
+        pass_fds: Sequence[int] = (),
+        netns: int | None = None,
+    ) -> BootChild:
         """Fork a child of the boot process that boots the capsule planned in ``plan``.
 
         ``pass_fds`` reach the child at the same numbers; its standard error is a pipe
-        read through the returned child's ``stderr``. A boot process found dead is
+        read through the returned child's ``stderr``. ``network``: the capsule gets a new
+        network namespace; ``netns`` (a descriptor of a ready network's namespace,
+        ``_ready_networks.py``): it joins that one instead (the descriptor is closed in
+        the child before anything of the capsule starts). A boot process found dead is
         restarted once; if that fails too, :class:`BootFailed`. Like
         :func:`~wrenn_local._forker.open_child`, a cancelled caller still gets the child.
         """
-        return await self._spawn({"plan": str(plan), "network": network}, pass_fds, None)
+        request: dict[str, object] = {"plan": str(plan), "network": network and netns is None}
+        if netns is not None:
+            request["join_netns"] = netns
+            pass_fds = (*pass_fds, netns)
+        return await self._spawn(request, pass_fds, None)
+
+    async def network_namespace(self) -> BootChild:
+        """Fork a child that makes a network namespace (the host's user namespace owns
+        it, its loopback is up) and stays in it until killed: open its
+        ``/proc/<pid>/ns/net`` once it differs from the server's, then close the child.
+        """
+        return await self._spawn({"make_netns": True}, (), None)
 
     async def _spawn(
         self, request: dict[str, object], pass_fds: Sequence[int], stderr: int | None

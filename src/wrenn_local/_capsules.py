@@ -16,6 +16,7 @@ Transitions of one capsule are serialised by its lock. Templates live in the
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import shutil
@@ -29,15 +30,17 @@ import anyio.abc
 import attrs
 
 from ._accounts import Principal, now_utc, rfc3339
+from ._boot_process import boot_process_for
 from ._cgroups import remove_cgroup_parents
 from ._code_runner import JupyterSupport
 from ._errors import ApiError, bad_request, not_found
 from ._events import EventHub
 from ._host_memory import host_memory
 from ._ids import is_valid, new_id, new_tag
-from ._isolation import HostSupport
+from ._isolation import HostSupport, Isolation
 from ._metrics import MetricSeries
 from ._options import ServerOptions
+from ._ready_networks import ReadyNetworks
 from ._rootfs import copy_layers, du
 from ._sandbox import Sandbox, SandboxSpec
 from ._spares import BootKey, Spare, SparePool
@@ -145,6 +148,20 @@ class CapsuleManager:
         self.spares = SparePool(
             options=options, task_group=task_group, make_sandbox=self._sandbox, room=self._room
         )
+        self.ready_networks: ReadyNetworks | None = None
+        if (
+            options.ready_networks > 0
+            and support.isolation is Isolation.FULL
+            and support.network.available
+        ):
+            self.ready_networks = ReadyNetworks(
+                tools=support.network,
+                boot=functools.partial(boot_process_for, data_dir),
+                directory=data_dir / "networks",
+                size=options.ready_networks,
+                idle=options.spare_idle,
+                task_group=task_group,
+            )
 
     # -- look-ups
 
@@ -253,6 +270,7 @@ class CapsuleManager:
             self._claimed(record, spare, principal)
         else:
             record.sandbox = self._sandbox(key, record.id)
+            record.sandbox.ready_networks = self.ready_networks  # (spares make their own)
             self.tg.start_soon(self._boot, record, principal)
         self.spares.created(key, self._in_use(record.id, key))
         return record
@@ -467,8 +485,11 @@ class CapsuleManager:
         self._state_changed(record, previous, "stopped")
 
     async def shutdown(self) -> None:
-        """Destroy every capsule and spare (bounded, shielded): the server is going away."""
+        """Destroy every capsule and spare, and close the ready networks (bounded,
+        shielded): the server is going away."""
         await self.spares.shutdown()
+        if self.ready_networks is not None:
+            await self.ready_networks.aclose()
         with anyio.CancelScope(shield=True), anyio.move_on_after(30):
             async with anyio.create_task_group() as tg:
                 for record in list(self.capsules.values()):

@@ -90,6 +90,14 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
         "environment variable)",
     )
     s.add_argument(
+        "--ready-networks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="capsule networks kept filtered and connected ahead of cold boots, while "
+        "capsules are being created (each a pasta, ~30 MiB); 0 = off (default 2)",
+    )
+    s.add_argument(
         "--env",
         action="store_true",
         help="print the variables as `export` lines for a POSIX shell",
@@ -171,6 +179,11 @@ async def run_server(args: argparse.Namespace) -> None:
     options = ServerOptions(allow_signup=args.allow_signup, allowed_hosts=tuple(args.allowed_host))
     options.network = not getattr(args, "no_network", False)
     options.spares = spares_of(args)
+    ready = getattr(args, "ready_networks", None)
+    if ready is not None:
+        if ready < 0:
+            raise ValueError("the number of ready networks must be 0 or more")
+        options.ready_networks = ready
     state = Path(args.state_file) if args.state_file else None
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with serve(

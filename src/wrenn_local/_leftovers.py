@@ -32,7 +32,11 @@ log = logging.getLogger("wrenn_local")
 
 
 def reap_leftovers(data_dir: Path) -> list[str]:
-    """Reap the capsules a previous server left in ``data_dir``; their IDs."""
+    """Reap the capsules a previous server left in ``data_dir``; their IDs.
+
+    Its ready networks' files go too (``_ready_networks.py``; their pastas died with
+    that server's boot process)."""
+    shutil.rmtree(data_dir / "networks", ignore_errors=True)
     capsules = data_dir / "capsules"
     if not capsules.is_dir():
         return []

@@ -347,6 +347,11 @@ class CapsuleNetwork:
         self.marks: dict[str, float] = {}
         # a warm spare's network: pasta starts at BACKGROUND_NICE (see to_foreground)
         self.background = False
+        # the filter loaded (nftables text), once loaded; True once pasta is ready too
+        self.rules: str | None = None
+        self.connected = False
+        # a ready network's own directory (_ready_networks.py): removed by close()
+        self.scratch: Path | None = None
 
     async def attach(self, pid: int, *, timeout: float = 10.0) -> None:
         """Filter and connect the network namespace of process ``pid``.
@@ -358,13 +363,21 @@ class CapsuleNetwork:
         interface, say: offline), the capsule keeps only its loopback and ``problem`` says
         why. Cancellation leaves pasta running until :meth:`close`.
         """
-        with anyio.fail_after(timeout):
-            while True:  # procfs only: cheap enough to poll from the event loop
-                fd = _open_netns(pid)
-                if fd is not None:
-                    break
-                await anyio.sleep(0.002)
+        fd = await wait_for_netns(pid, timeout)
         self.marks["network_netns"] = time.monotonic()
+        try:
+            await self.connect(fd, timeout=timeout)
+        finally:
+            os.close(fd)
+
+    async def connect(self, fd: int, *, timeout: float = 10.0) -> None:
+        """Filter, then connect (pasta) the network namespace ``fd`` (a descriptor, left
+        open: pasta holds its own).
+
+        On success :attr:`connected` is True. If the filter or pasta fails, the
+        namespace keeps only its loopback, :attr:`problem` says why and the network is
+        closed. Cancellation leaves pasta running until :meth:`close`.
+        """
         failed: dict[str, Exception] = {}
 
         async def step(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -373,20 +386,19 @@ class CapsuleNetwork:
             except (RuntimeError, OSError, subprocess.SubprocessError, TimeoutError) as exc:
                 failed[name] = exc
 
-        try:
-            # The filter first, then pasta (which connects the namespace): never a moment
-            # with a route out and no filter. Capsule code may run before the capsule is
-            # running: the agent's interpreter is the capsule's own /usr/bin/python3,
-            # which a snapshot can replace. No filter, no pasta.
-            await step("filter", functools.partial(self._load_filter, fd))
-            if not failed:
-                await step("pasta", functools.partial(self._start_pasta, fd, timeout))
-        finally:
-            os.close(fd)
+        # The filter first, then pasta (which connects the namespace): never a moment
+        # with a route out and no filter. Capsule code may run before the capsule is
+        # running: the agent's interpreter is the capsule's own /usr/bin/python3,
+        # which a snapshot can replace. No filter, no pasta.
+        await step("filter", functools.partial(self._load_filter, fd))
+        if not failed:
+            await step("pasta", functools.partial(self._start_pasta, fd, timeout))
         if failed:
             exc = failed.get("filter") or failed["pasta"]
             self.problem = str(exc) or type(exc).__name__
             await self.close()
+        else:
+            self.connected = True
 
     async def _load_filter(self, fd: int) -> None:
         """Load the filter into the namespace ``fd``: through a fork of the server's boot
@@ -400,6 +412,7 @@ class CapsuleNetwork:
         )
         if code != 0:
             raise RuntimeError(f"capsule network filter failed: {err.strip() or code}")
+        self.rules = rules
         self.marks["network_filter"] = time.monotonic()
 
     def _filter(self, fd: int) -> None:
@@ -413,6 +426,7 @@ class CapsuleNetwork:
             )
             if result.returncode != 0:
                 raise RuntimeError(f"capsule network filter failed: {result.stderr.strip()}")
+        self.rules = rules
 
     async def _start_pasta(self, fd: int, timeout: float) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -512,17 +526,36 @@ class CapsuleNetwork:
 
         Final: a pasta whose start was under way is killed as soon as it exists."""
         self._closed = True
+        self.connected = False
         holder, self.holder = self.holder, None
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None
-        if holder is None:
-            return
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-            if holder.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    holder.send_signal(signal.SIGKILL)
-            await holder.wait()
+            if holder is not None:
+                if holder.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        holder.send_signal(signal.SIGKILL)
+                await holder.wait()
+            if self.scratch is not None:
+                await anyio.to_thread.run_sync(
+                    functools.partial(shutil.rmtree, self.scratch, ignore_errors=True)
+                )
+                self.scratch = None
+
+
+async def wait_for_netns(pid: int, timeout: float) -> int:
+    """A descriptor of ``pid``'s network namespace once it is not the server's.
+
+    Raises ``RuntimeError`` if the process goes away first, ``TimeoutError`` after
+    ``timeout`` seconds.
+    """
+    with anyio.fail_after(timeout):
+        while True:  # procfs only: cheap enough to poll from the event loop
+            fd = _open_netns(pid)
+            if fd is not None:
+                return fd
+            await anyio.sleep(0.002)
 
 
 def _open_netns(pid: int) -> int | None:

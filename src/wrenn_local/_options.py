@@ -42,3 +42,7 @@ class ServerOptions:
     spares: int = 64
     spare_window: float = 60.0
     spare_idle: float = 60.0
+    # Ready networks (_ready_networks.py): capsule network namespaces kept filtered and
+    # connected ahead of cold boots, filled at the first cold boot with a network and
+    # closed after ``spare_idle`` seconds without one. 0: off (each boot makes its own).
+    ready_networks: int = 2

@@ -30,14 +30,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
 import attrs
 
 from ._agent_client import AgentClient
-from ._boot_process import BootChild, boot_process_for
+from ._boot_process import BootChild, BootProcess, boot_process_for
 from ._cgroups import CgroupSet
 from ._code_runner import (
     JUPYTER_PORT,
@@ -64,6 +64,9 @@ from ._rootfs import (
     rmtree,
 )
 from ._userns import IdRange
+
+if TYPE_CHECKING:
+    from ._ready_networks import ReadyNetworks
 
 __all__ = ["BOOT_ENV", "Sandbox", "SandboxSpec"]
 
@@ -136,6 +139,8 @@ class Sandbox:
         # booted for nobody yet (a warm spare): the lowest CPU weight (and a niced pasta)
         # until claimed
         self.background = False
+        # where a cold boot takes a network made ahead (_ready_networks.py), if anywhere
+        self.ready_networks: ReadyNetworks | None = None
 
     @property
     def isolation(self) -> Isolation:
@@ -381,11 +386,32 @@ class Sandbox:
         """Boot the sandbox and wait until its agent answers."""
         if self.stop_requested():
             raise RuntimeError("capsule was stopped before it started")
+        boot = boot_process_for(self.base.parent) if self.isolation is Isolation.FULL else None
+        networks = self.ready_networks
+        if boot is None or self.network is None or self.background:
+            networks = None  # (a warm spare makes its own: it boots in the background)
+        if networks is not None:
+            networks.boot_started()  # no refill competes with this boot
+        try:
+            await self._start(boot, networks, timeout)
+        finally:
+            if networks is not None:
+                networks.boot_ended()
+        if _TRACE:
+            marks = self.network.marks if self.network is not None else {}
+            _trace({**self.phases, **marks}, self.run_dir / "boot-trace.json")
+
+    async def _start(
+        self, boot: BootProcess | None, networks: ReadyNetworks | None, timeout: float
+    ) -> None:
         self.phases = {"start": time.monotonic()}
         await anyio.to_thread.run_sync(self._prepare_dirs)
         command = await anyio.to_thread.run_sync(self._command)
         self.phases["prepared"] = time.monotonic()
-        boot = boot_process_for(self.base.parent) if self.isolation is Isolation.FULL else None
+        ready = networks.claim() if networks is not None else None
+        if ready is not None:  # filtered and connected already: the boot joins it
+            self.network = ready.network
+            self.phases["network"] = time.monotonic()
         if self.network is not None:
             self.network.boot = boot
             self.network.background = self.background
@@ -395,6 +421,7 @@ class Sandbox:
                     self.run_dir / "plan.json",
                     network=self.network is not None,
                     pass_fds=(self._listener.fileno(),) if self._listener is not None else (),
+                    netns=ready.netns if ready is not None else None,
                 )
             else:
                 # forked from a thread that outlives it: --die-with-parent follows the thread
@@ -411,15 +438,14 @@ class Sandbox:
             if self._listener is not None:  # the agent holds it now
                 self._listener.close()
                 self._listener = None
+            if ready is not None:  # the boot holds the namespace now (or failed: stop())
+                ready.release()
         if self.stop_requested():  # a stop raced the spawn (another task): honour it
             await self.stop()
             raise RuntimeError("capsule was stopped while starting")
         self.phases["spawned"] = time.monotonic()
         await self._attach_while_ready(timeout)
         self.phases["ready"] = time.monotonic()
-        if _TRACE:
-            marks = self.network.marks if self.network is not None else {}
-            _trace({**self.phases, **marks}, self.run_dir / "boot-trace.json")
 
     async def _attach_while_ready(self, timeout: float) -> None:
         """Attach the outbound network while the capsule boots and its agent starts.
@@ -438,7 +464,7 @@ class Sandbox:
             self.phases["network"] = time.monotonic()
 
         async with anyio.create_task_group() as tg:
-            if self.network is not None:
+            if self.network is not None and not self.network.connected:  # (ready: it is)
                 tg.start_soon(attach, self.network, self.process.pid)
             try:
                 with anyio.fail_after(timeout):

@@ -248,6 +248,11 @@ def new_network_namespace() -> None:
         inherited = True  # the parent is gone: make one, never risk sharing
     if inherited:
         _check(_libc.unshare(CLONE_NEWNET))
+    loopback_up()
+
+
+def loopback_up() -> None:
+    """Bring this network namespace's loopback up (a no-op if it is up)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = struct.pack("16sH22x", b"lo", 0)
         flags = struct.unpack("16sH22x", fcntl.ioctl(sock, 0x8913, request))[1]  # SIOCGIFFLAGS
@@ -581,6 +586,13 @@ def _start_child(request: dict[str, object], fds: list[int]) -> tuple[int, int]:
                 int(request["netns"]),  # type: ignore[call-overload]
                 str(request.get("input", "")),
             )
+        if request.get("make_netns"):
+            hold_network_namespace()
+        if "join_netns" in request:  # a ready network (_ready_networks.py): joined, not made
+            netns = int(request["join_netns"])  # type: ignore[call-overload]
+            _check(_libc.setns(netns, CLONE_NEWNET))
+            os.close(netns)  # nothing in the capsule holds a descriptor of it
+            flags &= ~CLONE_NEWNET
         _check(_libc.unshare(flags))
         main(plan)
     except BaseException:
@@ -611,6 +623,19 @@ def run_in_netns(argv: list[str], netns: int, data: str) -> None:
     os.dup2(read_end, 0)
     os.close(read_end)
     os.execv(argv[0], argv)
+
+
+def hold_network_namespace() -> None:
+    """Make a network namespace (owned by the host's user namespace, its loopback up) and
+    stay in it until killed: the server opens it through ``/proc/<pid>/ns/net``, filters
+    and connects it, and kills this process (the namespace lives on in its descriptors).
+    A ready network for a later boot (``_ready_networks.py``)."""
+    import signal
+
+    _check(_libc.unshare(CLONE_NEWNET))
+    loopback_up()
+    while True:
+        signal.pause()
 
 
 def hold(argv: list[str], nice: int = 0) -> None:
