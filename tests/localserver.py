@@ -18,9 +18,16 @@ from wrenn_local import ServerOptions
 # Test servers opt in to sign-up (off by default: anyone reaching the port could sign up).
 # One spare per boot key, as before spares grew with bursts: a test server booting dozens
 # of spares in the background would load the suite. The pool's sizing (and the default
-# of 64) is attacked in tests/test_local_spares.py.
+# of 64) is attacked in tests/test_local_spares.py. One ready network (default 2): every
+# test server's second cold boot joins one, so the network tests see both kinds; ready
+# networks themselves are attacked in tests/test_local_ready_networks.py.
 FAST = ServerOptions(
-    min_timeout_sec=1, reaper_interval=0.2, sample_interval=0.2, allow_signup=True, spares=1
+    min_timeout_sec=1,
+    reaper_interval=0.2,
+    sample_interval=0.2,
+    allow_signup=True,
+    spares=1,
+    ready_networks=1,
 )
 
 
