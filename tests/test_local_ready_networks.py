@@ -27,6 +27,7 @@ import pytest
 import wrenn_local
 from tests.localserver import FAST, local_http, new_capsule, sh, wait_status
 from wrenn_local import _network, _ready_networks
+from wrenn_local._boot_process import BootChild, BootProcess
 from wrenn_local._proc import descendants
 from wrenn_local._ready_networks import ReadyNetworks
 
@@ -228,6 +229,47 @@ async def test_a_create_destroyed_while_booting_on_a_ready_network_leaves_no_pas
             if pool(server).ready and os.fstat(pool(server).ready[0].netns).st_ino == netns:
                 continue  # the destroy came before the claim: the pool still has it
             await gone(pasta)
+
+
+async def test_no_refill_runs_while_a_cold_boot_is_under_way() -> None:
+    # A refill started by a claim would compete for the CPU with the very boot that
+    # claimed: the pool makes none until every boot that asked has ended.
+    async with local_http(options=COLD) as (server, http):
+        networks = pool(server)
+        await new_capsule(http)
+        await filled(server)
+        networks.boot_started()  # a boot under way (as Sandbox.start brackets one)
+        claimed = networks.claim()  # its claim empties the pool...
+        assert claimed is not None
+        try:
+            await anyio.sleep(0.5)
+            assert len(networks) == 0  # ...and nothing is made while it runs
+            networks.boot_ended()
+            await filled(server)  # made once it has ended
+        finally:
+            await claimed.aclose()  # (claimed by no capsule: the test's to close)
+
+
+async def test_a_failing_refill_is_not_retried_at_every_create(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Mocked: a boot process that cannot make a namespace (what an offline host or a
+    # refused fork would give; breaking either for real would break the server too).
+    tries: list[int] = []
+
+    async def refused(self: BootProcess) -> BootChild:
+        tries.append(1)
+        raise OSError("refused")
+
+    monkeypatch.setattr(BootProcess, "network_namespace", refused)
+    async with local_http(options=COLD) as (server, http):
+        pool(server)
+        for _ in range(3):  # each boots with its own network, which works
+            cid = await new_capsule(http)
+            assert server.capsules.capsules[cid].metadata["network"] == "on"
+            await anyio.sleep(0.2)  # time for a refill to be tried
+        assert tries == [1]  # tried once, then left alone for spare_idle seconds
+        assert len(pool(server)) == 0
 
 
 async def test_without_ready_networks_each_boot_makes_its_own() -> None:

@@ -22,9 +22,10 @@ A cold boot joins one (``BootProcess.spawn(netns=…)``) instead of making its o
   closes its networks once none has been claimed for ``idle`` seconds, so an idle server
   holds none (each holds a pasta: about 30 MiB resident).
 - Warm spares (``_spares.py``) make their own: they boot in the background anyway.
-- If a refill fails (an offline host, say), the pool stops filling until the next claim
-  (the boot then makes its own network and says why it has none). ``aclose`` closes
-  every ready network and the one being made (bounded, shielded).
+- If a refill fails (an offline host, say), the pool makes no other for ``idle`` seconds
+  (one warning, not one per create; each boot makes its own network meanwhile and says
+  why it has none). ``aclose`` closes every ready network and the one being made
+  (bounded, shielded).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class ReadyNetworks:
         self._claimed = anyio.Event()
         self._last_claim = time.monotonic()
         self._booting = 0  # cold boots that asked for a network and have not ended
+        self._failed_until = 0.0  # no refill before (time.monotonic()): one just failed
         self._quiet = anyio.Event()  # set while none is under way
         self._quiet.set()
 
@@ -150,7 +152,7 @@ class ReadyNetworks:
             self._quiet.set()
 
     def _start_filling(self) -> None:
-        if self._filling is None and not self.closed:
+        if self._filling is None and not self.closed and time.monotonic() >= self._failed_until:
             self._filling = anyio.CancelScope()
             self._filled = anyio.Event()
             self.tg.start_soon(self._fill, self._filling)
@@ -167,8 +169,9 @@ class ReadyNetworks:
                         try:
                             made = await self._make()
                         except (OSError, RuntimeError, TimeoutError) as exc:
-                            log.warning("no ready network: %s", exc)
-                            return  # the next claim tries again
+                            log.warning("no ready networks for %.0f s: %s", self.idle, exc)
+                            self._failed_until = time.monotonic() + self.idle
+                            return  # a claim after that tries again
                         if not self._open():  # closed while it was made
                             await made.aclose()
                             return
