@@ -3,7 +3,10 @@
 Run as root on a host with full isolation and pasta:
     python benchmarks/local_network_boot.py [rounds]
 Capsules with and without network are created alternately, one at a time, so load on
-the machine falls on both alike; prints the median and the fastest of each.
+the machine falls on both alike; prints the median and the fastest of each. Every create
+is a cold boot that makes its own network: no warm spares, no ready networks (with
+either, a repeated create would claim what was made ahead; benchmarks/boot.py measures
+those).
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ async def boot(http: httpx.AsyncClient, network: bool) -> float:
     return took
 
 
+COLD = ServerOptions(sample_interval=60, spares=0, ready_networks=0)
+
+
 async def main(rounds: int) -> None:
     async with (
-        wrenn_local.serve(options=ServerOptions(sample_interval=60)) as server,
+        wrenn_local.serve(options=COLD) as server,
         httpx.AsyncClient(
             base_url=server.base_url, headers={"X-API-Key": server.api_key}, timeout=30
         ) as http,
