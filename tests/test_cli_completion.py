@@ -74,7 +74,11 @@ def test_bash_completes_options_and_skips_their_values(bash_script: str) -> None
     assert complete(bash_script, "wrenn create --template my-env --k") == ["--keep"]
     # wrenn local start takes the server's own options
     assert complete(bash_script, "wrenn local start --po") == ["--port"]
-    assert complete(bash_script, "wrenn local start --port 0 --re") == ["--reduced-isolation"]
+    assert complete(bash_script, "wrenn local start --port 0 --red") == ["--reduced-isolation"]
+    assert complete(bash_script, "wrenn local start --re") == [
+        "--ready-networks",
+        "--reduced-isolation",
+    ]
     # a value without choices, and a command line after --, complete file names
     assert complete(bash_script, "wrenn put -") == sorted(["-h", "--help", "--local", "--json"])
     assert complete(bash_script, "wrenn put ") == []

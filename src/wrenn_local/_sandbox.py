@@ -186,6 +186,11 @@ class Sandbox:
             "ports": self.ports,
         }
 
+    def _prepare(self) -> list[str]:
+        """(In a worker thread.) Directories, disk image, plan: the boot's command."""
+        self._prepare_dirs()
+        return self._command()
+
     def _prepare_dirs(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.isolation is Isolation.FULL and self.ids is None:
@@ -405,8 +410,7 @@ class Sandbox:
         self, boot: BootProcess | None, networks: ReadyNetworks | None, timeout: float
     ) -> None:
         self.phases = {"start": time.monotonic()}
-        await anyio.to_thread.run_sync(self._prepare_dirs)
-        command = await anyio.to_thread.run_sync(self._command)
+        command = await anyio.to_thread.run_sync(self._prepare)  # one worker-thread trip
         self.phases["prepared"] = time.monotonic()
         ready = networks.claim() if networks is not None else None
         if ready is not None:  # filtered and connected already: the boot joins it
