@@ -16,8 +16,11 @@ Figures (one JSON line each):
               makes its own network, on its critical path) and the baseline build's
               server (``--baseline-python`` or WRENN_BASELINE_PYTHON: today's main);
               p50/p99 ms and ``p50_vs_floor``.
-              Rounds are interleaved (floor, ours, ours cold, baseline, …) so load on
-              the machine falls on every row alike.
+              Rounds are interleaved (floor, ours, ours cold, …), the order rotating
+              by one each round, so load on the machine falls on every row alike: what
+              one server does after a create (the default server boots a spare to
+              replace the one claimed, ``ours cold`` makes a ready network) lands on
+              each of the others in turn, not always on the row that follows it.
   concurrent  N creates at once, wall until the last is ``running``, ours (default
               server: after its first round it keeps spares for N capsules in use at
               once, so later rounds claim booted ones), ours cold and baseline alternately
@@ -254,11 +257,15 @@ async def measure(
             await one_create(h)
     floor_once(bwrap)
     trace.unlink(missing_ok=True)
-    times: dict[str, list[float]] = {"bare bwrap (floor)": [], **{k: [] for k in http}}
-    for _ in range(args.rounds):
-        times["bare bwrap (floor)"].append(floor_once(bwrap))
-        for name, h in http.items():
-            times[name].append(await one_create(h))
+    floor_name = "bare bwrap (floor)"
+    times: dict[str, list[float]] = {floor_name: [], **{k: [] for k in http}}
+    rows = list(times)
+    for k in range(args.rounds):
+        for name in rows[k % len(rows) :] + rows[: k % len(rows)]:
+            if name == floor_name:
+                times[name].append(floor_once(bwrap))
+            else:
+                times[name].append(await one_create(http[name]))
     phases = read_trace(trace)
     floor = statistics.median(times["bare bwrap (floor)"])
     for name, values in times.items():
