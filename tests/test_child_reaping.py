@@ -34,6 +34,9 @@ def wrenn(*args: str, runtime: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+# two whole programs (run_local, the demo) end to end: 50 s on a slow 2-core machine,
+# over the suite's 60 s default there once
+@pytest.mark.timeout(240)
 def test_run_local_and_the_demo_never_lose_a_child(tmp_path: Path) -> None:
     for _ in range(10):
         done = wrenn("run", "--local", "--", "true", runtime=tmp_path)

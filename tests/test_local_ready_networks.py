@@ -197,7 +197,7 @@ async def test_a_network_filtered_for_old_host_addresses_is_not_used(
 
 
 async def test_ready_networks_close_when_idle_and_at_shutdown() -> None:
-    options = attrs.evolve(COLD, spare_idle=0.5)
+    options = attrs.evolve(COLD, spare_idle=2.0)
     async with local_http(options=options) as (server, http):
         directory = server.data_dir / "networks"
         await new_capsule(http)

@@ -19,8 +19,8 @@ A cold boot joins one (``BootProcess.spawn(netns=…)``) instead of making its o
   that claimed); a ready network's pasta starts at the highest niceness, and is brought
   to 0 when claimed.
 - **Not forever.** The pool fills at the first cold boot that asks for a network and
-  closes its networks once none has been claimed for ``idle`` seconds, so an idle server
-  holds none (each holds a pasta: about 30 MiB resident).
+  closes its networks once none has been claimed or made for ``idle`` seconds, so an idle
+  server holds none (each holds a pasta: about 30 MiB resident).
 - Warm spares (``_spares.py``) make their own: they boot in the background anyway.
 - If a refill fails (an offline host, say), the pool makes no other for ``idle`` seconds
   (one warning, not one per create; each boot makes its own network meanwhile and says
@@ -176,6 +176,8 @@ class ReadyNetworks:
                             await made.aclose()
                             return
                         self.ready.append(made)
+                        # unused from now: a network made slowly is not closed at once
+                        self._last_claim = max(self._last_claim, time.monotonic())
                         continue
                     self._claimed = anyio.Event()
                     left = self.idle - (time.monotonic() - self._last_claim)
