@@ -272,6 +272,35 @@ async def test_a_failing_refill_is_not_retried_at_every_create(
         assert len(pool(server)) == 0
 
 
+async def test_an_unexpected_error_making_one_ends_neither_the_server_nor_its_capsules(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Mocked: an error no real step of making a network raises today (a bug of a later
+    # change, say). The filler is a task of the server's task group: were it to let the
+    # error out, the server would end, and every capsule with it.
+    tries: list[int] = []
+
+    async def broken(self: BootProcess) -> BootChild:
+        tries.append(1)
+        raise LookupError("a bug")
+
+    monkeypatch.setattr(BootProcess, "network_namespace", broken)
+    async with local_http(options=COLD) as (server, http):
+        pool(server)
+        first = await new_capsule(http)
+        await anyio.sleep(0.2)  # time for the refill to be tried, and to fail
+        second = await new_capsule(http)  # the server still serves
+        for cid in (first, second):
+            out = await sh(http, cid, "echo alive", timeout=20)
+            assert out["stdout"] == "alive\n", out
+        assert tries == [1]
+        assert len(pool(server)) == 0
+    warned = [r for r in caplog.records if r.name == "wrenn_local.networks"]
+    assert warned, caplog.records  # said, with the traceback of the unexpected error
+    assert warned[0].exc_info is not None
+    assert "a bug" in warned[0].getMessage()
+
+
 async def test_without_ready_networks_each_boot_makes_its_own() -> None:
     async with local_http(options=attrs.evolve(COLD, ready_networks=0)) as (server, http):
         assert server.capsules.ready_networks is None
@@ -284,12 +313,28 @@ async def test_without_ready_networks_each_boot_makes_its_own() -> None:
 
 
 def test_the_number_of_ready_networks_comes_from_the_flag() -> None:
-    from wrenn_local._cli import parser
+    from wrenn_local._cli import parser, ready_networks_of
 
     args = parser().parse_args(["serve", "--ready-networks", "0"])
     assert args.ready_networks == 0
     assert parser().parse_args(["serve"]).ready_networks is None
     assert wrenn_local.ServerOptions().ready_networks == 2
+    serve = ["serve", "--port", "0"]
+    assert ready_networks_of(parser().parse_args(serve), 2) == 2
+    assert ready_networks_of(parser().parse_args([*serve, "--ready-networks", "3"]), 2) == 3
+    with pytest.raises(ValueError, match="0 or more"):
+        ready_networks_of(parser().parse_args([*serve, "--ready-networks", "-1"]), 2)
+
+
+def test_a_negative_number_of_ready_networks_is_refused_before_serving(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from wrenn_local._cli import EXIT_ERROR, main
+
+    assert main(["serve", "--port", "0", "--ready-networks", "-1"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "ready networks must be 0 or more" in err
+    assert "Traceback" not in err
 
 
 def test_a_boot_child_joins_the_namespace_it_is_handed_and_keeps_no_descriptor_of_it(

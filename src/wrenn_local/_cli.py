@@ -175,15 +175,21 @@ def spares_of(args: argparse.Namespace) -> int:
     return int(value)
 
 
+def ready_networks_of(args: argparse.Namespace, default: int) -> int:
+    """How many ready networks to keep: ``--ready-networks``, else ``default``."""
+    ready = getattr(args, "ready_networks", None)
+    if ready is None:
+        return default
+    if ready < 0:
+        raise ValueError("the number of ready networks must be 0 or more (0 = off)")
+    return int(ready)
+
+
 async def run_server(args: argparse.Namespace) -> None:
     options = ServerOptions(allow_signup=args.allow_signup, allowed_hosts=tuple(args.allowed_host))
     options.network = not getattr(args, "no_network", False)
     options.spares = spares_of(args)
-    ready = getattr(args, "ready_networks", None)
-    if ready is not None:
-        if ready < 0:
-            raise ValueError("the number of ready networks must be 0 or more")
-        options.ready_networks = ready
+    options.ready_networks = ready_networks_of(args, options.ready_networks)
     state = Path(args.state_file) if args.state_file else None
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with serve(

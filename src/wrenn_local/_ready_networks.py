@@ -97,7 +97,7 @@ class ReadyNetworks:
         self._filling: anyio.CancelScope | None = None  # the filler's, while it runs
         self._filled = anyio.Event()  # set as the last filler ended
         self._claimed = anyio.Event()
-        self._last_claim = time.monotonic()
+        self._last_use = time.monotonic()
         self._booting = 0  # cold boots that asked for a network and have not ended
         self._failed_until = 0.0  # no refill before (time.monotonic()): one just failed
         self._quiet = anyio.Event()  # set while none is under way
@@ -119,7 +119,7 @@ class ReadyNetworks:
         """
         if self.closed or self.size <= 0:
             return None
-        self._last_claim = time.monotonic()
+        self._last_use = time.monotonic()
         self._claimed.set()
         self._start_filling()
         if not self.ready:
@@ -168,8 +168,17 @@ class ReadyNetworks:
                             return
                         try:
                             made = await self._make()
-                        except (OSError, RuntimeError, TimeoutError) as exc:
-                            log.warning("no ready networks for %.0f s: %s", self.idle, exc)
+                        except Exception as exc:
+                            # The filler is a task of the server's own task group: an
+                            # error out of it would end the server and every capsule.
+                            # Whatever making one raised, boots make their own instead.
+                            expected = isinstance(exc, OSError | RuntimeError | TimeoutError)
+                            log.warning(
+                                "no ready networks for %.0f s: %s",
+                                self.idle,
+                                exc,
+                                exc_info=not expected,
+                            )
                             self._failed_until = time.monotonic() + self.idle
                             return  # a claim after that tries again
                         if not self._open():  # closed while it was made
@@ -177,13 +186,13 @@ class ReadyNetworks:
                             return
                         self.ready.append(made)
                         # unused from now: a network made slowly is not closed at once
-                        self._last_claim = max(self._last_claim, time.monotonic())
+                        self._last_use = max(self._last_use, time.monotonic())
                         continue
                     self._claimed = anyio.Event()
-                    left = self.idle - (time.monotonic() - self._last_claim)
+                    left = self.idle - (time.monotonic() - self._last_use)
                     with anyio.move_on_after(max(left, 0.0)):
                         await self._claimed.wait()
-                    if time.monotonic() - self._last_claim >= self.idle:
+                    if time.monotonic() - self._last_use >= self.idle:
                         await self._close_ready()
                         return  # the next claim starts filling again
         finally:
