@@ -8,6 +8,7 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -90,18 +91,35 @@ def resolve_localhost_names() -> None:
 def local_server(*options: str, python: str = sys.executable) -> Iterator[tuple[str, str, int]]:
     """``python -m wrenn_local serve --port 0 [options]`` for the block, in a process of its
     own (so its memory can be read): yields its base URL, API key and pid; stopped after.
-    ``python``: the interpreter (another build's, for a before/after)."""
-    with subprocess.Popen(
-        [python, "-m", "wrenn_local", "serve", "--port", "0", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as server:
+    ``python``: the interpreter (another build's, for a before/after).
+
+    The server's log goes to a temporary file; if the block fails, or the server ended
+    before it was stopped, the log's last lines go to this process's stderr (which
+    benchmarks/run.py shows for a failed suite)."""
+    with (
+        tempfile.TemporaryFile("w+", prefix="wrenn-bench-server-") as log,
+        subprocess.Popen(
+            [python, "-m", "wrenn_local", "serve", "--port", "0", *options],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        ) as server,
+    ):
+        failed = True
         try:
             assert server.stdout is not None
             base = server.stdout.readline().strip().split("=", 1)[1]
             key = server.stdout.readline().strip().split("=", 1)[1]
             yield base, key, server.pid
+            failed = False
         finally:
+            died = server.poll()
             server.terminate()
             server.wait(30)
+            if failed or died is not None:
+                log.seek(0)
+                tail = log.read()[-6000:]
+                sys.stderr.write(
+                    f"-- the local server (exit code {died if died is not None else 'none'}, "
+                    f"stopped by the benchmark: {died is None}); its log's end:\n{tail}\n"
+                )

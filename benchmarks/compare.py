@@ -31,8 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import wrenn_local
-from _common import cpu, machine_busy_s, peak_mib, rss_kib, rss_mib, settle
+from _common import cpu, local_server, machine_busy_s, peak_mib, rss_kib, rss_mib, settle
 
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
@@ -546,8 +545,8 @@ def run_files(r: Runner, mib: int) -> None:
 def run_scale(r: Runner, n: int) -> None:
     for client in ("asyncio", "trio"):
         # a fresh server each: its RSS grows once and stays (a warm one shows no growth)
-        with wrenn_local.server_process() as env:
-            fresh = Runner(env["WRENN_BASE_URL"], env["WRENN_API_KEY"], None, None)
+        with local_server() as (base, key, _pid):
+            fresh = Runner(base, key, None, None)
             res = fresh.ours("scale", client, n)
         res.pop("peak_rss_mib", None)
         # issue 20's targets: agent threads <= 10, server growth <= 40 KiB per stream
@@ -601,10 +600,9 @@ def main() -> None:
         print(json.dumps(result))
         return
     only = set(args.only.split(","))
-    with wrenn_local.server_process() as env:
-        r = Runner(
-            env["WRENN_BASE_URL"], env["WRENN_API_KEY"], args.official_python, args.baseline_python
-        )
+    # the server's log is kept, and shown if it ends before the benchmark stops it
+    with local_server() as (base, key, _pid):
+        r = Runner(base, key, args.official_python, args.baseline_python)
         if "exec" in only:
             run_exec(r, 50 if args.quick else 300)
         if "fanout" in only:
