@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "wrenn_local._leftovers",
             "wrenn_local._data_dir",
             "wrenn_local._rootfs",
+            "wrenn_local._shared_base",
             "wrenn_local._boot_process",
             "wrenn_local._ready_networks",
             "wrenn_local._sandbox",

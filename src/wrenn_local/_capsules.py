@@ -132,10 +132,13 @@ class CapsuleManager:
         task_group: anyio.abc.TaskGroup,
         events: EventHub,
         options: ServerOptions,
+        base: Path | None = None,
     ) -> None:
         self.support = support
         self.data_dir = data_dir
-        self.base = data_dir / "base"
+        # the base template (_rootfs.prepare_base): shared by this user's servers where
+        # the server holds one (_shared_base.py), else the data directory's own
+        self.base = data_dir / "base" if base is None else base
         self.tg = task_group
         self.events = events
         self.options = options
@@ -296,7 +299,7 @@ class CapsuleManager:
                 memory_mb=key.memory_mb,
                 layers=list(key.layers),
                 directory=self.data_dir / "capsules" / capsule_id,
-                hide=[str(self.data_dir)],
+                hide=sorted({str(self.data_dir), str(self.base.parent)}),
                 services=key.services,
                 jupyter_site=key.jupyter_site,
                 network=key.network,
@@ -304,6 +307,7 @@ class CapsuleManager:
             ),
             self.support,
             self.base,
+            self.data_dir,
         )
 
     def _live(self) -> int:

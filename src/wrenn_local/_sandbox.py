@@ -92,7 +92,7 @@ class SandboxSpec:
     memory_mb: int
     layers: list[Path]  # template layer directories, newest first
     directory: Path  # this capsule's directory under the data dir
-    hide: list[str]  # host paths that must not show inside (the data dir)
+    hide: list[str]  # host paths that must not show inside (data dir, shared bases)
     services: tuple[str, ...] = ()  # started at boot: "jupyter" (code-runner template)
     jupyter_site: Path | None = None  # host site-packages with jupyter, for "jupyter"
     network: bool = False  # outbound network (_network.py), where the host has it
@@ -102,10 +102,11 @@ class SandboxSpec:
 class Sandbox:
     """One capsule's sandbox: its boot process, agent socket and cgroups."""
 
-    def __init__(self, spec: SandboxSpec, support: HostSupport, base: Path) -> None:
+    def __init__(self, spec: SandboxSpec, support: HostSupport, base: Path, data_dir: Path) -> None:
         self.spec = spec
         self.support = support
-        self.base = base
+        self.base = base  # the base template (_rootfs.prepare_base, _shared_base.py)
+        self.data_dir = data_dir  # the server's
         self.run_dir = spec.directory / "run"
         self.socket_path = self.run_dir / "agent.sock"
         self.agent = AgentClient(self.socket_path)
@@ -130,7 +131,7 @@ class Sandbox:
         self.disk_limit = "recorded, not enforced"
         self._listener: socket.socket | None = None
         # bytecode of the agent and of boot.py, compiled once per server (full isolation)
-        self.cache = self.base.parent / "boot-cache"
+        self.cache = self.data_dir / "boot-cache"
         self._agent_code: Path | None = None
         self._boot_code: Path | None = None
         self.phases: dict[str, float] = {}  # boot timestamps (time.monotonic), by phase
@@ -277,7 +278,7 @@ class Sandbox:
             "cgroups": procs,
             "argv": argv,
             "env": BOOT_ENV,
-            "data_dir": str(self.base.parent),
+            "data_dir": str(self.data_dir),
             # boot's own timings (benchmarks/boot.py), only when the server traces boots
             "trace": str(self.run_dir / "boot-trace.json") if _TRACE else None,
             "disk": (
@@ -391,7 +392,7 @@ class Sandbox:
         """Boot the sandbox and wait until its agent answers."""
         if self.stop_requested():
             raise RuntimeError("capsule was stopped before it started")
-        boot = boot_process_for(self.base.parent) if self.isolation is Isolation.FULL else None
+        boot = boot_process_for(self.data_dir) if self.isolation is Isolation.FULL else None
         networks = self.ready_networks
         if boot is None or self.network is None or self.background:
             networks = None  # (a warm spare makes its own: it boots in the background)

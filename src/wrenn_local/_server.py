@@ -28,8 +28,8 @@ from ._options import ServerOptions
 from ._persist import keep_saved, read_state, restore_accounts, restore_templates
 from ._port_links import PortLinks
 from ._proxy import PortProxy
-from ._rootfs import prepare_base
 from ._sandbox import BOOT_ENV
+from ._shared_base import SharedBase, hold_base
 from ._upkeep import reaper, sampler
 
 __all__ = ["LocalServer", "serve"]
@@ -100,6 +100,7 @@ async def serve(
         if own_dir:
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))
         raise
+    base: SharedBase | None = None
     try:
         support = await anyio.to_thread.run_sync(
             lambda: HostSupport.detect(
@@ -114,7 +115,8 @@ async def serve(
             await anyio.to_thread.run_sync(reap_leftovers, root)
         if support.isolation is Isolation.FULL:  # capsules boot as its forks
             await start_boot_process(root, support.capsule_python, BOOT_ENV)
-        await anyio.to_thread.run_sync(prepare_base, root / "base")
+        # made once per host /etc and shared by this user's servers (_shared_base.py)
+        base = await anyio.to_thread.run_sync(hold_base, root / "base")
         accounts = Accounts()
         state = None if own_dir else await anyio.to_thread.run_sync(read_state, root)
         restore_accounts(accounts, state)
@@ -128,6 +130,7 @@ async def serve(
             capsules = CapsuleManager(
                 support=support,
                 data_dir=root,
+                base=base.path,
                 task_group=tg,
                 events=events,
                 options=options,
@@ -179,6 +182,8 @@ async def serve(
     finally:
         with anyio.CancelScope(shield=True):
             await stop_boot_process(root)
+        if base is not None:
+            base.release()  # no capsule of this server uses it any more
         if own_dir:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))
