@@ -203,3 +203,13 @@ async def test_servers_share_the_base_and_no_capsule_can_change_or_find_it() -> 
         assert out["stdout"].split() == ["0", "1"], out
         async with wrenn_local.serve() as second:
             assert second.capsules.base == base
+
+
+async def test_an_older_servers_own_base_in_a_data_dir_is_removed(tmp_path: Path) -> None:
+    # a data directory an older server used kept its own copy of the base: not used now
+    data = tmp_path / "data"
+    (data / "base" / "etc").mkdir(parents=True)
+    (data / "base" / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    async with wrenn_local.serve(data_dir=data) as server:
+        assert server.capsules.base.parent == base_home()
+        assert not (data / "base").exists()

@@ -117,6 +117,8 @@ async def serve(
             await start_boot_process(root, support.capsule_python, BOOT_ENV)
         # made once per host /etc and shared by this user's servers (_shared_base.py)
         base = await anyio.to_thread.run_sync(hold_base, root / "base")
+        if base.path != root / "base" and not own_dir:  # an older server's own copy
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(root / "base", True))
         accounts = Accounts()
         state = None if own_dir else await anyio.to_thread.run_sync(read_state, root)
         restore_accounts(accounts, state)
