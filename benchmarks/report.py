@@ -99,6 +99,12 @@ INTRO = {
     "namespace made, filtered and connected ahead), `ours cold, own network` with "
     "`--spares 0 --ready-networks 0` (each boot makes its network on its critical path). "
     "Target: p50 ≤ 3× the floor.",
+    "server_start:server start": "`async with wrenn_local.serve()` entered and left with "
+    "no capsule, in one process, interleaved rounds: the default server (its base "
+    "template, a filtered copy of the host's `/etc`, made once per content of `/etc` and "
+    "shared by the user's servers, wrenn_local/_shared_base.py) against one that makes "
+    "its own copy at every start, as every server did before; `cpu` counts the worker "
+    "threads the copy runs in.",
     "boot:phases": "Where one of `ours cold`'s boots goes: ms from the sandbox's start to "
     "each phase (medians of the serial rounds; the server's WRENN_LOCAL_BOOT_TRACE; the "
     "network phases only for boots that made their own network).",

@@ -26,6 +26,7 @@ SUITES = [
     ("spawn", [sys.executable, str(HERE / "spawn.py"), "--children", "5", "--rounds", "200"]),
     ("wire", [sys.executable, str(HERE / "wire.py"), "--rounds", "5", "--mib", "256"]),
     ("boot", [sys.executable, str(HERE / "boot.py"), "--rounds", "15"]),
+    ("server_start", [sys.executable, str(HERE / "server_start.py"), "--rounds", "15"]),
 ]
 
 
