@@ -249,15 +249,24 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path: Path) -> None:
 def terminate_and_check(proc: subprocess.Popen[str], scratch: Path) -> None:
     assert proc.stdout is not None
     assert proc.stdout.readline() == "up\n"
-    assert any(scratch.iterdir())  # the embedded server's data directory
+    # the embedded server's data directory, and the base template its capsules boot
+    # from, kept for the next server on purpose (wrenn_local/_shared_base.py)
+    bases = f"wrenn-base-{os.getuid()}"
+
+    def left() -> list[str]:
+        return sorted(p.name for p in scratch.iterdir() if p.name != bases)
+
+    assert left()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143
     assert err.strip().splitlines()[-1] == "wrenn: terminated"
     deadline = time.monotonic() + 5
-    while any(scratch.iterdir()) and time.monotonic() < deadline:
+    while left() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert list(scratch.iterdir()) == []
+    assert left() == []
+    # one whole base, no half-made one
+    assert [p.name.startswith(".") for p in (scratch / bases).iterdir()] == [False]
 
 
 def on_a_terminal(env: dict[str, str], *args: str) -> str:

@@ -31,6 +31,8 @@ CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 #: CPU weight of a background group and of a normal one: (v2 ``cpu.weight``, v1 ``cpu.shares``)
 BACKGROUND_WEIGHT: Final = ("1", "2")
 DEFAULT_WEIGHT: Final = ("100", "1024")
+#: how long removing a stopped capsule's groups is retried (all hierarchies together)
+REMOVE_SECONDS: Final = 5.0
 
 
 def detect_cgroups() -> tuple[int | None, frozenset[str]]:
@@ -181,10 +183,13 @@ class CgroupSet:
 
     def _remove(self) -> None:
         left = False
+        deadline = time.monotonic() + REMOVE_SECONDS
         for path in self._dirs.values():
             # its last processes are usually released a moment after the capsule's end
-            # was seen: retry soon, then every 20 ms, for about a second
-            delay, deadline = 0.001, time.monotonic() + 1.0
+            # was seen, but on a loaded machine that has taken over a second (a spare
+            # stopped mid-boot as the server went kept its group): retry soon, then every
+            # 20 ms, for up to REMOVE_SECONDS (in a worker thread; a stop is bounded)
+            delay = 0.001
             while True:
                 try:
                     path.rmdir()
