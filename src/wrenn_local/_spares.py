@@ -229,13 +229,18 @@ class SparePool:
             while self.spares and not self.closed:
                 await anyio.sleep(min(max(0.05, self.options.spare_idle / 4), REAP_EVERY))
                 now = time.monotonic()
-                for spare in list(self.spares):
-                    if (
-                        spare.ready_at is not None
-                        and now - spare.ready_at > self.options.spare_idle
-                    ):
-                        self.spares.remove(spare)
-                        await self._discard(spare)
+                idle = [
+                    spare
+                    for spare in self.spares
+                    if spare.ready_at is not None and now - spare.ready_at > self.options.spare_idle
+                ]
+                # all out of the pool before the first await: while one is stopped, a
+                # create may claim another (it would then be a user's capsule, and no
+                # longer in the pool to be removed)
+                for spare in idle:
+                    self.spares.remove(spare)
+                for spare in idle:
+                    await self._discard(spare)
                 while self.memory_available() < MEMORY_FREE_SHARE:
                     booted = [s for s in self.spares if s.ready_at is not None]
                     if not booted:
