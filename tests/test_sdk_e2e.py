@@ -187,10 +187,13 @@ async def test_exec_stream_and_attach(local: wrenn_local.LocalServer, api: Api) 
         assert any(isinstance(e, StreamStderr) and e.data == "e\n" for e in events)
         assert events[-1] == StreamExit(4)
         assert run.exit_code == 4
-        await client.processes.start(
-            cid, "/bin/sh", args=["-c", "sleep 0.3; echo hello; exit 2"], tag="job"
-        )
+        # the job ends only once attached to: attaching to a process that has ended is
+        # "not found" by design, and a fixed sleep (0.3 s) lost that race to a loaded CI
+        wait_for_go = "while [ ! -e /tmp/go ]; do sleep 0.02; done; echo hello; exit 2"
+        await client.processes.start(cid, "/bin/sh", args=["-c", wait_for_go], tag="job")
         async with client.processes.attach(cid, "job") as attached:
+            assert isinstance(await attached.__aiter__().__anext__(), StreamStart)
+            await client.processes.run(cid, "touch", args=["/tmp/go"])
             assert await attached.wait() == 2
         with pytest.raises(WrennNotFoundError):
             async with client.processes.attach(cid, "nobody") as missing:
