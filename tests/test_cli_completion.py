@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from wrenn._cli.main import parser
+from wrenn._cli.parser import parser
 
 
 def script(shell: str) -> str:

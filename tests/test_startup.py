@@ -22,7 +22,9 @@ HEAVY = ("httpx2", "httpcore", "h11", "wsproto", "anyio", "attr", "attrs", "catt
 
 def loaded_after(code: str) -> set[str]:
     """The modules a fresh interpreter holds after running ``code``."""
-    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    # the list is taken before the probe's own `import json`
+    probe = f"{code}\nimport sys\nloaded = sorted(sys.modules)\n"
+    probe += "import json\nprint(json.dumps(loaded))"
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
@@ -88,6 +90,13 @@ def test_wrenn_help_parses_before_loading_the_sdk(argv: list[str]) -> None:
     modules = loaded_after(code)
     assert heavy(modules) == []
     assert not {"wrenn._session", "wrenn._client", "wrenn._transport.http"} & modules
+    # nor the CLI's own heavier parts, nor standard modules that only some commands need
+    # (each costs a user waiting for `wrenn --help` 3-10 ms: docs/benchmarks.md)
+    added = modules - loaded_after("pass")
+    assert not {"wrenn._cli.local", "wrenn._cli.completion", "wrenn._cli.demo"} & added
+    unneeded = {"subprocess", "dataclasses", "inspect", "pathlib", "shutil", "json"}
+    unneeded |= {"traceback", "threading", "asyncio", "importlib.util"}
+    assert sorted(unneeded & added) == []
 
 
 def test_lazy_names_keep_their_static_types(tmp_path: Path) -> None:

@@ -42,7 +42,6 @@ method and the path of the request, never from headers.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
@@ -438,6 +437,8 @@ def error_from_response(
     message: str | None = None
     capsule_ids: tuple[str, ...] = ()
     parsed: object = None
+    import json  # here: `wrenn --help` imports this module, and json costs it ~5 ms
+
     try:
         parsed = json.loads(body) if body else None
     except (ValueError, UnicodeDecodeError):

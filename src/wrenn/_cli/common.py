@@ -4,7 +4,6 @@ output that is either for people or one JSON document (``--json``)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +14,7 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_TERMINATED",
+    "EXIT_TIMED_OUT",
     "EXIT_USAGE",
     "UsageError",
     "emit",
@@ -25,6 +25,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+EXIT_TIMED_OUT = 124  # as timeout(1) does
 
 
 class UsageError(WrennError):
@@ -36,6 +37,8 @@ class UsageError(WrennError):
 def emit(args: argparse.Namespace, data: Any, human: Callable[[], object]) -> None:
     """``data`` as one JSON document on stdout under ``--json``; else ``human()``."""
     if getattr(args, "json", False):
+        import json
+
         sys.stdout.write(json.dumps(data, default=str) + "\n")
     else:
         human()

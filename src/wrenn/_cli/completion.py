@@ -13,15 +13,14 @@ import argparse
 import shlex
 from dataclasses import dataclass, field
 
-__all__ = ["SHELLS", "script"]
+from .parser import SHELLS
 
-SHELLS = ("bash", "zsh", "fish")
+__all__ = ["SHELLS", "script"]
 
 
 @dataclass
 class Node:
-    """One command level: what may be typed there (a dataclass: ``wrenn --help`` loads no
-    attrs)."""
+    """One command level: what may be typed there."""
 
     path: str  # "" for the top, "local", "local/serve", ...
     options: list[str] = field(default_factory=list)

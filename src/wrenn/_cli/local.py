@@ -1,5 +1,5 @@
 """``wrenn local``: the embedded local server in the foreground (``serve``) or in the
-background (``start``, ``stop``, ``status``).
+background (``start``, ``stop``, ``status``); the options are in :mod:`.parser`.
 
 A background server records its address, API key and pid in a state file, readable by
 its owner only (0600, in a 0700 directory): ``$XDG_RUNTIME_DIR/wrenn/local.json``, or
@@ -196,40 +196,6 @@ async def stop(*, quiet: bool) -> BackgroundServer | None:
             await anyio.sleep(0.1)
     state_file().unlink(missing_ok=True)
     return server
-
-
-def add_parsers(sub: Any) -> None:
-    """``wrenn local serve|start|stop|status`` (the serve options are wrenn_local's own)."""
-    local = sub.add_parser(
-        "local",
-        help="the local server: serve in the foreground, or start/stop one in the background",
-        description=(__doc__ or "").replace("``", "`"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    local_sub = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
-    local_sub.add_parser(
-        "serve",
-        add_help=False,  # --help goes to the server's own parser, which has the options
-        help="run the local server until Ctrl-C: [--port 8080] [--host H] [--api-key K] "
-        "[--data-dir D] [--reduced-isolation] [--env]  (see wrenn local serve --help)",
-    )
-    begin = local_sub.add_parser(
-        "start",
-        help="start a local server in the background; other commands find it",
-        description="Start a local server in the background (any free port unless --port)"
-        " and return once it accepts connections. Takes every option of"
-        ' `wrenn local serve`. `eval "$(wrenn local start --env)"` also exports its'
-        " variables into your shell.",
-    )
-    begin.add_argument("--env", action="store_true", help="print `export` lines for eval")
-    begin.add_argument("--json", action="store_true", help="machine-readable output")
-    end = local_sub.add_parser("stop", help="stop the background server and its capsules")
-    end.add_argument("--json", action="store_true", help="machine-readable output")
-    status = local_sub.add_parser(
-        "status", help="is a background server running, and where (exit 3 if not)"
-    )
-    status.add_argument("--env", action="store_true", help="print `export` lines for eval")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 EXIT_NOT_RUNNING = 3

@@ -14,19 +14,13 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import signal
 import sys
-import threading
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._exceptions import WrennConfigurationError, WrennConnectionError, WrennError
-from .._version import __version__
-from . import completion, output, verbs
-from . import local as local_server
+from . import output, verbs
 from .common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -39,120 +33,12 @@ from .common import (
 
 __all__ = ["main"]
 
-# The SDK and anyio are imported once the arguments are parsed: `wrenn --help`, `wrenn
-# --version` and usage errors answer without loading them.
+from .parser import parser
+
+# The SDK and anyio, and what only some commands use, are imported once the arguments are
+# parsed: `wrenn --help`, `wrenn --version` and usage errors answer without loading them.
 if TYPE_CHECKING:
     from .._client import AsyncWrennClient
-
-EPILOG = """\
-examples:
-  wrenn local start                      a local server in the background
-  ID=$(wrenn create)                     a capsule that stays; prints its ID
-  wrenn exec $ID -- python3 -c 'print(42)'
-  wrenn put data.csv $ID:data.csv        wrenn get $ID:out.txt .
-  wrenn shell $ID                        your terminal in it (Ctrl-D ends)
-  wrenn snapshot $ID my-env              wrenn create --template my-env
-  wrenn url $ID 8000                     a link to port 8000 for your browser
-  wrenn kill $ID                         wrenn local stop
-  wrenn run --local -- uname -a          a throwaway capsule for one command
-
-environment:
-  WRENN_BASE_URL      the server (default https://app.wrenn.dev/api)
-  WRENN_API_KEY       its API key (WRENN_TOKEN: a user token instead)
-  WRENN_PROXY_DOMAIN  domain of the capsule port proxy (default: from the base URL)
-  with neither WRENN_BASE_URL nor WRENN_API_KEY set, commands use the server of
-  `wrenn local start`; --local uses it too, or else an embedded one for the command.
-
-exit codes: a command's own code (run, exec, shell; 127: no such program), 1 for an
-error, 2 for a usage error, 124 after --timeout, 130 after Ctrl-C, 143 after SIGTERM.
-"""
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="wrenn",
-        description="Work with Wrenn capsules from the command line.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    top.add_argument("--version", action="version", version=f"wrenn {__version__}")
-    top.add_argument(
-        "--backend",
-        choices=("asyncio", "trio"),
-        default="asyncio",
-        help="event loop to run on (trio needs the trio extra)",
-    )
-    top.add_argument("--debug", action="store_true", help="show tracebacks of failures")
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=text, description=text)
-        p.add_argument(
-            "--local",
-            action="store_true",
-            help="use the background local server, or an embedded one for this command",
-        )
-        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-        return p
-
-    local_server.add_parsers(sub)
-
-    run = command("run", "run a command in a fresh capsule, streaming its output")
-    run.add_argument("--template", default=None)
-    run.add_argument(
-        "--ttl", type=int, default=None, metavar="S", help="capsule inactivity TTL in seconds"
-    )
-    verbs.add_command_options(run)
-
-    shell = command("shell", "an interactive terminal in a capsule (a fresh one by default)")
-    shell.add_argument("capsule_id", nargs="?", default=None)
-    shell.add_argument("--template", default=None)
-    shell.add_argument("--cmd", default="/bin/bash", help="program to run (default /bin/bash)")
-
-    command("ls", "list capsules")
-    kill = command("kill", "destroy capsules")
-    kill.add_argument("capsule_ids", nargs="+", metavar="ID")
-    reap = command(
-        "reap",
-        "find capsules whose program on this host is gone (dry run; --yes destroys them)",
-    )
-    reap.add_argument("--yes", action="store_true", help="destroy them (default: only list)")
-    reap.add_argument(
-        "--other-hosts",
-        action="store_true",
-        help="also take capsules created on other hosts (their programs cannot be checked)",
-    )
-    put = command("put", "upload a file: wrenn put LOCAL ID:PATH")
-    put.add_argument("source")
-    put.add_argument("target", metavar="ID:PATH")
-    get = command("get", "download a file: wrenn get ID:PATH LOCAL")
-    get.add_argument("source", metavar="ID:PATH")
-    get.add_argument("target")
-    snap = command("snapshot", "snapshot a capsule into a template")
-    snap.add_argument("capsule_id", metavar="ID")
-    snap.add_argument("name")
-    verbs.add_parsers(command, sub)
-    done = sub.add_parser(
-        "completion",
-        help="print a shell completion script: wrenn completion bash|zsh|fish",
-        description='Print a completion script. bash: eval "$(wrenn completion bash)" in '
-        '~/.bashrc; zsh: eval "$(wrenn completion zsh)" in ~/.zshrc; fish: wrenn completion '
-        "fish > ~/.config/fish/completions/wrenn.fish",
-    )
-    done.add_argument("shell", choices=completion.SHELLS)
-    demo = sub.add_parser("demo", help="fan a job out over capsules on an embedded server")
-    demo.add_argument("--capsules", type=_count, default=4, help="how many capsules (default 4)")
-    return top
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not forwarded:
         top.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "completion":
-        sys.stdout.write(completion.script(args.shell, top, _serve_parser()))
+        from .completion import script
+        from .parser import serve_parser
+
+        sys.stdout.write(script(args.shell, top, serve_parser()))
         return 0
     if args.command == "local" and args.local_command == "serve":
         try:
@@ -183,17 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _serve_parser() -> argparse.ArgumentParser | None:
-    """The options of ``wrenn local serve`` (wrenn_local's own), if it is installed."""
-    try:
-        from wrenn_local import add_serve_arguments
-    except ImportError:
-        return None
-    serve = argparse.ArgumentParser(add_help=False)
-    add_serve_arguments(serve)
-    return serve
-
-
 class Terminated(WrennError):
     """SIGTERM or SIGHUP arrived: the command was cancelled and cleaned up (exit 143)."""
 
@@ -201,6 +79,9 @@ class Terminated(WrennError):
 async def _until_terminated(args: argparse.Namespace, extra: list[str]) -> int:
     """The command, cancelled (so capsules and an embedded server are cleaned up) when
     SIGTERM or SIGHUP arrives, as Ctrl-C already does."""
+    import signal
+    import threading
+
     import anyio
 
     if threading.current_thread() is not threading.main_thread():
@@ -237,6 +118,8 @@ def _report(exc: BaseException, *, debug: bool = False) -> int:
     leaves = _leaves(exc)
     expected = [leaf for leaf in leaves if isinstance(leaf, WrennError | OSError)]
     if debug and expected:
+        import traceback
+
         traceback.print_exception(exc, file=sys.stderr)
     for kind, code, text in (
         (KeyboardInterrupt, EXIT_INTERRUPTED, "interrupted"),
@@ -256,7 +139,9 @@ def _report(exc: BaseException, *, debug: bool = False) -> int:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, local_server.LocalServerError):
+    from .local import LocalServerError
+
+    if isinstance(exc, LocalServerError):
         return exc.message
     if isinstance(exc, WrennError):
         return _cli_words(str(exc))
@@ -281,7 +166,9 @@ def _cli_words(text: str) -> str:
 
 async def dispatch(args: argparse.Namespace, extra: list[str] | None = None) -> int:
     if args.command == "local":
-        return await local_server.dispatch(args, extra or [])
+        from . import local
+
+        return await local.dispatch(args, extra or [])
     if args.command == "demo":
         from .demo import run_demo
 
@@ -303,6 +190,8 @@ async def dispatch(args: argparse.Namespace, extra: list[str] | None = None) -> 
 
 
 def check_arguments(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
     if args.command == "run":
         verbs.check_command(args)
     elif args.command == "put":
@@ -333,9 +222,10 @@ async def target(*, local: bool, lasting: bool = False) -> AsyncIterator[AsyncWr
     """A client for the configured server; with neither variable set, for the background
     local server; with ``--local``, for that one or else an embedded one."""
     from .._client import AsyncWrennClient
+    from .local import running
 
     configured = any(os.environ.get(v) for v in ("WRENN_BASE_URL", "WRENN_API_KEY"))
-    background = local_server.running() if local or not configured else None
+    background = running() if local or not configured else None
     if background is not None:
         async with AsyncWrennClient(
             api_key=background.api_key,
@@ -511,6 +401,8 @@ async def cmd_put(client: AsyncWrennClient, args: argparse.Namespace) -> int:
 
 
 async def cmd_get(client: AsyncWrennClient, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import anyio
 
     capsule_id, path = split_target(args.source)

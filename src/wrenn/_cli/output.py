@@ -7,7 +7,6 @@ text, so the command works with the SDK's own dependencies alone.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -28,6 +27,8 @@ __all__ = [
 
 def has_rich() -> bool:
     """Whether rich (the ``cli`` extra) can be imported."""
+    import importlib.util
+
     try:
         return importlib.util.find_spec("rich") is not None
     except (ImportError, ValueError):  # blocked (sys.modules["rich"] = None) or broken

@@ -10,65 +10,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from . import output
-from .common import EXIT_ERROR, UsageError, emit
+from .common import EXIT_ERROR, EXIT_TIMED_OUT, UsageError, emit
 
 # The SDK is imported where a verb runs, not here: parsing arguments (`--help`) stays quick.
 if TYPE_CHECKING:
     from .._capsule import AsyncCapsule
     from .._client import AsyncWrennClient
 
-__all__ = ["EXIT_TIMED_OUT", "HANDLERS", "add_parsers", "check_command", "stream_command"]
-
-EXIT_TIMED_OUT = 124  # as timeout(1) does
-
-
-def add_command_options(p: argparse.ArgumentParser) -> None:
-    """The options of a command run in a capsule (``run``, ``exec``)."""
-    p.add_argument("--env", action="append", default=[], metavar="K=V", help="set a variable")
-    p.add_argument("--cwd", default=None, help="working directory in the capsule")
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=None,
-        metavar="S",
-        help=f"stop the command after S seconds (exit {EXIT_TIMED_OUT})",
-    )
-    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
-
-
-def add_parsers(command: Callable[[str, str], argparse.ArgumentParser], sub: Any) -> None:
-    create = command("create", "create a capsule that outlives the command; prints its ID")
-    create.add_argument("--template", default=None, help="template or snapshot name")
-    create.add_argument("--vcpus", type=int, default=None)
-    create.add_argument("--memory-mb", type=int, default=None)
-    create.add_argument(
-        "--ttl", type=int, default=None, metavar="S", help="pause after S idle seconds"
-    )
-    create.add_argument("--keep", action="store_true", help="never pause it for inactivity")
-    ex = command("exec", "run a command in an existing capsule: wrenn exec ID -- CMD [ARGS...]")
-    ex.add_argument("capsule_id", metavar="ID")
-    add_command_options(ex)
-    conn = command("connect", "your terminal in an existing capsule (wrenn shell ID)")
-    conn.add_argument("capsule_id", metavar="ID")
-    conn.add_argument("--cmd", default="/bin/bash", help="program to run (default /bin/bash)")
-    for name, text in (("pause", "pause capsules"), ("resume", "resume paused capsules")):
-        p = command(name, text)
-        p.add_argument("capsule_ids", nargs="+", metavar="ID")
-    url = command("url", "a link to a capsule's port that a browser can open: wrenn url ID PORT")
-    url.add_argument("capsule_id", metavar="ID")
-    url.add_argument("port", type=int, metavar="PORT")
-    url.add_argument("--path", default="/", help="path to open (default /)")
-    templates = command(
-        "templates", "templates and snapshots: ls, rm NAME..., build -f RECIPE NAME"
-    )
-    templates.add_argument("action", choices=("ls", "rm", "build"))
-    templates.add_argument("names", nargs="*", metavar="NAME")
-    templates.add_argument(
-        "-f", "--file", default=None, metavar="RECIPE", help="build: the recipe (- for stdin)"
-    )
-    templates.add_argument(
-        "--from", dest="base", default=None, metavar="TEMPLATE", help="build: base template"
-    )
+__all__ = ["EXIT_TIMED_OUT", "HANDLERS", "check_command", "stream_command"]
 
 
 def check_command(args: argparse.Namespace) -> None:
