@@ -188,5 +188,8 @@ async def open_child(
         )
 
     done = _forker.submit(fork)
-    popen: subprocess.Popen[bytes] = await anyio.to_thread.run_sync(done.result)
+    # shielded: a cancel landing before the wait began would leave the fork, submitted
+    # already, running with no owner
+    with anyio.CancelScope(shield=True):
+        popen: subprocess.Popen[bytes] = await anyio.to_thread.run_sync(done.result)
     return Child(popen)

@@ -97,8 +97,9 @@ async def serve(
     try:
         lock = await anyio.to_thread.run_sync(hold_data_dir, root)
     except BaseException:
-        if own_dir:
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))
+        if own_dir:  # shielded: a cancel landing here must not leave the directory
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))
         raise
     base: SharedBase | None = None
     try:

@@ -1,0 +1,99 @@
+"""``wrenn_local.serve()`` cancelled at any point of its start (or of its stop) leaves
+nothing behind: no temporary data directory, no child process (the boot process), no
+open descriptor (the data directory's lock, the shared base's lock, sockets), and the
+cancellation itself comes out as a cancellation.
+
+The points are reached by time: a sweep of delays across the whole start, whose
+duration is measured first on this machine, so the sweep lands in every phase (making
+the data directory, detecting the host, starting the boot process, holding the shared
+base, binding, serving) whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+import wrenn_local
+from wrenn_local._data_dir import TEMP_PREFIX
+
+pytestmark = pytest.mark.anyio
+
+
+def open_fds() -> set[int]:
+    return {int(n) for n in os.listdir("/proc/self/fd")}
+
+
+def children() -> set[str]:
+    """This process's children, each as ``pid state command``."""
+    me = str(os.getpid())
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if fields[1] == me:
+            with contextlib.suppress(OSError):
+                command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+                found.add(f"{entry} {fields[0]} {command.decode(errors='replace')[:200]}")
+    return found
+
+
+def temp_dirs() -> set[str]:
+    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(TEMP_PREFIX)}
+
+
+async def settle_fds(before: set[int]) -> set[int]:
+    """Descriptors opened since ``before`` that stay open (a worker thread may be a
+    moment from closing one it used)."""
+    for _ in range(50):
+        extra = open_fds() - before
+        if not extra:
+            return extra
+        await anyio.sleep(0.02)
+    return {fd for fd in extra if os.path.exists(f"/proc/self/fd/{fd}")}
+
+
+async def test_serve_cancelled_anywhere_in_its_start_leaves_nothing() -> None:
+    # how long a start takes here (the first one also makes the shared base if needed)
+    started = time.monotonic()
+    async with wrenn_local.serve():
+        start_s = time.monotonic() - started
+    async with wrenn_local.serve():
+        pass
+    fds, kids, dirs = open_fds(), children(), temp_dirs()
+    delays = [0.0, 0.0005, 0.002] + [start_s * k / 12 for k in range(1, 16)]
+    entered = 0
+    for delay in delays:
+        with anyio.move_on_after(delay) as scope:
+            async with wrenn_local.serve():
+                entered += 1
+                await anyio.sleep_forever()
+        assert scope.cancelled_caught, f"cancelled after {delay * 1000:.1f} ms"
+        assert await settle_fds(fds) == set(), f"after {delay * 1000:.1f} ms"
+        assert children() - kids == set(), f"after {delay * 1000:.1f} ms"
+        assert temp_dirs() - dirs == set(), f"after {delay * 1000:.1f} ms"
+    assert entered < len(delays)  # some cancels landed inside the start, not after it
+
+
+async def test_serve_cancelled_while_stopping_still_stops_everything() -> None:
+    fds, kids, dirs = open_fds(), children(), temp_dirs()
+    for delay in (0.0, 0.001, 0.005, 0.02):
+        with anyio.CancelScope() as outer:
+            async with wrenn_local.serve():
+                outer.cancel()  # the stop runs with the scope already cancelled
+                await anyio.sleep(delay)
+        assert outer.cancelled_caught
+        assert await settle_fds(fds) == set()
+        assert children() - kids == set()
+        assert temp_dirs() - dirs == set()
