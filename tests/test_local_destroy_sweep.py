@@ -1,0 +1,126 @@
+"""A capsule destroyed at any point of its cold boot leaves nothing on the host: no
+process (bubblewrap, the agent, pasta), no cgroup, no loop device on its disk image, no
+directory, no descriptor held by the server (its id range's lock, its network namespace,
+sockets to its agent).
+
+The points are reached by time: a DELETE after a sweep of delays across a whole cold
+boot, whose duration is measured first on this machine. Spares and ready networks are off
+so that every create boots cold and makes its own network, and nothing the server makes
+ahead blurs what a capsule left.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import anyio
+import attrs
+import pytest
+
+from tests.descriptors import open_fds, settled_fds
+from tests.localserver import FAST, local_http, wait_status
+
+pytestmark = pytest.mark.anyio
+
+COLD = attrs.evolve(FAST, spares=0, ready_networks=0)
+
+
+def descendants(pid: int) -> set[str]:
+    """Processes under ``pid``, each as ``pid command``."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents.setdefault(int(stat.rpartition(")")[2].split()[1]), []).append(int(entry))
+    found: set[str] = set()
+    todo = list(parents.get(pid, []))
+    while todo:
+        child = todo.pop()
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        found.add(f"{child} {command.decode(errors='replace')[:160]}")
+        todo += parents.get(child, [])
+    return found
+
+
+def loops_on(directory: Path) -> list[str]:
+    """Loop devices whose backing file is under ``directory``."""
+    found = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if backing.read_text().strip().startswith(f"{directory}/"):
+                found.append(backing.parent.parent.name)
+        except OSError:
+            continue
+    return found
+
+
+def cgroups_of(capsule_id: str) -> list[Path]:
+    root = Path("/sys/fs/cgroup")
+    found = [root / "wrenn-local" / capsule_id, *root.glob(f"*/wrenn-local/{capsule_id}")]
+    return [path for path in found if path.exists()]
+
+
+async def settled_descendants(baseline: set[str], within: float = 10.0) -> set[str]:
+    with anyio.move_on_after(within):
+        while descendants(os.getpid()) - baseline:
+            await anyio.sleep(0.05)
+    return descendants(os.getpid()) - baseline
+
+
+async def test_a_capsule_destroyed_anywhere_in_its_boot_leaves_nothing() -> None:
+    async with local_http(options=COLD) as (server, http):
+        if server.isolation != "full":
+            pytest.skip("reduced isolation: no cgroups, disk image or network to leave")
+
+        async def create() -> str:
+            resp = await http.post("/v1/capsules", json={})
+            assert resp.status_code == 202, resp.text
+            return str(resp.json()["id"])
+
+        # one whole boot first: caches (disk template, compiled agent) made, and timed
+        cid = await create()
+        await wait_status(http, cid, "running")
+        await http.delete(f"/v1/capsules/{cid}")
+        await wait_status(http, cid, "stopped")
+        started = time.monotonic()
+        cid = await create()
+        await wait_status(http, cid, "running")
+        boot_s = time.monotonic() - started
+        # what the checks below look for is there while a capsule runs (they can fail)
+        assert loops_on(server.data_dir / "capsules" / cid)
+        assert cgroups_of(cid)
+        assert len(descendants(os.getpid())) > 1  # the boot process, and this capsule
+        await http.delete(f"/v1/capsules/{cid}")
+        await wait_status(http, cid, "stopped")
+        await anyio.sleep(0.2)
+        fds, processes = open_fds(), descendants(os.getpid())
+
+        delays = [0.0, 0.001, 0.005] + [boot_s * k / 10 for k in range(1, 14)]
+        interrupted = 0
+        for delay in delays:
+            cid = await create()
+            await anyio.sleep(delay)
+            status = (await http.get(f"/v1/capsules/{cid}")).json()["status"]
+            interrupted += status != "running"
+            gone = await http.delete(f"/v1/capsules/{cid}")
+            assert gone.status_code in (202, 204), gone.text
+            await wait_status(http, cid, "stopped")
+            where = f"destroyed {delay * 1000:.0f} ms after its create"
+            directory = server.data_dir / "capsules" / cid
+            assert not directory.exists(), where
+            assert cgroups_of(cid) == [], where
+            assert loops_on(directory) == [], where
+            assert await settled_descendants(processes) == set(), where
+            assert await settled_fds(fds) <= fds, where
+        assert interrupted >= 3, "the sweep reached into the boot"
+        # and the server still boots capsules, with nothing of those left in the way
+        cid = await create()
+        await wait_status(http, cid, "running")
