@@ -97,3 +97,50 @@ async def test_serve_cancelled_while_stopping_still_stops_everything() -> None:
         assert await settle_fds(fds) == set()
         assert children() - kids == set()
         assert temp_dirs() - dirs == set()
+
+
+@pytest.mark.parametrize("how", ["left", "cancelled"])
+async def test_a_server_left_while_capsules_boot_stops_them_all(how: str) -> None:
+    """Leaving ``serve()`` (normally, or by a cancellation from outside) while capsules
+    are booting, at many points of their boots: every capsule's processes, cgroups and
+    loop devices go with the server, and its exit is bounded."""
+    import httpx
+
+    fds, kids, dirs = open_fds(), children(), temp_dirs()
+    for delay in (0.0, 0.02, 0.08, 0.2, 0.4):
+        where = f"{how} {delay * 1000:.0f} ms after three creates"
+        ids: list[str] = []
+        data_dir = None
+        with anyio.fail_after(30):  # the exit is bounded
+            with anyio.CancelScope() as outer:
+                async with (
+                    wrenn_local.serve() as server,
+                    httpx.AsyncClient(
+                        base_url=server.base_url, headers={"X-API-Key": server.api_key}
+                    ) as http,
+                ):
+                    data_dir = server.data_dir
+                    for _ in range(3):
+                        resp = await http.post("/v1/capsules", json={})
+                        assert resp.status_code == 202, resp.text
+                        ids.append(resp.json()["id"])
+                    await anyio.sleep(delay)
+                    if how == "cancelled":
+                        outer.cancel()
+                        await anyio.sleep_forever()
+        assert outer.cancelled_caught == (how == "cancelled")
+        assert data_dir is not None
+        assert not data_dir.exists(), where
+        cgroups = Path("/sys/fs/cgroup")
+        for cid in ids:
+            left = [cgroups / "wrenn-local" / cid, *cgroups.glob(f"*/wrenn-local/{cid}")]
+            assert [p for p in left if p.exists()] == [], where
+        loops = [
+            b.parent.parent.name
+            for b in Path("/sys/block").glob("loop*/loop/backing_file")
+            if b.read_text().startswith(f"{data_dir}/")
+        ]
+        assert loops == [], where
+        assert await settle_fds(fds) == set(), where
+        assert children() - kids == set(), where
+        assert temp_dirs() - dirs == set(), where
