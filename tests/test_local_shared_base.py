@@ -213,3 +213,62 @@ async def test_an_older_servers_own_base_in_a_data_dir_is_removed(tmp_path: Path
     async with wrenn_local.serve(data_dir=data) as server:
         assert server.capsules.base.parent == base_home()
         assert not (data / "base").exists()
+
+
+def test_a_maker_killed_mid_make_leaves_a_leftover_that_goes_once_old(tmp_path: Path) -> None:
+    """A real maker process, SIGKILLed while making: its lock dies with it, so its
+    half-made ``.making-*`` is removed by the next server once it is old enough to be
+    nobody's (never while its maker lives, however old it looks), and servers meanwhile
+    make and use a whole base of their own."""
+    import signal
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    maker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from wrenn_local import _shared_base\n"
+            "def stuck(where):\n"
+            "    (Path(where) / 'half').write_text('made')\n"
+            "    print('making', flush=True)\n"
+            "    time.sleep(120)\n"
+            "_shared_base.prepare_base = stuck\n"
+            "_shared_base.hold_base(Path(sys.argv[1]), home=Path(sys.argv[2]))\n",
+            str(tmp_path / "own-of-maker"),
+            str(home),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert maker.stdout is not None
+        assert maker.stdout.readline().strip() == "making"
+        (leftover,) = [home / n for n in os.listdir(home) if n.startswith(MAKING)]
+        assert (leftover / "half").read_text() == "made"
+        long_ago = time.time() - 3600
+        os.utime(leftover, (long_ago, long_ago))
+        # however old it looks, a live maker's directory is kept
+        live = hold_base(tmp_path / "own", home=home)
+        live.release()
+        assert leftover.is_dir()
+    finally:
+        maker.send_signal(signal.SIGKILL)
+        maker.wait(10)
+        if maker.stdout is not None:
+            maker.stdout.close()
+    # dead now, but just made: perhaps a live maker's that has not locked it yet
+    os.utime(leftover, None)
+    fresh = hold_base(tmp_path / "own", home=home)
+    assert fresh.path == home / etc_key()
+    assert (fresh.path / "etc" / "passwd").is_file()
+    fresh.release()
+    assert leftover.is_dir()
+    os.utime(leftover, (long_ago, long_ago))
+    again = hold_base(tmp_path / "own", home=home)  # the next start removes it
+    again.release()
+    assert not leftover.exists()
+    assert sorted(os.listdir(home)) == [etc_key()]

@@ -178,21 +178,19 @@ def _make(home: Path, target: Path) -> int | None:
     another server's was put there first (then hold that one)."""
     making = Path(tempfile.mkdtemp(prefix=MAKING, dir=home))
     fd = os.open(making, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    placed = False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)  # a pruner leaves it alone from here
         prepare_base(making)
         os.chmod(making, 0o755)  # as a base in a data directory was
-        try:
+        with contextlib.suppress(OSError):  # another server's is in place (ENOTEMPTY, EEXIST)
             os.rename(making, target)
-        except OSError:  # another server's is in place (ENOTEMPTY, EEXIST)
+            placed = True
+    finally:
+        if not placed:  # (also on failure or interruption: nothing half-made stays)
             shutil.rmtree(making, ignore_errors=True)
             os.close(fd)
-            return None
-    except BaseException:
-        shutil.rmtree(making, ignore_errors=True)
-        os.close(fd)
-        raise
-    return fd
+    return fd if placed else None
 
 
 def _prune(home: Path, keep: Path) -> None:
