@@ -20,7 +20,7 @@ import attrs
 import pytest
 
 from tests.descriptors import open_fds, settled_fds
-from tests.localserver import FAST, local_http, wait_status
+from tests.localserver import FAST, local_http, new_capsule, sh, wait_status
 
 pytestmark = pytest.mark.anyio
 
@@ -124,3 +124,67 @@ async def test_a_capsule_destroyed_anywhere_in_its_boot_leaves_nothing() -> None
         # and the server still boots capsules, with nothing of those left in the way
         cid = await create()
         await wait_status(http, cid, "running")
+
+
+async def test_a_capsule_destroyed_anywhere_in_its_snapshot_leaves_no_half_template() -> None:
+    """A DELETE at many points of a snapshot (the capsule frozen, its files being
+    copied): the snapshot ends either whole (listed, and a capsule boots from it with
+    the files) or not at all (not listed, its name free again, no layer directory
+    left), and the capsule's processes and cgroups go as in any destroy."""
+    async with local_http(options=COLD) as (server, http):
+        if server.isolation != "full":
+            pytest.skip("reduced isolation: no cgroups to leave")
+        templates = server.data_dir / "templates"
+
+        async def snapshot_then_destroy(name: str, delay: float | None) -> float:
+            cid = await new_capsule(http)
+            made = await sh(http, cid, "mkdir -p ~/many && cd ~/many && seq 1 400 | xargs touch")
+            assert made["exit_code"] == 0, made
+            started = time.monotonic()
+            resp = await http.post("/v1/snapshots", json={"sandbox_id": cid, "name": name})
+            assert resp.status_code in (201, 202), resp.text
+            if delay is not None:
+                await anyio.sleep(delay)
+                gone = await http.delete(f"/v1/capsules/{cid}")
+                assert gone.status_code in (202, 204), gone.text
+                await wait_status(http, cid, "stopped")
+            else:
+                await wait_status(http, cid, "running")
+            took = time.monotonic() - started
+            await http.delete(f"/v1/capsules/{cid}")
+            await wait_status(http, cid, "stopped")
+            assert cgroups_of(cid) == []
+            return took
+
+        snapshot_s = await snapshot_then_destroy("whole", None)
+        listed = {t["name"] for t in (await http.get("/v1/snapshots?type=snapshot")).json()}
+        assert "whole" in listed
+        cid = await new_capsule(http, template="whole")
+        assert (await sh(http, cid, "ls ~/many | wc -l"))["stdout"].strip() == "400"
+        await http.delete(f"/v1/capsules/{cid}")
+        outcomes = []
+        for k, delay in enumerate([0.0, 0.002] + [snapshot_s * i / 6 for i in range(1, 8)]):
+            name = f"cut-{k}"
+            await snapshot_then_destroy(name, delay)
+            # the snapshot's own task may still be finishing: it ends one way or the other
+            with anyio.fail_after(20):
+                while True:
+                    found = {t["name"]: t for t in (await http.get("/v1/snapshots")).json()}
+                    if name not in found or found[name].get("size_bytes") is not None:
+                        break
+                    await anyio.sleep(0.05)
+            where = f"destroyed {delay * 1000:.0f} ms into its snapshot"
+            if name in found:
+                outcomes.append("whole")
+                cid = await new_capsule(http, template=name)
+                counted = await sh(http, cid, "ls ~/many | wc -l")
+                assert counted["stdout"].strip() == "400", where
+                await http.delete(f"/v1/capsules/{cid}")
+            else:
+                outcomes.append("none")
+                assert not list(templates.glob(f"*-{name}")), where
+                # the name is free again: the request gets as far as the missing capsule
+                nobody = "cl-" + "0" * 25
+                again = await http.post("/v1/snapshots", json={"sandbox_id": nobody, "name": name})
+                assert again.status_code == 404, f"{where}: {again.text}"
+        assert "none" in outcomes, outcomes  # some destroys landed inside a snapshot

@@ -564,15 +564,20 @@ class CapsuleManager:
                         ("root", "usr", "etc", "var", "opt"),
                     )
                 finally:
-                    if previous == "running":
-                        await record.sandbox.freeze(False)
+                    if previous == "running" and not record.sandbox.stop_requested():
+                        await record.sandbox.freeze(False)  # (a stop thaws it itself)
+                # A destroy during the copy (it stops the sandbox before it takes the
+                # lock) took the capsule's files away under it: what was copied may be
+                # anything down to nothing, so the snapshot fails rather than keep it.
                 if record.status == "snapshotting":
                     record.set_status(previous)
-                ok = True
+                    ok = True
         except Exception as exc:
-            log.warning("snapshot %s failed: %s", template.name, exc)
             if record.status == "snapshotting":
+                log.warning("snapshot %s failed: %s", template.name, exc)
                 record.set_status(previous)
+            else:  # its copy failed as the capsule's files went away
+                log.info("snapshot %s abandoned: its capsule was destroyed", template.name)
         if not ok:
             self.templates.discard(template)
             shutil.rmtree(target, ignore_errors=True)
