@@ -188,3 +188,39 @@ async def test_a_capsule_destroyed_anywhere_in_its_snapshot_leaves_no_half_templ
                 again = await http.post("/v1/snapshots", json={"sandbox_id": nobody, "name": name})
                 assert again.status_code == 404, f"{where}: {again.text}"
         assert "none" in outcomes, outcomes  # some destroys landed inside a snapshot
+
+
+async def test_a_capsule_destroyed_anywhere_in_a_pause_or_resume_leaves_nothing() -> None:
+    """A DELETE at many points of a pause and of a resume (its processes being frozen or
+    thawed): the capsule stops, and none of its processes (frozen ones included),
+    cgroups, loop devices or directories stay."""
+    async with local_http(options=COLD) as (server, http):
+        if server.isolation != "full":
+            pytest.skip("reduced isolation: no cgroups to leave")
+        cid = await new_capsule(http)
+        await http.delete(f"/v1/capsules/{cid}")
+        await wait_status(http, cid, "stopped")
+        await anyio.sleep(0.2)
+        fds, processes = open_fds(), descendants(os.getpid())
+        for action in ("pause", "resume"):
+            for delay in (0.0, 0.001, 0.003, 0.01, 0.03, 0.1):
+                cid = await new_capsule(http)
+                await sh(http, cid, "sleep 600 & sleep 600 &", background=True)
+                if action == "resume":
+                    resp = await http.post(f"/v1/capsules/{cid}/pause")
+                    assert resp.status_code in (200, 202), resp.text
+                    await wait_status(http, cid, "paused")
+                resp = await http.post(f"/v1/capsules/{cid}/{action}")
+                assert resp.status_code in (200, 202), resp.text
+                await anyio.sleep(delay)
+                gone = await http.delete(f"/v1/capsules/{cid}")
+                assert gone.status_code in (202, 204), gone.text
+                await wait_status(http, cid, "stopped")
+                where = f"destroyed {delay * 1000:.0f} ms into a {action}"
+                directory = server.data_dir / "capsules" / cid
+                assert not directory.exists(), where
+                assert cgroups_of(cid) == [], where
+                assert loops_on(directory) == [], where
+                assert await settled_descendants(processes) == set(), where
+                assert await settled_fds(fds) <= fds, where
+        cid = await new_capsule(http)  # and the server still boots capsules
