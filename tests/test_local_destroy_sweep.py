@@ -17,8 +17,10 @@ from pathlib import Path
 
 import anyio
 import attrs
+import httpx
 import pytest
 
+import wrenn_local
 from tests.descriptors import open_fds, settled_fds
 from tests.localserver import FAST, local_http, new_capsule, sh, wait_status
 
@@ -75,6 +77,28 @@ async def settled_descendants(baseline: set[str], within: float = 10.0) -> set[s
     return descendants(os.getpid()) - baseline
 
 
+async def destroy_leaving_nothing(
+    http: httpx.AsyncClient,
+    server: wrenn_local.LocalServer,
+    cid: str,
+    where: str,
+    baseline: tuple[int, set[str]],
+) -> None:
+    """DELETE ``cid``, wait until it is stopped, and check that nothing of it stays:
+    directory, cgroups, loop devices, processes, the server's descriptors (back to
+    ``baseline``: open descriptors, processes under this one)."""
+    gone = await http.delete(f"/v1/capsules/{cid}")
+    assert gone.status_code in (202, 204), gone.text
+    await wait_status(http, cid, "stopped")
+    directory = server.data_dir / "capsules" / cid
+    assert not directory.exists(), where
+    assert cgroups_of(cid) == [], where
+    assert loops_on(directory) == [], where
+    fds, processes = baseline
+    assert await settled_descendants(processes) == set(), where
+    assert await settled_fds(fds) <= fds, where
+
+
 async def test_a_capsule_destroyed_anywhere_in_its_boot_leaves_nothing() -> None:
     async with local_http(options=COLD) as (server, http):
         if server.isolation != "full":
@@ -110,16 +134,8 @@ async def test_a_capsule_destroyed_anywhere_in_its_boot_leaves_nothing() -> None
             await anyio.sleep(delay)
             status = (await http.get(f"/v1/capsules/{cid}")).json()["status"]
             interrupted += status != "running"
-            gone = await http.delete(f"/v1/capsules/{cid}")
-            assert gone.status_code in (202, 204), gone.text
-            await wait_status(http, cid, "stopped")
             where = f"destroyed {delay * 1000:.0f} ms after its create"
-            directory = server.data_dir / "capsules" / cid
-            assert not directory.exists(), where
-            assert cgroups_of(cid) == [], where
-            assert loops_on(directory) == [], where
-            assert await settled_descendants(processes) == set(), where
-            assert await settled_fds(fds) <= fds, where
+            await destroy_leaving_nothing(http, server, cid, where, (fds, processes))
         assert interrupted >= 3, "the sweep reached into the boot"
         # and the server still boots capsules, with nothing of those left in the way
         cid = await create()
@@ -213,14 +229,6 @@ async def test_a_capsule_destroyed_anywhere_in_a_pause_or_resume_leaves_nothing(
                 resp = await http.post(f"/v1/capsules/{cid}/{action}")
                 assert resp.status_code in (200, 202), resp.text
                 await anyio.sleep(delay)
-                gone = await http.delete(f"/v1/capsules/{cid}")
-                assert gone.status_code in (202, 204), gone.text
-                await wait_status(http, cid, "stopped")
                 where = f"destroyed {delay * 1000:.0f} ms into a {action}"
-                directory = server.data_dir / "capsules" / cid
-                assert not directory.exists(), where
-                assert cgroups_of(cid) == [], where
-                assert loops_on(directory) == [], where
-                assert await settled_descendants(processes) == set(), where
-                assert await settled_fds(fds) <= fds, where
+                await destroy_leaving_nothing(http, server, cid, where, (fds, processes))
         cid = await new_capsule(http)  # and the server still boots capsules

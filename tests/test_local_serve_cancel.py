@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -49,8 +50,28 @@ def children() -> set[str]:
     return found
 
 
-def temp_dirs() -> set[str]:
-    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(TEMP_PREFIX)}
+class TempDirs(list[str]):
+    """The temporary data directories this process's servers made (other test processes
+    make theirs in the same place meanwhile: a listing of it would count theirs)."""
+
+    def __call__(self) -> set[str]:
+        """Those that still exist."""
+        return {path for path in self if os.path.exists(path)}
+
+
+@pytest.fixture
+def temp_dirs(monkeypatch: pytest.MonkeyPatch) -> TempDirs:
+    made = TempDirs()
+    real = tempfile.mkdtemp
+
+    def spy(*args: Any, **kwargs: Any) -> str:
+        path: str = real(*args, **kwargs)
+        if os.path.basename(path).startswith(TEMP_PREFIX):
+            made.append(path)
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", spy)
+    return made
 
 
 async def settle_fds(before: set[int]) -> set[int]:
@@ -64,14 +85,16 @@ async def settle_fds(before: set[int]) -> set[int]:
     return {fd for fd in extra if os.path.exists(f"/proc/self/fd/{fd}")}
 
 
-async def test_serve_cancelled_anywhere_in_its_start_leaves_nothing() -> None:
+async def test_serve_cancelled_anywhere_in_its_start_leaves_nothing(
+    temp_dirs: TempDirs,
+) -> None:
     # how long a start takes here (the first one also makes the shared base if needed)
     started = time.monotonic()
     async with wrenn_local.serve():
         start_s = time.monotonic() - started
     async with wrenn_local.serve():
         pass
-    fds, kids, dirs = open_fds(), children(), temp_dirs()
+    fds, kids = open_fds(), children()
     delays = [0.0, 0.0005, 0.002] + [start_s * k / 12 for k in range(1, 16)]
     entered = 0
     for delay in delays:
@@ -82,12 +105,15 @@ async def test_serve_cancelled_anywhere_in_its_start_leaves_nothing() -> None:
         assert scope.cancelled_caught, f"cancelled after {delay * 1000:.1f} ms"
         assert await settle_fds(fds) == set(), f"after {delay * 1000:.1f} ms"
         assert children() - kids == set(), f"after {delay * 1000:.1f} ms"
-        assert temp_dirs() - dirs == set(), f"after {delay * 1000:.1f} ms"
+        assert temp_dirs() == set(), f"after {delay * 1000:.1f} ms"
     assert entered < len(delays)  # some cancels landed inside the start, not after it
+    assert len(temp_dirs) >= len(delays)  # (the spy saw every server's directory)
 
 
-async def test_serve_cancelled_while_stopping_still_stops_everything() -> None:
-    fds, kids, dirs = open_fds(), children(), temp_dirs()
+async def test_serve_cancelled_while_stopping_still_stops_everything(
+    temp_dirs: TempDirs,
+) -> None:
+    fds, kids = open_fds(), children()
     for delay in (0.0, 0.001, 0.005, 0.02):
         with anyio.CancelScope() as outer:
             async with wrenn_local.serve():
@@ -96,17 +122,19 @@ async def test_serve_cancelled_while_stopping_still_stops_everything() -> None:
         assert outer.cancelled_caught
         assert await settle_fds(fds) == set()
         assert children() - kids == set()
-        assert temp_dirs() - dirs == set()
+        assert temp_dirs() == set()
 
 
 @pytest.mark.parametrize("how", ["left", "cancelled"])
-async def test_a_server_left_while_capsules_boot_stops_them_all(how: str) -> None:
+async def test_a_server_left_while_capsules_boot_stops_them_all(
+    how: str, temp_dirs: TempDirs
+) -> None:
     """Leaving ``serve()`` (normally, or by a cancellation from outside) while capsules
     are booting, at many points of their boots: every capsule's processes, cgroups and
     loop devices go with the server, and its exit is bounded."""
     import httpx
 
-    fds, kids, dirs = open_fds(), children(), temp_dirs()
+    fds, kids = open_fds(), children()
     for delay in (0.0, 0.02, 0.08, 0.2, 0.4):
         where = f"{how} {delay * 1000:.0f} ms after three creates"
         ids: list[str] = []
@@ -143,4 +171,4 @@ async def test_a_server_left_while_capsules_boot_stops_them_all(how: str) -> Non
         assert loops == [], where
         assert await settle_fds(fds) == set(), where
         assert children() - kids == set(), where
-        assert temp_dirs() - dirs == set(), where
+        assert temp_dirs() == set(), where
