@@ -6,7 +6,9 @@ memory usage for the metrics. Controllers the host lacks are reported, not faked
 
 A capsule nobody owns yet (a warm spare, _spares.py) runs in the *background*: its group
 has the lowest CPU weight the kernel takes, so its boot only gets CPU that no owned
-capsule wants. It is put back to the default weight when an account claims it.
+capsule wants. It is put back to the default weight when an account claims it. A
+stopping capsule's group goes back to the background while its processes end (their
+exit, which frees their memory, is CPU the capsules still in use want more).
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from typing import Final
 
 import anyio
 
-__all__ = ["CGROUP_ROOT", "CgroupSet", "detect_cgroups", "pids_limit", "remove_cgroup_parents"]
+__all__ = [
+    "CGROUP_ROOT",
+    "ENDING_IN_BACKGROUND_SECONDS",
+    "CgroupSet",
+    "detect_cgroups",
+    "pids_limit",
+    "remove_cgroup_parents",
+]
 
 log = logging.getLogger("wrenn_local.sandbox")
 
@@ -31,6 +40,10 @@ CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 #: CPU weight of a background group and of a normal one: (v2 ``cpu.weight``, v1 ``cpu.shares``)
 BACKGROUND_WEIGHT: Final = ("1", "2")
 DEFAULT_WEIGHT: Final = ("100", "1024")
+#: how long a stopping capsule's processes (and its pasta) may take to end in the
+#: background before they get the default weight (niceness) back, so that a stop ends
+#: soon on a busy host too (``Sandbox.stop``, ``CapsuleNetwork.close``)
+ENDING_IN_BACKGROUND_SECONDS: Final = 1.0
 #: how long removing a stopped capsule's groups is retried (all hierarchies together)
 REMOVE_SECONDS: Final = 5.0
 
@@ -84,13 +97,20 @@ class CgroupSet:
             if self.made:
                 self._weigh(DEFAULT_WEIGHT)
 
-    def _weigh(self, weight: tuple[str, str]) -> None:
+    def to_background(self) -> None:
+        """Give the groups the lowest CPU weight again: a stopping capsule's processes
+        end in the background (see :meth:`Sandbox.stop <wrenn_local._sandbox.Sandbox.stop>`)."""
+        with self._lock:
+            if self.made:
+                self._weigh(BACKGROUND_WEIGHT)
+
+    def _weigh(self, weight: tuple[str, str], *, quiet: bool = False) -> None:
         if "cpu" not in self.controllers:
             return
         if self.version == 2:
-            self._write("unified", "cpu.weight", weight[0])
+            self._write("unified", "cpu.weight", weight[0], quiet=quiet)
         else:
-            self._write("cpu", "cpu.shares", weight[1])
+            self._write("cpu", "cpu.shares", weight[1], quiet=quiet)
 
     def _create(self, *, vcpus: int, memory_mb: int) -> list[str]:
         for path in self._dirs.values():
@@ -109,14 +129,15 @@ class CgroupSet:
             self._write("pids", "pids.max", str(pids_limit()))
         return [str(path / "cgroup.procs") for path in self._dirs.values()]
 
-    def _write(self, controller: str, name: str, value: str) -> None:
+    def _write(self, controller: str, name: str, value: str, *, quiet: bool = False) -> None:
         path = self._dirs.get(controller)
         if path is None:
             return
         try:
             (path / name).write_text(value)
         except OSError as exc:
-            log.warning("cgroup setting %s=%s failed: %s", name, value, exc)
+            if not quiet:
+                log.warning("cgroup setting %s=%s failed: %s", name, value, exc)
 
     def _read(self, controller: str, name: str) -> str | None:
         path = self._dirs.get(controller)
@@ -175,13 +196,17 @@ class CgroupSet:
         share = (used - last[1]) / 1e9 / (now - last[0]) / max(vcpus, 1) * 100
         return round(max(0.0, min(share, 100.0)), 2)
 
-    def remove(self) -> None:
+    def remove(self, *, background_until: float | None = None) -> None:
         """Remove the directories (their processes killed if any remain); ``made`` stays
-        true if one could not be removed, so that a later call tries again."""
-        with self._lock:
-            self._remove()
+        true if one could not be removed, so that a later call tries again.
 
-    def _remove(self) -> None:
+        ``background_until``: a ``time.monotonic()`` after which processes that have
+        not ended yet get the default CPU weight back (a stop let them end in the
+        background until then: see :meth:`to_background`)."""
+        with self._lock:
+            self._remove(background_until)
+
+    def _remove(self, background_until: float | None) -> None:
         left = False
         deadline = time.monotonic() + REMOVE_SECONDS
         for path in self._dirs.values():
@@ -197,9 +222,15 @@ class CgroupSet:
                 except FileNotFoundError:
                     break
                 except OSError:
-                    if time.monotonic() > deadline:
+                    now = time.monotonic()
+                    if now > deadline:
                         left = True
                         break
+                    if background_until is not None and now >= background_until:
+                        # (the stop should end soon now; v1: a cpu group removed
+                        # already had no process left, so quiet if it is gone)
+                        self._weigh(DEFAULT_WEIGHT, quiet=True)
+                        background_until = None
                     _kill_cgroup(path)
                     time.sleep(delay)
                     delay = min(delay * 2, 0.02)

@@ -39,6 +39,7 @@ import functools
 import ipaddress
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -55,6 +56,7 @@ import anyio.abc
 import attrs
 
 from ._boot_process import BootChild, BootProcess
+from ._cgroups import ENDING_IN_BACKGROUND_SECONDS
 from ._proc import children
 
 __all__ = [
@@ -96,7 +98,8 @@ BLOCKED: Final = (
 TABLE: Final = "wrenn_capsule"
 # pasta's niceness while its capsule is a warm spare (_spares.py): its start-up (some
 # 10-20 ms of CPU, most of it clearing its buffers) runs outside the capsule's cgroups,
-# so their low CPU weight does not cover it; the claim makes it 0, as every pasta's
+# so their low CPU weight does not cover it; the claim makes it 0, as every pasta's.
+# A closing network's pasta gets it again for its end (CapsuleNetwork.close).
 BACKGROUND_NICE: Final = 19
 # The holder: pasta's grandparent. It makes a PID namespace whose init is pasta's parent
 # (init dies with the holder: parent-death signal; the kernel then kills pasta) and
@@ -522,26 +525,56 @@ class CapsuleNetwork:
                 os.setpriority(os.PRIO_PROCESS, pid, 0)
 
     async def close(self) -> None:
-        """Kill pasta (through its holder) and wait for it; bounded and shielded.
+        """Kill pasta (through its holder) and wait until it has ended; bounded (5 s) and
+        shielded.
+
+        pasta ends at the highest niceness: freeing its buffers takes some 10 ms of CPU,
+        which capsules still in use want more (as :meth:`Sandbox.stop
+        <wrenn_local._sandbox.Sandbox.stop>` does with the capsule's own processes). If
+        it has not ended within :data:`ENDING_IN_BACKGROUND_SECONDS` it gets niceness 0
+        back, so that a busy host still sees the close end soon.
 
         Final: a pasta whose start was under way is killed as soon as it exists."""
         self._closed = True
         self.connected = False
+        pasta = self.pasta_pid()
+        pidfd = None
+        if pasta is not None:
+            with contextlib.suppress(OSError):
+                # (taken while its holder lives: the pid is pasta's, not reaped yet)
+                pidfd = os.pidfd_open(pasta)
+                os.setpriority(os.PRIO_PROCESS, pasta, BACKGROUND_NICE)
         holder, self.holder = self.holder, None
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-            if holder is not None:
-                if holder.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        holder.send_signal(signal.SIGKILL)
-                await holder.wait()
+            try:
+                if holder is not None:
+                    if holder.returncode is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            holder.send_signal(signal.SIGKILL)
+                    await holder.wait()  # its namespace's init dies with it, and pasta
+                if pidfd is not None:
+                    with anyio.move_on_after(ENDING_IN_BACKGROUND_SECONDS) as background:
+                        await anyio.wait_readable(pidfd)
+                    if background.cancelled_caught and not _readable(pidfd):
+                        # (not readable: not ended, so not reaped, and the pid still its)
+                        with contextlib.suppress(OSError):
+                            os.setpriority(os.PRIO_PROCESS, pasta, 0)  # type: ignore[arg-type]
+                        await anyio.wait_readable(pidfd)
+            finally:
+                if pidfd is not None:
+                    os.close(pidfd)
             if self.scratch is not None:
                 await anyio.to_thread.run_sync(
                     functools.partial(shutil.rmtree, self.scratch, ignore_errors=True)
                 )
                 self.scratch = None
+
+
+def _readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 async def wait_for_netns(pid: int, timeout: float) -> int:
