@@ -22,3 +22,26 @@ async def settled_fds(target: int, *, within: float = 5.0) -> int:
         while open_fds() > target:
             await anyio.sleep(0.01)
     return open_fds()
+
+
+def fd_targets() -> set[str]:
+    """This process's descriptors, each as ``fd -> what it is`` (for a failure's message;
+    a socket with its /proc/net line: its kind, addresses and state)."""
+    sockets: dict[str, str] = {}
+    for table in ("tcp", "tcp6", "unix"):
+        with open(f"/proc/net/{table}") as fh:
+            for line in fh.readlines()[1:]:
+                fields = line.split()
+                inode = fields[6] if table == "unix" else fields[9]
+                sockets[inode] = (
+                    f"{table} {' '.join(fields[:4] if table != 'unix' else fields[5:])}"
+                )
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        inode = target.removeprefix("socket:[").removesuffix("]")
+        found.add(f"{fd} -> {target} {sockets.get(inode, '')}".rstrip())
+    return found

@@ -68,6 +68,36 @@ def _trio_send_race_taken_as_closed() -> None:
     tcp_server.TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]
 
 
+def _peer_gone_lets_the_connection_go(tcp_server: Any) -> None:
+    """Hypercorn (0.18) keeps a connection whose client closed it while idle until its
+    keep-alive timeout: the end of file ends the read loop, but the connection's task
+    group still holds the keep-alive timer's task, so the socket sits in CLOSE_WAIT for
+    ``keep_alive_timeout`` (30 s here) after every client that closes. A program that
+    opens and closes clients in a loop (or a CLI run per command) then holds hundreds of
+    descriptors. Here the read loop's end stops that timer, and none is started again
+    once the peer has gone (a request still in flight then ends as it would have)."""
+    from hypercorn.events import Updated
+
+    server = tcp_server.TCPServer
+    if getattr(server._read_data, "_wrenn_peer_gone", False):
+        return
+    read_data, protocol_send = server._read_data, server.protocol_send
+
+    async def _read_data(self: Any) -> None:
+        await read_data(self)
+        self._wrenn_peer_gone = True
+        await self.idle_task.stop()
+
+    async def send(self: Any, event: Any) -> None:
+        if isinstance(event, Updated) and event.idle and getattr(self, "_wrenn_peer_gone", False):
+            return  # (idle now, with nobody left to send it a request: let it end)
+        await protocol_send(self, event)
+
+    _read_data._wrenn_peer_gone = True  # type: ignore[attr-defined]
+    server._read_data = _read_data
+    server.protocol_send = send
+
+
 @asynccontextmanager
 async def serve_asgi(
     app: ASGIApp,
@@ -104,12 +134,16 @@ async def serve_asgi(
         with shield:
             if backend == "trio":
                 from hypercorn.trio import serve as trio_serve
+                from hypercorn.trio import tcp_server as trio_tcp
 
                 _trio_send_race_taken_as_closed()
+                _peer_gone_lets_the_connection_go(trio_tcp)
                 await trio_serve(app, config, shutdown_trigger=trigger)
             else:
                 from hypercorn.asyncio import serve as asyncio_serve
+                from hypercorn.asyncio import tcp_server as asyncio_tcp
 
+                _peer_gone_lets_the_connection_go(asyncio_tcp)
                 await asyncio_serve(app, config, shutdown_trigger=trigger)
 
     async with anyio.create_task_group() as tg:
