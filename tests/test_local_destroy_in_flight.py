@@ -3,10 +3,12 @@ whole or with a clear error, and nothing of it stays on either side.
 
 In flight at once, through the SDK against the local server: a foreground command, an
 exec stream pouring output, a download of a large file read slowly, an upload sent
-slowly. A DELETE lands at a sweep of points across their life (from before any of them
-reached the agent to well into their transfers). Each must then, within a bound:
+slowly, a terminal being typed into. A DELETE lands at a sweep of points across their
+life (from before any of them reached the agent to well into their transfers). Each
+must then, within a bound:
 
-- end whole (the command's exit, the download's every byte, the upload complete), or
+- end whole (the command's exit, the download's every byte, the upload complete, the
+  terminal's shell exited with its code), or
 - raise a :class:`WrennError` that is not a server fault (``WrennInternalError``, a 500):
   a capsule going away is the capsule's state. A download must never end quietly short
   of its size, and a stream never without its exit.
@@ -37,6 +39,7 @@ COLD = attrs.evolve(FAST, spares=0, ready_networks=0)
 BIG = 48 << 20  # the download's size
 CHUNK = 64 << 10
 UPLOAD_CHUNKS = 200
+NAMES = ("foreground", "stream", "download", "upload", "terminal")
 ENDS_WITHIN = 20.0  # seconds each operation may take to end once the DELETE is sent
 
 
@@ -91,7 +94,22 @@ def operations(
 
         await cap.files.write("/tmp/up.bin", chunks())
 
-    return {"foreground": foreground, "stream": stream, "download": download, "upload": upload}
+    async def terminal() -> None:
+        async with cap.pty("/bin/sh") as term:
+            started["terminal"].set()
+            for i in range(40):
+                await term.write(f"echo line-{i}\n")
+                await anyio.sleep(0.01)
+            await term.write("exit 3\n")
+            assert await term.wait() == 3
+
+    return {
+        "foreground": foreground,
+        "stream": stream,
+        "download": download,
+        "upload": upload,
+        "terminal": terminal,
+    }
 
 
 async def test_operations_in_flight_end_soon_and_cleanly_when_their_capsule_is_destroyed() -> None:
@@ -115,9 +133,7 @@ async def test_operations_in_flight_end_soon_and_cleanly_when_their_capsule_is_d
             ended: dict[str, str] = {}
             async with AsyncWrennClient(api_key=server.api_key, base_url=server.base_url) as c:
                 cap = await c.connect(cid)
-                started = {
-                    name: anyio.Event() for name in ("foreground", "stream", "download", "upload")
-                }
+                started = {name: anyio.Event() for name in NAMES}
                 ops = operations(cap, started)
                 async with anyio.create_task_group() as tg:
                     for name, op in ops.items():
@@ -134,8 +150,11 @@ async def test_operations_in_flight_end_soon_and_cleanly_when_their_capsule_is_d
             assert not (server.data_dir / "capsules" / cid).exists(), where
             assert await settled_descendants(processes) == set(), where
             assert await settled_fds(fds) <= fds, (where, fd_targets() - targets)
+        # a request the destroy broke off is answered with the capsule's state (409, 404),
+        # not as an agent failure (502): the capsule went away, nothing failed
+        assert not [o for o in outcomes if "WrennAgentError" in o.values()], outcomes
         # the sweep reached into the transfers: some of each ended cut short
-        for name in ("stream", "download", "upload"):
+        for name in ("stream", "download", "upload", "terminal"):
             assert any(o[name] != "whole" for o in outcomes), (name, outcomes)
         # and the server still boots and runs capsules
         cid = await new_capsule(http)

@@ -146,7 +146,10 @@ def endpoint(kind: AuthKind) -> Callable[[Endpoint], Endpoint]:
             except ApiError as exc:
                 return await _refusal(request, body, error_response(exc))
             except AgentFailure as exc:
-                return await _refusal(request, body, error_response(agent_error(exc)))
+                answer = agent_error(exc)
+                if answer.status == 502:  # the agent broke off: gone with its capsule?
+                    answer = _capsule_left_running(request) or answer
+                return await _refusal(request, body, error_response(answer))
             except ClientDisconnect:
                 # the client went away mid-request: nobody is left to answer
                 log.info("client disconnected during %s %s", request.method, request.url.path)
@@ -154,7 +157,8 @@ def endpoint(kind: AuthKind) -> Callable[[Endpoint], Endpoint]:
             except Exception:
                 # A capsule destroyed or paused while a request worked on it breaks that
                 # work midway (its agent is gone): that is the capsule's state, not a
-                # server failure, and is answered as if the request had come after it.
+                # server failure, and is answered as if the request had come after it
+                # (so is an agent that broke off above: 409 or 404, not 502).
                 refusal = _capsule_left_running(request)
                 if refusal is not None:
                     return await _refusal(request, body, error_response(refusal))

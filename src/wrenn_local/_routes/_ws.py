@@ -16,10 +16,11 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .._accounts import Principal
+from .._agent_client import AgentFailure
 from .._capsules import CapsuleRecord
 from .._errors import ApiError, error_response
 from .._ids import is_valid
-from ._http import accounts_of, authenticate, capsules_of
+from ._http import accounts_of, agent_error, authenticate, capsules_of
 
 try:  # optional (the `fast` extra): frames encode several times faster
     import orjson as _orjson
@@ -28,12 +29,13 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 __all__ = [
     "BINARY_OUTPUT",
-    "StreamEnd",
     "binary_offer",
+    "broken_off",
     "dumps",
     "dumps_text",
     "end",
     "end_quietly",
+    "not_running",
     "open_capsule",
     "receive_json",
     "send_frame",
@@ -80,14 +82,6 @@ def binary_offer(ws: WebSocket) -> str | None:
         return None
     offered = ws.scope.get("subprotocols") or ()
     return BINARY_OUTPUT if BINARY_OUTPUT in offered else None
-
-
-class StreamEnd(Exception):
-    """Send ``message`` (a JSON frame) and close."""
-
-    def __init__(self, message: dict[str, Any]) -> None:
-        super().__init__(message.get("data", ""))
-        self.message = message
 
 
 async def receive_json(ws: WebSocket) -> dict[str, Any] | None:
@@ -145,10 +139,24 @@ async def open_capsule(
     if record.status != "running" or record.sandbox is None:
         await end(
             ws,
-            {"type": "error", "data": f"capsule is not running (status: {record.status})", **extra},
+            {"type": "error", "data": not_running(record), **extra},
         )
         return None
     return principal, record
+
+
+def not_running(record: CapsuleRecord) -> str:
+    """The error frame's text for a capsule that is not running (the SDKs map it)."""
+    return f"capsule is not running (status: {record.status})"
+
+
+def broken_off(record: CapsuleRecord, failure: AgentFailure | None, message: str) -> str:
+    """What to tell a client whose stream the agent broke off (``failure``, or the
+    stream's end without one): if the capsule is no longer running (destroyed or paused
+    under the stream), its state, as a stream opened then would have been told: that is
+    what happened, not an agent failure. Otherwise ``message``."""
+    generic = failure is None or agent_error(failure).status == 502
+    return not_running(record) if generic and record.status != "running" else message
 
 
 async def end(ws: WebSocket, message: dict[str, Any], code: int = 1000) -> None:

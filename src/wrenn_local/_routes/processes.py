@@ -31,8 +31,8 @@ from .._capsules import CapsuleRecord
 from .._errors import ApiError, bad_request, json_response
 from ._http import capsules_of, endpoint, principal_of, read_json
 from ._ws import (
-    StreamEnd,
     binary_offer,
+    broken_off,
     dumps_text,
     end,
     end_quietly,
@@ -217,12 +217,9 @@ async def _relay_output(ws: WebSocket, process: ProcessStream, *, binary: bool =
     with ``binary`` (the client's offer accepted) one binary message per chunk."""
     decoders: dict[str, _Text] = {}  # made on a stream's first output (most streams wait)
     while True:
-        try:
-            event = await process.next()
-        except AgentFailure as exc:
-            raise StreamEnd({"type": "error", "data": exc.message or "failed"}) from None
+        event = await process.next()  # (AgentFailure: see _follow)
         if event is None:
-            raise StreamEnd({"type": "error", "data": "the process stream broke"})
+            raise AgentFailure("agent_error", "the process stream broke")
         if isinstance(event, Output):
             if binary:
                 if event.data:
@@ -276,9 +273,7 @@ async def _follow(
                 tg.cancel_scope.cancel()
         await end_quietly(ws)
     except AgentFailure as exc:
-        await end(ws, {"type": "error", "data": exc.message or exc.code})
-    except StreamEnd as stop:
-        await end(ws, stop.message)
+        await end(ws, {"type": "error", "data": broken_off(record, exc, exc.message or exc.code)})
     except WebSocketDisconnect:
         return
 

@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .._agent_client import AgentFailure, Exited, PtySession
 from .._capsules import CapsuleRecord
-from ._ws import end, end_quietly, open_capsule, receive_json
+from ._ws import broken_off, end, end_quietly, open_capsule, receive_json
 
 __all__ = ["websocket_routes"]
 
@@ -88,7 +88,7 @@ async def pty(ws: WebSocket) -> None:
             await end_quietly(ws)
     except AgentFailure as exc:
         data = "pty session not found" if exc.code == "not_found" else (exc.message or exc.code)
-        await end(ws, {"type": "error", "data": data, "fatal": True})
+        await end(ws, {"type": "error", "data": broken_off(record, exc, data), "fatal": True})
     except WebSocketDisconnect:
         return
 
