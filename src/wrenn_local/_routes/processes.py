@@ -267,10 +267,16 @@ async def _follow(
                 start["pid"] = process.started.pid
             await send_frame(ws, start)
             del start
+            failure: AgentFailure | None = None
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch_client, ws, process, tg.cancel_scope)
-                await _relay_output(ws, process, binary=binary)
+                try:
+                    await _relay_output(ws, process, binary=binary)
+                except AgentFailure as exc:  # raised below, outside the group (no group)
+                    failure = exc
                 tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
         await end_quietly(ws)
     except AgentFailure as exc:
         await end(ws, {"type": "error", "data": broken_off(record, exc, exc.message or exc.code)})

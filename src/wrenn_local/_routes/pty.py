@@ -99,15 +99,19 @@ def _is_size(value: object) -> TypeGuard[int]:
 
 
 async def _pty_session(ws: WebSocket, record: CapsuleRecord, session: PtySession) -> int | None:
-    """Relay both ways until the process exits (its code) or the client leaves (None)."""
+    """Relay both ways until the process exits (its code) or the client leaves (None).
+
+    Raises :class:`AgentFailure` (outside the task group, so the route's handler sees
+    it) when the agent's side breaks off: its connection ends or fails."""
     result: list[int] = []
+    broken: list[AgentFailure] = []
     interval = float(ws.app.state.pty_ping_interval)
 
     async def output() -> None:
         while True:
             event = await session.next()
             if event is None:
-                return
+                raise AgentFailure("agent_error", "the terminal's stream broke")
             if isinstance(event, Exited):
                 result.append(event.exit_code)
                 return
@@ -153,12 +157,18 @@ async def _pty_session(ws: WebSocket, record: CapsuleRecord, session: PtySession
             try:
                 await part()
             except (WebSocketDisconnect, RuntimeError, OSError):
-                pass
+                pass  # the client's side
+            except AgentFailure as exc:
+                broken.append(exc)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                broken.append(AgentFailure("agent_error", "the terminal's agent connection broke"))
             tg.cancel_scope.cancel()
 
         tg.start_soon(run, output)
         tg.start_soon(run, client_input)
         tg.start_soon(run, keepalive)
+    if broken and not result:
+        raise broken[0]
     return result[0] if result else None
 
 
