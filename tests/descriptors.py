@@ -37,11 +37,18 @@ def fd_targets() -> set[str]:
                     f"{table} {' '.join(fields[:4] if table != 'unix' else fields[5:])}"
                 )
     found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
+    for fd, target in fd_links().items():
         inode = target.removeprefix("socket:[").removesuffix("]")
         found.add(f"{fd} -> {target} {sockets.get(inode, '')}".rstrip())
+    return found
+
+
+def fd_links() -> dict[str, str]:
+    """This process's descriptors and what each links to (``socket:[inode]``, a path)."""
+    found = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
     return found

@@ -21,7 +21,6 @@ were, and the server still boots and runs capsules.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -29,9 +28,13 @@ import anyio
 import attrs
 import pytest
 
-from tests.descriptors import fd_targets, open_fds, settled_fds
+from tests.descriptors import fd_targets, settled_fds
 from tests.localserver import FAST, local_http, new_capsule, sh, wait_status
-from tests.test_local_destroy_sweep import cgroups_of, descendants, settled_descendants
+from tests.test_local_destroy_sweep import (
+    baseline_after_a_capsule,
+    cgroups_of,
+    settled_descendants,
+)
 from wrenn import AsyncCapsule, AsyncWrennClient, StreamExit, WrennError, WrennInternalError
 
 pytestmark = pytest.mark.anyio
@@ -120,12 +123,7 @@ async def test_operations_in_flight_end_soon_and_cleanly_when_their_capsule_is_d
     async with local_http(options=COLD) as (server, http):
         if server.isolation != "full":
             pytest.skip("reduced isolation: the sweep's leftovers checks need full isolation")
-        # one whole capsule first (caches made), then the baseline
-        cid = await new_capsule(http)
-        await http.delete(f"/v1/capsules/{cid}")
-        await wait_status(http, cid, "stopped")
-        await anyio.sleep(0.2)
-        fds, processes = open_fds(), descendants(os.getpid())
+        fds, processes = await baseline_after_a_capsule(http)
         targets = fd_targets()
 
         outcomes: list[dict[str, str]] = []

@@ -77,6 +77,16 @@ async def settled_descendants(baseline: set[str], within: float = 10.0) -> set[s
     return descendants(os.getpid()) - baseline
 
 
+async def baseline_after_a_capsule(http: httpx.AsyncClient) -> tuple[int, set[str]]:
+    """One whole capsule made and destroyed first (caches made: disk template, compiled
+    agent), then this process's open descriptors and processes: what a sweep compares to."""
+    cid = await new_capsule(http)
+    await http.delete(f"/v1/capsules/{cid}")
+    await wait_status(http, cid, "stopped")
+    await anyio.sleep(0.2)
+    return open_fds(), descendants(os.getpid())
+
+
 async def destroy_leaving_nothing(
     http: httpx.AsyncClient,
     server: wrenn_local.LocalServer,
@@ -213,11 +223,7 @@ async def test_a_capsule_destroyed_anywhere_in_a_pause_or_resume_leaves_nothing(
     async with local_http(options=COLD) as (server, http):
         if server.isolation != "full":
             pytest.skip("reduced isolation: no cgroups to leave")
-        cid = await new_capsule(http)
-        await http.delete(f"/v1/capsules/{cid}")
-        await wait_status(http, cid, "stopped")
-        await anyio.sleep(0.2)
-        fds, processes = open_fds(), descendants(os.getpid())
+        fds, processes = await baseline_after_a_capsule(http)
         for action in ("pause", "resume"):
             for delay in (0.0, 0.001, 0.003, 0.01, 0.03, 0.1):
                 cid = await new_capsule(http)

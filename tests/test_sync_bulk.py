@@ -20,6 +20,7 @@ import anyio
 import pytest
 
 import wrenn._transport.offload as offload
+from tests.descriptors import fd_links
 from tests.localserver import server_process
 from wrenn import (
     AsyncWrennClient,
@@ -69,15 +70,7 @@ def _busy(client: WrennClient) -> list[Any]:
 def _sockets() -> set[str]:
     """This process's open sockets (a streamed download over plain HTTP has a raw one of
     its own, outside the pool)."""
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:"):
-            found.add(target)
-    return found
+    return {target for target in fd_links().values() if target.startswith("socket:")}
 
 
 def _portal_requests(client: WrennClient) -> int:

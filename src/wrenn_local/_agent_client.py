@@ -160,7 +160,12 @@ class AgentClient:
             raise AgentFailure("host_unavailable", f"capsule agent unreachable: {exc}") from exc
         channel = AgentChannel(stream)
         try:
-            await channel.send_request(request)
+            try:
+                await channel.send_request(request)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                # the agent closed the connection it had just accepted (its capsule is
+                # being destroyed, say): as unreachable as a refused connection
+                raise AgentFailure("host_unavailable", "capsule agent unreachable") from exc
             del request  # not kept for the life of a stream
             yield channel
         finally:

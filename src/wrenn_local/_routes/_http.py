@@ -24,6 +24,8 @@ __all__ = [
     "AuthKind",
     "Endpoint",
     "accounts_of",
+    "agent_broke_off",
+    "agent_error",
     "capsules_of",
     "endpoint",
     "principal_of",
@@ -47,6 +49,13 @@ AGENT_STATUS = {
 def agent_error(exc: AgentFailure) -> ApiError:
     status, code = AGENT_STATUS.get(exc.code, (502, "agent_error"))
     return ApiError(status, code, exc.message or exc.code)
+
+
+def agent_broke_off(exc: AgentFailure) -> bool:
+    """Whether ``exc`` says the agent failed or could not be reached (502, 503), as it
+    does when its capsule is destroyed under a request, rather than refusing it (400,
+    403, 404, 409: the request's own fault)."""
+    return agent_error(exc).status in (502, 503)
 
 
 def authenticate(accounts: Accounts, request: HTTPConnection, kind: AuthKind) -> Principal | None:
@@ -147,7 +156,7 @@ def endpoint(kind: AuthKind) -> Callable[[Endpoint], Endpoint]:
                 return await _refusal(request, body, error_response(exc))
             except AgentFailure as exc:
                 answer = agent_error(exc)
-                if answer.status == 502:  # the agent broke off: gone with its capsule?
+                if agent_broke_off(exc):  # gone with its capsule?
                     answer = _capsule_left_running(request) or answer
                 return await _refusal(request, body, error_response(answer))
             except ClientDisconnect:

@@ -20,7 +20,7 @@ from .._agent_client import AgentFailure
 from .._capsules import CapsuleRecord
 from .._errors import ApiError, error_response
 from .._ids import is_valid
-from ._http import accounts_of, agent_error, authenticate, capsules_of
+from ._http import accounts_of, agent_broke_off, authenticate, capsules_of
 
 try:  # optional (the `fast` extra): frames encode several times faster
     import orjson as _orjson
@@ -155,7 +155,7 @@ def broken_off(record: CapsuleRecord, failure: AgentFailure | None, message: str
     stream's end without one): if the capsule is no longer running (destroyed or paused
     under the stream), its state, as a stream opened then would have been told: that is
     what happened, not an agent failure. Otherwise ``message``."""
-    generic = failure is None or agent_error(failure).status == 502
+    generic = failure is None or agent_broke_off(failure)
     return not_running(record) if generic and record.status != "running" else message
 
 

@@ -244,7 +244,9 @@ async def _watch_client(ws: WebSocket, process: ProcessStream, scope: anyio.Canc
         while True:
             message = await receive_json(ws)
             if message and message.get("type") == "stop":
-                await process.detach()
+                # (an agent already gone cannot be told: the relay sees it go)
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await process.detach()
                 break
     except WebSocketDisconnect:
         pass
