@@ -587,12 +587,13 @@ class Sandbox:
                             with contextlib.suppress(OSError):
                                 os.kill(pid, signal.SIGKILL)
                     kill_unreaped(process)
-                    with anyio.move_on_after(ENDING_IN_BACKGROUND_SECONDS):
-                        await process.wait()
-                    if process.returncode is None:
-                        if cgroups is not None:
+                    if cgroups is not None and self._background_until is not None:
+                        left = self._background_until - time.monotonic()
+                        with anyio.move_on_after(max(left, 0.0)):
+                            await process.wait()
+                        if process.returncode is None:
                             cgroups.to_foreground()
-                        await process.wait()
+                    await process.wait()
                 if process.stderr is not None:
                     await process.stderr.aclose()
                 self._stopped = True

@@ -155,10 +155,9 @@ def endpoint(kind: AuthKind) -> Callable[[Endpoint], Endpoint]:
             except ApiError as exc:
                 return await _refusal(request, body, error_response(exc))
             except AgentFailure as exc:
-                answer = agent_error(exc)
-                if agent_broke_off(exc):  # gone with its capsule?
-                    answer = _capsule_left_running(request) or answer
-                return await _refusal(request, body, error_response(answer))
+                # an agent that broke off may have gone with its capsule: its state then
+                gone = _capsule_left_running(request) if agent_broke_off(exc) else None
+                return await _refusal(request, body, error_response(gone or agent_error(exc)))
             except ClientDisconnect:
                 # the client went away mid-request: nobody is left to answer
                 log.info("client disconnected during %s %s", request.method, request.url.path)
